@@ -1,0 +1,3 @@
+"""docpool: PDFs to a document pool."""
+
+__version__ = "0.1.0"

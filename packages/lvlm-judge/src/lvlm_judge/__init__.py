@@ -1,0 +1,3 @@
+"""lvlm-judge: Long-context VLM evaluation and judging."""
+
+__version__ = "0.1.0"

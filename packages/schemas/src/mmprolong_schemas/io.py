@@ -1,0 +1,191 @@
+"""Reading and writing records as JSONL and Parquet, atomically.
+
+JSONL holds one record per line in pydantic's JSON form. Parquet keeps top-level scalar
+fields (strings, numbers, booleans, enums) as typed columns, so pools and mixtures can be
+queried with any Arrow tool, and stores every other field as a JSON string column. Both
+round-trip every record exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import types
+from collections.abc import Callable, Iterable, Iterator
+from enum import Enum
+from pathlib import Path
+from typing import Any, TypeVar, Union, get_args, get_origin
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel
+
+from mmprolong_schemas.base import SchemaError, validate_record
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+_MODEL_KEY = b"mmprolong.model"
+_JSON_COLUMNS_KEY = b"mmprolong.json_columns"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; it replaces ``path`` only if the block
+    finishes. A reader never sees a half-written file, even after kill -9."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_jsonl(path: str | os.PathLike[str], records: Iterable[BaseModel]) -> int:
+    """Write records atomically; returns how many were written."""
+    count = 0
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(record.model_dump_json())
+            handle.write("\n")
+            count += 1
+    return count
+
+
+def append_jsonl(path: str | os.PathLike[str], records: Iterable[BaseModel]) -> int:
+    """Append whole lines and flush them to disk, for logs that grow as a run goes.
+    A torn last line (a kill mid-write) is skipped by ``read_jsonl(..., tolerate_torn_tail=True)``."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lines = [record.model_dump_json() + "\n" for record in records]
+    with open(target, "a", encoding="utf-8") as handle:
+        handle.write("".join(lines))
+        handle.flush()
+        os.fsync(handle.fileno())
+    return len(lines)
+
+
+def read_jsonl(
+    path: str | os.PathLike[str],
+    model: type[ModelT],
+    *,
+    tolerate_torn_tail: bool = False,
+    on_error: Callable[[SchemaError], None] | None = None,
+) -> Iterator[ModelT]:
+    """Yield validated records. A bad line raises SchemaError naming the file and line, or,
+    with ``on_error``, is handed to it and skipped so the rest of the file is still read."""
+    source = Path(path)
+    with open(source, encoding="utf-8") as handle:
+        lines = handle.readlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{source}:{number}"
+        try:
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as error:
+                if tolerate_torn_tail and number == len(lines) and not line.endswith("\n"):
+                    return
+                raise SchemaError(where, [f"not valid JSON ({error.msg})"]) from None
+            record = validate_record(model, data, where)
+        except SchemaError as error:
+            if on_error is None:
+                raise
+            on_error(error)
+            continue
+        yield record
+
+
+def _arrow_scalar_type(annotation: Any) -> pa.DataType | None:
+    """The Arrow type of a top-level field kept as a column, or None to store it as JSON."""
+    nullable_of = [arg for arg in get_args(annotation) if arg is not type(None)]
+    if get_origin(annotation) in (Union, types.UnionType):
+        if len(nullable_of) != 1:
+            return None
+        annotation = nullable_of[0]
+    if get_origin(annotation) is not None:
+        # Annotated[...] and friends: judge by the underlying type.
+        args = get_args(annotation)
+        if getattr(annotation, "__metadata__", None) is not None and args:
+            return _arrow_scalar_type(args[0])
+        return None
+    if isinstance(annotation, type):
+        if issubclass(annotation, bool):
+            return pa.bool_()
+        if issubclass(annotation, Enum):
+            return pa.string()
+        if issubclass(annotation, int):
+            return pa.int64()
+        if issubclass(annotation, float):
+            return pa.float64()
+        if issubclass(annotation, str):
+            return pa.string()
+    return None
+
+
+def _arrow_schema(model: type[BaseModel]) -> tuple[pa.Schema, list[str]]:
+    fields, json_columns = [], []
+    for name, info in model.model_fields.items():
+        arrow_type = _arrow_scalar_type(info.annotation)
+        if arrow_type is None:
+            json_columns.append(name)
+            arrow_type = pa.string()
+        fields.append(pa.field(name, arrow_type))
+    metadata = {
+        _MODEL_KEY: model.__name__.encode(),
+        _JSON_COLUMNS_KEY: json.dumps(json_columns).encode(),
+    }
+    return pa.schema(fields, metadata=metadata), json_columns
+
+
+def records_to_table(records: Iterable[BaseModel], model: type[BaseModel]) -> pa.Table:
+    schema, json_columns = _arrow_schema(model)
+    columns: dict[str, list[Any]] = {name: [] for name in schema.names}
+    for record in records:
+        if not isinstance(record, model):
+            raise TypeError(f"expected {model.__name__} records, got {type(record).__name__}")
+        data = record.model_dump(mode="json")
+        for name in schema.names:
+            value = data[name]
+            columns[name].append(
+                json.dumps(value, ensure_ascii=False) if name in json_columns else value
+            )
+    return pa.table(columns, schema=schema)
+
+
+def write_parquet(
+    path: str | os.PathLike[str], records: Iterable[BaseModel], model: type[BaseModel]
+) -> int:
+    """Write records of one model to a Parquet file atomically; returns the row count."""
+    table = records_to_table(records, model)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return table.num_rows
+
+
+def read_parquet(path: str | os.PathLike[str], model: type[ModelT]) -> Iterator[ModelT]:
+    """Yield validated records from a Parquet file written by ``write_parquet``."""
+    source = Path(path)
+    try:
+        table = pq.read_table(source)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise SchemaError(str(source), [f"not a readable Parquet file ({error})"]) from None
+    metadata = table.schema.metadata or {}
+    written_as = metadata.get(_MODEL_KEY, b"").decode()
+    if written_as and written_as != model.__name__:
+        raise SchemaError(str(source), [f"holds {written_as} records, not {model.__name__}"])
+    json_columns = set(json.loads(metadata.get(_JSON_COLUMNS_KEY, b"[]")))
+    for row_number, row in enumerate(table.to_pylist()):
+        data = {
+            name: json.loads(value) if name in json_columns and value is not None else value
+            for name, value in row.items()
+        }
+        yield validate_record(model, data, f"{source} row {row_number}")

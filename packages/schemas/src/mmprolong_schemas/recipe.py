@@ -1,0 +1,187 @@
+"""The recipe: every setting of a LongPT run, from PDF rendering to evaluation.
+
+Defaults are the paper's final MMProLong recipe (its Table 6): Qwen2.5-VL-7B-Instruct,
+40/40/20 extract-single/extract-multi/reasoning by tokens, pool-native lengths (32-50 page
+documents), no short data, mRoPE base 1e6 -> 4e6, 131072-token rows, a 5B-token budget,
+AdamW (wd 0.1, betas 0.9/0.95), lr 1e-5 with 10% warmup and cosine decay to 1e-6, 4M-token
+global batches of 32 sequences, SP 2 x FSDP 4 on 8-GPU nodes, 8 nodes.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from mmprolong_schemas.base import Model, Record
+from mmprolong_schemas.qa import VQA_TASKS, Task
+from mmprolong_schemas.sample import MixtureSpec
+from mmprolong_schemas.units import B, K, M, TokenCount
+from mmprolong_schemas.vision_tokens import ModelFamily, VisionTokenSpec
+
+
+class PoolConfig(Model):
+    min_pages: int = Field(default=20, ge=1)
+    max_pages: int = Field(default=200, ge=1)
+    layout: Literal["fast", "model"] = "fast"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PoolConfig:
+        if self.max_pages < self.min_pages:
+            raise ValueError(f"max_pages {self.max_pages} is below min_pages {self.min_pages}")
+        return self
+
+
+class SynthConfig(Model):
+    tasks: list[Task] = Field(default_factory=lambda: list(VQA_TASKS))
+    segment_pages: tuple[int, int] = (8, 15)
+    teacher: str = Field(default="rules", description="rules, openai, vllm or transformers.")
+    teacher_model: str | None = None
+    page_index_text: bool = Field(
+        default=False, description="Put 'Page N:' before each page image (off in the recipe)."
+    )
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SynthConfig:
+        low, high = self.segment_pages
+        if not 1 <= low <= high:
+            raise ValueError(f"segment_pages {self.segment_pages} is not a range of pages")
+        return self
+
+
+class RopeMethod(StrEnum):
+    NTK_BASE = "ntk-base"
+    SET_BASE = "set-base"
+    LINEAR = "linear"
+    YARN = "yarn"
+
+
+class RopeConfig(Model):
+    method: RopeMethod = RopeMethod.NTK_BASE
+    original_base: float = Field(default=1e6, gt=0)
+    base: float | None = Field(
+        default=4e6, gt=0, description="Target base; None derives it from the method."
+    )
+    original_context: TokenCount = Field(default=32 * K, ge=1)
+    target_context: TokenCount = Field(default=128 * K, ge=1)
+
+
+class OptimizerConfig(Model):
+    name: Literal["adamw"] = "adamw"
+    weight_decay: float = Field(default=0.1, ge=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = Field(default=1e-8, gt=0)
+    grad_clip: float = Field(default=1.0, gt=0)
+
+
+class ScheduleConfig(Model):
+    peak_lr: float = Field(default=1e-5, gt=0)
+    final_lr: float = Field(default=1e-6, ge=0)
+    warmup_fraction: float = Field(default=0.1, ge=0, lt=1)
+    kind: Literal["cosine", "linear", "constant"] = "cosine"
+
+
+class ParallelConfig(Model):
+    sp: int = Field(default=2, ge=1, description="Ulysses sequence-parallel size.")
+    fsdp: int = Field(default=4, ge=1, description="FSDP shard size.")
+    gpus_per_node: int = Field(default=8, ge=1)
+    nodes: int = Field(default=8, ge=1)
+
+    @property
+    def world_size(self) -> int:
+        return self.gpus_per_node * self.nodes
+
+    @property
+    def dp_replicate(self) -> int:
+        return self.world_size // (self.sp * self.fsdp)
+
+    @model_validator(mode="after")
+    def _divides(self) -> ParallelConfig:
+        if self.world_size % (self.sp * self.fsdp):
+            raise ValueError(
+                f"SP {self.sp} x FSDP {self.fsdp} does not divide {self.world_size} GPUs "
+                f"({self.nodes} nodes x {self.gpus_per_node})"
+            )
+        return self
+
+
+class TrainConfig(Model):
+    max_length: TokenCount = Field(default=128 * K, ge=1)
+    token_budget: TokenCount = Field(default=5 * B, ge=1)
+    global_batch_tokens: TokenCount = Field(default=4 * M, ge=1)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    parallel: ParallelConfig = Field(default_factory=ParallelConfig)
+    attention: Literal["auto", "flash", "torch-varlen", "flex", "sdpa"] = "auto"
+    activation_checkpointing: bool = True
+    dtype: Literal["bfloat16", "float32"] = "bfloat16"
+    checkpoint_every: int = Field(default=100, ge=1, description="Optimizer steps between checkpoints.")
+    extra_sft: bool = Field(
+        default=False, description="Follow LongPT with the short SFT stage (the OCR ablations)."
+    )
+    seed: int = 0
+
+    @property
+    def sequences_per_batch(self) -> int:
+        return self.global_batch_tokens // self.max_length
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps to spend the budget: 5B / 4M = 1280 in the recipe."""
+        return -(-self.token_budget // self.global_batch_tokens)
+
+    @model_validator(mode="after")
+    def _whole_sequences(self) -> TrainConfig:
+        if self.global_batch_tokens % self.max_length:
+            raise ValueError(
+                f"global_batch_tokens {self.global_batch_tokens} is not a whole number of "
+                f"{self.max_length}-token sequences"
+            )
+        if self.schedule.final_lr > self.schedule.peak_lr:
+            raise ValueError("final_lr is above peak_lr")
+        return self
+
+
+class EvalConfig(Model):
+    datasets: list[str] = Field(default_factory=lambda: ["mmlongdoc", "longdocurl", "slidevqa"])
+    lengths: list[TokenCount] = Field(default_factory=lambda: [64 * K, 128 * K])
+    judge: Literal["rules", "llm"] = "llm"
+    judge_model: str | None = None
+    prompt_format: Literal["mmlb-v1.1", "mmlb-v1.1-page-index"] = "mmlb-v1.1"
+    max_new_tokens: int = Field(default=128, ge=1)
+    runner: Literal["vllm", "openai", "transformers"] = "vllm"
+
+
+class Recipe(Record):
+    name: str = "mmprolong-qwen2.5-vl-7b"
+    description: str = ""
+    init_model: str = "Qwen/Qwen2.5-VL-7B-Instruct"
+    family: ModelFamily = ModelFamily.QWEN2_5_VL
+    vision: VisionTokenSpec = Field(default_factory=VisionTokenSpec)
+    pool: PoolConfig = Field(default_factory=PoolConfig)
+    synth: SynthConfig = Field(default_factory=SynthConfig)
+    mixture: MixtureSpec = Field(default_factory=MixtureSpec)
+    rope: RopeConfig = Field(default_factory=RopeConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Recipe:
+        if self.vision.factor != self.family.resize_factor:
+            raise ValueError(
+                f"vision.factor {self.vision.factor} does not match {self.family.value}, "
+                f"which resizes by {self.family.resize_factor}"
+            )
+        if self.mixture.max_length > self.train.max_length:
+            raise ValueError(
+                f"mixture.max_length {self.mixture.max_length} is longer than the training rows "
+                f"train.max_length {self.train.max_length}"
+            )
+        if self.rope.target_context < self.train.max_length:
+            raise ValueError(
+                f"rope.target_context {self.rope.target_context} is shorter than "
+                f"train.max_length {self.train.max_length}"
+            )
+        return self
