@@ -136,4 +136,6 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks; results land in .reports/bench/*.json and are printed as a table."""
     install(session, *PACKAGES)
-    session.run("python", str(ROOT / "benchmarks/run.py"), "--out", str(REPORTS / "bench"), *session.posargs)
+    session.run(
+        "python", str(ROOT / "benchmarks/run.py"), "--out", str(REPORTS / "bench"), *session.posargs
+    )

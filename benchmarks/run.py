@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import Result  # noqa: E402
+from benchlib import Result
 
 HERE = Path(__file__).parent
 
@@ -39,7 +39,9 @@ def _load(path: Path):  # type: ignore[no-untyped-def]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=Path(".reports/bench"))
     parser.add_argument("--only", default="", help="Comma-separated package names.")
     args = parser.parse_args()

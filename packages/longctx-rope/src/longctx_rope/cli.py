@@ -6,7 +6,11 @@ import typer
 
 from longctx_rope import __version__
 
-app = typer.Typer(help="(m)RoPE extension of model configs and mRoPE position ids.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="(m)RoPE extension of model configs and mRoPE position ids.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
 @app.callback(invoke_without_command=True)

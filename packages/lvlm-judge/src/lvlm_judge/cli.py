@@ -6,7 +6,9 @@ import typer
 
 from lvlm_judge import __version__
 
-app = typer.Typer(help="Long-context VLM evaluation and judging.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Long-context VLM evaluation and judging.", no_args_is_help=True, add_completion=False
+)
 
 
 @app.callback(invoke_without_command=True)

@@ -8,7 +8,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from mmprolong_schemas.version import SCHEMA_VERSION, check_schema_version
 
-
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 

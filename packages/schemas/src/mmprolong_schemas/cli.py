@@ -3,29 +3,40 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from mmprolong_schemas import RECORD_MODELS, SCHEMA_VERSION, SchemaError, read_jsonl, read_parquet
+from mmprolong_schemas import (
+    RECORD_MODELS,
+    SCHEMA_VERSION,
+    Record,
+    SchemaError,
+    read_jsonl,
+    read_parquet,
+)
 
 app = typer.Typer(
     help="Typed records of the MMProLong toolkit: export their JSON Schemas, validate files.",
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 ModelName = Annotated[
     str, typer.Option("--model", "-m", help=f"Record type, one of: {', '.join(RECORD_MODELS)}.")
 ]
 
 
-def _model(name: str) -> type:
+def _model(name: str) -> type[Record]:
     if name not in RECORD_MODELS:
-        raise typer.BadParameter(f"unknown record type {name!r}; choose from {', '.join(RECORD_MODELS)}")
+        raise typer.BadParameter(
+            f"unknown record type {name!r}; choose from {', '.join(RECORD_MODELS)}"
+        )
     return RECORD_MODELS[name]
 
 
@@ -55,7 +66,9 @@ def json_schema(
 
 @app.command()
 def validate(
-    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A .jsonl or .parquet file.")],
+    path: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="A .jsonl or .parquet file.")
+    ],
     model: ModelName,
     max_errors: Annotated[int, typer.Option(help="Stop listing problems after this many.")] = 20,
 ) -> None:
@@ -64,6 +77,7 @@ def validate(
     problems: list[SchemaError] = []
     good = 0
     try:
+        records: Iterator[Record]
         if path.suffix == ".parquet":
             records = read_parquet(path, cls)
         else:
@@ -73,7 +87,7 @@ def validate(
     except SchemaError as error:
         problems.append(error)
     for problem in problems[:max_errors]:
-        console.print(f"[red]invalid[/red] {problem}")
+        console.print(f"[red]invalid[/red] {escape(str(problem))}")
     if len(problems) > max_errors:
         console.print(f"... and {len(problems) - max_errors} more")
     console.print(f"{good} valid {model} record(s), {len(problems)} problem(s)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -49,10 +49,22 @@ class BBox(Model):
     x1: float
     y1: float
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_sequence(cls, data: Any) -> Any:
+        """Accept (x0, y0, x1, y1), the form PyMuPDF returns."""
+        if isinstance(data, list | tuple):
+            if len(data) != 4:
+                raise ValueError(f"a bbox has 4 numbers, got {len(data)}")
+            return dict(zip(("x0", "y0", "x1", "y1"), data, strict=True))
+        return data
+
     @model_validator(mode="after")
     def _ordered(self) -> BBox:
         if self.x1 < self.x0 or self.y1 < self.y0:
-            raise ValueError(f"bbox ({self.x0}, {self.y0}, {self.x1}, {self.y1}) has x1 < x0 or y1 < y0")
+            raise ValueError(
+                f"bbox ({self.x0}, {self.y0}, {self.x1}, {self.y1}) has x1 < x0 or y1 < y0"
+            )
         return self
 
 
@@ -86,7 +98,9 @@ class Page(Model):
     @model_validator(mode="after")
     def _check(self) -> Page:
         if self.rotation not in (0, 90, 180, 270):
-            raise ValueError(f"page {self.number} rotation {self.rotation} is not 0, 90, 180 or 270")
+            raise ValueError(
+                f"page {self.number} rotation {self.rotation} is not 0, 90, 180 or 270"
+            )
         orders = [block.order for block in self.blocks]
         if len(set(orders)) != len(orders):
             raise ValueError(f"page {self.number} has two blocks with the same reading order")
@@ -144,7 +158,9 @@ class Document(Record):
     @model_validator(mode="after")
     def _consistent(self) -> Document:
         if len(self.pages) != self.num_pages:
-            raise ValueError(f"num_pages is {self.num_pages} but {len(self.pages)} pages are listed")
+            raise ValueError(
+                f"num_pages is {self.num_pages} but {len(self.pages)} pages are listed"
+            )
         for expected, page in enumerate(self.pages, start=1):
             if page.number != expected:
                 raise ValueError(f"page {page.number} is listed where page {expected} belongs")
@@ -158,5 +174,7 @@ class Document(Record):
 
     def page(self, number: int) -> Page:
         if not 1 <= number <= self.num_pages:
-            raise IndexError(f"document {self.doc_id[:12]} has no page {number} (1-{self.num_pages})")
+            raise IndexError(
+                f"document {self.doc_id[:12]} has no page {number} (1-{self.num_pages})"
+            )
         return self.pages[number - 1]

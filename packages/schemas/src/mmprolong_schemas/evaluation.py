@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 
 from mmprolong_schemas.base import Model, Record
 from mmprolong_schemas.document import PageNumber
-from mmprolong_schemas.qa import Answer, AnswerFormat, coerce_answer
+from mmprolong_schemas.qa import Answer, AnswerFormat, coerce_answer_field
 from mmprolong_schemas.sample import Part
 
 
@@ -40,12 +40,12 @@ class EvalItem(Record):
     )
     est_tokens: int | None = Field(default=None, ge=0)
 
+    _coerce_answer = model_validator(mode="before")(coerce_answer_field)
+
     @model_validator(mode="after")
     def _check(self) -> EvalItem:
         if (self.answer_format is None) == (self.metric is None):
             raise ValueError("an item is scored either by answer_format or by metric, exactly one")
-        if self.answer_format is not None:
-            self.answer = coerce_answer(self.answer, self.answer_format)
         if self.metric is NiahMetric.MC_ACC and not self.choices:
             raise ValueError("a multiple-choice item needs choices")
         return self

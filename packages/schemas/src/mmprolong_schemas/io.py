@@ -61,7 +61,9 @@ def write_jsonl(path: str | os.PathLike[str], records: Iterable[BaseModel]) -> i
 
 def append_jsonl(path: str | os.PathLike[str], records: Iterable[BaseModel]) -> int:
     """Append whole lines and flush them to disk, for logs that grow as a run goes.
-    A torn last line (a kill mid-write) is skipped by ``read_jsonl(..., tolerate_torn_tail=True)``."""
+
+    A torn last line (a kill mid-write) is skipped by ``read_jsonl(tolerate_torn_tail=True)``.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     lines = [record.model_dump_json() + "\n" for record in records]

@@ -20,15 +20,28 @@ REDACTED = "<redacted>"
 
 _SECRET_KEY = re.compile(
     r"(^|[_\-.])(api[_\-]?key|secret|password|passwd|authorization|auth[_\-]?token|"
-    r"access[_\-]?token|bearer|credentials?|hf[_\-]?token|private[_\-]?key)$",
+    r"access[_\-]?token|bearer|credentials?|hf[_\-]?token|private[_\-]?key)$|^token$",
     re.IGNORECASE,
 )
 _SECRET_VALUE = re.compile(r"^(sk-|hf_|ghp_|gho_|xox[bp]-|Bearer\s)\S{8,}")
 
 TRACKED_DISTRIBUTIONS = (
-    "mmprolong-schemas", "docpool", "qasynth", "longctx-rope", "seqpar-train", "lvlm-judge",
-    "mmprolong", "pydantic", "pyarrow", "pymupdf", "torch", "transformers", "accelerate",
-    "vllm", "flash-attn", "ray",
+    "mmprolong-schemas",
+    "docpool",
+    "qasynth",
+    "longctx-rope",
+    "seqpar-train",
+    "lvlm-judge",
+    "mmprolong",
+    "pydantic",
+    "pyarrow",
+    "pymupdf",
+    "torch",
+    "transformers",
+    "accelerate",
+    "vllm",
+    "flash-attn",
+    "ray",
 )
 
 

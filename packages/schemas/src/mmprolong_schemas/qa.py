@@ -59,7 +59,9 @@ def coerce_answer(value: Any, answer_format: AnswerFormat) -> Answer:
     """
     shown = repr(value) if not isinstance(value, str) else f"'{value}'"
     if answer_format is AnswerFormat.NONE:
-        if value is None or (isinstance(value, str) and value.strip().lower() == NOT_ANSWERABLE.lower()):
+        if value is None or (
+            isinstance(value, str) and value.strip().lower() == NOT_ANSWERABLE.lower()
+        ):
             return NOT_ANSWERABLE
         raise ValueError(f"answer {shown} is given for a question marked not answerable")
     if answer_format is AnswerFormat.INTEGER:
@@ -107,9 +109,23 @@ def _parse_list(value: Any) -> list[Scalar] | None:
             return None
     if not isinstance(value, list | tuple):
         return None
-    if not all(isinstance(item, str | int | float) and not isinstance(item, bool) for item in value):
+    if not all(
+        isinstance(item, str | int | float) and not isinstance(item, bool) for item in value
+    ):
         return None
     return list(value)
+
+
+def coerce_answer_field(data: Any) -> Any:
+    """Before-validation hook for records with ``answer`` and ``answer_format``: coerce the raw
+    answer, so pydantic's lax union never turns ``True`` into ``1`` first."""
+    if isinstance(data, dict) and data.get("answer_format") is not None and "answer" in data:
+        try:
+            answer_format = AnswerFormat(data["answer_format"])
+        except ValueError:
+            return data  # the field validator reports the unknown format
+        data = {**data, "answer": coerce_answer(data["answer"], answer_format)}
+    return data
 
 
 class PageRange(Model):
@@ -172,9 +188,10 @@ class QAPair(Record):
     teacher: str = Field(description="Backend and model that wrote the pair, e.g. 'rules'.")
     prompt_version: str
 
+    _coerce_answer = model_validator(mode="before")(coerce_answer_field)
+
     @model_validator(mode="after")
     def _check(self) -> QAPair:
-        self.answer = coerce_answer(self.answer, self.answer_format)
         for page in self.evidence_pages:
             if page not in self.segment:
                 raise ValueError(f"evidence page {page} is outside segment {self.segment}")

@@ -25,6 +25,10 @@ class PoolConfig(Model):
     min_pages: int = Field(default=20, ge=1)
     max_pages: int = Field(default=200, ge=1)
     layout: Literal["fast", "model"] = "fast"
+    inputs: list[str] = Field(
+        default_factory=list,
+        description="PDF files or folders to ingest; left empty when the run generates its corpus.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> PoolConfig:
@@ -117,7 +121,9 @@ class TrainConfig(Model):
     attention: Literal["auto", "flash", "torch-varlen", "flex", "sdpa"] = "auto"
     activation_checkpointing: bool = True
     dtype: Literal["bfloat16", "float32"] = "bfloat16"
-    checkpoint_every: int = Field(default=100, ge=1, description="Optimizer steps between checkpoints.")
+    checkpoint_every: int = Field(
+        default=100, ge=1, description="Optimizer steps between checkpoints."
+    )
     extra_sft: bool = Field(
         default=False, description="Follow LongPT with the short SFT stage (the OCR ablations)."
     )
@@ -154,6 +160,33 @@ class EvalConfig(Model):
     runner: Literal["vllm", "openai", "transformers"] = "vllm"
 
 
+class DemoConfig(Model):
+    """A self-contained run: a generated PDF corpus instead of the user's PDFs and a tiny
+    randomly initialised model built from config instead of downloaded weights (demo, CI)."""
+
+    documents: int = Field(default=12, ge=2, description="PDFs to generate.")
+    pages: tuple[int, int] = Field(default=(10, 16), description="Pages per generated PDF.")
+    held_out_documents: int = Field(
+        default=2, ge=1, description="Generated PDFs kept out of training and evaluated on."
+    )
+    tiny_model: bool = Field(
+        default=True, description="Build a tiny model of the recipe's family from config."
+    )
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> DemoConfig:
+        low, high = self.pages
+        if not 1 <= low <= high:
+            raise ValueError(f"pages {self.pages} is not a range of pages")
+        if self.held_out_documents >= self.documents:
+            raise ValueError(
+                f"held_out_documents {self.held_out_documents} leaves no document of "
+                f"{self.documents} for training"
+            )
+        return self
+
+
 class Recipe(Record):
     name: str = "mmprolong-qwen2.5-vl-7b"
     description: str = ""
@@ -166,6 +199,9 @@ class Recipe(Record):
     rope: RopeConfig = Field(default_factory=RopeConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    demo: DemoConfig | None = Field(
+        default=None, description="Set for a self-contained run on generated PDFs and a tiny model."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:

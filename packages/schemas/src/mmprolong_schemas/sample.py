@@ -151,12 +151,24 @@ class MixtureSpec(Record):
     def long_tasks(self) -> list[Task]:
         return [task for task in self.task_ratios if self.task_ratios[task] > 0]
 
+    def task_budgets(self) -> dict[Task, int]:
+        """Tokens to draw per task (Task.SHORT for short data).
+
+        Whole tokens that add up to the budget exactly: shares are floored, then the leftover
+        tokens go to the largest remainders.
+        """
+        shares = {Task.SHORT: self.short_share} if self.short_share else {}
+        long_share = 1.0 - self.short_share
+        shares |= {task: long_share * ratio for task, ratio in self.task_ratios.items()}
+        exact = {task: self.token_budget * share for task, share in shares.items()}
+        budgets = {task: int(value) for task, value in exact.items()}
+        leftover = self.token_budget - sum(budgets.values())
+        for task in sorted(exact, key=lambda t: budgets[t] - exact[t])[:leftover]:
+            budgets[task] += 1
+        return budgets
+
     def task_budget(self, task: Task) -> int:
-        """Tokens to draw for ``task``; Task.SHORT gets the short share."""
-        if task is Task.SHORT:
-            return round(self.token_budget * self.short_share)
-        long_budget = self.token_budget - round(self.token_budget * self.short_share)
-        return round(long_budget * self.task_ratios.get(task, 0.0))
+        return self.task_budgets().get(task, 0)
 
     @classmethod
     def extraction_reasoning(cls, extraction: int, reasoning: int, **fields: object) -> MixtureSpec:
@@ -165,6 +177,9 @@ class MixtureSpec(Record):
         if total <= 0:
             raise ValueError("extraction:reasoning needs a positive total")
         half = extraction / total / 2
-        ratios = {Task.EXTRACT_SINGLE: half, Task.EXTRACT_MULTI: half, Task.REASONING: reasoning / total}
-        return cls(task_ratios={t: r for t, r in ratios.items() if r > 0}, **fields)  # type: ignore[arg-type]
-
+        ratios = {
+            Task.EXTRACT_SINGLE: half,
+            Task.EXTRACT_MULTI: half,
+            Task.REASONING: reasoning / total,
+        }
+        return cls(task_ratios={t: r for t, r in ratios.items() if r > 0}, **fields)

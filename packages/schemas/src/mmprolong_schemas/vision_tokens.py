@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from enum import StrEnum
+from typing import Any
 
 from pydantic import Field, model_validator
 
@@ -48,8 +49,8 @@ class VisionTokenSpec(Model):
         return self
 
     @classmethod
-    def for_family(cls, family: ModelFamily | str, **overrides: float) -> VisionTokenSpec:
-        return cls(factor=ModelFamily(family).resize_factor, **overrides)  # type: ignore[arg-type]
+    def for_family(cls, family: ModelFamily | str, **overrides: Any) -> VisionTokenSpec:
+        return cls(factor=ModelFamily(family).resize_factor, **overrides)
 
 
 def smart_resize(
@@ -91,5 +92,7 @@ def page_tokens(
 ) -> int:
     """Tokens of one page of the given size in points (as displayed, rotation applied)."""
     spec = spec or VisionTokenSpec()
-    tokens = image_tokens(pixels_at_dpi(height_pt, spec.dpi), pixels_at_dpi(width_pt, spec.dpi), spec)
+    tokens = image_tokens(
+        pixels_at_dpi(height_pt, spec.dpi), pixels_at_dpi(width_pt, spec.dpi), spec
+    )
     return tokens + (IMAGE_WRAPPER_TOKENS if wrappers else 0)

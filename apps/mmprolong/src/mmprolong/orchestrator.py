@@ -1,0 +1,302 @@
+"""Run a recipe as a chain of stages in one run directory, restartably.
+
+Each stage owns ``RUN/<stage>/`` and a ``manifest.json`` (a RunManifest) there. A stage's
+config hash covers its own slice of the recipe and the hash of the stage before it, so
+changing one stage's settings changes the hash of that stage and of every later one. That is
+all the bookkeeping needs:
+
+- manifest done and hash unchanged          -> done: skipped
+- manifest running/failed, hash unchanged   -> partial: run again, the stage resumes itself
+- manifest with another hash                -> stale: its folder is cleared, then it runs
+- no manifest                               -> pending: it runs
+
+Stages are small objects (datatrove style): the orchestrator decides what to run, the stage
+decides how, so a stage may launch worker processes (training) without the orchestrator
+knowing. Nothing here imports a pipeline package; tests drive it with fake stages.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mmprolong_schemas import Recipe, RunManifest, SchemaError, atomic_path, config_hash
+
+MANIFEST = "manifest.json"
+RECIPE_FILE = "recipe.json"
+LOCK_FILE = ".lock"
+
+StageState = Literal["done", "partial", "stale", "pending"]
+
+
+class StageFailed(RuntimeError):
+    """A stage raised; its manifest records the failure and a rerun resumes it."""
+
+    def __init__(self, stage: str, cause: BaseException):
+        self.stage = stage
+        super().__init__(f"stage {stage!r} failed: {cause}")
+
+
+class StageUnavailable(RuntimeError):
+    """A stage cannot run here (a package API it needs is missing); says which and why."""
+
+
+@dataclass
+class StageContext:
+    """What a stage gets when it runs: where to write and where its upstream stages wrote."""
+
+    run_dir: Path
+    recipe: Recipe
+    name: str
+    log: Callable[[str], None] = print
+
+    @property
+    def dir(self) -> Path:
+        return self.run_dir / self.name
+
+    def stage_dir(self, name: str) -> Path:
+        """The folder of another stage of the same run (an upstream stage's output)."""
+        return self.run_dir / name
+
+
+class Stage(ABC):
+    """One step of the pipeline. Subclasses set ``name`` and implement ``config`` and ``run``.
+
+    ``run`` must be restartable: called again after a kill, it keeps what is already written
+    (the packages write atomically and skip finished work) and finishes the rest."""
+
+    name: str = ""
+    summary: str = ""
+
+    @abstractmethod
+    def config(self, recipe: Recipe) -> dict[str, Any]:
+        """The part of the recipe this stage's output depends on (JSON-serialisable)."""
+
+    @abstractmethod
+    def run(self, ctx: StageContext) -> dict[str, int]:
+        """Do the work into ``ctx.dir``; return counts for the manifest and ``status``."""
+
+    def progress(self, ctx: StageContext) -> dict[str, int]:
+        """Counts of what is on disk now, for a stage that has not finished."""
+        return {}
+
+
+@dataclass
+class StagePlan:
+    name: str
+    config_hash: str
+    state: StageState
+    reason: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    will_run: bool = False
+
+
+def read_manifest(stage_dir: Path) -> RunManifest | None:
+    path = stage_dir / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        return RunManifest.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValueError:
+        # A manifest we cannot read proves nothing about the folder: treat it as unfinished.
+        return None
+
+
+def write_manifest(stage_dir: Path, manifest: RunManifest) -> None:
+    with atomic_path(stage_dir / MANIFEST) as tmp:
+        tmp.write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
+
+
+def save_recipe(run_dir: Path, recipe: Recipe) -> None:
+    with atomic_path(run_dir / RECIPE_FILE) as tmp:
+        tmp.write_text(recipe.model_dump_json(indent=2), encoding="utf-8")
+
+
+def load_run_recipe(run_dir: Path) -> Recipe:
+    path = run_dir / RECIPE_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a run directory: it has no {RECIPE_FILE}")
+    try:
+        return Recipe.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise SchemaError(str(path), [str(error)]) from None
+
+
+class RunLock:
+    """One pipeline at a time per run directory; a lock left by a dead process is taken over."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / LOCK_FILE
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if _pid_alive(self.path):
+                    raise RuntimeError(
+                        f"{self.path.parent} is in use by another mmprolong process "
+                        f"(pid {self.path.read_text().strip()}); wait for it or remove {self.path}"
+                    ) from None
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as handle:
+                handle.write(str(os.getpid()))
+            return self
+        raise RuntimeError(f"could not lock {self.path.parent}")
+
+    def __exit__(self, *exc: object) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _pid_alive(lock: Path) -> bool:
+    try:
+        pid = int(lock.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Pipeline:
+    """An ordered chain of stages over one run directory."""
+
+    def __init__(self, stages: Sequence[Stage], run_dir: Path):
+        names = [stage.name for stage in stages]
+        if len(set(names)) != len(names) or not all(names):
+            raise ValueError(f"stage names must be unique and non-empty: {names}")
+        self.stages = list(stages)
+        self.run_dir = Path(run_dir)
+
+    @property
+    def names(self) -> list[str]:
+        return [stage.name for stage in self.stages]
+
+    def index(self, name: str) -> int:
+        if name not in self.names:
+            raise ValueError(f"unknown stage {name!r}; stages are {', '.join(self.names)}")
+        return self.names.index(name)
+
+    def context(self, recipe: Recipe, stage: Stage, log: Callable[[str], None] = print) -> StageContext:
+        return StageContext(run_dir=self.run_dir, recipe=recipe, name=stage.name, log=log)
+
+    def hashes(self, recipe: Recipe) -> list[str]:
+        """Each stage's hash: its own config chained with the hash of the stage before."""
+        hashes: list[str] = []
+        upstream: str | None = None
+        for stage in self.stages:
+            upstream = config_hash({"stage": stage.name, "config": stage.config(recipe), "upstream": upstream})
+            hashes.append(upstream)
+        return hashes
+
+    def plan(
+        self, recipe: Recipe, *, from_stage: str | None = None, until: str | None = None
+    ) -> list[StagePlan]:
+        """The state of every stage and whether a run with these bounds would run it."""
+        start = self.index(from_stage) if from_stage else 0
+        stop = self.index(until) if until else len(self.stages) - 1
+        if stop < start:
+            raise ValueError(f"--until {until} comes before --from {from_stage}")
+        plans: list[StagePlan] = []
+        for position, (stage, expected) in enumerate(zip(self.stages, self.hashes(recipe), strict=True)):
+            ctx = self.context(recipe, stage)
+            manifest = read_manifest(ctx.dir)
+            if manifest is None:
+                plan = StagePlan(stage.name, expected, "pending", "not started", stage.progress(ctx))
+            elif manifest.config_hash != expected:
+                upstream_changed = bool(plans) and plans[-1].state == "stale"
+                reason = (
+                    "an earlier stage's config changed" if upstream_changed else "its config changed"
+                )
+                plan = StagePlan(stage.name, expected, "stale", reason, manifest.counts)
+            elif manifest.status == "done":
+                plan = StagePlan(stage.name, expected, "done", "", manifest.counts)
+            else:
+                reason = "failed" if manifest.status == "failed" else "interrupted"
+                plan = StagePlan(stage.name, expected, "partial", reason, stage.progress(ctx))
+            forced = from_stage is not None and position >= start
+            plan.will_run = start <= position <= stop and (plan.state != "done" or forced)
+            plans.append(plan)
+        return plans
+
+    def check_bounds(self, plans: list[StagePlan], from_stage: str | None) -> None:
+        """``--from`` reruns a stage on top of finished upstream stages; refuse otherwise."""
+        if from_stage is None:
+            return
+        for plan in plans[: self.index(from_stage)]:
+            if plan.state != "done":
+                raise ValueError(
+                    f"cannot start from {from_stage!r}: upstream stage {plan.name!r} is "
+                    f"{plan.state}; run without --from first"
+                )
+
+    def run(
+        self,
+        recipe: Recipe,
+        *,
+        from_stage: str | None = None,
+        until: str | None = None,
+        command: list[str] | None = None,
+        log: Callable[[str], None] = print,
+        on_plan: Callable[[list[StagePlan]], None] | None = None,
+    ) -> list[StagePlan]:
+        """Run what the plan says, in order. ``on_plan`` sees the plan before anything changes
+        on disk (the CLI prints it there: which stages are stale and will be redone)."""
+        with RunLock(self.run_dir):
+            plans = self.plan(recipe, from_stage=from_stage, until=until)
+            self.check_bounds(plans, from_stage)
+            if on_plan is not None:
+                on_plan(plans)
+            save_recipe(self.run_dir, recipe)
+            upstream: str | None = None
+            for stage, plan in zip(self.stages, plans, strict=True):
+                upstream, previous = plan.config_hash, upstream
+                if not plan.will_run:
+                    continue
+                ctx = self.context(recipe, stage, log)
+                if plan.state == "stale" or (plan.state == "done" and from_stage is not None):
+                    shutil.rmtree(ctx.dir, ignore_errors=True)
+                plan.counts = self._run_stage(stage, ctx, previous, plan.config_hash, command)
+                plan.state = "done"
+            return plans
+
+    def _run_stage(
+        self,
+        stage: Stage,
+        ctx: StageContext,
+        upstream: str | None,
+        expected_hash: str,
+        command: list[str] | None,
+    ) -> dict[str, int]:
+        ctx.dir.mkdir(parents=True, exist_ok=True)
+        manifest = RunManifest.start(
+            f"mmprolong.{stage.name}",
+            {"stage": stage.name, "config": stage.config(ctx.recipe), "upstream": upstream},
+            command if command is not None else sys.argv,
+        )
+        # Both hashes are of the same redacted dict; a mismatch would make every rerun stale.
+        assert manifest.config_hash == expected_hash, (manifest.config_hash, expected_hash)
+        write_manifest(ctx.dir, manifest)
+        try:
+            counts = stage.run(ctx)
+        except BaseException as error:
+            write_manifest(ctx.dir, manifest.finish("failed"))
+            if isinstance(error, Exception):
+                raise StageFailed(stage.name, error) from error
+            raise
+        write_manifest(ctx.dir, manifest.finish("done", **counts))
+        return counts

@@ -1,0 +1,300 @@
+"""Turning a teacher's free-text reply into a validated QAPair, or a rejection with a reason.
+
+Teachers answer "Evidence: ... JSON: {...}" (or, with structured output, one JSON object that
+also holds ``evidence_description``). Replies are messy: code fences, single quotes, trailing
+commas, prose after the object, page indices as strings, "$45.20" for a Float. Everything that
+can be read unambiguously is read; everything else is rejected with one reason code, so a run's
+statistics say what its teacher gets wrong.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from mmprolong_schemas import (
+    AnswerFormat,
+    EvidenceSource,
+    QAPair,
+    SchemaError,
+    Segment,
+    Task,
+    coerce_answer,
+    validate_record,
+)
+
+FALLBACK_MARK = "single-page fallback"
+"""Written in the evidence description when extract-multi or reasoning uses one page."""
+
+
+class RejectReason(StrEnum):
+    TEACHER_ERROR = "teacher-error"
+    NO_JSON = "no-json"
+    BAD_FIELDS = "bad-fields"
+    EVIDENCE_OUTSIDE_SEGMENT = "evidence-outside-segment"
+    SINGLE_NOT_ONE_PAGE = "single-not-one-page"
+    TOO_FEW_PAGES = "too-few-pages"
+    ANSWER_FORMAT = "answer-format"
+    NO_ANCHOR = "no-anchor"
+    BROAD_SCOPE = "broad-scope"
+    DUPLICATE = "duplicate-question"
+
+
+class Rejected(ValueError):
+    def __init__(self, reason: RejectReason, detail: str):
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason.value}: {detail}")
+
+
+@dataclass(frozen=True)
+class ParsedReply:
+    evidence_description: str
+    data: dict[str, Any]
+
+
+_MARKERS = re.compile(r"\[?\s*(evidence(?:\s+description)?|json)\s*\]?\s*:", re.IGNORECASE)
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
+_TRAILING_COMMA = re.compile(r",\s*([}\]])")
+
+
+def _balanced_objects(text: str) -> Iterator[str]:
+    """Every top-level {...} in ``text``, braces inside strings ignored."""
+    depth, start, quote, escaped = 0, -1, "", False
+    for index, char in enumerate(text):
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = ""
+            continue
+        if char in "\"'" and depth:
+            quote = char
+        elif char == "{":
+            if depth == 0:
+                start = index
+            depth += 1
+        elif char == "}" and depth:
+            depth -= 1
+            if depth == 0:
+                yield text[start : index + 1]
+
+
+def _load_object(candidate: str) -> dict[str, Any] | None:
+    for text in (candidate, _TRAILING_COMMA.sub(r"\1", candidate)):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def parse_reply(text: str) -> ParsedReply:
+    """Find the evidence description and the JSON object in a reply."""
+    if not text or not text.strip():
+        raise Rejected(RejectReason.NO_JSON, "the reply is empty")
+    json_at = None
+    for match in _MARKERS.finditer(text):
+        if match.group(1).lower() == "json":
+            json_at = match
+    search_from = json_at.end() if json_at else 0
+    candidates = [m.group(1) for m in _FENCE.finditer(text[search_from:])]
+    candidates += list(_balanced_objects(text[search_from:]))
+    if json_at:
+        candidates += list(_balanced_objects(text))
+    data = None
+    for candidate in candidates:
+        loaded = _load_object(candidate.strip())
+        if loaded is not None and "question" in loaded:
+            data = loaded
+            break
+    if data is None:
+        raise Rejected(RejectReason.NO_JSON, "no JSON object with a 'question' key was found")
+    description = str(data.pop("evidence_description", "") or "").strip()
+    if not description:
+        description = _description_before_json(text, json_at.start() if json_at else None)
+    return ParsedReply(description, data)
+
+
+def _description_before_json(text: str, json_start: int | None) -> str:
+    head = text[:json_start] if json_start is not None else text.split("{", 1)[0]
+    head = _FENCE.sub("", head)
+    match = None
+    for match in _MARKERS.finditer(head):
+        if match.group(1).lower().startswith("evidence"):
+            break
+    else:
+        match = None
+    return (head[match.end() :] if match else head).strip()
+
+
+_PAGE_ANCHOR = re.compile(r"\b(?:pages?|pp?\.)\s*(\d+(?:\s*(?:-|–|to|,|and|&)\s*\d+)*)", re.IGNORECASE)
+_SECTION_ANCHOR = re.compile(
+    r"\b(?:section|chapter|appendix|part)\b|\bsection\s+[\dIVXivx]", re.IGNORECASE
+)
+_BROAD = re.compile(
+    r"\b(?:across|throughout|in)\s+the\s+(?:whole|entire|full)?\s*(?:document|file|report)\b"
+    r"|\bwhole\s+(?:document|file)\b",
+    re.IGNORECASE,
+)
+_NUMBER_DECORATION = re.compile(r"^\s*[$€£¥]|%\s*$")
+
+
+def anchored_pages(question: str) -> list[int]:
+    """Page indices the question names ("Page 12", "Pages 12-14", "Pages 3, 5 and 9")."""
+    pages: list[int] = []
+    for match in _PAGE_ANCHOR.finditer(question):
+        spec = match.group(1)
+        for low, high in re.findall(r"(\d+)\s*(?:(?:-|–|to)\s*(\d+))?", spec):
+            first, last = int(low), int(high or low)
+            pages.extend(range(first, min(last, first + 500) + 1))
+    return pages
+
+
+def _has_section_anchor(question: str, titles: list[str]) -> bool:
+    lowered = question.lower()
+    if any(len(t.strip()) >= 3 and t.strip().lower() in lowered for t in titles):
+        return True
+    return bool(_SECTION_ANCHOR.search(question))
+
+
+def _normalize_question(question: str) -> str:
+    return " ".join(re.sub(r"[^0-9a-z]+", " ", question.lower()).split())
+
+
+def _as_page(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    match = re.fullmatch(r"\s*(?:page\s*)?(\d+)\s*", str(value), re.IGNORECASE)
+    if not match:
+        raise ValueError(value)
+    return int(match.group(1))
+
+
+def _source(value: Any) -> EvidenceSource:
+    for source in EvidenceSource:
+        if str(value).strip().lower() == source.value.lower():
+            return source
+    raise ValueError(value)
+
+
+def _answer(value: Any, answer_format: AnswerFormat) -> Any:
+    if answer_format in (AnswerFormat.INTEGER, AnswerFormat.FLOAT) and isinstance(value, str):
+        value = _NUMBER_DECORATION.sub("", value).strip()
+    return coerce_answer(value, answer_format)
+
+
+def qa_id_for(segment_id: str, task: Task, teacher: str, question: str) -> str:
+    digest = hashlib.sha256(f"{segment_id}|{task.value}|{teacher}|{question}".encode())
+    return digest.hexdigest()[:24]
+
+
+class QAValidator:
+    """Checks replies against their segment and task; remembers questions to drop repeats."""
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[str, str]] = set()
+        self.fallbacks = 0
+
+    def validate(
+        self, text: str, segment: Segment, task: Task, teacher: str, prompt_version: str
+    ) -> QAPair:
+        """A QAPair, or Rejected with the first reason that applies."""
+        parsed = parse_reply(text)
+        data = parsed.data
+        try:
+            question = str(data["question"]).strip()
+            answer_format = AnswerFormat(str(data["answer_format"]).strip().title())
+            raw_pages = data["evidence_pages"]
+            raw_pages = raw_pages if isinstance(raw_pages, list) else [raw_pages]
+            pages = sorted({_as_page(p) for p in raw_pages})
+            raw_sources = data.get("evidence_sources") or []
+            raw_sources = raw_sources if isinstance(raw_sources, list) else [raw_sources]
+            sources = list(dict.fromkeys(_source(s) for s in raw_sources))
+            raw_answer = data["answer"]
+        except (KeyError, ValueError, TypeError) as error:
+            raise Rejected(RejectReason.BAD_FIELDS, f"missing or unreadable field ({error})") from None
+        if not question or not pages or not sources:
+            raise Rejected(RejectReason.BAD_FIELDS, "empty question, evidence_pages or evidence_sources")
+        if answer_format is AnswerFormat.NONE:
+            raise Rejected(RejectReason.ANSWER_FORMAT, "answer_format 'None' is not asked for")
+        try:
+            answer = _answer(raw_answer, answer_format)
+        except ValueError as error:
+            raise Rejected(RejectReason.ANSWER_FORMAT, str(error)) from None
+        outside = [p for p in pages if p not in segment.pages]
+        if outside:
+            raise Rejected(
+                RejectReason.EVIDENCE_OUTSIDE_SEGMENT,
+                f"evidence pages {outside} are outside segment {segment.pages}",
+            )
+        fallback = FALLBACK_MARK in parsed.evidence_description.lower()
+        if task is Task.EXTRACT_SINGLE and len(pages) != 1:
+            raise Rejected(
+                RejectReason.SINGLE_NOT_ONE_PAGE, f"extract-single cites pages {pages}"
+            )
+        if task in (Task.EXTRACT_MULTI, Task.REASONING) and len(pages) < 2 and not fallback:
+            raise Rejected(
+                RejectReason.TOO_FEW_PAGES,
+                f"{task.value} cites only page {pages[0]} without the single-page fallback",
+            )
+        if _BROAD.search(question):
+            raise Rejected(RejectReason.BROAD_SCOPE, "the question refers to the whole document")
+        named = anchored_pages(question)
+        if named:
+            if any(p not in segment.pages for p in named):
+                raise Rejected(
+                    RejectReason.NO_ANCHOR,
+                    f"the question names pages {named} outside segment {segment.pages}",
+                )
+        elif not _has_section_anchor(question, segment.section_titles):
+            raise Rejected(RejectReason.NO_ANCHOR, "the question names no page or section")
+        key = (segment.doc_id, _normalize_question(question))
+        if key in self._seen:
+            raise Rejected(RejectReason.DUPLICATE, "the same question was already accepted")
+        try:
+            pair = validate_record(
+                QAPair,
+                {
+                    "qa_id": qa_id_for(segment.segment_id, task, teacher, question),
+                    "doc_id": segment.doc_id,
+                    "segment": segment.pages,
+                    "task": task,
+                    "question": question,
+                    "answer": answer,
+                    "answer_format": answer_format,
+                    "evidence_pages": pages,
+                    "evidence_sources": sources,
+                    "evidence_description": parsed.evidence_description,
+                    "teacher": teacher,
+                    "prompt_version": prompt_version,
+                },
+                "teacher reply",
+            )
+        except SchemaError as error:
+            raise Rejected(RejectReason.BAD_FIELDS, "; ".join(error.problems)) from None
+        self._seen.add(key)
+        if fallback and task is not Task.EXTRACT_SINGLE and len(pages) < 2:
+            self.fallbacks += 1
+        return pair
+
+    def remember(self, pair: QAPair) -> None:
+        """Count an already accepted pair (from an earlier run) as seen."""
+        self._seen.add((pair.doc_id, _normalize_question(pair.question)))

@@ -1,0 +1,81 @@
+"""The one interface every teacher backend implements, and its request and reply records."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mmprolong_schemas import Segment, Task
+
+from qasynth.prompts import Prompt
+
+
+def request_key(teacher: str, prompt_version: str, segment_id: str, task: Task, seed: int,
+                attempt: int) -> str:
+    """Cache key of one teacher request: everything that decides its reply."""
+    material = json.dumps([teacher, prompt_version, segment_id, task.value, seed, attempt])
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class TeacherRequest:
+    """One prompt to send; ``attempt`` > 0 is a retry after a rejected reply."""
+
+    key: str
+    prompt: Prompt
+    seed: int
+    attempt: int = 0
+
+    @property
+    def segment(self) -> Segment:
+        return self.prompt.segment
+
+    @property
+    def task(self) -> Task:
+        return self.prompt.task
+
+    @property
+    def sampling_seed(self) -> int:
+        """The seed a sampling backend uses, different for every attempt."""
+        return self.seed * 1000 + self.attempt
+
+
+@dataclass
+class TeacherReply:
+    """The teacher's text, or the error that kept it from answering (never cached)."""
+
+    text: str | None
+    error: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.text is not None
+
+
+ReplyCallback = Callable[[TeacherRequest, TeacherReply], None]
+
+
+class Teacher(ABC):
+    """A QA generator. ``complete`` answers every request exactly once through ``on_reply``,
+    as soon as each reply is known, so a caller can store it before the next one arrives."""
+
+    backend: str = ""
+
+    def __init__(self, model: str):
+        self.model = model
+
+    @property
+    def name(self) -> str:
+        """Backend and model, e.g. 'openai:Qwen2.5-VL-72B-Instruct'; recorded on QAPairs."""
+        return f"{self.backend}:{self.model}"
+
+    @abstractmethod
+    def complete(self, requests: Sequence[TeacherRequest], on_reply: ReplyCallback) -> None: ...
+
+    def close(self) -> None:
+        """Release engines or connections; the default has none."""

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from mmprolong_schemas import (
+    IMAGE_WRAPPER_TOKENS,
+    ModelFamily,
+    TrainConfig,
+    VisionTokenSpec,
+    format_tokens,
+    image_tokens,
+    page_tokens,
+    parse_tokens,
+    pixels_at_dpi,
+    smart_resize,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("128K", 131072),
+        ("4M", 4194304),
+        ("5B", 5368709120),
+        ("0.5K", 512),
+        ("64k", 65536),
+        (" 8K ", 8192),
+        ("1000", 1000),
+        (2048, 2048),
+        (1024.0, 1024),
+    ],
+)
+def test_parse_tokens_uses_binary_prefixes(text: str | int, tokens: int) -> None:
+    assert parse_tokens(text) == tokens
+
+
+@pytest.mark.parametrize("bad", ["12Q", "", "K", "1.3K", 1.5, True])
+def test_parse_tokens_rejects(bad: object) -> None:
+    with pytest.raises(ValueError, match="token"):
+        parse_tokens(bad)  # type: ignore[arg-type]
+
+
+@given(st.integers(min_value=0, max_value=2**45))
+def test_format_then_parse_is_identity(count: int) -> None:
+    assert parse_tokens(format_tokens(count)) == count
+
+
+def test_token_count_fields_accept_prefixed_strings() -> None:
+    assert TrainConfig(max_length="64K", global_batch_tokens="2M").sequences_per_batch == 32
+    with pytest.raises(ValidationError, match="is not a token count"):
+        TrainConfig(max_length="lots")
+
+
+def test_letter_page_at_144_dpi_is_2508_tokens() -> None:
+    # US Letter 612 x 792 pt renders to 1224 x 1584 px, resized to 1232 x 1596.
+    assert (pixels_at_dpi(612, 144), pixels_at_dpi(792, 144)) == (1224, 1584)
+    assert smart_resize(1584, 1224) == (1596, 1232)
+    assert page_tokens(612, 792, wrappers=False) == 2508
+    assert page_tokens(612, 792) == 2508 + IMAGE_WRAPPER_TOKENS
+
+
+def test_qwen3_uses_factor_32() -> None:
+    spec = VisionTokenSpec.for_family(ModelFamily.QWEN3_VL)
+    assert spec.factor == 32
+    # 1584 x 1224 -> 1600 x 1216 at factor 32.
+    assert image_tokens(1584, 1224, spec) == (1600 // 32) * (1216 // 32)
+
+
+def test_max_pixels_caps_tokens() -> None:
+    spec = VisionTokenSpec(max_pixels=1280 * 28 * 28)
+    assert image_tokens(1584, 1224, spec) <= 1280
+    tiny = VisionTokenSpec(min_pixels=256 * 28 * 28)
+    assert image_tokens(30, 30, tiny) >= 256
+
+
+def test_spec_rejects_inverted_pixel_bounds() -> None:
+    with pytest.raises(ValidationError, match="min_pixels 100 is larger than max_pixels 10"):
+        VisionTokenSpec(min_pixels=100, max_pixels=10)
+
+
+def test_extreme_aspect_ratio_is_an_error() -> None:
+    with pytest.raises(ValueError, match="aspect ratio above 200"):
+        smart_resize(10, 5000)

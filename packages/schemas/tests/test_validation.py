@@ -1,0 +1,287 @@
+"""Validation errors are sentences that say what is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from schemas_strategies import example_qa
+
+from mmprolong_schemas import (
+    AnswerFormat,
+    Document,
+    EvalItem,
+    K,
+    MixtureSpec,
+    PagePart,
+    QAPair,
+    Recipe,
+    Sample,
+    SchemaError,
+    ScoreCell,
+    ScoreTable,
+    Task,
+    TextPart,
+    coerce_answer,
+    explain,
+    read_jsonl,
+    validate_record,
+    write_jsonl,
+)
+
+DOC = "ab" * 32
+
+
+def qa(**changes: Any) -> QAPair:
+    return example_qa(**changes)
+
+
+def problems(**changes: Any) -> list[str]:
+    with pytest.raises(ValidationError) as caught:
+        qa(**changes)
+    return explain(caught.value)
+
+
+def test_valid_pair_coerces_its_answer() -> None:
+    assert qa().answer == 4512
+    assert qa(answer="3.5", answer_format="Float").answer == 3.5
+    assert qa(answer="['a', 'b']", answer_format="List").answer == ["a", "b"]
+    assert qa(answer='["x", 2]', answer_format="List").answer == ["x", 2]
+    assert qa(answer=None, answer_format="None").answer == "Not answerable"
+
+
+def test_evidence_outside_segment_is_named() -> None:
+    assert problems(evidence_pages=[41]) == ["evidence page 41 is outside segment 12-20"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "answer_format", "message"),
+    [
+        ("abc", "Integer", "answer 'abc' is not an Integer"),
+        ("4.5", "Integer", "answer '4.5' is not an Integer"),
+        ("many", "Float", "answer 'many' is not a Float"),
+        ("a, b", "List", "answer 'a, b' is not a List"),
+        ([], "List", "answer is an empty List"),
+        ("  ", "String", "answer '  ' is not a non-empty String"),
+        ("Paris", "None", "answer 'Paris' is given for a question marked not answerable"),
+        (True, "Integer", "answer True is not an Integer"),
+    ],
+)
+def test_answer_format_messages(answer: object, answer_format: str, message: str) -> None:
+    assert problems(answer=answer, answer_format=answer_format) == [message]
+
+
+def test_field_errors_name_the_field_without_pydantic_jargon() -> None:
+    found = problems(task="summarize", evidence_pages=[], colour="red")
+    assert any(p.startswith("task: Input should be") and "'extract-single'" in p for p in found)
+    assert "evidence_pages: List should have at least 1 item after validation, not 0" in found
+    assert "colour: is not a known field" in found
+    assert not any("https://" in p or "type=" in p for p in found)
+
+
+def test_doc_id_must_be_a_sha256() -> None:
+    assert problems(doc_id="doc-1") == [
+        "doc_id: doc_id 'doc-1' is not a lowercase hex SHA-256 of the file bytes"
+    ]
+
+
+def test_repeated_evidence_page() -> None:
+    assert problems(evidence_pages=[14, 14]) == ["evidence pages [14, 14] repeat a page"]
+
+
+def test_coerce_answer_handles_mmlongbench_list_strings() -> None:
+    assert coerce_answer("['Lyon', 'Graz']", AnswerFormat.LIST) == ["Lyon", "Graz"]
+    assert coerce_answer("12 045", AnswerFormat.INTEGER) == 12045
+    assert coerce_answer(7.0, AnswerFormat.INTEGER) == 7
+    assert coerce_answer(12, AnswerFormat.STRING) == "12"
+
+
+def page(number: int) -> dict[str, Any]:
+    return {"number": number, "width": 612, "height": 792}
+
+
+def test_document_page_and_section_consistency() -> None:
+    base = {"doc_id": DOC, "source_path": "a.pdf", "file_size": 10}
+    with pytest.raises(ValidationError, match="num_pages is 3 but 2 pages are listed"):
+        Document(**base, num_pages=3, pages=[page(1), page(2)])
+    with pytest.raises(ValidationError, match="page 3 is listed where page 2 belongs"):
+        Document(**base, num_pages=2, pages=[page(1), page(3)])
+    with pytest.raises(
+        ValidationError, match="section 'Intro' ends on page 5, after the last page 2"
+    ):
+        Document(
+            **base,
+            num_pages=2,
+            pages=[page(1), page(2)],
+            sections=[{"title": "Intro", "level": 1, "start_page": 1, "end_page": 5}],
+        )
+    with pytest.raises(ValidationError, match="a text block cannot carry table rows"):
+        Document(
+            **base,
+            num_pages=1,
+            pages=[
+                {
+                    **page(1),
+                    "blocks": [{"label": "text", "bbox": [0, 0, 1, 1], "order": 0, "rows": []}],
+                }
+            ],
+        )
+
+
+def test_document_page_lookup_is_one_based() -> None:
+    doc = Document(
+        doc_id=DOC, source_path="a.pdf", file_size=1, num_pages=2, pages=[page(1), page(2)]
+    )
+    assert doc.page(2).number == 2
+    with pytest.raises(IndexError, match="has no page 3"):
+        doc.page(3)
+
+
+def test_sample_pages_must_match_messages() -> None:
+    message = {"role": "user", "content": [PagePart(doc_id=DOC, page=1), TextPart(text="Q?")]}
+    sample = Sample(
+        sample_id="s",
+        task=Task.EXTRACT_SINGLE,
+        doc_id=DOC,
+        pages=[1],
+        messages=[message],
+        target="A",
+        est_tokens=10,
+    )
+    assert sample.pages == [1]
+    with pytest.raises(ValidationError, match=r"pages \[1, 2\] do not match the pages shown"):
+        Sample(
+            sample_id="s",
+            task=Task.EXTRACT_SINGLE,
+            doc_id=DOC,
+            pages=[1, 2],
+            messages=[message],
+            target="A",
+            est_tokens=10,
+        )
+
+
+def test_mixture_spec_rules() -> None:
+    spec = MixtureSpec()
+    assert spec.token_budget == 5 * 2**30
+    assert spec.doc_pages == (32, 50)
+    assert spec.task_budget(Task.REASONING) == round(5 * 2**30 * 0.2)
+    with pytest.raises(ValidationError, match="task ratios add up to 0.9, not 1"):
+        MixtureSpec(task_ratios={"extract-single": 0.5, "reasoning": 0.4})
+    with pytest.raises(ValidationError, match="needs a histogram"):
+        MixtureSpec(length_distribution="custom")
+    grid = MixtureSpec.extraction_reasoning(8, 2, short_share=0.4, token_budget="1M")
+    assert grid.task_ratios == {
+        Task.EXTRACT_SINGLE: 0.4,
+        Task.EXTRACT_MULTI: 0.4,
+        Task.REASONING: pytest.approx(0.2),
+    }
+    assert sum(grid.task_budgets().values()) == 2**20
+    assert abs(grid.task_budget(Task.SHORT) - 0.4 * 2**20) < 1
+    assert MixtureSpec(length_distribution="long-biased").doc_pages == (50, 100)
+
+
+def test_recipe_defaults_are_the_papers_final_recipe() -> None:
+    recipe = Recipe()
+    assert recipe.init_model == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert recipe.rope.original_base == 1e6 and recipe.rope.base == 4e6
+    assert recipe.train.max_length == 131072
+    assert recipe.train.token_budget == 5 * 2**30
+    assert recipe.train.global_batch_tokens == 4 * 2**20
+    assert recipe.train.sequences_per_batch == 32
+    assert recipe.train.steps == 1280
+    assert recipe.train.optimizer.weight_decay == 0.1
+    assert recipe.train.optimizer.betas == (0.9, 0.95)
+    assert recipe.train.schedule.peak_lr == 1e-5 and recipe.train.schedule.final_lr == 1e-6
+    assert recipe.train.schedule.warmup_fraction == 0.1
+    assert (recipe.train.parallel.sp, recipe.train.parallel.fsdp) == (2, 4)
+    assert recipe.train.parallel.dp_replicate == 8
+    assert recipe.mixture.short_share == 0.0
+    assert recipe.vision.dpi == 144 and recipe.vision.max_pixels == 12845056
+
+
+def test_recipe_cross_checks() -> None:
+    with pytest.raises(ValidationError, match="vision.factor 28 does not match qwen3-vl"):
+        Recipe(family="qwen3-vl")
+    assert Recipe(family="qwen3-vl", vision={"factor": 32}).vision.factor == 32
+    with pytest.raises(ValidationError, match="does not divide 64 GPUs"):
+        Recipe(train={"parallel": {"sp": 3}})
+    with pytest.raises(ValidationError, match="is not a whole number of 131072-token sequences"):
+        Recipe(train={"global_batch_tokens": 100 * K})
+    with pytest.raises(ValidationError, match="mixture.max_length 262144 is longer"):
+        Recipe(mixture={"max_length": "256K"})
+
+
+def test_eval_item_needs_exactly_one_scoring_rule() -> None:
+    context = [TextPart(text="ctx")]
+    with pytest.raises(ValidationError, match="either by answer_format or by metric"):
+        EvalItem(item_id="i", dataset="d", length=8192, context=context, question="q", answer="a")
+    item = EvalItem(
+        item_id="i",
+        dataset="d",
+        length=8192,
+        context=context,
+        question="q",
+        answer="['a']",
+        answer_format="List",
+    )
+    assert item.answer == ["a"]
+
+
+def test_score_table_macro_and_micro() -> None:
+    table = ScoreTable(
+        model="m",
+        judge="rules",
+        prompt_format="mmlb-v1.1",
+        cells=[
+            ScoreCell(dataset="a", length=65536, n=10, score=50.0),
+            ScoreCell(dataset="b", length=65536, n=30, score=70.0),
+            ScoreCell(dataset="a", length=131072, n=0, score=0.0),
+        ],
+    )
+    assert table.macro(65536) == 60.0
+    assert table.micro(65536) == 65.0
+    assert table.macro(131072) is None
+    assert table.lengths == [65536, 131072]
+    with pytest.raises(ValidationError, match="appears twice"):
+        ScoreTable(model="m", judge="r", prompt_format="p", cells=[table.cells[0], table.cells[0]])
+
+
+def test_schema_version_major_mismatch_is_refused() -> None:
+    with pytest.raises(
+        SchemaError, match=r"schema version 2.0, this mmprolong-schemas reads 1.x: upgrade"
+    ):
+        validate_record(QAPair, {**qa().model_dump(), "schema_version": "2.0"}, "x.jsonl:1")
+    assert (
+        validate_record(QAPair, {**qa().model_dump(), "schema_version": "1.7"}, "x").schema_version
+        == "1.7"
+    )
+
+
+def test_jsonl_errors_name_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "qa.jsonl"
+    write_jsonl(path, [qa(), qa(qa_id="q2")])
+    lines = path.read_text().splitlines()
+    bad = qa().model_dump(mode="json") | {"answer": "abc"}
+    import json
+
+    path.write_text("\n".join([lines[0], json.dumps(bad), "{not json", lines[1]]) + "\n")
+    with pytest.raises(SchemaError, match=r"qa.jsonl:2: answer 'abc' is not an Integer"):
+        list(read_jsonl(path, QAPair))
+    errors: list[SchemaError] = []
+    good = list(read_jsonl(path, QAPair, on_error=errors.append))
+    assert [r.qa_id for r in good] == ["q1", "q2"]
+    assert [e.source.rsplit(":", 1)[1] for e in errors] == ["2", "3"]
+    assert "not valid JSON" in str(errors[1])
+
+
+def test_torn_tail_is_tolerated_only_when_asked(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    write_jsonl(path, [qa()])
+    with open(path, "a") as handle:
+        handle.write('{"qa_id": "q2", "doc')
+    assert len(list(read_jsonl(path, QAPair, tolerate_torn_tail=True))) == 1
+    with pytest.raises(SchemaError, match="not valid JSON"):
+        list(read_jsonl(path, QAPair))

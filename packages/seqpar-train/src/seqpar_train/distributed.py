@@ -1,0 +1,72 @@
+"""Process-group setup and a local launcher (N processes on one machine, no torchrun)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def default_backend() -> str:
+    return "nccl" if torch.cuda.is_available() else "gloo"
+
+
+def device_for_rank() -> torch.device:
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+def init_distributed(backend: str | None = None) -> bool:
+    """Join the process group torchrun (or ``spawn_local``) described in the environment.
+    Returns False, and does nothing, when the process runs alone."""
+    if dist.is_initialized():
+        return True
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    dist.init_process_group(backend=backend or default_backend())
+    return True
+
+
+def _worker(
+    rank: int, world: int, port: int, fn: Callable[..., Any], args: tuple[Any, ...], queue: Any
+) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
+        RANK=str(rank), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
+    )
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        result = fn(*args)
+        queue.put((rank, result))
+    finally:
+        dist.destroy_process_group()
+
+
+def spawn_local(fn: Callable[..., Any], nprocs: int, *args: Any) -> list[Any]:
+    """Run ``fn(*args)`` in ``nprocs`` fresh processes joined in a gloo group on this machine;
+    returns every rank's return value in rank order (they must be picklable).
+    ``fn`` must be importable (defined at module level)."""
+    context = mp.get_context("spawn")
+    queue = context.SimpleQueue()
+    port = free_port()
+    mp.start_processes(
+        _worker, args=(nprocs, port, fn, args, queue), nprocs=nprocs, join=True,
+        start_method="spawn",
+    )
+    results = dict(queue.get() for _ in range(nprocs))
+    return [results[rank] for rank in range(nprocs)]

@@ -1,0 +1,62 @@
+"""Loading HF Qwen-VL models unchanged, and the facts about them the trainer needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from mmprolong_schemas import ModelFamily
+from transformers import (
+    PretrainedConfig,
+    PreTrainedModel,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen3VLForConditionalGeneration,
+)
+
+_CLASSES: dict[str, type[PreTrainedModel]] = {
+    "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration,
+    "qwen3_vl": Qwen3VLForConditionalGeneration,
+}
+
+
+def model_class(config: PretrainedConfig) -> type[PreTrainedModel]:
+    try:
+        return _CLASSES[config.model_type]
+    except KeyError:
+        raise ValueError(
+            f"model type {config.model_type!r} is not supported; seqpar-train trains "
+            f"{', '.join(_CLASSES)}"
+        ) from None
+
+
+def family_of(config: PretrainedConfig) -> ModelFamily:
+    return ModelFamily.QWEN3_VL if config.model_type == "qwen3_vl" else ModelFamily.QWEN2_5_VL
+
+
+def build_model(
+    source: str | Path | PretrainedConfig, dtype: torch.dtype = torch.float32, seed: int = 0
+) -> PreTrainedModel:
+    """A model from a checkpoint directory/hub id, or randomly initialised from a config
+    (seeded, so every rank builds the same weights)."""
+    if isinstance(source, PretrainedConfig):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = model_class(source)(source)
+        return model.to(dtype)
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(source)
+    return model_class(config).from_pretrained(source, dtype=dtype)
+
+
+def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    return model.model.language_model.layers  # type: ignore[no-any-return]
+
+
+def vision_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
+    return model.model.visual.blocks  # type: ignore[no-any-return]
+
+
+def text_config(model: torch.nn.Module) -> PretrainedConfig:
+    config = model.config
+    return getattr(config, "text_config", config)
