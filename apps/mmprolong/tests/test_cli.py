@@ -1,13 +1,127 @@
-from importlib import metadata
+from __future__ import annotations
 
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
 from typer.testing import CliRunner
 
 from mmprolong import __version__
-from mmprolong.cli import app
+from mmprolong.cli import PACKAGE_APPS, app
+
+runner = CliRunner()
+
+OWN_COMMANDS = ["run", "status", "recipes", "sweep", "doctor", "demo"]
 
 
 def test_version_matches_distribution() -> None:
     assert __version__ == metadata.version("mmprolong")
-    result = CliRunner().invoke(app, ["--version"])
+    result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.output.strip() == f"mmprolong {__version__}"
+
+
+def test_top_level_help_lists_every_command() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0, result.output
+    for name in [*OWN_COMMANDS, *PACKAGE_APPS]:
+        assert name in result.output
+
+
+@pytest.mark.parametrize("command", [*OWN_COMMANDS, *PACKAGE_APPS])
+def test_every_subcommand_has_help(command: str) -> None:
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+
+
+def test_help_does_not_import_the_heavy_packages() -> None:
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from mmprolong.cli import app\n"
+        "assert CliRunner().invoke(app, ['--help']).exit_code == 0\n"
+        "heavy = sorted({'torch', 'transformers', 'docpool', 'qasynth', 'seqpar_train',"
+        " 'lvlm_judge', 'longctx_rope', 'matplotlib'} & set(sys.modules))\n"
+        "print(heavy)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_recipes_lists_and_prints() -> None:
+    listed = runner.invoke(app, ["recipes"])
+    assert listed.exit_code == 0
+    assert "demo-tiny" in listed.output
+    shown = runner.invoke(app, ["recipes", "demo-tiny"])
+    assert shown.exit_code == 0
+    assert 'name = "demo-tiny"' in shown.output
+    missing = runner.invoke(app, ["recipes", "nope"])
+    assert missing.exit_code == 1
+
+
+def test_sweep_dry_run_writes_the_grid_and_plans_each_run(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "sweep",
+            "ablation-mrope-base",
+            "--out",
+            str(tmp_path),
+            "--base",
+            "demo-tiny",
+            "--dry-run",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    written = sorted(path.stem for path in tmp_path.glob("*.toml"))
+    assert len(written) == 9
+    assert "reasoning-8e6" in written
+    assert result.output.count("Plan") == 9
+    # A dry run changes nothing: no run directory was created.
+    assert not any(path.is_dir() for path in tmp_path.iterdir())
+
+
+def test_sweep_rejects_unknown_names(tmp_path: Path) -> None:
+    assert runner.invoke(app, ["sweep", "ablation-nope", "--out", str(tmp_path)]).exit_code == 1
+    result = runner.invoke(
+        app, ["sweep", "ablation-ratio", "--out", str(tmp_path), "--only", "9-1", "--dry-run"]
+    )
+    assert result.exit_code == 1
+    assert "9-1" in result.output
+    listed = runner.invoke(app, ["sweep", "--list"])
+    assert "ablation-short-data" in listed.output
+
+
+def test_run_reports_a_bad_recipe_clearly(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\n[train]\nmax_lenght = 5\n')
+    result = runner.invoke(app, ["run", str(bad), "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    assert "max_lenght" in result.output
+
+
+def test_status_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["status", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "not a run directory" in result.output
+
+
+def test_dry_run_plan_and_status(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", "demo-tiny", "--run-dir", str(tmp_path), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    for stage in ("pool", "synth", "mix", "rope", "train", "eval", "report"):
+        assert stage in result.output
+    assert not (tmp_path / "pool").exists()
+
+
+def test_doctor_runs() -> None:
+    result = runner.invoke(app, ["doctor", "--recipe", "demo-tiny"])
+    assert result.exit_code == 0, result.output
+    for item in ("GPUs", "CUDA", "flash-attn", "torch varlen", "vllm", "ray", "tesseract", "disk"):
+        assert item in result.output
+    assert "Stage choices for demo-tiny" in result.output

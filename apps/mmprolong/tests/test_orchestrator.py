@@ -125,7 +125,10 @@ def test_changing_a_late_stage_leaves_earlier_ones_alone(tmp_path: Path) -> None
     pipeline.run(Recipe(), command=["test"])
     changed = Recipe.model_validate({"eval": {"max_new_tokens": 16}})
     assert _states(pipeline, changed) == {
-        "pool": "done", "synth": "done", "train": "done", "eval": "stale",
+        "pool": "done",
+        "synth": "done",
+        "train": "done",
+        "eval": "stale",
     }
     pipeline.run(changed, command=["test"])
     assert [stages[name].calls for name in stages] == [1, 1, 1, 2]
@@ -172,7 +175,10 @@ def test_until_and_from_bound_the_run(tmp_path: Path) -> None:
     recipe = Recipe()
     pipeline.run(recipe, command=["test"], until="synth")
     assert _states(pipeline, recipe) == {
-        "pool": "done", "synth": "done", "train": "pending", "eval": "pending",
+        "pool": "done",
+        "synth": "done",
+        "train": "pending",
+        "eval": "pending",
     }
     with pytest.raises(ValueError, match="upstream stage 'train' is pending"):
         pipeline.run(recipe, command=["test"], from_stage="eval")

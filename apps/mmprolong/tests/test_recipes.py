@@ -32,7 +32,9 @@ def test_final_recipe_is_the_papers_table_6() -> None:
     recipe = load_recipe("mmprolong-qwen2.5-vl-7b")
     assert recipe.init_model == "Qwen/Qwen2.5-VL-7B-Instruct"
     assert recipe.mixture.task_ratios == {
-        Task.EXTRACT_SINGLE: 0.4, Task.EXTRACT_MULTI: 0.4, Task.REASONING: 0.2,
+        Task.EXTRACT_SINGLE: 0.4,
+        Task.EXTRACT_MULTI: 0.4,
+        Task.REASONING: 0.2,
     }
     assert recipe.mixture.short_share == 0
     assert recipe.mixture.doc_pages == (32, 50)
@@ -94,8 +96,13 @@ def test_overrides_are_validated() -> None:
 
 EXPECTED_RUNS = {
     "ablation-tasks": [
-        "extract-single", "extract-multi", "reasoning",
-        "ocr-full", "ocr-full-sft", "ocr-needle", "ocr-needle-sft",
+        "extract-single",
+        "extract-multi",
+        "reasoning",
+        "ocr-full",
+        "ocr-full-sft",
+        "ocr-needle",
+        "ocr-needle-sft",
     ],
     "ablation-length": [
         f"{task}-{dist}"
@@ -113,7 +120,9 @@ EXPECTED_RUNS = {
 
 
 def test_sweeps_cover_the_papers_ablations() -> None:
-    assert {name: [run.name for run in sweep.runs] for name, sweep in SWEEPS.items()} == EXPECTED_RUNS
+    assert {
+        name: [run.name for run in sweep.runs] for name, sweep in SWEEPS.items()
+    } == EXPECTED_RUNS
     tables = json.loads(
         (Path(__file__).parents[1] / "src/mmprolong/data/paper_tables.json").read_text()
     )
@@ -126,10 +135,14 @@ def test_sweeps_cover_the_papers_ablations() -> None:
 
 def test_sweep_writes_the_expected_grid(tmp_path: Path) -> None:
     paths = write_sweep(get_sweep("ablation-ratio"), tmp_path)
-    assert [path.name for path in paths] == [f"{run}.toml" for run in EXPECTED_RUNS["ablation-ratio"]]
+    assert [path.name for path in paths] == [
+        f"{run}.toml" for run in EXPECTED_RUNS["ablation-ratio"]
+    ]
     ratios = {path.stem: load_recipe(path).mixture.task_ratios for path in paths}
     assert ratios["8-2"] == {
-        Task.EXTRACT_SINGLE: 0.4, Task.EXTRACT_MULTI: 0.4, Task.REASONING: 0.2,
+        Task.EXTRACT_SINGLE: 0.4,
+        Task.EXTRACT_MULTI: 0.4,
+        Task.REASONING: 0.2,
     }
     assert ratios["0-10"] == {Task.REASONING: 1.0}
     assert ratios["10-0"] == {Task.EXTRACT_SINGLE: 0.5, Task.EXTRACT_MULTI: 0.5}
@@ -137,19 +150,23 @@ def test_sweep_writes_the_expected_grid(tmp_path: Path) -> None:
     index = json.loads((tmp_path / "sweep.json").read_text())
     assert index["sweep"] == "ablation-ratio"
     assert [run["paper_row"] for run in index["runs"]][4] == [
-        "table2_extraction_reasoning_ratio", "8:2",
+        "table2_extraction_reasoning_ratio",
+        "8:2",
     ]
 
 
 def test_other_sweeps_change_only_their_axis(tmp_path: Path) -> None:
     final = load_recipe("mmprolong-qwen2.5-vl-7b")
-    bases = {run.name: recipe.rope.base for run, recipe in get_sweep("ablation-mrope-base").recipes()}
+    bases = {
+        run.name: recipe.rope.base for run, recipe in get_sweep("ablation-mrope-base").recipes()
+    }
     assert bases["reasoning-8e6"] == 8e6
     assert bases["extract-multi-2e6"] == 2e6
-    shares = [recipe.mixture.short_share for _, recipe in get_sweep("ablation-short-data").recipes()]
+    shares = [
+        recipe.mixture.short_share for _, recipe in get_sweep("ablation-short-data").recipes()
+    ]
     assert shares == [0.0, 0.2, 0.4, 0.6, 0.8]
-    tasks = dict(get_sweep("ablation-tasks").recipes())
-    by_name = {run.name: recipe for run, recipe in tasks.items()}
+    by_name = {run.name: recipe for run, recipe in get_sweep("ablation-tasks").recipes()}
     assert by_name["ocr-needle-sft"].train.extra_sft
     assert not by_name["ocr-needle"].train.extra_sft
     assert by_name["ocr-full"].mixture.task_ratios == {Task.OCR_FULL: 1.0}

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from mmprolong_schemas import ModelFamily, VisionTokenSpec, image_tokens
 from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
 
 from longctx_rope import (
@@ -17,6 +16,7 @@ from longctx_rope import (
     tiny_processor,
     tiny_tokenizer,
 )
+from mmprolong_schemas import ModelFamily, VisionTokenSpec, image_tokens
 
 
 def _chat(processor: ProcessorMixin, n_images: int, text: str) -> str:

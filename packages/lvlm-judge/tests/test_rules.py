@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lvlm_judge.rules import (
     clean_number_string,
@@ -191,6 +193,7 @@ def test_token_f1_is_zero_without_overlap() -> None:
     [
         ("12", "12", "Integer", True),
         ("12", "1,2", "Integer", True),
+        ("1000", "1e3", "Integer", False),  # not a plain number: left to the judge
         ("12", "about 12", "Integer", False),
         ("0.5", "0.50", "Float", True),
         ("0.5", "50%", "Float", False),
@@ -204,3 +207,18 @@ def test_token_f1_is_zero_without_overlap() -> None:
 )
 def test_certain_match(answer: object, prediction: str, answer_format: str, certain: bool) -> None:
     assert is_certain_match(answer, prediction, answer_format) is certain
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    prediction=st.text(max_size=60),
+    case=st.sampled_from(CASES),
+)
+def test_any_prediction_scores_within_bounds(prediction: str, case: tuple) -> None:
+    answer_format, answer, _, _ = case
+    score = score_answer(answer, prediction, answer_format)
+    assert 0.0 <= score <= 1.0
+    certain = is_certain_match(answer, prediction, answer_format)
+    if certain and answer_format in ("Integer", "Float", "None"):
+        # The pre-judge only skips answers the rules also count as right.
+        assert score == 1.0

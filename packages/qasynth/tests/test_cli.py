@@ -1,13 +1,86 @@
+import json
 from importlib import metadata
 
+import pytest
 from typer.testing import CliRunner
 
+from mmprolong_schemas import Sample, read_parquet
 from qasynth import __version__
 from qasynth.cli import app
+
+runner = CliRunner()
 
 
 def test_version_matches_distribution() -> None:
     assert __version__ == metadata.version("qasynth")
-    result = CliRunner().invoke(app, ["--version"])
+    result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.output.strip() == f"qasynth {__version__}"
+
+
+def test_help_lists_every_stage() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("segment", "generate", "assemble", "mix", "review", "stats"):
+        assert command in result.output
+
+
+def _ok(args):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result
+
+
+@pytest.mark.slow
+def test_the_whole_pipeline_from_the_command_line(corpus_pool, tmp_path) -> None:
+    pool, truth, root = corpus_pool
+    run, mix = tmp_path / "run", tmp_path / "mix"
+    _ok(["segment", root / "pool", run, "--per-doc", "2"])
+    _ok(["generate", root / "pool", run])
+    first = json.loads((run / "qa" / "stats.json").read_text())
+    assert first["requests_sent"] == first["units"] and first["accepted_total"] > 0
+    _ok(["generate", root / "pool", run])
+    again = json.loads((run / "qa" / "stats.json").read_text())
+    assert again["requests_sent"] == 0 and again["cache_hits"] >= first["units"]
+    _ok(["assemble", root / "pool", run, "--ocr"])
+    samples = list(read_parquet(run / "samples" / "vqa.parquet", Sample))
+    assert len(samples) == first["accepted_total"]
+    assert all(
+        len(s.pages) == next(d.num_pages for d in truth.documents if d.doc_id == s.doc_id)
+        for s in samples
+    )
+    ocr = list(read_parquet(run / "samples" / "ocr.parquet", Sample))
+    assert {s.task.value for s in ocr} == {"ocr-full", "ocr-needle"}
+    result = _ok(
+        [
+            "mix",
+            mix,
+            run / "samples" / "vqa.parquet",
+            "--budget",
+            "2M",
+            "--extraction-reasoning",
+            "8:2",
+            "--doc-pages",
+            "32-50",
+        ]
+    )
+    assert "budget error" in result.output or "mixture" in result.output
+    report = json.loads((mix / "mixture.json").read_text())
+    assert report["shards"] and report["total"]["samples"] > 0
+    _ok(["review", root / "pool", run, "--out", tmp_path / "review.html", "-n", "5"])
+    page = (tmp_path / "review.html").read_text()
+    assert page.count('class="pair"') == 5 and "data:image/jpeg;base64," in page
+    verdicts = {"review_id": "x", "verdicts": {"a": "correct", "b": "correct", "c": "wrong-answer"}}
+    (tmp_path / "v.json").write_text(json.dumps(verdicts))
+    result = _ok(["review", "--ingest", tmp_path / "v.json"])
+    assert "66.7%" in result.output
+    result = _ok(["stats", run])
+    assert "QA pairs" in result.output
+    _ok(["stats", mix])
+
+
+def test_bad_inputs_are_named(tmp_path) -> None:
+    result = runner.invoke(app, ["review"])
+    assert result.exit_code != 0
+    result = runner.invoke(app, ["mix", str(tmp_path / "m"), str(tmp_path / "missing")])
+    assert result.exit_code != 0 and "does not exist" in str(result.exception)

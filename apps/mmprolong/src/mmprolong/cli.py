@@ -1,12 +1,42 @@
-"""`mmprolong` command line."""
+"""`mmprolong`: the whole MMProLong pipeline from one recipe file, and every package's CLI.
+
+The package CLIs are mounted lazily (imported only when their subcommand runs), so
+`mmprolong --help` does not import torch or transformers.
+"""
 
 from __future__ import annotations
 
+import importlib
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from mmprolong import __version__
 
-app = typer.Typer(help="The composed MMProLong pipeline and CLI.", no_args_is_help=True, add_completion=False)
+PACKAGE_APPS: dict[str, tuple[str, str]] = {
+    "pool": ("docpool.cli", "PDFs -> a deduplicated, layout-parsed document pool (docpool)."),
+    "synth": ("qasynth.cli", "Pool -> segments, QA pairs, samples and mixtures (qasynth)."),
+    "rope": ("longctx_rope.cli", "Extend the (m)RoPE of a Qwen-VL checkpoint (longctx-rope)."),
+    "train": ("seqpar_train.cli", "LongPT training with Ulysses SP + FSDP2 (seqpar-train)."),
+    "eval": ("lvlm_judge.cli", "Long-context evaluation and judging (lvlm-judge)."),
+}
+
+
+app = typer.Typer(
+    help="The MMProLong pipeline: PDFs -> synthesized long-document VQA -> LongPT -> evaluation, "
+    "driven by one recipe file. `mmprolong demo` runs all of it on CPU in minutes.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+console = Console(stderr=True)
+out = Console()
+
+STAGE_HELP = "One of pool, synth, mix, rope, train, eval, report."
 
 
 @app.callback(invoke_without_command=True)
@@ -16,6 +46,286 @@ def main(
     if version:
         typer.echo(f"mmprolong {__version__}")
         raise typer.Exit()
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(1)
+
+
+def _plan_table(plans: list[Any], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("stage", "state", "counts", "action"):
+        table.add_column(column)
+    colours = {"done": "green", "partial": "yellow", "stale": "magenta", "pending": "white"}
+    for plan in plans:
+        counts = ", ".join(f"{key} {value}" for key, value in plan.counts.items()) or "-"
+        if not plan.will_run:
+            action = "skip" if plan.state == "done" else "-"
+        else:
+            action = {
+                "done": "redo (--from)",
+                "partial": "resume",
+                "stale": "redo",
+                "pending": "run",
+            }[plan.state]
+        state = f"[{colours[plan.state]}]{plan.state}[/]" + (
+            f" ({plan.reason})" if plan.reason else ""
+        )
+        table.add_row(plan.name, state, counts, action)
+    return table
+
+
+def _announce(plans: list[Any]) -> None:
+    console.print(_plan_table(plans, "Plan"))
+    stale = [plan for plan in plans if plan.state == "stale" and plan.will_run]
+    if stale:
+        first = stale[0]
+        console.print(
+            f"[magenta]The config of stage {first.name!r} changed since it ran: "
+            f"{', '.join(plan.name for plan in stale)} will be redone and their old outputs "
+            "deleted.[/magenta]"
+        )
+
+
+def _run_recipe(
+    recipe_arg: str,
+    run_dir: Path | None,
+    from_stage: str | None,
+    until: str | None,
+    pdfs: list[Path],
+    dry_run: bool,
+) -> Path:
+    from mmprolong.orchestrator import Pipeline, StageFailed, StageUnavailable
+    from mmprolong.recipes import apply_overrides, load_recipe
+    from mmprolong.stages import default_stages
+
+    try:
+        recipe = load_recipe(recipe_arg)
+        if pdfs:
+            recipe = apply_overrides(
+                recipe, {"pool.inputs": [str(p.resolve()) for p in pdfs]}, "--pdfs"
+            )
+    except (FileNotFoundError, ValueError) as error:
+        _fail(str(error))
+    target = run_dir or Path("runs") / recipe.name
+    pipeline = Pipeline(default_stages(), target)
+    console.print(f"recipe [bold]{recipe.name}[/bold] -> run directory {target}")
+    if dry_run:
+        try:
+            plans = pipeline.plan(recipe, from_stage=from_stage, until=until)
+        except ValueError as error:
+            _fail(str(error))
+        _announce(plans)
+        return target
+    try:
+        pipeline.run(
+            recipe,
+            from_stage=from_stage,
+            until=until,
+            command=sys.argv,
+            log=lambda message: console.print(message),
+            on_plan=_announce,
+        )
+    except StageFailed as error:
+        cause = error.__cause__
+        detail = str(cause) if isinstance(cause, StageUnavailable) else str(error)
+        _fail(f"{detail}\nEverything finished so far is kept; rerun the same command to resume.")
+    except (ValueError, RuntimeError) as error:
+        _fail(str(error))
+    final = pipeline.plan(recipe)
+    for plan in final:
+        plan.will_run = False
+    console.print(_plan_table(final, "Finished"))
+    return target
+
+
+def _mount(name: str, module_name: str, help_text: str) -> None:
+    """``mmprolong NAME ...`` hands its arguments to the package's own typer app, imported
+    only when the subcommand runs."""
+
+    @app.command(
+        name,
+        help=f"{help_text} Everything after `{name}` goes to that package's CLI; try "
+        f"`mmprolong {name} --help`.",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        add_help_option=False,
+    )
+    def forward(ctx: typer.Context) -> None:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            _fail(f"`mmprolong {name}` needs {module_name}, which cannot be imported: {error}")
+        module.app(args=list(ctx.args), prog_name=f"mmprolong {name}")
+
+
+@app.command()
+def run(
+    recipe: Annotated[str, typer.Argument(help="Recipe TOML file, or a shipped recipe's name.")],
+    run_dir: Annotated[
+        Path | None, typer.Option("--run-dir", help="Run directory [default: runs/<recipe name>].")
+    ] = None,
+    from_stage: Annotated[
+        str | None,
+        typer.Option("--from", help=f"Redo this stage and all after it. {STAGE_HELP}"),
+    ] = None,
+    until: Annotated[str | None, typer.Option(help=f"Stop after this stage. {STAGE_HELP}")] = None,
+    pdfs: Annotated[
+        list[Path] | None,
+        typer.Option("--pdfs", help="PDF file or folder to pool (repeatable); sets pool.inputs."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Print the plan and change nothing.")] = False,
+) -> None:
+    """Run a recipe through pool -> synth -> mix -> rope -> train -> eval -> report.
+
+    Finished stages are skipped, interrupted ones resume, and a stage whose settings changed
+    is redone together with every stage after it (the plan says so before anything runs)."""
+    _run_recipe(recipe, run_dir, from_stage, until, pdfs or [], dry_run)
+
+
+@app.command()
+def status(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
+    """Show each stage of a run as done, partial, stale or pending, with its counts."""
+    from mmprolong.orchestrator import Pipeline, load_run_recipe
+    from mmprolong.stages import default_stages
+
+    try:
+        recipe = load_run_recipe(run_dir)
+    except (FileNotFoundError, ValueError) as error:
+        _fail(str(error))
+    plans = Pipeline(default_stages(), run_dir).plan(recipe)
+    for plan in plans:
+        plan.will_run = False
+    out.print(_plan_table(plans, f"{recipe.name} in {run_dir}"))
+
+
+@app.command()
+def recipes(
+    name: Annotated[str | None, typer.Argument(help="Print this shipped recipe's TOML.")] = None,
+) -> None:
+    """List the shipped recipes, or print one."""
+    from mmprolong.recipes import load_recipe, shipped_recipes
+
+    shipped = shipped_recipes()
+    if name is not None:
+        if name.removesuffix(".toml") not in shipped:
+            _fail(f"no shipped recipe {name!r}; shipped: {', '.join(shipped)}")
+        out.print(shipped[name.removesuffix(".toml")], markup=False, highlight=False)
+        return
+    table = Table(title="Shipped recipes")
+    table.add_column("name")
+    table.add_column("description")
+    for recipe_name in shipped:
+        table.add_row(recipe_name, load_recipe(recipe_name).description)
+    out.print(table)
+
+
+@app.command()
+def sweep(
+    name: Annotated[str, typer.Argument(help="Sweep name, e.g. ablation-ratio; see --list.")] = "",
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for the run configs and runs [default: sweeps/<name>]."),
+    ] = None,
+    base: Annotated[
+        str | None,
+        typer.Option(help="Recipe the sweep varies [default: the final recipe]; e.g. demo-tiny."),
+    ] = None,
+    only: Annotated[
+        list[str] | None, typer.Option(help="Run only these runs of the grid (repeatable).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option(help="Write the run configs and print each run's plan; run nothing.")
+    ] = False,
+    list_sweeps: Annotated[bool, typer.Option("--list", help="List the sweeps and exit.")] = False,
+) -> None:
+    """Write the run configs of an ablation grid, then run them one after another."""
+    from mmprolong.recipes import load_recipe
+    from mmprolong.sweeps import SWEEPS, get_sweep, write_sweep
+
+    if list_sweeps or not name:
+        table = Table(title="Sweeps")
+        for column in ("name", "runs", "description"):
+            table.add_column(column)
+        for sweep_def in SWEEPS.values():
+            table.add_row(
+                sweep_def.name, ", ".join(r.name for r in sweep_def.runs), sweep_def.description
+            )
+        out.print(table)
+        return
+    try:
+        definition = get_sweep(name)
+        base_recipe = load_recipe(base) if base else None
+    except (KeyError, FileNotFoundError, ValueError) as error:
+        _fail(str(error.args[0] if isinstance(error, KeyError) else error))
+    target = out_dir or Path("sweeps") / name
+    paths = write_sweep(definition, target, base_recipe)
+    console.print(f"wrote {len(paths)} run configs of {name} to {target}")
+    selected = [path for path in paths if not only or path.stem in only]
+    unknown = set(only or []) - {path.stem for path in paths}
+    if unknown:
+        _fail(f"no run named {', '.join(sorted(unknown))} in {name}")
+    for path in selected:
+        console.rule(f"{name}: {path.stem}")
+        _run_recipe(str(path), target / path.stem, None, None, [], dry_run)
+
+
+@app.command()
+def doctor(
+    recipe: Annotated[
+        str, typer.Option(help="Recipe whose stage choices to check.")
+    ] = "mmprolong-qwen2.5-vl-7b",
+    disk: Annotated[Path, typer.Option(help="Where runs will be written (for free space).")] = Path(
+        "."
+    ),
+) -> None:
+    """Report GPUs, CUDA, attention kernels, engines, disk and versions, and what each stage
+    would use with RECIPE on this machine."""
+    from mmprolong.doctor import machine_findings, probe, stage_picks
+    from mmprolong.recipes import load_recipe
+
+    try:
+        chosen = load_recipe(recipe)
+    except (FileNotFoundError, ValueError) as error:
+        _fail(str(error))
+    machine = probe(disk)
+    colours = {"ok": "green", "missing": "red", "warn": "yellow", "info": "white"}
+    for title, findings in (
+        ("This machine", machine_findings(machine)),
+        (f"Stage choices for {chosen.name}", stage_picks(chosen, machine)),
+    ):
+        table = Table(title=title)
+        for column in ("area", "item", "status", "detail"):
+            table.add_column(column)
+        for finding in findings:
+            table.add_row(
+                finding.area,
+                finding.name,
+                f"[{colours[finding.status]}]{finding.status}[/]",
+                finding.detail,
+            )
+        out.print(table)
+
+
+@app.command()
+def demo(
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="Run directory.")] = Path(
+        "mmprolong-demo"
+    ),
+) -> None:
+    """The whole pipeline on CPU with no downloads: generated PDFs, rules teacher, a tiny
+    Qwen2.5-VL trained with SP=2 on 2 processes, evaluation of base vs trained, a report.
+    Rerunning resumes; the report's path is printed at the end."""
+    from mmprolong.report import REPORT_FILE
+    from mmprolong.stages.report import REPORT_DIR
+
+    target = _run_recipe("demo-tiny", run_dir, None, None, [], False)
+    report = target / REPORT_DIR / REPORT_FILE
+    out.print(str(report.resolve()))
+
+
+for _name, (_module, _help) in PACKAGE_APPS.items():
+    _mount(_name, _module, _help)
 
 
 if __name__ == "__main__":

@@ -118,7 +118,9 @@ def probe(disk_path: Path = Path(".")) -> Machine:
 
 def machine_findings(machine: Machine) -> list[Finding]:
     found = [
-        Finding("system", "python", "info", f"{platform.python_version()} on {platform.platform()}"),
+        Finding(
+            "system", "python", "info", f"{platform.python_version()} on {platform.platform()}"
+        ),
         Finding("system", "cpus", "info", str(machine.cpus)),
         Finding(
             "system",
@@ -197,7 +199,9 @@ def stage_picks(recipe: Recipe, machine: Machine) -> list[Finding]:
     parse_workers = "ray" if machine.ray else f"{machine.cpus} local processes"
     layout = recipe.pool.layout
     if layout == "model" and not machine.pymupdf_layout:
-        picks.append(Finding("pool", "layout", "warn", "recipe asks for the layout model; not installed"))
+        picks.append(
+            Finding("pool", "layout", "warn", "recipe asks for the layout model; not installed")
+        )
     else:
         picks.append(Finding("pool", "layout", "ok", f"{layout} layout, parsed by {parse_workers}"))
     picks.append(
@@ -216,7 +220,9 @@ def stage_picks(recipe: Recipe, machine: Machine) -> list[Finding]:
     else:
         model = f" ({recipe.synth.teacher_model})" if recipe.synth.teacher_model else ""
         picks.append(Finding("synth", "teacher", "ok", f"{teacher}{model}"))
-    picks.append(Finding("rope", "method", "ok", f"{recipe.rope.method.value}, base -> {recipe.rope.base:g}"))
+    picks.append(
+        Finding("rope", "method", "ok", f"{recipe.rope.method.value}, base -> {recipe.rope.base:g}")
+    )
     parallel = recipe.train.parallel
     status, attention = _attention_pick(recipe.train.attention, machine.device)
     picks.append(Finding("train", "attention", status, attention))
@@ -236,7 +242,11 @@ def stage_picks(recipe: Recipe, machine: Machine) -> list[Finding]:
     )
     runner = recipe.eval.runner
     if runner == "vllm" and not (machine.vllm and machine.gpus):
-        picks.append(Finding("eval", "runner", "warn", "recipe asks for vllm; use runner = 'transformers' here"))
+        picks.append(
+            Finding(
+                "eval", "runner", "warn", "recipe asks for vllm; use runner = 'transformers' here"
+            )
+        )
     else:
         picks.append(Finding("eval", "runner", "ok", f"{runner}, judge {recipe.eval.judge}"))
     return picks

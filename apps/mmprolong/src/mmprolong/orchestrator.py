@@ -191,7 +191,9 @@ class Pipeline:
             raise ValueError(f"unknown stage {name!r}; stages are {', '.join(self.names)}")
         return self.names.index(name)
 
-    def context(self, recipe: Recipe, stage: Stage, log: Callable[[str], None] = print) -> StageContext:
+    def context(
+        self, recipe: Recipe, stage: Stage, log: Callable[[str], None] = print
+    ) -> StageContext:
         return StageContext(run_dir=self.run_dir, recipe=recipe, name=stage.name, log=log)
 
     def hashes(self, recipe: Recipe) -> list[str]:
@@ -199,7 +201,9 @@ class Pipeline:
         hashes: list[str] = []
         upstream: str | None = None
         for stage in self.stages:
-            upstream = config_hash({"stage": stage.name, "config": stage.config(recipe), "upstream": upstream})
+            upstream = config_hash(
+                {"stage": stage.name, "config": stage.config(recipe), "upstream": upstream}
+            )
             hashes.append(upstream)
         return hashes
 
@@ -212,15 +216,21 @@ class Pipeline:
         if stop < start:
             raise ValueError(f"--until {until} comes before --from {from_stage}")
         plans: list[StagePlan] = []
-        for position, (stage, expected) in enumerate(zip(self.stages, self.hashes(recipe), strict=True)):
+        for position, (stage, expected) in enumerate(
+            zip(self.stages, self.hashes(recipe), strict=True)
+        ):
             ctx = self.context(recipe, stage)
             manifest = read_manifest(ctx.dir)
             if manifest is None:
-                plan = StagePlan(stage.name, expected, "pending", "not started", stage.progress(ctx))
+                plan = StagePlan(
+                    stage.name, expected, "pending", "not started", stage.progress(ctx)
+                )
             elif manifest.config_hash != expected:
                 upstream_changed = bool(plans) and plans[-1].state == "stale"
                 reason = (
-                    "an earlier stage's config changed" if upstream_changed else "its config changed"
+                    "an earlier stage's config changed"
+                    if upstream_changed
+                    else "its config changed"
                 )
                 plan = StagePlan(stage.name, expected, "stale", reason, manifest.counts)
             elif manifest.status == "done":

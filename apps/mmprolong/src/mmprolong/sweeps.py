@@ -78,7 +78,10 @@ SWEEPS: dict[str, Sweep] = {
                         {**_single_task(task), "train.extra_sft": sft},
                         ("table1_vqa_vs_ocr", f"{label}{' (SFT)' if sft else ''}"),
                     )
-                    for task, label in ((Task.OCR_FULL, "OCR-full"), (Task.OCR_NEEDLE, "OCR-needle"))
+                    for task, label in (
+                        (Task.OCR_FULL, "OCR-full"),
+                        (Task.OCR_NEEDLE, "OCR-needle"),
+                    )
                     for sft in (False, True)
                 ),
             ),

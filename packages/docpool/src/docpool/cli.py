@@ -1,12 +1,24 @@
-"""`docpool` command line."""
+"""`docpool` command line: ingest, stats, render, hash, make-corpus."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 import typer
+from mmprolong_schemas import ModelFamily
+from rich.console import Console
+from rich.table import Table
 
 from docpool import __version__
 
-app = typer.Typer(help="PDFs to a document pool.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Turn folders of PDFs into a deduplicated, layout-parsed document pool.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True)
 
 
 @app.callback(invoke_without_command=True)
@@ -16,6 +28,174 @@ def main(
     if version:
         typer.echo(f"docpool {__version__}")
         raise typer.Exit()
+
+
+@app.command("ingest")
+def ingest_command(
+    sources: list[Path] = typer.Argument(
+        ..., help="PDF files, folders (searched recursively) or CSV/JSONL manifests of paths."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Pool directory (created if missing)."),
+    layout: str = typer.Option("fast", help="Layout parser: 'fast' (rules) or 'model' (needs "
+                               "the layout extra)."),
+    workers: int = typer.Option(0, help="Worker processes; 0 = one per available core."),
+    min_pages: int = typer.Option(20, help="Reject documents with fewer pages."),
+    max_pages: int = typer.Option(200, help="Reject documents with more pages."),
+    max_file_mb: float = typer.Option(1024.0, help="Reject files larger than this (MiB)."),
+    exclude_hashes: Path | None = typer.Option(
+        None, help="File of SHA-256 hashes to drop (see `docpool hash`)."
+    ),
+    domain_map: Path | None = typer.Option(
+        None, help="CSV (key,domain) or JSON mapping of path, file name or hash to a domain. "
+        "Default domain: the parent folder name."
+    ),
+    timeout: float = typer.Option(300.0, help="Seconds one document (or chunk) may take."),
+    memory_mb: int = typer.Option(4096, help="Address-space cap per worker process, MiB."),
+    chunk_pages: int = typer.Option(64, help="Parse longer documents in chunks of this many pages."),
+    tables: str = typer.Option("grid", help="Table detection: 'grid' (ruled tables, fast), "
+                               "'finder' (PyMuPDF find_tables, slow), 'off'."),
+    ocr: bool = typer.Option(True, help="OCR pages without text when tesseract is installed."),
+) -> None:
+    """Add PDFs to a pool: hash, dedup, parse in isolated workers, append shards.
+
+    Safe to interrupt and rerun: files already pooled, aliased or rejected are skipped."""
+    from docpool.executor import default_workers
+    from docpool.ingest import ingest
+
+    report = ingest(
+        sources, out, layout=layout, workers=workers or default_workers(),
+        min_pages=min_pages, max_pages=max_pages, max_file_bytes=int(max_file_mb * (1 << 20)),
+        exclude_hashes=exclude_hashes, domain_map=domain_map, timeout=timeout,
+        memory_bytes=memory_mb << 20, chunk_pages=chunk_pages, tables=tables, ocr=ocr,
+        progress=True, command=sys.argv,
+    )
+    table = Table(title=f"ingest into {out}")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("candidate files", str(report.candidates))
+    table.add_row("documents added", str(report.added))
+    table.add_row("pages added", str(report.pages_added))
+    table.add_row("aliases added", str(report.aliases_added))
+    table.add_row("already in pool", str(report.already_in_pool))
+    for reason, count in sorted(report.rejected.items()):
+        table.add_row(f"rejected: {reason}", str(count))
+    table.add_row("seconds", f"{report.seconds:.1f}")
+    table.add_row("pages/s", f"{report.pages_per_second:.1f}")
+    console.print(table)
+
+
+@app.command("stats")
+def stats_command(
+    pool: Path = typer.Argument(..., help="Pool directory."),
+    out: Path | None = typer.Option(
+        None, help="Folder for stats.json and the two histograms (default POOL/stats)."
+    ),
+    family: ModelFamily = typer.Option(ModelFamily.QWEN2_5_VL, help="Token counting model."),
+    dpi: float = typer.Option(144.0, help="Render resolution the token estimate assumes."),
+    min_pixels: int = typer.Option(3136, help="Preprocessor min_pixels."),
+    max_pixels: int = typer.Option(12845056, help="Preprocessor max_pixels."),
+) -> None:
+    """Print the pool table (documents, pages, languages, domains, tokens) and write
+    stats.json, pages_hist.png and tokens_hist.png."""
+    from docpool.pool import Pool
+    from docpool.stats import compute_stats, stats_table, write_stats
+    from docpool.tokens import spec_for
+
+    opened = Pool(pool)
+    stats = compute_stats(opened, spec_for(family, dpi, min_pixels, max_pixels))
+    Console().print(stats_table(stats))
+    for path in write_stats(stats, out or pool / "stats"):
+        console.print(f"wrote {path}")
+
+
+@app.command("render")
+def render_command(
+    pool: Path = typer.Argument(..., help="Pool directory."),
+    doc_id: str = typer.Argument(..., help="Document SHA-256 (a unique prefix is enough)."),
+    pages: str = typer.Option("1", help="Pages, 1-based: '3', '1-5' or '1,4,9-12'."),
+    out: Path = typer.Option(Path("pages"), help="Output folder."),
+    fmt: str = typer.Option("jpeg", "--format", help="jpeg, png or webp."),
+    dpi: float = typer.Option(144.0, help="Resolution."),
+    quality: int = typer.Option(90, help="JPEG/WebP quality."),
+) -> None:
+    """Write pages of a pooled document as image files (encoded with Pillow)."""
+    from docpool.pool import Pool
+    from docpool.render import FORMATS, save_image
+
+    opened = Pool(pool)
+    matches = [d for d in opened.doc_ids() if d.startswith(doc_id.lower())]
+    if len(matches) != 1:
+        raise typer.BadParameter(f"{doc_id!r} matches {len(matches)} documents", param_hint="DOC_ID")
+    if fmt.lower() not in FORMATS:
+        raise typer.BadParameter(f"{fmt!r} is not jpeg, png or webp", param_hint="--format")
+    numbers = parse_pages(pages)
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = "jpg" if FORMATS[fmt.lower()] == "JPEG" else fmt.lower()
+    for number, image in zip(numbers, opened.render(matches[0], numbers, dpi), strict=True):
+        path = out / f"{matches[0][:16]}-p{number:04d}.{suffix}"
+        save_image(image, path, fmt, quality)
+        console.print(f"wrote {path}")
+
+
+def parse_pages(text: str) -> list[int]:
+    numbers: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        low, _, high = part.partition("-")
+        try:
+            start, end = int(low), int(high or low)
+        except ValueError:
+            raise typer.BadParameter(f"{part!r} is not a page or range", param_hint="--pages") from None
+        if not 1 <= start <= end:
+            raise typer.BadParameter(f"{part!r} is not a 1-based range", param_hint="--pages")
+        numbers.extend(range(start, end + 1))
+    return numbers
+
+
+@app.command("hash")
+def hash_command(
+    folder: Path = typer.Argument(..., help="Folder of benchmark documents (searched recursively)."),
+    out: Path = typer.Option(Path("exclude-hashes.txt"), help="Hash file to write."),
+) -> None:
+    """Write the SHA-256 of every PDF under FOLDER, for `ingest --exclude-hashes`."""
+    from docpool.hashes import write_hash_file
+    from docpool.identity import has_pdf_magic, sha256_file
+    from docpool.sources import expand_sources
+
+    entries = [
+        (sha256_file(source.path), str(source.path))
+        for source in expand_sources([folder])
+        if has_pdf_magic(source.path)
+    ]
+    count = write_hash_file(out, entries)
+    console.print(f"wrote {count} hashes to {out}")
+
+
+@app.command("make-corpus")
+def make_corpus_command(
+    out: Path = typer.Argument(..., help="Folder for the PDFs and ground_truth.json."),
+    n_docs: int = typer.Option(8, help="Number of documents."),
+    seed: int = typer.Option(0, help="Random seed (same seed, same bytes)."),
+    min_pages: int = typer.Option(20, help="Fewest pages per document."),
+    max_pages: int = typer.Option(60, help="Most pages per document."),
+    langs: str = typer.Option("en,fr,de", help="Languages; every fourth document is non-English."),
+) -> None:
+    """Write realistic test PDFs with exact ground truth (sections, headers, facts, tables)."""
+    from docpool.corpus import make_corpus
+
+    truth = make_corpus(
+        out, n_docs=n_docs, seed=seed, pages=(min_pages, max_pages),
+        langs=tuple(x.strip() for x in langs.split(",") if x.strip()),
+    )
+    summary = {
+        "documents": len(truth.documents),
+        "pages": sum(d.num_pages for d in truth.documents),
+        "facts": sum(len(d.facts) for d in truth.documents),
+        "tables": sum(len(d.tables) for d in truth.documents),
+    }
+    console.print(f"wrote {out} {json.dumps(summary)}")
 
 
 if __name__ == "__main__":

@@ -412,13 +412,17 @@ class _Writer:
     def wrap(self, words: str, font: pymupdf.Font, size: float) -> list[str]:
         lines: list[str] = []
         current = ""
+        current_width = 0.0
+        space = _text_width(" ", font, size)
         for word in words.split():
-            candidate = f"{current} {word}" if current else word
-            if current and font.text_length(candidate, fontsize=size) > self.text_width:
+            width = _text_width(word, font, size)
+            if current and current_width + space + width > self.text_width:
                 lines.append(current)
-                current = word
+                current, current_width = word, width
+            elif current:
+                current, current_width = f"{current} {word}", current_width + space + width
             else:
-                current = candidate
+                current, current_width = word, width
         if current:
             lines.append(current)
         return lines
@@ -429,6 +433,22 @@ class _Writer:
         if self.page is not None and self.text is not None:
             self.text.write_text(self.page)
         self.text = None
+
+
+_ADVANCES: dict[str, dict[str, float]] = {}
+
+
+def _text_width(text: str, font: pymupdf.Font, size: float) -> float:
+    """Width of ``text`` in points, from cached glyph advances (Font.text_length costs a
+    round trip into MuPDF per character, which dominated generation time)."""
+    advances = _ADVANCES.setdefault(font.name, {})
+    total = 0.0
+    for char in text:
+        advance = advances.get(char)
+        if advance is None:
+            advance = advances[char] = font.text_length(char, fontsize=1.0)
+        total += advance
+    return total * size
 
 
 def _figure_png(rng: random.Random) -> bytes:
@@ -634,11 +654,11 @@ def _generate(plan: _DocPlan, seed: int) -> tuple[bytes, DocTruth]:
 
     def heading(text: str, level: int) -> bool:
         size = H1_SIZE if level == 1 else H2_SIZE
+        for open_level in [lvl for lvl in open_sections if lvl >= level]:
+            del open_sections[open_level]
         # A subsection heading keeps at least three lines of its text on its page.
         if not place(size + 14 + 3 * BODY_LEADING):
             return False
-        for open_level in [lvl for lvl in open_sections if lvl >= level]:
-            del open_sections[open_level]
         sections.append(SectionTruth(
             title=text, level=level, start_page=writer.page_number, end_page=writer.page_number
         ))
@@ -674,15 +694,15 @@ def _generate(plan: _DocPlan, seed: int) -> tuple[bytes, DocTruth]:
         blocks_since_heading = 0
         while filling:
             choice = rng.random()
-            if blocks_since_heading >= 4 and sub_titles and choice < 0.22:
+            if blocks_since_heading >= 7 and sub_titles and choice < 0.15:
                 sub_number += 1
                 if heading(f"{number}.{sub_number} {sub_titles.pop()}", 2):
                     blocks_since_heading = 0
                     continue
                 filling = False
-            elif choice < 0.32:
+            elif choice < 0.08:
                 filling = table()
-            elif choice < 0.42:
+            elif choice < 0.14:
                 filling = figure()
             else:
                 filling = paragraph()
@@ -703,7 +723,7 @@ def _generate(plan: _DocPlan, seed: int) -> tuple[bytes, DocTruth]:
         furniture.append((MARGIN_X, baseline), running_footer,
                          font=writer.regular, fontsize=FURNITURE_SIZE)
         label = words["page"].format(n=page_index + 1)
-        label_width = writer.regular.text_length(label, fontsize=FURNITURE_SIZE)
+        label_width = _text_width(label, writer.regular, FURNITURE_SIZE)
         furniture.append((plan.size[0] - MARGIN_X - label_width, baseline), label,
                          font=writer.regular, fontsize=FURNITURE_SIZE)
         furniture.write_text(page)
@@ -724,7 +744,7 @@ def _generate(plan: _DocPlan, seed: int) -> tuple[bytes, DocTruth]:
         page_width=plan.size[0], page_height=plan.size[1], lang=lang,
         has_outline=plan.has_outline, title=title, author=author, sections=sections,
         running_header=running_header, running_footer=running_footer,
-        page_number_format=words["page"].replace("{n}", "{n}"), facts=facts, tables=tables,
+        page_number_format=words["page"], facts=facts, tables=tables,
         captions=captions, pictures=pictures,
     )
     return data, truth
@@ -771,8 +791,10 @@ def make_corpus(
         name = f"report-{seed}-{index:03d}-{plan.lang}.pdf"
         with atomic_path(out / name) as tmp:
             tmp.write_bytes(data)
+            tmp.chmod(0o644)
         documents.append(truth.model_copy(update={"file": name}))
     corpus = CorpusTruth(seed=seed, documents=documents)
     with atomic_path(out / GROUND_TRUTH_FILE) as tmp:
         tmp.write_text(corpus.model_dump_json(indent=1), encoding="utf-8")
+        tmp.chmod(0o644)
     return corpus

@@ -1,5 +1,32 @@
 """longctx-rope: (m)RoPE extension of Qwen-VL checkpoints, mRoPE position ids, tiny test models."""
 
+from longctx_rope.apply import apply_rope
+from longctx_rope.architectures import (
+    Architecture,
+    UnsupportedArchitectureError,
+    describe_architecture,
+)
+from longctx_rope.extend import (
+    ExtendResult,
+    VerificationError,
+    extend_checkpoint,
+    extended_config,
+    verify,
+    write_rope_config,
+)
+from longctx_rope.loaders import RopeView, loader_views
+from longctx_rope.methods import (
+    LinearSpec,
+    NtkBaseSpec,
+    RopeSpec,
+    SetBaseSpec,
+    YarnSpec,
+    default_inv_freq,
+    make_spec,
+    ntk_base,
+    spec_from_recipe,
+)
+from longctx_rope.positions import MRopeLayout, PackedDoc, get_rope_index, packed_position_ids
 from longctx_rope.processors import (
     ImageOnlyQwen2_5_VLProcessor,
     ImageOnlyQwen3VLProcessor,
@@ -20,6 +47,31 @@ from longctx_rope.tiny import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ExtendResult",
+    "LinearSpec",
+    "NtkBaseSpec",
+    "RopeSpec",
+    "RopeView",
+    "SetBaseSpec",
+    "VerificationError",
+    "YarnSpec",
+    "apply_rope",
+    "default_inv_freq",
+    "extend_checkpoint",
+    "extended_config",
+    "loader_views",
+    "make_spec",
+    "ntk_base",
+    "spec_from_recipe",
+    "verify",
+    "write_rope_config",
+    "Architecture",
+    "MRopeLayout",
+    "PackedDoc",
+    "UnsupportedArchitectureError",
+    "describe_architecture",
+    "get_rope_index",
+    "packed_position_ids",
     "SPECIAL_TOKENS",
     "TINY_CHAT_TEMPLATE",
     "ImageOnlyQwen2_5_VLProcessor",

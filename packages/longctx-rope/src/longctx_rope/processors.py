@@ -24,7 +24,7 @@ from transformers import (
 )
 
 
-class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):  # noqa: N801 (transformers' naming)
+class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
     """Qwen2_5_VLProcessor without a video processor."""
 
     def __init__(

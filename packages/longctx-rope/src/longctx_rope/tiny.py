@@ -15,9 +15,6 @@ from typing import Any
 
 import torch
 from PIL import Image
-from mmprolong_schemas import ModelFamily
-from longctx_rope.atomic_dir import atomic_dir
-from longctx_rope.processors import ImageOnlyQwen2_5_VLProcessor, ImageOnlyQwen3VLProcessor
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import (
     PretrainedConfig,
@@ -30,6 +27,10 @@ from transformers import (
     Qwen3VLConfig,
     Qwen3VLForConditionalGeneration,
 )
+
+from longctx_rope.atomic_dir import atomic_dir
+from longctx_rope.processors import ImageOnlyQwen2_5_VLProcessor, ImageOnlyQwen3VLProcessor
+from mmprolong_schemas import ModelFamily
 
 SPECIAL_TOKENS: tuple[str, ...] = (
     "<|endoftext|>",
@@ -223,7 +224,9 @@ def tiny_processor(
     fam = _family(family)
     qwen3 = fam is ModelFamily.QWEN3_VL
     # Qwen3-VL normalises with mean = std = 0.5; Qwen2.5-VL keeps the CLIP defaults.
-    normalisation = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3} if qwen3 else {}
+    normalisation: dict[str, Any] = (
+        {"image_mean": [0.5] * 3, "image_std": [0.5] * 3} if qwen3 else {}
+    )
     image_processor = Qwen2VLImageProcessorPil(
         size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
         patch_size=16 if qwen3 else 14,
@@ -255,16 +258,15 @@ def build_tiny_model(
     """A randomly initialised conditional-generation model of the family (eval mode) and its
     tiny processor. Same seed, same weights."""
     fam = _family(family)
-    config = tiny_config(fam)
-    model_cls = (
+    config: Any = tiny_config(fam)
+    model_cls: Any = (
         Qwen3VLForConditionalGeneration
         if fam is ModelFamily.QWEN3_VL
         else Qwen2_5_VLForConditionalGeneration
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = model_cls(config)
-    model = model.to(dtype).eval()
+        model: PreTrainedModel = model_cls(config).to(dtype).eval()
     return model, tiny_processor(fam)
 
 

@@ -1,14 +1,60 @@
-"""`lvlm-judge` command line."""
+"""`lvlm-judge` command line: run, extend, report, score."""
 
 from __future__ import annotations
 
+import json
+import tomllib
+from collections import defaultdict
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.console import Console
 
 from lvlm_judge import __version__
+from mmprolong_schemas import (
+    EvalItem,
+    ModelFamily,
+    VisionTokenSpec,
+    format_tokens,
+    parse_tokens,
+    write_jsonl,
+)
 
 app = typer.Typer(
-    help="Long-context VLM evaluation and judging.", no_args_is_help=True, add_completion=False
+    help="Evaluate long-context VLMs on MMLongBench documents (8K-512K) and MM-NIAH, "
+    "with MMLongBench's rule scorer or a cached LLM judge.",
+    no_args_is_help=True,
+    add_completion=False,
 )
+console = Console(stderr=True)
+
+
+class RunnerName(StrEnum):
+    TRANSFORMERS = "transformers"
+    OPENAI = "openai"
+    VLLM = "vllm"
+
+
+class JudgeChoice(StrEnum):
+    RULES = "rules"
+    LLM = "llm"
+
+
+RUN_DEFAULTS: dict[str, Any] = {
+    "runner": "transformers",
+    "lengths": "64K,128K",
+    "datasets": "mmlongdoc,longdocurl,slidevqa",
+    "judge": "rules",
+    "prompt_format": "mmlb-v1.1",
+    "max_new_tokens": 128,
+    "out": "lvlm-judge-run",
+    "pre_judge": True,
+    "family": "qwen2.5-vl",
+    "device_map": "auto",
+    "concurrency": 8,
+}
 
 
 @app.callback(invoke_without_command=True)
@@ -18,6 +64,376 @@ def main(
     if version:
         typer.echo(f"lvlm-judge {__version__}")
         raise typer.Exit()
+
+
+def _fail(message: str) -> None:
+    console.print("[red]error:[/red]", end=" ")
+    console.print(message, markup=False, soft_wrap=True, highlight=False)
+    raise typer.Exit(1)
+
+
+def _lengths(text: str) -> list[int]:
+    try:
+        return [parse_tokens(part) for part in text.split(",") if part.strip()]
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+def _spec(
+    family: str, dpi: float | None, min_pixels: int | None, max_pixels: int | None
+) -> VisionTokenSpec:
+    overrides: dict[str, float] = {}
+    if dpi is not None:
+        overrides["dpi"] = dpi
+    if min_pixels is not None:
+        overrides["min_pixels"] = min_pixels
+    if max_pixels is not None:
+        overrides["max_pixels"] = max_pixels
+    return VisionTokenSpec.for_family(ModelFamily(family), **overrides)
+
+
+def _load_config(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        _fail(f"config {path}: {error}")
+    section = data.get("run", data)
+    known = set(RUN_DEFAULTS) | {
+        "model", "data", "image_root", "pool", "base_url", "judge_model", "judge_base_url",
+        "judge_cache", "limit", "model_name",
+    }  # fmt: skip
+    unknown = set(section) - known
+    if unknown:
+        _fail(f"config {path}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    return dict(section)
+
+
+def _limit(items: list[EvalItem], limit: int | None) -> list[EvalItem]:
+    if not limit:
+        return items
+    seen: dict[tuple[str, int], int] = defaultdict(int)
+    kept = []
+    for item in items:
+        key = (item.dataset, item.length)
+        if seen[key] < limit:
+            seen[key] += 1
+            kept.append(item)
+    return kept
+
+
+def _text_tokenizer(path: str) -> Any:
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        _fail("counting text tokens needs transformers: pip install 'lvlm-judge[transformers]'")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+@app.command()
+def run(
+    config: Path | None = typer.Argument(
+        None,
+        help="TOML file with any of the options below as keys (optionally under [run]); "
+        "options given on the command line win.",
+        exists=True,
+        dir_okay=False,
+    ),
+    model: str | None = typer.Option(
+        None, help="Checkpoint folder (transformers, vllm) or the served model name (openai)."
+    ),
+    model_name: str | None = typer.Option(
+        None, help="Name recorded in results [default: --model]."
+    ),
+    runner: RunnerName | None = typer.Option(
+        None, help="How to run the model [default: transformers]."
+    ),
+    base_url: str | None = typer.Option(
+        None,
+        help="openai runner: server URL, e.g. "
+        "http://127.0.0.1:8000/v1 [default: $OPENAI_BASE_URL].",
+    ),
+    data: list[Path] | None = typer.Option(
+        None,
+        help="Data, repeatable: an MMLongBench folder "
+        "(with documentQA/), NIAH .jsonl, VLMEvalKit .tsv, QA "
+        "pairs (.jsonl/.parquet, with --pool) or extended items.",
+    ),
+    image_root: Path | None = typer.Option(
+        None, help="Root of page/needle images [default: the data folder]."
+    ),
+    pool: Path | None = typer.Option(None, help="docpool pool of held-out QA pairs."),
+    lengths: str | None = typer.Option(
+        None, help="Context lengths, e.g. 64K,128K [default: 64K,128K]."
+    ),
+    datasets: str | None = typer.Option(
+        None, help="MMLongBench document sets [default: mmlongdoc,longdocurl,slidevqa]."
+    ),
+    judge: JudgeChoice | None = typer.Option(
+        None, help="rules (MMLongBench v1.0) or llm (v1.1) [default: rules]."
+    ),
+    judge_model: str | None = typer.Option(None, help="LLM judge model name."),
+    judge_base_url: str | None = typer.Option(
+        None, help="LLM judge server [default: $OPENAI_BASE_URL]."
+    ),
+    judge_cache: Path | None = typer.Option(
+        None, help="Judge cache (SQLite), shareable across runs [default: OUT/judge-cache.sqlite]."
+    ),
+    pre_judge: bool | None = typer.Option(
+        None,
+        "--pre-judge/--no-pre-judge",
+        help="Skip the LLM call when a rule proves the answer right [default: on].",
+    ),
+    prompt_format: str | None = typer.Option(None, help="mmlb-v1.1 or mmlb-v1.1-page-index."),
+    max_new_tokens: int | None = typer.Option(None, help="Greedy answer length [default: 128]."),
+    limit: int | None = typer.Option(None, help="At most this many items per dataset and length."),
+    family: str | None = typer.Option(
+        None, help="qwen2.5-vl or qwen3-vl: image token formula for sizing [default: qwen2.5-vl]."
+    ),
+    device_map: str | None = typer.Option(
+        None, help="transformers runner: accelerate device_map [default: auto]."
+    ),
+    concurrency: int | None = typer.Option(None, help="Parallel HTTP requests [default: 8]."),
+    out: Path | None = typer.Option(
+        None, help="Run folder; rerunning into it resumes [default: lvlm-judge-run]."
+    ),
+) -> None:
+    """Generate answers for every item, judge them, and write tables and a plot. Resumable."""
+    given = {k: v for k, v in locals().items() if k != "config" and v is not None}
+    settings = {**RUN_DEFAULTS, **_load_config(config), **given}
+    settings = {k: (v.value if isinstance(v, StrEnum) else v) for k, v in settings.items()}
+    if not settings.get("model"):
+        _fail("no model: pass --model or set model in the config")
+    if not settings.get("data"):
+        _fail("no data: pass --data or set data in the config")
+    from lvlm_judge.context import ContextResolver, open_pool
+    from lvlm_judge.datasets import DatasetError, load_data
+    from lvlm_judge.evaluate import run_eval
+    from lvlm_judge.http_client import ClientSettings
+
+    spec = VisionTokenSpec.for_family(ModelFamily(settings["family"]))
+    opened_pool = open_pool(settings["pool"]) if settings.get("pool") else None
+    try:
+        items = load_data(
+            [Path(p) for p in settings["data"]],
+            image_root=settings.get("image_root"),
+            pool=opened_pool,
+            lengths=_lengths(str(settings["lengths"])),
+            datasets=[d.strip() for d in str(settings["datasets"]).split(",") if d.strip()],
+            spec=spec,
+        )
+    except DatasetError as error:
+        _fail(str(error))
+    items = _limit(items, settings.get("limit"))
+    if not items:
+        _fail("the data holds no item at the requested lengths")
+    image_root = settings.get("image_root")
+    if image_root is None:
+        first = Path(settings["data"][0])
+        image_root = first if first.is_dir() else first.parent
+    resolver = ContextResolver(image_root, opened_pool, spec)
+    out_dir = Path(settings["out"])
+    name = settings.get("model_name") or str(settings["model"])
+    model_runner = _make_runner(settings, name, resolver, items)
+    llm_judge = None
+    if settings["judge"] == "llm":
+        from lvlm_judge.judge.cache import JudgeCache
+        from lvlm_judge.judge.llm import LLMJudge
+
+        if not settings.get("judge_model"):
+            _fail("--judge llm needs --judge-model")
+        cache = JudgeCache(settings.get("judge_cache") or out_dir / "judge-cache.sqlite")
+        llm_judge = LLMJudge(
+            ClientSettings.from_env(settings.get("judge_base_url"),
+                                    concurrency=int(settings["concurrency"])),
+            settings["judge_model"], cache=cache, pre_judge=bool(settings["pre_judge"]),
+        )  # fmt: skip
+    run_eval(
+        items, model_runner, out_dir,
+        prompt_format=settings["prompt_format"], judge=settings["judge"], llm_judge=llm_judge,
+        console=console, settings={k: str(v) for k, v in settings.items()},
+    )  # fmt: skip
+
+
+def _make_runner(settings: dict[str, Any], name: str, resolver: Any, items: list[EvalItem]) -> Any:
+    from lvlm_judge.http_client import ClientSettings
+    from lvlm_judge.runners import OpenAIRunner, TransformersRunner, VLLMRunner, size_engine
+
+    max_new = int(settings["max_new_tokens"])
+    kind = settings["runner"]
+    if kind == "openai":
+        client = ClientSettings.from_env(settings.get("base_url"),
+                                         concurrency=int(settings["concurrency"]))  # fmt: skip
+        return OpenAIRunner(client, str(settings["model"]), resolver, max_new_tokens=max_new)
+    if kind == "transformers":
+        return TransformersRunner(settings["model"], resolver, max_new_tokens=max_new,
+                                  device_map=settings["device_map"], model_name=name)  # fmt: skip
+    text_tokens = _text_tokenizer(str(settings["model"]))
+    tokens = [sum(resolver.tokens(part, text_tokens) for part in item.context)
+              + text_tokens(item.question) for item in items]  # fmt: skip
+    images = [sum(1 for p in item.context if p.type != "text") for item in items]
+    sizing = size_engine(tokens, images, max_new, margin=512)
+    console.print(f"vllm: max_model_len {sizing.max_model_len}, limit_mm_per_prompt "
+                  f"{sizing.limit_mm_per_prompt}")  # fmt: skip
+    return VLLMRunner(settings["model"], resolver, sizing, max_new_tokens=max_new, model_name=name)
+
+
+@app.command()
+def extend(
+    data: list[Path] = typer.Argument(
+        ..., help="MMLongBench document files or folders, QA pairs or EvalItem JSONL to extend."
+    ),
+    to: str = typer.Option("256K,512K", "--to", help="Target lengths."),
+    tokenizer: str = typer.Option(
+        ...,
+        help="Tokenizer (checkpoint folder) of the model under "
+        "test, for the text part of the count.",
+    ),
+    image_root: Path | None = typer.Option(
+        None, help="Root of the page images [default: the data folder]."
+    ),
+    pool: Path | None = typer.Option(None, help="docpool pool (for QA pairs)."),
+    source_lengths: str = typer.Option("128K", help="Which MMLongBench lengths to start from."),
+    datasets: str = typer.Option(
+        "mmlongdoc,longdocurl,slidevqa", help="MMLongBench document sets to extend."
+    ),
+    family: str = typer.Option("qwen2.5-vl", help="Image token formula: qwen2.5-vl or qwen3-vl."),
+    dpi: float | None = typer.Option(None, help="Render DPI of pool pages [default: 144]."),
+    min_pixels: int | None = typer.Option(None, help="Image processor min_pixels [default: 3136]."),
+    max_pixels: int | None = typer.Option(
+        None, help="Image processor max_pixels [default: 12845056]."
+    ),
+    seed: int = typer.Option(0, help="Seed of the choice of padding documents."),
+    out: Path = typer.Option(
+        Path("extended"), help="Folder for <dataset>_K<n>.jsonl EvalItem files."
+    ),
+) -> None:
+    """Pad document items with pages of other documents up to 256K / 512K tokens."""
+    from lvlm_judge.context import ContextResolver, open_pool
+    from lvlm_judge.datasets import DatasetError, load_data
+    from lvlm_judge.extend import Extender, ExtensionError, donor_documents
+
+    spec = _spec(family, dpi, min_pixels, max_pixels)
+    opened_pool = open_pool(pool) if pool else None
+    try:
+        items = load_data(
+            data, image_root=image_root, pool=opened_pool, lengths=_lengths(source_lengths),
+            datasets=[d.strip() for d in datasets.split(",") if d.strip()], spec=spec,
+        )  # fmt: skip
+    except DatasetError as error:
+        _fail(str(error))
+    items = [item for item in items if item.metric is None]
+    if not items:
+        _fail("no document items to extend")
+    root = image_root or (data[0] if data[0].is_dir() else data[0].parent)
+    extender = Extender(ContextResolver(root, opened_pool, spec), _text_tokenizer(tokenizer), seed)
+    by_dataset: dict[str, list[EvalItem]] = defaultdict(list)
+    for item in items:
+        by_dataset[item.dataset].append(item)
+    donors = donor_documents(items)  # padding may come from any loaded document
+    for target in _lengths(to):
+        for dataset, group in by_dataset.items():
+            try:
+                extended = [extender.extend(item, target, donors) for item in group]
+            except ExtensionError as error:
+                _fail(str(error))
+            path = out / f"{dataset}_K{target // 1024}.jsonl"
+            write_jsonl(path, extended)
+            console.print(f"{dataset} {format_tokens(target)}: {len(extended)} items -> {path}")
+
+
+@app.command()
+def report(
+    results: list[Path] = typer.Argument(
+        ..., help="Run folders (their scores.json and niah-scores.json) or score files."
+    ),
+    compare: bool = typer.Option(
+        True,
+        "--compare/--no-compare",
+        help="Add rows with the difference of each run from the first.",
+    ),
+    paper_table: Path | None = typer.Option(
+        None, help="paper-tables.json of the paper's published numbers, to print next to ours."
+    ),
+    paper_section: str = typer.Option(
+        "table4_long_document_vqa", help="Table in paper-tables.json."
+    ),
+    paper_row: list[str] = typer.Option([], help="Rows of that table to show, e.g. MMProLong."),
+    out: Path | None = typer.Option(None, help="Write report.md, report.csv and report.png here."),
+) -> None:
+    """Print runs side by side in the paper's layout (macro and micro averages)."""
+    from lvlm_judge.results import comparison_rows, csv_text, markdown, plot, table_row, write_text
+    from lvlm_judge.results import paper_row as read_paper_row
+    from mmprolong_schemas import ScoreTable
+
+    tables = []
+    for folder in results:
+        paths = sorted(folder.glob("*scores.json")) if folder.is_dir() else [folder]
+        if not paths or not all(path.is_file() for path in paths):
+            _fail(f"{folder}: no scores.json (is it a run folder?)")
+        tables += [ScoreTable.model_validate_json(p.read_text(encoding="utf-8")) for p in paths]
+    rows = comparison_rows(
+        [(f"{t.model} [{t.judge}]", table_row(t)) for t in tables], differences=compare
+    )
+    if paper_table is not None:
+        try:
+            rows += [read_paper_row(paper_table, paper_section, name) for name in paper_row]
+        except KeyError as error:
+            _fail(str(error))
+    text = markdown(rows)
+    typer.echo(text)
+    if out is not None:
+        write_text(out / "report.md", text)
+        write_text(out / "report.csv", csv_text(rows))
+        plot(tables, out / "report.png")
+        console.print(f"report written to {out}")
+
+
+@app.command()
+def score(
+    file: Path = typer.Argument(
+        ...,
+        exists=True,
+        dir_okay=False,
+        help="JSONL of predictions: question, answer, answer_format (or metric), prediction.",
+    ),
+    judge: JudgeChoice = typer.Option(JudgeChoice.RULES, help="rules or llm."),
+    out: Path = typer.Option(..., help="Output JSONL: every record with 'score' added."),
+    judge_model: str | None = typer.Option(None, help="LLM judge model name."),
+    judge_base_url: str | None = typer.Option(
+        None, help="LLM judge server [default: $OPENAI_BASE_URL]."
+    ),
+    judge_cache: Path = typer.Option(Path("judge-cache.sqlite"), help="Judge cache (SQLite)."),
+    pre_judge: bool = typer.Option(
+        True,
+        "--pre-judge/--no-pre-judge",
+        help="Skip the LLM call when a rule proves the answer right.",
+    ),
+) -> None:
+    """Score predictions made elsewhere; OUT repeats every record with a numeric score."""
+    from lvlm_judge.score_file import RecordError, read_records, score_records, write_records
+
+    llm_judge = None
+    if judge is JudgeChoice.LLM:
+        from lvlm_judge.http_client import ClientSettings
+        from lvlm_judge.judge.cache import JudgeCache
+        from lvlm_judge.judge.llm import LLMJudge
+
+        if not judge_model:
+            _fail("--judge llm needs --judge-model")
+        llm_judge = LLMJudge(ClientSettings.from_env(judge_base_url), str(judge_model),
+                             cache=JudgeCache(judge_cache), pre_judge=pre_judge)  # fmt: skip
+    try:
+        records = read_records(file)
+        scored = score_records(records, judge.value, llm_judge)
+    except (RecordError, ValueError) as error:
+        _fail(str(error))
+    write_records(out, scored)
+    mean = sum(r["score"] for r in scored) / len(scored) if scored else 0.0
+    stats = f"; judge {json.dumps(llm_judge.stats.as_dict())}" if llm_judge else ""
+    console.print(f"scored {len(scored)} records, mean {100 * mean:.2f}{stats} -> {out}")
 
 
 if __name__ == "__main__":

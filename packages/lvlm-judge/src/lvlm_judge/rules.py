@@ -54,6 +54,7 @@ _EXACT_MATCH_PATTERNS = [
     )
 ]
 _NUMBER = re.compile(r"(-?\d+(\.\d*)?|-?\.\d+)")
+_PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?")
 
 
 def normalize_answer(text: str) -> str:
@@ -223,16 +224,19 @@ def is_certain_match(reference: object, prediction: str, answer_format: AnswerFo
     answer_format = AnswerFormat(answer_format)
     text = prediction.strip().rstrip(".").strip()
     if answer_format in (AnswerFormat.INTEGER, AnswerFormat.FLOAT):
+        predicted = clean_number_string(text)
+        if not _PLAIN_NUMBER.fullmatch(predicted):
+            return False
         try:
-            return float(clean_number_string(text)) == float(clean_number_string(reference))
-        except (ValueError, OverflowError):
+            return float(predicted) == float(clean_number_string(reference))
+        except ValueError:
             return False
     if answer_format is AnswerFormat.LIST:
-        predicted = _prediction_items(text)
-        if predicted is None:
+        items = _prediction_items(text)
+        if items is None:
             return False
         expected = [normalize_answer(str(item)) for item in list_items(reference)]
-        return sorted(normalize_answer(str(item)) for item in predicted) == sorted(expected)
+        return sorted(normalize_answer(str(item)) for item in items) == sorted(expected)
     normalized = normalize_answer(text)
     return bool(normalized) and normalized == normalize_answer(str(reference))
 

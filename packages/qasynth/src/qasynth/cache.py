@@ -44,7 +44,9 @@ class RequestCache:
 
     def get(self, key: str) -> TeacherReply | None:
         with self._lock:
-            row = self._db.execute("SELECT text, meta FROM replies WHERE key = ?", (key,)).fetchone()
+            row = self._db.execute(
+                "SELECT text, meta FROM replies WHERE key = ?", (key,)
+            ).fetchone()
         if row is None:
             return None
         return TeacherReply(text=row[0], meta=json.loads(row[1]))
@@ -56,9 +58,16 @@ class RequestCache:
             self._db.execute(
                 "INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    request.key, teacher, request.prompt.version, request.segment.segment_id,
-                    request.task.value, request.seed, request.attempt, reply.text,
-                    json.dumps(reply.meta), time.time(),
+                    request.key,
+                    teacher,
+                    request.prompt.version,
+                    request.segment.segment_id,
+                    request.task.value,
+                    request.seed,
+                    request.attempt,
+                    reply.text,
+                    json.dumps(reply.meta),
+                    time.time(),
                 ),
             )
 
@@ -74,6 +83,9 @@ class RequestCache:
         return self
 
     def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()

@@ -1,12 +1,37 @@
-"""`qasynth` command line."""
+"""`qasynth` command line: segment, generate, assemble, mix, review, stats."""
 
 from __future__ import annotations
 
-import typer
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mmprolong_schemas import (
+    HistogramBin,
+    LengthDistribution,
+    MixtureSpec,
+    QAPair,
+    Task,
+    VisionTokenSpec,
+    parse_tokens,
+    read_jsonl,
+)
 from qasynth import __version__
 
-app = typer.Typer(help="Document pool to long-context training samples.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Long-document VQA synthesis, OCR baselines and token-budgeted mixtures from a "
+    "docpool pool. Stages: segment -> generate -> assemble -> mix; review and stats inspect.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True)
 
 
 @app.callback(invoke_without_command=True)
@@ -16,6 +41,357 @@ def main(
     if version:
         typer.echo(f"qasynth {__version__}")
         raise typer.Exit()
+
+
+@contextlib.contextmanager
+def _progress(label: str, total: int | None) -> Iterator[Any]:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+def _open_pool(path: Path) -> Any:
+    from docpool import Pool
+
+    return Pool(path)
+
+
+def _summary(title: str, data: dict[str, Any]) -> None:
+    table = Table(title=title, show_header=False)
+    for key, value in data.items():
+        if key == "key":
+            continue
+        table.add_row(str(key), json.dumps(value) if isinstance(value, dict | list) else str(value))
+    console.print(table)
+
+
+def _pages(text: str) -> tuple[int, int]:
+    try:
+        low, high = (int(x) for x in text.split("-"))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a page range such as 32-50") from None
+    return low, high
+
+
+@app.command()
+def segment(
+    pool: Path = typer.Argument(..., help="docpool pool directory."),
+    run: Path = typer.Argument(..., help="Run directory; segments.jsonl is written here."),
+    distribution: LengthDistribution = typer.Option(
+        LengthDistribution.POOL_NATIVE,
+        help="Document lengths: pool-native (32-50 pages), "
+        "long-biased (50-100 pages) or custom (a token histogram, see --histogram).",
+    ),
+    doc_pages: str | None = typer.Option(None, help="Override the page range, e.g. 32-50."),
+    histogram: Path | None = typer.Option(
+        None, help='JSON list of {"low": "32K", "high": "64K", "weight": 1} bins for custom.'
+    ),
+    draws: int | None = typer.Option(None, help="Documents drawn for custom (default: all)."),
+    max_length: str = typer.Option("128K", help="Maximum sample length in tokens."),
+    per_doc: int = typer.Option(1, min=1, help="Segments per chosen document."),
+    min_pages: int = typer.Option(8, min=1, help="Fewest pages of a segment."),
+    max_pages: int = typer.Option(15, min=1, help="Most pages of a segment."),
+    dpi: float = typer.Option(144, help="Render resolution the token estimates assume."),
+    seed: int = typer.Option(0, help="Seed of document draws and segment choice."),
+) -> None:
+    """Choose documents by length and sample section-coherent segments of 8-15 pages."""
+    from qasynth.pipeline import segment_pool
+    from qasynth.segments import DocumentSelection
+
+    bins: tuple[HistogramBin, ...] = ()
+    if histogram:
+        bins = tuple(HistogramBin.model_validate(b) for b in json.loads(histogram.read_text()))
+    selection = DocumentSelection(
+        distribution,
+        _pages(doc_pages) if doc_pages else None,
+        bins,
+        parse_tokens(max_length),
+        draws,
+    )
+    opened = _open_pool(pool)
+    with _progress("scanning pool", None) as tick:
+        summary = segment_pool(
+            opened,
+            run,
+            selection,
+            per_doc=per_doc,
+            seed=seed,
+            pages=(min_pages, max_pages),
+            spec=VisionTokenSpec(dpi=dpi),
+            tick=tick,
+        )
+    _summary("segments", summary)
+
+
+def _teacher(
+    kind: str,
+    pool: Any,
+    model: str | None,
+    base_url: str | None,
+    concurrency: int,
+    dpi: float,
+    structured: bool,
+    max_tokens: int,
+) -> Any:
+    from qasynth.teachers import OpenAITeacher, RulesTeacher, TransformersTeacher, VLLMTeacher
+
+    if kind == "rules":
+        return RulesTeacher(pool.get)
+    if not model:
+        raise typer.BadParameter(f"--model is required for the {kind} teacher")
+    if kind == "openai":
+        if not base_url:
+            raise typer.BadParameter("--base-url is required for the openai teacher")
+        return OpenAITeacher(
+            model,
+            base_url,
+            pool,
+            concurrency=concurrency,
+            dpi=dpi,
+            structured=structured,
+            max_tokens=max_tokens,
+        )
+    if kind == "vllm":
+        return VLLMTeacher(
+            model, pool, spec=VisionTokenSpec(dpi=dpi), structured=structured, max_tokens=max_tokens
+        )
+    if kind == "transformers":
+        return TransformersTeacher.load(model, pool, dpi=dpi, max_new_tokens=max_tokens)
+    raise typer.BadParameter(f"unknown teacher {kind!r}: rules, openai, vllm or transformers")
+
+
+@app.command()
+def generate(
+    pool: Path = typer.Argument(..., help="docpool pool directory."),
+    run: Path = typer.Argument(..., help="Run directory holding segments.jsonl."),
+    teacher: str = typer.Option(
+        "rules", help="rules (offline bootstrap teacher, not a VLM), openai, vllm, transformers."
+    ),
+    model: str | None = typer.Option(None, help="Model name (openai, vllm) or path/hub id."),
+    base_url: str | None = typer.Option(
+        None,
+        help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1. The API key is "
+        "read from OPENAI_API_KEY.",
+    ),
+    tasks: str = typer.Option(
+        "extract-single,extract-multi,reasoning",
+        help="Comma-separated tasks; one QA pair per segment and task.",
+    ),
+    max_attempts: int = typer.Option(3, min=1, help="Requests per segment and task at most."),
+    concurrency: int = typer.Option(8, min=1, help="Parallel requests (openai)."),
+    batch_size: int = typer.Option(64, min=1, help="Requests handed to the teacher at once."),
+    max_tokens: int = typer.Option(1024, min=16, help="Reply length limit."),
+    structured: bool = typer.Option(True, help="Ask for JSON-schema structured output."),
+    dpi: float = typer.Option(144, help="Render resolution of page images."),
+    seed: int = typer.Option(0, help="Seed of exemplar choice, sampling and cache keys."),
+) -> None:
+    """Ask a teacher for one anchored QA pair per segment and task; resumable by cache."""
+    from mmprolong_schemas import Segment
+    from qasynth.generate import GenerateConfig
+    from qasynth.pipeline import SEGMENTS_FILE, generate_pairs
+
+    chosen = tuple(Task(t.strip()) for t in tasks.split(",") if t.strip())
+    opened = _open_pool(pool)
+    built = _teacher(teacher, opened, model, base_url, concurrency, dpi, structured, max_tokens)
+    units = sum(1 for _ in read_jsonl(run / SEGMENTS_FILE, Segment)) * len(chosen)
+    config = GenerateConfig(
+        tasks=chosen, seed=seed, max_attempts=max_attempts, batch_size=batch_size
+    )
+    try:
+        with _progress(f"generating with {built.name}", units) as tick:
+            stats = generate_pairs(opened, run, built, config, tick)
+    finally:
+        built.close()
+    _summary("QA generation", stats)
+
+
+@app.command()
+def assemble(
+    pool: Path = typer.Argument(..., help="docpool pool directory."),
+    run: Path = typer.Argument(..., help="Run directory holding qa/pairs.jsonl."),
+    page_labels: bool = typer.Option(
+        False, help='Put "Page N:" text before each page image (off in the recipe).'
+    ),
+    ocr: bool = typer.Option(False, help="Also write OCR-full and OCR-needle samples."),
+    short: list[Path] = typer.Option(
+        [], help="LLaVA-OneVision-style JSON/JSONL/Parquet files of short-context data."
+    ),
+    max_length: str = typer.Option("128K", help="Samples longer than this are skipped."),
+    dpi: float = typer.Option(144, help="Render resolution the token estimates assume."),
+    seed: int = typer.Option(0, help="Seed of OCR-needle page choice."),
+) -> None:
+    """Put every QA pair back into its whole document as a training Sample."""
+    from qasynth.assemble import AssembleConfig
+    from qasynth.pipeline import PAIRS_FILE, assemble_samples
+
+    config = AssembleConfig(
+        spec=VisionTokenSpec(dpi=dpi), page_labels=page_labels, max_length=parse_tokens(max_length)
+    )
+    total = sum(1 for _ in read_jsonl(run / PAIRS_FILE, QAPair))
+    with _progress("assembling", total) as tick:
+        summary = assemble_samples(
+            _open_pool(pool), run, config, ocr=ocr, seed=seed, short_inputs=short, tick=tick
+        )
+    _summary("samples", summary)
+
+
+def _ratios(text: str) -> dict[Task, float]:
+    parts = [float(x) for x in text.split(",")]
+    if len(parts) != 3:
+        raise typer.BadParameter(
+            "--ratios needs three numbers: extract-single,extract-multi,reasoning"
+        )
+    total = sum(parts)
+    tasks = (Task.EXTRACT_SINGLE, Task.EXTRACT_MULTI, Task.REASONING)
+    return {t: p / total for t, p in zip(tasks, parts, strict=True) if p > 0}
+
+
+@app.command()
+def mix(
+    out: Path = typer.Argument(..., help="Mixture directory (shards, mixture.json, histogram)."),
+    inputs: list[Path] = typer.Argument(..., help="Sample Parquet files or folders of them."),
+    budget: str = typer.Option("5B", help="Token budget (binary prefixes: 5B = 5*2^30)."),
+    ratios: str | None = typer.Option(
+        None, help="Token shares extract-single,extract-multi,reasoning (default 40,40,20)."
+    ),
+    extraction_reasoning: str | None = typer.Option(
+        None, help="Extraction:reasoning grid point such as 8:2 (extraction split evenly)."
+    ),
+    short_share: float = typer.Option(0.0, min=0.0, max=0.8, help="Share of short data."),
+    distribution: LengthDistribution = typer.Option(
+        LengthDistribution.POOL_NATIVE, help="Length distribution of long samples."
+    ),
+    doc_pages: str | None = typer.Option(None, help="Document page range, e.g. 32-50."),
+    histogram: Path | None = typer.Option(None, help="Token histogram JSON for custom."),
+    min_tokens: str = typer.Option("32K", help="Shortest long sample."),
+    max_length: str = typer.Option("128K", help="Longest sample."),
+    shard_size: int = typer.Option(2000, min=1, help="Samples per Parquet shard."),
+    shortfall: str = typer.Option(
+        "shrink", help="When the pool is too small: shrink (keep ratios), repeat, error."
+    ),
+    seed: int = typer.Option(0, help="Seed of selection and order."),
+) -> None:
+    """Select samples until the token budget is met, by task ratio; write shards + report."""
+    from qasynth.mix import build_mixture
+
+    fields: dict[str, Any] = {
+        "token_budget": parse_tokens(budget),
+        "short_share": short_share,
+        "length_distribution": distribution,
+        "min_tokens": parse_tokens(min_tokens),
+        "max_length": parse_tokens(max_length),
+        "seed": seed,
+    }
+    if doc_pages:
+        fields["doc_pages"] = _pages(doc_pages)
+    if histogram:
+        fields["histogram"] = json.loads(histogram.read_text())
+    if extraction_reasoning:
+        extraction, reasoning = (int(x) for x in extraction_reasoning.split(":"))
+        spec = MixtureSpec.extraction_reasoning(extraction, reasoning, **fields)
+    else:
+        if ratios:
+            fields["task_ratios"] = _ratios(ratios)
+        spec = MixtureSpec(**fields)
+    if shortfall not in ("shrink", "repeat", "error"):
+        raise typer.BadParameter("--shortfall is shrink, repeat or error")
+    with console.status("mixing"):
+        report = build_mixture(inputs, out, spec, shard_size=shard_size, shortfall=shortfall)  # type: ignore[arg-type]
+    _print_mixture(report)
+
+
+def _print_mixture(report: dict[str, Any]) -> None:
+    table = Table(title="mixture")
+    for column in (
+        "task",
+        "samples",
+        "avg pages",
+        "avg K tokens",
+        "total B tokens",
+        "page range",
+        "token range (K)",
+        ">=100K",
+        "budget error",
+    ):
+        table.add_column(column)
+    rows = [*report["tasks"].items(), ("total", report["total"])]
+    for name, stats in rows:
+        if not stats.get("samples"):
+            continue
+        error = stats.get("budget_error")
+        table.add_row(
+            name,
+            str(stats["samples"]),
+            str(stats["avg_pages"]),
+            str(stats["avg_tokens_k"]),
+            f"{stats['total_tokens_b']:.4f}",
+            str(stats["page_range"]),
+            str(stats["token_range_k"]),
+            f"{stats['share_at_least_100k']:.1%}",
+            "" if error is None else f"{error:.3%}",
+        )
+    console.print(table)
+    console.print(
+        f"{len(report['shards'])} shards; scale {report['budget_scale']}; "
+        f"{'reused' if report.get('reused') else 'written'}"
+    )
+
+
+@app.command()
+def review(
+    pool: Path | None = typer.Argument(None, help="docpool pool directory."),
+    run: Path | None = typer.Argument(None, help="Run directory holding qa/pairs.jsonl."),
+    out: Path = typer.Option(Path("review.html"), help="The HTML page to write."),
+    count: int = typer.Option(100, "-n", "--count", min=1, help="Pairs to draw."),
+    seed: int = typer.Option(0, help="Seed of the draw."),
+    ingest: Path | None = typer.Option(
+        None, help="A downloaded verdicts JSON: report accuracy with a 95% interval instead."
+    ),
+) -> None:
+    """Write a self-contained HTML page to check N pairs by hand, or ingest its verdicts."""
+    from qasynth.review import ingest as ingest_verdicts
+    from qasynth.review import write_review
+
+    if ingest:
+        summary = ingest_verdicts(ingest)
+        _summary("review", summary.as_dict())
+        low, high = summary.interval
+        console.print(
+            f"accuracy {summary.accuracy:.1%} (95% CI {low:.1%}-{high:.1%}) "
+            f"over {summary.judged} judged pairs; the paper found 97/100 correct"
+        )
+        return
+    if pool is None or run is None:
+        raise typer.BadParameter("give POOL and RUN, or --ingest VERDICTS.json")
+    from qasynth.pipeline import PAIRS_FILE
+
+    pairs = list(read_jsonl(run / PAIRS_FILE, QAPair))
+    drawn = write_review(pairs, _open_pool(pool), out, count, seed)
+    console.print(f"wrote {out} with {len(drawn)} pairs; open it, judge, and download verdicts")
+
+
+@app.command()
+def stats(
+    run: Path = typer.Argument(..., help="Run directory or mixture directory."),
+) -> None:
+    """Print the statistics of a run (segments, QA, samples) or of a mixture."""
+    from qasynth.stats import run_statistics
+
+    found = run_statistics(run)
+    if not found:
+        raise typer.BadParameter(f"{run} holds no qasynth outputs")
+    for title, data in found.items():
+        if title == "mixture":
+            _print_mixture(data)
+        else:
+            _summary(title, data)
 
 
 if __name__ == "__main__":

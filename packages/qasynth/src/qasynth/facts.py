@@ -17,8 +17,14 @@ from mmprolong_schemas import Block, BlockLabel, Document
 
 BLANK = "___"
 
-_SEPARATORS = {"fr": (" ", ","), "de": (".", ","), "es": (".", ","), "it": (".", ","),
-               "pt": (".", ","), "nl": (".", ",")}
+_SEPARATORS = {
+    "fr": (" ", ","),
+    "de": (".", ","),
+    "es": (".", ","),
+    "it": (".", ","),
+    "pt": (".", ","),
+    "nl": (".", ","),
+}
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-ZÀ-ÖØ-Þ0-9\"'«„(])")
 _YEAR = re.compile(r"^(1[89]\d\d|20\d\d|2100)$")
 _TEXT_LABELS = {BlockLabel.TEXT, BlockLabel.LIST_ITEM}
@@ -59,10 +65,20 @@ class PageFact:
     def locator(self) -> dict[str, object]:
         """How a checker finds the fact again: page plus sentence, or page plus table cell."""
         if self.kind == "sentence":
-            return {"kind": "sentence", "page": self.page, "sentence": self.sentence,
-                    "value": self.value}
-        return {"kind": "table", "page": self.page, "caption": self.caption,
-                "row": self.row_label, "column": self.column, "value": self.value}
+            return {
+                "kind": "sentence",
+                "page": self.page,
+                "sentence": self.sentence,
+                "value": self.value,
+            }
+        return {
+            "kind": "table",
+            "page": self.page,
+            "caption": self.caption,
+            "row": self.row_label,
+            "column": self.column,
+            "value": self.value,
+        }
 
 
 @dataclass(frozen=True)
@@ -99,21 +115,27 @@ def sentence_facts(page: int, text: str, lang: str | None) -> list[PageFact]:
         matches = list(pattern.finditer(sentence))
         values = [m for m in matches if not _YEAR.match(m.group(1))]
         years = [m for m in matches if _YEAR.match(m.group(1))]
-        chosen = values[0] if len(values) == 1 else (years[0] if not values and len(years) == 1 else None)
+        chosen = (
+            values[0]
+            if len(values) == 1
+            else (years[0] if not values and len(years) == 1 else None)
+        )
         if chosen is None:
             continue
         value = parse_number(chosen.group(1), lang)
         if value is None:
             continue
         cloze = sentence[: chosen.start(1)] + BLANK + sentence[chosen.end(1) :]
-        found.append(PageFact(page, "sentence", value, chosen.group(1), sentence=sentence,
-                              cloze=cloze))
+        found.append(
+            PageFact(page, "sentence", value, chosen.group(1), sentence=sentence, cloze=cloze)
+        )
     return found
 
 
 def _caption_for(table: Block, blocks: list[Block]) -> str:
     above = [
-        b for b in blocks
+        b
+        for b in blocks
         if b.label is BlockLabel.CAPTION and b.bbox.y1 <= table.bbox.y0 + 2 and b.text.strip()
     ]
     if not above:
@@ -133,8 +155,17 @@ def table_facts(page: int, table: PageTable, lang: str | None) -> list[PageFact]
         for column, cell in zip(header[1:], row[1:], strict=False):
             value = parse_number(cell, lang)
             if value is not None and _flat(column):
-                found.append(PageFact(page, "table", value, cell.strip(), caption=table.caption,
-                                      row_label=label, column=_flat(column)))
+                found.append(
+                    PageFact(
+                        page,
+                        "table",
+                        value,
+                        cell.strip(),
+                        caption=table.caption,
+                        row_label=label,
+                        column=_flat(column),
+                    )
+                )
     return found
 
 
@@ -162,7 +193,8 @@ def extract_facts(doc: Document) -> DocumentFacts:
     clozes = Counter(f.cloze for f in facts if f.kind == "sentence")
     cells = Counter((f.page, f.caption, f.row_label, f.column) for f in facts if f.kind == "table")
     unique = [
-        f for f in facts
+        f
+        for f in facts
         if (f.kind == "sentence" and clozes[f.cloze] == 1)
         or (f.kind == "table" and cells[(f.page, f.caption, f.row_label, f.column)] == 1)
     ]

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmprolong_schemas import Model, QAPair, Segment, Task
-
 from qasynth.cache import RequestCache
 from qasynth.parsing import QAValidator, Rejected, RejectReason
 from qasynth.prompts import PROMPT_VERSION, build_prompt
@@ -114,11 +113,15 @@ def generate(
             segment, task = units[index]
             if index not in prompts:
                 prompts[index] = build_prompt(
-                    segment, task, config.seed, exemplars=config.exemplars,
+                    segment,
+                    task,
+                    config.seed,
+                    exemplars=config.exemplars,
                     page_labels=config.page_labels,
                 )
-            key = request_key(teacher.name, PROMPT_VERSION, segment.segment_id, task,
-                              config.seed, attempt)
+            key = request_key(
+                teacher.name, PROMPT_VERSION, segment.segment_id, task, config.seed, attempt
+            )
             requests[index] = TeacherRequest(key, prompts[index], config.seed, attempt)
         replies = _collect(requests, teacher, cache, config.batch_size, stats)
         still_pending = []
@@ -132,11 +135,17 @@ def generate(
                 pair = validator.validate(reply.text, segment, task, teacher.name, PROMPT_VERSION)
             except Rejected as rejection:
                 stats.rejected[rejection.reason.value] += 1
-                rejections.append(Rejection(
-                    segment_id=segment.segment_id, doc_id=segment.doc_id, task=task,
-                    attempt=attempt, reason=rejection.reason, detail=rejection.detail[:500],
-                    teacher=teacher.name,
-                ))
+                rejections.append(
+                    Rejection(
+                        segment_id=segment.segment_id,
+                        doc_id=segment.doc_id,
+                        task=task,
+                        attempt=attempt,
+                        reason=rejection.reason,
+                        detail=rejection.detail[:500],
+                        teacher=teacher.name,
+                    )
+                )
                 still_pending.append(index)
                 continue
             accepted[index] = pair

@@ -141,7 +141,9 @@ def _description_before_json(text: str, json_start: int | None) -> str:
     return (head[match.end() :] if match else head).strip()
 
 
-_PAGE_ANCHOR = re.compile(r"\b(?:pages?|pp?\.)\s*(\d+(?:\s*(?:-|–|to|,|and|&)\s*\d+)*)", re.IGNORECASE)
+_PAGE_ANCHOR = re.compile(
+    r"\b(?:pages?|pp?\.)\s*(\d+(?:(?:\s*(?:-|–|to|,|and|&)\s*)+\d+)*)", re.IGNORECASE
+)
 _SECTION_ANCHOR = re.compile(
     r"\b(?:section|chapter|appendix|part)\b|\bsection\s+[\dIVXivx]", re.IGNORECASE
 )
@@ -230,9 +232,13 @@ class QAValidator:
             sources = list(dict.fromkeys(_source(s) for s in raw_sources))
             raw_answer = data["answer"]
         except (KeyError, ValueError, TypeError) as error:
-            raise Rejected(RejectReason.BAD_FIELDS, f"missing or unreadable field ({error})") from None
+            raise Rejected(
+                RejectReason.BAD_FIELDS, f"missing or unreadable field ({error})"
+            ) from None
         if not question or not pages or not sources:
-            raise Rejected(RejectReason.BAD_FIELDS, "empty question, evidence_pages or evidence_sources")
+            raise Rejected(
+                RejectReason.BAD_FIELDS, "empty question, evidence_pages or evidence_sources"
+            )
         if answer_format is AnswerFormat.NONE:
             raise Rejected(RejectReason.ANSWER_FORMAT, "answer_format 'None' is not asked for")
         try:
@@ -247,9 +253,7 @@ class QAValidator:
             )
         fallback = FALLBACK_MARK in parsed.evidence_description.lower()
         if task is Task.EXTRACT_SINGLE and len(pages) != 1:
-            raise Rejected(
-                RejectReason.SINGLE_NOT_ONE_PAGE, f"extract-single cites pages {pages}"
-            )
+            raise Rejected(RejectReason.SINGLE_NOT_ONE_PAGE, f"extract-single cites pages {pages}")
         if task in (Task.EXTRACT_MULTI, Task.REASONING) and len(pages) < 2 and not fallback:
             raise Rejected(
                 RejectReason.TOO_FEW_PAGES,

@@ -127,55 +127,82 @@ EXEMPLARS: tuple[Exemplar, ...] = (
         "31-40",
         "Table on Page 34: the row 'Pump B' of the table 'Maintenance intervals' gives "
         "'every 1,500 hours' in the column 'Interval'.",
-        {"question": "According to the maintenance intervals table on Page 34, how often is "
-         "Pump B serviced?", "answer": "every 1,500 hours", "answer_format": "String",
-         "evidence_pages": [34], "evidence_sources": ["Table"]},
+        {
+            "question": "According to the maintenance intervals table on Page 34, how often is "
+            "Pump B serviced?",
+            "answer": "every 1,500 hours",
+            "answer_format": "String",
+            "evidence_pages": [34],
+            "evidence_sources": ["Table"],
+        },
     ),
     Exemplar(
         Task.EXTRACT_SINGLE,
         "5-16",
         "Layout on Page 9: the caption below the map reads 'Figure 3. Survey sites, 2019'. "
         "Figure on Page 9: the map marks seven numbered sites.",
-        {"question": "In which year were the survey sites shown in the map on Page 9 "
-         "recorded?", "answer": 2019, "answer_format": "Integer",
-         "evidence_pages": [9], "evidence_sources": ["Layout", "Figure"]},
+        {
+            "question": "In which year were the survey sites shown in the map on Page 9 recorded?",
+            "answer": 2019,
+            "answer_format": "Integer",
+            "evidence_pages": [9],
+            "evidence_sources": ["Layout", "Figure"],
+        },
     ),
     Exemplar(
         Task.EXTRACT_MULTI,
         "18-27",
         "Text on Page 19 names Dr. Amara Osei as the lead of the field study; Text on Page 24 "
         "names Lukas Brandt as the lead of the laboratory analysis.",
-        {"question": "Within the Study Team section on Pages 18-27, who leads the field study "
-         "and the laboratory analysis?", "answer": ["Amara Osei", "Lukas Brandt"],
-         "answer_format": "List", "evidence_pages": [19, 24], "evidence_sources": ["Text"]},
+        {
+            "question": "Within the Study Team section on Pages 18-27, who leads the field study "
+            "and the laboratory analysis?",
+            "answer": ["Amara Osei", "Lukas Brandt"],
+            "answer_format": "List",
+            "evidence_pages": [19, 24],
+            "evidence_sources": ["Text"],
+        },
     ),
     Exemplar(
         Task.EXTRACT_MULTI,
         "40-52",
         "Table on Page 41 starts 'Table 6. Licensed sites' with Aberdeen and Bergen; the table "
         "continues on Page 42 with Cork.",
-        {"question": "Which sites are listed in Table 6 on Pages 41 and 42?",
-         "answer": ["Aberdeen", "Bergen", "Cork"], "answer_format": "List",
-         "evidence_pages": [41, 42], "evidence_sources": ["Table", "Layout"]},
+        {
+            "question": "Which sites are listed in Table 6 on Pages 41 and 42?",
+            "answer": ["Aberdeen", "Bergen", "Cork"],
+            "answer_format": "List",
+            "evidence_pages": [41, 42],
+            "evidence_sources": ["Table", "Layout"],
+        },
     ),
     Exemplar(
         Task.REASONING,
         "60-71",
         "Table on Page 62 gives 2020 revenue of 418.2 million; Table on Page 67 gives 2021 "
         "revenue of 455.9 million. The difference is 455.9 - 418.2 = 37.7.",
-        {"question": "By how many million did revenue grow from 2020 (Page 62) to 2021 "
-         "(Page 67)?", "answer": 37.7, "answer_format": "Float",
-         "evidence_pages": [62, 67], "evidence_sources": ["Table"]},
+        {
+            "question": "By how many million did revenue grow from 2020 (Page 62) to 2021 "
+            "(Page 67)?",
+            "answer": 37.7,
+            "answer_format": "Float",
+            "evidence_pages": [62, 67],
+            "evidence_sources": ["Table"],
+        },
     ),
     Exemplar(
         Task.REASONING,
         "3-14",
         "Figure on Page 6: the bar chart shows 12 participating schools in the north region; "
         "Figure on Page 11: the chart shows 9 in the south region. North has more.",
-        {"question": "Comparing the charts on Pages 6 and 11, which region has more "
-         "participating schools, north or south?", "answer": "north",
-         "answer_format": "String", "evidence_pages": [6, 11],
-         "evidence_sources": ["Figure"]},
+        {
+            "question": "Comparing the charts on Pages 6 and 11, which region has more "
+            "participating schools, north or south?",
+            "answer": "north",
+            "answer_format": "String",
+            "evidence_pages": [6, 11],
+            "evidence_sources": ["Figure"],
+        },
     ),
 )
 
@@ -190,7 +217,10 @@ def reply_json_schema() -> dict[str, Any]:
             "evidence_description": {"type": "string"},
             "question": {"type": "string"},
             "answer": {"anyOf": [scalar, {"type": "array", "items": scalar}]},
-            "answer_format": {"type": "string", "enum": [f.value for f in AnswerFormat if f is not AnswerFormat.NONE]},
+            "answer_format": {
+                "type": "string",
+                "enum": [f.value for f in AnswerFormat if f is not AnswerFormat.NONE],
+            },
             "evidence_pages": {"type": "array", "items": {"type": "integer"}, "minItems": 1},
             "evidence_sources": {
                 "type": "array",
@@ -199,8 +229,12 @@ def reply_json_schema() -> dict[str, Any]:
             },
         },
         "required": [
-            "evidence_description", "question", "answer", "answer_format",
-            "evidence_pages", "evidence_sources",
+            "evidence_description",
+            "question",
+            "answer",
+            "answer_format",
+            "evidence_pages",
+            "evidence_sources",
         ],
         "additionalProperties": False,
     }

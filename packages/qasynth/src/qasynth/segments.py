@@ -13,6 +13,7 @@ import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from mmprolong_schemas import (
     Document,
@@ -23,7 +24,6 @@ from mmprolong_schemas import (
     Segment,
     VisionTokenSpec,
 )
-
 from qasynth.tokens import document_tokens
 
 QA_TEXT_ALLOWANCE = 1024
@@ -123,6 +123,36 @@ def _draw_by_histogram(
     return [rng.choice(bins[index]) for index in chosen_bins]
 
 
+class Outline(Protocol):
+    """What segment sampling reads of a document: a Document, or a light DocOutline."""
+
+    @property
+    def doc_id(self) -> str: ...
+    @property
+    def num_pages(self) -> int: ...
+    @property
+    def sections(self) -> list[Section]: ...
+
+
+@dataclass(frozen=True)
+class DocOutline:
+    """A document's id, length and sections, without its pages: kept for every pooled
+    document while the pool is scanned once."""
+
+    doc_id: str
+    num_pages: int
+    sections: list[Section]
+    est_tokens: int
+
+    @classmethod
+    def of(cls, doc: Document, spec: VisionTokenSpec | None = None) -> DocOutline:
+        return cls(doc.doc_id, doc.num_pages, list(doc.sections), document_tokens(doc, spec))
+
+    @property
+    def info(self) -> DocInfo:
+        return DocInfo(self.doc_id, self.num_pages, self.est_tokens)
+
+
 def segment_id(doc_id: str, pages: PageRange) -> str:
     return f"{doc_id[:16]}:{pages}"
 
@@ -132,7 +162,7 @@ def _spans_at_level(sections: Sequence[Section], level: int) -> list[Section]:
 
 
 def section_candidates(
-    doc: Document, pages: tuple[int, int] = (8, 15)
+    doc: Outline, pages: tuple[int, int] = (8, 15)
 ) -> list[tuple[PageRange, list[str]]]:
     """Every run of consecutive sections of one outline level spanning ``pages`` pages,
     from the top level down to the first level that has any."""
@@ -142,7 +172,10 @@ def section_candidates(
         found: list[tuple[PageRange, list[str]]] = []
         for first in range(len(units)):
             for last in range(first, len(units)):
-                start, end = units[first].start_page, max(u.end_page for u in units[first : last + 1])
+                start, end = (
+                    units[first].start_page,
+                    max(u.end_page for u in units[first : last + 1]),
+                )
                 length = end - start + 1
                 if length > high:
                     break
@@ -154,7 +187,7 @@ def section_candidates(
     return []
 
 
-def window_candidates(doc: Document, length: int) -> list[PageRange]:
+def window_candidates(doc: Outline, length: int) -> list[PageRange]:
     """Consecutive fixed windows of ``length`` pages; the whole document if it is shorter."""
     if doc.num_pages <= length:
         return [PageRange(first=1, last=doc.num_pages)]
@@ -164,7 +197,7 @@ def window_candidates(doc: Document, length: int) -> list[PageRange]:
     ]
 
 
-def _titles_overlapping(doc: Document, pages: PageRange) -> list[str]:
+def _titles_overlapping(doc: Outline, pages: PageRange) -> list[str]:
     if not doc.sections:
         return []
     top = min(s.level for s in doc.sections)
@@ -176,7 +209,7 @@ def _titles_overlapping(doc: Document, pages: PageRange) -> list[str]:
 
 
 def sample_segments(
-    doc: Document, count: int = 1, seed: int = 0, pages: tuple[int, int] = (8, 15)
+    doc: Outline, count: int = 1, seed: int = 0, pages: tuple[int, int] = (8, 15)
 ) -> list[Segment]:
     """Up to ``count`` distinct segments of ``doc``, non-overlapping while possible.
 

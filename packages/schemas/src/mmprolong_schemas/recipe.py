@@ -158,6 +158,10 @@ class EvalConfig(Model):
     prompt_format: Literal["mmlb-v1.1", "mmlb-v1.1-page-index"] = "mmlb-v1.1"
     max_new_tokens: int = Field(default=128, ge=1)
     runner: Literal["vllm", "openai", "transformers"] = "vllm"
+    data_dir: str | None = Field(
+        default=None,
+        description="Folder of the benchmark files (MMLongBench's documentQA/*.jsonl and images).",
+    )
 
 
 class DemoConfig(Model):

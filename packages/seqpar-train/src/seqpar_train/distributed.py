@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -42,7 +43,7 @@ def init_distributed(backend: str | None = None) -> bool:
 
 
 def _worker(
-    rank: int, world: int, port: int, fn: Callable[..., Any], args: tuple[Any, ...], queue: Any
+    rank: int, world: int, port: int, fn: Callable[..., Any], args: tuple[Any, ...], out_dir: str
 ) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
@@ -52,7 +53,8 @@ def _worker(
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         result = fn(*args)
-        queue.put((rank, result))
+        # Through a file, not a queue: tensors in a queue live in the (exiting) child's memory.
+        torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -61,12 +63,12 @@ def spawn_local(fn: Callable[..., Any], nprocs: int, *args: Any) -> list[Any]:
     """Run ``fn(*args)`` in ``nprocs`` fresh processes joined in a gloo group on this machine;
     returns every rank's return value in rank order (they must be picklable).
     ``fn`` must be importable (defined at module level)."""
-    context = mp.get_context("spawn")
-    queue = context.SimpleQueue()
-    port = free_port()
-    mp.start_processes(
-        _worker, args=(nprocs, port, fn, args, queue), nprocs=nprocs, join=True,
-        start_method="spawn",
-    )
-    results = dict(queue.get() for _ in range(nprocs))
-    return [results[rank] for rank in range(nprocs)]
+    with tempfile.TemporaryDirectory(prefix="seqpar-spawn-") as out_dir:
+        mp.start_processes(
+            _worker, args=(nprocs, free_port(), fn, args, out_dir), nprocs=nprocs, join=True,
+            start_method="spawn",
+        )
+        return [
+            torch.load(os.path.join(out_dir, f"rank{rank}.pt"), weights_only=False)
+            for rank in range(nprocs)
+        ]

@@ -93,3 +93,33 @@ def row_loss(
         tokens=slice_length - pad_here,
         pad_tokens=pad_here,
     )
+
+
+class PackedLossModel(torch.nn.Module):
+    """The HF model plus the packed-row loss as one module: FSDP's root hooks then cover
+    the embeddings, the vision patch embed and mergers, the final norm and the LM head,
+    which ``row_loss`` uses directly rather than through the HF forward."""
+
+    def __init__(
+        self,
+        hf_model: torch.nn.Module,
+        *,
+        sp_group: ProcessGroup | None = None,
+        pad_token_id: int = 0,
+        loss_chunk: int = 4096,
+    ) -> None:
+        super().__init__()
+        self.hf_model = hf_model
+        self.sp_group = sp_group
+        self.pad_token_id = pad_token_id
+        self.loss_chunk = loss_chunk
+        self.last_tokens = (0, 0)
+
+    def forward(self, row: PackedRow) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss sum, labelled tokens) of this rank's slice of ``row``."""
+        out = row_loss(
+            self.hf_model, row, sp_group=self.sp_group, pad_token_id=self.pad_token_id,
+            loss_chunk=self.loss_chunk,
+        )
+        self.last_tokens = (out.tokens, out.pad_tokens)
+        return out.loss_sum, out.label_tokens

@@ -49,12 +49,17 @@ def build_model(
     return model_class(config).from_pretrained(source, dtype=dtype)
 
 
+def hf_model_of(model: torch.nn.Module) -> torch.nn.Module:
+    """The HF model inside a training wrapper (or the model itself)."""
+    return getattr(model, "hf_model", model)
+
+
 def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
-    return model.model.language_model.layers  # type: ignore[no-any-return]
+    return hf_model_of(model).model.language_model.layers  # type: ignore[no-any-return]
 
 
 def vision_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
-    return model.model.visual.blocks  # type: ignore[no-any-return]
+    return hf_model_of(model).model.visual.blocks  # type: ignore[no-any-return]
 
 
 def text_config(model: torch.nn.Module) -> PretrainedConfig:

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from seqpar_train.attention import AttentionBackend, resolve_backend
+from seqpar_train.attention import resolve_backend
+from seqpar_train.batch import to_device
 from seqpar_train.collectives import all_reduce_sum
 from seqpar_train.distributed import device_for_rank, spawn_local
 from seqpar_train.forward import row_loss
 from seqpar_train.loss import group_mean_loss
 from seqpar_train.modeling import build_model
-from seqpar_train.synthetic import MULTI_IMAGE_DOCS, synthetic_row
+from seqpar_train.synthetic import MULTI_IMAGE_DOCS, DocumentShape, synthetic_row
 from seqpar_train.ulysses import install_attention
 
 
@@ -57,25 +58,29 @@ def compare(
     return Comparison(name, max_abs, max_rel, tolerance)
 
 
-def tiny_model_config(family: str) -> object:
+@dataclass(frozen=True)
+class Scenario:
+    """A tiny model (family, text-config overrides) and a packed row shape to check."""
+
+    family: str = "qwen2.5-vl"
+    documents: tuple[DocumentShape, ...] = tuple(MULTI_IMAGE_DOCS)
+    text_overrides: tuple[tuple[str, int], ...] = ()
+    attention: str = "auto"
+    seed: int = 0
+
+
+def sp_loss_and_grads(scenario: Scenario) -> tuple[float, dict[str, torch.Tensor]]:
+    """Loss and full gradients of the scenario's row, with Ulysses SP over the whole world
+    (or in one process when no group is initialised). Gradients are summed over SP ranks."""
     from longctx_rope import tiny_config
 
-    return tiny_config(family)
-
-
-def sp_loss_and_grads(
-    family: str, attention: str, seed: int = 0
-) -> tuple[float, dict[str, torch.Tensor]]:
-    """Loss and full gradients of the check row, with Ulysses SP over the whole world (or in
-    one process when no group is initialised). Gradients are summed over the SP ranks."""
     group = dist.group.WORLD if dist.is_initialized() else None
     device = device_for_rank()
-    model = build_model(tiny_model_config(family), seed=seed).to(device)  # type: ignore[arg-type]
+    config = tiny_config(scenario.family, text_config=dict(scenario.text_overrides))
+    model = build_model(config, seed=scenario.seed).to(device)
     model.train()
-    install_attention(model, group, resolve_backend(attention, device))
-    from seqpar_train.batch import to_device
-
-    row = to_device(synthetic_row(model, MULTI_IMAGE_DOCS, seed=seed), device)
+    install_attention(model, group, resolve_backend(scenario.attention, device))
+    row = to_device(synthetic_row(model.config, scenario.documents, seed=scenario.seed), device)
     out = row_loss(model, row, sp_group=group)
     label_tokens = all_reduce_sum(out.label_tokens, group)
     (out.loss_sum / label_tokens.clamp(min=1.0)).backward()
@@ -89,17 +94,26 @@ def sp_loss_and_grads(
     return loss, grads
 
 
-def check_sp(family: str = "qwen2.5-vl", sp: int = 2, attention: str = "auto") -> Comparison:
-    """Ulysses SP over ``sp`` local processes against one process."""
-    reference_loss, reference = sp_loss_and_grads(family, attention)
-    results = spawn_local(sp_loss_and_grads, sp, family, attention)
-    losses = {rank_loss for rank_loss, _ in results}
-    loss, grads = results[0]
-    if len(losses) != 1:
-        raise AssertionError(f"SP ranks disagree on the loss: {sorted(losses)}")
-    got = {"loss": torch.tensor([loss]), **grads}
-    want = {"loss": torch.tensor([reference_loss]), **reference}
-    return compare(f"SP={sp} vs single ({family})", got, want, 1e-5)
+def _run_scenarios(scenarios: list[Scenario]) -> list[tuple[float, dict[str, torch.Tensor]]]:
+    return [sp_loss_and_grads(scenario) for scenario in scenarios]
 
 
-__all__ = ["AttentionBackend", "Comparison", "check_sp", "compare", "sp_loss_and_grads"]
+def check_sp(scenarios: list[Scenario], sp: int = 2) -> list[Comparison]:
+    """Ulysses SP over ``sp`` local processes against one process, scenario by scenario
+    (one process group for all of them)."""
+    references = _run_scenarios(scenarios)
+    per_rank = spawn_local(_run_scenarios, sp, scenarios)
+    comparisons = []
+    for index, scenario in enumerate(scenarios):
+        losses = {results[index][0] for results in per_rank}
+        if len(losses) != 1:
+            raise AssertionError(f"SP ranks disagree on the loss: {sorted(losses)}")
+        loss, grads = per_rank[0][index]
+        reference_loss, reference = references[index]
+        got = {"loss": torch.tensor([loss]), **grads}
+        want = {"loss": torch.tensor([reference_loss]), **reference}
+        name = f"SP={sp} vs single {scenario.family}"
+        comparisons.append(compare(name, got, want, 1e-5))
+    return comparisons
+
+

@@ -1,33 +1,33 @@
 """Random packed rows for self-checks and benchmarks: several documents, several images.
 
-Token ids, images and answer spans are random; position ids come from the model's own
-``get_rope_index`` applied to each document, with the text row restarting at 0 per document,
-which is exactly what a packed Qwen-VL row needs.
+Token ids, images and answer spans are random; position ids are longctx-rope's packed 4-row
+mRoPE ids (the model's ``get_rope_index`` per document, text row restarting at 0 per document).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from typing import Any
+
 import torch
+from longctx_rope.positions import PackedDoc, packed_position_ids
 
 from seqpar_train.batch import IGNORE_INDEX, PackedRow
 
 DocumentShape = tuple[int, Sequence[tuple[int, int]], int]
-"""(prompt text tokens, image grids (h, w) in patches, answer tokens)."""
+"""(prompt text tokens, image grids (h, w) in patches, answer tokens; 0 = no labels)."""
 
 
-def synthetic_row(
-    model: torch.nn.Module, documents: Sequence[DocumentShape], seed: int = 0
-) -> PackedRow:
-    config = model.config
+def synthetic_row(config: Any, documents: Sequence[DocumentShape], seed: int = 0) -> PackedRow:
+    """A packed row for an HF Qwen-VL ``config``; same seed, same row."""
     vision = config.vision_config
     merge = vision.spatial_merge_size
     patch_dim = vision.in_channels * vision.temporal_patch_size * vision.patch_size**2
     text_vocab = min(int(config.vision_start_token_id), int(config.image_token_id)) - 1
     generator = torch.Generator().manual_seed(seed)
 
-    ids_parts, label_parts, position_parts, lens = [], [], [], []
+    ids_parts, label_parts, docs, lens = [], [], [], []
     pixels, grids = [], []
     for prompt, images, answer in documents:
         pieces = [torch.randint(0, text_vocab, (prompt,), generator=generator)]
@@ -46,12 +46,10 @@ def synthetic_row(
         answer_ids = torch.randint(0, text_vocab, (answer,), generator=generator)
         ids = torch.cat([*pieces, answer_ids])
         labels = torch.full_like(ids, IGNORE_INDEX)
-        labels[-answer:] = answer_ids
+        if answer:
+            labels[-answer:] = answer_ids
         grid = torch.tensor(doc_grids) if doc_grids else None
-        token_types = (ids == config.image_token_id).int()
-        mrope, _ = model.model.get_rope_index(ids[None], token_types[None], image_grid_thw=grid)
-        text = torch.arange(ids.numel())[None, None]
-        position_parts.append(torch.cat([text, mrope], dim=0)[:, 0])
+        docs.append(PackedDoc(input_ids=ids, image_grid_thw=grid))
         ids_parts.append(ids)
         label_parts.append(labels)
         lens.append(ids.numel())
@@ -59,7 +57,7 @@ def synthetic_row(
     return PackedRow(
         input_ids=torch.cat(ids_parts),
         labels=torch.cat(label_parts),
-        position_ids=torch.cat(position_parts, dim=1),
+        position_ids=packed_position_ids(docs, config),
         doc_lens=lens,
         pixel_values=torch.cat(pixels) if pixels else None,
         image_grid_thw=torch.tensor(grids) if grids else None,

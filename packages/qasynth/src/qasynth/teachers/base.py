@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmprolong_schemas import Segment, Task
-
 from qasynth.prompts import Prompt
 
 
-def request_key(teacher: str, prompt_version: str, segment_id: str, task: Task, seed: int,
-                attempt: int) -> str:
+def request_key(
+    teacher: str, prompt_version: str, segment_id: str, task: Task, seed: int, attempt: int
+) -> str:
     """Cache key of one teacher request: everything that decides its reply."""
     material = json.dumps([teacher, prompt_version, segment_id, task.value, seed, attempt])
     return hashlib.sha256(material.encode()).hexdigest()[:32]
@@ -77,5 +77,5 @@ class Teacher(ABC):
     @abstractmethod
     def complete(self, requests: Sequence[TeacherRequest], on_reply: ReplyCallback) -> None: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook: most backends hold nothing)
         """Release engines or connections; the default has none."""

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmprolong_schemas import Document, Task
-
 from qasynth.facts import DocumentFacts, PageFact, PageTable, extract_facts
 from qasynth.parsing import FALLBACK_MARK
 from qasynth.teachers.base import ReplyCallback, Teacher, TeacherReply, TeacherRequest
@@ -36,6 +35,7 @@ class Draft:
     evidence: str
     facts: list[PageFact]
     tables: list[PageTable]
+    operation: str
 
     def reply(self) -> TeacherReply:
         data = {
@@ -47,6 +47,7 @@ class Draft:
         }
         text = f"Evidence: {self.evidence}\nJSON: {json.dumps(data, ensure_ascii=False)}"
         meta = {
+            "operation": self.operation,
             "facts": [f.locator() for f in self.facts],
             "tables": [{"page": t.page, "caption": t.caption} for t in self.tables],
         }
@@ -68,7 +69,9 @@ def _describe(fact: PageFact) -> str:
     """A noun phrase that points at the fact unambiguously, page included."""
     if fact.kind == "sentence":
         return f'the number missing from "{fact.cloze}" (Page {fact.page})'
-    return f'the "{fact.column}" value for {fact.row_label} in {_table_name(fact.caption, fact.page)}'
+    return (
+        f'the "{fact.column}" value for {fact.row_label} in {_table_name(fact.caption, fact.page)}'
+    )
 
 
 def _evidence(fact: PageFact) -> str:
@@ -115,7 +118,11 @@ class RulesTeacher(Teacher):
 
     def complete(self, requests: Sequence[TeacherRequest], on_reply: ReplyCallback) -> None:
         for request in requests:
-            on_reply(request, self.answer(request))
+            try:
+                reply = self.answer(request)
+            except (KeyError, ValueError, OSError) as error:
+                reply = TeacherReply(text=None, error=f"document not readable: {error}")
+            on_reply(request, reply)
 
     def _document_facts(self, doc_id: str) -> DocumentFacts:
         if doc_id not in self._facts:
@@ -151,11 +158,20 @@ class RulesTeacher(Teacher):
             question = f'On Page {fact.page}, what number fills the blank in "{fact.cloze}"?'
         else:
             question = (
-                f'According to {_table_name(fact.caption, fact.page)}, what is the '
+                f"According to {_table_name(fact.caption, fact.page)}, what is the "
                 f'"{fact.column}" value for {fact.row_label}?'
             )
-        return Draft(question, fact.value, _number_format([fact.value]), [fact.page],
-                     [_source(fact)], _evidence(fact), [fact], [])
+        return Draft(
+            question,
+            fact.value,
+            _number_format([fact.value]),
+            [fact.page],
+            [_source(fact)],
+            _evidence(fact),
+            [fact],
+            [],
+            "value",
+        )
 
     # -- extract-multi ----------------------------------------------------------------------
 
@@ -183,8 +199,17 @@ class RulesTeacher(Teacher):
             f"On {_pages_phrase(pages)}, which numbers fill the blanks of these sentences, "
             f"in this order: {listed}?"
         )
-        return Draft(question, [f.value for f in chosen], "List", pages, ["Text"],
-                     " ".join(_evidence(f) for f in chosen), chosen, [])
+        return Draft(
+            question,
+            [f.value for f in chosen],
+            "List",
+            pages,
+            ["Text"],
+            " ".join(_evidence(f) for f in chosen),
+            chosen,
+            [],
+            "list-values",
+        )
 
     def _multi_table_rows(self, facts: DocumentFacts, rng: random.Random) -> Draft:
         first_table: dict[int, PageTable] = {}
@@ -202,9 +227,12 @@ class RulesTeacher(Teacher):
         )
         evidence = " ".join(
             f"Table on Page {t.page}: {_table_name(t.caption, t.page)} lists "
-            f"{', '.join(r[0] for r in t.rows[1:])}." for t in tables
+            f"{', '.join(r[0] for r in t.rows[1:])}."
+            for t in tables
         )
-        return Draft(question, labels, "List", pages, ["Table"], evidence, [], tables)
+        return Draft(
+            question, labels, "List", pages, ["Table"], evidence, [], tables, "list-row-labels"
+        )
 
     def _multi_fallback(self, facts: DocumentFacts, rng: random.Random) -> Draft | None:
         sentences = [f for f in facts.facts if f.kind == "sentence"]
@@ -217,13 +245,24 @@ class RulesTeacher(Teacher):
         page = rng.choice(sorted(candidates))
         chosen = sorted(rng.sample(by_page[page], 2), key=by_page[page].index)
         listed = "; ".join(f'({n}) "{f.cloze}"' for n, f in enumerate(chosen, 1))
-        question = f"On Page {page}, which numbers fill the blanks of these sentences, in order: {listed}?"
+        question = (
+            f"On Page {page}, which numbers fill the blanks of these sentences, in order: {listed}?"
+        )
         evidence = (
             f"Only Page {page} holds two related facts, so this is a {FALLBACK_MARK}. "
             + " ".join(_evidence(f) for f in chosen)
         )
-        return Draft(question, [f.value for f in chosen], "List", [page], ["Text"], evidence,
-                     chosen, [])
+        return Draft(
+            question,
+            [f.value for f in chosen],
+            "List",
+            [page],
+            ["Text"],
+            evidence,
+            chosen,
+            [],
+            "list-values",
+        )
 
     # -- reasoning --------------------------------------------------------------------------
 
@@ -252,20 +291,38 @@ class RulesTeacher(Teacher):
             answer = _combine(a.value + b.value, [a, b])
             question = f"What is the sum of {_describe(a)} and {_describe(b)}?"
             evidence += f" Their sum is {answer}."
-            return Draft(question, answer, _number_format([a.value, b.value]), pages, sources,
-                         evidence, [a, b], [])
+            return Draft(
+                question,
+                answer,
+                _number_format([a.value, b.value]),
+                pages,
+                sources,
+                evidence,
+                [a, b],
+                [],
+                "sum",
+            )
         if operation == "difference":
             answer = _combine(a.value - b.value, [a, b])
             question = f"What is {_describe(a)} minus {_describe(b)}?"
             evidence += f" The difference is {answer}."
-            return Draft(question, answer, _number_format([a.value, b.value]), pages, sources,
-                         evidence, [a, b], [])
+            return Draft(
+                question,
+                answer,
+                _number_format([a.value, b.value]),
+                pages,
+                sources,
+                evidence,
+                [a, b],
+                [],
+                "difference",
+            )
         answer_label = "A" if a.value > b.value else "B"
-        question = (
-            f"Which is larger: (A) {_describe(a)}, or (B) {_describe(b)}? Answer A or B."
-        )
+        question = f"Which is larger: (A) {_describe(a)}, or (B) {_describe(b)}? Answer A or B."
         evidence += f" {max(a.value, b.value)} is the larger value."
-        return Draft(question, answer_label, "String", pages, sources, evidence, [a, b], [])
+        return Draft(
+            question, answer_label, "String", pages, sources, evidence, [a, b], [], "compare"
+        )
 
     def _count_rows(self, facts: DocumentFacts, rng: random.Random) -> Draft:
         first_table: dict[int, PageTable] = {}
@@ -276,11 +333,15 @@ class RulesTeacher(Teacher):
         tables = [first_table[p] for p in pages]
         names = " and ".join(_table_name(t.caption, t.page) for t in tables)
         total = sum(t.data_rows for t in tables)
-        question = (
-            f"How many data rows, not counting header rows, do {names} have together?"
+        question = f"How many data rows, not counting header rows, do {names} have together?"
+        evidence = (
+            " ".join(
+                f"Table on Page {t.page}: {_table_name(t.caption, t.page)} has "
+                f"{t.data_rows} data rows."
+                for t in tables
+            )
+            + f" Together {total}."
         )
-        evidence = " ".join(
-            f"Table on Page {t.page}: {_table_name(t.caption, t.page)} has {t.data_rows} data rows."
-            for t in tables
-        ) + f" Together {total}."
-        return Draft(question, total, "Integer", pages, ["Table"], evidence, [], tables)
+        return Draft(
+            question, total, "Integer", pages, ["Table"], evidence, [], tables, "count-rows"
+        )

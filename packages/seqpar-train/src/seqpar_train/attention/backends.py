@@ -2,8 +2,9 @@
 
 ``auto`` picks, in order: flash-attn's varlen kernel (installed, CUDA), torch's own varlen
 kernel (CUDA sm80+), then the per-document SDPA loop. flex_attention is chosen by flag: it is
-the only block-masked kernel that also runs on CPU, but without ``torch.compile`` it
-materialises the full score matrix, so the SDPA loop is the faster eager fallback.
+the only block-masked kernel that also runs on CPU, but there it is forward-only (torch has no
+CPU backward for it) and, uncompiled, materialises the full score matrix, so on CPU the SDPA
+loop is the training backend. On CUDA flex_attention is compiled.
 """
 
 from __future__ import annotations
@@ -31,27 +32,37 @@ def _torch_varlen_usable(device: torch.device) -> bool:
     return major >= 8 and importlib.util.find_spec("torch.nn.attention.varlen") is not None
 
 
-def available_backends(device: torch.device | str = "cpu") -> list[AttentionBackend]:
-    """Backends that can run on ``device``, best first."""
+def available_backends(
+    device: torch.device | str = "cpu", *, training: bool = True
+) -> list[AttentionBackend]:
+    """Backends that can run on ``device`` (with a backward pass if ``training``), best first."""
     device = torch.device(device)
     usable: list[AttentionBackend] = []
     if _flash_usable(device):
         usable.append("flash")
     if _torch_varlen_usable(device):
         usable.append("torch-varlen")
-    return [*usable, "flex", "sdpa"]
+    if device.type != "cpu" or not training:
+        usable.append("flex")
+    return [*usable, "sdpa"]
 
 
-def resolve_backend(name: str, device: torch.device | str = "cpu") -> AttentionBackend:
+def resolve_backend(
+    name: str, device: torch.device | str = "cpu", *, training: bool = True
+) -> AttentionBackend:
     """``auto`` -> the best backend for ``device``; an explicit name is checked for it."""
     device = torch.device(device)
-    usable = available_backends(device)
+    usable = available_backends(device, training=training)
     if name == "auto":
-        return "sdpa" if device.type == "cpu" else usable[0]
+        return usable[0]
     if name not in BACKENDS:
         raise ValueError(f"attention backend {name!r} is unknown; choose auto or one of {BACKENDS}")
     if name not in usable:
-        needs = {"flash": "flash-attn installed and a CUDA device", "torch-varlen": "CUDA sm80+"}
+        needs = {
+            "flash": "flash-attn installed and a CUDA device",
+            "torch-varlen": "CUDA sm80+",
+            "flex": "a CUDA device for training (torch has no CPU backward for flex_attention)",
+        }
         raise ValueError(f"attention backend {name!r} needs {needs[name]}; this is {device}")
     return name  # type: ignore[return-value]
 
@@ -91,15 +102,22 @@ def _document_causal_mask(cu_seqlens: tuple[int, ...], device: str) -> object:
     return create_block_mask(document_causal, None, None, total, total, device=device)
 
 
+@functools.cache
+def _flex_kernel(compiled: bool) -> Callable[..., object]:
+    from torch.nn.attention.flex_attention import flex_attention
+
+    if not compiled:
+        return flex_attention
+    return torch.compile(flex_attention, dynamic=False)  # type: ignore[no-any-return]
+
+
 def _flex(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: list[int], scale: float
 ) -> torch.Tensor:
-    from torch.nn.attention.flex_attention import flex_attention
-
     mask = _document_causal_mask(tuple(cu_seqlens), str(q.device))
     groups = q.shape[1] // k.shape[1]
     qd, kd, vd = (t.transpose(0, 1).unsqueeze(0) for t in (q, k, v))
-    out = flex_attention(qd, kd, vd, block_mask=mask, scale=scale, enable_gqa=groups > 1)
+    out = _flex_kernel(q.is_cuda)(qd, kd, vd, block_mask=mask, scale=scale, enable_gqa=groups > 1)
     assert isinstance(out, torch.Tensor)
     return out.squeeze(0).transpose(0, 1)
 

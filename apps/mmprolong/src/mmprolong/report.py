@@ -1,0 +1,261 @@
+"""The run report: one Markdown file and its PNG figures.
+
+It shows what the run produced (pool statistics, the mixture's length histogram, the loss
+curve, score against context length for the base and the trained model), what produced it
+(the recipe, every stage's manifest) and, clearly apart, the paper's published numbers for
+context. Figures a package already draws (its own stats plots) are linked as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never open a window
+import matplotlib.pyplot as plt
+
+from mmprolong.paper import PaperRow
+from mmprolong.recipes import recipe_to_toml
+from mmprolong_schemas import Recipe, RunManifest, ScoreTable, atomic_path, format_tokens
+
+REPORT_FILE = "report.md"
+
+
+@dataclass
+class ReportData:
+    recipe: Recipe
+    run_dir: Path
+    manifests: dict[str, RunManifest] = field(default_factory=dict)
+    pool_stats: dict[str, float | int | str] = field(default_factory=dict)
+    doc_tokens: list[int] = field(default_factory=list)
+    sample_tokens: list[int] = field(default_factory=list)
+    task_tokens: dict[str, int] = field(default_factory=dict)
+    loss: list[tuple[int, float]] = field(default_factory=list)
+    scores: dict[str, ScoreTable] = field(default_factory=dict)
+    """Label ("base", "trained") -> the model's score table."""
+    paper_rows: list[PaperRow] = field(default_factory=list)
+    package_figures: list[tuple[str, Path]] = field(default_factory=list)
+    """(caption, PNG) drawn by a package's own writer."""
+
+
+def _save(figure: plt.Figure, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def _histogram(values: Sequence[int], title: str, xlabel: str, path: Path) -> Path:
+    figure, axes = plt.subplots(figsize=(6, 3.5))
+    axes.hist(values, bins=min(30, max(5, len(values) // 2)), color="#4472c4", edgecolor="white")
+    axes.set_title(title)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("count")
+    return _save(figure, path)
+
+
+def loss_figure(loss: Sequence[tuple[int, float]], path: Path) -> Path:
+    figure, axes = plt.subplots(figsize=(6, 3.5))
+    steps, values = zip(*loss, strict=True)
+    axes.plot(steps, values, marker="." if len(loss) < 60 else None, color="#c0504d")
+    axes.set_title("Training loss")
+    axes.set_xlabel("optimizer step")
+    axes.set_ylabel("loss (answer tokens)")
+    axes.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def score_figure(scores: dict[str, ScoreTable], path: Path) -> Path:
+    """Macro-average score per context length, one line per model."""
+    figure, axes = plt.subplots(figsize=(6, 3.5))
+    for label, table in scores.items():
+        lengths = table.lengths
+        values = [table.macro(length) or 0.0 for length in lengths]
+        axes.plot(range(len(lengths)), values, marker="o", label=f"{label} ({table.model})")
+        axes.set_xticks(range(len(lengths)), [format_tokens(length) for length in lengths])
+    axes.set_title("Score vs context length")
+    axes.set_xlabel("context length (tokens)")
+    axes.set_ylabel("score (%)")
+    axes.set_ylim(0, 100)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return _save(figure, path)
+
+
+def _score_markdown(scores: dict[str, ScoreTable]) -> list[str]:
+    lengths = sorted({length for table in scores.values() for length in table.lengths})
+    datasets = sorted({name for table in scores.values() for name in table.datasets})
+    header = ["model", *(f"{format_tokens(n)} {d}" for n in lengths for d in datasets), "macro"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, table in scores.items():
+        cells = []
+        for length in lengths:
+            for dataset in datasets:
+                cell = table.cell(dataset, length)
+                cells.append(f"{cell.score:.2f} (n={cell.n})" if cell else "-")
+        macro = table.macro()
+        lines.append(f"| {label}: {table.model} | " + " | ".join(cells) + f" | {_fmt(macro)} |")
+    return lines
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _paper_markdown(rows: list[PaperRow]) -> list[str]:
+    lines: list[str] = []
+    for title in dict.fromkeys(row.title for row in rows):
+        group = [row for row in rows if row.title == title]
+        columns = list(dict.fromkeys(key for row in group for key in row.values))
+        lines += [f"**{title}** (paper)", ""]
+        lines.append("| model / setting | " + " | ".join(columns) + " |")
+        lines.append("|" + "---|" * (len(columns) + 1))
+        for row in group:
+            values = [_fmt(row.values.get(column)) for column in columns]
+            lines.append(f"| {row.row} | " + " | ".join(values) + " |")
+        lines.append("")
+    return lines
+
+
+def write_report(data: ReportData, out_dir: Path) -> Path:
+    """Write ``report.md`` and its figures into ``out_dir``; returns the Markdown path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    recipe = data.recipe
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    md = [
+        f"# MMProLong run report: {recipe.name}",
+        "",
+        f"{recipe.description}" if recipe.description else "",
+        "",
+        f"- run directory: `{data.run_dir}`",
+        f"- model: {recipe.init_model} ({recipe.family.value})"
+        + (
+            ", tiny random-weight stand-in built from config"
+            if recipe.demo and recipe.demo.tiny_model
+            else ""
+        ),
+        f"- written: {when}",
+        "",
+    ]
+    if recipe.demo is not None:
+        md += [
+            "> This is a self-contained run on generated PDFs and a tiny model with random",
+            "> weights. Its numbers show that the pipeline works end to end; they say nothing",
+            "> about the quality of a real model.",
+            "",
+        ]
+    md += [
+        "## Stages",
+        "",
+        "| stage | status | counts | config hash | took |",
+        "|---|---|---|---|---|",
+    ]
+    for name, manifest in data.manifests.items():
+        counts = ", ".join(f"{key} {value}" for key, value in manifest.counts.items()) or "-"
+        took = (
+            f"{(manifest.finished_at - manifest.started_at).total_seconds():.1f} s"
+            if manifest.finished_at
+            else "-"
+        )
+        md.append(
+            f"| {name} | {manifest.status} | {counts} | `{manifest.config_hash[:12]}` | {took} |"
+        )
+    md.append("")
+
+    md += ["## Document pool", ""]
+    if data.pool_stats:
+        md += ["| statistic | value |", "|---|---|"]
+        md += [f"| {key} | {value} |" for key, value in data.pool_stats.items()]
+        md.append("")
+    if data.doc_tokens:
+        _histogram(
+            data.doc_tokens, "Estimated tokens per document", "tokens", out_dir / "pool_tokens.png"
+        )
+        md += ["![Estimated tokens per pooled document](pool_tokens.png)", ""]
+    for caption, figure in data.package_figures:
+        target = out_dir / figure.name
+        if figure.resolve() != target.resolve():
+            shutil.copyfile(figure, target)
+        md += [f"![{caption}]({target.name})", ""]
+
+    md += ["## Training mixture", ""]
+    if data.task_tokens:
+        total = sum(data.task_tokens.values()) or 1
+        md += ["| task | tokens | share |", "|---|---|---|"]
+        md += [
+            f"| {task} | {tokens} | {tokens / total:.1%} |"
+            for task, tokens in data.task_tokens.items()
+        ]
+        md.append("")
+    if data.sample_tokens:
+        _histogram(
+            data.sample_tokens,
+            "Mixture: tokens per sample",
+            "tokens",
+            out_dir / "mixture_lengths.png",
+        )
+        md += [
+            f"{len(data.sample_tokens)} samples, {sum(data.sample_tokens)} estimated tokens.",
+            "",
+            "![Length histogram of the training mixture](mixture_lengths.png)",
+            "",
+        ]
+
+    md += ["## Training", ""]
+    if data.loss:
+        loss_figure(data.loss, out_dir / "loss.png")
+        first, last = data.loss[0], data.loss[-1]
+        md += [
+            f"{len(data.loss)} logged steps; loss {first[1]:.4f} at step {first[0]} -> "
+            f"{last[1]:.4f} at step {last[0]}.",
+            "",
+            "![Training loss](loss.png)",
+            "",
+        ]
+    else:
+        md += ["No training log found.", ""]
+
+    md += ["## Evaluation (this run)", ""]
+    if data.scores:
+        score_figure(data.scores, out_dir / "score_vs_length.png")
+        first_table = next(iter(data.scores.values()))
+        md += [f"Judge: {first_table.judge}; prompt format: {first_table.prompt_format}.", ""]
+        md += _score_markdown(data.scores)
+        md += ["", "![Score vs context length, base vs trained](score_vs_length.png)", ""]
+    else:
+        md += ["No evaluation scores found.", ""]
+
+    if data.paper_rows:
+        md += [
+            "## Reference: the paper's published numbers",
+            "",
+            "These figures are copied from the MMProLong paper's tables for context. They were",
+            "measured by the paper's authors on MMLongBench with full-size models; they are not",
+            "results of this run.",
+            "",
+        ]
+        md += _paper_markdown(data.paper_rows)
+
+    md += ["## Recipe", "", "```toml", recipe_to_toml(recipe).rstrip(), "```", ""]
+    md += ["## Run manifests", ""]
+    for name, manifest in data.manifests.items():
+        md += [
+            "<details>",
+            f"<summary>{name}</summary>",
+            "",
+            "```json",
+            json.dumps(manifest.model_dump(mode="json"), indent=2),
+            "```",
+            "</details>",
+            "",
+        ]
+    path = out_dir / REPORT_FILE
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(md), encoding="utf-8")
+    return path

@@ -1,0 +1,137 @@
+"""Stage eval: the base and the trained model on the recipe's evaluation set (lvlm-judge).
+
+The set is the benchmark folder of ``eval.data_dir`` (MMLongBench), or, for a recipe that
+generates its corpus, the QA pairs of the held-out documents, padded with pages of the other
+held-out documents to each of ``eval.lengths`` (lvlm-judge's Extender). Each model gets its
+own lvlm-judge run folder, so a rerun resumes item by item.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mmprolong.orchestrator import StageContext
+from mmprolong.report import ReportData
+from mmprolong.stages._require import require
+from mmprolong.stages.pool import pool_path
+from mmprolong.stages.report import Contributor
+from mmprolong.stages.rope import base_checkpoint
+from mmprolong.stages.synth import HELD_OUT_RUN, SynthStage
+from mmprolong.stages.train import trained_checkpoint
+from mmprolong_schemas import EvalItem, Recipe, ScoreTable
+
+HELD_OUT_DATASET = "held-out"
+MODELS = ("base", "trained")
+SCORES = "scores.json"
+
+
+def _items(ctx: StageContext, resolver: Any, tokenizer_dir: Path) -> list[EvalItem]:
+    recipe = ctx.recipe
+    (load_data,) = require("eval", "lvlm_judge.datasets", "load_data")
+    if recipe.demo is None:
+        if recipe.eval.data_dir is None:
+            raise ValueError(
+                "eval.data_dir is not set: point it at the MMLongBench folder (with documentQA/)"
+            )
+        items: list[EvalItem] = load_data(
+            [Path(recipe.eval.data_dir)],
+            lengths=recipe.eval.lengths,
+            datasets=recipe.eval.datasets,
+            spec=recipe.vision,
+        )
+        return items
+    (load_heldout,) = require("eval", "lvlm_judge.datasets", "load_heldout")
+    (extender_class,) = require("eval", "lvlm_judge.extend", "Extender")
+    pairs = ctx.stage_dir(SynthStage.name) / HELD_OUT_RUN / "qa" / "pairs.jsonl"
+    if not pairs.exists():
+        raise FileNotFoundError(f"no held-out QA pairs at {pairs}; rerun the synth stage")
+    items = load_heldout(pairs, resolver.pool, dataset=HELD_OUT_DATASET, spec=recipe.vision)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+
+    def text_tokens(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    extender = extender_class(resolver, text_tokens, seed=recipe.synth.seed)
+    extended: list[EvalItem] = extender.extend_all(items, recipe.eval.lengths)
+    return extended
+
+
+def _runner(recipe: Recipe, model_path: Path, name: str, resolver: Any) -> Any:
+    kind = recipe.eval.runner
+    if kind == "transformers":
+        import torch
+
+        (runner_class,) = require("eval", "lvlm_judge.runners", "TransformersRunner")
+        return runner_class(
+            model_path,
+            resolver,
+            max_new_tokens=recipe.eval.max_new_tokens,
+            device_map="auto" if torch.cuda.is_available() else "cpu",
+            model_name=name,
+        )
+    raise ValueError(
+        f"eval.runner {kind!r} is run by `mmprolong eval run` (it needs engine sizing or a "
+        "server); inside `mmprolong run` use runner = 'transformers'"
+    )
+
+
+class EvalStage(Contributor):
+    name = "eval"
+    summary = "base vs trained scores (lvlm-judge)"
+
+    def config(self, recipe: Recipe) -> dict[str, Any]:
+        return {
+            "eval": recipe.eval.model_dump(mode="json"),
+            "vision": recipe.vision.model_dump(mode="json"),
+        }
+
+    def run(self, ctx: StageContext) -> dict[str, int]:
+        (pool_class,) = require(self.name, "docpool", "Pool")
+        (resolver_class,) = require(self.name, "lvlm_judge.context", "ContextResolver")
+        (run_eval,) = require(self.name, "lvlm_judge.evaluate", "run_eval")
+        recipe = ctx.recipe
+        if recipe.eval.judge != "rules":
+            raise ValueError(
+                "the LLM judge needs a judge server; inside `mmprolong run` use judge = 'rules' "
+                "and judge with `mmprolong eval score` afterwards"
+            )
+        base = base_checkpoint(ctx)
+        resolver = resolver_class(None, pool_class(pool_path(ctx)), recipe.vision)
+        items = _items(ctx, resolver, base)
+        if not items:
+            raise ValueError("the evaluation set is empty")
+        models = {"base": base, "trained": trained_checkpoint(ctx)}
+        counts = {"items": len(items)}
+        for label, path in models.items():
+            runner = _runner(recipe, path, f"{label}:{recipe.name}", resolver)
+            summary = run_eval(
+                items,
+                runner,
+                ctx.dir / label,
+                prompt_format=recipe.eval.prompt_format,
+                judge=recipe.eval.judge,
+                settings={"model": str(path), "recipe": recipe.name},
+            )
+            macro = summary.table.macro()
+            counts[f"{label}_failed"] = len(summary.failed_items)
+            ctx.log(f"eval/{label}: macro score {macro if macro is not None else 'n/a'}")
+        return counts
+
+    def progress(self, ctx: StageContext) -> dict[str, int]:
+        counts = {}
+        for label in MODELS:
+            predictions = ctx.dir / label / "predictions.jsonl"
+            if predictions.exists():
+                counts[f"{label}_predictions"] = sum(1 for _ in predictions.open(encoding="utf-8"))
+        return counts
+
+    def contribute(self, ctx: StageContext, data: ReportData) -> None:
+        for label in MODELS:
+            path = ctx.dir / label / SCORES
+            if path.exists():
+                data.scores[label] = ScoreTable.model_validate_json(
+                    path.read_text(encoding="utf-8")
+                )

@@ -1,0 +1,164 @@
+"""Stage synth: pool -> segments -> teacher QA pairs -> training samples (qasynth).
+
+Two qasynth runs share the pool: ``train/`` over the documents used for training, and, when
+the pool holds held-out documents, ``heldout/`` over those (QA pairs only: evaluation builds
+its own contexts from them). A view of the pool restricted to a set of documents is all the
+app adds; segmenting, the teacher loop, validation and assembly are qasynth's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from mmprolong.orchestrator import StageContext
+from mmprolong.report import ReportData
+from mmprolong.stages._require import require
+from mmprolong.stages.pool import PoolStage, held_out_ids, pool_path
+from mmprolong.stages.report import Contributor
+from mmprolong_schemas import VQA_TASKS, Document, Recipe, Task
+
+TRAIN_RUN = "train"
+HELD_OUT_RUN = "heldout"
+OCR_TASKS = (Task.OCR_FULL, Task.OCR_NEEDLE)
+
+
+class PoolView:
+    """The documents of a pool that pass ``keep``; rendering goes to the pool itself."""
+
+    def __init__(self, pool: Any, doc_ids: Sequence[str]):
+        self.pool = pool
+        self.doc_ids = set(doc_ids)
+
+    def documents(self) -> Iterator[Document]:
+        return (doc for doc in self.pool.documents() if doc.doc_id in self.doc_ids)
+
+    def get(self, doc_id: str) -> Document:
+        if doc_id not in self.doc_ids:
+            raise KeyError(f"document {doc_id[:16]} is not part of this selection")
+        document: Document = self.pool.get(doc_id)
+        return document
+
+    def render(self, doc_id: str, pages: Sequence[int], dpi: float = 144.0) -> list[Image.Image]:
+        images: list[Image.Image] = self.pool.render(doc_id, pages, dpi)
+        return images
+
+
+def run_dir(ctx: StageContext, which: str) -> Path:
+    return ctx.stage_dir(SynthStage.name) / which
+
+
+def _teacher(recipe: Recipe, pool: Any) -> Any:
+    synth = recipe.synth
+    rules, vllm, transformers = require(
+        "synth", "qasynth", "RulesTeacher", "VLLMTeacher", "TransformersTeacher"
+    )
+    if synth.teacher == "rules":
+        return rules(pool.get)
+    if not synth.teacher_model:
+        raise ValueError(f"synth.teacher_model is required for the {synth.teacher} teacher")
+    if synth.teacher == "vllm":
+        return vllm(synth.teacher_model, pool, spec=recipe.vision)
+    if synth.teacher == "transformers":
+        return transformers.load(synth.teacher_model, pool, dpi=recipe.vision.dpi)
+    raise ValueError(
+        f"synth.teacher {synth.teacher!r} cannot run inside `mmprolong run`; use rules, vllm or "
+        "transformers, or run `mmprolong synth generate` with its server options"
+    )
+
+
+class SynthStage(Contributor):
+    name = "synth"
+    summary = "segments, teacher QA pairs and samples (qasynth)"
+
+    def config(self, recipe: Recipe) -> dict[str, Any]:
+        mixture = recipe.mixture
+        return {
+            "synth": recipe.synth.model_dump(mode="json"),
+            "vision": recipe.vision.model_dump(mode="json"),
+            # Which documents become contexts and how long samples may be.
+            "selection": {
+                "length_distribution": mixture.length_distribution.value,
+                "doc_pages": mixture.doc_pages,
+                "histogram": [b.model_dump(mode="json") for b in mixture.histogram or []],
+                "max_length": mixture.max_length,
+            },
+        }
+
+    def run(self, ctx: StageContext) -> dict[str, int]:
+        (pool_class,) = require(self.name, "docpool", "Pool")
+        selection_class, assemble_config, generate_config = require(
+            self.name, "qasynth", "DocumentSelection", "AssembleConfig", "GenerateConfig"
+        )
+        segment_pool, generate_pairs, assemble_samples = require(
+            self.name, "qasynth", "segment_pool", "generate_pairs", "assemble_samples"
+        )
+        recipe = ctx.recipe
+        pool = pool_class(pool_path(ctx))
+        held_out = held_out_ids(StageContext(ctx.run_dir, recipe, PoolStage.name))
+        training = [doc_id for doc_id in pool.doc_ids() if doc_id not in set(held_out)]
+        mixture = recipe.mixture
+        selection = selection_class(
+            distribution=mixture.length_distribution,
+            doc_pages=mixture.doc_pages,
+            histogram=tuple(mixture.histogram or ()),
+            max_length=mixture.max_length,
+        )
+        tasks = tuple(task for task in recipe.synth.tasks if task in VQA_TASKS)
+        config = generate_config(tasks=tasks, seed=recipe.synth.seed)
+        counts: dict[str, int] = {}
+        for which, doc_ids in ((TRAIN_RUN, training), (HELD_OUT_RUN, held_out)):
+            if not doc_ids:
+                continue
+            view = PoolView(pool, doc_ids)
+            out = run_dir(ctx, which)
+            teacher = _teacher(recipe, view)
+            segments = segment_pool(
+                view, out, selection, seed=recipe.synth.seed,
+                pages=recipe.synth.segment_pages, spec=recipe.vision,
+            )  # fmt: skip
+            stats = generate_pairs(view, out, teacher, config) if tasks else {"accepted_total": 0}
+            prefix = "" if which == TRAIN_RUN else "heldout_"
+            counts[f"{prefix}segments"] = int(segments["segments"])
+            counts[f"{prefix}qa_pairs"] = int(stats["accepted_total"])
+            if which == TRAIN_RUN:
+                summary = assemble_samples(
+                    view,
+                    out,
+                    assemble_config(
+                        spec=recipe.vision,
+                        page_labels=recipe.synth.page_index_text,
+                        max_length=mixture.max_length,
+                    ),
+                    ocr=any(task in OCR_TASKS for task in recipe.synth.tasks),
+                    seed=recipe.synth.seed,
+                )
+                counts["samples"] = sum(int(n) for n in summary["samples"].values())
+            ctx.log(
+                f"synth/{which}: {len(doc_ids)} documents, {segments['segments']} segments, "
+                f"{stats['accepted_total']} QA pairs"
+            )
+        if counts.get("samples", 0) == 0:
+            raise ValueError(
+                "synth produced no training samples; see synth/train/qa/stats.json for why "
+                "the teacher's replies were rejected"
+            )
+        return counts
+
+    def progress(self, ctx: StageContext) -> dict[str, int]:
+        counts = {}
+        for which in (TRAIN_RUN, HELD_OUT_RUN):
+            pairs = run_dir(ctx, which) / "qa" / "pairs.jsonl"
+            if pairs.exists():
+                counts[f"{which}_qa_pairs"] = sum(1 for _ in pairs.open(encoding="utf-8"))
+        return counts
+
+    def contribute(self, ctx: StageContext, data: ReportData) -> None:
+        stats = run_dir(ctx, TRAIN_RUN) / "qa" / "stats.json"
+        if stats.exists():
+            accepted = json.loads(stats.read_text(encoding="utf-8")).get("accepted", {})
+            data.pool_stats["QA pairs accepted (training documents)"] = sum(accepted.values())

@@ -1,0 +1,145 @@
+"""The report writer on hand-made inputs, the paper's reference rows, and the doctor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mmprolong.doctor import Machine, machine_findings, stage_picks
+from mmprolong.paper import paper_row, rows_for
+from mmprolong.recipes import load_recipe
+from mmprolong.report import ReportData, write_report
+from mmprolong_schemas import RunManifest, ScoreCell, ScoreTable
+
+
+def _table(model: str, scores: dict[int, float]) -> ScoreTable:
+    return ScoreTable(
+        model=model,
+        judge="rules",
+        prompt_format="mmlb-v1.1",
+        cells=[ScoreCell(dataset="held-out", length=n, n=4, score=s) for n, s in scores.items()],
+    )
+
+
+def test_report_has_every_section_and_figure(tmp_path: Path) -> None:
+    recipe = load_recipe("demo-tiny")
+    manifest = RunManifest.start("mmprolong.pool", {"x": 1}, ["mmprolong"]).finish(documents=3)
+    data = ReportData(
+        recipe=recipe,
+        run_dir=tmp_path,
+        manifests={"pool": manifest},
+        pool_stats={"documents": 3, "pages": 40},
+        doc_tokens=[1000, 2000, 1500],
+        sample_tokens=[300, 500, 800, 900],
+        task_tokens={"extract-single": 800, "reasoning": 200},
+        loss=[(1, 5.0), (2, 4.5), (3, 4.1)],
+        scores={
+            "base": _table("tiny", {1024: 10.0, 2048: 5.0}),
+            "trained": _table("tiny-ft", {1024: 20.0, 2048: 15.0}),
+        },
+        paper_rows=rows_for(recipe),
+    )
+    path = write_report(data, tmp_path / "report")
+    text = path.read_text()
+    for heading in (
+        "## Stages",
+        "## Document pool",
+        "## Training mixture",
+        "## Training",
+        "## Evaluation (this run)",
+        "## Reference: the paper's published numbers",
+        "## Recipe",
+        "## Run manifests",
+    ):
+        assert heading in text
+    for figure in ("pool_tokens.png", "mixture_lengths.png", "loss.png", "score_vs_length.png"):
+        assert f"]({figure})" in text
+        assert (tmp_path / "report" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "not" in text.split("## Reference")[1].split("\n\n")[1]  # labelled: not our results
+    assert "| MMProLong | 36.00 |" in text
+    assert "20.00 (n=4)" in text
+    assert "tiny random-weight stand-in" in text
+    assert 'name = "demo-tiny"' in text
+
+
+def test_report_without_results_says_so(tmp_path: Path) -> None:
+    text = write_report(
+        ReportData(recipe=load_recipe("demo-tiny"), run_dir=tmp_path), tmp_path
+    ).read_text()
+    assert "No training log found." in text
+    assert "No evaluation scores found." in text
+
+
+def test_paper_rows() -> None:
+    assert paper_row("table2_extraction_reasoning_ratio", "8:2").values["AVG"] == 57.7
+    with pytest.raises(KeyError):
+        paper_row("table2_extraction_reasoning_ratio", "9:1")
+    qwen3 = rows_for(load_recipe("qwen3-vl-8b"))
+    assert [row.table for row in qwen3] == ["table20_qwen3vl_doc"] * 2
+    extra = rows_for(
+        load_recipe("mmprolong-qwen2.5-vl-7b"), ("table16_mrope_base", "reasoning/8e6")
+    )
+    assert extra[-1].values["AVG"] == 54.34
+
+
+def _machine(**changes: object) -> Machine:
+    fields: dict[str, object] = {
+        "gpus": [],
+        "cuda": None,
+        "gpu_capability": None,
+        "flash_attn": None,
+        "torch_varlen": True,
+        "vllm": None,
+        "ray": None,
+        "pymupdf_layout": "2.0",
+        "tesseract": None,
+        "gloo": True,
+        "nccl": False,
+        "cpus": 2,
+        "disk_free": 50 * 2**30,
+        "disk_path": Path("."),
+    }
+    fields.update(changes)
+    return Machine(**fields)  # type: ignore[arg-type]
+
+
+def test_doctor_on_a_cpu_box() -> None:
+    machine = _machine()
+    found = {f.name: f for f in machine_findings(machine)}
+    assert found["GPUs"].status == "missing"
+    assert found["torch varlen attention"].status == "warn"
+    assert found["vllm"].status == "missing"
+    assert "qasynth[vllm]" in found["vllm"].detail
+    assert found["process groups"].detail == "gloo"
+    assert "mmprolong" in found
+    picks = {
+        (f.area, f.name): f for f in stage_picks(load_recipe("mmprolong-qwen2.5-vl-7b"), machine)
+    }
+    assert picks[("synth", "teacher")].status == "warn"
+    assert picks[("eval", "runner")].status == "warn"
+    assert picks[("train", "devices")].status == "warn"
+    demo = {(f.area, f.name): f for f in stage_picks(load_recipe("demo-tiny"), machine)}
+    assert demo[("synth", "teacher")].detail.startswith("rules")
+    assert demo[("eval", "runner")].status == "ok"
+
+
+def test_doctor_on_a_gpu_node() -> None:
+    machine = _machine(
+        gpus=["H100 (80 GiB)"] * 8,
+        cuda="12.8",
+        gpu_capability=(9, 0),
+        vllm="0.11",
+        flash_attn="2.8",
+        nccl=True,
+        disk_free=2**30,
+    )
+    found = {f.name: f for f in machine_findings(machine)}
+    assert found["torch varlen attention"].status == "ok"
+    assert found["disk"].status == "warn"
+    picks = {
+        (f.area, f.name): f for f in stage_picks(load_recipe("mmprolong-qwen2.5-vl-7b"), machine)
+    }
+    assert picks[("synth", "teacher")].status == "ok"
+    assert picks[("train", "devices")].status == "ok"
+    assert picks[("train", "devices")].detail.startswith("nccl on cuda")

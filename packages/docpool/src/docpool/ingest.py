@@ -1,0 +1,363 @@
+"""Ingest: files in, a pool out. Resumable, append-only, robust to hostile input.
+
+1. Expand the sources into candidate files (sorted, each path once).
+2. In this process, read only bytes: size limit, PDF magic, SHA-256, exclusion list, truncation,
+   duplicates (same bytes: one document, other paths become aliases), what the pool holds.
+3. Parse each new document through the executor (separate processes, timeout, memory cap):
+   one probe task per document, which parses it whole when it has at most ``chunk_pages``
+   pages; longer documents are then parsed as page-range chunks with the probe's profile.
+4. Append Documents, aliases and rejects as new shards every ``batch_size`` records.
+
+A rerun skips every path and every hash the pool already holds (accepted, aliased or
+rejected), so killing a run at any point and running it again gives the same pool.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from mmprolong_schemas import Document, RunManifest
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from docpool.executor import (
+    Executor,
+    LocalExecutor,
+    TaskCrashed,
+    TaskMemoryExceeded,
+    TaskOutcome,
+    TaskTimeout,
+)
+from docpool.hashes import read_hash_file
+from docpool.identity import has_pdf_magic, looks_truncated, sha256_file
+from docpool.parse import (
+    DocumentRejected,
+    ParsedPages,
+    ParseOptions,
+    Probe,
+    RejectReason,
+    chunk_ranges,
+    parse_page_range,
+    probe_document,
+)
+from docpool.pool import Alias, Reject, PoolWriter, _shards
+from docpool.sections import sections_from_headings, sections_from_outline
+from docpool.sources import SourceFile, expand_sources, load_domain_map, resolve_domain
+
+DEFAULT_MAX_FILE_BYTES = 1 << 30
+
+
+@dataclass
+class IngestReport:
+    """What a run did. ``rejected`` counts new rejects by reason."""
+
+    pool: Path
+    candidates: int = 0
+    added: int = 0
+    pages_added: int = 0
+    aliases_added: int = 0
+    already_in_pool: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    @property
+    def pages_per_second(self) -> float:
+        return self.pages_added / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "pool": str(self.pool), "candidates": self.candidates, "added": self.added,
+            "pages_added": self.pages_added, "aliases_added": self.aliases_added,
+            "already_in_pool": self.already_in_pool, "rejected": dict(self.rejected),
+            "seconds": round(self.seconds, 3), "pages_per_second": round(self.pages_per_second, 1),
+        }
+
+
+@dataclass
+class _PoolState:
+    source_of: dict[str, str] = field(default_factory=dict)  # doc_id -> source path
+    aliases: set[tuple[str, str]] = field(default_factory=set)
+    rejected_paths: set[str] = field(default_factory=set)
+    rejected_ids: dict[str, Reject] = field(default_factory=dict)
+
+
+def _load_state(root: Path) -> _PoolState:
+    state = _PoolState()
+    for shard in _shards(root / "documents"):
+        table = pq.read_table(shard, columns=["doc_id", "source_path"]).to_pydict()
+        for doc_id, source in zip(table["doc_id"], table["source_path"], strict=True):
+            state.source_of.setdefault(doc_id, source)
+    for shard in _shards(root / "aliases"):
+        table = pq.read_table(shard, columns=["doc_id", "path"]).to_pydict()
+        state.aliases.update(zip(table["doc_id"], table["path"], strict=True))
+    for shard in _shards(root / "rejects"):
+        for row in pq.read_table(shard).to_pylist():
+            reject = Reject.model_validate(row)
+            state.rejected_paths.add(reject.path)
+            if reject.doc_id:
+                state.rejected_ids.setdefault(reject.doc_id, reject)
+    return state
+
+
+@dataclass
+class _Candidate:
+    doc_id: str
+    source: SourceFile
+    path: str
+    file_size: int
+    domain: str | None
+    duplicates: list[str] = field(default_factory=list)
+
+
+_ERROR_REASONS: list[tuple[type[BaseException], RejectReason]] = [
+    (TaskTimeout, RejectReason.TIMEOUT),
+    (TaskMemoryExceeded, RejectReason.MEMORY),
+    (MemoryError, RejectReason.MEMORY),
+    (TaskCrashed, RejectReason.CRASHED),
+]
+
+
+def _verdict(error: BaseException) -> tuple[RejectReason, str]:
+    if isinstance(error, DocumentRejected):
+        return error.reason, error.detail
+    for kind, reason in _ERROR_REASONS:
+        if isinstance(error, kind):
+            return reason, str(error)
+    return RejectReason.PARSE_ERROR, f"{type(error).__name__}: {error}"[:500]
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        disable=not enabled, transient=False,
+    )
+
+
+def ingest(
+    sources: Iterable[str | Path],
+    out: str | Path,
+    *,
+    layout: str = "fast",
+    workers: int = 1,
+    min_pages: int = 20,
+    max_pages: int = 200,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    exclude_hashes: str | Path | Iterable[str] | None = None,
+    domain_map: str | Path | None = None,
+    timeout: float = 300.0,
+    memory_bytes: int | None = 4 << 30,
+    chunk_pages: int = 64,
+    tables: str = "grid",
+    ocr: bool = True,
+    batch_size: int = 64,
+    executor: Executor | None = None,
+    progress: bool = False,
+    command: Sequence[str] | None = None,
+) -> IngestReport:
+    """Add the PDFs found in ``sources`` (files, folders, CSV/JSONL manifests) to the pool at
+    ``out`` and return what happened. Safe to rerun and to interrupt at any point."""
+    if layout not in ("fast", "model"):
+        raise ValueError(f"layout must be 'fast' or 'model', not {layout!r}")
+    if tables not in ("grid", "finder", "off"):
+        raise ValueError(f"tables must be 'grid', 'finder' or 'off', not {tables!r}")
+    if not 1 <= min_pages <= max_pages:
+        raise ValueError(f"page limits [{min_pages}, {max_pages}] are not a range")
+    if layout == "model":
+        from docpool.layout_model import ensure_layout_model
+
+        ensure_layout_model()  # fail now, with the install hint, not once per document
+    started = time.monotonic()
+    root = Path(out)
+    options = ParseOptions(
+        layout=layout, tables=tables, min_pages=min_pages, max_pages=max_pages,
+        chunk_pages=chunk_pages, ocr=ocr,
+    )
+    if exclude_hashes is None:
+        excluded: set[str] = set()
+    elif isinstance(exclude_hashes, str | Path):
+        excluded = read_hash_file(Path(exclude_hashes))
+    else:
+        excluded = {h.lower() for h in exclude_hashes}
+    mapping = load_domain_map(Path(domain_map)) if domain_map else None
+    source_list = [str(source) for source in sources]
+    files = expand_sources(source_list)
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+    writer = PoolWriter(root, run_id)
+    config = {
+        "sources": source_list,
+        "layout": layout, "workers": workers, "min_pages": min_pages, "max_pages": max_pages,
+        "max_file_bytes": max_file_bytes, "excluded_hashes": len(excluded), "timeout": timeout,
+        "memory_bytes": memory_bytes, "chunk_pages": chunk_pages, "tables": tables, "ocr": ocr,
+    }
+    manifest = RunManifest.start("docpool ingest", config, list(command or sys.argv))
+    writer.write_run(manifest)
+    state = _load_state(root)
+    report = IngestReport(pool=root, candidates=len(files))
+    executor = executor or LocalExecutor(workers, timeout=timeout, memory_bytes=memory_bytes)
+
+    def reject(path: str, reason: RejectReason, detail: str = "", doc_id: str | None = None,
+               size: int | None = None) -> None:
+        writer.rejects.append(
+            Reject(path=path, reason=reason.value, detail=detail, doc_id=doc_id, file_size=size)
+        )
+        state.rejected_paths.add(path)
+        report.rejected[reason.value] += 1
+
+    def maybe_flush(force: bool = False) -> None:
+        if writer.buffered and (force or writer.buffered >= batch_size):
+            writer.flush()
+
+    with _progress(progress) as bar:
+        # Step 2: identity, in this process, from bytes only.
+        hashing = bar.add_task("hashing", total=len(files), note="")
+        candidates: dict[str, _Candidate] = {}
+        for source in files:
+            bar.advance(hashing)
+            path = str(source.path.absolute())
+            if path in state.rejected_paths:
+                report.already_in_pool += 1
+                continue
+            try:
+                size = source.path.stat().st_size
+                if size > max_file_bytes:
+                    reject(path, RejectReason.TOO_LARGE, f"{size} bytes, above {max_file_bytes}",
+                           size=size)
+                    continue
+                if not has_pdf_magic(source.path):
+                    reject(path, RejectReason.NOT_PDF, "no %PDF- header in the first KiB",
+                           size=size)
+                    continue
+                doc_id = sha256_file(source.path)
+                truncated = looks_truncated(source.path)
+            except OSError as error:
+                reject(path, RejectReason.UNREADABLE, str(error))
+                continue
+            if doc_id in state.source_of:
+                report.already_in_pool += 1
+                if path != state.source_of[doc_id] and (doc_id, path) not in state.aliases:
+                    writer.aliases.append(Alias(doc_id=doc_id, path=path))
+                    state.aliases.add((doc_id, path))
+                    report.aliases_added += 1
+                continue
+            if doc_id in excluded:
+                reject(path, RejectReason.EXCLUDED, "hash is on the exclusion list", doc_id, size)
+                continue
+            if doc_id in state.rejected_ids:
+                earlier = state.rejected_ids[doc_id]
+                reject(path, RejectReason(earlier.reason), f"same bytes as {earlier.path}",
+                       doc_id, size)
+                continue
+            if doc_id in candidates:
+                candidates[doc_id].duplicates.append(path)
+                continue
+            if truncated:
+                reject(path, RejectReason.TRUNCATED, "no %%EOF marker at the end", doc_id, size)
+                state.rejected_ids[doc_id] = writer.rejects[-1]
+                continue
+            candidates[doc_id] = _Candidate(
+                doc_id, source, path, size, resolve_domain(source, doc_id, mapping)
+            )
+        maybe_flush(force=True)
+
+        # Step 3: parse in workers. Probes first; long documents then go in chunks.
+        parsing = bar.add_task("parsing", total=len(candidates), note="")
+        long_docs: dict[str, Probe] = {}
+
+        def reject_candidate(candidate: _Candidate, error: BaseException) -> None:
+            reason, detail = _verdict(error)
+            for path in (candidate.path, *candidate.duplicates):
+                reject(path, reason, detail, candidate.doc_id, candidate.file_size)
+
+        def accept(candidate: _Candidate, probe: Probe, parsed: ParsedPages) -> None:
+            document = _build(candidate, probe, parsed, layout)
+            writer.store_pdf(candidate.source.path, candidate.doc_id)
+            writer.documents.append(document)
+            for path in candidate.duplicates:
+                writer.aliases.append(Alias(doc_id=candidate.doc_id, path=path))
+                report.aliases_added += 1
+            report.added += 1
+            report.pages_added += document.num_pages
+            bar.advance(parsing)
+            elapsed = time.monotonic() - started
+            bar.update(parsing, note=f"{report.pages_added / max(elapsed, 1e-9):.0f} pages/s")
+            maybe_flush()
+
+        probe_tasks = (
+            (doc_id, (candidate.path, options)) for doc_id, candidate in candidates.items()
+        )
+        outcome: TaskOutcome[str]
+        for outcome in executor.run(probe_document, probe_tasks):
+            candidate = candidates[outcome.key]
+            if not outcome.ok:
+                assert outcome.error is not None
+                reject_candidate(candidate, outcome.error)
+                bar.advance(parsing)
+                maybe_flush()
+            elif outcome.value.parsed is not None:
+                accept(candidate, outcome.value, outcome.value.parsed)
+            else:
+                long_docs[outcome.key] = outcome.value
+
+        chunk_results: dict[str, dict[int, ParsedPages]] = {key: {} for key in long_docs}
+        failed: set[str] = set()
+        chunk_tasks = (
+            ((doc_id, first), (candidates[doc_id].path, first, last, probe.profile, options))
+            for doc_id, probe in long_docs.items()
+            for first, last in chunk_ranges(probe.num_pages, chunk_pages)
+        )
+        chunk_outcome: TaskOutcome[tuple[str, int]]
+        for chunk_outcome in executor.run(parse_page_range, chunk_tasks):
+            doc_id, first = chunk_outcome.key
+            if doc_id in failed:
+                continue
+            if not chunk_outcome.ok:
+                assert chunk_outcome.error is not None
+                failed.add(doc_id)
+                reject_candidate(candidates[doc_id], chunk_outcome.error)
+                bar.advance(parsing)
+                continue
+            chunk_results[doc_id][first] = chunk_outcome.value
+            probe = long_docs[doc_id]
+            if len(chunk_results[doc_id]) == len(chunk_ranges(probe.num_pages, chunk_pages)):
+                parts = [chunk_results[doc_id][start] for start in sorted(chunk_results[doc_id])]
+                merged = ParsedPages(
+                    pages=[page for part in parts for page in part.pages],
+                    headings=[hit for part in parts for hit in part.headings],
+                )
+                del chunk_results[doc_id]
+                accept(candidates[doc_id], probe, merged)
+        maybe_flush(force=True)
+
+    report.seconds = time.monotonic() - started
+    writer.write_run(manifest.finish(
+        "done", candidates=report.candidates, added=report.added, pages=report.pages_added,
+        aliases=report.aliases_added, rejected=sum(report.rejected.values()),
+        already_in_pool=report.already_in_pool,
+    ))
+    return report
+
+
+def _build(candidate: _Candidate, probe: Probe, parsed: ParsedPages, layout: str) -> Document:
+    sections = sections_from_outline(probe.toc, parsed.pages) if probe.toc else []
+    if not sections:
+        sections = sections_from_headings(parsed.headings, parsed.pages)
+    return Document(
+        doc_id=candidate.doc_id, source_path=candidate.path, file_size=candidate.file_size,
+        num_pages=probe.num_pages, pages=parsed.pages, sections=sections,
+        metadata=probe.metadata, lang=probe.lang, domain=candidate.domain, layout=layout,
+    )

@@ -1,0 +1,354 @@
+"""The ``fast`` layout parser: blocks from PyMuPDF text dicts and a few typographic rules.
+
+Extraction (per page, needs the open PDF) and classification (needs a document-wide style
+profile) are separate, so a long document can be profiled once from a sample of pages and
+then classified chunk by chunk in different processes with the same rules:
+
+- the body font size is the most common size, weighted by characters;
+- lines clearly larger than the body, or short bold lines, are section headers; the largest
+  line on the first page is the title;
+- lines repeated at the top or bottom of many pages (digits ignored) are page headers/footers,
+  and so are lone page numbers there;
+- lines starting "Figure N"/"Table N" (and their French/German forms) are captions;
+- images are pictures; ruled grids are tables (see ``docpool.tables``).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pymupdf
+from mmprolong_schemas import BBox, Block, BlockLabel, Page
+
+from docpool.tables import FoundTable, find_ruled_tables, find_tables_thorough
+
+Rect = tuple[float, float, float, float]
+
+BAND = 0.1  # top and bottom tenth of the page: where running headers and footers live
+HEADING_RATIO = 1.12
+TITLE_RATIO = 1.6
+MIN_PICTURE_AREA = 0.005  # of the page area; smaller images are decoration
+_BOLD_FLAG = 16
+_DICT_FLAGS = (
+    pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_PRESERVE_LIGATURES
+    | pymupdf.TEXT_MEDIABOX_CLIP | pymupdf.TEXT_PRESERVE_IMAGES
+)
+CAPTION = re.compile(
+    r"^\s*(fig(ure)?\.?|table|tab\.|tableau|abbildung|abb\.|tabelle|chart|exhibit)\s*"
+    r"[0-9]+[A-Za-z]?(\.[0-9]+)?\s*[:.\-–—]?(\s|$)",
+    re.IGNORECASE,
+)
+PAGE_NUMBER = re.compile(
+    r"^\W*((page|seite|p\.|s\.)\s*)?[0-9ivxlc]+(\s*(of|/|von|sur|de)\s*[0-9]+)?\W*$",
+    re.IGNORECASE,
+)
+LIST_ITEM = re.compile(r"^\s*([•·▪◦‣\-–*]|\(?[0-9a-z]{1,2}[).])\s+\S")
+_TWO_LETTERS = re.compile(r"[^\W\d_].*?[^\W\d_]")
+NUMBERED_HEADING = re.compile(r"^\s*((?:[0-9]+|[A-Z])(?:\.[0-9]+)*)\.?\s+\S")
+
+
+@dataclass(frozen=True)
+class RawLine:
+    text: str
+    bbox: Rect
+    size: float
+    bold: bool
+    block: int
+
+
+@dataclass
+class RawPage:
+    number: int
+    width: float
+    height: float
+    rotation: int
+    lines: list[RawLine]
+    pictures: list[Rect]
+    tables: list[FoundTable]
+    flags: list[str] = field(default_factory=list)
+
+    @property
+    def has_text(self) -> bool:
+        return any(line.text.strip() for line in self.lines)
+
+
+@dataclass(frozen=True)
+class StyleProfile:
+    """What the document's typography looks like, learnt from (a sample of) its pages."""
+
+    body_size: float
+    heading_sizes: tuple[float, ...]
+    title_size: float | None
+    furniture: frozenset[tuple[str, str]]  # (band, normalised text)
+
+
+@dataclass(frozen=True)
+class HeadingHit:
+    page: int
+    order: int
+    text: str
+    level: int
+
+
+def _transform(rect: Sequence[float], matrix: pymupdf.Matrix | None) -> Rect:
+    if matrix is None:
+        return (float(rect[0]), float(rect[1]), float(rect[2]), float(rect[3]))
+    r = pymupdf.Rect(rect) * matrix
+    r.normalize()
+    return (r.x0, r.y0, r.x1, r.y1)
+
+
+def ocr_available() -> bool:
+    """Tesseract is installed and PyMuPDF can find its language data."""
+    if shutil.which("tesseract") is None:
+        return False
+    try:
+        return bool(pymupdf.get_tessdata())
+    except (RuntimeError, OSError):
+        return False
+
+
+def extract_page(
+    page: pymupdf.Page, *, tables: str = "grid", ocr: bool = True, ocr_language: str = "eng"
+) -> RawPage:
+    """Lines, pictures and tables of one page, in displayed coordinates."""
+    rect = page.rect
+    matrix = page.rotation_matrix if page.rotation else None
+    textpage = page.get_textpage(flags=_DICT_FLAGS)
+    data = page.get_text("dict", textpage=textpage, sort=False)
+    flags: list[str] = []
+    if not any(b.get("type") == 0 and b.get("lines") for b in data["blocks"]):
+        if ocr and ocr_available():
+            textpage = page.get_textpage_ocr(flags=_DICT_FLAGS, language=ocr_language, full=True)
+            data = page.get_text("dict", textpage=textpage, sort=False)
+            flags.append("ocr")
+        else:
+            flags.append("no-text-layer")
+    lines: list[RawLine] = []
+    pictures: list[Rect] = []
+    page_area = max(rect.width * rect.height, 1.0)
+    for index, block in enumerate(data["blocks"]):
+        if block.get("type") == 1:
+            x0, y0, x1, y1 = _transform(block["bbox"], matrix)
+            if (x1 - x0) * (y1 - y0) >= MIN_PICTURE_AREA * page_area:
+                pictures.append((x0, y0, x1, y1))
+            continue
+        for line in block.get("lines", ()):
+            spans = [s for s in line["spans"] if s["text"]]
+            text = "".join(s["text"] for s in spans).strip()
+            if not text:
+                continue
+            weights = Counter[float]()
+            bold_chars = 0
+            for span in spans:
+                n = len(span["text"].strip())
+                weights[round(span["size"] * 2) / 2] += n
+                if span["flags"] & _BOLD_FLAG or "bold" in span["font"].lower():
+                    bold_chars += n
+            size = weights.most_common(1)[0][0] if weights else 0.0
+            total = sum(weights.values())
+            lines.append(RawLine(
+                text=_clean(text), bbox=_transform(line["bbox"], matrix), size=size,
+                bold=total > 0 and bold_chars >= 0.9 * total, block=index,
+            ))
+    found: list[FoundTable] = []
+    if tables != "off" and lines:
+        if tables == "finder":
+            found = find_tables_thorough(page)
+        else:
+            found = find_ruled_tables(page, textpage)
+        if matrix is not None:
+            found = [FoundTable(_transform(t.bbox, matrix), t.rows) for t in found]
+    return RawPage(
+        number=page.number + 1, width=rect.width, height=rect.height,
+        rotation=page.rotation, lines=lines, pictures=pictures, tables=found, flags=flags,
+    )
+
+
+_CONTROL = {code: " " for code in range(32)}
+
+
+def _clean(text: str) -> str:
+    """Drop control characters (some PDFs carry them in text) and collapse whitespace."""
+    return " ".join(text.translate(_CONTROL).split())
+
+
+def _normalise(text: str) -> str:
+    return re.sub(r"[0-9]+", "#", text.lower()).strip()
+
+
+def _band(line: RawLine, height: float) -> str | None:
+    if line.bbox[3] <= height * BAND:
+        return "top"
+    if line.bbox[1] >= height * (1 - BAND):
+        return "bottom"
+    return None
+
+
+def build_profile(pages: Sequence[RawPage]) -> StyleProfile:
+    sizes = Counter[float]()
+    for page in pages:
+        for line in page.lines:
+            sizes[line.size] += len(line.text)
+    body = sizes.most_common(1)[0][0] if sizes else 10.0
+    heading_sizes = sorted(
+        {line.size for page in pages for line in page.lines
+         if line.size >= body * HEADING_RATIO and len(line.text) <= 150},
+        reverse=True,
+    )
+    first = [page for page in pages if page.number == 1]
+    title_size = None
+    if first and first[0].lines:
+        largest = max(line.size for line in first[0].lines)
+        if largest >= body * TITLE_RATIO:
+            title_size = largest
+    # A line is page furniture when its normalised text recurs in the same band on many pages.
+    seen = Counter[tuple[str, str]]()
+    with_text = 0
+    for page in pages:
+        if not page.lines:
+            continue
+        with_text += 1
+        keys = {
+            (band, _normalise(line.text))
+            for line in page.lines
+            if (band := _band(line, page.height)) is not None
+        }
+        seen.update(keys)
+    threshold = max(2, int(0.3 * with_text))
+    furniture = frozenset(key for key, count in seen.items() if count >= threshold)
+    return StyleProfile(
+        body_size=body,
+        heading_sizes=tuple(size for size in heading_sizes if size != title_size),
+        title_size=title_size,
+        furniture=furniture,
+    )
+
+
+def heading_level(text: str, size: float, profile: StyleProfile) -> int:
+    """Numbering depth when the heading is numbered ('2.3 ...' is level 2), else size rank."""
+    match = NUMBERED_HEADING.match(text)
+    if match and len(text) > len(match.group(1)) + 1:
+        return match.group(1).count(".") + 1
+    for rank, heading_size in enumerate(profile.heading_sizes, start=1):
+        if size >= heading_size - 0.25:
+            return rank
+    return len(profile.heading_sizes) + 1
+
+
+def _line_label(line: RawLine, page: RawPage, profile: StyleProfile, block_lines: int) -> BlockLabel:
+    band = _band(line, page.height)
+    if band is not None:
+        if (band, _normalise(line.text)) in profile.furniture or PAGE_NUMBER.match(line.text):
+            return BlockLabel.PAGE_HEADER if band == "top" else BlockLabel.PAGE_FOOTER
+    if CAPTION.match(line.text):
+        return BlockLabel.CAPTION
+    if (
+        page.number == 1 and profile.title_size is not None
+        and line.size >= profile.title_size - 0.25
+    ):
+        return BlockLabel.TITLE
+    sentence_like = line.text.endswith(".") and len(line.text.split()) >= 6
+    # Larger lines on a title page (subtitle, authors) are not section headings unless numbered.
+    on_title_page = page.number == 1 and profile.title_size is not None
+    if len(line.text) <= 150 and _TWO_LETTERS.search(line.text) and not sentence_like:
+        if line.size >= profile.body_size * HEADING_RATIO and (
+            not on_title_page or NUMBERED_HEADING.match(line.text)
+        ):
+            return BlockLabel.SECTION_HEADER
+        if (
+            line.bold and block_lines <= 2 and len(line.text) <= 100
+            and not line.text.endswith((".", ",", ";"))
+        ):
+            return BlockLabel.SECTION_HEADER
+    if LIST_ITEM.match(line.text):
+        return BlockLabel.LIST_ITEM
+    return BlockLabel.TEXT
+
+
+def _inside(bbox: Rect, box: Rect) -> bool:
+    cx, cy = (bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2
+    return box[0] - 1 <= cx <= box[2] + 1 and box[1] - 1 <= cy <= box[3] + 1
+
+
+def _join(texts: list[str]) -> str:
+    """Join wrapped lines, undoing end-of-line hyphenation before a lowercase letter."""
+    out = ""
+    for text in texts:
+        if out.endswith("-") and text[:1].islower() and len(out) > 1 and out[-2].isalpha():
+            out = out[:-1] + text
+        else:
+            out = f"{out} {text}" if out else text
+    return out
+
+
+def _union(boxes: Sequence[Rect]) -> Rect:
+    return (
+        min(b[0] for b in boxes), min(b[1] for b in boxes),
+        max(b[2] for b in boxes), max(b[3] for b in boxes),
+    )
+
+
+def classify_page(raw: RawPage, profile: StyleProfile) -> tuple[Page, list[HeadingHit]]:
+    """Blocks in reading order, and the page's headings with their levels."""
+    per_block = Counter(line.block for line in raw.lines)
+    groups: list[tuple[BlockLabel, list[RawLine]]] = []
+    for line in raw.lines:
+        if any(_inside(line.bbox, table.bbox) for table in raw.tables):
+            continue
+        label = _line_label(line, raw, profile, per_block[line.block])
+        last = groups[-1] if groups else None
+        # Consecutive lines of one PyMuPDF block with one label make one Block; headers and
+        # footers stay line by line (a footer line and a page number are different things).
+        if (
+            last is not None and last[0] is label and last[1][-1].block == line.block
+            and label not in (BlockLabel.PAGE_HEADER, BlockLabel.PAGE_FOOTER, BlockLabel.LIST_ITEM)
+            and not (label is BlockLabel.SECTION_HEADER and last[1][-1].size != line.size)
+        ):
+            last[1].append(line)
+        else:
+            groups.append((label, [line]))
+    # (y0, kind, payload): text groups keep PyMuPDF's order; tables and pictures slot in by y.
+    items: list[tuple[BlockLabel, Rect, str, list[list[str]] | None, float | None]] = [
+        (label, _union([ln.bbox for ln in lines]), _join([ln.text for ln in lines]), None,
+         lines[0].size)
+        for label, lines in groups
+    ]
+    extras = [(BlockLabel.TABLE, t.bbox, _table_text(t.rows), t.rows, None) for t in raw.tables]
+    extras += [(BlockLabel.PICTURE, box, "", None, None) for box in raw.pictures]
+    for extra in sorted(extras, key=lambda e: e[1][1]):
+        position = next(
+            (i for i, item in enumerate(items)
+             if item[1][1] > extra[1][1] and item[0] is not BlockLabel.PAGE_HEADER),
+            len(items),
+        )
+        items.insert(position, extra)
+    # Running headers open the page and footers close it, wherever the producer drew them.
+    items = (
+        [item for item in items if item[0] is BlockLabel.PAGE_HEADER]
+        + [item for item in items if item[0] not in (BlockLabel.PAGE_HEADER, BlockLabel.PAGE_FOOTER)]
+        + [item for item in items if item[0] is BlockLabel.PAGE_FOOTER]
+    )
+    blocks: list[Block] = []
+    headings: list[HeadingHit] = []
+    for order, (label, box, text, rows, size) in enumerate(items):
+        blocks.append(Block(
+            label=label, bbox=BBox(x0=box[0], y0=box[1], x1=box[2], y1=box[3]),
+            text=text, order=order, rows=rows,
+        ))
+        if label is BlockLabel.SECTION_HEADER and size is not None:
+            headings.append(HeadingHit(raw.number, order, text, heading_level(text, size, profile)))
+    page = Page(
+        number=raw.number, width=raw.width, height=raw.height, rotation=raw.rotation,
+        blocks=blocks, has_text_layer="no-text-layer" not in raw.flags and "ocr" not in raw.flags,
+        flags=list(raw.flags),
+    )
+    return page, headings
+
+
+def _table_text(rows: list[list[str]]) -> str:
+    return "\n".join(" | ".join(row) for row in rows)

@@ -1,0 +1,228 @@
+"""Parsing one PDF (or one page range of it): the work that runs inside worker processes.
+
+These functions open untrusted files, so ingest only ever calls them through an executor
+(a separate process under a wall-clock timeout and a memory cap). They know nothing about
+executors: they take a path and options and return plain data, or raise ``DocumentRejected``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import pymupdf
+from mmprolong_schemas import DocumentMetadata, Page
+
+from docpool.language import detect_language
+from docpool.layout_fast import (
+    HeadingHit,
+    RawPage,
+    StyleProfile,
+    build_profile,
+    classify_page,
+    extract_page,
+)
+
+PROFILE_SAMPLE_PAGES = 24
+LANG_SAMPLE_CHARS = 4000
+
+
+class RejectReason(StrEnum):
+    NOT_PDF = "not_pdf"
+    UNREADABLE = "unreadable"
+    TOO_LARGE = "too_large"
+    TRUNCATED = "truncated"
+    CORRUPT = "corrupt"
+    ENCRYPTED = "encrypted"
+    ZERO_PAGES = "zero_pages"
+    TOO_FEW_PAGES = "too_few_pages"
+    TOO_MANY_PAGES = "too_many_pages"
+    EXCLUDED = "excluded"
+    TIMEOUT = "timeout"
+    MEMORY = "memory"
+    CRASHED = "crashed"
+    PARSE_ERROR = "parse_error"
+
+
+class DocumentRejected(Exception):  # noqa: N818  (a verdict about the input, not a bug)
+    """The document cannot enter the pool; ``reason`` says why in one word."""
+
+    def __init__(self, reason: RejectReason | str, detail: str = ""):
+        super().__init__(str(reason), detail)
+        self.reason = RejectReason(reason)
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.reason.value}: {self.detail}" if self.detail else self.reason.value
+
+
+@dataclass(frozen=True)
+class ParseOptions:
+    layout: str = "fast"  # "fast" or "model"
+    tables: str = "grid"  # "grid" (ruled tables, fast), "finder" (PyMuPDF find_tables), "off"
+    min_pages: int = 20
+    max_pages: int = 200
+    chunk_pages: int = 64  # documents longer than this are parsed in page-range chunks
+    ocr: bool = True
+    ocr_language: str = "eng"
+
+
+@dataclass
+class ParsedPages:
+    pages: list[Page]
+    headings: list[HeadingHit]
+
+
+@dataclass
+class Probe:
+    """What opening a document tells: enough to decide, plan chunks and build the record."""
+
+    num_pages: int
+    metadata: DocumentMetadata
+    toc: list[list[object]]
+    profile: StyleProfile
+    lang: str | None
+    parsed: ParsedPages | None = None  # set when the whole document fit in one chunk
+    repaired: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def _open(path: str) -> pymupdf.Document:
+    try:
+        doc = pymupdf.open(path, filetype="pdf")
+    except (pymupdf.FileDataError, RuntimeError, ValueError) as error:
+        raise DocumentRejected(RejectReason.CORRUPT, f"cannot open: {error}") from None
+    if doc.needs_pass or doc.is_encrypted:
+        doc.close()
+        raise DocumentRejected(RejectReason.ENCRYPTED, "the PDF needs a password")
+    return doc
+
+
+def _metadata(doc: pymupdf.Document) -> DocumentMetadata:
+    meta = doc.metadata or {}
+
+    def clean(key: str) -> str | None:
+        value = meta.get(key)
+        text = " ".join(str(value).split())[:500] if value else ""
+        return text or None
+
+    return DocumentMetadata(title=clean("title"), author=clean("author"), producer=clean("producer"))
+
+
+def _toc(doc: pymupdf.Document) -> list[list[object]]:
+    try:
+        toc = doc.get_toc(simple=True)
+    except (RuntimeError, ValueError):
+        return []
+    return [[int(level), str(title)[:500], int(page)] for level, title, page, *_ in toc]
+
+
+def _extract(doc: pymupdf.Document, numbers: list[int], options: ParseOptions) -> list[RawPage]:
+    raws = []
+    for number in numbers:
+        page = doc.load_page(number - 1)
+        try:
+            raws.append(extract_page(
+                page, tables=options.tables, ocr=options.ocr, ocr_language=options.ocr_language,
+            ))
+        except (RuntimeError, ValueError) as error:
+            # One broken page does not sink the document: keep it empty and say so.
+            rect = page.rect
+            raws.append(RawPage(
+                number=number, width=rect.width or 1.0, height=rect.height or 1.0,
+                rotation=page.rotation if page.rotation in (0, 90, 180, 270) else 0,
+                lines=[], pictures=[], tables=[], flags=[f"parse-error: {str(error)[:200]}"],
+            ))
+    return raws
+
+
+def _classify(
+    doc: pymupdf.Document, raws: list[RawPage], profile: StyleProfile, options: ParseOptions
+) -> ParsedPages:
+    pages: list[Page] = []
+    headings: list[HeadingHit] = []
+    if options.layout == "model":
+        from docpool.layout_model import classify_page_model, model_regions
+
+        for raw in raws:
+            regions = model_regions(doc.load_page(raw.number - 1)) if raw.lines else []
+            page, hits = classify_page_model(raw, regions, profile)
+            pages.append(page)
+            headings += hits
+    else:
+        for raw in raws:
+            page, hits = classify_page(raw, profile)
+            pages.append(page)
+            headings += hits
+    return ParsedPages(pages, headings)
+
+
+def _lang_sample(raws: list[RawPage], profile: StyleProfile) -> str:
+    parts: list[str] = []
+    size = 0
+    for raw in raws:
+        for line in raw.lines:
+            if abs(line.size - profile.body_size) <= 0.5:
+                parts.append(line.text)
+                size += len(line.text)
+                if size >= LANG_SAMPLE_CHARS:
+                    return " ".join(parts)
+    return " ".join(parts)
+
+
+def _sample_numbers(num_pages: int) -> list[int]:
+    if num_pages <= PROFILE_SAMPLE_PAGES:
+        return list(range(1, num_pages + 1))
+    step = num_pages / PROFILE_SAMPLE_PAGES
+    return sorted({1, *(int(i * step) + 1 for i in range(PROFILE_SAMPLE_PAGES))})
+
+
+def probe_document(path: str, options: ParseOptions) -> Probe:
+    """Open, check and profile a document; parse it whole when it fits in one chunk."""
+    doc = _open(path)
+    try:
+        num_pages = doc.page_count
+        if num_pages == 0:
+            raise DocumentRejected(RejectReason.ZERO_PAGES, "the PDF has no pages")
+        if num_pages < options.min_pages:
+            raise DocumentRejected(
+                RejectReason.TOO_FEW_PAGES, f"{num_pages} pages, below {options.min_pages}"
+            )
+        if num_pages > options.max_pages:
+            raise DocumentRejected(
+                RejectReason.TOO_MANY_PAGES, f"{num_pages} pages, above {options.max_pages}"
+            )
+        whole = num_pages <= options.chunk_pages
+        raws = _extract(doc, list(range(1, num_pages + 1)) if whole else _sample_numbers(num_pages), options)
+        profile = build_profile(raws)
+        probe = Probe(
+            num_pages=num_pages, metadata=_metadata(doc), toc=_toc(doc), profile=profile,
+            lang=detect_language(_lang_sample(raws, profile)), repaired=bool(doc.is_repaired),
+        )
+        if whole:
+            probe.parsed = _classify(doc, raws, profile, options)
+        return probe
+    finally:
+        doc.close()
+
+
+def parse_page_range(
+    path: str, first: int, last: int, profile: StyleProfile, options: ParseOptions
+) -> ParsedPages:
+    """Parse pages ``first``..``last`` (1-based, inclusive) with a document-wide profile."""
+    doc = _open(path)
+    try:
+        if not 1 <= first <= last <= doc.page_count:
+            raise ValueError(f"pages {first}-{last} are outside 1-{doc.page_count}")
+        raws = _extract(doc, list(range(first, last + 1)), options)
+        return _classify(doc, raws, profile, options)
+    finally:
+        doc.close()
+
+
+def chunk_ranges(num_pages: int, chunk_pages: int) -> list[tuple[int, int]]:
+    return [
+        (start, min(start + chunk_pages - 1, num_pages))
+        for start in range(1, num_pages + 1, chunk_pages)
+    ]
+

@@ -1,0 +1,188 @@
+"""A pool directory, read and appended to.
+
+    POOL/pool.json                       marks the folder as a pool (format version)
+    POOL/pdfs/ab/<sha256>.pdf            content-addressed copies of accepted PDFs
+    POOL/documents/part-<run>-<n>.parquet  Document records (mmprolong_schemas.write_parquet)
+    POOL/aliases/part-<run>-<n>.parquet    other paths of already-pooled bytes
+    POOL/rejects/part-<run>-<n>.parquet    files that did not get in, with a reason
+    POOL/runs/<run>.json                 one RunManifest per ingest run
+
+Every file is written once, atomically, and never rewritten: a shard either exists whole or
+not at all, so a killed run leaves only complete shards and a rerun adds the missing records.
+Aliases live in their own shards (a later run can find new paths of old bytes without
+rewriting a Document shard); ``Pool.get`` merges them into ``Document.aliases``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from mmprolong_schemas import Document, Model, RunManifest, atomic_path, read_parquet, write_parquet
+from PIL import Image
+from pydantic import Field
+
+from docpool.identity import shard_path
+from docpool.render import render_pages
+
+POOL_FORMAT = 1
+MARKER = "pool.json"
+
+
+class Reject(Model):
+    """A file that did not enter the pool."""
+
+    path: str
+    reason: str
+    detail: str = ""
+    doc_id: str | None = Field(default=None, description="SHA-256 when the bytes were read.")
+    file_size: int | None = None
+
+
+class Alias(Model):
+    doc_id: str
+    path: str
+
+
+class NotAPool(FileNotFoundError):
+    """The folder is not a docpool pool."""
+
+
+def _shards(folder: Path) -> list[Path]:
+    return sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+
+
+class Pool:
+    """Read access to a pool directory. Cheap to open: it reads only the doc_id column of
+    each shard to build its index; records are loaded when asked for."""
+
+    def __init__(self, path: str | Path):
+        self.root = Path(path)
+        marker = self.root / MARKER
+        if not marker.is_file():
+            raise NotAPool(f"{self.root} is not a docpool pool (no {MARKER}); run `docpool ingest`")
+        self._index: dict[str, Path] = {}
+        for shard in _shards(self.root / "documents"):
+            for doc_id in pq.read_table(shard, columns=["doc_id"]).column("doc_id").to_pylist():
+                self._index.setdefault(doc_id, shard)
+        self._aliases: dict[str, list[str]] | None = None
+        self._load_shard = lru_cache(maxsize=4)(self._read_shard)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self._index
+
+    def doc_ids(self) -> list[str]:
+        return sorted(self._index)
+
+    def _read_shard(self, shard: Path) -> dict[str, Document]:
+        return {doc.doc_id: doc for doc in read_parquet(shard, Document)}
+
+    def _with_aliases(self, doc: Document) -> Document:
+        aliases = sorted(set(doc.aliases) | set(self.aliases().get(doc.doc_id, [])))
+        aliases = [a for a in aliases if a != doc.source_path]
+        return doc.model_copy(update={"aliases": aliases}) if aliases != doc.aliases else doc
+
+    def documents(self) -> Iterator[Document]:
+        """Every document, shard by shard, each once."""
+        seen: set[str] = set()
+        for shard in _shards(self.root / "documents"):
+            for doc in read_parquet(shard, Document):
+                if doc.doc_id not in seen:
+                    seen.add(doc.doc_id)
+                    yield self._with_aliases(doc)
+
+    def get(self, doc_id: str) -> Document:
+        shard = self._index.get(doc_id)
+        if shard is None:
+            raise KeyError(f"document {doc_id[:16]} is not in the pool {self.root}")
+        return self._with_aliases(self._load_shard(shard)[doc_id])
+
+    def pdf_path(self, doc_id: str) -> Path:
+        if doc_id not in self._index:
+            raise KeyError(f"document {doc_id[:16]} is not in the pool {self.root}")
+        return shard_path(self.root / "pdfs", doc_id)
+
+    def render(self, doc_id: str, pages: Sequence[int], dpi: float = 144.0) -> list[Image.Image]:
+        """Pages (1-based) as RGB images, rendered now from the stored PDF."""
+        return render_pages(self.pdf_path(doc_id), pages, dpi)
+
+    def aliases(self) -> dict[str, list[str]]:
+        if self._aliases is None:
+            merged: dict[str, set[str]] = {}
+            for shard in _shards(self.root / "aliases"):
+                for alias in read_parquet(shard, Alias):
+                    merged.setdefault(alias.doc_id, set()).add(alias.path)
+            self._aliases = {key: sorted(paths) for key, paths in merged.items()}
+        return self._aliases
+
+    def rejects(self) -> list[Reject]:
+        """Every rejected file, once per path (the first verdict wins)."""
+        seen: dict[str, Reject] = {}
+        for shard in _shards(self.root / "rejects"):
+            for reject in read_parquet(shard, Reject):
+                seen.setdefault(reject.path, reject)
+        return sorted(seen.values(), key=lambda r: r.path)
+
+    def runs(self) -> list[RunManifest]:
+        folder = self.root / "runs"
+        if not folder.is_dir():
+            return []
+        return sorted(
+            (RunManifest.model_validate_json(p.read_bytes()) for p in folder.glob("*.json")),
+            key=lambda run: run.started_at,
+        )
+
+
+class PoolWriter:
+    """Appends to a pool: buffers records and writes them as new shards."""
+
+    def __init__(self, root: Path, run_id: str):
+        self.root = Path(root)
+        self.run_id = run_id
+        self._sequence = 0
+        self.documents: list[Document] = []
+        self.aliases: list[Alias] = []
+        self.rejects: list[Reject] = []
+        marker = self.root / MARKER
+        if not marker.exists():
+            if self.root.exists() and any(self.root.iterdir()):
+                raise NotAPool(f"{self.root} exists, is not empty and is not a docpool pool")
+            with atomic_path(marker) as tmp:
+                tmp.write_text(json.dumps({"format": "docpool", "version": POOL_FORMAT}) + "\n")
+
+    def store_pdf(self, source: Path, doc_id: str) -> Path:
+        target = shard_path(self.root / "pdfs", doc_id)
+        if not target.exists():
+            with atomic_path(target) as tmp:
+                shutil.copyfile(source, tmp)
+                tmp.chmod(0o644)
+        return target
+
+    @property
+    def buffered(self) -> int:
+        return len(self.documents) + len(self.aliases) + len(self.rejects)
+
+    def flush(self) -> None:
+        """Write what is buffered as new shards. Rejects and aliases go first: should a kill
+        land between files, the documents they refer to are redone by the next run."""
+        self._sequence += 1
+        name = f"part-{self.run_id}-{self._sequence:05d}.parquet"
+        for folder, records, model in (
+            ("rejects", self.rejects, Reject),
+            ("aliases", self.aliases, Alias),
+            ("documents", self.documents, Document),
+        ):
+            if records:
+                write_parquet(self.root / folder / name, records, model)
+                records.clear()
+
+    def write_run(self, manifest: RunManifest) -> None:
+        with atomic_path(self.root / "runs" / f"{self.run_id}.json") as tmp:
+            tmp.write_text(manifest.model_dump_json(indent=1), encoding="utf-8")

@@ -1,0 +1,129 @@
+"""A hostile corpus: every bad file is rejected with its own reason, every good one gets in."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pymupdf
+import pytest
+
+from docpool import CorpusTruth, Pool, ingest
+
+
+def simple_pdf(pages: int, text: str = "page") -> bytes:
+    doc = pymupdf.open()
+    for number in range(pages):
+        doc.new_page().insert_text((72, 72), f"{text} {number + 1}", fontname="helv")
+    return doc.tobytes()
+
+
+def encrypted_pdf() -> bytes:
+    doc = pymupdf.open()
+    doc.new_page().insert_text((72, 72), "secret", fontname="helv")
+    for _ in range(4):
+        doc.new_page()
+    return doc.tobytes(encryption=pymupdf.PDF_ENCRYPT_AES_256, user_pw="u", owner_pw="o")
+
+
+def zero_page_pdf() -> bytes:
+    body = b"%PDF-1.4\n1 0 obj <</Type/Catalog/Pages 2 0 R>> endobj\n"
+    body += b"2 0 obj <</Type/Pages/Kids[]/Count 0>> endobj\n"
+    return body + b"trailer <</Root 1 0 R/Size 3>>\n%%EOF\n"
+
+
+def corrupt_pdf() -> bytes:
+    return b"%PDF-1.7\n" + os.urandom(4000) + b"\n%%EOF\n"
+
+
+def hanging_pdf(pages: int = 3, operations: int = 10_000_000) -> bytes:
+    """A small file whose first page holds ten million path operations: seconds of work for
+    any text extraction, far past a short timeout."""
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_text((72, 72), "Hello", fontname="helv")
+    xref = page.get_contents()[0]
+    doc.update_stream(xref, b"BT /helv 12 Tf 72 72 Td (Hello) Tj ET " + b"0 0 m 1 1 l n " * operations)
+    for _ in range(pages - 1):
+        doc.new_page()
+    return doc.tobytes(deflate=True)
+
+
+def oversized_pdf(pages: int, padding: int) -> bytes:
+    """A valid PDF carrying ``padding`` bytes of incompressible junk in an unused stream."""
+    doc = pymupdf.open()
+    for _ in range(pages):
+        doc.new_page().insert_text((72, 72), "big", fontname="helv")
+    xref = doc.get_new_xref()
+    doc.update_object(xref, "<<>>")
+    doc.update_stream(xref, os.urandom(padding), compress=False)
+    return doc.tobytes()
+
+
+def write(folder: Path, name: str, data: bytes) -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+
+
+@pytest.mark.slow
+def test_hostile_corpus(corpus: tuple[Path, CorpusTruth], tmp_path: Path) -> None:
+    folder, truth = corpus
+    src = tmp_path / "src"
+    src.mkdir()
+    good = truth.documents[:2]
+    for doc in good:
+        shutil.copy(folder / doc.file, src / doc.file)
+    complete = (folder / good[0].file).read_bytes()
+    expected = {
+        "encrypted.pdf": "encrypted",
+        "truncated.pdf": "truncated",
+        "corrupt.pdf": "corrupt",
+        "zero.pdf": "zero_pages",
+        "picture.pdf": "not_pdf",
+        "notes.txt": "not_pdf",
+        "empty.pdf": "not_pdf",
+        "short.pdf": "too_few_pages",
+        "long.pdf": "too_many_pages",
+        "huge.pdf": "too_large",
+        "hang.pdf": "timeout",
+    }
+    write(src, "encrypted.pdf", encrypted_pdf())
+    write(src, "truncated.pdf", complete[: len(complete) // 2])
+    write(src, "corrupt.pdf", corrupt_pdf())
+    write(src, "zero.pdf", zero_page_pdf())
+    write(src, "picture.pdf", b"\x89PNG\r\n\x1a\n" + b"\x00" * 200)
+    write(src, "notes.txt", b"just some notes\n")
+    write(src, "empty.pdf", b"")
+    write(src, "short.pdf", simple_pdf(2))
+    write(src, "long.pdf", simple_pdf(45))
+    write(src, "huge.pdf", oversized_pdf(20, 3 << 20))
+    write(src, "hang.pdf", hanging_pdf(20))
+
+    report = ingest(
+        [src], tmp_path / "pool", workers=2, min_pages=5, max_pages=40,
+        max_file_bytes=2 << 20, timeout=2.5,
+    )
+    pool = Pool(tmp_path / "pool")
+    assert sorted(pool.doc_ids()) == sorted(d.doc_id for d in good)
+    got = {Path(r.path).name: r.reason for r in pool.rejects()}
+    assert got == expected
+    assert all(r.detail for r in pool.rejects())
+    assert report.added == 2
+    assert sum(report.rejected.values()) == len(expected)
+    # Nothing of a rejected file is stored.
+    stored = {p.stem for p in (tmp_path / "pool" / "pdfs").rglob("*.pdf")}
+    assert stored == {d.doc_id for d in good}
+
+    # A rerun finds nothing new to do and changes nothing.
+    again = ingest(
+        [src], tmp_path / "pool", workers=2, min_pages=5, max_pages=40,
+        max_file_bytes=2 << 20, timeout=2.5,
+    )
+    assert again.added == 0 and not again.rejected
+    assert again.already_in_pool == len(expected) + 2
+    assert {Path(r.path).name: r.reason for r in Pool(tmp_path / "pool").rejects()} == expected

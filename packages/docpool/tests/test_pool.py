@@ -1,0 +1,66 @@
+"""Reading a pool: lookup, iteration, rendering, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pymupdf
+import pytest
+
+from docpool import CorpusTruth, IngestReport, NotAPool, Pool, render_pages
+
+
+def test_lookup_and_iteration(ingested: tuple[Pool, IngestReport]) -> None:
+    pool, _ = ingested
+    ids = pool.doc_ids()
+    assert len(pool) == len(ids) == 8
+    assert [d.doc_id for d in pool.documents()] != [] and sorted(
+        d.doc_id for d in pool.documents()
+    ) == ids
+    assert ids[0] in pool and "0" * 64 not in pool
+    with pytest.raises(KeyError, match="not in the pool"):
+        pool.get("0" * 64)
+    with pytest.raises(KeyError):
+        pool.pdf_path("0" * 64)
+
+
+def test_render_matches_pymupdf(ingested: tuple[Pool, IngestReport]) -> None:
+    pool, _ = ingested
+    doc = pool.get(pool.doc_ids()[0])
+    images = pool.render(doc.doc_id, [2, 1], dpi=144)
+    pixmap = pymupdf.open(pool.pdf_path(doc.doc_id))[1].get_pixmap(dpi=144)
+    assert images[0].size == (pixmap.width, pixmap.height)
+    assert images[0].tobytes() == pixmap.samples
+    assert images[1].mode == "RGB"
+    with pytest.raises(IndexError, match="no page"):
+        render_pages(pool.pdf_path(doc.doc_id), [doc.num_pages + 1])
+
+
+def test_not_a_pool(tmp_path: Path) -> None:
+    with pytest.raises(NotAPool):
+        Pool(tmp_path)
+
+
+def test_ingest_refuses_a_foreign_folder(corpus: tuple[Path, CorpusTruth], tmp_path: Path) -> None:
+    from docpool import ingest
+
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(NotAPool, match="not empty"):
+        ingest([corpus[0]], tmp_path)
+
+
+def test_long_documents_are_parsed_in_chunks(corpus: tuple[Path, CorpusTruth], tmp_path: Path) -> None:
+    """Chunked parsing (with a sampled style profile) gives the same pages as one piece."""
+    from docpool import ingest
+
+    folder, truth = corpus
+    doc = truth.documents[0]
+    whole = tmp_path / "whole"
+    chunked = tmp_path / "chunked"
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / doc.file).write_bytes((folder / doc.file).read_bytes())
+    ingest([tmp_path / "in"], whole, min_pages=5)
+    ingest([tmp_path / "in"], chunked, min_pages=5, chunk_pages=7, workers=2)
+    a, b = Pool(whole).get(doc.doc_id), Pool(chunked).get(doc.doc_id)
+    assert a.pages == b.pages
+    assert a.sections == b.sections

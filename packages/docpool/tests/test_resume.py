@@ -1,0 +1,73 @@
+"""kill -9 in the middle of an ingest, then a rerun, gives the pool of an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from docpool import CorpusTruth, Pool, ingest
+
+SCRIPT = """
+import sys
+from docpool import ingest
+ingest([sys.argv[1]], sys.argv[2], workers=1, min_pages=5, batch_size=1)
+"""
+
+
+def _snapshot(root: Path) -> dict[str, object]:
+    pool = Pool(root)
+    shard_ids = [
+        doc_id
+        for shard in sorted((root / "documents").glob("*.parquet"))
+        for doc_id in pq.read_table(shard, columns=["doc_id"]).column("doc_id").to_pylist()
+    ]
+    assert len(shard_ids) == len(set(shard_ids)), "a document was written twice"
+    return {
+        "documents": {doc.doc_id: doc.model_dump() for doc in pool.documents()},
+        "rejects": [(r.path, r.reason, r.doc_id) for r in pool.rejects()],
+        "aliases": pool.aliases(),
+        "pdfs": sorted(p.name for p in (root / "pdfs").rglob("*.pdf")),
+    }
+
+
+@pytest.mark.slow
+def test_kill_then_rerun_equals_uninterrupted(corpus: tuple[Path, CorpusTruth], tmp_path: Path) -> None:
+    folder, truth = corpus
+    src = tmp_path / "src"
+    shutil.copytree(folder, src)
+    shutil.copy(folder / truth.documents[0].file, src / "duplicate.pdf")
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, str(src), str(killed)], start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            written = list((killed / "documents").glob("*.parquet")) if killed.exists() else []
+            if len(written) >= 2:
+                break
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            time.sleep(0.05)
+        else:
+            pytest.fail("the ingest wrote no shard in time")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the ingest, its fork server and its workers
+        process.wait()
+    partial = len(Pool(killed))
+    assert 2 <= partial < len(truth.documents), "the kill must land mid-run"
+
+    ingest([src], killed, workers=2, min_pages=5)
+    clean = tmp_path / "clean"
+    ingest([src], clean, workers=2, min_pages=5)
+    assert _snapshot(killed) == _snapshot(clean)
+    assert len(Pool(clean)) == len(truth.documents)

@@ -1,0 +1,200 @@
+"""One evaluation run: generate what is missing, judge, tabulate, plot. Resumable.
+
+Layout of a run directory:
+    predictions.jsonl   one Prediction per finished item, appended as items finish
+    results.jsonl       one ItemResult per judged item (prediction, parsed answer, scores,
+                        judge rationale)
+    scores.json         the ScoreTable of document QA; scores.md / scores.csv the paper-style
+                        table; scores.png score against context length
+    niah-scores.*       the same for MM-NIAH items
+    run.json            settings, judge cost (calls made / cached / skipped, tokens), doc F1
+A rerun reuses every prediction without an error; the judge cache makes re-judging free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from lvlm_judge.judge.llm import LLMJudge
+from lvlm_judge.prompting import build_prompt
+from lvlm_judge.results import (
+    ItemResult,
+    csv_text,
+    markdown,
+    plot,
+    score_table,
+    table_row,
+    write_text,
+)
+from lvlm_judge.runners.base import GenerationRequest, Runner
+from lvlm_judge.scoring import JudgeName, doc_summary, judge_predictions
+from mmprolong_schemas import (
+    EvalItem,
+    Prediction,
+    ScoreTable,
+    append_jsonl,
+    atomic_path,
+    read_jsonl,
+    write_jsonl,
+)
+
+
+@dataclass
+class RunSummary:
+    out_dir: Path
+    tables: dict[str, ScoreTable]
+    generated: int
+    reused: int
+    failed_items: list[str]
+    judge_stats: dict[str, int] = field(default_factory=dict)
+    doc_scores: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "generated": self.generated,
+            "reused": self.reused,
+            "failed_items": self.failed_items,
+            "judge": self.judge_stats,
+            "doc_scores": self.doc_scores,
+            "tables": {stem: table_row(table) for stem, table in self.tables.items()},
+        }
+
+
+def drop_torn_tail(path: Path) -> None:
+    """Cut a half-written last line (a run killed mid-append) so new lines start cleanly."""
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def read_predictions(path: Path, model: str) -> dict[str, Prediction]:
+    """Finished predictions of ``model`` (the last line per item wins; errors are not finished)."""
+    if not path.exists():
+        return {}
+    drop_torn_tail(path)
+    found: dict[str, Prediction] = {}
+    for prediction in read_jsonl(path, Prediction, tolerate_torn_tail=True):
+        if prediction.model != model:
+            raise ValueError(
+                f"{path} holds predictions of {prediction.model!r}, not {model!r}: "
+                "use another output directory"
+            )
+        found[prediction.item_id] = prediction
+    return found
+
+
+def _check_unique(items: Sequence[EvalItem]) -> None:
+    seen: set[str] = set()
+    for item in items:
+        if item.item_id in seen:
+            raise ValueError(f"item id {item.item_id!r} appears twice in the data")
+        seen.add(item.item_id)
+
+
+def run_eval(
+    items: Sequence[EvalItem],
+    runner: Runner,
+    out_dir: str | Path,
+    *,
+    prompt_format: str = "mmlb-v1.1",
+    judge: JudgeName = "rules",
+    llm_judge: LLMJudge | None = None,
+    console: Console | None = None,
+    settings: dict[str, Any] | None = None,
+) -> RunSummary:
+    """Evaluate ``runner`` on ``items`` into ``out_dir``; items already predicted are skipped."""
+    console = console or Console(stderr=True)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_unique(items)
+    predictions_path = out / "predictions.jsonl"
+    predictions = read_predictions(predictions_path, runner.model_name)
+    done = {key for key, p in predictions.items() if p.error is None}
+    todo = [item for item in items if item.item_id not in done]
+    reused = len(items) - len(todo)
+    requests = [GenerationRequest(item.item_id, build_prompt(item, prompt_format)) for item in todo]
+    with Progress(
+        TextColumn("[bold]generate"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=False, disable=not requests,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("generate", total=len(requests))
+        for prediction in runner.generate(requests):
+            append_jsonl(predictions_path, [prediction])
+            predictions[prediction.item_id] = prediction
+            progress.advance(task)
+
+    results = judge_predictions(items, predictions, judge, llm_judge)
+    write_jsonl(out / "results.jsonl", results)
+    tables: dict[str, ScoreTable] = {}
+    rows: list[tuple[str, dict[str, float]]] = []
+    for stem, members in (
+        ("scores", [r for r in results if r.metric is None]),
+        ("niah-scores", [r for r in results if r.metric is not None]),
+    ):
+        if not members:
+            continue
+        table = score_table(members, runner.model_name, judge, prompt_format)
+        tables[stem] = table
+        row = [(runner.model_name, table_row(table))]
+        rows += row
+        write_text(out / f"{stem}.json", table.model_dump_json(indent=1) + "\n")
+        write_text(out / f"{stem}.md", markdown(row))
+        write_text(out / f"{stem}.csv", csv_text(row))
+        plot([table], out / f"{stem}.png")
+    summary = RunSummary(
+        out_dir=out,
+        tables=tables,
+        generated=len(requests),
+        reused=reused,
+        failed_items=sorted(r.item_id for r in results if r.error is not None),
+        judge_stats=llm_judge.stats.as_dict() if llm_judge else {},
+        doc_scores=doc_summary(results),
+    )
+    run_record = {"settings": settings or {}, "prompt_format": prompt_format, "judge": judge,
+                  **summary.as_dict()}  # fmt: skip
+    write_text(out / "run.json", _json(run_record))
+    _print_summary(console, summary, rows, f"{runner.model_name} ({judge} judge)")
+    return summary
+
+
+def _json(data: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(data, indent=1, ensure_ascii=False, default=str) + "\n"
+
+
+def read_results(out_dir: str | Path) -> list[ItemResult]:
+    return list(read_jsonl(Path(out_dir) / "results.jsonl", ItemResult))
+
+
+def _print_summary(
+    console: Console, summary: RunSummary, rows: list[tuple[str, dict[str, float]]], title: str
+) -> None:
+    from rich.table import Table
+
+    for _, row in rows:
+        table = Table(title=f"lvlm-judge: {title}")
+        for column in row:
+            table.add_column(column, justify="right")
+        table.add_row(*(f"{value:.2f}" for value in row.values()))
+        console.print(table)
+    stats = summary.judge_stats
+    cost = (
+        f"; judge calls made {stats['made']}, cached {stats['cached']}, skipped "
+        f"{stats['skipped']}, failed {stats['failed']}, tokens "
+        f"{stats['prompt_tokens'] + stats['completion_tokens']}"
+        if stats
+        else ""
+    )
+    console.print(
+        f"generated {summary.generated}, reused {summary.reused}, runner errors "
+        f"{len(summary.failed_items)}{cost}; results in {summary.out_dir}"
+    )

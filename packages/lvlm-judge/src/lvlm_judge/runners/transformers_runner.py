@@ -1,0 +1,92 @@
+"""A local model through transformers: accelerate's device_map places it (CPU for tiny test
+models, several GPUs for a 7B at 128K). Greedy, one item at a time (long contexts leave no
+room for batches). Rope settings are whatever the checkpoint's config says; an extended
+checkpoint written by longctx-rope carries them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from lvlm_judge.context import ContextResolver
+from lvlm_judge.runners.base import DEFAULT_MAX_NEW_TOKENS, GenerationRequest, chat_text
+from mmprolong_schemas import Prediction
+
+
+def load_processor(model_path: str | Path) -> Any:
+    """The checkpoint's processor; longctx-rope's loader also works without torchvision."""
+    try:
+        from longctx_rope import load_processor as load_without_torchvision
+    except ImportError:
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(model_path)
+    return load_without_torchvision(model_path)
+
+
+class TransformersRunner:
+    def __init__(
+        self,
+        model_path: str | Path,
+        resolver: ContextResolver,
+        *,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        device_map: str | dict[str, Any] = "auto",
+        dtype: str = "auto",
+        model_name: str | None = None,
+    ):
+        try:
+            from transformers import AutoModelForImageTextToText
+        except ImportError as error:
+            raise ImportError(
+                "the transformers runner needs: pip install 'lvlm-judge[transformers]'"
+            ) from error
+        self.model_name = model_name or str(model_path)
+        self.max_new_tokens = max_new_tokens
+        self.resolver = resolver
+        self.processor = load_processor(model_path)
+        self.model = AutoModelForImageTextToText.from_pretrained(
+            model_path, device_map=device_map, dtype=dtype
+        ).eval()
+
+    def _generate_one(self, request: GenerationRequest) -> Prediction:
+        import torch
+
+        images = [self.resolver.load(part) for part in request.prompt.images]
+        inputs = self.processor(
+            text=[chat_text(self.processor, request.prompt)],
+            images=images or None,
+            return_tensors="pt",
+        ).to(self.model.device)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            output = self.model.generate(
+                **inputs, max_new_tokens=self.max_new_tokens, do_sample=False
+            )
+        prompt_length = inputs["input_ids"].shape[1]
+        new_tokens = output[0, prompt_length:]
+        text = self.processor.batch_decode([new_tokens], skip_special_tokens=True)[0]
+        return Prediction(
+            item_id=request.item_id,
+            model=self.model_name,
+            output=text,
+            prompt_format=request.prompt.prompt_format,
+            input_tokens=int(prompt_length),
+            output_tokens=int(new_tokens.shape[0]),
+            latency_s=time.perf_counter() - started,
+        )
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[Prediction]:
+        for request in requests:
+            try:
+                yield self._generate_one(request)
+            except (RuntimeError, ValueError, OSError) as error:
+                yield Prediction(
+                    item_id=request.item_id,
+                    model=self.model_name,
+                    output="",
+                    prompt_format=request.prompt.prompt_format,
+                    error=f"{type(error).__name__}: {error}",
+                )

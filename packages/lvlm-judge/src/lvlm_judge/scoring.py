@@ -1,0 +1,119 @@
+"""Judging predictions of EvalItems: rules always, the LLM judge on top for document QA.
+
+MM-NIAH items are scored by their metric (MMLongBench uses no LLM judge there). A prediction
+that failed in the runner scores 0 and carries its error. When the LLM judge could not reach a
+verdict for an item, the item is left out, so a rerun judges it again (the cache keeps the rest).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Literal
+
+from lvlm_judge.judge.llm import JudgeRequest, LLMJudge
+from lvlm_judge.metrics import ScoredAnswer, accuracy, generalized_f1
+from lvlm_judge.niah import score_niah
+from lvlm_judge.results import ItemResult
+from lvlm_judge.rules import parse_output, score_output
+from mmprolong_schemas import EvalItem, Prediction
+
+JudgeName = Literal["rules", "llm"]
+
+
+def rule_result(item: EvalItem, prediction: Prediction) -> ItemResult:
+    """The v1.0 rule score (documents) or the NIAH metric scores of one prediction."""
+    base = {
+        "item_id": item.item_id, "dataset": item.dataset, "length": item.length,
+        "question": item.question, "answer": item.answer, "answer_format": item.answer_format,
+        "metric": item.metric, "model": prediction.model,
+        "prompt_format": prediction.prompt_format, "prediction": prediction.output,
+        "judge": "rules", "error": prediction.error,
+    }  # fmt: skip
+    if prediction.error is not None:
+        return ItemResult(
+            parsed_answer="",
+            score=0.0,
+            scores={},
+            judge_source="error",
+            **base,
+        )
+    if item.metric is not None:
+        scores = score_niah(prediction.output, item.answer, item.metric)
+        headline = next(iter(scores.values()))
+        parsed = parse_output(prediction.output)
+    else:
+        assert item.answer_format is not None
+        headline, parsed = score_output(item.answer, prediction.output, item.answer_format)
+        scores = {"rules": headline}
+    return ItemResult(
+        parsed_answer=parsed,
+        score=headline,
+        scores=scores,
+        judge_source="rules",
+        **base,
+    )
+
+
+def judge_predictions(
+    items: Sequence[EvalItem],
+    predictions: dict[str, Prediction],
+    judge: JudgeName = "rules",
+    llm_judge: LLMJudge | None = None,
+) -> list[ItemResult]:
+    """Results for every item that has a prediction (and, with the LLM judge, a verdict)."""
+    if judge == "llm" and llm_judge is None:
+        raise ValueError("judge 'llm' needs an LLMJudge (a judge model and server)")
+    results = [rule_result(item, predictions[item.item_id]) for item in items
+               if item.item_id in predictions]  # fmt: skip
+    if judge == "rules":
+        return results
+    assert llm_judge is not None
+    by_id = {item.item_id: item for item in items}
+    to_judge = [r for r in results if r.answer_format is not None and r.error is None]
+    requests = [
+        JudgeRequest(
+            r.item_id, r.question, by_id[r.item_id].answer, r.answer_format, r.parsed_answer
+        )
+        for r in to_judge
+        if r.answer_format is not None
+    ]
+    verdicts = llm_judge.judge(requests)
+    verdict_by_id = {
+        request.item_id: verdict for request, verdict in zip(requests, verdicts, strict=True)
+    }
+    judged: list[ItemResult] = []
+    for result in results:
+        if result.item_id not in verdict_by_id:
+            judged.append(result.model_copy(update={"judge": "llm"}))
+            continue
+        verdict = verdict_by_id[result.item_id]
+        if verdict is None:
+            continue
+        judged.append(
+            result.model_copy(
+                update={
+                    "judge": "llm",
+                    "score": verdict.score,
+                    "scores": {**result.scores, "llm": verdict.score},
+                    "judge_source": verdict.source.value,
+                    "judge_model": verdict.judge_model,
+                    "rationale": verdict.rationale,
+                }
+            )
+        )
+    return judged
+
+
+def doc_summary(results: Sequence[ItemResult]) -> dict[str, dict[str, float]]:
+    """MMLongBench-Doc accuracy and generalised F1 (percent) per dataset@length of doc items."""
+    groups: dict[str, list[ScoredAnswer]] = defaultdict(list)
+    for r in results:
+        if r.answer_format is not None:
+            key = f"{r.dataset}@{r.length}"
+            groups[key].append(ScoredAnswer(r.answer, r.parsed_answer, r.score))
+    return {
+        key: {"n": len(group), "accuracy": 100 * accuracy(group),
+              "generalized_f1": 100 * generalized_f1(group)}
+        for key, group in sorted(groups.items())
+    }  # fmt: skip

@@ -1,0 +1,186 @@
+"""Loaders for MMLongBench documents, MM-NIAH, VLMEvalKit TSV and held-out QA pairs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from lvlm_judge.datasets import (
+    DatasetError,
+    length_bucket,
+    length_from_name,
+    load_doc_benchmark,
+    load_doc_file,
+    load_heldout,
+    load_niah_file,
+    load_vlmevalkit_tsv,
+)
+from lvlm_judge.testing import InMemoryPool, make_doc_benchmark, make_document
+from mmprolong_schemas import (
+    AnswerFormat,
+    ImagePart,
+    NiahMetric,
+    PagePart,
+    PageRange,
+    QAPair,
+    Task,
+    TextPart,
+    write_jsonl,
+)
+
+
+def test_doc_benchmark_loads_every_format(tmp_path: Path) -> None:
+    root = make_doc_benchmark(tmp_path, lengths=(8, 16))
+    items = load_doc_benchmark(root, lengths=[8 * 1024, 16 * 1024])
+    assert len(items) == 3 * 2 * 2 * 5
+    first = items[0]
+    assert first.item_id == "mmlongdoc:8K:0-0"
+    assert first.length == 8192
+    assert first.context == [
+        ImagePart(path=f"images/mmlongdoc-doc0/page{p}.png") for p in (1, 2, 3)
+    ]
+    by_format = {item.answer_format: item.answer for item in items[:5]}
+    assert by_format == {
+        AnswerFormat.STRING: "apple",
+        AnswerFormat.INTEGER: 12,
+        AnswerFormat.FLOAT: 0.25,
+        AnswerFormat.LIST: ["red", "blue"],
+        AnswerFormat.NONE: "Not answerable",
+    }
+    assert first.evidence_pages == [1]
+
+
+def test_missing_page_image_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    root = make_doc_benchmark(tmp_path, datasets=("slidevqa",))
+    (root / "images" / "slidevqa-doc1" / "page2.png").unlink()
+    with pytest.raises(DatasetError, match=r"slidevqa_K8.jsonl:6: .*slidevqa-doc1/page2.png"):
+        load_doc_file(root / "documentQA" / "slidevqa_K8.jsonl", root)
+
+
+def test_bad_record_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "documentQA" / "mmlongdoc_K8.jsonl"
+    path.parent.mkdir()
+    path.write_text('{"id": 1}\n')
+    with pytest.raises(DatasetError, match=r"mmlongdoc_K8.jsonl:1: field 'answer_format'"):
+        load_doc_file(path, tmp_path)
+    path.write_text("not json\n")
+    with pytest.raises(DatasetError, match="not valid JSON"):
+        load_doc_file(path, tmp_path)
+
+
+def test_length_from_name() -> None:
+    assert length_from_name(Path("x/longdocurl_K128.jsonl")) == 131072
+    with pytest.raises(DatasetError, match="_K<length>"):
+        length_from_name(Path("x/longdocurl.jsonl"))
+    assert length_bucket(9000) == 16384
+    assert length_bucket(10**9) == 131072
+
+
+def _image(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (56, 56), "white").save(path)
+
+
+def _niah(tmp_path: Path, name: str, record: dict[str, object]) -> Path:
+    for key in ("image_list", "needle_image_list", "choices_image"):
+        for image in record.get(key, []):  # type: ignore[attr-defined]
+            _image(tmp_path / image)
+    path = tmp_path / name
+    path.write_text(json.dumps(record) + "\n")
+    return path
+
+
+def test_niah_text_retrieval(tmp_path: Path) -> None:
+    path = _niah(tmp_path, "retrieval-text_K8.jsonl", {
+        "id": 0, "ctxs": [{"text": "Para one <image> more."}, {"text": "The key is 42."}],
+        "image_list": ["h/0.png"], "needle_image_list": [], "choices_image": [],
+        "depth": 0.5, "question": "What is the key?", "answer": "42",
+    })  # fmt: skip
+    (item,) = load_niah_file(path, tmp_path)
+    assert item.dataset == "mm-niah-retrieval-text"
+    assert item.metric is NiahMetric.SUB_EM
+    assert item.context == [
+        TextPart(text="Para one "), ImagePart(path="h/0.png"),
+        TextPart(text=" more.\n\nThe key is 42."),
+    ]  # fmt: skip
+
+
+def test_niah_image_choices_and_counting(tmp_path: Path) -> None:
+    path = _niah(tmp_path, "retrieval-image_K8.jsonl", {
+        "id": 1, "ctxs": [{"text": "Text <image>"}], "image_list": ["h/1.png"],
+        "needle_image_list": [], "choices_image": ["c/a.png", "c/b.png"], "depth": 0.2,
+        "question": "Which image was in the text?", "answer": 1,
+    })  # fmt: skip
+    (item,) = load_niah_file(path, tmp_path)
+    assert item.metric is NiahMetric.MC_ACC
+    assert item.choices == ["c/a.png", "c/b.png"]
+    assert item.question.endswith("\nA. <image>\nB. <image>")
+    assert item.context[-2:] == [ImagePart(path="c/a.png"), ImagePart(path="c/b.png")]
+
+    path = _niah(tmp_path, "counting-image_K16.jsonl", {
+        "id": 2, "ctxs": ["Text <image>"], "image_list": ["h/2.png"],
+        "needle_image_list": ["n/x.png"], "choices_image": [], "depth": [0.1, 0.5],
+        "question": "How many times does <image> appear?", "answer": "[1, 0]",
+    })  # fmt: skip
+    (item,) = load_niah_file(path, tmp_path)
+    assert item.metric is NiahMetric.SOFT_ACC
+    assert item.answer == [1, 0]
+    assert item.length == 16384
+    assert item.context[-1] == ImagePart(path="n/x.png")
+
+
+def test_niah_placeholder_mismatch_is_an_error(tmp_path: Path) -> None:
+    path = _niah(tmp_path, "reasoning-text_K8.jsonl", {
+        "id": 3, "ctxs": [{"text": "no images here"}], "image_list": ["h/3.png"],
+        "needle_image_list": [], "choices_image": [], "question": "q", "answer": "a",
+    })  # fmt: skip
+    with pytest.raises(DatasetError, match="0 <image> places but 1 images"):
+        load_niah_file(path, tmp_path)
+
+
+def test_vlmevalkit_tsv(tmp_path: Path) -> None:
+    _image(tmp_path / "doc_1.png")
+    _image(tmp_path / "doc_2.png")
+    columns = ["index", "image", "image_path", "question", "answer", "answer_format",
+               "doc_id", "evidence_pages", "evidence_sources", "doc_type"]  # fmt: skip
+    rows = [
+        ["0", "JVBERi0=", "['doc_1.png', 'doc_2.png']", "How many?", "3", "Int", "doc.pdf",
+         "[2]", "['Table']", "Report"],
+        ["1", "JVBERi0=", "['doc_1.png']", "Which?", "['a', 'b']", "List", "doc.pdf", "[1]",
+         "['Chart']", "Report"],
+        ["2", "JVBERi0=", "['doc_1.png']", "Who?", "Not answerable", "None", "doc.pdf", "[]",
+         "[]", "Report"],
+    ]  # fmt: skip
+    path = tmp_path / "MMLongBench_DOC.tsv"
+    path.write_text("".join("\t".join(row) + "\n" for row in [columns, *rows]))
+    items = load_vlmevalkit_tsv(path, tmp_path)
+    assert [item.answer for item in items] == [3, ["a", "b"], "Not answerable"]
+    assert items[0].context == [ImagePart(path="doc_1.png"), ImagePart(path="doc_2.png")]
+    assert items[0].evidence_pages == [2]
+    (tmp_path / "doc_2.png").unlink()
+    with pytest.raises(DatasetError, match=r"MMLongBench_DOC.tsv:2: .*doc_2.png"):
+        load_vlmevalkit_tsv(path, tmp_path)
+
+
+def test_heldout_pairs_over_a_pool(tmp_path: Path) -> None:
+    document = make_document("held-out", 10)
+    pool = InMemoryPool([document])
+    qa = QAPair(
+        qa_id="qa-1", doc_id=document.doc_id, segment=PageRange(first=2, last=5),
+        task=Task.EXTRACT_SINGLE, question="What is on page 3?", answer="42",
+        answer_format=AnswerFormat.INTEGER, evidence_pages=[3], evidence_sources=["Text"],
+        teacher="rules", prompt_version="t1",
+    )  # fmt: skip
+    write_jsonl(tmp_path / "qa.jsonl", [qa])
+    (item,) = load_heldout(tmp_path / "qa.jsonl", pool)
+    assert item.context == [PagePart(doc_id=document.doc_id, page=n) for n in range(1, 11)]
+    assert item.est_tokens == 10 * 2510  # letter pages at 144 DPI: 2508 + 2 wrapper tokens
+    assert item.length == 32768
+    assert item.answer == 42
+
+    other = InMemoryPool([make_document("another", 3)])
+    with pytest.raises(DatasetError, match="is not in the pool"):
+        load_heldout(tmp_path / "qa.jsonl", other)

@@ -1,0 +1,66 @@
+"""run_eval with the openai runner on documents and MM-NIAH: separate tables, runner errors
+retried on the next run, report over both tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PIL import Image
+from typer.testing import CliRunner
+
+from lvlm_judge.cli import app
+from lvlm_judge.context import ContextResolver
+from lvlm_judge.datasets import load_data
+from lvlm_judge.evaluate import read_results, run_eval
+from lvlm_judge.http_client import ClientSettings
+from lvlm_judge.runners import OpenAIRunner
+from lvlm_judge.testing import ChatServer, Scripted, make_doc_benchmark
+
+
+def _answer(body: dict[str, object]) -> str:
+    content = body["messages"][0]["content"]  # type: ignore[index]
+    text = "".join(part.get("text", "") for part in content)
+    if "How many times" in text:
+        return "[1, 0]"
+    if "How many rows" in text:
+        return "12"
+    return "I do not know"
+
+
+def test_documents_and_niah_in_one_run(chat_server: ChatServer, tmp_path: Path) -> None:
+    root = make_doc_benchmark(tmp_path, datasets=("mmlongdoc",), docs=1, pages=1)
+    for name in ("h.png", "n.png"):
+        Image.new("RGB", (56, 56), "white").save(root / name)
+    niah = root / "counting-image_K8.jsonl"
+    niah.write_text(json.dumps({
+        "id": 0, "ctxs": [{"text": "Hay <image> stack."}], "image_list": ["h.png"],
+        "needle_image_list": ["n.png"], "choices_image": [], "depth": [0.3, 0.6],
+        "question": "How many times does <image> appear?", "answer": [1, 0],
+    }) + "\n")  # fmt: skip
+    items = load_data([root, niah], lengths=[8192], datasets=["mmlongdoc"])
+    assert len(items) == 6
+    chat_server.responder = _answer
+    chat_server.script = [Scripted(400)]  # the first item fails for good
+    settings = ClientSettings(chat_server.url, backoff_s=0.01, concurrency=1)
+    runner = OpenAIRunner(settings, "served", ContextResolver(root), chunk=3)
+    out = tmp_path / "run"
+    summary = run_eval(items, runner, out)
+    assert len(summary.failed_items) == 1
+    assert set(summary.tables) == {"scores", "niah-scores"}
+    assert summary.tables["niah-scores"].cells[0].score == 100.0
+    assert summary.tables["scores"].cells[0].n == 5
+    niah_result = next(r for r in read_results(out) if r.metric is not None)
+    assert niah_result.scores == {"soft_acc": 1.0, "soft_acc_positional": 1.0}
+    assert (out / "niah-scores.png").is_file()
+
+    before = chat_server.count
+    summary = run_eval(items, runner, out)
+    assert chat_server.count == before + 1  # only the failed item again
+    assert summary.failed_items == []
+    integer = next(r for r in read_results(out) if r.answer_format == "Integer")
+    assert integer.score == 1.0 and integer.parsed_answer == "12"
+
+    report = CliRunner().invoke(app, ["report", str(out), "--no-compare"])
+    assert report.exit_code == 0, report.output
+    assert "8K.MMLB-D" in report.output and "8K.mm-niah-counting-image" in report.output

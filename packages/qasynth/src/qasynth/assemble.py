@@ -1,0 +1,181 @@
+"""Training samples: a QA pair put back into its whole document, OCR baselines, short data.
+
+A long-document sample shows every page of the document as a PagePart (rendered at training
+time, never stored), optionally preceded by "Page N:" text, then the question; the answer is
+``target``, the only text that receives loss. The chat layout is Qwen2.5-VL's: one user turn
+holding images and text, one assistant turn; the default system turn is added by the chat
+template and counted in ``est_tokens``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from mmprolong_schemas import (
+    Block,
+    BlockLabel,
+    Document,
+    Message,
+    PagePart,
+    Part,
+    QAPair,
+    Sample,
+    Task,
+    TextPart,
+    VisionTokenSpec,
+)
+from qasynth.tokens import document_page_tokens, messages_text_tokens
+
+OCR_LABELS = {
+    BlockLabel.TITLE,
+    BlockLabel.SECTION_HEADER,
+    BlockLabel.TEXT,
+    BlockLabel.LIST_ITEM,
+    BlockLabel.TABLE,
+    BlockLabel.CAPTION,
+    BlockLabel.FOOTNOTE,
+    BlockLabel.FORMULA,
+}
+"""Text elements an OCR target keeps; running headers, footers and pictures are left out."""
+
+OCR_FULL_INSTRUCTION = (
+    "Transcribe the text of every page above in reading order. Begin each page with "
+    '"Page N:" and write tables one row per line with cells separated by " | ".'
+)
+
+
+@dataclass(frozen=True)
+class AssembleConfig:
+    spec: VisionTokenSpec = field(default_factory=VisionTokenSpec)
+    page_labels: bool = False
+    max_length: int = 131072
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:24]
+
+
+def format_answer(answer: object) -> str:
+    """The target text of an answer: lists as JSON, numbers as written, strings as they are."""
+    if isinstance(answer, list):
+        return json.dumps(answer, ensure_ascii=False)
+    if isinstance(answer, float):
+        return repr(answer)
+    return str(answer)
+
+
+def _page_parts(doc: Document, pages: Iterable[int], labels: bool) -> list[Part]:
+    parts: list[Part] = []
+    for page in pages:
+        if labels:
+            parts.append(TextPart(text=f"Page {page}:"))
+        parts.append(PagePart(doc_id=doc.doc_id, page=page))
+    return parts
+
+
+def _sample(
+    doc: Document,
+    task: Task,
+    sample_id: str,
+    prompt_text: str,
+    target: str,
+    config: AssembleConfig,
+    qa_id: str | None = None,
+) -> Sample | None:
+    pages = list(range(1, doc.num_pages + 1))
+    content = [*_page_parts(doc, pages, config.page_labels), TextPart(text=prompt_text)]
+    messages = [Message(role="user", content=content)]
+    tokens = sum(document_page_tokens(doc, config.spec)) + messages_text_tokens(messages, target)
+    if tokens > config.max_length:
+        return None
+    return Sample(
+        sample_id=sample_id,
+        task=task,
+        doc_id=doc.doc_id,
+        pages=pages,
+        messages=messages,
+        target=target,
+        est_tokens=tokens,
+        qa_id=qa_id,
+    )
+
+
+def vqa_sample(pair: QAPair, doc: Document, config: AssembleConfig | None = None) -> Sample | None:
+    """The QA pair over the whole document, or None when it exceeds ``max_length``."""
+    config = config or AssembleConfig()
+    if pair.doc_id != doc.doc_id:
+        raise ValueError(f"QA pair {pair.qa_id} is about {pair.doc_id[:12]}, not {doc.doc_id[:12]}")
+    return _sample(
+        doc,
+        pair.task,
+        _digest("vqa", pair.qa_id, config.page_labels),
+        pair.question,
+        format_answer(pair.answer),
+        config,
+        qa_id=pair.qa_id,
+    )
+
+
+def _block_text(block: Block) -> str:
+    if block.label is BlockLabel.TABLE and block.rows:
+        return "\n".join(" | ".join(" ".join(c.split()) for c in row) for row in block.rows)
+    return " ".join(block.text.split())
+
+
+def page_transcript(doc: Document, page: int) -> str:
+    """The page's text elements in reading order, one per line."""
+    blocks = sorted(doc.page(page).blocks, key=lambda b: b.order)
+    return "\n".join(t for t in (_block_text(b) for b in blocks if b.label in OCR_LABELS) if t)
+
+
+def _transcripts(doc: Document, pages: Iterable[int]) -> str:
+    return "\n\n".join(f"Page {p}:\n{page_transcript(doc, p)}" for p in pages)
+
+
+def ocr_full_sample(doc: Document, config: AssembleConfig | None = None) -> Sample | None:
+    """Transcribe every page; None if the document has no text or exceeds ``max_length``."""
+    config = config or AssembleConfig()
+    if not any(page_transcript(doc, p.number) for p in doc.pages):
+        return None
+    target = _transcripts(doc, range(1, doc.num_pages + 1))
+    return _sample(
+        doc,
+        Task.OCR_FULL,
+        _digest("ocr-full", doc.doc_id, config.page_labels),
+        OCR_FULL_INSTRUCTION,
+        target,
+        config,
+    )
+
+
+def ocr_needle_sample(
+    doc: Document, seed: int = 0, config: AssembleConfig | None = None
+) -> Sample | None:
+    """Transcribe 1-3 pages chosen by (seed, document); the other pages are distractors."""
+    config = config or AssembleConfig()
+    with_text = [p.number for p in doc.pages if page_transcript(doc, p.number)]
+    if not with_text:
+        return None
+    rng = random.Random(f"needle:{seed}:{doc.doc_id}")
+    chosen = sorted(rng.sample(with_text, min(len(with_text), rng.randint(1, 3))))
+    named = (
+        f"Page {chosen[0]}"
+        if len(chosen) == 1
+        else "Pages " + ", ".join(map(str, chosen[:-1])) + f" and {chosen[-1]}"
+    )
+    instruction = (
+        f"Transcribe the text of {named} in reading order. Begin each page with "
+        '"Page N:" and write tables one row per line with cells separated by " | ".'
+    )
+    return _sample(
+        doc,
+        Task.OCR_NEEDLE,
+        _digest("ocr-needle", doc.doc_id, seed, config.page_labels),
+        instruction,
+        _transcripts(doc, chosen),
+        config,
+    )

@@ -1,0 +1,247 @@
+"""The stages on disk: segment, generate, assemble (mix lives in ``qasynth.mix``).
+
+A run directory holds every stage's output; each is written atomically and a rerun skips or
+reuses what is done::
+
+    RUN/segments.jsonl         Segment records              (segment)
+    RUN/segments.json          selection, skipped documents, key of the inputs
+    RUN/cache.sqlite           every teacher reply           (generate, resumable)
+    RUN/qa/pairs.jsonl         accepted QAPair records
+    RUN/qa/rejections.jsonl    rejected replies with reason codes
+    RUN/qa/stats.json          counts per task and per reason, requests sent, cache hits
+    RUN/samples/vqa.parquet    one Sample per QA pair        (assemble)
+    RUN/samples/ocr.parquet    OCR-full and OCR-needle Samples (optional)
+    RUN/samples/short.parquet  short-context Samples (optional; images in samples/short_images)
+    RUN/samples/summary.json
+
+The pool is anything with ``documents()``, ``get(doc_id)`` and ``render(doc_id, pages, dpi)``,
+such as ``docpool.Pool``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Protocol
+
+from PIL import Image
+
+from mmprolong_schemas import (
+    Document,
+    QAPair,
+    Sample,
+    Segment,
+    VisionTokenSpec,
+    atomic_path,
+    config_hash,
+    read_jsonl,
+    write_jsonl,
+    write_parquet,
+)
+from qasynth.assemble import AssembleConfig, ocr_full_sample, ocr_needle_sample, vqa_sample
+from qasynth.cache import RequestCache
+from qasynth.generate import GenerateConfig, generate
+from qasynth.prompts import PROMPT_VERSION
+from qasynth.segments import DocOutline, DocumentSelection, sample_segments, select_documents
+from qasynth.short import load_short_samples
+from qasynth.teachers.base import Teacher
+
+SEGMENTS_FILE = "segments.jsonl"
+SEGMENTS_SUMMARY = "segments.json"
+CACHE_FILE = "cache.sqlite"
+PAIRS_FILE = "qa/pairs.jsonl"
+REJECTIONS_FILE = "qa/rejections.jsonl"
+QA_STATS_FILE = "qa/stats.json"
+SAMPLES_DIR = "samples"
+
+Tick = Callable[[int], None]
+
+
+class Pool(Protocol):
+    def documents(self) -> Iterator[Document]: ...
+    def get(self, doc_id: str) -> Document: ...
+    def render(self, doc_id: str, pages: Sequence[int], dpi: float = 144) -> list[Image.Image]: ...
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:24]
+
+
+def segment_pool(
+    pool: Pool,
+    run_dir: str | Path,
+    selection: DocumentSelection | None = None,
+    *,
+    per_doc: int = 1,
+    seed: int = 0,
+    pages: tuple[int, int] = (8, 15),
+    spec: VisionTokenSpec | None = None,
+    tick: Tick | None = None,
+) -> dict[str, Any]:
+    """Choose documents and sample ``per_doc`` segments from each (``custom`` draws may
+    choose a document several times: one more segment per draw). Writes segments.jsonl."""
+    selection = selection or DocumentSelection()
+    run = Path(run_dir)
+    outlines: dict[str, DocOutline] = {}
+    for doc in pool.documents():
+        outlines[doc.doc_id] = DocOutline.of(doc, spec)
+        if tick:
+            tick(1)
+    settings = {
+        "selection": asdict(selection),
+        "per_doc": per_doc,
+        "seed": seed,
+        "pages": list(pages),
+        "spec": (spec or VisionTokenSpec()).model_dump(),
+    }
+    key = config_hash({"settings": settings, "docs": sorted(outlines)})
+    summary_path = run / SEGMENTS_SUMMARY
+    previous = _read_json(summary_path)
+    if previous and previous.get("key") == key and (run / SEGMENTS_FILE).exists():
+        return previous | {"reused": True}
+    result = select_documents((o.info for o in outlines.values()), selection, seed)
+    draws = Counter(info.doc_id for info in result.chosen)
+    segments: list[Segment] = []
+    for doc_id in sorted(draws):
+        segments += sample_segments(outlines[doc_id], draws[doc_id] * per_doc, seed, pages)
+    write_jsonl(run / SEGMENTS_FILE, segments)
+    lengths = Counter(len(s.pages) for s in segments)
+    summary = {
+        "key": key,
+        "settings": settings,
+        "documents_in_pool": len(outlines),
+        "documents_chosen": len(draws),
+        "draws": len(result.chosen),
+        "skipped": dict(result.skipped),
+        "segments": len(segments),
+        "with_sections": sum(bool(s.section_titles) for s in segments),
+        "segment_pages": dict(sorted(lengths.items())),
+    }
+    _write_json(summary_path, summary)
+    return summary
+
+
+def generate_pairs(
+    pool: Pool,
+    run_dir: str | Path,
+    teacher: Teacher,
+    config: GenerateConfig | None = None,
+    tick: Tick | None = None,
+) -> dict[str, Any]:
+    """Run ``teacher`` over the run's segments; every reply goes through the cache."""
+    run = Path(run_dir)
+    segments = list(read_jsonl(run / SEGMENTS_FILE, Segment))
+    config = config or GenerateConfig()
+    with RequestCache(run / CACHE_FILE) as cache:
+        result = generate(segments, teacher, cache, config, progress=tick)
+    write_jsonl(run / PAIRS_FILE, result.pairs)
+    write_jsonl(run / REJECTIONS_FILE, result.rejections)
+    stats = {
+        "teacher": teacher.name,
+        "prompt_version": PROMPT_VERSION,
+        "config": {**asdict(config), "tasks": [t.value for t in config.tasks]},
+        **result.stats.as_dict(),
+    }
+    _write_json(run / QA_STATS_FILE, stats)
+    return stats
+
+
+def assemble_samples(
+    pool: Pool,
+    run_dir: str | Path,
+    config: AssembleConfig | None = None,
+    *,
+    ocr: bool = False,
+    seed: int = 0,
+    short_inputs: Sequence[str | Path] = (),
+    tick: Tick | None = None,
+) -> dict[str, Any]:
+    """Samples from the run's QA pairs (and OCR and short data when asked)."""
+    config = config or AssembleConfig()
+    run = Path(run_dir)
+    out = run / SAMPLES_DIR
+    pairs_path = run / PAIRS_FILE
+    key = config_hash(
+        {
+            "pairs": _file_digest(pairs_path),
+            "config": {**asdict(config), "spec": config.spec.model_dump()},
+            "ocr": ocr,
+            "seed": seed,
+            "short": [(str(p), _file_digest(Path(p))) for p in short_inputs],
+        }
+    )
+    previous = _read_json(out / "summary.json")
+    if previous and previous.get("key") == key:
+        return previous | {"reused": True}
+    pairs = sorted(read_jsonl(pairs_path, QAPair), key=lambda p: (p.doc_id, p.qa_id))
+    skipped: Counter[str] = Counter()
+    vqa: list[Sample] = []
+    ocr_samples: list[Sample] = []
+    doc_ids = sorted({p.doc_id for p in pairs})
+    by_doc: dict[str, list[QAPair]] = {}
+    for pair in pairs:
+        by_doc.setdefault(pair.doc_id, []).append(pair)
+    for doc_id in doc_ids:
+        doc = pool.get(doc_id)
+        for pair in by_doc[doc_id]:
+            sample = vqa_sample(pair, doc, config)
+            if sample is None:
+                skipped["over-max-length"] += 1
+            else:
+                vqa.append(sample)
+            if tick:
+                tick(1)
+        if ocr:
+            for made in (ocr_full_sample(doc, config), ocr_needle_sample(doc, seed, config)):
+                if made is None:
+                    skipped["ocr-no-text-or-too-long"] += 1
+                else:
+                    ocr_samples.append(made)
+    counts: dict[str, int] = {"vqa": write_parquet(out / "vqa.parquet", vqa, Sample)}
+    if ocr:
+        counts["ocr"] = write_parquet(out / "ocr.parquet", ocr_samples, Sample)
+    roots: dict[str, str] = {}
+    if short_inputs:
+        short: list[Sample] = []
+        for path in short_inputs:
+            root = _short_root(Path(path), out)
+            roots[f"llava-onevision:{Path(path).name}"] = str(root)
+            short += load_short_samples(path, root, config.spec, skipped)
+        counts["short"] = write_parquet(out / "short.parquet", short, Sample)
+    summary = {
+        "key": key,
+        "samples": counts,
+        "skipped": dict(skipped),
+        "short_image_roots": roots,
+        "page_labels": config.page_labels,
+        "max_length": config.max_length,
+    }
+    _write_json(out / "summary.json", summary)
+    return summary
+
+
+def _short_root(path: Path, out: Path) -> Path:
+    """Parquet images are extracted into samples/short_images; JSON images stay beside the
+    JSON file (its folder is the image root)."""
+    return out / "short_images" if path.suffix == ".parquet" else path.parent

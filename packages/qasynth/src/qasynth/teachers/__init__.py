@@ -1,0 +1,19 @@
+"""Teacher backends behind one interface (``Teacher.complete``)."""
+
+from qasynth.teachers.base import Teacher, TeacherReply, TeacherRequest, request_key
+from qasynth.teachers.openai import OpenAITeacher
+from qasynth.teachers.rules import RulesTeacher
+from qasynth.teachers.transformers import TransformersTeacher
+from qasynth.teachers.vllm import EngineSettings, VLLMTeacher
+
+__all__ = [
+    "EngineSettings",
+    "OpenAITeacher",
+    "RulesTeacher",
+    "Teacher",
+    "TeacherReply",
+    "TeacherRequest",
+    "TransformersTeacher",
+    "VLLMTeacher",
+    "request_key",
+]

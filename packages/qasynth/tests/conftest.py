@@ -1,0 +1,236 @@
+"""Shared fixtures: small in-memory documents with known facts, and a fake page renderer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from mmprolong_schemas import BBox, Block, BlockLabel, Document, Page, Section
+
+SITES = ["Lyon", "Porto", "Gdansk", "Utrecht", "Bergen", "Ghent", "Tartu", "Aarhus"]
+
+
+def doc_id_of(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+def _box(y: float) -> BBox:
+    return BBox(x0=72, y0=y, x1=540, y1=y + 40)
+
+
+def make_document(
+    name: str = "doc",
+    num_pages: int = 40,
+    section_pages: Sequence[int] | None = (1, 4, 9, 15, 22, 27, 33),
+    width: float = 612,
+    height: float = 792,
+    tables_every: int = 3,
+) -> Document:
+    """A report whose page p states '... processed {p*100+7} samples in 2019.' and, every
+    ``tables_every`` pages, holds a captioned table of three sites."""
+    pages = []
+    for number in range(1, num_pages + 1):
+        site = SITES[number % len(SITES)]
+        blocks = [
+            Block(label=BlockLabel.PAGE_HEADER, bbox=_box(20), text="Report header", order=0),
+            Block(
+                label=BlockLabel.TEXT,
+                bbox=_box(80),
+                order=1,
+                text=(
+                    f"Work continued as planned. The {site} facility processed "
+                    f"{number * 100 + 7:,} samples in 2019.\nEnergy use at the {site} facility "
+                    f"reached {number + 0.5} MWh in 2020. Teams met often."
+                ),
+            ),
+        ]
+        if number % tables_every == 0:
+            blocks.append(
+                Block(
+                    label=BlockLabel.CAPTION,
+                    bbox=_box(200),
+                    order=2,
+                    text=f"Table {number // tables_every}: Employees by site",
+                )
+            )
+            rows = [["Site", "2019", "2020"]] + [
+                [SITES[(number + i) % len(SITES)], str(number + i), str(number * 2 + i)]
+                for i in range(3)
+            ]
+            blocks.append(
+                Block(
+                    label=BlockLabel.TABLE,
+                    bbox=_box(250),
+                    order=3,
+                    text="\n".join(" ".join(r) for r in rows),
+                    rows=rows,
+                )
+            )
+        blocks.append(
+            Block(
+                label=BlockLabel.PAGE_FOOTER,
+                bbox=_box(740),
+                text=f"Page {number}",
+                order=len(blocks),
+            )
+        )
+        pages.append(Page(number=number, width=width, height=height, blocks=blocks))
+    sections = []
+    if section_pages:
+        starts = list(section_pages)
+        for index, start in enumerate(starts):
+            end = (starts[index + 1] - 1) if index + 1 < len(starts) else num_pages
+            sections.append(
+                Section(
+                    title=f"{index + 1} Part {index + 1}", level=1, start_page=start, end_page=end
+                )
+            )
+    return Document(
+        doc_id=doc_id_of(name),
+        source_path=f"/data/{name}.pdf",
+        file_size=1000,
+        num_pages=num_pages,
+        pages=pages,
+        sections=sections,
+        lang="en",
+    )
+
+
+class FakeRenderer:
+    """Renders a page as a small grey image; counts pages rendered."""
+
+    def __init__(self, size: tuple[int, int] = (64, 80)):
+        self.size = size
+        self.rendered = 0
+
+    def render(self, doc_id: str, pages: Sequence[int], dpi: float = 144) -> list[Image.Image]:
+        self.rendered += len(pages)
+        return [Image.new("RGB", self.size, (200, 200, 200 - p % 50)) for p in pages]
+
+
+@pytest.fixture
+def document() -> Document:
+    return make_document()
+
+
+@pytest.fixture
+def renderer() -> FakeRenderer:
+    return FakeRenderer()
+
+
+@pytest.fixture
+def doc_factory():
+    return make_document
+
+
+# --- a real chat-completions server on 127.0.0.1 -------------------------------------
+
+Handler = Callable[[dict[str, Any], int], tuple[int, Any, dict[str, str], float]]
+
+
+def completion(text: str) -> dict[str, Any]:
+    return {
+        "id": "cmpl-test",
+        "object": "chat.completion",
+        "model": "test",
+        "choices": [
+            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+
+
+def body_key(body: dict[str, Any]) -> str:
+    stable = {k: v for k, v in body.items() if k != "response_format"}
+    return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()
+
+
+class ChatServer:
+    def __init__(self, handler: Handler):
+        self.handler = handler
+        self.requests = 0
+        self.seen: Counter[str] = Counter()
+        self.answered: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        server = self
+
+        class RequestHandler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", 0))
+                body = json.loads(self.rfile.read(length))
+                key = body_key(body)
+                with server.lock:
+                    server.requests += 1
+                    seen = server.seen[key]
+                    server.seen[key] += 1
+                status, payload, headers, delay = server.handler(body, seen)
+                if delay:
+                    time.sleep(delay)
+                data = (json.dumps(payload) if not isinstance(payload, str) else payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+                if status == 200 and not delay:
+                    with server.lock:
+                        server.answered[key] += 1
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> ChatServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def chat_server():
+    """ChatServer(handler) as a context manager; handler(body, seen) -> (status, payload,
+    headers, delay)."""
+    return ChatServer
+
+
+@pytest.fixture
+def completion_of():
+    return completion
+
+
+@pytest.fixture(scope="session")
+def corpus_pool(tmp_path_factory):
+    """A docpool pool of generated reports (32-40 pages; en/fr/de; some without outline)
+    and its ground truth: (pool, CorpusTruth, root)."""
+    corpus = pytest.importorskip("docpool.corpus")
+    from docpool.ingest import ingest
+    from docpool.pool import Pool
+
+    root = tmp_path_factory.mktemp("corpus")
+    truth = corpus.make_corpus(root / "pdfs", n_docs=8, seed=11, pages=(32, 40))
+    ingest([root / "pdfs"], root / "pool", min_pages=5)
+    return Pool(root / "pool"), truth, root

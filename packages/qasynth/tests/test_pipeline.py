@@ -1,0 +1,85 @@
+"""The stages on disk over an in-memory pool: outputs, summaries, reruns."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from mmprolong_schemas import QAPair, Sample, Segment, read_jsonl, read_parquet
+from PIL import Image
+
+from qasynth.assemble import AssembleConfig
+from qasynth.pipeline import (
+    PAIRS_FILE,
+    SEGMENTS_FILE,
+    assemble_samples,
+    generate_pairs,
+    segment_pool,
+)
+from qasynth.stats import run_statistics
+from qasynth.teachers.rules import RulesTeacher
+
+
+class MemoryPool:
+    def __init__(self, docs, renderer):
+        self.docs = {d.doc_id: d for d in docs}
+        self.renderer = renderer
+
+    def documents(self):
+        return iter(self.docs.values())
+
+    def get(self, doc_id):
+        return self.docs[doc_id]
+
+    def render(self, doc_id, pages, dpi=144):
+        return self.renderer.render(doc_id, pages, dpi)
+
+
+def test_stages_write_their_layout_and_reuse_it(doc_factory, renderer, tmp_path) -> None:
+    docs = [doc_factory(f"p{i}", num_pages=36 + i) for i in range(3)]
+    docs.append(doc_factory("too-short", num_pages=20))
+    pool = MemoryPool(docs, renderer)
+    run = tmp_path / "run"
+    summary = segment_pool(pool, run, per_doc=2)
+    assert summary["documents_chosen"] == 3 and summary["skipped"] == {"pages-out-of-range": 1}
+    assert summary["segments"] == 6
+    assert segment_pool(pool, run, per_doc=2)["reused"] is True
+    assert len(list(read_jsonl(run / SEGMENTS_FILE, Segment))) == 6
+
+    stats = generate_pairs(pool, run, RulesTeacher(pool.get))
+    assert stats["accepted_total"] == 18 and stats["requests_sent"] == 18
+    assert stats["prompt_version"] == "qasynth-qa-v1"
+    assert all(p.prompt_version == "qasynth-qa-v1" for p in read_jsonl(run / PAIRS_FILE, QAPair))
+
+    image = io.BytesIO()
+    Image.new("RGB", (40, 40)).save(image, format="PNG")
+    (tmp_path / "a.png").write_bytes(image.getvalue())
+    short = tmp_path / "short.json"
+    short.write_text(
+        json.dumps(
+            [
+                {
+                    "id": 1,
+                    "image": "a.png",
+                    "conversations": [
+                        {"from": "human", "value": "<image>What?"},
+                        {"from": "gpt", "value": "Black."},
+                    ],
+                }
+            ]
+        )
+    )
+    result = assemble_samples(
+        pool, run, AssembleConfig(page_labels=True), ocr=True, short_inputs=[short]
+    )
+    assert result["samples"] == {"vqa": 18, "ocr": 6, "short": 1}
+    assert result["short_image_roots"] == {"llava-onevision:short.json": str(tmp_path)}
+    vqa = list(read_parquet(run / "samples" / "vqa.parquet", Sample))
+    assert all(s.messages[0].content[0].type == "text" for s in vqa)
+    again = assemble_samples(
+        pool, run, AssembleConfig(page_labels=True), ocr=True, short_inputs=[short]
+    )
+    assert again["reused"] is True
+    found = run_statistics(run)
+    assert set(found) == {"segments", "QA generation", "QA pairs", "samples"}
+    assert found["QA pairs"]["pairs"] == 18

@@ -1,0 +1,203 @@
+"""The trainer's typed configuration: TOML file + ``a.b=value`` overrides, printed at start.
+
+Recipe-level settings reuse the shared schema models (OptimizerConfig, ScheduleConfig,
+RopeConfig, VisionTokenSpec); the rest is what only the trainer needs.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from mmprolong_schemas import (
+    K,
+    Model,
+    ModelFamily,
+    OptimizerConfig,
+    Recipe,
+    RopeConfig,
+    ScheduleConfig,
+    TokenCount,
+    VisionTokenSpec,
+)
+from pydantic import Field, model_validator
+
+from seqpar_train.optim import steps_for_budget
+
+
+class ModelSettings(Model):
+    path: str | None = Field(
+        default=None, description="HF checkpoint directory or hub id; None builds a tiny model."
+    )
+    tiny: ModelFamily | None = Field(
+        default=None, description="Build a tiny random model of this family (tests, demos)."
+    )
+    rope: RopeConfig | None = Field(
+        default=None, description="Extend the mRoPE base with longctx-rope before training."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSettings:
+        if (self.path is None) == (self.tiny is None):
+            raise ValueError("set exactly one of model.path and model.tiny")
+        return self
+
+
+class SyntheticData(Model):
+    """Random packed rows (no PDFs): for demos, benchmarks and smoke tests."""
+
+    docs_per_row: int = Field(default=4, ge=1)
+    prompt_tokens: int = Field(default=24, ge=1)
+    answer_tokens: int = Field(default=8, ge=1)
+    images_per_doc: int = Field(default=1, ge=0)
+    image_grid: tuple[int, int] = (4, 4)
+
+
+class DataSettings(Model):
+    mixture: str | None = Field(default=None, description="Directory of samples-*.parquet shards.")
+    pool: str | None = Field(default=None, description="docpool directory holding the PDFs.")
+    synthetic: SyntheticData | None = None
+    vision: VisionTokenSpec = Field(default_factory=VisionTokenSpec)
+    pack_window: int = Field(default=256, ge=1, description="Samples packed together (FFD).")
+    num_workers: int = Field(default=2, ge=0, description="Rendering worker processes per rank.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSettings:
+        if (self.mixture is None) == (self.synthetic is None):
+            raise ValueError("set exactly one of data.mixture and data.synthetic")
+        if self.mixture is not None and self.pool is None:
+            raise ValueError("data.mixture needs data.pool, where its pages are rendered from")
+        return self
+
+
+class ParallelSettings(Model):
+    sp: int = Field(default=1, ge=1, description="Ulysses sequence-parallel size.")
+    dp_shard: int = Field(default=-1, description="FSDP shard ranks; -1 = all ranks left by SP.")
+    nproc_per_node: int = Field(default=1, ge=1)
+    nnodes: int = Field(default=1, ge=1)
+    attention: Literal["auto", "flash", "torch-varlen", "flex", "sdpa"] = "auto"
+    activation_checkpointing: bool = True
+    cpu_offload: bool = Field(default=False, description="Keep params and optimizer state on CPU.")
+    param_dtype: Literal["bfloat16", "float32"] = Field(
+        default="bfloat16", description="Compute dtype; gradients are reduced in float32."
+    )
+
+
+class CheckpointSettings(Model):
+    every: int = Field(default=100, ge=1, description="Optimizer steps between checkpoints.")
+    keep: int = Field(default=2, ge=1, description="Checkpoints kept (older ones are removed).")
+    resume: bool = Field(default=True, description="Continue from the latest complete checkpoint.")
+
+
+class TrainConfig(Model):
+    """Everything a run needs. ``steps`` derives from token_budget / global_batch_tokens
+    unless ``max_steps`` caps it."""
+
+    output_dir: str = "runs/seqpar"
+    model: ModelSettings = Field(default_factory=lambda: ModelSettings(tiny=ModelFamily.QWEN2_5_VL))
+    data: DataSettings = Field(default_factory=lambda: DataSettings(synthetic=SyntheticData()))
+    parallel: ParallelSettings = Field(default_factory=ParallelSettings)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    checkpoint: CheckpointSettings = Field(default_factory=CheckpointSettings)
+    max_length: TokenCount = Field(default=128 * K, ge=8)
+    token_budget: TokenCount = Field(default=5 * 2**30, ge=1)
+    global_batch_tokens: TokenCount = Field(default=4 * 2**20, ge=1)
+    max_steps: int | None = Field(default=None, ge=1)
+    loss_chunk: int = Field(default=4096, ge=1, description="Labelled positions per CE chunk.")
+    tensorboard: bool = False
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _whole_rows(self) -> TrainConfig:
+        if self.global_batch_tokens % self.max_length:
+            raise ValueError(
+                f"global_batch_tokens {self.global_batch_tokens} is not a whole number of "
+                f"{self.max_length}-token rows"
+            )
+        return self
+
+    @property
+    def rows_per_step(self) -> int:
+        return self.global_batch_tokens // self.max_length
+
+    @property
+    def steps(self) -> int:
+        budget_steps = steps_for_budget(self.token_budget, self.global_batch_tokens)
+        return min(budget_steps, self.max_steps) if self.max_steps else budget_steps
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, **fields: Any) -> TrainConfig:
+        """The trainer settings of a recipe (model, rope, optimizer, schedule, lengths, SP);
+        ``fields`` set the rest (output_dir, data, ...)."""
+        train = recipe.train
+        parallel = ParallelSettings(
+            sp=train.parallel.sp, dp_shard=train.parallel.fsdp,
+            nproc_per_node=train.parallel.gpus_per_node, nnodes=train.parallel.nodes,
+            attention=train.attention, activation_checkpointing=train.activation_checkpointing,
+            param_dtype=train.dtype,
+        )
+        base: dict[str, Any] = {
+            "model": ModelSettings(path=recipe.init_model, rope=recipe.rope),
+            "parallel": parallel,
+            "optimizer": train.optimizer,
+            "schedule": train.schedule,
+            "max_length": train.max_length,
+            "token_budget": train.token_budget,
+            "global_batch_tokens": train.global_batch_tokens,
+            "checkpoint": CheckpointSettings(every=train.checkpoint_every),
+            "seed": train.seed,
+        }
+        return cls.model_validate(base | fields)
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, raw: str) -> None:
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ValueError(f"override {dotted!r}: {key!r} is not a section")
+        node = child
+    try:
+        value: Any = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw  # a bare string such as 128K or runs/x
+    node[keys[-1]] = value
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a TOML config (or start from defaults) and apply ``key.sub=value`` overrides;
+    values are JSON when they parse as JSON (numbers, true, [1, 2]), else strings."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        source = Path(path)
+        try:
+            data = tomllib.loads(source.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as error:
+            raise ValueError(f"{source}: not valid TOML ({error})") from None
+    for item in overrides or []:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not key=value (e.g. parallel.sp=2)")
+        key, raw = item.split("=", 1)
+        _set_dotted(data, key.strip(), raw.strip())
+    return TrainConfig.model_validate(data)
+
+
+def config_table(config: TrainConfig) -> list[tuple[str, str]]:
+    """Flattened ``(key, value)`` rows for printing."""
+    rows: list[tuple[str, str]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, child in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, child)
+        else:
+            rows.append((prefix, json.dumps(value) if not isinstance(value, str) else value))
+
+    walk("", config.model_dump(mode="json"))
+    rows.append(("(derived) steps", str(config.steps)))
+    rows.append(("(derived) rows_per_step", str(config.rows_per_step)))
+    return rows

@@ -1,0 +1,326 @@
+"""The training loop: ``train(config) -> TrainResult`` on every rank of a launched group.
+
+Per optimizer step each data-parallel rank runs ``accumulation`` packed rows. Before the
+first backward of a step, ranks agree on the number of labelled tokens of the whole global
+batch; every rank divides its loss sum by that number and gradients are summed across
+ranks, which gives exactly the token-weighted mean loss of the global batch however the
+tokens fall on SP ranks, DP ranks and micro-steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from pydantic import Field
+
+from mmprolong_schemas import Model
+from seqpar_train.activation_checkpoint import apply_activation_checkpointing
+from seqpar_train.attention import resolve_backend
+from seqpar_train.batch import to_device
+from seqpar_train.checkpoint import (
+    StopSignal,
+    TrainState,
+    latest_checkpoint,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from seqpar_train.collectives import all_reduce_sum
+from seqpar_train.config import TrainConfig, config_table
+from seqpar_train.data.loader import RowSource, rank_rows
+from seqpar_train.distributed import device_for_rank, init_distributed
+from seqpar_train.flops import arch_from_config, training_flops
+from seqpar_train.forward import PackedLossModel, count_label_tokens
+from seqpar_train.fsdp import apply_fsdp
+from seqpar_train.metrics import MetricsWriter, peak_memory_bytes, plot_loss_curve
+from seqpar_train.modeling import build_model
+from seqpar_train.optim import build_optimizer, build_scheduler
+from seqpar_train.parallel_dims import Mesh, ParallelDims, build_mesh
+from seqpar_train.ulysses import install_attention
+
+log = logging.getLogger("seqpar_train")
+
+PEAK_TFLOPS = {"cpu": 1.0}
+"""Peak dense TFLOP/s per device for MFU; GPUs are looked up by name (bf16, dense)."""
+_GPU_PEAKS = {"H100": 989.0, "H800": 989.0, "H20": 148.0, "A100": 312.0, "A800": 312.0, "L40S": 362.0}
+
+
+def device_peak_tflops(device: torch.device) -> float:
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for key, peak in _GPU_PEAKS.items():
+            if key in name:
+                return peak
+    return PEAK_TFLOPS["cpu"]
+
+
+class TrainResult(Model):
+    steps_done: int
+    final_loss: float
+    losses: list[float] = Field(description="Loss of every step of this process's run.")
+    output_dir: str
+    metrics_path: str
+    checkpoint: str | None
+    loss_curve: str | None
+    skipped_samples: int
+    stopped_early: bool
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def _print_config(config: TrainConfig, dims: ParallelDims, accumulation: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="seqpar-train config", show_lines=False)
+    table.add_column("key")
+    table.add_column("value")
+    for key, value in config_table(config):
+        table.add_row(key, value)
+    table.add_row("(derived) mesh", f"dp_replicate={dims.dp_replicate} dp_shard={dims.dp_shard} sp={dims.sp}")
+    table.add_row("(derived) grad accumulation", str(accumulation))
+    Console(stderr=True).print(table)
+
+
+def _row_source(config: TrainConfig, model_config: Any) -> RowSource:
+    if config.data.synthetic is not None:
+        from seqpar_train.data.synthetic import SyntheticRows
+
+        return SyntheticRows(model_config, config.data.synthetic, config.max_length, config.seed)
+    from seqpar_train.data.mixture import MixtureRows
+
+    assert config.data.mixture is not None and config.data.pool is not None
+    return MixtureRows.from_config(config, model_config)
+
+
+def build_training_model(config: TrainConfig, device: torch.device) -> torch.nn.Module:
+    """The HF model named by ``config.model`` (fp32 master weights), rope extended if asked."""
+    if config.model.tiny is not None:
+        from longctx_rope import tiny_config
+
+        model = build_model(tiny_config(config.model.tiny), seed=config.seed)
+    else:
+        assert config.model.path is not None
+        model = build_model(config.model.path)
+    if config.model.rope is not None:
+        from seqpar_train.export import extend_rope
+
+        extend_rope(model, config.model.rope)
+    return model.to(device)
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train on this process's rank (torchrun, ``launch_local`` or a single process)."""
+    init_distributed()
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    device = device_for_rank()
+    dims = ParallelDims.for_world(world, sp=config.parallel.sp, dp_shard=config.parallel.dp_shard)
+    mesh: Mesh | None = build_mesh(dims, device.type) if world > 1 else None
+    sp_group = mesh.sp_group if mesh else None
+    dp_rank = mesh.dp_rank if mesh else 0
+    accumulation = math.ceil(config.rows_per_step / dims.dp)
+    if _rank() == 0:
+        _print_config(config, dims, accumulation)
+        if accumulation * dims.dp != config.rows_per_step:
+            log.warning(
+                "%d rows per step do not split over %d data-parallel ranks: each step uses %d rows",
+                config.rows_per_step, dims.dp, accumulation * dims.dp,
+            )
+
+    torch.manual_seed(config.seed)
+    hf_model = build_training_model(config, device)
+    hf_model.train()
+    install_attention(hf_model, sp_group, resolve_backend(config.parallel.attention, device))
+    model_config = hf_model.config
+    model = PackedLossModel(
+        hf_model, sp_group=sp_group, pad_token_id=_pad_id(model_config), loss_chunk=config.loss_chunk
+    )
+    if config.parallel.activation_checkpointing:
+        apply_activation_checkpointing(model)
+    param_dtype = torch.bfloat16 if config.parallel.param_dtype == "bfloat16" else torch.float32
+    autocast: Any = contextlib.nullcontext
+    if mesh is not None:
+        apply_fsdp(model, mesh.fsdp_mesh, param_dtype=param_dtype, cpu_offload=config.parallel.cpu_offload)
+    elif param_dtype != torch.float32:
+        def autocast() -> Any:
+            return torch.autocast(device.type, dtype=param_dtype)
+
+    total_steps = config.steps
+    optimizer = build_optimizer(model, config.optimizer, config.schedule)
+    scheduler = build_scheduler(optimizer, total_steps, config.schedule)
+    out_dir = Path(config.output_dir)
+    ckpt_root = out_dir / "checkpoints"
+
+    start_step, cursor = 0, 0
+    resume_from = latest_checkpoint(ckpt_root) if config.checkpoint.resume else None
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, model, optimizer)
+        scheduler.load_state_dict(state.scheduler)
+        set_rng_state(state.rng)
+        start_step, cursor = state.step, int(state.data_cursor["next_row"])
+        if _rank() == 0:
+            log.info("resumed from %s (step %d, next row %d)", resume_from, start_step, cursor)
+
+    source = _row_source(config, model_config)
+    rows_per_step = accumulation * dims.dp
+    loader = rank_rows(
+        source, start=cursor, stop=total_steps * rows_per_step, dp_rank=dp_rank, dp=dims.dp,
+        num_workers=config.data.num_workers,
+    )
+    rows = iter(loader)
+    arch = arch_from_config(model_config)
+    peak = device_peak_tflops(device) * 1e12
+    writer = (
+        MetricsWriter(
+            out_dir / "metrics.jsonl", resume_step=start_step,
+            tensorboard_dir=out_dir / "tensorboard" if config.tensorboard else None,
+        )
+        if _rank() == 0 else None
+    )
+    losses: list[float] = []
+    skipped = 0
+    last_ckpt: Path | None = resume_from
+    stopped = False
+    sp_rank = mesh.sp_rank if mesh else 0
+    progress = _progress(total_steps, start_step) if _rank() == 0 else None
+
+    with StopSignal() as stop:
+        step = start_step
+        while step < total_steps:
+            began = time.perf_counter()
+            micro = []
+            for _ in range(accumulation):
+                row, reasons = next(rows)
+                skipped += len(reasons)
+                for reason in reasons:
+                    log.warning("skipped a sample: %s", reason)
+                micro.append(to_device(row, device))
+            local_labels = sum(count_label_tokens(r, sp_rank, dims.sp) for r in micro)
+            global_labels = all_reduce_sum(
+                torch.tensor(float(local_labels), device=device), None if world == 1 else dist.group.WORLD
+            )
+            loss_total = torch.zeros((), device=device)
+            tokens = pads = 0
+            flops_causal = flops_full = 0.0
+            for index, row in enumerate(micro):
+                if mesh is not None:
+                    model.set_requires_gradient_sync(index == len(micro) - 1)  # type: ignore[operator]
+                with autocast():
+                    loss_sum, _ = model(row)
+                (loss_sum / global_labels.clamp(min=1.0)).backward()
+                loss_total += loss_sum.detach()
+                tokens += model.last_tokens[0]
+                pads += model.last_tokens[1]
+                row_flops = training_flops(arch, row.doc_lens, count_label_tokens(row, 0, 1))
+                flops_causal += row_flops.causal / dims.sp
+                flops_full += row_flops.non_causal / dims.sp
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.optimizer.grad_clip)
+            if hasattr(grad_norm, "full_tensor"):
+                grad_norm = grad_norm.full_tensor()
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            loss = float(all_reduce_sum(loss_total, dist.group.WORLD if world > 1 else None)) / max(
+                float(global_labels), 1.0
+            )
+            losses.append(loss)
+            elapsed = time.perf_counter() - began
+            if writer is not None:
+                record = {
+                    "step": step, "loss": loss, "grad_norm": float(grad_norm), "lr": lr,
+                    "label_tokens": int(global_labels),
+                    "tokens_per_s_per_device": tokens / elapsed,
+                    "padding_share": pads / max(1, tokens + pads),
+                    "memory_bytes": peak_memory_bytes(device),
+                    "mfu_causal": flops_causal / elapsed / peak,
+                    "mfu_non_causal": flops_full / elapsed / peak,
+                    "step_seconds": elapsed, "skipped_samples": skipped,
+                }
+                writer.write(record)
+            if progress is not None:
+                progress.update(step, loss, lr)
+            next_row = step * rows_per_step
+            stop_now = stop.agreed(device)
+            if step % config.checkpoint.every == 0 or step == total_steps or stop_now:
+                last_ckpt = save_checkpoint(
+                    ckpt_root, model, optimizer,
+                    TrainState(step, scheduler.state_dict(), {"next_row": next_row}, rng_state()),
+                    keep=config.checkpoint.keep,
+                )
+            if stop_now:
+                stopped = True
+                break
+    if progress is not None:
+        progress.close()
+    curve = None
+    if writer is not None:
+        writer.close()
+        if (out_dir / "metrics.jsonl").stat().st_size:
+            curve = str(plot_loss_curve(out_dir / "metrics.jsonl", out_dir / "loss_curve.png"))
+    result = TrainResult(
+        steps_done=step, final_loss=losses[-1] if losses else float("nan"), losses=losses,
+        output_dir=str(out_dir), metrics_path=str(out_dir / "metrics.jsonl"),
+        checkpoint=str(last_ckpt) if last_ckpt else None, loss_curve=curve,
+        skipped_samples=skipped, stopped_early=stopped,
+    )
+    if _rank() == 0:
+        _summary(result)
+    return result
+
+
+def _pad_id(model_config: Any) -> int:
+    text = getattr(model_config, "text_config", model_config)
+    pad = getattr(text, "pad_token_id", None)
+    return int(pad) if pad is not None else 0
+
+
+class _progress:
+    """A rich progress line: step, loss, lr."""
+
+    def __init__(self, total: int, done: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+            TimeRemainingColumn(), transient=False,
+        )
+        self.task = self.bar.add_task("", total=total, completed=done)
+        self.bar.start()
+
+    def update(self, step: int, loss: float, lr: float) -> None:
+        self.bar.update(self.task, completed=step, description=f"loss {loss:.4f} lr {lr:.2e}")
+
+    def close(self) -> None:
+        self.bar.stop()
+
+
+def _summary(result: TrainResult) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(
+        f"[bold]seqpar-train[/bold] {'stopped' if result.stopped_early else 'finished'} at step "
+        f"{result.steps_done}: loss {result.final_loss:.4f}, skipped samples "
+        f"{result.skipped_samples}, checkpoint {result.checkpoint}, metrics {result.metrics_path}"
+    )
+
+
+def launch_local(config: TrainConfig, nproc: int) -> list[TrainResult]:
+    """Train with ``nproc`` processes on this machine (gloo on CPU, one GPU each with NCCL
+    when GPUs are present); returns every rank's result. Runs in this process when nproc=1."""
+    from seqpar_train.distributed import spawn_local
+
+    if nproc == 1:
+        return [train(config)]
+    return spawn_local(train, nproc, config)

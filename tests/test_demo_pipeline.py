@@ -1,0 +1,140 @@
+"""End to end: `mmprolong run demo-tiny` through every package, then kill-mid-train-and-rerun.
+
+Runs the real CLI in a subprocess (as a user would), checks every stage's artefact, then
+kills a second run during training and checks that the rerun resumes training without
+redoing any earlier stage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mmprolong.orchestrator import read_manifest
+from mmprolong_schemas import ScoreTable
+
+pytestmark = [pytest.mark.slow, pytest.mark.distributed]
+
+STAGES = ["pool", "synth", "mix", "rope", "train", "eval", "report"]
+TIMEOUT = 900
+
+
+def _mmprolong(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mmprolong.cli", *args]
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        _mmprolong(*args), cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return result
+
+
+def _finished_at(run_dir: Path) -> dict[str, object]:
+    times = {}
+    for stage in STAGES:
+        manifest = read_manifest(run_dir / stage)
+        if manifest is not None and manifest.status == "done":
+            times[stage] = manifest.finished_at
+    return times
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("demo")
+    _run("run", "demo-tiny", "--run-dir", str(work / "run"), cwd=work)
+    return work / "run"
+
+
+def test_every_stage_is_done_with_its_artefacts(demo_run: Path) -> None:
+    for stage in STAGES:
+        manifest = read_manifest(demo_run / stage)
+        assert manifest is not None, stage
+        assert manifest.status == "done", stage
+        assert manifest.counts, stage
+    counts = {stage: read_manifest(demo_run / stage).counts for stage in STAGES}  # type: ignore[union-attr]
+    assert counts["pool"]["documents"] >= 8
+    assert counts["synth"]["qa_pairs"] > 0
+    assert counts["mix"]["samples"] > 0
+    assert counts["train"]["steps"] >= 10
+    assert counts["eval"]["items"] > 0
+
+    assert (demo_run / "rope" / "extended" / "config.json").exists()
+    extended = json.loads((demo_run / "rope" / "extended" / "config.json").read_text())
+    assert "4000000" in json.dumps(extended) or "4e6" in json.dumps(extended).lower()
+
+    scores = {
+        label: ScoreTable.model_validate_json((demo_run / "eval" / label / "scores.json").read_text())
+        for label in ("base", "trained")
+    }
+    for table in scores.values():
+        assert len(table.lengths) == 2
+
+    report = demo_run / "report" / "report.md"
+    text = report.read_text()
+    for figure in ("pool_tokens.png", "mixture_lengths.png", "loss.png", "score_vs_length.png"):
+        assert (demo_run / "report" / figure).exists(), figure
+    assert "Reference: the paper's published numbers" in text
+    assert "## Run manifests" in text
+
+
+def test_rerun_skips_everything(demo_run: Path) -> None:
+    before = _finished_at(demo_run)
+    result = _run("run", "demo-tiny", "--run-dir", str(demo_run), cwd=demo_run.parent)
+    assert _finished_at(demo_run) == before
+    assert "skip" in result.stderr
+    status = _run("status", str(demo_run), cwd=demo_run.parent)
+    assert status.stdout.count("done") >= len(STAGES)
+
+
+def test_kill_mid_train_then_rerun_resumes(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    _run("run", "demo-tiny", "--run-dir", str(run_dir), "--until", "rope", cwd=tmp_path)
+    before = _finished_at(run_dir)
+    assert set(before) == {"pool", "synth", "mix", "rope"}
+
+    process = subprocess.Popen(
+        _mmprolong("run", "demo-tiny", "--run-dir", str(run_dir), "--until", "train"),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + TIMEOUT
+    checkpoints = run_dir / "train"
+    try:
+        # Wait for the first checkpoint, then kill the whole process group (like a lost node).
+        while time.monotonic() < deadline and process.poll() is None:
+            if any(checkpoints.glob("checkpoints/step-*")) or any(checkpoints.glob("**/step_*")):
+                break
+            time.sleep(1)
+        assert process.poll() is None, "training finished before it could be killed"
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+
+    manifest = read_manifest(run_dir / "train")
+    assert manifest is not None
+    assert manifest.status == "running"
+    status = _run("status", str(run_dir), cwd=tmp_path)
+    assert "partial" in status.stdout
+
+    result = _run("run", "demo-tiny", "--run-dir", str(run_dir), "--until", "train", cwd=tmp_path)
+    assert "resume" in result.stderr
+    after = _finished_at(run_dir)
+    for stage in ("pool", "synth", "mix", "rope"):
+        assert after[stage] == before[stage], f"{stage} was redone"
+    train = read_manifest(run_dir / "train")
+    assert train is not None
+    assert train.status == "done"
+    assert train.counts["resumed_from_step"] > 0
