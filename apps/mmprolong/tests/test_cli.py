@@ -125,3 +125,50 @@ def test_doctor_runs() -> None:
     for item in ("GPUs", "CUDA", "flash-attn", "torch varlen", "vllm", "ray", "tesseract", "disk"):
         assert item in result.output
     assert "Stage choices for demo-tiny" in result.output
+
+
+class _RecordingStage:
+    """A stand-in for the real stages: records which recipe it ran, fails when told to."""
+
+    def __init__(self, name: str, seen: list[str], fail_for: str | None = None):
+        self.name = name
+        self.seen = seen
+        self.fail_for = fail_for
+
+    def config(self, recipe: object) -> dict[str, object]:
+        return {"recipe": recipe.model_dump(mode="json")}  # type: ignore[attr-defined]
+
+    def run(self, ctx: object) -> dict[str, int]:
+        name = ctx.recipe.name  # type: ignore[attr-defined]
+        if name == self.fail_for:
+            raise RuntimeError("boom")
+        self.seen.append(f"{self.name}:{name}")
+        return {"ran": 1}
+
+    def progress(self, ctx: object) -> dict[str, int]:
+        return {}
+
+
+def test_sweep_runs_its_grid_in_turn_and_survives_a_failed_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mmprolong.stages
+
+    seen: list[str] = []
+    failing = "ablation-mrope-base-reasoning-2e6"
+    monkeypatch.setattr(
+        mmprolong.stages,
+        "default_stages",
+        lambda: [_RecordingStage("a", seen), _RecordingStage("b", seen, fail_for=failing)],
+    )
+    args = ["sweep", "ablation-mrope-base", "--out", str(tmp_path), "--base", "demo-tiny"]
+    only = ["--only", "reasoning-2e6", "--only", "reasoning-8e6"]
+    result = runner.invoke(app, [*args, *only])
+    assert result.exit_code == 1
+    assert "1 of 2 runs failed: reasoning-2e6" in result.output
+    assert seen == [
+        "a:ablation-mrope-base-reasoning-2e6",
+        "a:ablation-mrope-base-reasoning-8e6",
+        "b:ablation-mrope-base-reasoning-8e6",
+    ]
+    assert (tmp_path / "reasoning-8e6" / "b" / "manifest.json").exists()

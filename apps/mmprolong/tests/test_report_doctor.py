@@ -143,3 +143,18 @@ def test_doctor_on_a_gpu_node() -> None:
     assert picks[("synth", "teacher")].status == "ok"
     assert picks[("train", "devices")].status == "ok"
     assert picks[("train", "devices")].detail.startswith("nccl on cuda")
+
+
+def test_a_package_figure_replaces_the_reports_own(tmp_path: Path) -> None:
+    drawn = tmp_path / "loss_curve.png"
+    drawn.write_bytes(b"\x89PNG\r\n\x1a\nfrom-the-package")
+    data = ReportData(
+        recipe=load_recipe("demo-tiny"),
+        run_dir=tmp_path,
+        loss=[(1, 2.0), (2, 1.0)],
+        package_figures={"loss": ("Loss (drawn by seqpar-train)", drawn)},
+    )
+    text = write_report(data, tmp_path / "report").read_text()
+    assert "![Loss (drawn by seqpar-train)](loss_curve.png)" in text
+    assert (tmp_path / "report" / "loss_curve.png").read_bytes() == drawn.read_bytes()
+    assert not (tmp_path / "report" / "loss.png").exists()

@@ -26,18 +26,42 @@ def test_help_lists_every_command() -> None:
 
 
 def test_make_corpus_then_ingest(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["make-corpus", str(tmp_path / "c"), "--n-docs", "2",
-                                 "--min-pages", "6", "--max-pages", "8"])
+    result = runner.invoke(
+        app,
+        [
+            "make-corpus",
+            str(tmp_path / "c"),
+            "--n-docs",
+            "2",
+            "--min-pages",
+            "6",
+            "--max-pages",
+            "8",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "c" / "ground_truth.json").is_file()
-    result = runner.invoke(app, ["ingest", str(tmp_path / "c"), "--out", str(tmp_path / "p"),
-                                 "--min-pages", "5", "--workers", "1"])
+    result = runner.invoke(
+        app,
+        [
+            "ingest",
+            str(tmp_path / "c"),
+            "--out",
+            str(tmp_path / "p"),
+            "--min-pages",
+            "5",
+            "--workers",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "documents added" in result.output
     assert len(Pool(tmp_path / "p")) == 2
 
 
-def test_stats_writes_json_and_histograms(ingested: tuple[Pool, IngestReport], tmp_path: Path) -> None:
+def test_stats_writes_json_and_histograms(
+    ingested: tuple[Pool, IngestReport], tmp_path: Path
+) -> None:
     pool, report = ingested
     result = runner.invoke(app, ["stats", str(pool.root), "--out", str(tmp_path / "s")])
     assert result.exit_code == 0, result.output
@@ -59,13 +83,25 @@ def test_render_formats(ingested: tuple[Pool, IngestReport], tmp_path: Path) -> 
     pool, _ = ingested
     doc_id = pool.doc_ids()[0]
     for fmt, suffix in (("jpeg", "jpg"), ("png", "png"), ("webp", "webp")):
-        result = runner.invoke(app, ["render", str(pool.root), doc_id[:12], "--pages", "1,3-4",
-                                     "--out", str(tmp_path / fmt), "--format", fmt, "--dpi", "72"])
+        result = runner.invoke(
+            app,
+            [
+                "render",
+                str(pool.root),
+                doc_id[:12],
+                "--pages",
+                "1,3-4",
+                "--out",
+                str(tmp_path / fmt),
+                "--format",
+                fmt,
+                "--dpi",
+                "72",
+            ],
+        )
         assert result.exit_code == 0, result.output
         files = sorted((tmp_path / fmt).glob(f"*.{suffix}"))
-        assert [f.name.split("-")[-1] for f in files] == [
-            f"p{n:04d}.{suffix}" for n in (1, 3, 4)
-        ]
+        assert [f.name.split("-")[-1] for f in files] == [f"p{n:04d}.{suffix}" for n in (1, 3, 4)]
         with Image.open(files[0]) as image:
             page = pool.get(doc_id).page(1)
             assert image.size == (round(page.width), round(page.height))

@@ -34,10 +34,22 @@ def test_memory_cap() -> None:
 
 def test_crash_is_reported() -> None:
     executor = LocalExecutor(1, timeout=60)
-    [outcome] = list(executor.run(os.abort, [("boom", ())]))
+    [outcome] = list(executor.run(os._exit, [("boom", (3,))]))
     assert isinstance(outcome.error, TaskCrashed)
 
 
 def test_workers_must_be_positive() -> None:
     with pytest.raises(ValueError, match="workers"):
         LocalExecutor(0)
+
+
+def test_failures_map_to_reject_reasons() -> None:
+    from docpool.ingest import _verdict
+    from docpool.parse import DocumentRejected, RejectReason
+
+    assert _verdict(TaskTimeout("x"))[0] is RejectReason.TIMEOUT
+    assert _verdict(TaskMemoryExceeded("x"))[0] is RejectReason.MEMORY
+    assert _verdict(TaskCrashed("x"))[0] is RejectReason.CRASHED
+    assert _verdict(DocumentRejected("encrypted", "pw")) == (RejectReason.ENCRYPTED, "pw")
+    reason, detail = _verdict(KeyError("boom"))
+    assert reason is RejectReason.PARSE_ERROR and "KeyError" in detail

@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 
 import pymupdf
-from mmprolong_schemas import BlockLabel, Document, SectionSource
 
 from docpool import CorpusTruth, DocTruth, IngestReport, Pool, load_truth, make_corpus
+from mmprolong_schemas import BlockLabel, Document, SectionSource
 
 
 def _norm(text: str) -> str:
@@ -61,12 +61,16 @@ def test_pool_native_length_range(tmp_path: Path) -> None:
     assert all(32 <= d.num_pages <= 50 for d in truth.documents)
 
 
-def test_everything_ingested(corpus: tuple[Path, CorpusTruth], ingested: tuple[Pool, IngestReport]) -> None:
+def test_everything_ingested(
+    corpus: tuple[Path, CorpusTruth], ingested: tuple[Pool, IngestReport]
+) -> None:
     _, truth = corpus
     pool, report = ingested
     assert report.added == len(truth.documents)
     # ground_truth.json is in the folder too: rejected as not a PDF, with its reason.
-    assert [(Path(r.path).name, r.reason) for r in pool.rejects()] == [("ground_truth.json", "not_pdf")]
+    assert [(Path(r.path).name, r.reason) for r in pool.rejects()] == [
+        ("ground_truth.json", "not_pdf")
+    ]
     for doc_truth in truth.documents:
         doc = _doc(pool, doc_truth)
         assert doc.num_pages == doc_truth.num_pages
@@ -79,7 +83,9 @@ def test_everything_ingested(corpus: tuple[Path, CorpusTruth], ingested: tuple[P
         assert pool.pdf_path(doc.doc_id).read_bytes()[:5] == b"%PDF-"
 
 
-def test_sections_match(corpus: tuple[Path, CorpusTruth], ingested: tuple[Pool, IngestReport]) -> None:
+def test_sections_match(
+    corpus: tuple[Path, CorpusTruth], ingested: tuple[Pool, IngestReport]
+) -> None:
     _, truth = corpus
     pool, _ = ingested
     for doc_truth in truth.documents:
@@ -100,7 +106,7 @@ def test_headers_footers_title_and_captions(
         doc = _doc(pool, doc_truth)
         titles = [b for b in doc.pages[0].blocks if b.label is BlockLabel.TITLE]
         assert _norm(" ".join(b.text for b in titles)) == doc_truth.title
-        for page in doc.pages[doc_truth.furniture_from_page - 1:]:
+        for page in doc.pages[doc_truth.furniture_from_page - 1 :]:
             headers = [b.text for b in page.blocks if b.label is BlockLabel.PAGE_HEADER]
             footers = [b.text for b in page.blocks if b.label is BlockLabel.PAGE_FOOTER]
             assert headers == [doc_truth.running_header]
@@ -109,12 +115,25 @@ def test_headers_footers_title_and_captions(
             )
             body = page.text({BlockLabel.TEXT})
             assert doc_truth.running_header not in body
+            # Reading order: the header opens the page, footers close it.
+            ordered = sorted(page.blocks, key=lambda b: b.order)
+            assert ordered[0].label is BlockLabel.PAGE_HEADER
+            assert {b.label for b in ordered[-2:]} == {BlockLabel.PAGE_FOOTER}
         for caption in doc_truth.captions:
             page = doc.page(caption.page)
             assert caption.text in [b.text for b in page.blocks if b.label is BlockLabel.CAPTION]
+        for caption in doc_truth.captions:
+            # A figure's picture comes right before its caption, a table right after its own.
+            blocks = sorted(doc.page(caption.page).blocks, key=lambda b: b.order)
+            index = next(i for i, b in enumerate(blocks) if b.text == caption.text)
+            neighbour = blocks[index - 1] if caption.kind == "figure" else blocks[index + 1]
+            expected = BlockLabel.PICTURE if caption.kind == "figure" else BlockLabel.TABLE
+            assert neighbour.label is expected, caption
         for picture in doc_truth.pictures:
             boxes = [b.bbox for b in doc.page(picture.page).blocks if b.label is BlockLabel.PICTURE]
-            assert any(abs(b.x0 - picture.bbox[0]) < 1 and abs(b.y0 - picture.bbox[1]) < 1 for b in boxes)
+            assert any(
+                abs(b.x0 - picture.bbox[0]) < 1 and abs(b.y0 - picture.bbox[1]) < 1 for b in boxes
+            )
 
 
 def test_facts_are_in_text_blocks_and_tables_have_cells(
@@ -125,7 +144,9 @@ def test_facts_are_in_text_blocks_and_tables_have_cells(
     for doc_truth in truth.documents:
         doc = _doc(pool, doc_truth)
         for fact in doc_truth.facts:
-            blocks = [_norm(b.text) for b in doc.page(fact.page).blocks if b.label is BlockLabel.TEXT]
+            blocks = [
+                _norm(b.text) for b in doc.page(fact.page).blocks if b.label is BlockLabel.TEXT
+            ]
             assert any(fact.sentence in block for block in blocks), fact
         for table in doc_truth.tables:
             found = [b.rows for b in doc.page(table.page).blocks if b.label is BlockLabel.TABLE]

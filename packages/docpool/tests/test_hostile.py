@@ -37,16 +37,33 @@ def corrupt_pdf() -> bytes:
     return b"%PDF-1.7\n" + os.urandom(4000) + b"\n%%EOF\n"
 
 
-def hanging_pdf(pages: int = 3, operations: int = 10_000_000) -> bytes:
-    """A small file whose first page holds ten million path operations: seconds of work for
-    any text extraction, far past a short timeout."""
+def hanging_pdf(pages: int = 20, operations: int = 10_000_000) -> bytes:
+    """A small file whose pages all share one content stream of ten million path operations:
+    seconds of work per page for any text extraction, far past a short timeout."""
     doc = pymupdf.open()
     page = doc.new_page()
     page.insert_text((72, 72), "Hello", fontname="helv")
     xref = page.get_contents()[0]
-    doc.update_stream(xref, b"BT /helv 12 Tf 72 72 Td (Hello) Tj ET " + b"0 0 m 1 1 l n " * operations)
+    doc.update_stream(
+        xref, b"BT /helv 12 Tf 72 72 Td (Hello) Tj ET " + b"0 0 m 1 1 l n " * operations
+    )
     for _ in range(pages - 1):
-        doc.new_page()
+        other = doc.new_page()
+        doc.xref_set_key(other.xref, "Contents", f"{xref} 0 R")
+    return doc.tobytes(deflate=True)
+
+
+def exploding_pdf(pages: int = 20, rectangles: int = 3_000_000) -> bytes:
+    """Text laid out like table cells (so rulings are looked for) over three million
+    stroked rectangles: reading the drawings needs gigabytes."""
+    doc = pymupdf.open()
+    page = doc.new_page()
+    for number, (x, y) in enumerate([(72, 300), (300, 300), (72, 330), (300, 330)]):
+        page.insert_text((x, y), f"cell {number}", fontname="helv")
+    xref = page.get_contents()[0]
+    doc.update_stream(xref, doc.xref_stream(xref) + b"\n0.5 w " + b"10 10 5 5 re S " * rectangles)
+    for _ in range(pages - 1):
+        doc.new_page().insert_text((72, 72), "filler", fontname="helv")
     return doc.tobytes(deflate=True)
 
 
@@ -66,8 +83,6 @@ def write(folder: Path, name: str, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
-
-
 
 
 @pytest.mark.slow
@@ -91,6 +106,7 @@ def test_hostile_corpus(corpus: tuple[Path, CorpusTruth], tmp_path: Path) -> Non
         "long.pdf": "too_many_pages",
         "huge.pdf": "too_large",
         "hang.pdf": "timeout",
+        "explode.pdf": "memory",
     }
     write(src, "encrypted.pdf", encrypted_pdf())
     write(src, "truncated.pdf", complete[: len(complete) // 2])
@@ -102,11 +118,18 @@ def test_hostile_corpus(corpus: tuple[Path, CorpusTruth], tmp_path: Path) -> Non
     write(src, "short.pdf", simple_pdf(2))
     write(src, "long.pdf", simple_pdf(45))
     write(src, "huge.pdf", oversized_pdf(20, 3 << 20))
-    write(src, "hang.pdf", hanging_pdf(20))
+    write(src, "hang.pdf", hanging_pdf())
+    write(src, "explode.pdf", exploding_pdf())
 
     report = ingest(
-        [src], tmp_path / "pool", workers=2, min_pages=5, max_pages=40,
-        max_file_bytes=2 << 20, timeout=2.5,
+        [src],
+        tmp_path / "pool",
+        workers=2,
+        min_pages=5,
+        max_pages=40,
+        max_file_bytes=2 << 20,
+        timeout=4,
+        memory_bytes=192 << 20,
     )
     pool = Pool(tmp_path / "pool")
     assert sorted(pool.doc_ids()) == sorted(d.doc_id for d in good)
@@ -121,8 +144,14 @@ def test_hostile_corpus(corpus: tuple[Path, CorpusTruth], tmp_path: Path) -> Non
 
     # A rerun finds nothing new to do and changes nothing.
     again = ingest(
-        [src], tmp_path / "pool", workers=2, min_pages=5, max_pages=40,
-        max_file_bytes=2 << 20, timeout=2.5,
+        [src],
+        tmp_path / "pool",
+        workers=2,
+        min_pages=5,
+        max_pages=40,
+        max_file_bytes=2 << 20,
+        timeout=4,
+        memory_bytes=192 << 20,
     )
     assert again.added == 0 and not again.rejected
     assert again.already_in_pool == len(expected) + 2

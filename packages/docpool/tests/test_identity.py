@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import shutil
 from pathlib import Path
@@ -15,7 +16,9 @@ from docpool.cli import app
 from docpool.identity import sha256_file
 
 
-def test_dedup_aliases_and_exclusion(corpus: tuple[Path, CorpusTruth], tmp_path: Path) -> None:
+def test_dedup_aliases_and_exclusion(
+    corpus: tuple[Path, CorpusTruth], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder, truth = corpus
     a, b, c = truth.documents[:3]
     src = tmp_path / "src"
@@ -47,9 +50,15 @@ def test_dedup_aliases_and_exclusion(corpus: tuple[Path, CorpusTruth], tmp_path:
     ]
     assert report.aliases_added == 1 and report.added == 2
 
-    # A later run with another copy only adds an alias.
+    # Hashes are cached by (path, size, mtime): a rerun reads no file in full again.
+    ingest_module = importlib.import_module("docpool.ingest")
+    hashed: list[Path] = []
+    real_sha = ingest_module.sha256_file
+    monkeypatch.setattr(ingest_module, "sha256_file", lambda p: hashed.append(p) or real_sha(p))
+    # A later run with another copy only adds an alias, and hashes only the new file.
     shutil.copy(folder / a.file, src / "late-copy.pdf")
     again = ingest([src], tmp_path / "pool", min_pages=5, exclude_hashes=tmp_path / "bench.txt")
+    assert hashed == [src / "late-copy.pdf"]
     assert again.added == 0 and again.aliases_added == 1
     assert len(Pool(tmp_path / "pool").get(a.doc_id).aliases) == 2
     assert len(Pool(tmp_path / "pool")) == 2

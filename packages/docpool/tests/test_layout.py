@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pymupdf
 import pytest
-from mmprolong_schemas import BlockLabel, Page, SectionSource
 
 from docpool import CorpusTruth
 from docpool.language import detect_language
 from docpool.layout_fast import build_profile, classify_page, extract_page, ocr_available
 from docpool.parse import ParseOptions, parse_page_range, probe_document
 from docpool.sections import sections_from_outline
+from mmprolong_schemas import BlockLabel, Page, SectionSource
 
 
 def test_model_layout_labels_and_keeps_text(corpus: tuple[Path, CorpusTruth]) -> None:
@@ -31,6 +31,41 @@ def test_model_layout_labels_and_keeps_text(corpus: tuple[Path, CorpusTruth]) ->
         assert sorted(fast_page.text().split()) == sorted(model_page.text().split())
     assert model.headings, "the model finds the section heading on page 2"
     assert model.headings[0].text == doc_truth.sections[0].title
+    for picture in doc_truth.pictures:
+        if picture.page in (2, 3):
+            labels = [b.label for b in model.pages[picture.page - 2].blocks]
+            assert BlockLabel.PICTURE in labels
+    # The image-feature variant runs too (slower; one page).
+    rich = parse_page_range(
+        path, 2, 2, probe.profile, ParseOptions(layout="model", layout_features="imf+rf")
+    )
+    assert BlockLabel.PAGE_HEADER in {b.label for b in rich.pages[0].blocks}
+
+
+@pytest.mark.slow
+def test_model_layout_ingest_in_forked_workers(
+    corpus: tuple[Path, CorpusTruth], tmp_path: Path
+) -> None:
+    """The network is loaded in the parent and shared by forked workers without hanging."""
+    from docpool import Pool, ingest
+
+    folder, truth = corpus
+    doc = truth.documents[1]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / doc.file).write_bytes((folder / doc.file).read_bytes())
+    report = ingest(
+        [tmp_path / "in"],
+        tmp_path / "pool",
+        layout="model",
+        workers=2,
+        min_pages=5,
+        chunk_pages=12,
+        timeout=300,
+    )
+    assert report.added == 1
+    pooled = Pool(tmp_path / "pool").get(doc.doc_id)
+    assert pooled.layout == "model" and pooled.num_pages == doc.num_pages
+    assert [s.title for s in pooled.sections] == [s.title for s in doc.sections]
 
 
 def _image_only_pdf(tmp_path: Path) -> Path:
@@ -75,11 +110,18 @@ def test_rotated_page_boxes_are_in_displayed_coordinates() -> None:
 
 def test_outline_entries_pointing_nowhere_are_dropped() -> None:
     pages = [Page(number=n, width=100, height=100) for n in range(1, 6)]
-    toc = [[1, "Intro", 1], [1, "  Broken  ", -1], [2, "Deep", 3], [1, "Past the end", 9],
-           [1, "End", 4]]
+    toc = [
+        [1, "Intro", 1],
+        [1, "  Broken  ", -1],
+        [2, "Deep", 3],
+        [1, "Past the end", 9],
+        [1, "End", 4],
+    ]
     sections = sections_from_outline(toc, pages)
     assert [(s.title, s.level, s.start_page, s.end_page) for s in sections] == [
-        ("Intro", 1, 1, 4), ("Deep", 2, 3, 4), ("End", 1, 4, 5),
+        ("Intro", 1, 1, 4),
+        ("Deep", 2, 3, 4),
+        ("End", 1, 4, 5),
     ]
     assert {s.source for s in sections} == {SectionSource.OUTLINE}
 

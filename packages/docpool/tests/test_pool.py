@@ -49,7 +49,9 @@ def test_ingest_refuses_a_foreign_folder(corpus: tuple[Path, CorpusTruth], tmp_p
         ingest([corpus[0]], tmp_path)
 
 
-def test_long_documents_are_parsed_in_chunks(corpus: tuple[Path, CorpusTruth], tmp_path: Path) -> None:
+def test_long_documents_are_parsed_in_chunks(
+    corpus: tuple[Path, CorpusTruth], tmp_path: Path
+) -> None:
     """Chunked parsing (with a sampled style profile) gives the same pages as one piece."""
     from docpool import ingest
 

@@ -39,7 +39,9 @@ def _snapshot(root: Path) -> dict[str, object]:
 
 
 @pytest.mark.slow
-def test_kill_then_rerun_equals_uninterrupted(corpus: tuple[Path, CorpusTruth], tmp_path: Path) -> None:
+def test_kill_then_rerun_equals_uninterrupted(
+    corpus: tuple[Path, CorpusTruth], tmp_path: Path
+) -> None:
     folder, truth = corpus
     src = tmp_path / "src"
     shutil.copytree(folder, src)
@@ -47,8 +49,10 @@ def test_kill_then_rerun_equals_uninterrupted(corpus: tuple[Path, CorpusTruth], 
 
     killed = tmp_path / "killed"
     process = subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, str(src), str(killed)], start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [sys.executable, "-c", SCRIPT, str(src), str(killed)],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 120
     try:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-
 import pymupdf
 import pytest
-from mmprolong_schemas import Document, ModelFamily, Page, VisionTokenSpec, page_tokens, pixels_at_dpi
 
 from docpool import document_tokens, page_token_counts, spec_for
+from mmprolong_schemas import (
+    Document,
+    ModelFamily,
+    Page,
+    VisionTokenSpec,
+    page_tokens,
+    pixels_at_dpi,
+)
 
 LETTER = (612.0, 792.0)
 
@@ -39,7 +45,8 @@ def test_pixels_at_dpi_matches_real_pixmaps(size: tuple[float, float], dpi: int)
     page = doc.new_page(width=size[0], height=size[1])
     pixmap = page.get_pixmap(dpi=dpi)
     assert (pixels_at_dpi(size[0], dpi), pixels_at_dpi(size[1], dpi)) == (
-        pixmap.width, pixmap.height
+        pixmap.width,
+        pixmap.height,
     )
 
 

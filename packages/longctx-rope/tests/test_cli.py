@@ -62,6 +62,8 @@ def test_extend_linear_warns_about_vllm(checkpoints: dict[str, Path], tmp_path: 
             str(tmp_path / "o"),
             "--method",
             "linear",
+            "--original",
+            "32K",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -121,3 +123,10 @@ def test_wavelengths_from_span_and_model(
 def test_span_of_a_missing_path_fails_cleanly(tmp_path: Path) -> None:
     result = runner.invoke(app, ["span", str(tmp_path / "nope"), "--out", str(tmp_path / "r")])
     assert result.exit_code == 1 and "does not exist" in _words(result.output)
+
+
+def test_extend_refuses_a_shorter_target(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    """Qwen3-VL's default original context is its 256K max_position_embeddings."""
+    out = str(tmp_path / "o")
+    result = runner.invoke(app, ["extend", str(checkpoints["qwen3-vl"]), "--out", out])
+    assert result.exit_code == 1 and "nothing to extend" in _words(result.output)

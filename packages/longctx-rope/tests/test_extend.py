@@ -23,7 +23,7 @@ from longctx_rope import (
     verify,
     write_rope_config,
 )
-from longctx_rope.extend import read_config
+from longctx_rope.extend import read_config, trained_context
 
 HEAD_DIM = 32
 
@@ -216,3 +216,54 @@ def test_write_rope_config_after_training_export(
     assert {view.theta for view in views} == {4e6}
     assert {view.theta for view in loader_views(read_config(tmp_path / "export"))} == {4e6}
     assert AutoTokenizer.from_pretrained(tmp_path / "export").model_max_length == 131072
+
+
+def test_real_qwen3_vl_interleaved_config() -> None:
+    """Qwen3-VL-8B's text config (head_dim 128, interleaved [24, 20, 20], base 5e6, 256K)."""
+    config = {
+        "model_type": "qwen3_vl",
+        "architectures": ["Qwen3VLForConditionalGeneration"],
+        "text_config": {
+            "model_type": "qwen3_vl_text",
+            "hidden_size": 4096,
+            "head_dim": 128,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 8,
+            "num_hidden_layers": 1,
+            "max_position_embeddings": 262144,
+            "rope_theta": 5e6,
+            "rope_scaling": {
+                "mrope_interleaved": True,
+                "mrope_section": [24, 20, 20],
+                "rope_type": "default",
+            },
+        },
+    }
+    spec = make_spec("ntk-base", original_base=5e6, original_context=262144, target_context=1048576)
+    new = extended_config(config, spec, spec.target_context)
+    text = new["text_config"]
+    assert text["rope_scaling"] == {
+        "rope_type": "default",
+        "mrope_section": [24, 20, 20],
+        "mrope_interleaved": True,
+    }
+    assert text["rope_parameters"]["mrope_interleaved"] is True
+    assert text["max_position_embeddings"] == 1048576
+    views = verify(new, spec)
+    assert {round(view.theta) for view in views} == {round(spec.base)}
+    assert views[0].mrope_section == [24, 20, 20]
+
+
+def test_legacy_only_checkpoint_reads_the_same_everywhere() -> None:
+    """An original Qwen2.5-VL config (legacy fields only) is read alike by all three loaders."""
+    config = {
+        "model_type": "qwen2_5_vl",
+        "hidden_size": 3584,
+        "num_attention_heads": 28,
+        "max_position_embeddings": 128000,
+        "rope_theta": 1e6,
+        "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+    }
+    views = loader_views(config)
+    assert [(v.theta, v.mrope, v.mrope_section) for v in views] == [(1e6, True, [16, 24, 24])] * 3
+    assert trained_context(config) == 32768

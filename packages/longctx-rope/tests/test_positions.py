@@ -13,6 +13,7 @@ from longctx_rope import (
     packed_position_ids,
     special_token_id,
 )
+from mmprolong_schemas import ModelFamily
 
 START = special_token_id("<|vision_start|>")
 END = special_token_id("<|vision_end|>")
@@ -148,7 +149,7 @@ def test_processor_output_matches_transformers(
 
 
 def test_image_positions_advance_by_the_longer_side() -> None:
-    layout = MRopeLayout("qwen2.5-vl", image_token_id=IMAGE, video_token_id=VIDEO)  # type: ignore[arg-type]
+    layout = MRopeLayout(ModelFamily.QWEN2_5_VL, image_token_id=IMAGE, video_token_id=VIDEO)
     ids = torch.tensor([7, START] + [IMAGE] * 6 + [END, 7])
     positions, delta = get_rope_index(ids, layout, image_grid_thw=torch.tensor([[1, 4, 6]]))
     t, h, w = positions[:, 0].tolist()
@@ -167,7 +168,7 @@ def test_image_positions_advance_by_the_longer_side() -> None:
     ],
 )
 def test_grid_mismatches_are_clear_errors(grids: list[list[int]], message: str) -> None:
-    layout = MRopeLayout("qwen2.5-vl", image_token_id=IMAGE, video_token_id=VIDEO)  # type: ignore[arg-type]
+    layout = MRopeLayout(ModelFamily.QWEN2_5_VL, image_token_id=IMAGE, video_token_id=VIDEO)
     ids = torch.tensor([START] + [IMAGE] * 6 + [END])
     if message == "more image tokens":
         ids = torch.tensor([START] + [IMAGE] * 4 + [END, START] + [IMAGE] * 4 + [END])

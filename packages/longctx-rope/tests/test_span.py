@@ -8,7 +8,7 @@ import torch
 
 from longctx_rope import MRopeLayout, get_rope_index, special_token_id
 from longctx_rope.span import PageImage, TextRun, layout_span, span_of_path, summarize
-from mmprolong_schemas import SchemaError, VisionTokenSpec, page_tokens
+from mmprolong_schemas import ModelFamily, SchemaError, VisionTokenSpec, page_tokens
 
 START = special_token_id("<|vision_start|>")
 END = special_token_id("<|vision_end|>")
@@ -35,7 +35,7 @@ def test_layout_span_matches_get_rope_index(seed: int) -> None:
         layout.append(TextRun(1))
         ids.append(7)
     span = layout_span("s", layout)
-    layout_ids = MRopeLayout("qwen2.5-vl", image_token_id=IMAGE, video_token_id=IMAGE + 1)  # type: ignore[arg-type]
+    layout_ids = MRopeLayout(ModelFamily.QWEN2_5_VL, image_token_id=IMAGE, video_token_id=IMAGE + 1)
     positions, _ = get_rope_index(
         torch.tensor(ids), layout_ids, image_grid_thw=torch.tensor(grids) if grids else None
     )

@@ -144,3 +144,18 @@ def test_checkpoint_round_trip(family: str, tmp_path: Path) -> None:
     assert type(load_processor(out)) is type(processor)
     with pytest.raises(FileExistsError, match="ckpt"):
         save_tiny_checkpoint(family, out)
+
+
+def test_load_processor_falls_back_for_stock_processor_class(tmp_path: Path) -> None:
+    """A real checkpoint names the stock processor, which needs torchvision for its video part."""
+    import json
+
+    out = save_tiny_checkpoint("qwen2.5-vl", tmp_path / "ckpt")
+    config = json.loads((out / "processor_config.json").read_text())
+    config["processor_class"] = "Qwen2_5_VLProcessor"
+    (out / "processor_config.json").write_text(json.dumps(config))
+    processor = load_processor(out)
+    batch = processor(
+        text=["<|vision_start|><|image_pad|><|vision_end|>hi"], images=[tiny_image(56, 56)]
+    )
+    assert sum(batch["mm_token_type_ids"][0]) == 4

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from longctx_rope import build_tiny_model, describe_architecture
+from longctx_rope import build_tiny_model, describe_architecture, ntk_base
 from longctx_rope.architectures import Architecture
 from longctx_rope.wavelengths import frequency_table, section_of_frequencies, summarize_sections
 
@@ -34,15 +34,22 @@ def test_real_qwen25_layout() -> None:
     assert rows[:16] == ["T"] * 16 and rows[16:40] == ["H"] * 24 and rows[40:] == ["W"] * 24
 
 
-def test_raising_the_base_moves_frequencies_to_extrapolating_or_back() -> None:
+def test_raising_the_base_brings_low_frequencies_back_in_range() -> None:
     arch = Architecture("qwen2.5-vl", "qwen2_5_vl", 128, [16, 24, 24], False)  # type: ignore[arg-type]
     trained = dict.fromkeys("THW", 32768)
     target = dict.fromkeys("THW", 131072)
-    table = frequency_table(arch, 4e6, 1e6, trained, target)
-    assert table[0].wavelength == pytest.approx(2 * math.pi)
-    assert all(f.wavelength >= f.original_wavelength for f in table)
-    summary = {row["row"]: row for row in summarize_sections(table)}
+    same_base = frequency_table(arch, 1e6, 1e6, trained, target)
+    assert same_base[0].wavelength == pytest.approx(2 * math.pi)
+    assert same_base[-1].status == "extrapolating"
+    assert same_base[-1].overshoot == pytest.approx(4.0)
+    raised = frequency_table(arch, 8e6, 1e6, trained, target)
+    assert all(f.wavelength >= f.original_wavelength for f in raised)
+    assert raised[-1].status == "in-range" and raised[-1].overshoot < 1
+    summary = {row["row"]: row for row in summarize_sections(raised)}
     assert summary["T"]["periodic"] == 16
-    assert summary["W"]["extrapolating"] == 24
-    same = frequency_table(arch, 4e6, 1e6, trained, trained)
-    assert {f.status for f in same} <= {"periodic", "in-range"}
+    assert summary["W"]["in-range"] > 0
+    # The NTK base for 4x is exactly the base that maps the lowest frequency onto its range.
+    ntk = frequency_table(arch, ntk_base(1e6, 4, 128), 1e6, trained, target)
+    assert ntk[-1].overshoot == pytest.approx(1.0)
+    no_growth = frequency_table(arch, 1e6, 1e6, trained, trained)
+    assert {f.status for f in no_growth} <= {"periodic", "in-range"}

@@ -184,3 +184,55 @@ def test_heldout_pairs_over_a_pool(tmp_path: Path) -> None:
     other = InMemoryPool([make_document("another", 3)])
     with pytest.raises(DatasetError, match="is not in the pool"):
         load_heldout(tmp_path / "qa.jsonl", other)
+
+
+def test_vlmevalkit_pages_rendered_from_the_tsv_pdf(tmp_path: Path) -> None:
+    pymupdf = pytest.importorskip("pymupdf")
+    import base64
+
+    document = pymupdf.open()
+    for number in (1, 2, 3):
+        page = document.new_page(width=200, height=300)
+        page.insert_text((20, 40), f"page {number}")
+    pdf = base64.b64encode(document.tobytes()).decode()
+    columns = ["index", "image", "image_path", "question", "answer", "answer_format"]
+    rows = [
+        ["0", pdf, "['d_1.png', 'd_2.png', 'd_3.png']", "How many?", "3", "Int"],
+        ["1", "bm90IGEgcGRm", "['x_1.png']", "Which?", "a", "Str"],
+    ]
+    path = tmp_path / "split.tsv"
+    path.write_text("".join("\t".join(row) + "\n" for row in [columns, rows[0]]))
+    root = tmp_path / "images"
+    from lvlm_judge.datasets import render_tsv_pages
+
+    assert render_tsv_pages(path, root) == 3
+    assert Image.open(root / "d_2.png").size == (400, 600)  # 144 DPI
+    assert render_tsv_pages(path, root) == 0  # already there
+    (item,) = load_vlmevalkit_tsv(path, root, max_pages=2)
+    assert item.context == [ImagePart(path="d_1.png"), ImagePart(path="d_2.png")]
+
+    path.write_text("".join("\t".join(row) + "\n" for row in [columns, rows[1]]))
+    with pytest.raises(DatasetError, match=r"split.tsv:2: the image column holds no readable PDF"):
+        render_tsv_pages(path, root)
+    rows[1][2] = "['../escape.png']"
+    path.write_text("".join("\t".join(row) + "\n" for row in [columns, rows[1]]))
+    with pytest.raises(DatasetError, match="leaves the image root"):
+        render_tsv_pages(path, root)
+
+
+def test_render_tsv_command(tmp_path: Path) -> None:
+    pymupdf = pytest.importorskip("pymupdf")
+    import base64
+
+    from typer.testing import CliRunner
+
+    from lvlm_judge.cli import app
+
+    document = pymupdf.open()
+    document.new_page(width=100, height=100)
+    pdf = base64.b64encode(document.tobytes()).decode()
+    path = tmp_path / "split.tsv"
+    path.write_text(f"index\timage\timage_path\n0\t{pdf}\t['p_1.png']\n")
+    result = CliRunner().invoke(app, ["render-tsv", str(path), "--image-root", str(tmp_path / "i")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "i" / "p_1.png").is_file()

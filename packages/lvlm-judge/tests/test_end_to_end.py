@@ -115,6 +115,8 @@ def test_tiny_model_run_resume_and_llm_judge(
     run_json = json.loads((out / "run.json").read_text())
     assert run_json["judge"]["made"] == 0
     assert "mmlongdoc@8192" in run_json["doc_scores"]
+    assert run_json["manifest"]["status"] == "done"
+    assert run_json["manifest"]["counts"]["judge_made"] == 0
 
 
 def test_cli_run_report_extend(tiny_checkpoint: Path, data_root: Path, tmp_path: Path) -> None:
@@ -161,6 +163,21 @@ def test_cli_run_report_extend(tiny_checkpoint: Path, data_root: Path, tmp_path:
                            str(tmp_path / "missing.jsonl")])  # fmt: skip
     assert bad.exit_code == 1
     assert "no such data file" in bad.output
+
+
+def test_rope_spec_is_applied(tiny_checkpoint: Path, data_root: Path, tmp_path: Path) -> None:
+    from longctx_rope import make_spec
+    from lvlm_judge.runners.transformers_runner import read_rope_spec
+
+    spec = make_spec("set-base", original_base=1e6, original_context=32768,
+                     target_context=131072, base=4e6)  # fmt: skip
+    path = tmp_path / "rope.json"
+    path.write_text(type(spec).model_dump_json(spec))
+    runner = TransformersRunner(tiny_checkpoint, ContextResolver(data_root), device_map="cpu",
+                                rope_spec=read_rope_spec(path))  # fmt: skip
+    text = runner.model.config.get_text_config()
+    assert text.rope_parameters["rope_theta"] == 4e6
+    assert text.max_position_embeddings == 131072
 
 
 def test_cli_score(

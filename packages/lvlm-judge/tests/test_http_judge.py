@@ -199,7 +199,9 @@ def test_llm_judge_scores_caches_and_skips(chat_server: ChatServer, tmp_path: Pa
 def test_llm_judge_without_pre_judge_asks_for_everything(chat_server: ChatServer) -> None:
     chat_server.responder = _judge_reply
     judge = LLMJudge(fast(chat_server.url), "judge-model", pre_judge=False)
-    judge.judge(REQUESTS)
+    settled: list[int] = []
+    judge.judge(REQUESTS, settled.append)
+    assert sum(settled) == len(REQUESTS)
     assert judge.stats.skipped == 0
     assert chat_server.count == 5  # six requests, one duplicate
 

@@ -84,3 +84,17 @@ def test_bad_inputs_are_named(tmp_path) -> None:
     assert result.exit_code != 0
     result = runner.invoke(app, ["mix", str(tmp_path / "m"), str(tmp_path / "missing")])
     assert result.exit_code != 0 and "does not exist" in str(result.exception)
+
+
+def _words(output: str) -> str:
+    return " ".join(output.replace("│", " ").split())
+
+
+def test_stages_out_of_order_say_what_to_run(tmp_path) -> None:
+    (tmp_path / "pool").mkdir()
+    result = runner.invoke(app, ["generate", str(tmp_path / "pool"), str(tmp_path / "run")])
+    assert result.exit_code != 0 and "qasynth segment" in _words(result.output)
+    result = runner.invoke(app, ["assemble", str(tmp_path / "pool"), str(tmp_path / "run")])
+    assert result.exit_code != 0 and "qasynth generate" in _words(result.output)
+    result = runner.invoke(app, ["segment", str(tmp_path / "pool"), str(tmp_path / "run")])
+    assert result.exit_code != 0 and "not a docpool pool" in _words(result.output)

@@ -77,6 +77,13 @@ def expected_answer(doc, meta, cloze_of) -> object:
         return None
     operation = meta["operation"]
     tables = [true_table(doc, t["page"], t["caption"]) for t in meta["tables"]]
+    if operation == "caption":
+        (locator,) = meta["captions"]
+        for caption in doc.captions:
+            text = _flat(caption.text)
+            if caption.page == locator["page"] and text.startswith(locator["label"]):
+                return text[len(locator["label"]) :].lstrip(" :.")
+        return None
     if operation == "value":
         return values[0]
     if operation == "list-values":
@@ -125,6 +132,7 @@ def test_rules_teacher_matches_the_corpus_ground_truth(corpus_pool, tmp_path) ->
     pairs = list(read_jsonl(tmp_path / PAIRS_FILE, QAPair))
     assert len(pairs) >= 0.9 * len(segments) * 3, stats
     checked = correct = 0
+    operations: list[str] = []
     misses = []
     with RequestCache(tmp_path / CACHE_FILE) as cache:
         for pair in pairs:
@@ -154,6 +162,7 @@ def test_rules_teacher_matches_the_corpus_ground_truth(corpus_pool, tmp_path) ->
                 return tuple(cloze.split("___"))
 
             expected = expected_answer(doc, meta, cloze_of)
+            operations.append(meta["operation"])
             checked += 1
             if expected is not None and same(pair.answer, expected):
                 correct += 1
@@ -162,5 +171,6 @@ def test_rules_teacher_matches_the_corpus_ground_truth(corpus_pool, tmp_path) ->
     assert checked == len(pairs)
     print(f"ground truth: {correct}/{checked} correct", stats["rejected"], misses[:3])
     assert correct / checked >= 0.95, misses[:5]
+    assert any(meta_ops == "caption" for meta_ops in operations)
     tasks = {p.task.value for p in pairs}
     assert tasks == {"extract-single", "extract-multi", "reasoning"}

@@ -166,6 +166,29 @@ def test_custom_histogram_weights_bins(pool) -> None:
     assert low > natural + 0.1
 
 
-def test_missing_input_is_named(tmp_path) -> None:
+def test_missing_or_foreign_input_is_named(tmp_path) -> None:
     with pytest.raises(MixtureError, match="does not exist"):
         build_mixture([tmp_path / "nope"], tmp_path / "mix")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"x": [1]}), tmp_path / "other.parquet")
+    with pytest.raises(MixtureError, match="not Sample"):
+        build_mixture([tmp_path / "other.parquet"], tmp_path / "mix")
+
+
+def test_shards_keep_the_selected_order(pool, tmp_path) -> None:
+    import pyarrow.parquet as pq
+
+    spec = MixtureSpec(token_budget=12 * M, seed=9)
+    index = load_index([pool])
+    rows = select(index, spec).rows
+    ids = {
+        n: pq.read_table(f, columns=["sample_id"]).column("sample_id").to_pylist()
+        for n, f in enumerate(index.files)
+    }
+    expected = [ids[int(index.file[r])][int(index.row[r])] for r in rows]
+    build_mixture([pool], tmp_path / "mix", spec, shard_size=37, plot=False)
+    shards = sorted((tmp_path / "mix").glob("samples-*.parquet"))
+    written = [s.sample_id for shard in shards for s in read_parquet(shard, Sample)]
+    assert written == expected

@@ -84,6 +84,11 @@ def test_decorated_numbers_parse() -> None:
         (reply(answer_format="None"), Task.EXTRACT_SINGLE, RejectReason.ANSWER_FORMAT),
         (reply(question="What is the total?"), Task.EXTRACT_SINGLE, RejectReason.NO_ANCHOR),
         (
+            reply(question="What part of the pump fails?"),
+            Task.EXTRACT_SINGLE,
+            RejectReason.NO_ANCHOR,
+        ),
+        (
             reply(question="What is the total on Page 31?"),
             Task.EXTRACT_SINGLE,
             RejectReason.NO_ANCHOR,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 import json
 
-from mmprolong_schemas import QAPair, Sample, Segment, read_jsonl, read_parquet
 from PIL import Image
 
+from mmprolong_schemas import QAPair, Sample, Segment, read_jsonl, read_parquet
 from qasynth.assemble import AssembleConfig
 from qasynth.pipeline import (
     PAIRS_FILE,
@@ -37,7 +37,7 @@ class MemoryPool:
 
 def test_stages_write_their_layout_and_reuse_it(doc_factory, renderer, tmp_path) -> None:
     docs = [doc_factory(f"p{i}", num_pages=36 + i) for i in range(3)]
-    docs.append(doc_factory("too-short", num_pages=20))
+    docs.append(doc_factory("too-short", num_pages=20, section_pages=None))
     pool = MemoryPool(docs, renderer)
     run = tmp_path / "run"
     summary = segment_pool(pool, run, per_doc=2)

@@ -40,9 +40,10 @@ def test_zero_label_row_gives_zero_loss_not_nan():
 
 
 def test_head_plans():
-    assert plan_heads(28, 4, 2) == plan_heads(28, 4, 2)
-    assert plan_heads(28, 4, 2).kv_repeat == 1
-    assert plan_heads(28, 4, 8).kv_repeat == 2  # 4 KV heads for 8 ranks: repeat twice
+    assert plan_heads(28, 4, 2).kv_repeat == 1  # Qwen2.5-VL-7B at SP 2: as is
+    assert plan_heads(32, 4, 8).kv_repeat == 2  # 4 KV heads for 8 ranks: repeat twice
+    qwen7b_sp8 = plan_heads(28, 4, 8)  # 28 query heads do not split 8 ways: pad to 32
+    assert (qwen7b_sp8.kv_repeat, qwen7b_sp8.pad_heads) == (7, 4)
     assert plan_heads(4, 1, 2).kv_repeat == 2
     padded = plan_heads(3, 1, 2)
     assert (padded.kv_repeat, padded.pad_heads) == (3, 1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -49,13 +50,13 @@ def main(
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {message}", soft_wrap=True, highlight=False)
     raise typer.Exit(1)
 
 
-def _plan_table(plans: list[Any], title: str) -> Table:
+def _plan_table(plans: list[Any], title: str, actions: bool = True) -> Table:
     table = Table(title=title)
-    for column in ("stage", "state", "counts", "action"):
+    for column in ("stage", "state", "counts", "action")[: 4 if actions else 3]:
         table.add_column(column)
     colours = {"done": "green", "partial": "yellow", "stale": "magenta", "pending": "white"}
     for plan in plans:
@@ -72,7 +73,7 @@ def _plan_table(plans: list[Any], title: str) -> Table:
         state = f"[{colours[plan.state]}]{plan.state}[/]" + (
             f" ({plan.reason})" if plan.reason else ""
         )
-        table.add_row(plan.name, state, counts, action)
+        table.add_row(plan.name, state, counts, *([action] if actions else []))
     return table
 
 
@@ -133,10 +134,7 @@ def _run_recipe(
         _fail(f"{detail}\nEverything finished so far is kept; rerun the same command to resume.")
     except (ValueError, RuntimeError) as error:
         _fail(str(error))
-    final = pipeline.plan(recipe)
-    for plan in final:
-        plan.will_run = False
-    console.print(_plan_table(final, "Finished"))
+    console.print(_plan_table(pipeline.plan(recipe), "Finished", actions=False))
     return target
 
 
@@ -194,9 +192,7 @@ def status(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) ->
     except (FileNotFoundError, ValueError) as error:
         _fail(str(error))
     plans = Pipeline(default_stages(), run_dir).plan(recipe)
-    for plan in plans:
-        plan.will_run = False
-    out.print(_plan_table(plans, f"{recipe.name} in {run_dir}"))
+    out.print(_plan_table(plans, f"{recipe.name} in {run_dir}", actions=False))
 
 
 @app.command()
@@ -265,9 +261,16 @@ def sweep(
     unknown = set(only or []) - {path.stem for path in paths}
     if unknown:
         _fail(f"no run named {', '.join(sorted(unknown))} in {name}")
+    failed = []
     for path in selected:
         console.rule(f"{name}: {path.stem}")
-        _run_recipe(str(path), target / path.stem, None, None, [], dry_run)
+        try:
+            _run_recipe(str(path), target / path.stem, None, None, [], dry_run)
+        except typer.Exit:
+            # One failed run does not stop the grid; rerunning the sweep resumes it.
+            failed.append(path.stem)
+    if failed:
+        _fail(f"{len(failed)} of {len(selected)} runs failed: {', '.join(failed)}")
 
 
 @app.command()
@@ -319,9 +322,11 @@ def demo(
     from mmprolong.report import REPORT_FILE
     from mmprolong.stages.report import REPORT_DIR
 
+    started = time.perf_counter()
     target = _run_recipe("demo-tiny", run_dir, None, None, [], False)
     report = target / REPORT_DIR / REPORT_FILE
-    out.print(str(report.resolve()))
+    console.print(f"demo finished in {time.perf_counter() - started:.0f} s; the report:")
+    out.print(str(report.resolve()), soft_wrap=True, highlight=False)
 
 
 for _name, (_module, _help) in PACKAGE_APPS.items():

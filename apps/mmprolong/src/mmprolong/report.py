@@ -25,6 +25,10 @@ from mmprolong.recipes import recipe_to_toml
 from mmprolong_schemas import Recipe, RunManifest, ScoreTable, atomic_path, format_tokens
 
 REPORT_FILE = "report.md"
+POOL_PNG = "pool_tokens.png"
+MIXTURE_PNG = "mixture_lengths.png"
+LOSS_PNG = "loss.png"
+SCORES_PNG = "score_vs_length.png"
 
 
 @dataclass
@@ -40,8 +44,9 @@ class ReportData:
     scores: dict[str, ScoreTable] = field(default_factory=dict)
     """Label ("base", "trained") -> the model's score table."""
     paper_rows: list[PaperRow] = field(default_factory=list)
-    package_figures: list[tuple[str, Path]] = field(default_factory=list)
-    """(caption, PNG) drawn by a package's own writer."""
+    package_figures: dict[str, tuple[str, Path]] = field(default_factory=dict)
+    """Section ("pool", "mixture", "loss", "scores") -> (caption, PNG) drawn by a package's
+    own writer; it replaces the report's own figure for that section."""
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:
@@ -49,6 +54,19 @@ def _save(figure: plt.Figure, path: Path) -> Path:
         figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(figure)
     return path
+
+
+def _figure(data: ReportData, section: str, out_dir: Path, own: tuple[str, str]) -> list[str]:
+    """Markdown for a section's figure: the package's own when it drew one, else ours
+    (``own`` = caption and file name in ``out_dir``), or nothing when neither exists."""
+    if section in data.package_figures:
+        caption, figure = data.package_figures[section]
+        target = out_dir / figure.name
+        if figure.resolve() != target.resolve():
+            shutil.copyfile(figure, target)
+        return [f"![{caption}]({target.name})", ""]
+    caption, name = own
+    return [f"![{caption}]({name})", ""] if (out_dir / name).exists() else []
 
 
 def _histogram(values: Sequence[int], title: str, xlabel: str, path: Path) -> Path:
@@ -173,16 +191,9 @@ def write_report(data: ReportData, out_dir: Path) -> Path:
         md += ["| statistic | value |", "|---|---|"]
         md += [f"| {key} | {value} |" for key, value in data.pool_stats.items()]
         md.append("")
-    if data.doc_tokens:
-        _histogram(
-            data.doc_tokens, "Estimated tokens per document", "tokens", out_dir / "pool_tokens.png"
-        )
-        md += ["![Estimated tokens per pooled document](pool_tokens.png)", ""]
-    for caption, figure in data.package_figures:
-        target = out_dir / figure.name
-        if figure.resolve() != target.resolve():
-            shutil.copyfile(figure, target)
-        md += [f"![{caption}]({target.name})", ""]
+    if data.doc_tokens and "pool" not in data.package_figures:
+        _histogram(data.doc_tokens, "Estimated tokens per document", "tokens", out_dir / POOL_PNG)
+    md += _figure(data, "pool", out_dir, ("Estimated tokens per pooled document", POOL_PNG))
 
     md += ["## Training mixture", ""]
     if data.task_tokens:
@@ -194,40 +205,37 @@ def write_report(data: ReportData, out_dir: Path) -> Path:
         ]
         md.append("")
     if data.sample_tokens:
-        _histogram(
-            data.sample_tokens,
-            "Mixture: tokens per sample",
-            "tokens",
-            out_dir / "mixture_lengths.png",
-        )
-        md += [
-            f"{len(data.sample_tokens)} samples, {sum(data.sample_tokens)} estimated tokens.",
-            "",
-            "![Length histogram of the training mixture](mixture_lengths.png)",
-            "",
-        ]
+        md += [f"{len(data.sample_tokens)} samples, {sum(data.sample_tokens)} tokens.", ""]
+        if "mixture" not in data.package_figures:
+            _histogram(data.sample_tokens, "Tokens per sample", "tokens", out_dir / MIXTURE_PNG)
+    md += _figure(
+        data, "mixture", out_dir, ("Length histogram of the training mixture", MIXTURE_PNG)
+    )
 
     md += ["## Training", ""]
     if data.loss:
-        loss_figure(data.loss, out_dir / "loss.png")
         first, last = data.loss[0], data.loss[-1]
         md += [
             f"{len(data.loss)} logged steps; loss {first[1]:.4f} at step {first[0]} -> "
             f"{last[1]:.4f} at step {last[0]}.",
             "",
-            "![Training loss](loss.png)",
-            "",
         ]
+        if "loss" not in data.package_figures:
+            loss_figure(data.loss, out_dir / LOSS_PNG)
+        md += _figure(data, "loss", out_dir, ("Training loss", LOSS_PNG))
     else:
         md += ["No training log found.", ""]
 
     md += ["## Evaluation (this run)", ""]
     if data.scores:
-        score_figure(data.scores, out_dir / "score_vs_length.png")
         first_table = next(iter(data.scores.values()))
         md += [f"Judge: {first_table.judge}; prompt format: {first_table.prompt_format}.", ""]
-        md += _score_markdown(data.scores)
-        md += ["", "![Score vs context length, base vs trained](score_vs_length.png)", ""]
+        md += [*_score_markdown(data.scores), ""]
+        if "scores" not in data.package_figures:
+            score_figure(data.scores, out_dir / SCORES_PNG)
+        md += _figure(
+            data, "scores", out_dir, ("Score vs context length, base vs trained", SCORES_PNG)
+        )
     else:
         md += ["No evaluation scores found.", ""]
 

@@ -1,10 +1,10 @@
 """docpool: PDFs to a deduplicated, layout-parsed document pool.
 
-    from docpool import ingest, Pool, make_corpus
-    make_corpus(Path("corpus"), n_docs=8)          # test PDFs + ground_truth.json
-    report = ingest(["corpus"], "pool", workers=2)  # parse in worker processes
-    pool = Pool("pool")
-    doc = pool.get(pool.doc_ids()[0]); images = pool.render(doc.doc_id, [1, 2])
+from docpool import ingest, Pool, make_corpus
+make_corpus(Path("corpus"), n_docs=8)          # test PDFs + ground_truth.json
+report = ingest(["corpus"], "pool", workers=2)  # parse in worker processes
+pool = Pool("pool")
+doc = pool.get(pool.doc_ids()[0]); images = pool.render(doc.doc_id, [1, 2])
 """
 
 from docpool.corpus import (
@@ -23,15 +23,39 @@ from docpool.hashes import read_hash_file, write_hash_file
 from docpool.ingest import IngestReport, ingest
 from docpool.parse import DocumentRejected, RejectReason
 from docpool.pool import Alias, NotAPool, Pool, Reject
-from docpool.render import render_pages, save_image
+from docpool.render import render_pages, save_image, write_pages
 from docpool.tokens import document_tokens, page_token_counts, spec_for
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Alias", "CaptionTruth", "CorpusTruth", "DocTruth", "DocumentRejected", "Executor", "Fact",
-    "IngestReport", "LocalExecutor", "NotAPool", "PictureTruth", "Pool", "Reject",
-    "RejectReason", "SectionTruth", "TableTruth", "TaskOutcome", "__version__",
-    "document_tokens", "ingest", "load_truth", "make_corpus", "page_token_counts",
-    "read_hash_file", "render_pages", "save_image", "spec_for", "write_hash_file",
+    "Alias",
+    "CaptionTruth",
+    "CorpusTruth",
+    "DocTruth",
+    "DocumentRejected",
+    "Executor",
+    "Fact",
+    "IngestReport",
+    "LocalExecutor",
+    "NotAPool",
+    "PictureTruth",
+    "Pool",
+    "Reject",
+    "RejectReason",
+    "SectionTruth",
+    "TableTruth",
+    "TaskOutcome",
+    "__version__",
+    "document_tokens",
+    "ingest",
+    "load_truth",
+    "make_corpus",
+    "page_token_counts",
+    "read_hash_file",
+    "render_pages",
+    "save_image",
+    "spec_for",
+    "write_hash_file",
+    "write_pages",
 ]

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import typer
-from mmprolong_schemas import ModelFamily
 from rich.console import Console
 from rich.table import Table
 
 from docpool import __version__
+from mmprolong_schemas import ModelFamily
 
 app = typer.Typer(
     help="Turn folders of PDFs into a deduplicated, layout-parsed document pool.",
@@ -36,8 +36,14 @@ def ingest_command(
         ..., help="PDF files, folders (searched recursively) or CSV/JSONL manifests of paths."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Pool directory (created if missing)."),
-    layout: str = typer.Option("fast", help="Layout parser: 'fast' (rules) or 'model' (needs "
-                               "the layout extra)."),
+    layout: str = typer.Option(
+        "fast", help="Layout parser: 'fast' (rules) or 'model' (needs the layout extra)."
+    ),
+    layout_features: str = typer.Option(
+        "rf",
+        help="Inputs of the layout model: 'rf' (text and geometry, faster) or 'imf+rf' "
+        "(adds page-image features).",
+    ),
     workers: int = typer.Option(0, help="Worker processes; 0 = one per available core."),
     min_pages: int = typer.Option(20, help="Reject documents with fewer pages."),
     max_pages: int = typer.Option(200, help="Reject documents with more pages."),
@@ -46,14 +52,20 @@ def ingest_command(
         None, help="File of SHA-256 hashes to drop (see `docpool hash`)."
     ),
     domain_map: Path | None = typer.Option(
-        None, help="CSV (key,domain) or JSON mapping of path, file name or hash to a domain. "
-        "Default domain: the parent folder name."
+        None,
+        help="CSV (key,domain) or JSON mapping of path, file name or hash to a domain. "
+        "Default domain: the parent folder name.",
     ),
     timeout: float = typer.Option(300.0, help="Seconds one document (or chunk) may take."),
     memory_mb: int = typer.Option(4096, help="Address-space cap per worker process, MiB."),
-    chunk_pages: int = typer.Option(64, help="Parse longer documents in chunks of this many pages."),
-    tables: str = typer.Option("grid", help="Table detection: 'grid' (ruled tables, fast), "
-                               "'finder' (PyMuPDF find_tables, slow), 'off'."),
+    chunk_pages: int = typer.Option(
+        64, help="Parse longer documents in chunks of this many pages."
+    ),
+    tables: str = typer.Option(
+        "grid",
+        help="Table detection: 'grid' (ruled tables, fast), "
+        "'finder' (PyMuPDF find_tables, slow), 'off'.",
+    ),
     ocr: bool = typer.Option(True, help="OCR pages without text when tesseract is installed."),
 ) -> None:
     """Add PDFs to a pool: hash, dedup, parse in isolated workers, append shards.
@@ -63,11 +75,23 @@ def ingest_command(
     from docpool.ingest import ingest
 
     report = ingest(
-        sources, out, layout=layout, workers=workers or default_workers(),
-        min_pages=min_pages, max_pages=max_pages, max_file_bytes=int(max_file_mb * (1 << 20)),
-        exclude_hashes=exclude_hashes, domain_map=domain_map, timeout=timeout,
-        memory_bytes=memory_mb << 20, chunk_pages=chunk_pages, tables=tables, ocr=ocr,
-        progress=True, command=sys.argv,
+        sources,
+        out,
+        layout=layout,
+        layout_features=layout_features,
+        workers=workers or default_workers(),
+        min_pages=min_pages,
+        max_pages=max_pages,
+        max_file_bytes=int(max_file_mb * (1 << 20)),
+        exclude_hashes=exclude_hashes,
+        domain_map=domain_map,
+        timeout=timeout,
+        memory_bytes=memory_mb << 20,
+        chunk_pages=chunk_pages,
+        tables=tables,
+        ocr=ocr,
+        progress=True,
+        command=sys.argv,
     )
     table = Table(title=f"ingest into {out}")
     table.add_column("what")
@@ -120,20 +144,26 @@ def render_command(
 ) -> None:
     """Write pages of a pooled document as image files (encoded with Pillow)."""
     from docpool.pool import Pool
-    from docpool.render import FORMATS, save_image
+    from docpool.render import FORMATS, write_pages
 
     opened = Pool(pool)
     matches = [d for d in opened.doc_ids() if d.startswith(doc_id.lower())]
     if len(matches) != 1:
-        raise typer.BadParameter(f"{doc_id!r} matches {len(matches)} documents", param_hint="DOC_ID")
+        raise typer.BadParameter(
+            f"{doc_id!r} matches {len(matches)} documents", param_hint="DOC_ID"
+        )
     if fmt.lower() not in FORMATS:
         raise typer.BadParameter(f"{fmt!r} is not jpeg, png or webp", param_hint="--format")
-    numbers = parse_pages(pages)
-    out.mkdir(parents=True, exist_ok=True)
-    suffix = "jpg" if FORMATS[fmt.lower()] == "JPEG" else fmt.lower()
-    for number, image in zip(numbers, opened.render(matches[0], numbers, dpi), strict=True):
-        path = out / f"{matches[0][:16]}-p{number:04d}.{suffix}"
-        save_image(image, path, fmt, quality)
+    written = write_pages(
+        opened.pdf_path(matches[0]),
+        parse_pages(pages),
+        out,
+        dpi=dpi,
+        fmt=fmt,
+        quality=quality,
+        stem=matches[0][:16],
+    )
+    for path in written:
         console.print(f"wrote {path}")
 
 
@@ -147,7 +177,9 @@ def parse_pages(text: str) -> list[int]:
         try:
             start, end = int(low), int(high or low)
         except ValueError:
-            raise typer.BadParameter(f"{part!r} is not a page or range", param_hint="--pages") from None
+            raise typer.BadParameter(
+                f"{part!r} is not a page or range", param_hint="--pages"
+            ) from None
         if not 1 <= start <= end:
             raise typer.BadParameter(f"{part!r} is not a 1-based range", param_hint="--pages")
         numbers.extend(range(start, end + 1))
@@ -156,7 +188,9 @@ def parse_pages(text: str) -> list[int]:
 
 @app.command("hash")
 def hash_command(
-    folder: Path = typer.Argument(..., help="Folder of benchmark documents (searched recursively)."),
+    folder: Path = typer.Argument(
+        ..., help="Folder of benchmark documents (searched recursively)."
+    ),
     out: Path = typer.Option(Path("exclude-hashes.txt"), help="Hash file to write."),
 ) -> None:
     """Write the SHA-256 of every PDF under FOLDER, for `ingest --exclude-hashes`."""
@@ -186,7 +220,10 @@ def make_corpus_command(
     from docpool.corpus import make_corpus
 
     truth = make_corpus(
-        out, n_docs=n_docs, seed=seed, pages=(min_pages, max_pages),
+        out,
+        n_docs=n_docs,
+        seed=seed,
+        pages=(min_pages, max_pages),
         langs=tuple(x.strip() for x in langs.split(",") if x.strip()),
     )
     summary = {

@@ -2,14 +2,22 @@
 
 A step is a plain picklable function; an executor runs it on many inputs and reports each
 outcome, whatever happened: a value, the exception the step raised, a timeout, a memory cap
-hit or a crash. The local executor gives every task a fresh process forked from a clean
-server process (PyMuPDF is not thread-safe, and a hostile file must not take the run down),
-runs up to ``workers`` at once, and kills a task at its wall-clock deadline. A distributed
-executor (Ray) implements the same protocol.
+hit or a crash. The local executor runs tasks in forked worker processes (PyMuPDF is not
+thread-safe, and a hostile file must not take the run down), at most ``workers`` at once; a
+task past its wall-clock deadline is killed together with its worker, and a fresh worker takes
+its place. A distributed executor (Ray) implements the same protocol.
+
+Forking (not spawning) lets every worker share what the parent loaded once (PyMuPDF,
+language profiles, the layout model) copy-on-write, and workers are reused for several tasks
+so warm caches are not thrown away after each document. The parent must not run other threads
+while it forks; ingest's progress bar refreshes from the main thread for that reason.
 """
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
+import gc
 import multiprocessing
 import os
 import pickle
@@ -23,15 +31,15 @@ from typing import Any, Generic, Protocol, TypeVar
 KeyT = TypeVar("KeyT")
 
 
-class TaskTimeout(Exception):  # noqa: N818
+class TaskTimeout(Exception):
     """The task ran past its wall-clock limit and was killed."""
 
 
-class TaskMemoryExceeded(Exception):  # noqa: N818
+class TaskMemoryExceeded(Exception):
     """The task needed more memory than its cap."""
 
 
-class TaskCrashed(Exception):  # noqa: N818
+class TaskCrashed(Exception):
     """The task's process died without reporting (a signal, a native crash)."""
 
 
@@ -59,44 +67,81 @@ class Executor(Protocol):
 
 
 _MEMORY_WORDS = ("out of memory", "malloc", "cannot allocate", "memory error")
+_SAMPLE_SECONDS = 0.2
+_NEAR_CAP = 0.9
 
 
-def _child(
-    connection: Connection, function: Callable[..., Any], args: tuple[Any, ...],
-    memory_bytes: int | None,
-) -> None:
-    if memory_bytes:
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+def _address_space(pid: int | str = "self") -> int:
+    """A process's virtual memory size in bytes (0 where /proc is unavailable)."""
+    try:
+        with open(f"/proc/{pid}/statm") as handle:
+            return int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _run_one(function: Callable[..., Any], args: tuple[Any, ...]) -> bytes:
     try:
         message: tuple[str, Any] = ("ok", function(*args))
     except MemoryError as error:
         message = ("error", TaskMemoryExceeded(f"memory cap hit ({error})"))
-    except BaseException as error:  # noqa: BLE001  (every failure is reported, none escapes)
+    except Exception as error:  # every failure is reported; none may end the worker
         text = str(error)
         if any(word in text.lower() for word in _MEMORY_WORDS):
             message = ("error", TaskMemoryExceeded(text[:500]))
         else:
             message = ("error", error)
     try:
-        payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:  # noqa: BLE001  (an unpicklable exception still has to be reported)
-        error = message[1]
-        payload = pickle.dumps(("error", RuntimeError(f"{type(error).__name__}: {error}"[:1000])))
-    connection.send_bytes(payload)
-    connection.close()
+        return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # an unpicklable exception still has to be reported
+        failure = message[1]
+        return pickle.dumps(("error", RuntimeError(f"{type(failure).__name__}: {failure}"[:1000])))
+
+
+def _worker(connection: Connection, memory_bytes: int | None) -> None:
+    """A worker process: run tasks received on ``connection`` until told to stop."""
+    # Inherited objects are the parent's: keep the collector from walking them at every
+    # collection (that walk made tasks several times slower than the same work in-process).
+    gc.freeze()
+    # A crash here is an expected verdict on a hostile file, reported by the parent; no
+    # traceback dump from an inherited fault handler.
+    faulthandler.disable()
+    if memory_bytes:
+        # The cap is what the worker may add to the address space it inherited.
+        limit = _address_space() + memory_bytes
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    while True:
+        try:
+            request = connection.recv_bytes()
+        except (EOFError, OSError):
+            return
+        task = pickle.loads(request)
+        if task is None:
+            return
+        function, args = task
+        connection.send_bytes(_run_one(function, args))
 
 
 @dataclass
-class _Running:
-    process: multiprocessing.process.BaseProcess
-    key: Any
-    started: float
-    deadline: float
+class _Worker:
+    process: Any
+    connection: Connection
+    limit: int | None  # the worker's address-space cap, as the parent estimates it
+    tasks_done: int = 0
+    key: Any = None
+    started: float = 0.0
+    deadline: float = 0.0
+    peak: int = 0  # largest address space seen while the current task ran
+
+    def sample(self) -> None:
+        self.peak = max(self.peak, _address_space(self.process.pid))
 
 
 class LocalExecutor:
-    """Up to ``workers`` tasks at a time, each in its own process with a timeout (seconds)
-    and an address-space cap (bytes; None for no cap)."""
+    """Up to ``workers`` worker processes, each running one task at a time. A task is killed
+    (with its worker) after ``timeout`` seconds; a worker may use ``memory_bytes`` of address
+    space beyond what it inherited (None for no cap) and is replaced after
+    ``tasks_per_worker`` tasks, so a leak or a poisoned state never outlives a few documents."""
 
     def __init__(
         self,
@@ -104,99 +149,123 @@ class LocalExecutor:
         *,
         timeout: float = 300.0,
         memory_bytes: int | None = 4 << 30,
+        tasks_per_worker: int = 32,
         start_method: str | None = None,
-        preload: tuple[str, ...] = ("docpool.parse",),
     ):
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
         self.workers = workers
         self.timeout = timeout
         self.memory_bytes = memory_bytes
+        self.tasks_per_worker = max(1, tasks_per_worker)
         method = start_method or (
-            "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+            "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         )
-        self._context = multiprocessing.get_context(method)
-        self._warm = False
-        if method == "forkserver":
-            # Each task forks from a server that imported PyMuPDF once, before any thread.
-            self._context.set_forkserver_preload(list(preload))
+        self._context: Any = multiprocessing.get_context(method)
 
-    def _warm_up(self) -> None:
-        """Start the fork server (it imports PyMuPDF, seconds on a busy machine) before any
-        deadline runs, so that start-up time is never charged to a document."""
-        if not self._warm:
-            process = self._context.Process(target=int, daemon=True)
-            process.start()
-            process.join()
-            self._warm = True
+    def _spawn(self) -> _Worker:
+        parent_end, child_end = self._context.Pipe(duplex=True)
+        process = self._context.Process(
+            target=_worker, args=(child_end, self.memory_bytes), daemon=True
+        )
+        # The child inherits this process's address space; its cap comes on top of that.
+        limit = _address_space() + self.memory_bytes if self.memory_bytes else None
+        process.start()
+        child_end.close()
+        return _Worker(process, parent_end, limit)
+
+    @staticmethod
+    def _stop(worker: _Worker, kill: bool) -> None:
+        if kill:
+            worker.process.kill()
+        else:
+            try:
+                worker.connection.send_bytes(pickle.dumps(None))
+            except OSError:
+                worker.process.kill()
+        worker.process.join()
+        worker.connection.close()
 
     def run(
         self, function: Callable[..., Any], tasks: Iterable[tuple[KeyT, tuple[Any, ...]]]
     ) -> Iterator[TaskOutcome[KeyT]]:
-        self._warm_up()
         pending = iter(tasks)
-        running: dict[Connection, _Running] = {}
+        idle: list[_Worker] = []
+        busy: dict[Connection, _Worker] = {}
         exhausted = False
         try:
             while True:
-                while not exhausted and len(running) < self.workers:
+                while not exhausted and len(busy) < self.workers:
                     try:
                         key, args = next(pending)
                     except StopIteration:
                         exhausted = True
                         break
-                    receiver, sender = self._context.Pipe(duplex=False)
-                    process = self._context.Process(
-                        target=_child, args=(sender, function, args, self.memory_bytes),
-                        daemon=True,
-                    )
-                    process.start()
-                    sender.close()
-                    now = time.monotonic()
-                    running[receiver] = _Running(process, key, now, now + self.timeout)
-                if not running:
-                    if exhausted:
-                        return
-                    continue
-                wait_for = max(0.0, min(r.deadline for r in running.values()) - time.monotonic())
-                for connection in wait(list(running), timeout=wait_for):
+                    worker = idle.pop() if idle else self._spawn()
+                    worker.key = key
+                    worker.peak = 0
+                    worker.started = time.monotonic()
+                    worker.deadline = worker.started + self.timeout
+                    # A dead worker's outcome is collected as a crash below.
+                    with contextlib.suppress(OSError):
+                        worker.connection.send_bytes(pickle.dumps((function, args)))
+                    busy[worker.connection] = worker
+                if not busy:
+                    return
+                wait_for = max(0.0, min(w.deadline for w in busy.values()) - time.monotonic())
+                # Wake up a few times a second to sample memory: a native library that runs
+                # out of address space tends to crash rather than raise.
+                ready = wait(list(busy), timeout=min(wait_for, _SAMPLE_SECONDS))
+                for worker in busy.values():
+                    worker.sample()
+                for connection in ready:
                     assert isinstance(connection, Connection)
-                    yield self._collect(connection, running.pop(connection))
+                    worker = busy.pop(connection)
+                    outcome, alive = self._collect(worker)
+                    if alive and worker.tasks_done < self.tasks_per_worker:
+                        idle.append(worker)
+                    else:
+                        self._stop(worker, kill=not alive)
+                    yield outcome
                 now = time.monotonic()
-                for connection, task in list(running.items()):
-                    if now >= task.deadline:
-                        del running[connection]
-                        task.process.kill()
-                        task.process.join()
-                        connection.close()
+                for connection, worker in list(busy.items()):
+                    if now >= worker.deadline:
+                        del busy[connection]
+                        self._stop(worker, kill=True)
                         yield TaskOutcome(
-                            task.key, error=TaskTimeout(f"killed after {self.timeout:g} s"),
-                            seconds=now - task.started,
+                            worker.key,
+                            error=TaskTimeout(f"killed after {self.timeout:g} s"),
+                            seconds=now - worker.started,
                         )
         finally:
-            for connection, task in running.items():
-                task.process.kill()
-                task.process.join()
-                connection.close()
+            for worker in list(busy.values()):
+                self._stop(worker, kill=True)
+            for worker in idle:
+                self._stop(worker, kill=False)
 
     @staticmethod
-    def _collect(connection: Connection, task: _Running) -> TaskOutcome[Any]:
-        seconds = time.monotonic() - task.started
+    def _collect(worker: _Worker) -> tuple[TaskOutcome[Any], bool]:
+        """The worker's answer, and whether the worker is still usable."""
+        seconds = time.monotonic() - worker.started
         try:
-            kind, value = pickle.loads(connection.recv_bytes())
+            kind, value = pickle.loads(worker.connection.recv_bytes())
         except (EOFError, OSError):
-            task.process.join()
-            code = task.process.exitcode
+            worker.process.join()
+            code = worker.process.exitcode
             error: BaseException = TaskCrashed(f"worker exited with code {code} without a result")
-            if code is not None and code < 0 and -code == 9:
-                error = TaskMemoryExceeded("worker was killed (likely out of memory)")
-            return TaskOutcome(task.key, error=error, seconds=seconds)
-        finally:
-            connection.close()
-        task.process.join()
+            near_cap = worker.limit is not None and worker.peak >= _NEAR_CAP * worker.limit
+            if code == -9 or near_cap:
+                error = TaskMemoryExceeded(
+                    f"worker died (exit code {code}) at {worker.peak >> 20} MiB of address "
+                    "space, at its memory cap"
+                )
+            return TaskOutcome(worker.key, error=error, seconds=seconds), False
+        worker.tasks_done += 1
         if kind == "ok":
-            return TaskOutcome(task.key, value=value, seconds=seconds)
-        return TaskOutcome(task.key, error=value, seconds=seconds)
+            return TaskOutcome(worker.key, value=value, seconds=seconds), True
+        return TaskOutcome(worker.key, error=value, seconds=seconds), True
 
 
 def default_workers() -> int:

@@ -24,11 +24,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from mmprolong_schemas import Document, RunManifest
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -53,10 +53,12 @@ from docpool.parse import (
     chunk_ranges,
     parse_page_range,
     probe_document,
+    warm_up,
 )
-from docpool.pool import Alias, Reject, PoolWriter, _shards
+from docpool.pool import Alias, HashRecord, PoolWriter, Reject, _shards
 from docpool.sections import sections_from_headings, sections_from_outline
 from docpool.sources import SourceFile, expand_sources, load_domain_map, resolve_domain
+from mmprolong_schemas import Document, RunManifest
 
 DEFAULT_MAX_FILE_BYTES = 1 << 30
 
@@ -80,10 +82,15 @@ class IngestReport:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "pool": str(self.pool), "candidates": self.candidates, "added": self.added,
-            "pages_added": self.pages_added, "aliases_added": self.aliases_added,
-            "already_in_pool": self.already_in_pool, "rejected": dict(self.rejected),
-            "seconds": round(self.seconds, 3), "pages_per_second": round(self.pages_per_second, 1),
+            "pool": str(self.pool),
+            "candidates": self.candidates,
+            "added": self.added,
+            "pages_added": self.pages_added,
+            "aliases_added": self.aliases_added,
+            "already_in_pool": self.already_in_pool,
+            "rejected": dict(self.rejected),
+            "seconds": round(self.seconds, 3),
+            "pages_per_second": round(self.pages_per_second, 1),
         }
 
 
@@ -93,6 +100,7 @@ class _PoolState:
     aliases: set[tuple[str, str]] = field(default_factory=set)
     rejected_paths: set[str] = field(default_factory=set)
     rejected_ids: dict[str, Reject] = field(default_factory=dict)
+    hashes: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # path -> stat, id
 
 
 def _load_state(root: Path) -> _PoolState:
@@ -104,6 +112,9 @@ def _load_state(root: Path) -> _PoolState:
     for shard in _shards(root / "aliases"):
         table = pq.read_table(shard, columns=["doc_id", "path"]).to_pydict()
         state.aliases.update(zip(table["doc_id"], table["path"], strict=True))
+    for shard in _shards(root / "hashes"):
+        for row in pq.read_table(shard).to_pylist():
+            state.hashes[row["path"]] = (row["size"], row["mtime_ns"], row["doc_id"])
     for shard in _shards(root / "rejects"):
         for row in pq.read_table(shard).to_pylist():
             reject = Reject.model_validate(row)
@@ -141,10 +152,17 @@ def _verdict(error: BaseException) -> tuple[RejectReason, str]:
 
 
 def _progress(enabled: bool) -> Progress:
+    # No auto-refresh: its thread would be running while workers fork.
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        disable=not enabled, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=False,
+        auto_refresh=False,
     )
 
 
@@ -153,6 +171,7 @@ def ingest(
     out: str | Path,
     *,
     layout: str = "fast",
+    layout_features: str = "rf",
     workers: int = 1,
     min_pages: int = 20,
     max_pages: int = 200,
@@ -177,16 +196,20 @@ def ingest(
         raise ValueError(f"tables must be 'grid', 'finder' or 'off', not {tables!r}")
     if not 1 <= min_pages <= max_pages:
         raise ValueError(f"page limits [{min_pages}, {max_pages}] are not a range")
-    if layout == "model":
-        from docpool.layout_model import ensure_layout_model
-
-        ensure_layout_model()  # fail now, with the install hint, not once per document
     started = time.monotonic()
     root = Path(out)
     options = ParseOptions(
-        layout=layout, tables=tables, min_pages=min_pages, max_pages=max_pages,
-        chunk_pages=chunk_pages, ocr=ocr,
+        layout=layout,
+        layout_features=layout_features,
+        tables=tables,
+        min_pages=min_pages,
+        max_pages=max_pages,
+        chunk_pages=chunk_pages,
+        ocr=ocr,
     )
+    # Fails now (with the install hint) when the layout model is missing, and loads shared
+    # state once, before workers fork.
+    warm_up(options)
     if exclude_hashes is None:
         excluded: set[str] = set()
     elif isinstance(exclude_hashes, str | Path):
@@ -200,9 +223,18 @@ def ingest(
     writer = PoolWriter(root, run_id)
     config = {
         "sources": source_list,
-        "layout": layout, "workers": workers, "min_pages": min_pages, "max_pages": max_pages,
-        "max_file_bytes": max_file_bytes, "excluded_hashes": len(excluded), "timeout": timeout,
-        "memory_bytes": memory_bytes, "chunk_pages": chunk_pages, "tables": tables, "ocr": ocr,
+        "layout": layout,
+        "layout_features": layout_features,
+        "workers": workers,
+        "min_pages": min_pages,
+        "max_pages": max_pages,
+        "max_file_bytes": max_file_bytes,
+        "excluded_hashes": len(excluded),
+        "timeout": timeout,
+        "memory_bytes": memory_bytes,
+        "chunk_pages": chunk_pages,
+        "tables": tables,
+        "ocr": ocr,
     }
     manifest = RunManifest.start("docpool ingest", config, list(command or sys.argv))
     writer.write_run(manifest)
@@ -210,8 +242,13 @@ def ingest(
     report = IngestReport(pool=root, candidates=len(files))
     executor = executor or LocalExecutor(workers, timeout=timeout, memory_bytes=memory_bytes)
 
-    def reject(path: str, reason: RejectReason, detail: str = "", doc_id: str | None = None,
-               size: int | None = None) -> None:
+    def reject(
+        path: str,
+        reason: RejectReason,
+        detail: str = "",
+        doc_id: str | None = None,
+        size: int | None = None,
+    ) -> None:
         writer.rejects.append(
             Reject(path=path, reason=reason.value, detail=detail, doc_id=doc_id, file_size=size)
         )
@@ -223,26 +260,53 @@ def ingest(
             writer.flush()
 
     with _progress(progress) as bar:
+        last_refresh = [0.0]
+
+        def advance(task: TaskID, note: str | None = None) -> None:
+            if note is None:
+                bar.update(task, advance=1)
+            else:
+                bar.update(task, advance=1, note=note)
+            now = time.monotonic()
+            if now - last_refresh[0] >= 0.1:
+                bar.refresh()
+                last_refresh[0] = now
+
         # Step 2: identity, in this process, from bytes only.
         hashing = bar.add_task("hashing", total=len(files), note="")
         candidates: dict[str, _Candidate] = {}
         for source in files:
-            bar.advance(hashing)
+            advance(hashing)
+            maybe_flush()
             path = str(source.path.absolute())
             if path in state.rejected_paths:
                 report.already_in_pool += 1
                 continue
             try:
-                size = source.path.stat().st_size
+                stat = source.path.stat()
+                size = stat.st_size
                 if size > max_file_bytes:
-                    reject(path, RejectReason.TOO_LARGE, f"{size} bytes, above {max_file_bytes}",
-                           size=size)
+                    reject(
+                        path,
+                        RejectReason.TOO_LARGE,
+                        f"{size} bytes, above {max_file_bytes}",
+                        size=size,
+                    )
                     continue
                 if not has_pdf_magic(source.path):
-                    reject(path, RejectReason.NOT_PDF, "no %PDF- header in the first KiB",
-                           size=size)
+                    reject(
+                        path, RejectReason.NOT_PDF, "no %PDF- header in the first KiB", size=size
+                    )
                     continue
-                doc_id = sha256_file(source.path)
+                cached = state.hashes.get(path)
+                if cached is not None and cached[:2] == (size, stat.st_mtime_ns):
+                    doc_id = cached[2]
+                else:
+                    doc_id = sha256_file(source.path)
+                    writer.hashes.append(
+                        HashRecord(path=path, size=size, mtime_ns=stat.st_mtime_ns, doc_id=doc_id)
+                    )
+                    state.hashes[path] = (size, stat.st_mtime_ns, doc_id)
                 truncated = looks_truncated(source.path)
             except OSError as error:
                 reject(path, RejectReason.UNREADABLE, str(error))
@@ -259,8 +323,13 @@ def ingest(
                 continue
             if doc_id in state.rejected_ids:
                 earlier = state.rejected_ids[doc_id]
-                reject(path, RejectReason(earlier.reason), f"same bytes as {earlier.path}",
-                       doc_id, size)
+                reject(
+                    path,
+                    RejectReason(earlier.reason),
+                    f"same bytes as {earlier.path}",
+                    doc_id,
+                    size,
+                )
                 continue
             if doc_id in candidates:
                 candidates[doc_id].duplicates.append(path)
@@ -292,9 +361,8 @@ def ingest(
                 report.aliases_added += 1
             report.added += 1
             report.pages_added += document.num_pages
-            bar.advance(parsing)
             elapsed = time.monotonic() - started
-            bar.update(parsing, note=f"{report.pages_added / max(elapsed, 1e-9):.0f} pages/s")
+            advance(parsing, note=f"{report.pages_added / max(elapsed, 1e-9):.0f} pages/s")
             maybe_flush()
 
         probe_tasks = (
@@ -306,7 +374,7 @@ def ingest(
             if not outcome.ok:
                 assert outcome.error is not None
                 reject_candidate(candidate, outcome.error)
-                bar.advance(parsing)
+                advance(parsing)
                 maybe_flush()
             elif outcome.value.parsed is not None:
                 accept(candidate, outcome.value, outcome.value.parsed)
@@ -329,7 +397,7 @@ def ingest(
                 assert chunk_outcome.error is not None
                 failed.add(doc_id)
                 reject_candidate(candidates[doc_id], chunk_outcome.error)
-                bar.advance(parsing)
+                advance(parsing)
                 continue
             chunk_results[doc_id][first] = chunk_outcome.value
             probe = long_docs[doc_id]
@@ -344,11 +412,17 @@ def ingest(
         maybe_flush(force=True)
 
     report.seconds = time.monotonic() - started
-    writer.write_run(manifest.finish(
-        "done", candidates=report.candidates, added=report.added, pages=report.pages_added,
-        aliases=report.aliases_added, rejected=sum(report.rejected.values()),
-        already_in_pool=report.already_in_pool,
-    ))
+    writer.write_run(
+        manifest.finish(
+            "done",
+            candidates=report.candidates,
+            added=report.added,
+            pages=report.pages_added,
+            aliases=report.aliases_added,
+            rejected=sum(report.rejected.values()),
+            already_in_pool=report.already_in_pool,
+        )
+    )
     return report
 
 
@@ -357,7 +431,14 @@ def _build(candidate: _Candidate, probe: Probe, parsed: ParsedPages, layout: str
     if not sections:
         sections = sections_from_headings(parsed.headings, parsed.pages)
     return Document(
-        doc_id=candidate.doc_id, source_path=candidate.path, file_size=candidate.file_size,
-        num_pages=probe.num_pages, pages=parsed.pages, sections=sections,
-        metadata=probe.metadata, lang=probe.lang, domain=candidate.domain, layout=layout,
+        doc_id=candidate.doc_id,
+        source_path=candidate.path,
+        file_size=candidate.file_size,
+        num_pages=probe.num_pages,
+        pages=parsed.pages,
+        sections=sections,
+        metadata=probe.metadata,
+        lang=probe.lang,
+        domain=candidate.domain,
+        layout=layout,
     )

@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pymupdf
-from mmprolong_schemas import BBox, Block, BlockLabel, Page
 
 from docpool.tables import FoundTable, find_ruled_tables, find_tables_thorough
+from mmprolong_schemas import BBox, Block, BlockLabel, Page
 
 Rect = tuple[float, float, float, float]
 
@@ -34,8 +34,7 @@ TITLE_RATIO = 1.6
 MIN_PICTURE_AREA = 0.005  # of the page area; smaller images are decoration
 _BOLD_FLAG = 16
 _DICT_FLAGS = (
-    pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_PRESERVE_LIGATURES
-    | pymupdf.TEXT_MEDIABOX_CLIP | pymupdf.TEXT_PRESERVE_IMAGES
+    pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_PRESERVE_LIGATURES | pymupdf.TEXT_MEDIABOX_CLIP
 )
 CAPTION = re.compile(
     r"^\s*(fig(ure)?\.?|table|tab\.|tableau|abbildung|abb\.|tabelle|chart|exhibit)\s*"
@@ -131,32 +130,45 @@ def extract_page(
     lines: list[RawLine] = []
     pictures: list[Rect] = []
     page_area = max(rect.width * rect.height, 1.0)
-    for index, block in enumerate(data["blocks"]):
-        if block.get("type") == 1:
-            x0, y0, x1, y1 = _transform(block["bbox"], matrix)
+    # Images are located without decoding them (text dicts with images would decode and
+    # re-encode every picture); listing a page's image resources first is nearly free.
+    if flags or page.get_images(full=False):
+        for kind, box in page.get_bboxlog():  # cheaper than get_image_info
+            if kind != "fill-image":
+                continue
+            x0, y0, x1, y1 = _transform(box, matrix)
             if (x1 - x0) * (y1 - y0) >= MIN_PICTURE_AREA * page_area:
                 pictures.append((x0, y0, x1, y1))
-            continue
+    for index, block in enumerate(data["blocks"]):
         for line in block.get("lines", ()):
-            spans = [s for s in line["spans"] if s["text"]]
-            text = "".join(s["text"] for s in spans).strip()
-            if not text:
-                continue
-            weights = Counter[float]()
-            bold_chars = 0
-            for span in spans:
-                n = len(span["text"].strip())
-                weights[round(span["size"] * 2) / 2] += n
-                if span["flags"] & _BOLD_FLAG or "bold" in span["font"].lower():
-                    bold_chars += n
-            size = weights.most_common(1)[0][0] if weights else 0.0
-            total = sum(weights.values())
-            lines.append(RawLine(
-                text=_clean(text), bbox=_transform(line["bbox"], matrix), size=size,
-                bold=total > 0 and bold_chars >= 0.9 * total, block=index,
-            ))
+            spans = line["spans"]
+            if len(spans) == 1:  # the common case, kept cheap
+                span = spans[0]
+                text = span["text"].strip()
+                if not text:
+                    continue
+                size = round(span["size"] * 2) / 2
+                bold = bool(span["flags"] & _BOLD_FLAG) or "Bold" in span["font"]
+            else:
+                text = "".join(s["text"] for s in spans).strip()
+                if not text:
+                    continue
+                weights = Counter[float]()
+                bold_chars = total = 0
+                for span in spans:
+                    n = len(span["text"].strip())
+                    total += n
+                    weights[round(span["size"] * 2) / 2] += n
+                    if span["flags"] & _BOLD_FLAG or "Bold" in span["font"]:
+                        bold_chars += n
+                size = weights.most_common(1)[0][0]
+                bold = total > 0 and bold_chars >= 0.9 * total
+            box = line["bbox"] if matrix is None else _transform(line["bbox"], matrix)
+            if _CONTROL_CHARS.search(text) or "  " in text:
+                text = _clean(text)
+            lines.append(RawLine(text, (box[0], box[1], box[2], box[3]), size, bold, index))
     found: list[FoundTable] = []
-    if tables != "off" and lines:
+    if tables != "off" and _may_hold_table(lines, rect.height):
         if tables == "finder":
             found = find_tables_thorough(page)
         else:
@@ -164,12 +176,32 @@ def extract_page(
         if matrix is not None:
             found = [FoundTable(_transform(t.bbox, matrix), t.rows) for t in found]
     return RawPage(
-        number=page.number + 1, width=rect.width, height=rect.height,
-        rotation=page.rotation, lines=lines, pictures=pictures, tables=found, flags=flags,
+        number=page.number + 1,
+        width=rect.width,
+        height=rect.height,
+        rotation=page.rotation,
+        lines=lines,
+        pictures=pictures,
+        tables=found,
+        flags=flags,
     )
 
 
-_CONTROL = {code: " " for code in range(32)}
+_CONTROL = dict.fromkeys(range(32), " ")
+
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f]")
+
+
+def _may_hold_table(lines: list[RawLine], height: float) -> bool:
+    """Cheap gate before looking for tables: at least two rows (outside the header and footer
+    bands) where two or more separate text lines share a baseline, as table cells do."""
+    rows = Counter(
+        round(line.bbox[3])
+        for line in lines
+        if height * BAND < line.bbox[1] and line.bbox[3] < height * (1 - BAND)
+    )
+    return sum(1 for count in rows.values() if count >= 2) >= 2
 
 
 def _clean(text: str) -> str:
@@ -196,8 +228,12 @@ def build_profile(pages: Sequence[RawPage]) -> StyleProfile:
             sizes[line.size] += len(line.text)
     body = sizes.most_common(1)[0][0] if sizes else 10.0
     heading_sizes = sorted(
-        {line.size for page in pages for line in page.lines
-         if line.size >= body * HEADING_RATIO and len(line.text) <= 150},
+        {
+            line.size
+            for page in pages
+            for line in page.lines
+            if line.size >= body * HEADING_RATIO and len(line.text) <= 150
+        },
         reverse=True,
     )
     first = [page for page in pages if page.number == 1]
@@ -240,15 +276,19 @@ def heading_level(text: str, size: float, profile: StyleProfile) -> int:
     return len(profile.heading_sizes) + 1
 
 
-def _line_label(line: RawLine, page: RawPage, profile: StyleProfile, block_lines: int) -> BlockLabel:
+def _line_label(
+    line: RawLine, page: RawPage, profile: StyleProfile, block_lines: int
+) -> BlockLabel:
     band = _band(line, page.height)
-    if band is not None:
-        if (band, _normalise(line.text)) in profile.furniture or PAGE_NUMBER.match(line.text):
-            return BlockLabel.PAGE_HEADER if band == "top" else BlockLabel.PAGE_FOOTER
+    if band is not None and (
+        (band, _normalise(line.text)) in profile.furniture or PAGE_NUMBER.match(line.text)
+    ):
+        return BlockLabel.PAGE_HEADER if band == "top" else BlockLabel.PAGE_FOOTER
     if CAPTION.match(line.text):
         return BlockLabel.CAPTION
     if (
-        page.number == 1 and profile.title_size is not None
+        page.number == 1
+        and profile.title_size is not None
         and line.size >= profile.title_size - 0.25
     ):
         return BlockLabel.TITLE
@@ -261,7 +301,9 @@ def _line_label(line: RawLine, page: RawPage, profile: StyleProfile, block_lines
         ):
             return BlockLabel.SECTION_HEADER
         if (
-            line.bold and block_lines <= 2 and len(line.text) <= 100
+            line.bold
+            and block_lines <= 2
+            and len(line.text) <= 100
             and not line.text.endswith((".", ",", ";"))
         ):
             return BlockLabel.SECTION_HEADER
@@ -288,8 +330,10 @@ def _join(texts: list[str]) -> str:
 
 def _union(boxes: Sequence[Rect]) -> Rect:
     return (
-        min(b[0] for b in boxes), min(b[1] for b in boxes),
-        max(b[2] for b in boxes), max(b[3] for b in boxes),
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
     )
 
 
@@ -305,46 +349,64 @@ def classify_page(raw: RawPage, profile: StyleProfile) -> tuple[Page, list[Headi
         # Consecutive lines of one PyMuPDF block with one label make one Block; headers and
         # footers stay line by line (a footer line and a page number are different things).
         if (
-            last is not None and last[0] is label and last[1][-1].block == line.block
+            last is not None
+            and last[0] is label
+            and last[1][-1].block == line.block
             and label not in (BlockLabel.PAGE_HEADER, BlockLabel.PAGE_FOOTER, BlockLabel.LIST_ITEM)
             and not (label is BlockLabel.SECTION_HEADER and last[1][-1].size != line.size)
         ):
             last[1].append(line)
         else:
             groups.append((label, [line]))
-    # (y0, kind, payload): text groups keep PyMuPDF's order; tables and pictures slot in by y.
-    items: list[tuple[BlockLabel, Rect, str, list[list[str]] | None, float | None]] = [
-        (label, _union([ln.bbox for ln in lines]), _join([ln.text for ln in lines]), None,
-         lines[0].size)
+    # Text groups keep PyMuPDF's order; tables and pictures slot in by their top edge.
+    Item = tuple[BlockLabel, Rect, str, list[list[str]] | None, float | None]
+    items: list[Item] = [
+        (
+            label,
+            _union([ln.bbox for ln in lines]),
+            _join([ln.text for ln in lines]),
+            None,
+            lines[0].size,
+        )
         for label, lines in groups
     ]
-    extras = [(BlockLabel.TABLE, t.bbox, _table_text(t.rows), t.rows, None) for t in raw.tables]
+    extras: list[Item] = [
+        (BlockLabel.TABLE, t.bbox, _table_text(t.rows), t.rows, None) for t in raw.tables
+    ]
     extras += [(BlockLabel.PICTURE, box, "", None, None) for box in raw.pictures]
+    # Running headers open the page and footers close it, wherever the producer drew them;
+    # tables and pictures go before the first body block that starts below them.
+    furniture = (BlockLabel.PAGE_HEADER, BlockLabel.PAGE_FOOTER)
+    body = [item for item in items if item[0] not in furniture]
     for extra in sorted(extras, key=lambda e: e[1][1]):
-        position = next(
-            (i for i, item in enumerate(items)
-             if item[1][1] > extra[1][1] and item[0] is not BlockLabel.PAGE_HEADER),
-            len(items),
-        )
-        items.insert(position, extra)
-    # Running headers open the page and footers close it, wherever the producer drew them.
+        position = next((i for i, item in enumerate(body) if item[1][1] > extra[1][1]), len(body))
+        body.insert(position, extra)
     items = (
         [item for item in items if item[0] is BlockLabel.PAGE_HEADER]
-        + [item for item in items if item[0] not in (BlockLabel.PAGE_HEADER, BlockLabel.PAGE_FOOTER)]
+        + body
         + [item for item in items if item[0] is BlockLabel.PAGE_FOOTER]
     )
     blocks: list[Block] = []
     headings: list[HeadingHit] = []
     for order, (label, box, text, rows, size) in enumerate(items):
-        blocks.append(Block(
-            label=label, bbox=BBox(x0=box[0], y0=box[1], x1=box[2], y1=box[3]),
-            text=text, order=order, rows=rows,
-        ))
+        blocks.append(
+            Block(
+                label=label,
+                bbox=BBox(x0=box[0], y0=box[1], x1=box[2], y1=box[3]),
+                text=text,
+                order=order,
+                rows=rows,
+            )
+        )
         if label is BlockLabel.SECTION_HEADER and size is not None:
             headings.append(HeadingHit(raw.number, order, text, heading_level(text, size, profile)))
     page = Page(
-        number=raw.number, width=raw.width, height=raw.height, rotation=raw.rotation,
-        blocks=blocks, has_text_layer="no-text-layer" not in raw.flags and "ocr" not in raw.flags,
+        number=raw.number,
+        width=raw.width,
+        height=raw.height,
+        rotation=raw.rotation,
+        blocks=blocks,
+        has_text_layer="no-text-layer" not in raw.flags and "ocr" not in raw.flags,
         flags=list(raw.flags),
     )
     return page, headings

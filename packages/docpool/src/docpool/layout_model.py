@@ -1,5 +1,6 @@
 """The ``model`` layout parser: the layout model bundled with PyMuPDF (pymupdf-layout, an
-ONNX graph network run on CPU, no download) labels regions; text comes from the same lines
+ONNX graph network run on CPU, no download) labels regions (its ``predict(page)`` returns
+``[x0, y0, x1, y1, label]`` boxes); text comes from the same lines
 the ``fast`` parser extracts, so both parsers produce identical text and differ only in labels.
 
 Install with the ``layout`` extra: ``pip install docpool[layout]``.
@@ -8,9 +9,9 @@ Install with the ``layout`` extra: ``pip install docpool[layout]``.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import pymupdf
-from mmprolong_schemas import BBox, Block, BlockLabel, Page
 
 from docpool.layout_fast import (
     HeadingHit,
@@ -23,6 +24,7 @@ from docpool.layout_fast import (
     heading_level,
 )
 from docpool.tables import rows_from_lines
+from mmprolong_schemas import BBox, Block, BlockLabel, Page
 
 _LABELS = {
     "title": BlockLabel.TITLE,
@@ -43,28 +45,39 @@ class LayoutModelUnavailable(RuntimeError):
     """pymupdf-layout is not installed."""
 
 
-def ensure_layout_model() -> None:
-    """Load the layout model once per process (PyMuPDF activates it on import)."""
-    if callable(getattr(pymupdf, "_get_layout", None)):
-        return
-    try:
-        importlib.import_module("pymupdf.layout")  # registers the model with PyMuPDF
-    except ImportError as error:
-        raise LayoutModelUnavailable(
-            "the 'model' layout needs pymupdf-layout: pip install 'docpool[layout]'"
-        ) from error
-    if not callable(getattr(pymupdf, "_get_layout", None)):
-        raise LayoutModelUnavailable("pymupdf-layout is installed but did not register a model")
+FEATURE_SETS = ("rf", "imf+rf")
+"""Inputs of the bundled network: ``rf`` uses text and geometry features only (about four
+times faster on CPU); ``imf+rf`` adds features from a rendered page image (PyMuPDF's default)."""
+
+_MODELS: dict[str, Any] = {}
 
 
-def model_regions(page: pymupdf.Page) -> list[tuple[tuple[float, float, float, float], BlockLabel]]:
-    ensure_layout_model()
-    page.get_layout()
+def ensure_layout_model(features: str = "rf") -> Any:
+    """The layout network for ``features``, loaded once per process."""
+    if features not in FEATURE_SETS:
+        raise ValueError(f"layout features must be one of {FEATURE_SETS}, not {features!r}")
+    if features not in _MODELS:
+        try:
+            analyzer = importlib.import_module("pymupdf.layout.DocumentLayoutAnalyzer")
+        except ImportError as error:
+            raise LayoutModelUnavailable(
+                "the 'model' layout needs pymupdf-layout: pip install 'docpool[layout]'"
+            ) from error
+        _MODELS[features] = analyzer.get_model(feature_set_name=features)
+    return _MODELS[features]
+
+
+def model_regions(
+    page: pymupdf.Page, features: str = "rf"
+) -> list[tuple[tuple[float, float, float, float], BlockLabel]]:
+    predictions = ensure_layout_model(features).predict(page) or []
     matrix = page.rotation_matrix if page.rotation else None
     regions = []
-    for item in getattr(page, "layout_information", None) or ():
+    for item in predictions:
         x0, y0, x1, y1, name = item[:5]
-        regions.append((_transform((x0, y0, x1, y1), matrix), _LABELS.get(str(name), BlockLabel.TEXT)))
+        regions.append(
+            (_transform((x0, y0, x1, y1), matrix), _LABELS.get(str(name), BlockLabel.TEXT))
+        )
     return regions
 
 
@@ -74,7 +87,22 @@ def classify_page_model(
     profile: StyleProfile,
 ) -> tuple[Page, list[HeadingHit]]:
     """Blocks from the model's regions in its order; text lines outside every region are kept
-    as text blocks so no text is lost."""
+    as text blocks so no text is lost, and images the model did not mark (the ``rf`` inputs
+    do not see pixels) are added as pictures where they sit."""
+    regions = list(regions)
+    for picture in raw.pictures:
+        if any(label is BlockLabel.PICTURE and _inside(picture, box) for box, label in regions):
+            continue
+        position = next(
+            (
+                i
+                for i, (box, label) in enumerate(regions)
+                if box[1] > picture[1]
+                and label not in (BlockLabel.PAGE_HEADER, BlockLabel.PAGE_FOOTER)
+            ),
+            len(regions),
+        )
+        regions.insert(position, (picture, BlockLabel.PICTURE))
     assigned: set[int] = set()
     items: list[tuple[BlockLabel, tuple[float, float, float, float], list[RawLine]]] = []
     for box, label in regions:
@@ -96,15 +124,26 @@ def classify_page_model(
             text = "\n".join(" | ".join(row) for row in rows)
         else:
             text = _join([ln.text for ln in lines])
-        blocks.append(Block(
-            label=label, bbox=BBox(x0=box[0], y0=box[1], x1=box[2], y1=box[3]), text=text,
-            order=order, rows=rows,
-        ))
+        blocks.append(
+            Block(
+                label=label,
+                bbox=BBox(x0=box[0], y0=box[1], x1=box[2], y1=box[3]),
+                text=text,
+                order=order,
+                rows=rows,
+            )
+        )
         if label is BlockLabel.SECTION_HEADER and lines and text:
-            headings.append(HeadingHit(raw.number, order, text, heading_level(text, lines[0].size, profile)))
+            headings.append(
+                HeadingHit(raw.number, order, text, heading_level(text, lines[0].size, profile))
+            )
     page = Page(
-        number=raw.number, width=raw.width, height=raw.height, rotation=raw.rotation,
-        blocks=blocks, has_text_layer="no-text-layer" not in raw.flags and "ocr" not in raw.flags,
+        number=raw.number,
+        width=raw.width,
+        height=raw.height,
+        rotation=raw.rotation,
+        blocks=blocks,
+        has_text_layer="no-text-layer" not in raw.flags and "ocr" not in raw.flags,
         flags=list(raw.flags),
     )
     return page, headings

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 import pymupdf
-from mmprolong_schemas import DocumentMetadata, Page
 
 from docpool.language import detect_language
 from docpool.layout_fast import (
@@ -22,9 +21,10 @@ from docpool.layout_fast import (
     classify_page,
     extract_page,
 )
+from mmprolong_schemas import DocumentMetadata, Page
 
 PROFILE_SAMPLE_PAGES = 24
-LANG_SAMPLE_CHARS = 4000
+LANG_SAMPLE_CHARS = 800  # a paragraph or two: plenty for language identification
 
 
 class RejectReason(StrEnum):
@@ -44,7 +44,7 @@ class RejectReason(StrEnum):
     PARSE_ERROR = "parse_error"
 
 
-class DocumentRejected(Exception):  # noqa: N818  (a verdict about the input, not a bug)
+class DocumentRejected(Exception):
     """The document cannot enter the pool; ``reason`` says why in one word."""
 
     def __init__(self, reason: RejectReason | str, detail: str = ""):
@@ -59,6 +59,7 @@ class DocumentRejected(Exception):  # noqa: N818  (a verdict about the input, no
 @dataclass(frozen=True)
 class ParseOptions:
     layout: str = "fast"  # "fast" or "model"
+    layout_features: str = "rf"  # the model's inputs: "rf" or "imf+rf" (see layout_model)
     tables: str = "grid"  # "grid" (ruled tables, fast), "finder" (PyMuPDF find_tables), "off"
     min_pages: int = 20
     max_pages: int = 200
@@ -87,6 +88,19 @@ class Probe:
     notes: list[str] = field(default_factory=list)
 
 
+def warm_up(options: ParseOptions) -> None:
+    """Load, once in the calling process, what every parse would otherwise load again:
+    langdetect's language profiles and, for the model layout, the layout network. Workers
+    forked afterwards share them."""
+    from langdetect.detector_factory import init_factory
+
+    init_factory()
+    if options.layout == "model":
+        from docpool.layout_model import ensure_layout_model
+
+        ensure_layout_model(options.layout_features)
+
+
 def _open(path: str) -> pymupdf.Document:
     try:
         doc = pymupdf.open(path, filetype="pdf")
@@ -106,7 +120,9 @@ def _metadata(doc: pymupdf.Document) -> DocumentMetadata:
         text = " ".join(str(value).split())[:500] if value else ""
         return text or None
 
-    return DocumentMetadata(title=clean("title"), author=clean("author"), producer=clean("producer"))
+    return DocumentMetadata(
+        title=clean("title"), author=clean("author"), producer=clean("producer")
+    )
 
 
 def _toc(doc: pymupdf.Document) -> list[list[object]]:
@@ -122,17 +138,29 @@ def _extract(doc: pymupdf.Document, numbers: list[int], options: ParseOptions) -
     for number in numbers:
         page = doc.load_page(number - 1)
         try:
-            raws.append(extract_page(
-                page, tables=options.tables, ocr=options.ocr, ocr_language=options.ocr_language,
-            ))
+            raws.append(
+                extract_page(
+                    page,
+                    tables=options.tables,
+                    ocr=options.ocr,
+                    ocr_language=options.ocr_language,
+                )
+            )
         except (RuntimeError, ValueError) as error:
             # One broken page does not sink the document: keep it empty and say so.
             rect = page.rect
-            raws.append(RawPage(
-                number=number, width=rect.width or 1.0, height=rect.height or 1.0,
-                rotation=page.rotation if page.rotation in (0, 90, 180, 270) else 0,
-                lines=[], pictures=[], tables=[], flags=[f"parse-error: {str(error)[:200]}"],
-            ))
+            raws.append(
+                RawPage(
+                    number=number,
+                    width=rect.width or 1.0,
+                    height=rect.height or 1.0,
+                    rotation=page.rotation if page.rotation in (0, 90, 180, 270) else 0,
+                    lines=[],
+                    pictures=[],
+                    tables=[],
+                    flags=[f"parse-error: {str(error)[:200]}"],
+                )
+            )
     return raws
 
 
@@ -145,7 +173,8 @@ def _classify(
         from docpool.layout_model import classify_page_model, model_regions
 
         for raw in raws:
-            regions = model_regions(doc.load_page(raw.number - 1)) if raw.lines else []
+            page_object = doc.load_page(raw.number - 1)
+            regions = model_regions(page_object, options.layout_features) if raw.lines else []
             page, hits = classify_page_model(raw, regions, profile)
             pages.append(page)
             headings += hits
@@ -193,11 +222,17 @@ def probe_document(path: str, options: ParseOptions) -> Probe:
                 RejectReason.TOO_MANY_PAGES, f"{num_pages} pages, above {options.max_pages}"
             )
         whole = num_pages <= options.chunk_pages
-        raws = _extract(doc, list(range(1, num_pages + 1)) if whole else _sample_numbers(num_pages), options)
+        raws = _extract(
+            doc, list(range(1, num_pages + 1)) if whole else _sample_numbers(num_pages), options
+        )
         profile = build_profile(raws)
         probe = Probe(
-            num_pages=num_pages, metadata=_metadata(doc), toc=_toc(doc), profile=profile,
-            lang=detect_language(_lang_sample(raws, profile)), repaired=bool(doc.is_repaired),
+            num_pages=num_pages,
+            metadata=_metadata(doc),
+            toc=_toc(doc),
+            profile=profile,
+            lang=detect_language(_lang_sample(raws, profile)),
+            repaired=bool(doc.is_repaired),
         )
         if whole:
             probe.parsed = _classify(doc, raws, profile, options)
@@ -225,4 +260,3 @@ def chunk_ranges(num_pages: int, chunk_pages: int) -> list[tuple[int, int]]:
         (start, min(start + chunk_pages - 1, num_pages))
         for start in range(1, num_pages + 1, chunk_pages)
     ]
-

@@ -5,6 +5,7 @@
     POOL/documents/part-<run>-<n>.parquet  Document records (mmprolong_schemas.write_parquet)
     POOL/aliases/part-<run>-<n>.parquet    other paths of already-pooled bytes
     POOL/rejects/part-<run>-<n>.parquet    files that did not get in, with a reason
+    POOL/hashes/part-<run>-<n>.parquet     (path, size, mtime) -> SHA-256, to skip rehashing
     POOL/runs/<run>.json                 one RunManifest per ingest run
 
 Every file is written once, atomically, and never rewritten: a shard either exists whole or
@@ -22,12 +23,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from mmprolong_schemas import Document, Model, RunManifest, atomic_path, read_parquet, write_parquet
 from PIL import Image
 from pydantic import Field
 
 from docpool.identity import shard_path
 from docpool.render import render_pages
+from mmprolong_schemas import Document, Model, RunManifest, atomic_path, read_parquet, write_parquet
 
 POOL_FORMAT = 1
 MARKER = "pool.json"
@@ -46,6 +47,16 @@ class Reject(Model):
 class Alias(Model):
     doc_id: str
     path: str
+
+
+class HashRecord(Model):
+    """The SHA-256 of a file as it was (size, modification time), so a rerun over a large
+    tree does not read every file again."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    doc_id: str
 
 
 class NotAPool(FileNotFoundError):
@@ -150,6 +161,7 @@ class PoolWriter:
         self.documents: list[Document] = []
         self.aliases: list[Alias] = []
         self.rejects: list[Reject] = []
+        self.hashes: list[HashRecord] = []
         marker = self.root / MARKER
         if not marker.exists():
             if self.root.exists() and any(self.root.iterdir()):
@@ -167,7 +179,7 @@ class PoolWriter:
 
     @property
     def buffered(self) -> int:
-        return len(self.documents) + len(self.aliases) + len(self.rejects)
+        return len(self.documents) + len(self.aliases) + len(self.rejects) + len(self.hashes)
 
     def flush(self) -> None:
         """Write what is buffered as new shards. Rejects and aliases go first: should a kill
@@ -175,6 +187,7 @@ class PoolWriter:
         self._sequence += 1
         name = f"part-{self.run_id}-{self._sequence:05d}.parquet"
         for folder, records, model in (
+            ("hashes", self.hashes, HashRecord),
             ("rejects", self.rejects, Reject),
             ("aliases", self.aliases, Alias),
             ("documents", self.documents, Document),

@@ -29,9 +29,7 @@ def render_pages(
             pixmap = doc.load_page(number - 1).get_pixmap(
                 matrix=pymupdf.Matrix(zoom, zoom), alpha=False
             )
-            images.append(
-                Image.frombytes("RGB", (pixmap.width, pixmap.height), pixmap.samples)
-            )
+            images.append(Image.frombytes("RGB", (pixmap.width, pixmap.height), pixmap.samples))
         return images
 
 
@@ -46,3 +44,46 @@ def save_image(image: Image.Image, path: Path, fmt: str, quality: int = 90) -> N
     if name == "PNG":
         options["compress_level"] = 1  # PNG is lossless anyway; level 1 is several times faster
     image.save(path, format=name, **options)
+
+
+def write_pages(
+    pdf_path: str | Path,
+    pages: Sequence[int],
+    out_dir: Path,
+    *,
+    dpi: float = 144.0,
+    fmt: str = "jpeg",
+    quality: int = 90,
+    stem: str = "page",
+) -> list[Path]:
+    """Render and encode pages straight to files ``<stem>-p0001.jpg`` ...; the encoder reads
+    the pixmap's memory directly, without the copy ``render_pages`` makes."""
+    name = FORMATS.get(fmt.lower())
+    if name is None:
+        raise ValueError(f"image format {fmt!r} is not one of jpeg, png, webp")
+    suffix = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}[name]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    zoom = dpi / 72.0
+    with pymupdf.open(pdf_path) as doc:
+        for number in pages:
+            if not 1 <= number <= doc.page_count:
+                raise IndexError(f"{pdf_path} has no page {number} (1-{doc.page_count})")
+            pixmap = doc.load_page(number - 1).get_pixmap(
+                matrix=pymupdf.Matrix(zoom, zoom), alpha=False
+            )
+            # The image borrows the pixmap's buffer; both live until the file is written.
+            image = Image.frombuffer(
+                "RGB",
+                (pixmap.width, pixmap.height),
+                pixmap.samples_mv,
+                "raw",
+                "RGB",
+                pixmap.stride,
+                1,
+            )
+            path = out_dir / f"{stem}-p{number:04d}.{suffix}"
+            save_image(image, path, fmt, quality)
+            written.append(path)
+            del image, pixmap
+    return written

@@ -10,13 +10,18 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from docpool.layout_fast import HeadingHit
 from mmprolong_schemas import BlockLabel, Page, Section, SectionSource
 
-from docpool.layout_fast import HeadingHit
-
 _BODY = {
-    BlockLabel.TEXT, BlockLabel.LIST_ITEM, BlockLabel.TABLE, BlockLabel.CAPTION,
-    BlockLabel.FOOTNOTE, BlockLabel.FORMULA, BlockLabel.PICTURE, BlockLabel.SECTION_HEADER,
+    BlockLabel.TEXT,
+    BlockLabel.LIST_ITEM,
+    BlockLabel.TABLE,
+    BlockLabel.CAPTION,
+    BlockLabel.FOOTNOTE,
+    BlockLabel.FORMULA,
+    BlockLabel.PICTURE,
+    BlockLabel.SECTION_HEADER,
     BlockLabel.TITLE,
 }
 
@@ -46,14 +51,19 @@ def _ranges(starts: list[_Start], pages: Sequence[Page], source: SectionSource) 
     num_pages = len(pages)
     for index, start in enumerate(starts):
         end = num_pages
-        for following in starts[index + 1:]:
+        for following in starts[index + 1 :]:
             if following.level <= start.level:
                 end = following.page - 1 if _opens_page(following, pages) else following.page
                 break
-        sections.append(Section(
-            title=start.title, level=start.level, start_page=start.page,
-            end_page=max(start.page, min(end, num_pages)), source=source,
-        ))
+        sections.append(
+            Section(
+                title=start.title,
+                level=start.level,
+                start_page=start.page,
+                end_page=max(start.page, min(end, num_pages)),
+                source=source,
+            )
+        )
     return sections
 
 

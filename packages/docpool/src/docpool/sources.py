@@ -55,7 +55,7 @@ def _manifest_entries(manifest: Path) -> list[SourceFile]:
 
 def expand_sources(sources: Iterable[str | Path]) -> list[SourceFile]:
     """Every candidate file, in a stable order (sorted within each folder), each path once.
-    Folders are walked recursively without following symbolic links to folders; every
+    Folders are walked recursively (links to files are followed, links to folders are not); every
     regular file in them is a candidate (non-PDFs are rejected later, with a reason)."""
     seen: set[Path] = set()
     result: list[SourceFile] = []
@@ -69,7 +69,7 @@ def expand_sources(sources: Iterable[str | Path]) -> list[SourceFile]:
     for source in sources:
         path = Path(source)
         if path.is_dir():
-            for file in sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink()):
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
                 add(SourceFile(file))
         elif path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
             for entry in _manifest_entries(path):
@@ -102,9 +102,7 @@ def load_domain_map(path: Path) -> dict[str, str]:
     return mapping
 
 
-def resolve_domain(
-    source: SourceFile, doc_id: str, mapping: dict[str, str] | None
-) -> str | None:
+def resolve_domain(source: SourceFile, doc_id: str, mapping: dict[str, str] | None) -> str | None:
     """The user's mapping first (path as given, absolute path, file name, hash), then the
     manifest's domain, then the parent folder name."""
     if mapping:
@@ -114,4 +112,3 @@ def resolve_domain(
     if source.domain:
         return source.domain
     return source.path.absolute().parent.name or None
-

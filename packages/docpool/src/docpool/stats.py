@@ -8,16 +8,25 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mmprolong_schemas import VisionTokenSpec, atomic_path, format_tokens
 from rich.table import Table
 
 from docpool.pool import Pool
 from docpool.tokens import document_tokens
+from mmprolong_schemas import K, M, VisionTokenSpec, atomic_path
 
 LANGUAGE_NAMES = {
-    "en": "English", "zh-cn": "Chinese", "zh": "Chinese", "fr": "French", "de": "German",
-    "es": "Spanish", "it": "Italian", "ja": "Japanese", "ko": "Korean", "ru": "Russian",
-    "pt": "Portuguese", "nl": "Dutch",
+    "en": "English",
+    "zh-cn": "Chinese",
+    "zh": "Chinese",
+    "fr": "French",
+    "de": "German",
+    "es": "Spanish",
+    "it": "Italian",
+    "ja": "Japanese",
+    "ko": "Korean",
+    "ru": "Russian",
+    "pt": "Portuguese",
+    "nl": "Dutch",
 }
 
 
@@ -67,6 +76,15 @@ def compute_stats(pool: Pool, spec: VisionTokenSpec | None = None) -> PoolStats:
     return stats
 
 
+def _tokens(count: float) -> str:
+    """Exact count with a binary-prefixed approximation (K = 1024, M = 1024^2)."""
+    if count >= M:
+        return f"{count:,.0f} ({count / M:.2f}M)"
+    if count >= K:
+        return f"{count:,.0f} ({count / K:.1f}K)"
+    return f"{count:,.0f}"
+
+
 def _share(count: int, total: int) -> str:
     return f"{count:,} ({100 * count / total:.2f}%)" if total else str(count)
 
@@ -80,8 +98,8 @@ def stats_table(stats: PoolStats) -> Table:
     table.add_row("", "Page-count range", f"[{low}, {high}]")
     table.add_row("", "Average pages", f"{stats.average_pages:.2f}")
     table.add_row("", "Total pages", f"{stats.total_pages:,}")
-    table.add_row("Tokens", "Estimated vision tokens", format_tokens(stats.total_tokens))
-    table.add_row("", "Average per document", format_tokens(round(stats.average_tokens)))
+    table.add_row("Tokens", "Estimated vision tokens", _tokens(stats.total_tokens))
+    table.add_row("", "Average per document", _tokens(stats.average_tokens))
     first = True
     for code, count in stats.languages.items():
         name = LANGUAGE_NAMES.get(code, code)

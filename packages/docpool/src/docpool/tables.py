@@ -62,7 +62,8 @@ def _merge(strokes: list[Rect], axis: int) -> list[Rect]:
     for stroke in sorted(strokes, key=lambda s: (round(s[axis]), s[other])):
         last = merged[-1] if merged else None
         if (
-            last is not None and abs(last[axis] - stroke[axis]) <= _SNAP
+            last is not None
+            and abs(last[axis] - stroke[axis]) <= _SNAP
             and stroke[other] <= last[other + 2] + _SNAP
         ):
             last[other + 2] = max(last[other + 2], stroke[other + 2])
@@ -126,11 +127,16 @@ def find_ruled_tables(
     grids = _grids(horizontal, vertical)
     if not grids:
         return []
-    words = [(w[0], w[1], w[2], w[3], w[4]) for w in page.get_text("words", textpage=textpage)]
+    words = page.get_text("words", textpage=textpage)
     tables = []
     for xs, ys in grids:
         bbox = (xs[0], ys[0], xs[-1], ys[-1])
-        inside = [w for w in words if _within(w, bbox)]
+        x0, y0, x1, y1 = bbox
+        inside = [
+            (w[0], w[1], w[2], w[3], w[4])
+            for w in words
+            if x0 <= (w[0] + w[2]) / 2 <= x1 and y0 <= (w[1] + w[3]) / 2 <= y1
+        ]
         rows = _cell_texts(inside, xs, ys)
         if any(any(cell for cell in row) for row in rows):
             tables.append(FoundTable(bbox=bbox, rows=rows))
@@ -152,7 +158,7 @@ def find_tables_thorough(page: pymupdf.Page) -> list[FoundTable]:
                     continue
                 texts.append(" ".join(w[4] for w in words if _within(w, tuple(cell))))
             rows.append(texts)
-        found.append(FoundTable(bbox=bbox, rows=rows))  # type: ignore[arg-type]
+        found.append(FoundTable(bbox=bbox, rows=rows))
     return found
 
 

@@ -32,6 +32,7 @@ from longctx_rope.processors import (
     ImageOnlyQwen3VLProcessor,
     load_processor,
 )
+from longctx_rope.span import Span, SpanRun, layout_span, span_of_path
 from longctx_rope.tiny import (
     SPECIAL_TOKENS,
     TINY_CHAT_TEMPLATE,
@@ -43,10 +44,18 @@ from longctx_rope.tiny import (
     tiny_processor,
     tiny_tokenizer,
 )
+from longctx_rope.wavelengths import Frequency, frequency_table, section_of_frequencies
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Frequency",
+    "Span",
+    "SpanRun",
+    "frequency_table",
+    "layout_span",
+    "section_of_frequencies",
+    "span_of_path",
     "ExtendResult",
     "LinearSpec",
     "NtkBaseSpec",

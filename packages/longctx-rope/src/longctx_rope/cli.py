@@ -25,6 +25,7 @@ from longctx_rope.extend import (
     extend_checkpoint,
     original_theta,
     read_config,
+    trained_context,
 )
 from longctx_rope.loaders import loader_views
 from longctx_rope.methods import make_spec
@@ -112,8 +113,13 @@ def extend(
         ),
     ] = None,
     original: Annotated[
-        str, typer.Option("--original", help="Context the checkpoint was trained at.")
-    ] = "32K",
+        str | None,
+        typer.Option(
+            "--original",
+            help="Context the checkpoint was trained at. Default: 32K for Qwen2.5-VL (its "
+            "config says 128000 but it was trained at 32K), max_position_embeddings otherwise.",
+        ),
+    ] = None,
     round_to: Annotated[
         float | None, typer.Option("--round-to", help="ntk-base: round the base to a multiple.")
     ] = None,
@@ -148,7 +154,7 @@ def extend(
         spec = make_spec(
             method,
             original_base=theta,
-            original_context=_tokens(original),
+            original_context=_tokens(original) if original else trained_context(config),
             target_context=_tokens(target),
             head_dim=arch.head_dim,
             base=base,
@@ -375,7 +381,7 @@ def wavelengths(
     title = f"{arch.family.value} head_dim {arch.head_dim}: base {original:.4g} -> {base:.4g}"
     table = Table(title=title)
     columns = ("row", "freqs", "periodic", "in range", "extrapolating")
-    for column in (*columns, "trained max", "target max", "longest wavelength"):
+    for column in (*columns, "worst overshoot", "trained max", "target max", "longest λ"):
         table.add_column(column, justify="right")
     for row in sections:
         table.add_row(
@@ -384,6 +390,7 @@ def wavelengths(
             str(row["periodic"]),
             str(row["in-range"]),
             str(row["extrapolating"]),
+            "-" if row["max_overshoot"] is None else f"{row['max_overshoot']:.2f}x",
             f"{row['trained_max']:,}",
             f"{row['target_max']:,}",
             f"{row['longest_wavelength']:,.0f}",

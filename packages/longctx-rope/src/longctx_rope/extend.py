@@ -26,7 +26,7 @@ from longctx_rope.architectures import Architecture, describe_architecture, text
 from longctx_rope.atomic_dir import atomic_dir
 from longctx_rope.loaders import RopeView, loader_views
 from longctx_rope.methods import NtkBaseSpec, RopeSpec
-from mmprolong_schemas import atomic_path
+from mmprolong_schemas import ModelFamily, atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,15 @@ def original_theta(config: dict[str, Any]) -> float | None:
     params = text.get("rope_parameters") or {}
     theta = params.get("rope_theta", text.get("rope_theta", config.get("rope_theta")))
     return None if theta is None else float(theta)
+
+
+def trained_context(config: dict[str, Any]) -> int:
+    """The context a checkpoint was trained at, as far as its config tells: Qwen2.5-VL configs
+    claim 128000 positions but the models were trained at 32K; others are taken at their word."""
+    arch = describe_architecture(config)
+    if arch.family is ModelFamily.QWEN2_5_VL:
+        return 32768
+    return int(text_config_dict(config).get("max_position_embeddings") or 32768)
 
 
 def extended_config(config: dict[str, Any], spec: RopeSpec, target_context: int) -> dict[str, Any]:

@@ -254,6 +254,11 @@ def make_spec(
     is a check: when given, the NTK base must round to it (so a recipe saying 4e6 fails loudly
     if its contexts say otherwise)."""
     kind = RopeMethod(method)
+    if target_context < original_context:
+        raise ValueError(
+            f"target context {target_context} is shorter than the original {original_context}; "
+            "there is nothing to extend"
+        )
     common: dict[str, Any] = {
         "original_base": original_base,
         "original_context": original_context,

@@ -39,6 +39,10 @@ class MRopeLayout:
     tokens_per_second: float = 2.0
     """Qwen2.5-VL only: temporal position step per second of video."""
 
+    def __post_init__(self) -> None:
+        # Accept "qwen2.5-vl" as well as the enum; comparisons below use the enum.
+        object.__setattr__(self, "family", ModelFamily(self.family))
+
     @classmethod
     def from_config(cls, config: Any) -> MRopeLayout:
         """From a transformers config (or its dict) of a Qwen2.5-VL or Qwen3-VL model."""
@@ -107,26 +111,25 @@ def _sequence_positions(
     seconds: list[torch.Tensor | int],
 ) -> tuple[torch.Tensor, int]:
     """(3, len(ids)) positions of one unpadded sequence, and their maximum (-1 if empty)."""
-    types = torch.zeros_like(ids)
-    types[ids == layout.image_token_id] = IMAGE
-    types[ids == layout.video_token_id] = VIDEO
-    change = torch.nonzero(types[1:] != types[:-1]).flatten() + 1
+    types = (ids == layout.image_token_id).to(torch.int8)
+    types += (ids == layout.video_token_id).to(torch.int8) * VIDEO
+    change = (types[1:] != types[:-1]).nonzero().flatten() + 1
     bounds = [0, *change.tolist(), len(ids)]
+    kinds = types[bounds[:-1]].tolist() if len(ids) else []
     merge = layout.spatial_merge_size
-    pieces: list[torch.Tensor] = []
+    out = torch.empty(3, len(ids), dtype=torch.long)
     current = 0
     top = -1
-    for begin, end in zip(bounds[:-1], bounds[1:], strict=True):
-        kind = int(types[begin]) if end > begin else TEXT
+    for begin, end, kind in zip(bounds[:-1], bounds[1:], kinds, strict=True):
         if kind == TEXT:
-            pieces.append(torch.arange(current, current + end - begin).expand(3, -1))
+            out[:, begin:end] = torch.arange(current, current + end - begin)
             current += end - begin
             top = max(top, current - 1)
             continue
         # A run of placeholder tokens holds one or more whole grids (several only when
         # vision blocks are glued together without separators).
-        remaining = end - begin
-        while remaining > 0:
+        cursor = begin
+        while cursor < end:
             interval: torch.Tensor | float = 1
             if kind == IMAGE:
                 grid = images.take()
@@ -136,18 +139,16 @@ def _sequence_positions(
                 if layout.family is ModelFamily.QWEN2_5_VL:
                     interval = layout.tokens_per_second * seconds_per_grid
             block = _vision_positions(current, grid, merge, interval)
-            if block.shape[1] > remaining:
+            if block.shape[1] > end - cursor:
                 raise ValueError(
                     f"a {'image' if kind == IMAGE else 'video'} grid {list(grid)} needs "
-                    f"{block.shape[1]} placeholder tokens but only {remaining} follow"
+                    f"{block.shape[1]} placeholder tokens but only {end - cursor} follow"
                 )
-            pieces.append(block)
+            out[:, cursor : cursor + block.shape[1]] = block
             top = max(top, int(block.max()))
-            remaining -= block.shape[1]
+            cursor += block.shape[1]
             current += max(grid[1], grid[2]) // merge
-    if not pieces:
-        return torch.zeros(3, 0, dtype=torch.long), top
-    return torch.cat(pieces, dim=1), top
+    return out, top
 
 
 def _video_grids(

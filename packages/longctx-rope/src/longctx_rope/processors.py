@@ -62,11 +62,12 @@ for _model_type, _cls in IMAGE_ONLY_PROCESSORS.items():
 
 def load_processor(model_dir: str | os.PathLike[str], **kwargs: Any) -> ProcessorMixin:
     """``AutoProcessor.from_pretrained(model_dir)``, falling back to the image-only processor of
-    the checkpoint's family when the real one cannot be built here (no torchvision)."""
+    the checkpoint's family when the real one cannot be built here: without torchvision the
+    video processor fails to import, or (no video config saved) to load."""
     try:
         processor: ProcessorMixin = AutoProcessor.from_pretrained(model_dir, **kwargs)
         return processor
-    except ImportError:
+    except (ImportError, OSError):
         model_type = AutoConfig.from_pretrained(model_dir).model_type
         if model_type not in IMAGE_ONLY_PROCESSORS:
             raise

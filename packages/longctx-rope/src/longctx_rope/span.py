@@ -273,7 +273,15 @@ def plot_spans(spans: Sequence[Span], path: Path, title: str) -> None:
     axes.scatter(tokens, [s.max_h for s in spans], s=10, marker="^", label="mRoPE H", alpha=0.7)
     axes.scatter(tokens, [s.max_w for s in spans], s=10, marker="x", label="mRoPE W", alpha=0.7)
     top = max(tokens, default=1)
-    axes.plot([0, top], [0, top - 1], color="grey", linestyle="--", label="1-D RoPE (tokens - 1)")
+    # Many points: a straight line in data space is curved on the symlog axis.
+    diagonal = [top * step / 200 for step in range(201)]
+    axes.plot(
+        diagonal,
+        [max(0.0, x - 1) for x in diagonal],
+        color="grey",
+        linestyle="--",
+        label="1-D RoPE (tokens - 1)",
+    )
     axes.set_xlabel("flattened tokens")
     axes.set_ylabel("maximum position")
     axes.set_yscale("symlog", linthresh=100)

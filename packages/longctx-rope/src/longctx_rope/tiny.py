@@ -3,9 +3,9 @@
 No weights or tokenizer files can be downloaded here, so everything is built in code: a
 byte-level BPE vocabulary (every UTF-8 byte is a token, so any language round-trips) followed by
 the family's real special tokens in their real order, a chat template of our own that renders
-images and videos the way Qwen's does, the real transformers processor class around the PIL image
-processor, and randomly initialised models whose shapes keep head_dim and mrope_section
-consistent.
+images and videos the way Qwen's does, the family's processor (its image-only subclass, as there
+is no torchvision) around the PIL image processor, and randomly initialised models whose shapes
+keep head_dim and mrope_section consistent.
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
 """Wavelengths of each mRoPE section against the positions a model has seen.
 
-A frequency whose wavelength 2*pi/inv_freq is shorter than the largest position seen in
-training has turned through every angle: longer inputs only repeat known angles. A longer
-wavelength saw only part of its circle, so positions beyond the trained maximum show it new
-angles: it extrapolates. Raising the base lengthens every wavelength except the first, moving
-frequencies from "extrapolating" to "in range" for a given target position.
+The checkpoint was trained at the original base up to some maximum position per mRoPE row.
+A frequency whose original wavelength 2*pi/inv_freq is shorter than that has turned through
+its whole circle in training: any angle is familiar ("periodic"). A longer wavelength only saw
+angles up to trained_max * inv_freq. At the target length and the new base it reaches
+target_max * new_inv_freq; if that stays within the trained angles the frequency only
+interpolates ("in-range"), otherwise it shows the model angles it never saw ("extrapolating",
+by the factor ``overshoot``). Raising the base shrinks the new angles of the low frequencies,
+which is what NTK-style base changes rely on.
 """
 
 from __future__ import annotations
@@ -47,22 +50,34 @@ class Frequency:
     index: int
     row: str
     wavelength: float
+    """At the new base (and method), in positions."""
     original_wavelength: float
     trained_max: int
     target_max: int
 
     @property
+    def trained_angle(self) -> float:
+        return 2 * math.pi * self.trained_max / self.original_wavelength
+
+    @property
+    def target_angle(self) -> float:
+        return 2 * math.pi * self.target_max / self.wavelength
+
+    @property
+    def overshoot(self) -> float:
+        """Largest target angle over largest trained angle (<= 1: interpolation only)."""
+        return self.target_angle / self.trained_angle if self.trained_angle else math.inf
+
+    @property
     def status(self) -> str:
-        """periodic: a full turn was seen in training; in-range: the target stays within
-        trained angles; extrapolating: the target reaches angles never seen."""
-        if self.wavelength <= self.trained_max:
+        if self.trained_angle >= 2 * math.pi:
             return "periodic"
-        if self.target_max <= self.trained_max:
+        if self.target_angle <= self.trained_angle:
             return "in-range"
         return "extrapolating"
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"status": self.status}
+        return asdict(self) | {"status": self.status, "overshoot": self.overshoot}
 
 
 def frequency_table(
@@ -93,7 +108,8 @@ def frequency_table(
 
 
 def summarize_sections(table: list[Frequency]) -> list[dict[str, Any]]:
-    """Per row: how many frequencies are periodic, in range or extrapolating."""
+    """Per row: how many frequencies are periodic, in range or extrapolating, and the worst
+    overshoot of the non-periodic ones."""
     summary = []
     for row in ROWS:
         items = [f for f in table if f.row == row]
@@ -108,48 +124,50 @@ def summarize_sections(table: list[Frequency]) -> list[dict[str, Any]]:
                 "trained_max": items[0].trained_max if items else None,
                 "target_max": items[0].target_max if items else None,
                 "longest_wavelength": max((f.wavelength for f in items), default=None),
+                "max_overshoot": max(
+                    (f.overshoot for f in items if f.status != "periodic"), default=None
+                ),
             }
         )
     return summary
 
 
 def plot_wavelengths(table: list[Frequency], path: Path, title: str) -> None:
-    """Wavelength per frequency index (log scale), coloured by row, against the trained and
-    target maximum positions."""
+    """Top: wavelength per frequency index (log), new base (dots) and original (crosses), with
+    the trained maximum position per row. Bottom: overshoot of the non-periodic frequencies;
+    above 1 they extrapolate."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(7, 4.5), dpi=120)
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.5), dpi=120, sharex=True)
     colours = {"T": "tab:blue", "H": "tab:orange", "W": "tab:green"}
     for row in ROWS:
         items = [f for f in table if f.row == row]
         if not items:
             continue
-        axes.scatter(
-            [f.index for f in items],
-            [f.wavelength for f in items],
-            s=14,
-            color=colours[row],
-            label=f"{row} (new base)",
+        index = [f.index for f in items]
+        colour = colours[row]
+        top.scatter(index, [f.wavelength for f in items], s=14, color=colour, label=row)
+        top.scatter(
+            index, [f.original_wavelength for f in items], s=10, color=colour, marker="x", alpha=0.4
         )
-        axes.scatter(
-            [f.index for f in items],
-            [f.original_wavelength for f in items],
-            s=8,
-            color=colours[row],
-            alpha=0.35,
-            marker="x",
+        top.axhline(items[0].trained_max, color=colour, linestyle=":", linewidth=1)
+        moving = [f for f in items if f.status != "periodic"]
+        bottom.scatter(
+            [f.index for f in moving], [f.overshoot for f in moving], s=14, color=colour, label=row
         )
-        axes.axhline(items[0].trained_max, color=colours[row], linestyle=":", linewidth=1)
-        axes.axhline(items[0].target_max, color=colours[row], linestyle="--", linewidth=1)
-    axes.set_yscale("log")
-    axes.set_xlabel("rotary frequency index (x: original base)")
-    axes.set_ylabel("wavelength (positions)")
-    axes.set_title(title + "\n(dotted: trained max position, dashed: target max position)")
-    axes.legend(fontsize=8)
-    axes.grid(alpha=0.3)
+    bottom.axhline(1.0, color="grey", linestyle="--", linewidth=1)
+    top.set_yscale("log")
+    top.set_ylabel("wavelength (positions)")
+    top.set_title(title + "\n(x: original base, dotted: trained max position)")
+    top.legend(fontsize=8)
+    top.grid(alpha=0.3)
+    bottom.set_yscale("log")
+    bottom.set_xlabel("rotary frequency index")
+    bottom.set_ylabel("target angle / trained angle")
+    bottom.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, format="png")
     plt.close(figure)

@@ -102,7 +102,7 @@ def _load_config(path: Path | None) -> dict[str, Any]:
     section = data.get("run", data)
     known = set(RUN_DEFAULTS) | {
         "model", "data", "image_root", "pool", "base_url", "judge_model", "judge_base_url",
-        "judge_cache", "limit", "model_name",
+        "judge_cache", "limit", "model_name", "rope_spec",
     }  # fmt: skip
     unknown = set(section) - known
     if unknown:
@@ -196,6 +196,11 @@ def run(
         None, help="transformers runner: accelerate device_map [default: auto]."
     ),
     concurrency: int | None = typer.Option(None, help="Parallel HTTP requests [default: 8]."),
+    rope_spec: Path | None = typer.Option(
+        None,
+        help="transformers runner: a longctx-rope RopeSpec JSON applied after loading "
+        "[default: the checkpoint's rope settings].",
+    ),
     out: Path | None = typer.Option(
         None, help="Run folder; rerunning into it resumes [default: lvlm-judge-run]."
     ),
@@ -268,8 +273,12 @@ def _make_runner(settings: dict[str, Any], name: str, resolver: Any, items: list
                                          concurrency=int(settings["concurrency"]))  # fmt: skip
         return OpenAIRunner(client, str(settings["model"]), resolver, max_new_tokens=max_new)
     if kind == "transformers":
+        from lvlm_judge.runners.transformers_runner import read_rope_spec
+
+        spec = read_rope_spec(settings["rope_spec"]) if settings.get("rope_spec") else None
         return TransformersRunner(settings["model"], resolver, max_new_tokens=max_new,
-                                  device_map=settings["device_map"], model_name=name)  # fmt: skip
+                                  device_map=settings["device_map"], model_name=name,
+                                  rope_spec=spec)  # fmt: skip
     text_tokens = _text_tokenizer(str(settings["model"]))
     tokens = [sum(resolver.tokens(part, text_tokens) for part in item.context)
               + text_tokens(item.question) for item in items]  # fmt: skip
@@ -342,6 +351,23 @@ def extend(
             path = out / f"{dataset}_K{target // 1024}.jsonl"
             write_jsonl(path, extended)
             console.print(f"{dataset} {format_tokens(target)}: {len(extended)} items -> {path}")
+
+
+@app.command("render-tsv")
+def render_tsv(
+    tsv: Path = typer.Argument(..., help="VLMEvalKit MMLongBench_DOC.tsv."),
+    image_root: Path = typer.Option(..., help="Where the page images go (image_path names)."),
+    dpi: float = typer.Option(144, help="Render resolution, VLMEvalKit's default 144."),
+) -> None:
+    """Render the page images a VLMEvalKit TSV names from the PDFs inside it (needs the
+    ``pdf`` extra); pages already on disk are kept."""
+    from lvlm_judge.datasets import DatasetError, render_tsv_pages
+
+    try:
+        written = render_tsv_pages(tsv, image_root, dpi=dpi)
+    except (DatasetError, ImportError) as error:
+        _fail(str(error))
+    console.print(f"{written} page images written under {image_root}")
 
 
 @app.command()

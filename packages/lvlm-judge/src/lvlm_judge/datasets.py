@@ -34,6 +34,7 @@ from mmprolong_schemas import (
     SchemaError,
     TextPart,
     VisionTokenSpec,
+    atomic_path,
     read_jsonl,
     read_parquet,
 )
@@ -262,6 +263,88 @@ def load_niah_file(
     return items
 
 
+VLMEVALKIT_MAX_PAGES = 120
+"""VLMEvalKit shows a document's first 120 pages."""
+
+
+def _tsv_rows(path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such data file")
+    csv.field_size_limit(sys.maxsize)
+    with open(path, encoding="utf-8", newline="") as handle:
+        for number, row in enumerate(csv.DictReader(handle, delimiter="\t"), start=2):
+            yield f"{path}:{number}", row
+
+
+def _tsv_pages(where: str, row: dict[str, str], max_pages: int) -> list[str]:
+    try:
+        pages = ast.literal_eval(_field(where, row, "image_path"))
+    except (ValueError, SyntaxError) as error:
+        raise DatasetError(f"{where}: unreadable image_path ({error})") from None
+    pages = [pages] if isinstance(pages, str) else pages
+    if not isinstance(pages, list) or not all(isinstance(p, str) for p in pages):
+        raise DatasetError(f"{where}: image_path must be a list of file names")
+    return pages[:max_pages]
+
+
+def render_tsv_pages(
+    path: str | Path,
+    image_root: str | Path,
+    *,
+    dpi: float = 144,
+    max_pages: int = VLMEVALKIT_MAX_PAGES,
+) -> int:
+    """Render the page images a VLMEvalKit TSV names from the PDF in its base64 ``image``
+    column, as VLMEvalKit does (PNG at 144 DPI), skipping pages already on disk. Needs
+    PyMuPDF (pip install 'lvlm-judge[pdf]'). Returns the number of pages written."""
+    import base64
+    import binascii
+
+    try:
+        import pymupdf
+    except ImportError as error:
+        raise ImportError("rendering TSV pages needs: pip install 'lvlm-judge[pdf]'") from error
+    from lvlm_judge.context import MissingImageError, resolve_image
+
+    root = Path(image_root)
+    written = 0
+    for where, row in _tsv_rows(Path(path)):
+        targets = []
+        for name in _tsv_pages(where, row, max_pages):
+            try:
+                resolve_image(root, name)
+            except MissingImageError as missing:
+                if "leaves the image root" in str(missing):
+                    raise DatasetError(f"{where}: {missing}") from None
+                targets.append(name)
+        if not targets:
+            continue
+        try:
+            pdf = base64.b64decode(_field(where, row, "image"), validate=True)
+            document = pymupdf.open(stream=pdf, filetype="pdf")
+        except (binascii.Error, ValueError, RuntimeError) as error:
+            raise DatasetError(
+                f"{where}: the image column holds no readable PDF ({error})"
+            ) from None
+        with document:
+            names = _tsv_pages(where, row, max_pages)
+            for index, name in enumerate(names):
+                if name not in targets:
+                    continue
+                if index >= document.page_count:
+                    raise DatasetError(
+                        f"{where}: {name} is page {index + 1} but the PDF has "
+                        f"{document.page_count} pages"
+                    )
+                target = (root / name).resolve()
+                target.parent.mkdir(parents=True, exist_ok=True)
+                pixmap = document[index].get_pixmap(dpi=int(dpi))
+                with atomic_path(target) as tmp:
+                    tmp.write_bytes(pixmap.tobytes(output="png"))
+                written += 1
+    return written
+
+
 def load_vlmevalkit_tsv(
     path: str | Path,
     image_root: str | Path,
@@ -269,45 +352,40 @@ def load_vlmevalkit_tsv(
     length: int = 128 * K,
     dataset: str = "mmlongdoc",
     check_images: bool = True,
+    max_pages: int = VLMEVALKIT_MAX_PAGES,
 ) -> list[EvalItem]:
-    """VLMEvalKit's MMLongBench_DOC.tsv, with its page images dumped under ``image_root``
-    (image_path column). Whole documents: ``length`` labels the bucket they are reported in."""
+    """VLMEvalKit's MMLongBench_DOC.tsv with its page images under ``image_root`` (image_path
+    column; ``render_tsv_pages`` makes them from the TSV's PDFs). Whole documents, first
+    ``max_pages`` pages: ``length`` labels the bucket they are reported in."""
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: no such data file")
-    csv.field_size_limit(sys.maxsize)
     resolver = ContextResolver(image_root) if check_images else None
     items = []
-    with open(path, encoding="utf-8", newline="") as handle:
-        for number, row in enumerate(csv.DictReader(handle, delimiter="\t"), start=2):
-            where = f"{path}:{number}"
-            raw_format = _field(where, row, "answer_format")
-            if raw_format not in _VLMEVALKIT_FORMATS:
-                raise DatasetError(f"{where}: unknown answer_format {raw_format!r}")
-            try:
-                pages = ast.literal_eval(_field(where, row, "image_path"))
-                evidence = ast.literal_eval(row.get("evidence_pages") or "[]")
-                sources = ast.literal_eval(row.get("evidence_sources") or "[]")
-            except (ValueError, SyntaxError) as error:
-                raise DatasetError(f"{where}: unreadable list column ({error})") from None
-            if isinstance(pages, str):
-                pages = [pages]
-            items.append(
-                _build(
-                    where,
-                    resolver,
-                    item_id=f"{dataset}:vlmevalkit:{_field(where, row, 'index')}",
-                    dataset=dataset,
-                    length=length,
-                    context=[ImagePart(path=str(page)) for page in pages],
-                    question=_field(where, row, "question"),
-                    answer=_field(where, row, "answer"),
-                    answer_format=_VLMEVALKIT_FORMATS[raw_format],
-                    doc_name=row.get("doc_id") or None,
-                    evidence_pages=_pages(evidence),
-                    answer_sources=[str(s) for s in sources],
-                )
+    for where, row in _tsv_rows(path):
+        raw_format = _field(where, row, "answer_format")
+        if raw_format not in _VLMEVALKIT_FORMATS:
+            raise DatasetError(f"{where}: unknown answer_format {raw_format!r}")
+        pages = _tsv_pages(where, row, max_pages)
+        try:
+            evidence = ast.literal_eval(row.get("evidence_pages") or "[]")
+            sources = ast.literal_eval(row.get("evidence_sources") or "[]")
+        except (ValueError, SyntaxError) as error:
+            raise DatasetError(f"{where}: unreadable list column ({error})") from None
+        items.append(
+            _build(
+                where,
+                resolver,
+                item_id=f"{dataset}:vlmevalkit:{_field(where, row, 'index')}",
+                dataset=dataset,
+                length=length,
+                context=[ImagePart(path=str(page)) for page in pages],
+                question=_field(where, row, "question"),
+                answer=_field(where, row, "answer"),
+                answer_format=_VLMEVALKIT_FORMATS[raw_format],
+                doc_name=row.get("doc_id") or None,
+                evidence_pages=_pages(evidence),
+                answer_sources=[str(s) for s in sources],
             )
+        )
     return items
 
 

@@ -7,12 +7,14 @@ Layout of a run directory:
     scores.json         the ScoreTable of document QA; scores.md / scores.csv the paper-style
                         table; scores.png score against context length
     niah-scores.*       the same for MM-NIAH items
-    run.json            settings, judge cost (calls made / cached / skipped, tokens), doc F1
+    run.json            the RunManifest (redacted settings, versions, counts), judge cost
+                        (calls made / cached / skipped / failed, tokens), doc accuracy and F1
 A rerun reuses every prediction without an error; the judge cache makes re-judging free.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ from lvlm_judge.scoring import JudgeName, doc_summary, judge_predictions
 from mmprolong_schemas import (
     EvalItem,
     Prediction,
+    RunManifest,
     ScoreTable,
     append_jsonl,
     atomic_path,
@@ -112,6 +115,12 @@ def run_eval(
 ) -> RunSummary:
     """Evaluate ``runner`` on ``items`` into ``out_dir``; items already predicted are skipped."""
     console = console or Console(stderr=True)
+    manifest = RunManifest.start(
+        "lvlm-judge run",
+        {**(settings or {}), "model": runner.model_name, "prompt_format": prompt_format,
+         "judge": judge, "items": len(items)},
+        command=sys.argv,
+    )  # fmt: skip
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _check_unique(items)
@@ -131,7 +140,14 @@ def run_eval(
             predictions[prediction.item_id] = prediction
             progress.advance(task)
 
-    results = judge_predictions(items, predictions, judge, llm_judge)
+    with Progress(
+        TextColumn("[bold]judge"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=llm_judge is None or judge != "llm",
+    ) as progress:  # fmt: skip
+        judged = progress.add_task("judge", total=sum(1 for i in items if i.metric is None))
+        results = judge_predictions(
+            items, predictions, judge, llm_judge, lambda n: progress.advance(judged, n)
+        )
     write_jsonl(out / "results.jsonl", results)
     tables: dict[str, ScoreTable] = {}
     rows: list[tuple[str, dict[str, float]]] = []
@@ -158,8 +174,12 @@ def run_eval(
         judge_stats=llm_judge.stats.as_dict() if llm_judge else {},
         doc_scores=doc_summary(results),
     )
-    run_record = {"settings": settings or {}, "prompt_format": prompt_format, "judge": judge,
-                  **summary.as_dict()}  # fmt: skip
+    manifest = manifest.finish(
+        "done", items=len(items), generated=len(requests), reused=reused,
+        runner_errors=len(summary.failed_items), **{f"judge_{k}": v
+                                                    for k, v in summary.judge_stats.items()},
+    )  # fmt: skip
+    run_record = {"manifest": manifest.model_dump(mode="json"), **summary.as_dict()}
     write_text(out / "run.json", _json(run_record))
     _print_summary(console, summary, rows, f"{runner.model_name} ({judge} judge)")
     return summary

@@ -8,7 +8,7 @@ verdict for an item, the item is left out, so a rerun judges it again (the cache
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from lvlm_judge.judge.llm import JudgeRequest, LLMJudge
@@ -60,8 +60,10 @@ def judge_predictions(
     predictions: dict[str, Prediction],
     judge: JudgeName = "rules",
     llm_judge: LLMJudge | None = None,
+    on_judged: Callable[[int], None] | None = None,
 ) -> list[ItemResult]:
-    """Results for every item that has a prediction (and, with the LLM judge, a verdict)."""
+    """Results for every item that has a prediction (and, with the LLM judge, a verdict);
+    ``on_judged(n)`` follows the LLM judge's progress."""
     if judge == "llm" and llm_judge is None:
         raise ValueError("judge 'llm' needs an LLMJudge (a judge model and server)")
     results = [rule_result(item, predictions[item.item_id]) for item in items
@@ -78,7 +80,7 @@ def judge_predictions(
         for r in to_judge
         if r.answer_format is not None
     ]
-    verdicts = llm_judge.judge(requests)
+    verdicts = llm_judge.judge(requests, on_judged)
     verdict_by_id = {
         request.item_id: verdict for request, verdict in zip(requests, verdicts, strict=True)
     }

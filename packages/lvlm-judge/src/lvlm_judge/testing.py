@@ -1,7 +1,9 @@
-"""A real OpenAI-compatible chat server on 127.0.0.1 answering scripted replies.
+"""Test helpers for lvlm-judge and the packages that use it (tests, benchmarks, demos).
 
-For tests and benchmarks of anything that talks to a judge or an ``openai`` runner: it serves
-POST /v1/chat/completions, counts requests, and can answer 429s, 500s or slow replies.
+- ChatServer: a real OpenAI-compatible chat server on 127.0.0.1 answering scripted replies; it
+  serves POST /v1/chat/completions, counts requests, and can answer 429s, 500s or slow replies.
+- make_doc_benchmark: a small MMLongBench-layout data tree with generated page images.
+- make_document / InMemoryPool: pool documents without PDFs, with docpool's get/render.
 """
 
 from __future__ import annotations

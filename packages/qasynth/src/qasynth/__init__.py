@@ -36,6 +36,7 @@ from qasynth.teachers import (
     TeacherRequest,
     TransformersTeacher,
     VLLMTeacher,
+    make_teacher,
 )
 from qasynth.tokens import document_tokens, text_tokens
 
@@ -76,6 +77,7 @@ __all__ = [
     "ingest",
     "load_index",
     "load_short_samples",
+    "make_teacher",
     "ocr_full_sample",
     "ocr_needle_sample",
     "page_transcript",

@@ -60,7 +60,15 @@ def _progress(label: str, total: int | None) -> Iterator[Any]:
 def _open_pool(path: Path) -> Any:
     from docpool import Pool
 
-    return Pool(path)
+    try:
+        return Pool(path)
+    except FileNotFoundError as error:
+        raise typer.BadParameter(str(error), param_hint="POOL") from None
+
+
+def _need(path: Path, stage: str) -> None:
+    if not path.exists():
+        raise typer.BadParameter(f"{path} does not exist; run `qasynth {stage}` first")
 
 
 def _summary(title: str, data: dict[str, Any]) -> None:
@@ -116,7 +124,8 @@ def segment(
         draws,
     )
     opened = _open_pool(pool)
-    with _progress("scanning pool", None) as tick:
+    total = len(opened) if hasattr(opened, "__len__") else None
+    with _progress("scanning pool", total) as tick:
         summary = segment_pool(
             opened,
             run,
@@ -128,43 +137,6 @@ def segment(
             tick=tick,
         )
     _summary("segments", summary)
-
-
-def _teacher(
-    kind: str,
-    pool: Any,
-    model: str | None,
-    base_url: str | None,
-    concurrency: int,
-    dpi: float,
-    structured: bool,
-    max_tokens: int,
-) -> Any:
-    from qasynth.teachers import OpenAITeacher, RulesTeacher, TransformersTeacher, VLLMTeacher
-
-    if kind == "rules":
-        return RulesTeacher(pool.get)
-    if not model:
-        raise typer.BadParameter(f"--model is required for the {kind} teacher")
-    if kind == "openai":
-        if not base_url:
-            raise typer.BadParameter("--base-url is required for the openai teacher")
-        return OpenAITeacher(
-            model,
-            base_url,
-            pool,
-            concurrency=concurrency,
-            dpi=dpi,
-            structured=structured,
-            max_tokens=max_tokens,
-        )
-    if kind == "vllm":
-        return VLLMTeacher(
-            model, pool, spec=VisionTokenSpec(dpi=dpi), structured=structured, max_tokens=max_tokens
-        )
-    if kind == "transformers":
-        return TransformersTeacher.load(model, pool, dpi=dpi, max_new_tokens=max_tokens)
-    raise typer.BadParameter(f"unknown teacher {kind!r}: rules, openai, vllm or transformers")
 
 
 @app.command()
@@ -196,10 +168,27 @@ def generate(
     from mmprolong_schemas import Segment
     from qasynth.generate import GenerateConfig
     from qasynth.pipeline import SEGMENTS_FILE, generate_pairs
+    from qasynth.teachers.factory import make_teacher
 
-    chosen = tuple(Task(t.strip()) for t in tasks.split(",") if t.strip())
+    _need(run / SEGMENTS_FILE, "segment")
+    try:
+        chosen = tuple(Task(t.strip()) for t in tasks.split(",") if t.strip())
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--tasks") from None
     opened = _open_pool(pool)
-    built = _teacher(teacher, opened, model, base_url, concurrency, dpi, structured, max_tokens)
+    try:
+        built = make_teacher(
+            teacher,
+            opened,
+            model=model,
+            base_url=base_url,
+            concurrency=concurrency,
+            dpi=dpi,
+            structured=structured,
+            max_tokens=max_tokens,
+        )
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--teacher/--model/--base-url") from None
     units = sum(1 for _ in read_jsonl(run / SEGMENTS_FILE, Segment)) * len(chosen)
     config = GenerateConfig(
         tasks=chosen, seed=seed, max_attempts=max_attempts, batch_size=batch_size
@@ -234,6 +223,7 @@ def assemble(
     config = AssembleConfig(
         spec=VisionTokenSpec(dpi=dpi), page_labels=page_labels, max_length=parse_tokens(max_length)
     )
+    _need(run / PAIRS_FILE, "generate")
     total = sum(1 for _ in read_jsonl(run / PAIRS_FILE, QAPair))
     with _progress("assembling", total) as tick:
         summary = assemble_samples(
@@ -372,6 +362,7 @@ def review(
         raise typer.BadParameter("give POOL and RUN, or --ingest VERDICTS.json")
     from qasynth.pipeline import PAIRS_FILE
 
+    _need(run / PAIRS_FILE, "generate")
     pairs = list(read_jsonl(run / PAIRS_FILE, QAPair))
     drawn = write_review(pairs, _open_pool(pool), out, count, seed)
     console.print(f"wrote {out} with {len(drawn)} pairs; open it, judge, and download verdicts")

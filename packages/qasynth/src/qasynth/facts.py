@@ -28,6 +28,9 @@ _SEPARATORS = {
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-ZÀ-ÖØ-Þ0-9\"'«„(])")
 _YEAR = re.compile(r"^(1[89]\d\d|20\d\d|2100)$")
 _TEXT_LABELS = {BlockLabel.TEXT, BlockLabel.LIST_ITEM}
+_CAPTION = re.compile(
+    r"^((?:Figure|Fig\.|Table|Tableau|Tabelle|Abbildung|Chart|Exhibit)\s+\d+)\s*[:.]\s*(\S.{2,})$"
+)
 
 
 def _number_pattern(lang: str | None) -> re.Pattern[str]:
@@ -92,15 +95,29 @@ class PageTable:
         return max(0, len(self.rows) - 1)
 
 
+@dataclass(frozen=True)
+class PageCaption:
+    """A numbered caption such as "Figure 3: Survey sites": label "Figure 3", title after."""
+
+    page: int
+    label: str
+    title: str
+
+    def locator(self) -> dict[str, object]:
+        return {"kind": "caption", "page": self.page, "label": self.label, "title": self.title}
+
+
 @dataclass
 class DocumentFacts:
     facts: list[PageFact]
     tables: list[PageTable]
+    captions: list[PageCaption]
 
     def on_pages(self, first: int, last: int) -> DocumentFacts:
         return DocumentFacts(
             [f for f in self.facts if first <= f.page <= last],
             [t for t in self.tables if first <= t.page <= last],
+            [c for c in self.captions if first <= c.page <= last],
         )
 
 
@@ -177,10 +194,13 @@ def extract_facts(doc: Document) -> DocumentFacts:
     """
     facts: list[PageFact] = []
     tables: list[PageTable] = []
+    captions: list[PageCaption] = []
     for page in doc.pages:
         blocks = sorted(page.blocks, key=lambda b: b.order)
         for block in blocks:
-            if block.label in _TEXT_LABELS and block.text:
+            if block.label is BlockLabel.CAPTION and (match := _CAPTION.match(_flat(block.text))):
+                captions.append(PageCaption(page.number, match.group(1), match.group(2)))
+            elif block.label in _TEXT_LABELS and block.text:
                 facts.extend(sentence_facts(page.number, block.text, doc.lang))
             elif block.label is BlockLabel.TABLE and block.rows:
                 table = PageTable(
@@ -198,4 +218,5 @@ def extract_facts(doc: Document) -> DocumentFacts:
         if (f.kind == "sentence" and clozes[f.cloze] == 1)
         or (f.kind == "table" and cells[(f.page, f.caption, f.row_label, f.column)] == 1)
     ]
-    return DocumentFacts(unique, tables)
+    labels = Counter((c.page, c.label) for c in captions)
+    return DocumentFacts(unique, tables, [c for c in captions if labels[(c.page, c.label)] == 1])

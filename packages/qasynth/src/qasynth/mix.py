@@ -111,6 +111,11 @@ def load_index(inputs: Sequence[str | Path]) -> SampleIndex:
     seen: set[str] = set()
     for number, path in enumerate(files):
         try:
+            written_as = (pq.read_schema(path).metadata or {}).get(b"mmprolong.model", b"")
+            if written_as != b"Sample":
+                raise MixtureError(
+                    f"{path} holds {written_as.decode() or 'no'} records, not Sample"
+                )
             table = pq.read_table(path, columns=_INDEX_COLUMNS)
         except (pa.ArrowInvalid, OSError, KeyError) as error:
             raise MixtureError(f"{path} is not a Parquet file of samples ({error})") from None

@@ -145,7 +145,7 @@ _PAGE_ANCHOR = re.compile(
     r"\b(?:pages?|pp?\.)\s*(\d+(?:(?:\s*(?:-|–|to|,|and|&)\s*)+\d+)*)", re.IGNORECASE
 )
 _SECTION_ANCHOR = re.compile(
-    r"\b(?:section|chapter|appendix|part)\b|\bsection\s+[\dIVXivx]", re.IGNORECASE
+    r"\b(?:section|subsection|chapter|appendix)\b|\bpart\s+(?:[IVX]+|\d+)\b", re.IGNORECASE
 )
 _BROAD = re.compile(
     r"\b(?:across|throughout|in)\s+the\s+(?:whole|entire|full)?\s*(?:document|file|report)\b"

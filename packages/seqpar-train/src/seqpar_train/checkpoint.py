@@ -224,3 +224,20 @@ class StopSignal:
         flag = torch.tensor([1.0 if self.requested else 0.0], device=device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item() > 0)
+
+
+def load_model_weights(path: str | Path, model: torch.nn.Module) -> int:
+    """Load only the model weights of a checkpoint (any rank count) into ``model``, e.g. a
+    plain unsharded model in one process for export or comparison. Returns its step."""
+    source = Path(path)
+    manifest = _verify(source)
+    model_state = get_state_dict(model, [])[0]
+    try:
+        dcp.load({"model": model_state}, checkpoint_id=str(source))
+    except Exception as error:  # DCP raises many types; all mean the same thing here
+        raise CheckpointError(f"checkpoint {source} could not be read: {error}") from error
+    set_state_dict(
+        model, [], model_state_dict=model_state, optim_state_dict={},
+        options=StateDictOptions(strict=True),
+    )
+    return int(manifest["step"])

@@ -105,7 +105,12 @@ class TrainConfig(Model):
     max_length: TokenCount = Field(default=128 * K, ge=8)
     token_budget: TokenCount = Field(default=5 * 2**30, ge=1)
     global_batch_tokens: TokenCount = Field(default=4 * 2**20, ge=1)
-    max_steps: int | None = Field(default=None, ge=1)
+    max_steps: int | None = Field(default=None, ge=1, description="Cap on the schedule's steps.")
+    stop_after_steps: int | None = Field(
+        default=None, ge=1,
+        description="Stop (with a checkpoint) after this many steps of this launch, keeping "
+        "the full run's schedule: for time-sliced jobs that resume later.",
+    )
     loss_chunk: int = Field(default=4096, ge=1, description="Labelled positions per CE chunk.")
     tensorboard: bool = False
     seed: int = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
 import tempfile
@@ -43,14 +44,22 @@ def init_distributed(backend: str | None = None) -> bool:
 
 
 def _worker(
-    rank: int, world: int, port: int, fn: Callable[..., Any], args: tuple[Any, ...], out_dir: str
+    rank: int,
+    world: int,
+    port: int,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    out_dir: str,
+    timeout_s: float,
 ) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
         RANK=str(rank), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
     )
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    dist.init_process_group(
+        "gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=timeout_s)
+    )
     try:
         result = fn(*args)
         # Through a file, not a queue: tensors in a queue live in the (exiting) child's memory.
@@ -59,13 +68,16 @@ def _worker(
         dist.destroy_process_group()
 
 
-def spawn_local(fn: Callable[..., Any], nprocs: int, *args: Any) -> list[Any]:
+def spawn_local(
+    fn: Callable[..., Any], nprocs: int, *args: Any, timeout_s: float = 600.0
+) -> list[Any]:
     """Run ``fn(*args)`` in ``nprocs`` fresh processes joined in a gloo group on this machine;
     returns every rank's return value in rank order (they must be picklable).
-    ``fn`` must be importable (defined at module level)."""
+    ``fn`` must be importable (defined at module level). A collective that waits longer than
+    ``timeout_s`` fails instead of hanging."""
     with tempfile.TemporaryDirectory(prefix="seqpar-spawn-") as out_dir:
         mp.start_processes(
-            _worker, args=(nprocs, free_port(), fn, args, out_dir), nprocs=nprocs, join=True,
+            _worker, args=(nprocs, free_port(), fn, args, out_dir, timeout_s), nprocs=nprocs, join=True,
             start_method="spawn",
         )
         return [

@@ -65,10 +65,11 @@ def row_loss(
     )
     embeds = language_model.get_input_embeddings()(shard.input_ids[None])
     image_mask = (shard.input_ids == config.image_token_id)[None]
-    if images.embeds.shape[0]:
-        embeds = embeds.masked_scatter(
-            image_mask[..., None].expand_as(embeds), images.embeds.to(embeds.dtype)
-        )
+    # Unconditional, even with no image token here: the exchange's backward is a collective
+    # that every SP rank must reach.
+    embeds = embeds.masked_scatter(
+        image_mask[..., None].expand_as(embeds), images.embeds.to(embeds.dtype)
+    )
     extra: dict[str, object] = {}
     if "deepstack_visual_embeds" in inspect.signature(language_model.forward).parameters:
         extra = {"visual_pos_masks": image_mask, "deepstack_visual_embeds": images.deepstack}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -39,9 +40,10 @@ def build_model(
     """A model from a checkpoint directory/hub id, or randomly initialised from a config
     (seeded, so every rank builds the same weights)."""
     if isinstance(source, PretrainedConfig):
+        config = copy.deepcopy(source)  # the model owns its config (attention is set on it)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = model_class(source)(source)
+            model = model_class(config)(config)
         return model.to(dtype)
     from transformers import AutoConfig
 

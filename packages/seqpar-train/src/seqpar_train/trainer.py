@@ -252,7 +252,10 @@ def train(config: TrainConfig) -> TrainResult:
             if progress is not None:
                 progress.update(step, loss, lr)
             next_row = step * rows_per_step
-            stop_now = stop.agreed(device)
+            launch_limit = config.stop_after_steps
+            stop_now = stop.agreed(device) or (
+                launch_limit is not None and step - start_step >= launch_limit and step < total_steps
+            )
             if step % config.checkpoint.every == 0 or step == total_steps or stop_now:
                 last_ckpt = save_checkpoint(
                     ckpt_root, model, optimizer,

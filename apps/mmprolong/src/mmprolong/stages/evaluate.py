@@ -24,6 +24,7 @@ from mmprolong_schemas import EvalItem, Recipe, ScoreTable
 HELD_OUT_DATASET = "held-out"
 MODELS = ("base", "trained")
 SCORES = "scores.json"
+COMPARISON_FIGURE = "score_vs_length.png"
 
 
 def _items(ctx: StageContext, resolver: Any, tokenizer_dir: Path) -> list[EvalItem]:
@@ -103,10 +104,13 @@ class EvalStage(Contributor):
         items = _items(ctx, resolver, base)
         if not items:
             raise ValueError("the evaluation set is empty")
-        models = {"base": base, "trained": trained_checkpoint(ctx)}
+        models = {
+            "base": (base, recipe.init_model),
+            "trained": (trained_checkpoint(ctx), f"{recipe.name}-trained"),
+        }
         counts = {"items": len(items)}
-        for label, path in models.items():
-            runner = _runner(recipe, path, f"{label}:{recipe.name}", resolver)
+        for label, (path, model_name) in models.items():
+            runner = _runner(recipe, path, model_name, resolver)
             summary = run_eval(
                 items,
                 runner,
@@ -115,9 +119,11 @@ class EvalStage(Contributor):
                 judge=recipe.eval.judge,
                 settings={"model": str(path), "recipe": recipe.name},
             )
-            macro = summary.table.macro()
             counts[f"{label}_failed"] = len(summary.failed_items)
-            ctx.log(f"eval/{label}: macro score {macro if macro is not None else 'n/a'}")
+            for stem, table in summary.tables.items():
+                macro = table.macro()
+                shown = f"{macro:.2f}" if macro is not None else "n/a"
+                ctx.log(f"eval/{label}: {stem} macro score {shown}")
         return counts
 
     def progress(self, ctx: StageContext) -> dict[str, int]:
@@ -135,3 +141,11 @@ class EvalStage(Contributor):
                 data.scores[label] = ScoreTable.model_validate_json(
                     path.read_text(encoding="utf-8")
                 )
+        tables = [table for table in data.scores.values() if table.cells]
+        if tables:
+            (plot,) = require(self.name, "lvlm_judge.results", "plot")
+            figure = plot(tables, ctx.dir / COMPARISON_FIGURE)
+            data.package_figures["scores"] = (
+                "Score against context length, base vs trained (drawn by lvlm-judge)",
+                figure,
+            )

@@ -38,9 +38,9 @@ class MixStage(Contributor):
 
     def run(self, ctx: StageContext) -> dict[str, int]:
         (build_mixture,) = require(self.name, "qasynth", "build_mixture")
-        samples = ctx.stage_dir(SynthStage.name) / TRAIN_RUN / "samples"
+        inputs = ctx.stage_dir(SynthStage.name) / TRAIN_RUN / "samples"
         report = build_mixture(
-            [samples], ctx.dir, ctx.recipe.mixture, shortfall=_shortfall(ctx.recipe)
+            [inputs], ctx.dir, ctx.recipe.mixture, shortfall=_shortfall(ctx.recipe)
         )
         samples = int(report["total"].get("samples", 0))
         tokens = int(report["total"].get("total_tokens", 0))
@@ -71,6 +71,7 @@ class MixStage(Contributor):
             .to_pylist()
         ]
         if (ctx.dir / HISTOGRAM).exists():
-            data.package_figures.append(
-                ("Mixture token histogram by task (drawn by qasynth)", ctx.dir / HISTOGRAM)
+            data.package_figures["mixture"] = (
+                "Length histogram of the training mixture by task (drawn by qasynth)",
+                ctx.dir / HISTOGRAM,
             )

@@ -7,7 +7,6 @@ files are set aside: they are pooled (evaluation renders their pages) but never 
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -52,6 +51,7 @@ class PoolStage(Contributor):
         make_corpus, ingest, pool_class = require(
             self.name, "docpool", "make_corpus", "ingest", "Pool"
         )
+        (default_workers,) = require(self.name, "docpool.executor", "default_workers")
         recipe = ctx.recipe
         sources: list[str] = list(recipe.pool.inputs)
         corpus_files: list[str] = []
@@ -61,7 +61,8 @@ class PoolStage(Contributor):
                 corpus, n_docs=recipe.demo.documents, seed=recipe.demo.seed, pages=recipe.demo.pages
             )
             corpus_files = [document.file for document in truth.documents]
-            sources = [str(corpus)]
+            # The PDFs by name: the corpus folder also holds its ground truth (not a PDF).
+            sources = [str(corpus / name) for name in corpus_files]
             ctx.log(f"pool: generated {len(corpus_files)} PDFs in {corpus}")
         if not sources:
             raise ValueError(
@@ -71,7 +72,7 @@ class PoolStage(Contributor):
             sources,
             pool_path(ctx),
             layout=recipe.pool.layout,
-            workers=max(1, min(8, os.cpu_count() or 1)),
+            workers=default_workers(),
             min_pages=recipe.pool.min_pages,
             max_pages=recipe.pool.max_pages,
             progress=True,
@@ -107,7 +108,7 @@ class PoolStage(Contributor):
 
     def contribute(self, ctx: StageContext, data: ReportData) -> None:
         (pool_class, document_tokens) = require(self.name, "docpool", "Pool", "document_tokens")
-        if not (pool_path(ctx) / ".").exists():
+        if not pool_path(ctx).exists():
             return
         pool = pool_class(pool_path(ctx))
         documents = list(pool.documents())
@@ -116,15 +117,20 @@ class PoolStage(Contributor):
         tokens = [document_tokens(doc, ctx.recipe.vision) for doc in documents]
         pages = [doc.num_pages for doc in documents]
         languages = Counter(doc.lang or "unknown" for doc in documents)
+        vision = ctx.recipe.vision
         data.pool_stats = {
             "documents": len(documents),
             "held out for evaluation": len(held_out_ids(ctx)),
             "pages": sum(pages),
-            "pages per document (min / mean / max)": f"{min(pages)} / {sum(pages) / len(pages):.1f} / {max(pages)}",
+            "pages per document (min / mean / max)": _spread(pages),
             "estimated tokens (total)": sum(tokens),
-            "estimated tokens per document (min / mean / max)": f"{min(tokens)} / {sum(tokens) // len(tokens)} / {max(tokens)}",
-            "languages": ", ".join(f"{lang} {count}" for lang, count in languages.most_common()),
+            "estimated tokens per document (min / mean / max)": _spread(tokens),
+            "languages": ", ".join(f"{lang} {n}" for lang, n in languages.most_common()),
             "rejected files": len(pool.rejects()),
-            "render DPI / max pixels": f"{ctx.recipe.vision.dpi:g} / {ctx.recipe.vision.max_pixels}",
+            "render DPI / max pixels": f"{vision.dpi:g} / {vision.max_pixels}",
         }
         data.doc_tokens = tokens
+
+
+def _spread(values: list[int]) -> str:
+    return f"{min(values)} / {sum(values) / len(values):.1f} / {max(values)}"

@@ -102,3 +102,8 @@ class TrainStage(Contributor):
             for record in read_metrics(ctx.dir / METRICS)
             if "loss" in record and "step" in record
         ]
+        if (ctx.dir / LOSS_CURVE).exists():
+            data.package_figures["loss"] = (
+                "Training loss and learning rate (drawn by seqpar-train)",
+                ctx.dir / LOSS_CURVE,
+            )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -125,8 +125,14 @@ class LLMJudge:
         rationale = verdict.rationale if verdict.parsed else f"unparsed reply: {verdict.rationale}"
         return CachedVerdict(verdict.score, rationale, reply.text, tokens)
 
-    async def judge_async(self, requests: Sequence[JudgeRequest]) -> list[Judgement | None]:
-        """One Judgement per request (None where the judge server failed for good)."""
+    async def judge_async(
+        self,
+        requests: Sequence[JudgeRequest],
+        on_done: Callable[[int], None] | None = None,
+    ) -> list[Judgement | None]:
+        """One Judgement per request (None where the judge server failed for good);
+        ``on_done(n)`` is told each time n more requests are settled."""
+        notify = on_done or (lambda count: None)
         results: list[Judgement | None] = [None] * len(requests)
         pending: dict[str, list[int]] = {}
         references: dict[str, str] = {}
@@ -139,6 +145,7 @@ class LLMJudge:
                 results[index] = self._judgement(
                     request, 1.0, JudgeSource.PRE_JUDGE, "rule pre-judge: exact match"
                 )
+                notify(1)
                 continue
             key = cache_key(
                 self.model, PROMPT_VERSION, request.question, reference, request.prediction
@@ -149,6 +156,7 @@ class LLMJudge:
                 results[index] = self._judgement(
                     request, cached.score, JudgeSource.CACHE, cached.rationale
                 )
+                notify(1)
                 continue
             pending.setdefault(key, []).append(index)
             references[key] = reference
@@ -163,6 +171,7 @@ class LLMJudge:
                 except ChatError as error:
                     self.stats.failed += len(indices)
                     self.stats.errors.append(f"{first.item_id}: {error}")
+                    notify(len(indices))
                     return
                 if self.cache is not None:
                     self.cache.put(key, verdict)
@@ -174,9 +183,14 @@ class LLMJudge:
                     results[index] = self._judgement(
                         requests[index], verdict.score, JudgeSource.CACHE, verdict.rationale
                     )
+                notify(len(indices))
 
             await asyncio.gather(*(run(key, indices) for key, indices in pending.items()))
         return results
 
-    def judge(self, requests: Sequence[JudgeRequest]) -> list[Judgement | None]:
-        return asyncio.run(self.judge_async(requests))
+    def judge(
+        self,
+        requests: Sequence[JudgeRequest],
+        on_done: Callable[[int], None] | None = None,
+    ) -> list[Judgement | None]:
+        return asyncio.run(self.judge_async(requests, on_done))

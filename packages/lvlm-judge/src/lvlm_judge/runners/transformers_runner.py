@@ -1,7 +1,7 @@
 """A local model through transformers: accelerate's device_map places it (CPU for tiny test
 models, several GPUs for a 7B at 128K). Greedy, one item at a time (long contexts leave no
-room for batches). Rope settings are whatever the checkpoint's config says; an extended
-checkpoint written by longctx-rope carries them."""
+room for batches). Rope settings come from the checkpoint's config (an extended checkpoint
+written by longctx-rope carries them) or from a longctx-rope spec applied after loading."""
 
 from __future__ import annotations
 
@@ -13,6 +13,15 @@ from typing import Any
 from lvlm_judge.context import ContextResolver
 from lvlm_judge.runners.base import DEFAULT_MAX_NEW_TOKENS, GenerationRequest, chat_text
 from mmprolong_schemas import Prediction
+
+
+def read_rope_spec(path: str | Path) -> Any:
+    """A longctx-rope RopeSpec from its JSON form (what ``longctx-rope`` writes)."""
+    from pydantic import TypeAdapter
+
+    from longctx_rope import RopeSpec
+
+    return TypeAdapter(RopeSpec).validate_json(Path(path).read_text(encoding="utf-8"))
 
 
 def load_processor(model_path: str | Path) -> Any:
@@ -36,6 +45,7 @@ class TransformersRunner:
         device_map: str | dict[str, Any] = "auto",
         dtype: str = "auto",
         model_name: str | None = None,
+        rope_spec: Any | None = None,
     ):
         try:
             from transformers import AutoModelForImageTextToText
@@ -50,6 +60,10 @@ class TransformersRunner:
         self.model = AutoModelForImageTextToText.from_pretrained(
             model_path, device_map=device_map, dtype=dtype
         ).eval()
+        if rope_spec is not None:
+            from longctx_rope import apply_rope
+
+            apply_rope(self.model, rope_spec)
 
     def _generate_one(self, request: GenerationRequest) -> Prediction:
         import torch

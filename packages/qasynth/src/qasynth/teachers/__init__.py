@@ -1,12 +1,14 @@
 """Teacher backends behind one interface (``Teacher.complete``)."""
 
 from qasynth.teachers.base import Teacher, TeacherReply, TeacherRequest, request_key
+from qasynth.teachers.factory import BACKENDS, make_teacher
 from qasynth.teachers.openai import OpenAITeacher
 from qasynth.teachers.rules import RulesTeacher
 from qasynth.teachers.transformers import TransformersTeacher
 from qasynth.teachers.vllm import EngineSettings, VLLMTeacher
 
 __all__ = [
+    "BACKENDS",
     "EngineSettings",
     "OpenAITeacher",
     "RulesTeacher",
@@ -15,5 +17,6 @@ __all__ = [
     "TeacherRequest",
     "TransformersTeacher",
     "VLLMTeacher",
+    "make_teacher",
     "request_key",
 ]

@@ -63,7 +63,6 @@ class OpenAITeacher(Teacher):
         self.temperature = temperature
         self.dpi = dpi
         self.jpeg_quality = jpeg_quality
-        self.http_attempts = 0
 
     def payload(self, request: TeacherRequest) -> dict[str, Any]:
         """The chat-completions body of one request, images rendered and encoded."""
@@ -111,7 +110,6 @@ class OpenAITeacher(Teacher):
         for attempt in range(self.max_retries + 1):
             if attempt:
                 await asyncio.sleep(self._delay(attempt, last_error))
-            self.http_attempts += 1
             try:
                 response = await client.post(
                     "/chat/completions",

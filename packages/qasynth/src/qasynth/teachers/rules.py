@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmprolong_schemas import Document, Task
-from qasynth.facts import DocumentFacts, PageFact, PageTable, extract_facts
+from qasynth.facts import DocumentFacts, PageCaption, PageFact, PageTable, extract_facts
 from qasynth.parsing import FALLBACK_MARK
 from qasynth.teachers.base import ReplyCallback, Teacher, TeacherReply, TeacherRequest
 
@@ -36,6 +36,7 @@ class Draft:
     facts: list[PageFact]
     tables: list[PageTable]
     operation: str
+    captions: tuple[PageCaption, ...] = ()
 
     def reply(self) -> TeacherReply:
         data = {
@@ -50,6 +51,7 @@ class Draft:
             "operation": self.operation,
             "facts": [f.locator() for f in self.facts],
             "tables": [{"page": t.page, "caption": t.caption} for t in self.tables],
+            "captions": [c.locator() for c in self.captions],
         }
         return TeacherReply(text=text, meta=meta)
 
@@ -151,6 +153,8 @@ class RulesTeacher(Teacher):
     # -- extract-single ---------------------------------------------------------------------
 
     def _single(self, facts: DocumentFacts, rng: random.Random) -> Draft | None:
+        if facts.captions and (not facts.facts or rng.random() < 0.2):
+            return self._caption(rng.choice(facts.captions))
         if not facts.facts:
             return None
         fact = rng.choice(facts.facts)
@@ -171,6 +175,24 @@ class RulesTeacher(Teacher):
             [fact],
             [],
             "value",
+        )
+
+    def _caption(self, caption: PageCaption) -> Draft:
+        question = f"What title does the caption of {caption.label} on Page {caption.page} give?"
+        evidence = (
+            f'Layout on Page {caption.page}: the caption reads "{caption.label}: {caption.title}".'
+        )
+        return Draft(
+            question,
+            caption.title,
+            "String",
+            [caption.page],
+            ["Layout"],
+            evidence,
+            [],
+            [],
+            "caption",
+            (caption,),
         )
 
     # -- extract-multi ----------------------------------------------------------------------

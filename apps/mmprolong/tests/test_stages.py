@@ -1,0 +1,115 @@
+"""The real stages' wiring without running the packages: config slices, missing APIs, views."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mmprolong.orchestrator import Pipeline, StageContext, StageUnavailable
+from mmprolong.recipes import apply_overrides, load_recipe
+from mmprolong.stages import STAGE_NAMES, default_stages
+from mmprolong.stages._require import require
+from mmprolong.stages.report import sweep_row
+from mmprolong.stages.synth import PoolView
+from mmprolong.stages.train import _step_of
+from mmprolong_schemas import Document, Page
+
+
+def test_stage_order() -> None:
+    assert tuple(stage.name for stage in default_stages()) == STAGE_NAMES
+
+
+@pytest.mark.parametrize(
+    ("override", "first_stale"),
+    [
+        ({"pool.max_pages": 300}, "pool"),
+        ({"demo.documents": 20}, "pool"),
+        ({"synth.seed": 3}, "synth"),
+        ({"vision.dpi": 48.0}, "synth"),
+        ({"mixture.token_budget": "32K"}, "mix"),
+        ({"rope.base": 8e6, "rope.method": "set-base"}, "rope"),
+        ({"train.schedule.peak_lr": 5e-4}, "train"),
+        ({"eval.max_new_tokens": 4}, "eval"),
+    ],
+)
+def test_a_change_invalidates_its_stage_and_all_later_ones(
+    tmp_path: Path, override: dict[str, Any], first_stale: str
+) -> None:
+    pipeline = Pipeline(default_stages(), tmp_path)
+    recipe = load_recipe("demo-tiny")
+    before = pipeline.hashes(recipe)
+    after = pipeline.hashes(apply_overrides(recipe, override, "test"))
+    changed = [
+        name for name, old, new in zip(STAGE_NAMES, before, after, strict=True) if old != new
+    ]
+    assert changed == list(STAGE_NAMES[STAGE_NAMES.index(first_stale) :])
+
+
+def test_stage_configs_are_json() -> None:
+    recipe = load_recipe("mmprolong-qwen2.5-vl-7b")
+    for stage in default_stages():
+        json.dumps(stage.config(recipe))
+
+
+def test_a_missing_api_names_the_stage_and_the_function() -> None:
+    with pytest.raises(StageUnavailable, match=r"stage 'train' needs json\.no_such_function"):
+        require("train", "json", "dumps", "no_such_function")
+    with pytest.raises(StageUnavailable, match="no_such_module"):
+        require("eval", "no_such_module", "x")
+    assert require("pool", "json", "dumps") == [json.dumps]
+
+
+class _Pool:
+    def __init__(self, docs: list[Document]):
+        self.docs = {doc.doc_id: doc for doc in docs}
+
+    def documents(self) -> Any:
+        return iter(self.docs.values())
+
+    def get(self, doc_id: str) -> Document:
+        return self.docs[doc_id]
+
+    def render(self, doc_id: str, pages: Any, dpi: float = 144.0) -> list[Any]:
+        return [f"{doc_id}:{page}@{dpi}" for page in pages]
+
+
+def _doc(letter: str) -> Document:
+    return Document(
+        doc_id=letter * 64,
+        source_path=f"{letter}.pdf",
+        file_size=1,
+        num_pages=1,
+        pages=[Page(number=1, width=612, height=792)],
+    )
+
+
+def test_pool_view_shows_only_its_documents() -> None:
+    pool = _Pool([_doc("a"), _doc("b"), _doc("c")])
+    view = PoolView(pool, ["a" * 64, "c" * 64])
+    assert [doc.doc_id[0] for doc in view.documents()] == ["a", "c"]
+    assert view.get("a" * 64).source_path == "a.pdf"
+    with pytest.raises(KeyError, match="not part of this selection"):
+        view.get("b" * 64)
+    assert view.render("c" * 64, [1], 24.0) == [f"{'c' * 64}:1@24.0"]
+
+
+def test_sweep_runs_are_recognised_for_the_report() -> None:
+    recipe = load_recipe("demo-tiny")
+    assert sweep_row(recipe) is None
+    named = apply_overrides(recipe, {"name": "ablation-ratio-8-2"}, "test")
+    assert sweep_row(named) == ("table2_extraction_reasoning_ratio", "8:2")
+
+
+def test_checkpoint_step_from_its_folder_name() -> None:
+    assert _step_of(Path("runs/x/checkpoints/step-00000016")) == 16
+    assert _step_of(None) == 0
+
+
+def test_a_real_run_without_pdfs_says_how_to_give_them(tmp_path: Path) -> None:
+    recipe = load_recipe("mmprolong-qwen2.5-vl-7b")
+    pool = default_stages()[0]
+    with pytest.raises(ValueError, match=r"set pool\.inputs or pass --pdfs"):
+        pool.run(StageContext(tmp_path, recipe, "pool"))

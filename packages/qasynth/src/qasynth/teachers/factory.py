@@ -1,0 +1,52 @@
+"""One teacher from its backend name, as recipes and the CLI name them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmprolong_schemas import VisionTokenSpec
+from qasynth.teachers.base import Teacher
+from qasynth.teachers.openai import OpenAITeacher
+from qasynth.teachers.rules import RulesTeacher
+from qasynth.teachers.transformers import TransformersTeacher
+from qasynth.teachers.vllm import VLLMTeacher
+
+BACKENDS = ("rules", "openai", "vllm", "transformers")
+
+
+def make_teacher(
+    kind: str,
+    pool: Any,
+    *,
+    model: str | None = None,
+    base_url: str | None = None,
+    concurrency: int = 8,
+    dpi: float = 144,
+    structured: bool = True,
+    max_tokens: int = 1024,
+) -> Teacher:
+    """``pool`` gives documents (``get``) to the rules teacher and page images (``render``)
+    to the others. ``model`` is required except for rules; ``base_url`` for openai."""
+    if kind == "rules":
+        return RulesTeacher(pool.get)
+    if kind not in BACKENDS:
+        raise ValueError(f"unknown teacher {kind!r}; expected one of {', '.join(BACKENDS)}")
+    if not model:
+        raise ValueError(f"the {kind} teacher needs a model name or path")
+    if kind == "openai":
+        if not base_url:
+            raise ValueError("the openai teacher needs a base URL, e.g. http://localhost:8000/v1")
+        return OpenAITeacher(
+            model,
+            base_url,
+            pool,
+            concurrency=concurrency,
+            dpi=dpi,
+            structured=structured,
+            max_tokens=max_tokens,
+        )
+    if kind == "vllm":
+        return VLLMTeacher(
+            model, pool, spec=VisionTokenSpec(dpi=dpi), structured=structured, max_tokens=max_tokens
+        )
+    return TransformersTeacher.load(model, pool, dpi=dpi, max_new_tokens=max_tokens)
