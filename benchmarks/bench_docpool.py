@@ -56,10 +56,26 @@ def _ingest_seconds(files: list[Path], work: Path, workers: int, **options: obje
     return best_of(run, 2)
 
 
+def _parser_seconds(files: list[Path]) -> float:
+    """The fast parser alone, in this process: no workers, hashing or shards."""
+    options = ParseOptions(min_pages=1, max_pages=10_000, chunk_pages=10_000)
+    return best_of(lambda: [probe_document(str(file), options) for file in files], 2)
+
+
 def _ingest_results(label: str, files: list[Path], work: Path) -> list[Result]:
     bare, pages = _bare_dict_seconds(files)
     one = _ingest_seconds(files, work, 1)
+    parser = _parser_seconds(files)
     return [
+        Result(
+            name=f"fast parser alone, in-process ({label}, {pages} pages)",
+            value=pages / parser,
+            unit="pages/s",
+            baseline=pages / bare,
+            baseline_name="bare get_text('dict')",
+            target="report",
+            details={"parser_s": parser, "bare_s": bare},
+        ),
         Result(
             name=f"fast ingest, 1 worker ({label}, {pages} pages)",
             value=pages / one,
@@ -69,7 +85,7 @@ def _ingest_results(label: str, files: list[Path], work: Path) -> list[Result]:
             target=">= 0.7x",
             passed=bare / one >= 0.7,
             details={"pages": pages, "ingest_s": one, "bare_s": bare},
-        )
+        ),
     ]
 
 

@@ -172,3 +172,33 @@ def test_sweep_runs_its_grid_in_turn_and_survives_a_failed_run(
         "b:ablation-mrope-base-reasoning-8e6",
     ]
     assert (tmp_path / "reasoning-8e6" / "b" / "manifest.json").exists()
+
+
+def test_run_says_which_stages_a_change_invalidates_before_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mmprolong.stages
+
+    seen: list[str] = []
+    monkeypatch.setattr(
+        mmprolong.stages,
+        "default_stages",
+        lambda: [_RecordingStage("first", seen), _RecordingStage("second", seen)],
+    )
+    recipe = tmp_path / "mine.toml"
+    recipe.write_text('name = "mine"\n')
+    run_dir = tmp_path / "run"
+    assert runner.invoke(app, ["run", str(recipe), "--run-dir", str(run_dir)]).exit_code == 0
+    again = runner.invoke(app, ["run", str(recipe), "--run-dir", str(run_dir)])
+    assert again.exit_code == 0
+    assert "skip" in again.output
+    assert seen == ["first:mine", "second:mine"]
+
+    recipe.write_text('name = "mine"\n[rope]\nbase = 8e6\n')
+    changed = runner.invoke(app, ["run", str(recipe), "--run-dir", str(run_dir)])
+    assert changed.exit_code == 0
+    assert "The config of stage 'first' changed" in changed.output
+    assert "first, second will be redone" in changed.output
+    assert changed.output.index("will be redone") < changed.output.index("Finished")
+    status = runner.invoke(app, ["status", str(run_dir)])
+    assert status.output.count("done") == 2

@@ -109,3 +109,10 @@ def test_render_formats(ingested: tuple[Pool, IngestReport], tmp_path: Path) -> 
 
 def test_parse_pages() -> None:
     assert parse_pages("1,4,9-11") == [1, 4, 9, 10, 11]
+
+
+def test_ingest_reports_bad_input_without_traceback(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["ingest", str(tmp_path / "missing"), "--out", str(tmp_path / "p")])
+    assert result.exit_code == 2
+    assert "no such file or folder" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

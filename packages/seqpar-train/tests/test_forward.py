@@ -4,8 +4,8 @@ transformers forward/backward of the same model on the same packed row."""
 import pytest
 import torch
 import torch.nn.functional as F
-from longctx_rope import tiny_config
 
+from longctx_rope import tiny_config
 from seqpar_train.batch import shift_labels
 from seqpar_train.forward import PackedLossModel, row_loss
 from seqpar_train.modeling import build_model
@@ -41,6 +41,7 @@ def test_sp1_equals_plain_transformers_forward_backward(family):
     want = _hf_loss(reference, row).detach()
     torch.testing.assert_close(out.loss_sum.detach(), want, rtol=1e-5, atol=1e-5)
     assert out.label_tokens == (shift_labels(row.labels, row.cu_seqlens) != -100).sum()
+
     def grads(model):
         return {
             name: p.grad if p.grad is not None else torch.zeros_like(p)

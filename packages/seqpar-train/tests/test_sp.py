@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
+from seqpar_train.attention import varlen_attention
 from seqpar_train.batch import IGNORE_INDEX, PackedRow, shard_row, shift_labels
 from seqpar_train.selfcheck import Scenario, check_sp, sp_loss_and_grads
 from seqpar_train.synthetic import MULTI_IMAGE_DOCS
 from seqpar_train.ulysses import _adapt_heads, plan_heads
-from seqpar_train.attention import varlen_attention
 
 SCENARIOS = [
     Scenario("qwen2.5-vl"),
@@ -51,11 +51,17 @@ def test_head_plans():
         plan_heads(4, 2, 8)
 
 
-@pytest.mark.parametrize(("q_heads", "kv_heads", "sp"), [(4, 1, 2), (3, 1, 2), (6, 2, 4), (5, 5, 4)])
+@pytest.mark.parametrize(
+    ("q_heads", "kv_heads", "sp"), [(4, 1, 2), (3, 1, 2), (6, 2, 4), (5, 5, 4)]
+)
 def test_adapted_heads_do_not_change_attention(q_heads, kv_heads, sp):
     torch.manual_seed(0)
     cu = [0, 11, 24]
-    q, k, v = torch.randn(24, q_heads, 8), torch.randn(24, kv_heads, 8), torch.randn(24, kv_heads, 8)
+    q, k, v = (
+        torch.randn(24, q_heads, 8),
+        torch.randn(24, kv_heads, 8),
+        torch.randn(24, kv_heads, 8),
+    )
     plan = plan_heads(q_heads, kv_heads, sp)
     qa, ka, va = _adapt_heads(q, k, v, plan)
     assert qa.shape[1] % sp == 0 and ka.shape[1] % sp == 0

@@ -312,9 +312,7 @@ def doctor(
 
 @app.command()
 def demo(
-    run_dir: Annotated[Path, typer.Option("--run-dir", help="Run directory.")] = Path(
-        "mmprolong-demo"
-    ),
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="Run directory.")] = Path("runs/demo"),
 ) -> None:
     """The whole pipeline on CPU with no downloads: generated PDFs, rules teacher, a tiny
     Qwen2.5-VL trained with SP=2 on 2 processes, evaluation of base vs trained, a report.

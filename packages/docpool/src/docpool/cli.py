@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -12,6 +13,9 @@ from rich.table import Table
 
 from docpool import __version__
 from mmprolong_schemas import ModelFamily
+
+if TYPE_CHECKING:
+    from docpool.ingest import IngestReport
 
 app = typer.Typer(
     help="Turn folders of PDFs into a deduplicated, layout-parsed document pool.",
@@ -57,7 +61,11 @@ def ingest_command(
         "Default domain: the parent folder name.",
     ),
     timeout: float = typer.Option(300.0, help="Seconds one document (or chunk) may take."),
-    memory_mb: int = typer.Option(4096, help="Address-space cap per worker process, MiB."),
+    memory_mb: int = typer.Option(
+        4096,
+        help="Address space (MiB) a worker may add to what it inherits; over it, the "
+        "document is rejected as memory.",
+    ),
     chunk_pages: int = typer.Option(
         64, help="Parse longer documents in chunks of this many pages."
     ),
@@ -72,14 +80,60 @@ def ingest_command(
 
     Safe to interrupt and rerun: files already pooled, aliased or rejected are skipped."""
     from docpool.executor import default_workers
+    from docpool.layout_model import LayoutModelUnavailable
+    from docpool.pool import NotAPool
+    from docpool.sources import SourceError
+
+    try:
+        report = _run_ingest(
+            sources,
+            out,
+            layout,
+            layout_features,
+            workers or default_workers(),
+            min_pages,
+            max_pages,
+            max_file_mb,
+            exclude_hashes,
+            domain_map,
+            timeout,
+            memory_mb,
+            chunk_pages,
+            tables,
+            ocr,
+        )
+    except (SourceError, NotAPool, LayoutModelUnavailable, ValueError) as error:
+        # Bad arguments or inputs: say which, without a traceback.
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+    _print_report(report, out)
+
+
+def _run_ingest(
+    sources: list[Path],
+    out: Path,
+    layout: str,
+    layout_features: str,
+    workers: int,
+    min_pages: int,
+    max_pages: int,
+    max_file_mb: float,
+    exclude_hashes: Path | None,
+    domain_map: Path | None,
+    timeout: float,
+    memory_mb: int,
+    chunk_pages: int,
+    tables: str,
+    ocr: bool,
+) -> IngestReport:
     from docpool.ingest import ingest
 
-    report = ingest(
+    return ingest(
         sources,
         out,
         layout=layout,
         layout_features=layout_features,
-        workers=workers or default_workers(),
+        workers=workers,
         min_pages=min_pages,
         max_pages=max_pages,
         max_file_bytes=int(max_file_mb * (1 << 20)),
@@ -93,6 +147,9 @@ def ingest_command(
         progress=True,
         command=sys.argv,
     )
+
+
+def _print_report(report: IngestReport, out: Path) -> None:
     table = Table(title=f"ingest into {out}")
     table.add_column("what")
     table.add_column("count", justify="right")

@@ -136,6 +136,10 @@ class _Worker:
     def sample(self) -> None:
         self.peak = max(self.peak, _address_space(self.process.pid))
 
+    @property
+    def near_cap(self) -> bool:
+        return self.limit is not None and self.peak >= _NEAR_CAP * self.limit
+
 
 class LocalExecutor:
     """Up to ``workers`` worker processes, each running one task at a time. A task is killed
@@ -233,12 +237,16 @@ class LocalExecutor:
                 for connection, worker in list(busy.items()):
                     if now >= worker.deadline:
                         del busy[connection]
+                        worker.sample()
                         self._stop(worker, kill=True)
-                        yield TaskOutcome(
-                            worker.key,
-                            error=TaskTimeout(f"killed after {self.timeout:g} s"),
-                            seconds=now - worker.started,
-                        )
+                        error: BaseException = TaskTimeout(f"killed after {self.timeout:g} s")
+                        if worker.near_cap:
+                            # Allocation failures can leave native code stuck, not crashed.
+                            error = TaskMemoryExceeded(
+                                f"worker stalled at its memory cap ({worker.peak >> 20} MiB of "
+                                f"address space) and was killed after {self.timeout:g} s"
+                            )
+                        yield TaskOutcome(worker.key, error=error, seconds=now - worker.started)
         finally:
             for worker in list(busy.values()):
                 self._stop(worker, kill=True)
@@ -255,8 +263,7 @@ class LocalExecutor:
             worker.process.join()
             code = worker.process.exitcode
             error: BaseException = TaskCrashed(f"worker exited with code {code} without a result")
-            near_cap = worker.limit is not None and worker.peak >= _NEAR_CAP * worker.limit
-            if code == -9 or near_cap:
+            if code == -9 or worker.near_cap:
                 error = TaskMemoryExceeded(
                     f"worker died (exit code {code}) at {worker.peak >> 20} MiB of address "
                     "space, at its memory cap"

@@ -70,10 +70,6 @@ class RawPage:
     tables: list[FoundTable]
     flags: list[str] = field(default_factory=list)
 
-    @property
-    def has_text(self) -> bool:
-        return any(line.text.strip() for line in self.lines)
-
 
 @dataclass(frozen=True)
 class StyleProfile:

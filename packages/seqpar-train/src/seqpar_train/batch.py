@@ -37,7 +37,9 @@ class PackedRow:
         if self.labels.shape != self.input_ids.shape:
             raise ValueError(f"labels {tuple(self.labels.shape)} != input_ids ({length},)")
         if tuple(self.position_ids.shape) != (4, length):
-            raise ValueError(f"position_ids must be (4, {length}), got {tuple(self.position_ids.shape)}")
+            raise ValueError(
+                f"position_ids must be (4, {length}), got {tuple(self.position_ids.shape)}"
+            )
         if sum(self.doc_lens) != length or any(n <= 0 for n in self.doc_lens):
             raise ValueError(f"doc_lens {self.doc_lens} do not partition {length} tokens")
         if (self.pixel_values is None) != (self.image_grid_thw is None):

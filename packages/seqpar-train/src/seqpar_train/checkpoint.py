@@ -9,6 +9,7 @@ it, is never loaded: ``latest_checkpoint`` skips it and ``load_checkpoint`` refu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -16,6 +17,8 @@ import re
 import shutil
 import signal
 import uuid
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -32,6 +35,17 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 MARKER = "COMPLETE.json"
+
+
+@contextlib.contextmanager
+def _quiet_single_process() -> Iterator[None]:
+    """DCP warns that it "assumes a single process" whenever no process group exists; that
+    is exactly the single-process case here (one-rank runs, export), so the note is noise."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
+
+
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
 
 
@@ -139,10 +153,15 @@ def save_checkpoint(
         partial.mkdir(parents=True, exist_ok=True)
     _barrier()
     model_state, optim_state = get_state_dict(model, optimizer)
-    dcp.save({"model": model_state, "optimizer": optim_state}, checkpoint_id=str(partial))
+    with _quiet_single_process():
+        dcp.save({"model": model_state, "optimizer": optim_state}, checkpoint_id=str(partial))
     torch.save(
-        {"step": state.step, "scheduler": state.scheduler, "data_cursor": state.data_cursor,
-         "rng": state.rng},
+        {
+            "step": state.step,
+            "scheduler": state.scheduler,
+            "data_cursor": state.data_cursor,
+            "rng": state.rng,
+        },
         partial / f"train_state-rank{_rank():05d}.pt",
     )
     _barrier()
@@ -185,11 +204,13 @@ def load_checkpoint(
     else:
         target = {"model": get_state_dict(model, [])[0]}
     try:
-        dcp.load(target, checkpoint_id=str(source))
+        with _quiet_single_process():
+            dcp.load(target, checkpoint_id=str(source))
     except Exception as error:  # DCP raises many types; all mean the same thing here
         raise CheckpointError(f"checkpoint {source} could not be read: {error}") from error
     set_state_dict(
-        model, optimizer if optimizer is not None else [],
+        model,
+        optimizer if optimizer is not None else [],
         model_state_dict=target["model"],
         optim_state_dict=target.get("optimizer", {}),
         options=StateDictOptions(strict=True),
@@ -233,11 +254,15 @@ def load_model_weights(path: str | Path, model: torch.nn.Module) -> int:
     manifest = _verify(source)
     model_state = get_state_dict(model, [])[0]
     try:
-        dcp.load({"model": model_state}, checkpoint_id=str(source))
+        with _quiet_single_process():
+            dcp.load({"model": model_state}, checkpoint_id=str(source))
     except Exception as error:  # DCP raises many types; all mean the same thing here
         raise CheckpointError(f"checkpoint {source} could not be read: {error}") from error
     set_state_dict(
-        model, [], model_state_dict=model_state, optim_state_dict={},
+        model,
+        [],
+        model_state_dict=model_state,
+        optim_state_dict={},
         options=StateDictOptions(strict=True),
     )
     return int(manifest["step"])

@@ -35,9 +35,7 @@ class _AllToAll(torch.autograd.Function):
         ctx.send_splits, ctx.recv_splits, ctx.group = send_splits, recv_splits, group
         rows = tensor.shape[0] if recv_splits is None else sum(recv_splits)
         out = tensor.new_empty((rows, *tensor.shape[1:]))
-        dist.all_to_all_single(
-            out, tensor.contiguous(), recv_splits, send_splits, group=group
-        )
+        dist.all_to_all_single(out, tensor.contiguous(), recv_splits, send_splits, group=group)
         return out
 
     @staticmethod
@@ -58,7 +56,8 @@ def all_to_all(
 ) -> torch.Tensor:
     """Rank r sends rows ``send_splits[s]`` of ``tensor`` (in order) to rank s and receives
     ``recv_splits[s]`` rows from rank s. Without splits, dim 0 is cut into equal parts."""
-    return _AllToAll.apply(tensor, send_splits, recv_splits, group)  # type: ignore[no-any-return]
+    out: torch.Tensor = _AllToAll.apply(tensor, send_splits, recv_splits, group)
+    return out
 
 
 def all_reduce_sum(tensor: torch.Tensor, group: ProcessGroup | None) -> torch.Tensor:

@@ -11,6 +11,8 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import Field, model_validator
+
 from mmprolong_schemas import (
     K,
     Model,
@@ -22,8 +24,6 @@ from mmprolong_schemas import (
     TokenCount,
     VisionTokenSpec,
 )
-from pydantic import Field, model_validator
-
 from seqpar_train.optim import steps_for_budget
 
 
@@ -107,7 +107,8 @@ class TrainConfig(Model):
     global_batch_tokens: TokenCount = Field(default=4 * 2**20, ge=1)
     max_steps: int | None = Field(default=None, ge=1, description="Cap on the schedule's steps.")
     stop_after_steps: int | None = Field(
-        default=None, ge=1,
+        default=None,
+        ge=1,
         description="Stop (with a checkpoint) after this many steps of this launch, keeping "
         "the full run's schedule: for time-sliced jobs that resume later.",
     )
@@ -139,9 +140,12 @@ class TrainConfig(Model):
         ``fields`` set the rest (output_dir, data, ...)."""
         train = recipe.train
         parallel = ParallelSettings(
-            sp=train.parallel.sp, dp_shard=train.parallel.fsdp,
-            nproc_per_node=train.parallel.gpus_per_node, nnodes=train.parallel.nodes,
-            attention=train.attention, activation_checkpointing=train.activation_checkpointing,
+            sp=train.parallel.sp,
+            dp_shard=train.parallel.fsdp,
+            nproc_per_node=train.parallel.gpus_per_node,
+            nnodes=train.parallel.nodes,
+            attention=train.attention,
+            activation_checkpointing=train.activation_checkpointing,
             param_dtype=train.dtype,
         )
         base: dict[str, Any] = {

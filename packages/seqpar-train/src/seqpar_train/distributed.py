@@ -53,12 +53,17 @@ def _worker(
     timeout_s: float,
 ) -> None:
     os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
-        RANK=str(rank), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        WORLD_SIZE=str(world),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(world),
     )
     torch.set_num_threads(1)
+    backend = "nccl" if torch.cuda.is_available() and torch.cuda.device_count() >= world else "gloo"
     dist.init_process_group(
-        "gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=timeout_s)
+        backend, rank=rank, world_size=world, timeout=datetime.timedelta(seconds=timeout_s)
     )
     try:
         result = fn(*args)
@@ -71,13 +76,17 @@ def _worker(
 def spawn_local(
     fn: Callable[..., Any], nprocs: int, *args: Any, timeout_s: float = 600.0
 ) -> list[Any]:
-    """Run ``fn(*args)`` in ``nprocs`` fresh processes joined in a gloo group on this machine;
+    """Run ``fn(*args)`` in ``nprocs`` fresh processes joined in a process group on this
+    machine (NCCL with one GPU each when there are enough GPUs, else gloo on CPU);
     returns every rank's return value in rank order (they must be picklable).
     ``fn`` must be importable (defined at module level). A collective that waits longer than
     ``timeout_s`` fails instead of hanging."""
     with tempfile.TemporaryDirectory(prefix="seqpar-spawn-") as out_dir:
         mp.start_processes(
-            _worker, args=(nprocs, free_port(), fn, args, out_dir, timeout_s), nprocs=nprocs, join=True,
+            _worker,
+            args=(nprocs, free_port(), fn, args, out_dir, timeout_s),
+            nprocs=nprocs,
+            join=True,
             start_method="spawn",
         )
         return [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import Field
 
@@ -52,23 +53,37 @@ class ArchSpec(Model):
 
 PRESETS: dict[str, ArchSpec] = {
     "qwen2.5-vl-7b": ArchSpec(
-        layers=28, hidden=3584, intermediate=18944, heads=28, kv_heads=4, vocab=152064,
+        layers=28,
+        hidden=3584,
+        intermediate=18944,
+        heads=28,
+        kv_heads=4,
+        vocab=152064,
         vision_params=676_000_000,
     ),
     "qwen3-vl-8b": ArchSpec(
-        layers=36, hidden=4096, intermediate=12288, heads=32, kv_heads=8, vocab=151936,
-        head_dim=128, vision_params=576_000_000,
+        layers=36,
+        hidden=4096,
+        intermediate=12288,
+        heads=32,
+        kv_heads=8,
+        vocab=151936,
+        head_dim=128,
+        vision_params=576_000_000,
     ),
 }
 
 
-def arch_from_config(config: object) -> ArchSpec:
+def arch_from_config(config: Any) -> ArchSpec:
     """An ArchSpec from an HF Qwen-VL config (its text_config)."""
     text = getattr(config, "text_config", config)
     return ArchSpec(
-        layers=text.num_hidden_layers, hidden=text.hidden_size,
-        intermediate=text.intermediate_size, heads=text.num_attention_heads,
-        kv_heads=text.num_key_value_heads, vocab=text.vocab_size,
+        layers=text.num_hidden_layers,
+        hidden=text.hidden_size,
+        intermediate=text.intermediate_size,
+        heads=text.num_attention_heads,
+        kv_heads=text.num_key_value_heads,
+        vocab=text.vocab_size,
         head_dim=getattr(text, "head_dim", None),
     )
 
@@ -79,7 +94,9 @@ class RowFlops:
     non_causal: float
 
 
-def training_flops(arch: ArchSpec, doc_lens: Sequence[int], label_tokens: int | None = None) -> RowFlops:
+def training_flops(
+    arch: ArchSpec, doc_lens: Sequence[int], label_tokens: int | None = None
+) -> RowFlops:
     """FLOPs of forward + backward of one packed row of documents ``doc_lens``.
 
     With ``label_tokens`` the LM head counts only labelled positions (the chunked loss never
@@ -128,7 +145,12 @@ def estimate(
     step_seconds = per_step_causal / (gpus * peak_tflops * 1e12 * mfu)
     hours = steps * step_seconds / 3600
     return Estimate(
-        tokens_per_step=rows * seq_len, step_flops_causal=per_step_causal,
-        step_flops_non_causal=per_step_non_causal, steps=steps, step_seconds=step_seconds,
-        total_hours=hours, gpu_hours=hours * gpus, assumed_mfu=mfu,
+        tokens_per_step=rows * seq_len,
+        step_flops_causal=per_step_causal,
+        step_flops_non_causal=per_step_non_causal,
+        steps=steps,
+        step_seconds=step_seconds,
+        total_hours=hours,
+        gpu_hours=hours * gpus,
+        assumed_mfu=mfu,
     )

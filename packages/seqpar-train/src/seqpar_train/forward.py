@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.distributed import ProcessGroup
@@ -31,7 +32,7 @@ class RowLoss:
     pad_tokens: int  # padding in this rank's slice
 
 
-def _parts(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
+def _parts(model: Any) -> tuple[Any, Any, Any]:
     inner = model.model  # Qwen2_5_VLModel / Qwen3VLModel
     return inner.visual, inner.language_model, model.lm_head
 
@@ -45,7 +46,7 @@ def count_label_tokens(row: PackedRow, sp_rank: int, sp_size: int) -> int:
 
 
 def row_loss(
-    model: torch.nn.Module,
+    model: Any,
     row: PackedRow,
     *,
     sp_group: ProcessGroup | None = None,
@@ -60,8 +61,13 @@ def row_loss(
     slice_length = shard.input_ids.shape[0]
 
     images = shard_image_embeddings(
-        visual, row.pixel_values, row.image_grid_thw, shard.full_input_ids,
-        config.image_token_id, slice_length, sp_group,
+        visual,
+        row.pixel_values,
+        row.image_grid_thw,
+        shard.full_input_ids,
+        config.image_token_id,
+        slice_length,
+        sp_group,
     )
     embeds = language_model.get_input_embeddings()(shard.input_ids[None])
     image_mask = (shard.input_ids == config.image_token_id)[None]
@@ -103,7 +109,7 @@ class PackedLossModel(torch.nn.Module):
 
     def __init__(
         self,
-        hf_model: torch.nn.Module,
+        hf_model: Any,
         *,
         sp_group: ProcessGroup | None = None,
         pad_token_id: int = 0,
@@ -119,7 +125,10 @@ class PackedLossModel(torch.nn.Module):
     def forward(self, row: PackedRow) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss sum, labelled tokens) of this rank's slice of ``row``."""
         out = row_loss(
-            self.hf_model, row, sp_group=self.sp_group, pad_token_id=self.pad_token_id,
+            self.hf_model,
+            row,
+            sp_group=self.sp_group,
+            pad_token_id=self.pad_token_id,
             loss_chunk=self.loss_chunk,
         )
         self.last_tokens = (out.tokens, out.pad_tokens)

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import torch
 from torch.distributed.device_mesh import DeviceMesh
-from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import (
+    CPUOffloadPolicy,
+    FSDPModule,
+    MixedPrecisionPolicy,
+    OffloadPolicy,
+    fully_shard,
+)
 
 from seqpar_train.modeling import decoder_layers, vision_blocks
 
@@ -27,16 +33,20 @@ def apply_fsdp(
     state on the CPU (the optimizer steps there); GPU memory then holds only the layers
     being computed."""
     policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=reduce_dtype)
-    options: dict[str, object] = {"mesh": mesh, "mp_policy": policy}
-    if cpu_offload:
-        options["offload_policy"] = CPUOffloadPolicy()
-    for block in vision_blocks(model):
-        fully_shard(block, reshard_after_forward=reshard_after_forward, **options)  # type: ignore[arg-type]
-    for layer in decoder_layers(model):
-        fully_shard(layer, reshard_after_forward=reshard_after_forward, **options)  # type: ignore[arg-type]
+    offload = CPUOffloadPolicy() if cpu_offload else OffloadPolicy()
+    for unit in [*vision_blocks(model), *decoder_layers(model)]:
+        fully_shard(
+            unit,
+            mesh=mesh,
+            mp_policy=policy,
+            offload_policy=offload,
+            reshard_after_forward=reshard_after_forward,
+        )
     # The root keeps embeddings, the vision patch embed / mergers, final norm and lm_head;
     # it is not resharded after forward because backward needs it first.
-    fully_shard(model, reshard_after_forward=False, **options)  # type: ignore[arg-type]
+    fully_shard(
+        model, mesh=mesh, mp_policy=policy, offload_policy=offload, reshard_after_forward=False
+    )
     for module in model.modules():
         if isinstance(module, FSDPModule):
             module.set_gradient_divide_factor(1.0)

@@ -9,6 +9,8 @@ Full logits for every position of a 131072-token row with a 152064 vocabulary wo
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch.distributed import ProcessGroup
@@ -27,7 +29,7 @@ def _chunk_loss_sum(
 
 def labelled_cross_entropy(
     hidden: torch.Tensor,
-    lm_head: torch.nn.Module,
+    lm_head: Any,
     shifted_labels: torch.Tensor,
     *,
     chunk_size: int = 4096,

@@ -26,7 +26,9 @@ class MetricsWriter:
     def __init__(self, path: str | Path, resume_step: int = 0, tensorboard_dir: Path | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        kept = [r for r in read_metrics(self.path) if r["step"] <= resume_step] if resume_step else []
+        kept = (
+            [r for r in read_metrics(self.path) if r["step"] <= resume_step] if resume_step else []
+        )
         self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         self._tb: Any = None
         if tensorboard_dir is not None:

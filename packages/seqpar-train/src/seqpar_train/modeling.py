@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 import torch
-from mmprolong_schemas import ModelFamily
 from transformers import (
     PretrainedConfig,
     PreTrainedModel,
     Qwen2_5_VLForConditionalGeneration,
     Qwen3VLForConditionalGeneration,
 )
+
+from mmprolong_schemas import ModelFamily
 
 _CLASSES: dict[str, type[PreTrainedModel]] = {
     "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration,
@@ -36,14 +38,14 @@ def family_of(config: PretrainedConfig) -> ModelFamily:
 
 def build_model(
     source: str | Path | PretrainedConfig, dtype: torch.dtype = torch.float32, seed: int = 0
-) -> PreTrainedModel:
+) -> Any:
     """A model from a checkpoint directory/hub id, or randomly initialised from a config
     (seeded, so every rank builds the same weights)."""
     if isinstance(source, PretrainedConfig):
         config = copy.deepcopy(source)  # the model owns its config (attention is set on it)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = model_class(config)(config)
+            model: Any = model_class(config)(config)
         return model.to(dtype)
     from transformers import AutoConfig
 
@@ -51,19 +53,21 @@ def build_model(
     return model_class(config).from_pretrained(source, dtype=dtype)
 
 
-def hf_model_of(model: torch.nn.Module) -> torch.nn.Module:
+def hf_model_of(model: Any) -> Any:
     """The HF model inside a training wrapper (or the model itself)."""
     return getattr(model, "hf_model", model)
 
 
-def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
-    return hf_model_of(model).model.language_model.layers  # type: ignore[no-any-return]
+def decoder_layers(model: Any) -> torch.nn.ModuleList:
+    layers: torch.nn.ModuleList = hf_model_of(model).model.language_model.layers
+    return layers
 
 
-def vision_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
-    return hf_model_of(model).model.visual.blocks  # type: ignore[no-any-return]
+def vision_blocks(model: Any) -> torch.nn.ModuleList:
+    blocks: torch.nn.ModuleList = hf_model_of(model).model.visual.blocks
+    return blocks
 
 
-def text_config(model: torch.nn.Module) -> PretrainedConfig:
+def text_config(model: Any) -> Any:
     config = model.config
     return getattr(config, "text_config", config)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 
 import torch
-from mmprolong_schemas import OptimizerConfig, ScheduleConfig
 from torch.optim.lr_scheduler import LambdaLR
+
+from mmprolong_schemas import OptimizerConfig, ScheduleConfig
 
 
 def steps_for_budget(token_budget: int, global_batch_tokens: int) -> int:
@@ -40,7 +41,8 @@ def build_optimizer(
     model: torch.nn.Module, optimizer: OptimizerConfig, schedule: ScheduleConfig
 ) -> torch.optim.AdamW:
     """AdamW; no weight decay on biases and norm weights (1-D parameters), as is usual."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for param in model.parameters():
         if param.requires_grad:
             (decay if param.ndim >= 2 else no_decay).append(param)
@@ -57,5 +59,6 @@ def build_scheduler(
     optimizer: torch.optim.Optimizer, total_steps: int, schedule: ScheduleConfig
 ) -> LambdaLR:
     return LambdaLR(
-        optimizer, lambda step: lr_at(min(step, total_steps - 1), total_steps, schedule) / schedule.peak_lr
+        optimizer,
+        lambda step: lr_at(min(step, total_steps - 1), total_steps, schedule) / schedule.peak_lr,
     )

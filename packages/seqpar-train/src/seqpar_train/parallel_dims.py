@@ -54,6 +54,8 @@ class ParallelDims:
 class Mesh:
     dims: ParallelDims
     mesh: DeviceMesh
+    dp_shard_sp: DeviceMesh  # flattened dp_shard x sp: where parameters are sharded
+    dp: DeviceMesh  # flattened dp_replicate x dp_shard: where rows are split
 
     @property
     def sp_group(self) -> ProcessGroup | None:
@@ -64,11 +66,11 @@ class Mesh:
         """1-D (dp_shard_sp) mesh, or 2-D (dp_replicate, dp_shard_sp) for HSDP."""
         if self.dims.dp_replicate > 1:
             return self.mesh["dp_replicate", "dp_shard_sp"]
-        return self.mesh["dp_shard_sp"]
+        return self.dp_shard_sp
 
     @property
     def dp_rank(self) -> int:
-        return int(self.mesh["dp"].get_local_rank())
+        return int(self.dp.get_local_rank())
 
     @property
     def sp_rank(self) -> int:
@@ -81,6 +83,9 @@ def build_mesh(dims: ParallelDims, device_type: str) -> Mesh:
         (dims.dp_replicate, dims.dp_shard, dims.sp),
         mesh_dim_names=("dp_replicate", "dp_shard", "sp"),
     )
-    mesh["dp_shard", "sp"]._flatten("dp_shard_sp")
-    mesh["dp_replicate", "dp_shard"]._flatten("dp")
-    return Mesh(dims, mesh)
+    return Mesh(
+        dims,
+        mesh,
+        dp_shard_sp=mesh["dp_shard", "sp"]._flatten("dp_shard_sp"),
+        dp=mesh["dp_replicate", "dp_shard"]._flatten("dp"),
+    )

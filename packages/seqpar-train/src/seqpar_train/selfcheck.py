@@ -16,11 +16,10 @@ import torch
 import torch.distributed as dist
 
 from mmprolong_schemas import ModelFamily, ScheduleConfig
-
 from seqpar_train.attention import resolve_backend
 from seqpar_train.batch import to_device
-from seqpar_train.collectives import all_reduce_sum
 from seqpar_train.checkpoint import load_model_weights
+from seqpar_train.collectives import all_reduce_sum
 from seqpar_train.config import (
     CheckpointSettings,
     DataSettings,
@@ -70,7 +69,11 @@ def compare(
         raise ValueError(f"{name}: different tensors: {sorted(got.keys() ^ want.keys())[:5]}")
     max_abs = max_rel = 0.0
     for key, reference in want.items():
-        diff = float((got[key].double() - reference.double()).abs().max()) if reference.numel() else 0.0
+        diff = (
+            float((got[key].double() - reference.double()).abs().max())
+            if reference.numel()
+            else 0.0
+        )
         scale = float(reference.double().abs().max()) if reference.numel() else 0.0
         scale = max(scale, scale_floor)
         max_abs = max(max_abs, diff)
@@ -137,20 +140,24 @@ def check_sp(scenarios: list[Scenario], sp: int = 2) -> list[Comparison]:
     return comparisons
 
 
-
-
 def _fsdp_config(out_dir: Path, family: str, nproc: int, sp: int, attention: str) -> TrainConfig:
     return TrainConfig(
         output_dir=str(out_dir),
         model=ModelSettings(tiny=ModelFamily(family)),
-        data=DataSettings(synthetic=SyntheticData(docs_per_row=3, prompt_tokens=20)),
+        data=DataSettings(synthetic=SyntheticData(docs_per_row=3, prompt_tokens=20), num_workers=0),
         parallel=ParallelSettings(
-            sp=sp, nproc_per_node=nproc, attention=attention, param_dtype="float32",
+            sp=sp,
+            nproc_per_node=nproc,
+            attention=attention,
+            param_dtype="float32",
             activation_checkpointing=True,
         ),
         schedule=ScheduleConfig(peak_lr=1e-3, final_lr=1e-4, warmup_fraction=0.0),
-        max_length=256, global_batch_tokens=256 * 2, max_steps=3,
-        checkpoint=CheckpointSettings(every=3, resume=False), seed=0,
+        max_length=256,
+        global_batch_tokens=256 * 2,
+        max_steps=3,
+        checkpoint=CheckpointSettings(every=3, resume=False),
+        seed=0,
     )
 
 
@@ -177,8 +184,10 @@ def check_fsdp(
         got = _final_weights(sharded[0], family)
     label = f"FSDP{'+SP' + str(sp) if sp > 1 else ''} x{nproc} vs single {family}"
     losses = compare(
-        f"{label} losses", {"loss": torch.tensor(sharded[0].losses)},
-        {"loss": torch.tensor(single.losses)}, 1e-5,
+        f"{label} losses",
+        {"loss": torch.tensor(sharded[0].losses)},
+        {"loss": torch.tensor(single.losses)},
+        1e-5,
     )
     # Adam divides each gradient by its own running magnitude, so for elements whose gradient
     # is near zero (key biases: softmax ignores a shift of all keys, the exact gradient is 0)

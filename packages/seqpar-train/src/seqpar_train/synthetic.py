@@ -7,12 +7,11 @@ mRoPE ids (the model's ``get_rope_index`` per document, text row restarting at 0
 from __future__ import annotations
 
 from collections.abc import Sequence
-
 from typing import Any
 
 import torch
-from longctx_rope.positions import PackedDoc, packed_position_ids
 
+from longctx_rope.positions import PackedDoc, packed_position_ids
 from seqpar_train.batch import IGNORE_INDEX, PackedRow
 
 DocumentShape = tuple[int, Sequence[tuple[int, int]], int]

@@ -50,7 +50,14 @@ log = logging.getLogger("seqpar_train")
 
 PEAK_TFLOPS = {"cpu": 1.0}
 """Peak dense TFLOP/s per device for MFU; GPUs are looked up by name (bf16, dense)."""
-_GPU_PEAKS = {"H100": 989.0, "H800": 989.0, "H20": 148.0, "A100": 312.0, "A800": 312.0, "L40S": 362.0}
+_GPU_PEAKS = {
+    "H100": 989.0,
+    "H800": 989.0,
+    "H20": 148.0,
+    "A100": 312.0,
+    "A800": 312.0,
+    "L40S": 362.0,
+}
 
 
 def device_peak_tflops(device: torch.device) -> float:
@@ -87,7 +94,9 @@ def _print_config(config: TrainConfig, dims: ParallelDims, accumulation: int) ->
     table.add_column("value")
     for key, value in config_table(config):
         table.add_row(key, value)
-    table.add_row("(derived) mesh", f"dp_replicate={dims.dp_replicate} dp_shard={dims.dp_shard} sp={dims.sp}")
+    table.add_row(
+        "(derived) mesh", f"dp_replicate={dims.dp_replicate} dp_shard={dims.dp_shard} sp={dims.sp}"
+    )
     table.add_row("(derived) grad accumulation", str(accumulation))
     Console(stderr=True).print(table)
 
@@ -103,7 +112,7 @@ def _row_source(config: TrainConfig, model_config: Any) -> RowSource:
     return MixtureRows.from_config(config, model_config)
 
 
-def build_training_model(config: TrainConfig, device: torch.device) -> torch.nn.Module:
+def build_training_model(config: TrainConfig, device: torch.device) -> Any:
     """The HF model named by ``config.model`` (fp32 master weights), rope extended if asked."""
     if config.model.tiny is not None:
         from longctx_rope import tiny_config
@@ -134,7 +143,9 @@ def train(config: TrainConfig) -> TrainResult:
         if accumulation * dims.dp != config.rows_per_step:
             log.warning(
                 "%d rows per step do not split over %d data-parallel ranks: each step uses %d rows",
-                config.rows_per_step, dims.dp, accumulation * dims.dp,
+                config.rows_per_step,
+                dims.dp,
+                accumulation * dims.dp,
             )
 
     torch.manual_seed(config.seed)
@@ -143,15 +154,21 @@ def train(config: TrainConfig) -> TrainResult:
     install_attention(hf_model, sp_group, resolve_backend(config.parallel.attention, device))
     model_config = hf_model.config
     model = PackedLossModel(
-        hf_model, sp_group=sp_group, pad_token_id=_pad_id(model_config), loss_chunk=config.loss_chunk
+        hf_model,
+        sp_group=sp_group,
+        pad_token_id=_pad_id(model_config),
+        loss_chunk=config.loss_chunk,
     )
     if config.parallel.activation_checkpointing:
         apply_activation_checkpointing(model)
     param_dtype = torch.bfloat16 if config.parallel.param_dtype == "bfloat16" else torch.float32
     autocast: Any = contextlib.nullcontext
     if mesh is not None:
-        apply_fsdp(model, mesh.fsdp_mesh, param_dtype=param_dtype, cpu_offload=config.parallel.cpu_offload)
+        apply_fsdp(
+            model, mesh.fsdp_mesh, param_dtype=param_dtype, cpu_offload=config.parallel.cpu_offload
+        )
     elif param_dtype != torch.float32:
+
         def autocast() -> Any:
             return torch.autocast(device.type, dtype=param_dtype)
 
@@ -174,7 +191,11 @@ def train(config: TrainConfig) -> TrainResult:
     source = _row_source(config, model_config)
     rows_per_step = accumulation * dims.dp
     loader = rank_rows(
-        source, start=cursor, stop=total_steps * rows_per_step, dp_rank=dp_rank, dp=dims.dp,
+        source,
+        start=cursor,
+        stop=total_steps * rows_per_step,
+        dp_rank=dp_rank,
+        dp=dims.dp,
         num_workers=config.data.num_workers,
     )
     rows = iter(loader)
@@ -182,10 +203,12 @@ def train(config: TrainConfig) -> TrainResult:
     peak = device_peak_tflops(device) * 1e12
     writer = (
         MetricsWriter(
-            out_dir / "metrics.jsonl", resume_step=start_step,
+            out_dir / "metrics.jsonl",
+            resume_step=start_step,
             tensorboard_dir=out_dir / "tensorboard" if config.tensorboard else None,
         )
-        if _rank() == 0 else None
+        if _rank() == 0
+        else None
     )
     losses: list[float] = []
     skipped = 0
@@ -207,7 +230,8 @@ def train(config: TrainConfig) -> TrainResult:
                 micro.append(to_device(row, device))
             local_labels = sum(count_label_tokens(r, sp_rank, dims.sp) for r in micro)
             global_labels = all_reduce_sum(
-                torch.tensor(float(local_labels), device=device), None if world == 1 else dist.group.WORLD
+                torch.tensor(float(local_labels), device=device),
+                None if world == 1 else dist.group.WORLD,
             )
             loss_total = torch.zeros((), device=device)
             tokens = pads = 0
@@ -224,7 +248,9 @@ def train(config: TrainConfig) -> TrainResult:
                 row_flops = training_flops(arch, row.doc_lens, count_label_tokens(row, 0, 1))
                 flops_causal += row_flops.causal / dims.sp
                 flops_full += row_flops.non_causal / dims.sp
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.optimizer.grad_clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                model.parameters(), config.optimizer.grad_clip
+            )
             if hasattr(grad_norm, "full_tensor"):
                 grad_norm = grad_norm.full_tensor()
             lr = scheduler.get_last_lr()[0]
@@ -239,26 +265,34 @@ def train(config: TrainConfig) -> TrainResult:
             elapsed = time.perf_counter() - began
             if writer is not None:
                 record = {
-                    "step": step, "loss": loss, "grad_norm": float(grad_norm), "lr": lr,
+                    "step": step,
+                    "loss": loss,
+                    "grad_norm": float(grad_norm),
+                    "lr": lr,
                     "label_tokens": int(global_labels),
                     "tokens_per_s_per_device": tokens / elapsed,
                     "padding_share": pads / max(1, tokens + pads),
                     "memory_bytes": peak_memory_bytes(device),
                     "mfu_causal": flops_causal / elapsed / peak,
                     "mfu_non_causal": flops_full / elapsed / peak,
-                    "step_seconds": elapsed, "skipped_samples": skipped,
+                    "step_seconds": elapsed,
+                    "skipped_samples": skipped,
                 }
                 writer.write(record)
             if progress is not None:
-                progress.update(step, loss, lr)
+                progress.update(step, loss, float(lr))
             next_row = step * rows_per_step
             launch_limit = config.stop_after_steps
             stop_now = stop.agreed(device) or (
-                launch_limit is not None and step - start_step >= launch_limit and step < total_steps
+                launch_limit is not None
+                and step - start_step >= launch_limit
+                and step < total_steps
             )
             if step % config.checkpoint.every == 0 or step == total_steps or stop_now:
                 last_ckpt = save_checkpoint(
-                    ckpt_root, model, optimizer,
+                    ckpt_root,
+                    model,
+                    optimizer,
                     TrainState(step, scheduler.state_dict(), {"next_row": next_row}, rng_state()),
                     keep=config.checkpoint.keep,
                 )
@@ -273,10 +307,15 @@ def train(config: TrainConfig) -> TrainResult:
         if (out_dir / "metrics.jsonl").stat().st_size:
             curve = str(plot_loss_curve(out_dir / "metrics.jsonl", out_dir / "loss_curve.png"))
     result = TrainResult(
-        steps_done=step, final_loss=losses[-1] if losses else float("nan"), losses=losses,
-        output_dir=str(out_dir), metrics_path=str(out_dir / "metrics.jsonl"),
-        checkpoint=str(last_ckpt) if last_ckpt else None, loss_curve=curve,
-        skipped_samples=skipped, stopped_early=stopped,
+        steps_done=step,
+        final_loss=losses[-1] if losses else float("nan"),
+        losses=losses,
+        output_dir=str(out_dir),
+        metrics_path=str(out_dir / "metrics.jsonl"),
+        checkpoint=str(last_ckpt) if last_ckpt else None,
+        loss_curve=curve,
+        skipped_samples=skipped,
+        stopped_early=stopped,
     )
     if _rank() == 0:
         _summary(result)
@@ -293,11 +332,21 @@ class _progress:
     """A rich progress line: step, loss, lr."""
 
     def __init__(self, total: int, done: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         self.bar = Progress(
-            TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-            TimeRemainingColumn(), transient=False,
+            TextColumn("train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeRemainingColumn(),
+            transient=False,
         )
         self.task = self.bar.add_task("", total=total, completed=done)
         self.bar.start()

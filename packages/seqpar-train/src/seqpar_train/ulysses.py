@@ -64,6 +64,7 @@ def _adapt_heads(
         k = k.repeat_interleave(plan.kv_repeat, dim=1)
         v = v.repeat_interleave(plan.kv_repeat, dim=1)
     if plan.pad_heads:
+
         def pad(t: torch.Tensor) -> torch.Tensor:
             zeros = t.new_zeros((t.shape[0], plan.pad_heads, t.shape[2]))
             return torch.cat([t, zeros], dim=1)
@@ -86,8 +87,10 @@ def head_to_seq(x: torch.Tensor, group: ProcessGroup) -> torch.Tensor:
     s_full, local_heads, dim = x.shape
     received = all_to_all(x, group)  # head chunks of my sequence slice, in rank order
     s_local = s_full // sp
-    return received.reshape(sp, s_local, local_heads, dim).transpose(0, 1).reshape(
-        s_local, sp * local_heads, dim
+    return (
+        received.reshape(sp, s_local, local_heads, dim)
+        .transpose(0, 1)
+        .reshape(s_local, sp * local_heads, dim)
     )
 
 
@@ -117,8 +120,12 @@ def ulysses_attention(
     plan = plan_heads(q.shape[1], k.shape[1], sp)
     q, k, v = _adapt_heads(q, k, v, plan)
     out = varlen_attention(
-        seq_to_head(q, group), seq_to_head(k, group), seq_to_head(v, group),
-        cu_seqlens, scale=scale, backend=backend,
+        seq_to_head(q, group),
+        seq_to_head(k, group),
+        seq_to_head(v, group),
+        cu_seqlens,
+        scale=scale,
+        backend=backend,
     )
     out = head_to_seq(out, group)
     return out[:, : plan.q_heads] if plan.pad_heads else out
@@ -157,9 +164,7 @@ def make_hf_attention(
     return seqpar_attention
 
 
-def install_attention(
-    model: torch.nn.Module, group: ProcessGroup | None, backend: AttentionBackend
-) -> str:
+def install_attention(model: Any, group: ProcessGroup | None, backend: AttentionBackend) -> str:
     """Register the Ulysses attention for ``group`` and switch the text decoder to it.
 
     The vision tower keeps its own attention: images are never split across ranks.

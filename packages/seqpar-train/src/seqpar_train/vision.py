@@ -10,6 +10,7 @@ multiplied by zero), so every rank runs the same FSDP all-gathers and gradient r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.distributed import ProcessGroup
@@ -38,7 +39,7 @@ class ShardImages:
 
 
 def _encode(
-    visual: torch.nn.Module, pixels: torch.Tensor, grid: torch.Tensor
+    visual: Any, pixels: torch.Tensor, grid: torch.Tensor
 ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
     dtype = next(visual.parameters()).dtype
     out = visual(pixels.to(dtype), grid_thw=grid)
@@ -46,7 +47,7 @@ def _encode(
     return out.pooler_output, (list(deepstack) if deepstack is not None else None)
 
 
-def _dummy_inputs(visual: torch.nn.Module, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _dummy_inputs(visual: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     config = visual.config
     merge = config.spatial_merge_size
     patch_dim = config.in_channels * config.temporal_patch_size * config.patch_size**2
@@ -55,7 +56,7 @@ def _dummy_inputs(visual: torch.nn.Module, device: torch.device) -> tuple[torch.
 
 
 def shard_image_embeddings(
-    visual: torch.nn.Module,
+    visual: Any,
     pixel_values: torch.Tensor | None,
     image_grid_thw: torch.Tensor | None,
     full_input_ids: torch.Tensor,
@@ -90,7 +91,9 @@ def shard_image_embeddings(
         for p in patches:
             offsets.append(offsets[-1] + p)
         rows = torch.cat([torch.arange(offsets[i], offsets[i + 1], device=device) for i in mine])
-        embeds, deepstack = _encode(visual, pixel_values.index_select(0, rows), image_grid_thw[mine])
+        embeds, deepstack = _encode(
+            visual, pixel_values.index_select(0, rows), image_grid_thw[mine]
+        )
         dummy = zero
     else:
         pixels, grid = _dummy_inputs(visual, device)
@@ -112,13 +115,17 @@ def shard_image_embeddings(
         my_tokens = [g for g, o in enumerate(token_owner) if o == rank]
         order = sorted(range(len(my_tokens)), key=lambda j: dest[my_tokens[j]])
         send_splits = [sum(1 for g in my_tokens if dest[g] == d) for d in range(sp)]
-        recv_from = [[g for g, o in enumerate(token_owner) if o == s and dest[g] == rank] for s in range(sp)]
+        recv_from = [
+            [g for g, o in enumerate(token_owner) if o == s and dest[g] == rank] for s in range(sp)
+        ]
         recv_splits = [len(r) for r in recv_from]
         send = packed.index_select(0, torch.tensor(order, dtype=torch.long, device=device))
         received = all_to_all(send, group, send_splits, recv_splits)
         arrival = [g for r in recv_from for g in r]
         sequence_order = sorted(range(len(arrival)), key=lambda j: arrival[j])
-        packed = received.index_select(0, torch.tensor(sequence_order, dtype=torch.long, device=device))
+        packed = received.index_select(
+            0, torch.tensor(sequence_order, dtype=torch.long, device=device)
+        )
 
     if levels:
         parts = list(packed.split(embeds.shape[-1], dim=-1))

@@ -29,7 +29,7 @@ COMPARISON_FIGURE = "score_vs_length.png"
 
 def _items(ctx: StageContext, resolver: Any, tokenizer_dir: Path) -> list[EvalItem]:
     recipe = ctx.recipe
-    (load_data,) = require("eval", "lvlm_judge.datasets", "load_data")
+    (load_data,) = require("eval", "lvlm_judge", "load_data")
     if recipe.demo is None:
         if recipe.eval.data_dir is None:
             raise ValueError(
@@ -42,8 +42,7 @@ def _items(ctx: StageContext, resolver: Any, tokenizer_dir: Path) -> list[EvalIt
             spec=recipe.vision,
         )
         return items
-    (load_heldout,) = require("eval", "lvlm_judge.datasets", "load_heldout")
-    (extender_class,) = require("eval", "lvlm_judge.extend", "Extender")
+    load_heldout, extender_class = require("eval", "lvlm_judge", "load_heldout", "Extender")
     pairs = ctx.stage_dir(SynthStage.name) / HELD_OUT_RUN / "qa" / "pairs.jsonl"
     if not pairs.exists():
         raise FileNotFoundError(f"no held-out QA pairs at {pairs}; rerun the synth stage")
@@ -65,7 +64,7 @@ def _runner(recipe: Recipe, model_path: Path, name: str, resolver: Any) -> Any:
     if kind == "transformers":
         import torch
 
-        (runner_class,) = require("eval", "lvlm_judge.runners", "TransformersRunner")
+        (runner_class,) = require("eval", "lvlm_judge", "TransformersRunner")
         return runner_class(
             model_path,
             resolver,
@@ -91,8 +90,7 @@ class EvalStage(Contributor):
 
     def run(self, ctx: StageContext) -> dict[str, int]:
         (pool_class,) = require(self.name, "docpool", "Pool")
-        (resolver_class,) = require(self.name, "lvlm_judge.context", "ContextResolver")
-        (run_eval,) = require(self.name, "lvlm_judge.evaluate", "run_eval")
+        resolver_class, run_eval = require(self.name, "lvlm_judge", "ContextResolver", "run_eval")
         recipe = ctx.recipe
         if recipe.eval.judge != "rules":
             raise ValueError(

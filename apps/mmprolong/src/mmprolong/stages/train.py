@@ -48,11 +48,14 @@ class TrainStage(Contributor):
         }
 
     def run(self, ctx: StageContext) -> dict[str, int]:
-        train_config, launch_local = require(
-            self.name, "seqpar_train", "TrainConfig", "launch_local"
+        train_config, launch_local, latest_checkpoint, export_hf = require(
+            self.name,
+            "seqpar_train",
+            "TrainConfig",
+            "launch_local",
+            "latest_checkpoint",
+            "export_hf",
         )
-        (latest_checkpoint,) = require(self.name, "seqpar_train.checkpoint", "latest_checkpoint")
-        (export_hf,) = require(self.name, "seqpar_train", "export_hf")
         recipe = ctx.recipe
         parallel = recipe.train.parallel
         if parallel.nodes > 1:
@@ -79,7 +82,12 @@ class TrainStage(Contributor):
         result = results[0]
         if result.stopped_early:
             raise RuntimeError(f"training stopped at step {result.steps_done} of {config.steps}")
-        export_hf(ctx.dir / CHECKPOINTS, trained_checkpoint(ctx), base=extended_checkpoint(ctx))
+        if not trained_checkpoint(ctx).exists():
+            # The export appears atomically after the last step: an existing one is final.
+            import torch
+
+            dtype = torch.float32 if recipe.train.dtype == "float32" else torch.bfloat16
+            export_hf(config, trained_checkpoint(ctx), dtype=dtype)
         return {
             "steps": result.steps_done,
             "resumed_from_step": resumed_from,
@@ -88,9 +96,7 @@ class TrainStage(Contributor):
 
     def progress(self, ctx: StageContext) -> dict[str, int]:
         try:
-            (latest_checkpoint,) = require(
-                self.name, "seqpar_train.checkpoint", "latest_checkpoint"
-            )
+            (latest_checkpoint,) = require(self.name, "seqpar_train", "latest_checkpoint")
         except RuntimeError:
             return {}
         return {"checkpoint_step": _step_of(latest_checkpoint(ctx.dir / CHECKPOINTS))}

@@ -64,7 +64,8 @@ def resolve_backend(
             "flex": "a CUDA device for training (torch has no CPU backward for flex_attention)",
         }
         raise ValueError(f"attention backend {name!r} needs {needs[name]}; this is {device}")
-    return name  # type: ignore[return-value]
+    backend: AttentionBackend = name
+    return backend
 
 
 def _expand_kv(kv: torch.Tensor, groups: int) -> torch.Tensor:
@@ -96,7 +97,9 @@ def _document_causal_mask(cu_seqlens: tuple[int, ...], device: str) -> object:
     total = cu_seqlens[-1]
     doc_of = torch.bucketize(torch.arange(total, device=device), bounds[1:], right=True)
 
-    def document_causal(b: object, h: object, q_idx: torch.Tensor, kv_idx: torch.Tensor) -> object:
+    def document_causal(
+        b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor
+    ) -> torch.Tensor:
         return (doc_of[q_idx] == doc_of[kv_idx]) & (kv_idx <= q_idx)
 
     return create_block_mask(document_causal, None, None, total, total, device=device)
@@ -108,7 +111,8 @@ def _flex_kernel(compiled: bool) -> Callable[..., object]:
 
     if not compiled:
         return flex_attention
-    return torch.compile(flex_attention, dynamic=False)  # type: ignore[no-any-return]
+    compiled_kernel: Callable[..., object] = torch.compile(flex_attention, dynamic=False)
+    return compiled_kernel
 
 
 def _flex(
@@ -132,7 +136,8 @@ def _flash(
     out = flash_attn_varlen_func(
         q, k, v, cu, cu, longest, longest, softmax_scale=scale, causal=True
     )
-    return out  # type: ignore[no-any-return]
+    result: torch.Tensor = out
+    return result
 
 
 def _torch_varlen(
@@ -143,7 +148,15 @@ def _torch_varlen(
     cu = torch.tensor(cu_seqlens, dtype=torch.int32, device=q.device)
     longest = max(b - a for a, b in zip(cu_seqlens[:-1], cu_seqlens[1:], strict=True))
     out = varlen_attn(
-        q, k, v, cu, cu, longest, longest, scale=scale, window_size=(-1, 0),
+        q,
+        k,
+        v,
+        cu,
+        cu,
+        longest,
+        longest,
+        scale=scale,
+        window_size=(-1, 0),
         enable_gqa=q.shape[1] != k.shape[1],
     )
     assert isinstance(out, torch.Tensor)

@@ -26,7 +26,9 @@ class SyntheticRows:
         h, w = settings.image_grid
         self.image_tokens = (h // merge) * (w // merge) + 2
         longest = settings.docs_per_row * (
-            settings.prompt_tokens + settings.answer_tokens + settings.images_per_doc * self.image_tokens
+            settings.prompt_tokens
+            + settings.answer_tokens
+            + settings.images_per_doc * self.image_tokens
         )
         if longest > max_length:
             raise ValueError(
@@ -38,7 +40,14 @@ class SyntheticRows:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
         docs = []
         for _ in range(s.docs_per_row):
-            prompt = int(torch.randint(max(1, s.prompt_tokens * 7 // 10), s.prompt_tokens + 1, (1,), generator=generator))
+            prompt = int(
+                torch.randint(
+                    max(1, s.prompt_tokens * 7 // 10),
+                    s.prompt_tokens + 1,
+                    (1,),
+                    generator=generator,
+                )
+            )
             docs.append((prompt, [s.image_grid] * s.images_per_doc, s.answer_tokens))
         return synthetic_row(self.model_config, docs, seed=self.seed * 1_000_003 + index), []
 

@@ -1,0 +1,156 @@
+"""Rows packed from a qasynth mixture: plan by exact lengths, build lazily in workers.
+
+The mixture's samples are shuffled per epoch (seeded); every ``pack_window`` consecutive
+samples are packed first-fit-decreasing into rows of ``max_length`` tokens. Planning needs
+only page sizes, so every rank plans the same rows; building a row renders its pages. The
+global row index is the resumable cursor. A sample whose document is missing, whose PDF is
+broken or that is longer than a row is skipped with a warning and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmprolong_schemas import Sample, read_parquet
+from seqpar_train.batch import IGNORE_INDEX, PackedRow
+from seqpar_train.config import TrainConfig
+from seqpar_train.data.encode import EncodedSample, SampleEncoder, SampleError
+from seqpar_train.data.packing import pack_ffd
+
+log = logging.getLogger("seqpar_train.data")
+
+
+def read_mixture(mixture_dir: str | Path) -> list[Sample]:
+    shards = sorted(Path(mixture_dir).glob("samples-*.parquet"))
+    if not shards:
+        raise FileNotFoundError(f"{mixture_dir} holds no samples-*.parquet mixture shards")
+    return [sample for shard in shards for sample in read_parquet(shard, Sample)]
+
+
+class MixtureRows:
+    def __init__(
+        self,
+        samples: list[Sample],
+        encoder: SampleEncoder,
+        model_config: Any,
+        *,
+        max_length: int,
+        window: int,
+        seed: int,
+    ) -> None:
+        if not samples:
+            raise ValueError("the mixture is empty")
+        self.samples = samples
+        self.encoder = encoder
+        self.model_config = model_config
+        self.max_length = max_length
+        self.window = window
+        self.seed = seed
+        self._plans: list[tuple[list[int], list[str]]] = []  # (sample indices, skip reasons)
+        self._next_window = 0
+
+    @classmethod
+    def from_config(cls, config: TrainConfig, model_config: Any) -> MixtureRows:
+        assert config.data.mixture is not None and config.data.pool is not None
+        return cls(
+            read_mixture(config.data.mixture),
+            SampleEncoder(load_processor(config), config.data.vision, config.data.pool),
+            model_config,
+            max_length=config.max_length,
+            window=config.data.pack_window,
+            seed=config.seed,
+        )
+
+    def _window_samples(self, window: int) -> list[int]:
+        per_epoch = -(-len(self.samples) // self.window)
+        epoch, index = divmod(window, per_epoch)
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.samples))
+        return [int(i) for i in order[index * self.window : (index + 1) * self.window]]
+
+    def _plan_window(self) -> None:
+        members = self._window_samples(self._next_window)
+        self._next_window += 1
+        lengths, kept, reasons = [], [], []
+        for index in members:
+            sample = self.samples[index]
+            try:
+                length = self.encoder.length(sample)
+            except SampleError as error:
+                reasons.append(f"sample {sample.sample_id}: {error}")
+                continue
+            if length > self.max_length:
+                reasons.append(
+                    f"sample {sample.sample_id} has {length} tokens, more than a row "
+                    f"({self.max_length})"
+                )
+                continue
+            lengths.append(length)
+            kept.append(index)
+        rows = pack_ffd(lengths, self.max_length)
+        plans: list[tuple[list[int], list[str]]] = [([kept[i] for i in row], []) for row in rows]
+        if not plans:
+            plans = [([], [])]
+        plans[0] = (plans[0][0], reasons)  # planning skips are reported once, with the first row
+        self._plans.extend(plans)
+
+    def plan(self, index: int) -> tuple[list[int], list[str]]:
+        while len(self._plans) <= index:
+            self._plan_window()
+        return self._plans[index]
+
+    def row(self, index: int) -> tuple[PackedRow, list[str]]:
+        members, planning_skips = self.plan(index)
+        reasons = list(planning_skips)
+        encoded: list[EncodedSample] = []
+        ids: list[str] = []
+        for sample_index in members:
+            sample = self.samples[sample_index]
+            try:
+                encoded.append(self.encoder.encode(sample))
+                ids.append(sample.sample_id)
+            except SampleError as error:
+                reasons.append(str(error))
+        for reason in reasons:
+            log.warning("skipped: %s", reason)
+        return self._pack(encoded, ids), reasons
+
+    def _pack(self, encoded: list[EncodedSample], ids: list[str]) -> PackedRow:
+        from longctx_rope import PackedDoc, packed_position_ids
+
+        if not encoded:
+            # Every sample of the row failed: one token without a label keeps all ranks in
+            # step (every collective still runs) and adds nothing to the loss.
+            one = torch.zeros(1, dtype=torch.long)
+            return PackedRow(
+                one, torch.full_like(one, IGNORE_INDEX), torch.zeros(4, 1, dtype=torch.long), [1]
+            )
+        docs = [PackedDoc(e.input_ids, e.image_grid_thw) for e in encoded]
+        pixels = [e.pixel_values for e in encoded if e.pixel_values is not None]
+        grids = [e.image_grid_thw for e in encoded if e.image_grid_thw is not None]
+        return PackedRow(
+            input_ids=torch.cat([e.input_ids for e in encoded]),
+            labels=torch.cat([e.labels for e in encoded]),
+            position_ids=packed_position_ids(docs, self.model_config),
+            doc_lens=[int(e.input_ids.numel()) for e in encoded],
+            pixel_values=torch.cat(pixels) if pixels else None,
+            image_grid_thw=torch.cat(grids) if grids else None,
+            sample_ids=ids,
+        )
+
+
+def load_processor(config: TrainConfig) -> Any:
+    """The model's processor: the checkpoint's own, or the tiny one of the tiny family."""
+    if config.model.tiny is not None:
+        from longctx_rope import tiny_processor
+
+        vision = config.data.vision
+        return tiny_processor(config.model.tiny, vision.min_pixels, vision.max_pixels)
+    from longctx_rope import load_processor as load_checkpoint_processor
+
+    assert config.model.path is not None
+    return load_checkpoint_processor(config.model.path)
