@@ -70,14 +70,21 @@ def _closure(name: str, extras: tuple[str, ...]) -> list[str]:
     return [package for package in PACKAGES if package in needed]
 
 
+def _declared_extras(name: str) -> set[str]:
+    project = tomllib.loads((PACKAGES[name] / "pyproject.toml").read_text())["project"]
+    return set(project.get("optional-dependencies", {}))
+
+
 def install(session: nox.Session, *names: str, extras: tuple[str, ...] = ("test",)) -> None:
-    """Install workspace packages with ``extras`` from their folders, siblings included."""
+    """Install workspace packages with ``extras`` from their folders, siblings included; a
+    package gets only the extras it declares."""
     targets: list[str] = []
     for name in names:
         for package in _closure(name, extras):
             spec = str(PACKAGES[package])
-            if package in names and extras:
-                spec += f"[{','.join(extras)}]"
+            own = [extra for extra in extras if extra in _declared_extras(package)]
+            if package in names and own:
+                spec += f"[{','.join(own)}]"
             if spec not in targets and str(PACKAGES[package]) not in targets:
                 targets.append(spec)
     session.install(*CONSTRAINTS, *targets)
@@ -119,8 +126,9 @@ for _name, _path in PACKAGES.items():
 
 @nox.session
 def integration(session: nox.Session) -> None:
-    """All packages together: the cross-package tests under tests/."""
-    install(session, *PACKAGES)
+    """All packages together, with their ray extras: the cross-package tests under tests/
+    (the Ray executor's equality, kill-a-worker and resume tests among them)."""
+    install(session, *PACKAGES, extras=("test", "ray"))
     session.install("build>=1.2")
     pytest(session, "integration", str(ROOT / "tests"))
 

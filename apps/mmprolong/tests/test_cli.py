@@ -202,3 +202,16 @@ def test_run_says_which_stages_a_change_invalidates_before_running(
     assert changed.output.index("will be redone") < changed.output.index("Finished")
     status = runner.invoke(app, ["status", str(run_dir)])
     assert status.output.count("done") == 2
+
+
+def test_pdfs_option_sets_the_pool_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mmprolong.stages
+    from mmprolong.orchestrator import load_run_recipe
+
+    monkeypatch.setattr(mmprolong.stages, "default_stages", lambda: [_RecordingStage("a", [])])
+    pdfs = tmp_path / "pdfs"
+    pdfs.mkdir()
+    run_dir = tmp_path / "run"
+    args = ["run", "mmprolong-qwen2.5-vl-7b", "--run-dir", str(run_dir), "--pdfs", str(pdfs)]
+    assert runner.invoke(app, args).exit_code == 0
+    assert load_run_recipe(run_dir).pool.inputs == [str(pdfs.resolve())]

@@ -24,13 +24,15 @@ def _table(model: str, scores: dict[int, float]) -> ScoreTable:
 
 def test_report_has_every_section_and_figure(tmp_path: Path) -> None:
     recipe = load_recipe("demo-tiny")
+    pool_figure = tmp_path / "tokens_hist.png"
+    pool_figure.write_bytes(b"\x89PNG\r\n\x1a\ndocpool")
     manifest = RunManifest.start("mmprolong.pool", {"x": 1}, ["mmprolong"]).finish(documents=3)
     data = ReportData(
         recipe=recipe,
         run_dir=tmp_path,
         manifests={"pool": manifest},
         pool_stats={"documents": 3, "pages": 40},
-        doc_tokens=[1000, 2000, 1500],
+        package_figures={"pool": ("Tokens per document (drawn by docpool)", pool_figure)},
         sample_tokens=[300, 500, 800, 900],
         task_tokens={"extract-single": 800, "reasoning": 200},
         loss=[(1, 5.0), (2, 4.5), (3, 4.1)],
@@ -53,7 +55,7 @@ def test_report_has_every_section_and_figure(tmp_path: Path) -> None:
         "## Run manifests",
     ):
         assert heading in text
-    for figure in ("pool_tokens.png", "mixture_lengths.png", "loss.png", "score_vs_length.png"):
+    for figure in ("tokens_hist.png", "mixture_lengths.png", "loss.png", "score_vs_length.png"):
         assert f"]({figure})" in text
         assert (tmp_path / "report" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "not" in text.split("## Reference")[1].split("\n\n")[1]  # labelled: not our results
@@ -158,3 +160,27 @@ def test_a_package_figure_replaces_the_reports_own(tmp_path: Path) -> None:
     assert "![Loss (drawn by seqpar-train)](loss_curve.png)" in text
     assert (tmp_path / "report" / "loss_curve.png").read_bytes() == drawn.read_bytes()
     assert not (tmp_path / "report" / "loss.png").exists()
+
+
+def test_a_missing_reader_costs_its_section_not_the_report(tmp_path: Path) -> None:
+    from mmprolong.orchestrator import StageContext, StageUnavailable
+    from mmprolong.stages.report import Contributor, ReportStage
+
+    class Broken(Contributor):
+        name = "broken"
+
+        def config(self, recipe: object) -> dict[str, object]:
+            return {}
+
+        def run(self, ctx: StageContext) -> dict[str, int]:
+            return {}
+
+        def contribute(self, ctx: StageContext, data: ReportData) -> None:
+            raise StageUnavailable("stage 'broken' needs pkg.reader")
+
+    stage = ReportStage([Broken()])
+    counts = stage.run(StageContext(tmp_path, load_recipe("demo-tiny"), "report"))
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "## Notes" in text
+    assert "- stage 'broken' needs pkg.reader" in text
+    assert counts["sections"] >= 5

@@ -156,3 +156,16 @@ def test_hostile_corpus(corpus: tuple[Path, CorpusTruth], tmp_path: Path) -> Non
     assert again.added == 0 and not again.rejected
     assert again.already_in_pool == len(expected) + 2
     assert {Path(r.path).name: r.reason for r in Pool(tmp_path / "pool").rejects()} == expected
+
+
+def test_failures_map_to_reject_reasons() -> None:
+    from docpool.ingest import _verdict
+    from docpool.parse import DocumentRejected, RejectReason
+    from mmprolong_schemas.executor import TaskCrashed, TaskMemoryExceeded, TaskTimeout
+
+    assert _verdict(TaskTimeout("x"))[0] is RejectReason.TIMEOUT
+    assert _verdict(TaskMemoryExceeded("x"))[0] is RejectReason.MEMORY
+    assert _verdict(TaskCrashed("x"))[0] is RejectReason.CRASHED
+    assert _verdict(DocumentRejected("encrypted", "pw")) == (RejectReason.ENCRYPTED, "pw")
+    reason, detail = _verdict(KeyError("boom"))
+    assert reason is RejectReason.PARSE_ERROR and "KeyError" in detail

@@ -35,9 +35,16 @@ def _config(out, *extra):
 
 @pytest.mark.slow
 @pytest.mark.distributed
-@pytest.mark.parametrize(("family", "sp"), [("qwen2.5-vl", 1), ("qwen3-vl", 2)])
-def test_fsdp_two_ranks_equal_single_process_after_three_steps(family, sp):
-    for comparison in check_fsdp(family, nproc=2, sp=sp):
+@pytest.mark.parametrize(
+    ("family", "nproc", "sp", "dp_shard"),
+    [
+        ("qwen2.5-vl", 2, 1, -1),  # FSDP over 2 data-parallel ranks
+        ("qwen3-vl", 2, 2, -1),  # FSDP over an SP group of 2
+        ("qwen2.5-vl", 4, 2, 1),  # HSDP: 2 replicas x (shard 1 x SP 2)
+    ],
+)
+def test_fsdp_ranks_equal_single_process_after_three_steps(family, nproc, sp, dp_shard):
+    for comparison in check_fsdp(family, nproc=nproc, sp=sp, dp_shard=dp_shard):
         assert comparison.passed, comparison.line()
 
 
@@ -100,3 +107,49 @@ def test_sigterm_is_caught_and_agreed():
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.requested and stop.agreed(torch.device("cpu"))
     assert signal.getsignal(signal.SIGTERM) is not stop._handle
+
+
+def test_cpu_offload_on_a_cpu_run_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="cpu_offload"):
+        train(_config(tmp_path, "parallel.cpu_offload=true"))
+
+
+@pytest.mark.slow
+def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_curve(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    overrides = ["max_steps=8", "checkpoint.every=2", "checkpoint.keep=1"]
+    whole = train(_config(tmp_path / "whole", *overrides))
+    config = tmp_path / "run.toml"
+    config.write_text("")
+    args = [sys.executable, "-m", "seqpar_train.cli", "train", str(config)]
+    cli_overrides = [
+        f"output_dir={tmp_path / 'killed'}",
+        "max_length=256",
+        "global_batch_tokens=512",
+        "parallel.param_dtype=float32",
+        "data.num_workers=0",
+        "schedule.peak_lr=1e-3",
+        "schedule.final_lr=1e-4",
+        "data.synthetic.docs_per_row=3",
+        "data.synthetic.prompt_tokens=20",
+        *overrides,
+    ]
+    process = subprocess.Popen(
+        [*args, *cli_overrides], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    metrics = tmp_path / "killed" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 3:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    assert process.wait(timeout=60) == -signal.SIGKILL, "the run ended before it was killed"
+    resumed = train(load_config(None, cli_overrides))
+    assert resumed.steps_done == 8 and len(resumed.losses) < 8
+    curve = [r["loss"] for r in read_metrics(metrics)]
+    assert curve == pytest.approx(whole.losses, rel=1e-6, abs=1e-6)

@@ -72,7 +72,6 @@ class Stage(ABC):
     (the packages write atomically and skip finished work) and finishes the rest."""
 
     name: str = ""
-    summary: str = ""
 
     @abstractmethod
     def config(self, recipe: Recipe) -> dict[str, Any]:

@@ -25,7 +25,6 @@ from mmprolong.recipes import recipe_to_toml
 from mmprolong_schemas import Recipe, RunManifest, ScoreTable, atomic_path, format_tokens
 
 REPORT_FILE = "report.md"
-POOL_PNG = "pool_tokens.png"
 MIXTURE_PNG = "mixture_lengths.png"
 LOSS_PNG = "loss.png"
 SCORES_PNG = "score_vs_length.png"
@@ -37,13 +36,14 @@ class ReportData:
     run_dir: Path
     manifests: dict[str, RunManifest] = field(default_factory=dict)
     pool_stats: dict[str, float | int | str] = field(default_factory=dict)
-    doc_tokens: list[int] = field(default_factory=list)
     sample_tokens: list[int] = field(default_factory=list)
     task_tokens: dict[str, int] = field(default_factory=dict)
     loss: list[tuple[int, float]] = field(default_factory=list)
     scores: dict[str, ScoreTable] = field(default_factory=dict)
     """Label ("base", "trained") -> the model's score table."""
     paper_rows: list[PaperRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """Parts of the report that could not be filled, and why."""
     package_figures: dict[str, tuple[str, Path]] = field(default_factory=dict)
     """Section ("pool", "mixture", "loss", "scores") -> (caption, PNG) drawn by a package's
     own writer; it replaces the report's own figure for that section."""
@@ -56,7 +56,9 @@ def _save(figure: plt.Figure, path: Path) -> Path:
     return path
 
 
-def _figure(data: ReportData, section: str, out_dir: Path, own: tuple[str, str]) -> list[str]:
+def _figure(
+    data: ReportData, section: str, out_dir: Path, own: tuple[str, str] | None
+) -> list[str]:
     """Markdown for a section's figure: the package's own when it drew one, else ours
     (``own`` = caption and file name in ``out_dir``), or nothing when neither exists."""
     if section in data.package_figures:
@@ -65,6 +67,8 @@ def _figure(data: ReportData, section: str, out_dir: Path, own: tuple[str, str])
         if figure.resolve() != target.resolve():
             shutil.copyfile(figure, target)
         return [f"![{caption}]({target.name})", ""]
+    if own is None:
+        return []
     caption, name = own
     return [f"![{caption}]({name})", ""] if (out_dir / name).exists() else []
 
@@ -191,9 +195,7 @@ def write_report(data: ReportData, out_dir: Path) -> Path:
         md += ["| statistic | value |", "|---|---|"]
         md += [f"| {key} | {value} |" for key, value in data.pool_stats.items()]
         md.append("")
-    if data.doc_tokens and "pool" not in data.package_figures:
-        _histogram(data.doc_tokens, "Estimated tokens per document", "tokens", out_dir / POOL_PNG)
-    md += _figure(data, "pool", out_dir, ("Estimated tokens per pooled document", POOL_PNG))
+    md += _figure(data, "pool", out_dir, None)
 
     md += ["## Training mixture", ""]
     if data.task_tokens:
@@ -238,6 +240,9 @@ def write_report(data: ReportData, out_dir: Path) -> Path:
         )
     else:
         md += ["No evaluation scores found.", ""]
+
+    if data.notes:
+        md += ["## Notes", "", *(f"- {note}" for note in data.notes), ""]
 
     if data.paper_rows:
         md += [

@@ -18,7 +18,6 @@ from docpool.corpus import (
     load_truth,
     make_corpus,
 )
-from docpool.executor import Executor, LocalExecutor, TaskOutcome
 from docpool.hashes import read_hash_file, write_hash_file
 from docpool.ingest import IngestReport, ingest
 from docpool.parse import DocumentRejected, RejectReason
@@ -34,10 +33,8 @@ __all__ = [
     "CorpusTruth",
     "DocTruth",
     "DocumentRejected",
-    "Executor",
     "Fact",
     "IngestReport",
-    "LocalExecutor",
     "NotAPool",
     "PictureTruth",
     "Pool",
@@ -45,7 +42,6 @@ __all__ = [
     "RejectReason",
     "SectionTruth",
     "TableTruth",
-    "TaskOutcome",
     "__version__",
     "document_tokens",
     "ingest",

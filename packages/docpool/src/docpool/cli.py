@@ -48,7 +48,21 @@ def ingest_command(
         help="Inputs of the layout model: 'rf' (text and geometry, faster) or 'imf+rf' "
         "(adds page-image features).",
     ),
-    workers: int = typer.Option(0, help="Worker processes; 0 = one per available core."),
+    workers: int = typer.Option(
+        0,
+        help="Worker processes (local) or tasks in flight (ray); 0 = one per available core "
+        "(local) or per cluster CPU (ray).",
+    ),
+    executor: str = typer.Option(
+        "local",
+        help="Where documents are parsed: 'local' (processes on this machine) or 'ray' (a Ray "
+        "cluster; needs the ray extra and a pool folder every node can see).",
+    ),
+    ray_address: str | None = typer.Option(
+        None,
+        help="Ray cluster to join with --executor ray ('auto', 'host:6379', "
+        "'ray://host:10001'); default: start a local Ray instance.",
+    ),
     min_pages: int = typer.Option(20, help="Reject documents with fewer pages."),
     max_pages: int = typer.Option(200, help="Reject documents with more pages."),
     max_file_mb: float = typer.Option(1024.0, help="Reject files larger than this (MiB)."),
@@ -75,11 +89,13 @@ def ingest_command(
         "'finder' (PyMuPDF find_tables, slow), 'off'.",
     ),
     ocr: bool = typer.Option(True, help="OCR pages without text when tesseract is installed."),
+    batch_size: int = typer.Option(
+        64, min=1, help="Records per appended shard; what an interrupted run keeps."
+    ),
 ) -> None:
     """Add PDFs to a pool: hash, dedup, parse in isolated workers, append shards.
 
     Safe to interrupt and rerun: files already pooled, aliased or rejected are skipped."""
-    from docpool.executor import default_workers
     from docpool.layout_model import LayoutModelUnavailable
     from docpool.pool import NotAPool
     from docpool.sources import SourceError
@@ -90,7 +106,9 @@ def ingest_command(
             out,
             layout,
             layout_features,
-            workers or default_workers(),
+            workers,
+            executor,
+            ray_address,
             min_pages,
             max_pages,
             max_file_mb,
@@ -101,8 +119,9 @@ def ingest_command(
             chunk_pages,
             tables,
             ocr,
+            batch_size,
         )
-    except (SourceError, NotAPool, LayoutModelUnavailable, ValueError) as error:
+    except (SourceError, NotAPool, LayoutModelUnavailable, ValueError, ImportError) as error:
         # Bad arguments or inputs: say which, without a traceback.
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from None
@@ -115,6 +134,8 @@ def _run_ingest(
     layout: str,
     layout_features: str,
     workers: int,
+    executor: str,
+    ray_address: str | None,
     min_pages: int,
     max_pages: int,
     max_file_mb: float,
@@ -125,15 +146,25 @@ def _run_ingest(
     chunk_pages: int,
     tables: str,
     ocr: bool,
+    batch_size: int,
 ) -> IngestReport:
     from docpool.ingest import ingest
+    from mmprolong_schemas.executor import make_executor
 
+    runner = make_executor(
+        executor,
+        workers or None,
+        ray_address=ray_address,
+        timeout=timeout,
+        memory_bytes=memory_mb << 20,
+    )
     return ingest(
         sources,
         out,
         layout=layout,
         layout_features=layout_features,
-        workers=workers,
+        workers=runner.workers,
+        executor=runner,
         min_pages=min_pages,
         max_pages=max_pages,
         max_file_bytes=int(max_file_mb * (1 << 20)),
@@ -144,6 +175,7 @@ def _run_ingest(
         chunk_pages=chunk_pages,
         tables=tables,
         ocr=ocr,
+        batch_size=batch_size,
         progress=True,
         command=sys.argv,
     )

@@ -14,6 +14,7 @@ rejected), so killing a run at any point and running it again gives the same poo
 
 from __future__ import annotations
 
+import functools
 import secrets
 import sys
 import time
@@ -34,14 +35,6 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from docpool.executor import (
-    Executor,
-    LocalExecutor,
-    TaskCrashed,
-    TaskMemoryExceeded,
-    TaskOutcome,
-    TaskTimeout,
-)
 from docpool.hashes import read_hash_file
 from docpool.identity import has_pdf_magic, looks_truncated, sha256_file
 from docpool.parse import (
@@ -59,6 +52,14 @@ from docpool.pool import Alias, HashRecord, PoolWriter, Reject, _shards
 from docpool.sections import sections_from_headings, sections_from_outline
 from docpool.sources import SourceFile, expand_sources, load_domain_map, resolve_domain
 from mmprolong_schemas import Document, RunManifest
+from mmprolong_schemas.executor import (
+    Executor,
+    LocalExecutor,
+    TaskCrashed,
+    TaskMemoryExceeded,
+    TaskOutcome,
+    TaskTimeout,
+)
 
 DEFAULT_MAX_FILE_BYTES = 1 << 30
 
@@ -210,6 +211,7 @@ def ingest(
     # Fails now (with the install hint) when the layout model is missing, and loads shared
     # state once, before workers fork.
     warm_up(options)
+    warm = functools.partial(warm_up, options)
     if exclude_hashes is None:
         excluded: set[str] = set()
     elif isinstance(exclude_hashes, str | Path):
@@ -221,8 +223,10 @@ def ingest(
     files = expand_sources(source_list)
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
     writer = PoolWriter(root, run_id)
+    executor = executor or LocalExecutor(workers, timeout=timeout, memory_bytes=memory_bytes)
     config = {
         "sources": source_list,
+        "executor": type(executor).__name__,
         "layout": layout,
         "layout_features": layout_features,
         "workers": workers,
@@ -240,7 +244,6 @@ def ingest(
     writer.write_run(manifest)
     state = _load_state(root)
     report = IngestReport(pool=root, candidates=len(files))
-    executor = executor or LocalExecutor(workers, timeout=timeout, memory_bytes=memory_bytes)
 
     def reject(
         path: str,
@@ -369,7 +372,7 @@ def ingest(
             (doc_id, (candidate.path, options)) for doc_id, candidate in candidates.items()
         )
         outcome: TaskOutcome[str]
-        for outcome in executor.run(probe_document, probe_tasks):
+        for outcome in executor.run(probe_document, probe_tasks, setup=warm):
             candidate = candidates[outcome.key]
             if not outcome.ok:
                 assert outcome.error is not None
@@ -389,7 +392,7 @@ def ingest(
             for first, last in chunk_ranges(probe.num_pages, chunk_pages)
         )
         chunk_outcome: TaskOutcome[tuple[str, int]]
-        for chunk_outcome in executor.run(parse_page_range, chunk_tasks):
+        for chunk_outcome in executor.run(parse_page_range, chunk_tasks, setup=warm):
             doc_id, first = chunk_outcome.key
             if doc_id in failed:
                 continue

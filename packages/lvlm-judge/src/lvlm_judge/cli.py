@@ -54,6 +54,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "family": "qwen2.5-vl",
     "device_map": "auto",
     "concurrency": 8,
+    "executor": "local",
 }
 
 
@@ -204,6 +205,19 @@ def run(
     out: Path | None = typer.Option(
         None, help="Run folder; rerunning into it resumes [default: lvlm-judge-run]."
     ),
+    executor: str | None = typer.Option(
+        None,
+        help="'local': everything in this process; 'ray': transformers/vllm runners as Ray "
+        "actors (one per GPU) and rule scoring as Ray tasks; outputs stay with the driver "
+        "[default: local].",
+    ),
+    ray_address: str | None = typer.Option(
+        None, help="Ray cluster to join with --executor ray [default: a local Ray instance]."
+    ),
+    actors: int | None = typer.Option(
+        None, help="Runner actors with --executor ray [default: one per GPU of the cluster]."
+    ),
+    actor_gpus: float | None = typer.Option(None, help="GPUs per runner actor [default: 1]."),
 ) -> None:
     """Generate answers for every item, judge them, and write tables and a plot. Resumable."""
     given = {k: v for k, v in locals().items() if k != "config" and v is not None}
@@ -234,14 +248,24 @@ def run(
     items = _limit(items, settings.get("limit"))
     if not items:
         _fail("the data holds no item at the requested lengths")
-    image_root = settings.get("image_root")
-    if image_root is None:
-        first = Path(settings["data"][0])
-        image_root = first if first.is_dir() else first.parent
-    resolver = ContextResolver(image_root, opened_pool, spec)
+    resolver = ContextResolver(_image_root(settings), opened_pool, spec)
     out_dir = Path(settings["out"])
     name = settings.get("model_name") or str(settings["model"])
-    model_runner = _make_runner(settings, name, resolver, items)
+    steps = None
+    if settings["executor"] == "ray":
+        from mmprolong_schemas.executor import make_executor
+
+        try:
+            steps = make_executor("ray", ray_address=settings.get("ray_address"))
+        except ImportError as error:
+            _fail(str(error))
+        model_runner = _actor_runner(settings, name, items)
+    elif settings["executor"] == "local":
+        if settings.get("ray_address"):
+            _fail("--ray-address needs --executor ray")
+        model_runner = _make_runner(settings, name, resolver, items)
+    else:
+        _fail(f"--executor is local or ray, not {settings['executor']!r}")
     llm_judge = None
     if settings["judge"] == "llm":
         from lvlm_judge.judge.cache import JudgeCache
@@ -258,8 +282,46 @@ def run(
     run_eval(
         items, model_runner, out_dir,
         prompt_format=settings["prompt_format"], judge=settings["judge"], llm_judge=llm_judge,
-        console=console, settings={k: str(v) for k, v in settings.items()},
+        console=console, settings={k: str(v) for k, v in settings.items()}, executor=steps,
     )  # fmt: skip
+    close = getattr(model_runner, "close", None)
+    if callable(close):
+        close()
+
+
+def _image_root(settings: dict[str, Any]) -> Path:
+    image_root = settings.get("image_root")
+    if image_root is None:
+        first = Path(settings["data"][0])
+        image_root = first if first.is_dir() else first.parent
+    return Path(image_root)
+
+
+def _runner_on_actor(settings: dict[str, Any], name: str, items: list[EvalItem]) -> Any:
+    """Build the runner inside a Ray actor: the pool and images are opened there (every node
+    must see them)."""
+    from lvlm_judge.context import ContextResolver, open_pool
+
+    spec = VisionTokenSpec.for_family(ModelFamily(settings["family"]))
+    opened_pool = open_pool(settings["pool"]) if settings.get("pool") else None
+    resolver = ContextResolver(_image_root(settings), opened_pool, spec)
+    return _make_runner(settings, name, resolver, items)
+
+
+def _actor_runner(settings: dict[str, Any], name: str, items: list[EvalItem]) -> Any:
+    import functools
+
+    from lvlm_judge.runners.actors import ActorRunner, actor_count
+
+    if settings["runner"] == "openai":
+        _fail("the openai runner calls a server; --executor ray runs transformers/vllm runners")
+    gpus = float(settings.get("actor_gpus", 1.0))
+    try:
+        count = int(settings.get("actors") or actor_count(settings.get("ray_address"), gpus))
+    except ValueError as error:
+        _fail(f"{error}; pass --actor-gpus 0 to run runners on CPUs")
+    factory = functools.partial(_runner_on_actor, settings, name, items)
+    return ActorRunner(factory, count, num_gpus=gpus, address=settings.get("ray_address"))
 
 
 def _make_runner(settings: dict[str, Any], name: str, resolver: Any, items: list[EvalItem]) -> Any:

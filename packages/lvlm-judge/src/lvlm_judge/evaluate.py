@@ -46,6 +46,7 @@ from mmprolong_schemas import (
     read_jsonl,
     write_jsonl,
 )
+from mmprolong_schemas.executor import Executor
 
 
 @dataclass
@@ -112,8 +113,11 @@ def run_eval(
     llm_judge: LLMJudge | None = None,
     console: Console | None = None,
     settings: dict[str, Any] | None = None,
+    executor: Executor | None = None,
 ) -> RunSummary:
-    """Evaluate ``runner`` on ``items`` into ``out_dir``; items already predicted are skipped."""
+    """Evaluate ``runner`` on ``items`` into ``out_dir``; items already predicted are skipped.
+    ``executor`` (such as a RayExecutor) runs the per-item rule scoring; the driver writes
+    every output."""
     console = console or Console(stderr=True)
     manifest = RunManifest.start(
         "lvlm-judge run",
@@ -146,7 +150,7 @@ def run_eval(
     ) as progress:  # fmt: skip
         judged = progress.add_task("judge", total=sum(1 for i in items if i.metric is None))
         results = judge_predictions(
-            items, predictions, judge, llm_judge, lambda n: progress.advance(judged, n)
+            items, predictions, judge, llm_judge, lambda n: progress.advance(judged, n), executor
         )
     write_jsonl(out / "results.jsonl", results)
     tables: dict[str, ScoreTable] = {}

@@ -17,6 +17,7 @@ from lvlm_judge.niah import score_niah
 from lvlm_judge.results import ItemResult
 from lvlm_judge.rules import parse_output, score_output
 from mmprolong_schemas import EvalItem, Prediction
+from mmprolong_schemas.executor import Executor
 
 JudgeName = Literal["rules", "llm"]
 
@@ -55,19 +56,44 @@ def rule_result(item: EvalItem, prediction: Prediction) -> ItemResult:
     )
 
 
+RULE_CHUNK = 256
+"""Items per rule-scoring task on an executor (one item takes microseconds)."""
+
+
+def rule_results(pairs: Sequence[tuple[EvalItem, Prediction]]) -> list[ItemResult]:
+    """The rule step over a chunk of (item, prediction) pairs."""
+    return [rule_result(item, prediction) for item, prediction in pairs]
+
+
+def _rule_results_on(
+    executor: Executor, pairs: list[tuple[EvalItem, Prediction]]
+) -> list[ItemResult]:
+    tasks = (
+        (start, (pairs[start : start + RULE_CHUNK],)) for start in range(0, len(pairs), RULE_CHUNK)
+    )
+    chunks: dict[int, list[ItemResult]] = {}
+    for outcome in executor.run(rule_results, tasks):
+        if not outcome.ok:
+            raise RuntimeError(f"rule scoring of items {outcome.key}+ failed: {outcome.error}")
+        chunks[outcome.key] = outcome.value
+    return [result for start in sorted(chunks) for result in chunks[start]]
+
+
 def judge_predictions(
     items: Sequence[EvalItem],
     predictions: dict[str, Prediction],
     judge: JudgeName = "rules",
     llm_judge: LLMJudge | None = None,
     on_judged: Callable[[int], None] | None = None,
+    executor: Executor | None = None,
 ) -> list[ItemResult]:
     """Results for every item that has a prediction (and, with the LLM judge, a verdict);
-    ``on_judged(n)`` follows the LLM judge's progress."""
+    ``on_judged(n)`` follows the LLM judge's progress. With an ``executor`` the rule scores
+    are computed there in chunks (same results, same order)."""
     if judge == "llm" and llm_judge is None:
         raise ValueError("judge 'llm' needs an LLMJudge (a judge model and server)")
-    results = [rule_result(item, predictions[item.item_id]) for item in items
-               if item.item_id in predictions]  # fmt: skip
+    pairs = [(item, predictions[item.item_id]) for item in items if item.item_id in predictions]
+    results = rule_results(pairs) if executor is None else _rule_results_on(executor, pairs)
     if judge == "rules":
         return results
     assert llm_judge is not None

@@ -179,3 +179,15 @@ def ocr_needle_sample(
         _transcripts(doc, chosen),
         config,
     )
+
+
+def assemble_document(
+    doc: Document, pairs: list[QAPair], config: AssembleConfig, ocr: bool, seed: int
+) -> tuple[list[Sample | None], list[Sample | None]]:
+    """The per-document step of assembly: a VQA sample per pair (None: too long) and, with
+    ``ocr``, the OCR-full and OCR-needle samples (None: no text or too long)."""
+    vqa = [vqa_sample(pair, doc, config) for pair in pairs]
+    ocr_samples = (
+        [ocr_full_sample(doc, config), ocr_needle_sample(doc, seed, config)] if ocr else []
+    )
+    return vqa, ocr_samples

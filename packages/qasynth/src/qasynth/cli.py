@@ -80,6 +80,13 @@ def _summary(title: str, data: dict[str, Any]) -> None:
     console.print(table)
 
 
+def _check_executor(executor: str, ray_address: str | None) -> None:
+    if executor not in ("local", "ray"):
+        raise typer.BadParameter("--executor is local or ray", param_hint="--executor")
+    if ray_address is not None and executor != "ray":
+        raise typer.BadParameter("--ray-address needs --executor ray", param_hint="--ray-address")
+
+
 def _pages(text: str) -> tuple[int, int]:
     try:
         low, high = (int(x) for x in text.split("-"))
@@ -163,11 +170,26 @@ def generate(
     structured: bool = typer.Option(True, help="Ask for JSON-schema structured output."),
     dpi: float = typer.Option(144, help="Render resolution of page images."),
     seed: int = typer.Option(0, help="Seed of exemplar choice, sampling and cache keys."),
+    executor: str = typer.Option(
+        "local",
+        help="'local': the teacher runs in this process; 'ray': copies of it run as Ray "
+        "actors (vllm/transformers: one per GPU) and the cache stays with the run.",
+    ),
+    ray_address: str | None = typer.Option(
+        None, help="Ray cluster to join with --executor ray; default: a local Ray instance."
+    ),
+    actors: int = typer.Option(
+        0, min=0, help="Teacher actors with --executor ray; 0 = one per GPU (or CPU)."
+    ),
+    actor_gpus: float | None = typer.Option(
+        None, min=0, help="GPUs per teacher actor [default: 1 for vllm/transformers, else 0]."
+    ),
 ) -> None:
     """Ask a teacher for one anchored QA pair per segment and task; resumable by cache."""
     from mmprolong_schemas import Segment
     from qasynth.generate import GenerateConfig
     from qasynth.pipeline import SEGMENTS_FILE, generate_pairs
+    from qasynth.teachers.base import Teacher
     from qasynth.teachers.factory import make_teacher
 
     _need(run / SEGMENTS_FILE, "segment")
@@ -176,17 +198,30 @@ def generate(
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--tasks") from None
     opened = _open_pool(pool)
+    _check_executor(executor, ray_address)
+    options: dict[str, Any] = {
+        "model": model,
+        "base_url": base_url,
+        "concurrency": concurrency,
+        "dpi": dpi,
+        "structured": structured,
+        "max_tokens": max_tokens,
+    }
+    built: Teacher
     try:
-        built = make_teacher(
-            teacher,
-            opened,
-            model=model,
-            base_url=base_url,
-            concurrency=concurrency,
-            dpi=dpi,
-            structured=structured,
-            max_tokens=max_tokens,
-        )
+        if executor == "ray":
+            from qasynth.teachers.actors import make_actor_teacher
+
+            built = make_actor_teacher(
+                teacher,
+                pool,
+                actors=actors,
+                num_gpus=actor_gpus,
+                address=ray_address,
+                **options,
+            )
+        else:
+            built = make_teacher(teacher, opened, **options)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--teacher/--model/--base-url") from None
     units = sum(1 for _ in read_jsonl(run / SEGMENTS_FILE, Segment)) * len(chosen)
@@ -215,10 +250,22 @@ def assemble(
     max_length: str = typer.Option("128K", help="Samples longer than this are skipped."),
     dpi: float = typer.Option(144, help="Render resolution the token estimates assume."),
     seed: int = typer.Option(0, help="Seed of OCR-needle page choice."),
+    executor: str = typer.Option(
+        "local",
+        help="'local': assemble in this process; 'ray': one Ray task per document "
+        "(same samples, same order).",
+    ),
+    ray_address: str | None = typer.Option(
+        None, help="Ray cluster to join with --executor ray; default: a local Ray instance."
+    ),
 ) -> None:
     """Put every QA pair back into its whole document as a training Sample."""
+    from mmprolong_schemas.executor import make_executor
     from qasynth.assemble import AssembleConfig
     from qasynth.pipeline import PAIRS_FILE, assemble_samples
+
+    _check_executor(executor, ray_address)
+    steps = make_executor("ray", ray_address=ray_address) if executor == "ray" else None
 
     config = AssembleConfig(
         spec=VisionTokenSpec(dpi=dpi), page_labels=page_labels, max_length=parse_tokens(max_length)
@@ -227,7 +274,14 @@ def assemble(
     total = sum(1 for _ in read_jsonl(run / PAIRS_FILE, QAPair))
     with _progress("assembling", total) as tick:
         summary = assemble_samples(
-            _open_pool(pool), run, config, ocr=ocr, seed=seed, short_inputs=short, tick=tick
+            _open_pool(pool),
+            run,
+            config,
+            ocr=ocr,
+            seed=seed,
+            short_inputs=short,
+            tick=tick,
+            executor=steps,
         )
     _summary("samples", summary)
 

@@ -23,10 +23,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from PIL import Image
 
@@ -42,7 +42,8 @@ from mmprolong_schemas import (
     write_jsonl,
     write_parquet,
 )
-from qasynth.assemble import AssembleConfig, ocr_full_sample, ocr_needle_sample, vqa_sample
+from mmprolong_schemas.executor import Executor
+from qasynth.assemble import AssembleConfig, assemble_document
 from qasynth.cache import RequestCache
 from qasynth.generate import GenerateConfig, generate
 from qasynth.prompts import PROMPT_VERSION
@@ -59,6 +60,7 @@ QA_STATS_FILE = "qa/stats.json"
 SAMPLES_DIR = "samples"
 
 Tick = Callable[[int], None]
+ResultT = TypeVar("ResultT")
 
 
 class Pool(Protocol):
@@ -176,8 +178,10 @@ def assemble_samples(
     seed: int = 0,
     short_inputs: Sequence[str | Path] = (),
     tick: Tick | None = None,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
-    """Samples from the run's QA pairs (and OCR and short data when asked)."""
+    """Samples from the run's QA pairs (and OCR and short data when asked). With an
+    ``executor`` each document is assembled as one task (the result is the same)."""
     config = config or AssembleConfig()
     run = Path(run_dir)
     out = run / SAMPLES_DIR
@@ -202,22 +206,25 @@ def assemble_samples(
     by_doc: dict[str, list[QAPair]] = {}
     for pair in pairs:
         by_doc.setdefault(pair.doc_id, []).append(pair)
+    tasks = ((doc_id, (pool.get(doc_id), by_doc[doc_id], config, ocr, seed)) for doc_id in doc_ids)
+    made: dict[str, tuple[list[Sample | None], list[Sample | None]]] = {}
+    for doc_id, result in _run_steps(executor, assemble_document, tasks):
+        made[doc_id] = result
+        if tick:
+            tick(len(by_doc[doc_id]))
+    # Documents finish in any order; samples are written in document order all the same.
     for doc_id in doc_ids:
-        doc = pool.get(doc_id)
-        for pair in by_doc[doc_id]:
-            sample = vqa_sample(pair, doc, config)
+        doc_vqa, doc_ocr = made[doc_id]
+        for sample in doc_vqa:
             if sample is None:
                 skipped["over-max-length"] += 1
             else:
                 vqa.append(sample)
-            if tick:
-                tick(1)
-        if ocr:
-            for made in (ocr_full_sample(doc, config), ocr_needle_sample(doc, seed, config)):
-                if made is None:
-                    skipped["ocr-no-text-or-too-long"] += 1
-                else:
-                    ocr_samples.append(made)
+        for sample in doc_ocr:
+            if sample is None:
+                skipped["ocr-no-text-or-too-long"] += 1
+            else:
+                ocr_samples.append(sample)
     counts: dict[str, int] = {"vqa": write_parquet(out / "vqa.parquet", vqa, Sample)}
     if ocr:
         counts["ocr"] = write_parquet(out / "ocr.parquet", ocr_samples, Sample)
@@ -239,6 +246,23 @@ def assemble_samples(
     }
     _write_json(out / "summary.json", summary)
     return summary
+
+
+def _run_steps(
+    executor: Executor | None,
+    function: Callable[..., ResultT],
+    tasks: Iterable[tuple[str, tuple[Any, ...]]],
+) -> Iterator[tuple[str, ResultT]]:
+    """``(key, function(*args))`` for every task, in this process without an executor; a step
+    that fails stops the stage with its key, as it would in this process."""
+    if executor is None:
+        for key, args in tasks:
+            yield key, function(*args)
+        return
+    for outcome in executor.run(function, tasks):
+        if not outcome.ok:
+            raise RuntimeError(f"step {function.__name__} failed on {outcome.key}: {outcome.error}")
+        yield outcome.key, outcome.value
 
 
 def _short_root(path: Path, out: Path) -> Path:

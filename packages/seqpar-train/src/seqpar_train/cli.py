@@ -178,9 +178,9 @@ def selfcheck(
     if fsdp > 1:
         comparisons += check_fsdp(family, nproc=fsdp, attention=attn)
     for comparison in comparisons:
-        Console().print(comparison.line())
+        typer.echo(comparison.line())
     failed = [c for c in comparisons if not c.passed]
-    Console().print("[bold red]FAIL[/bold red]" if failed else "[bold green]PASS[/bold green]")
+    typer.echo("FAIL" if failed else "PASS")
     raise typer.Exit(1 if failed else 0)
 
 

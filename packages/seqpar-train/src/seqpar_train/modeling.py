@@ -14,8 +14,6 @@ from transformers import (
     Qwen3VLForConditionalGeneration,
 )
 
-from mmprolong_schemas import ModelFamily
-
 _CLASSES: dict[str, type[PreTrainedModel]] = {
     "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration,
     "qwen3_vl": Qwen3VLForConditionalGeneration,
@@ -30,10 +28,6 @@ def model_class(config: PretrainedConfig) -> type[PreTrainedModel]:
             f"model type {config.model_type!r} is not supported; seqpar-train trains "
             f"{', '.join(_CLASSES)}"
         ) from None
-
-
-def family_of(config: PretrainedConfig) -> ModelFamily:
-    return ModelFamily.QWEN3_VL if config.model_type == "qwen3_vl" else ModelFamily.QWEN2_5_VL
 
 
 def build_model(

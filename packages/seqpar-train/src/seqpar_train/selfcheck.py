@@ -32,6 +32,7 @@ from seqpar_train.distributed import device_for_rank, spawn_local
 from seqpar_train.forward import PackedLossModel, row_loss
 from seqpar_train.loss import group_mean_loss
 from seqpar_train.modeling import build_model
+from seqpar_train.parallel_dims import ParallelDims
 from seqpar_train.synthetic import MULTI_IMAGE_DOCS, DocumentShape, synthetic_row
 from seqpar_train.trainer import TrainResult, train
 from seqpar_train.ulysses import install_attention
@@ -140,13 +141,16 @@ def check_sp(scenarios: list[Scenario], sp: int = 2) -> list[Comparison]:
     return comparisons
 
 
-def _fsdp_config(out_dir: Path, family: str, nproc: int, sp: int, attention: str) -> TrainConfig:
+def _fsdp_config(
+    out_dir: Path, family: str, nproc: int, sp: int, attention: str, dp_shard: int = -1
+) -> TrainConfig:
     return TrainConfig(
         output_dir=str(out_dir),
         model=ModelSettings(tiny=ModelFamily(family)),
         data=DataSettings(synthetic=SyntheticData(docs_per_row=3, prompt_tokens=20), num_workers=0),
         parallel=ParallelSettings(
             sp=sp,
+            dp_shard=dp_shard,
             nproc_per_node=nproc,
             attention=attention,
             param_dtype="float32",
@@ -171,18 +175,26 @@ def _final_weights(result: TrainResult, family: str) -> dict[str, torch.Tensor]:
 
 
 def check_fsdp(
-    family: str = "qwen2.5-vl", nproc: int = 2, sp: int = 1, attention: str = "auto"
+    family: str = "qwen2.5-vl",
+    nproc: int = 2,
+    sp: int = 1,
+    attention: str = "auto",
+    dp_shard: int = -1,
 ) -> list[Comparison]:
     """Three optimizer steps with FSDP2 (and SP ``sp``) over ``nproc`` local processes
     against one process on the same global batches: the loss of every step, then every
-    parameter after the last step."""
+    parameter after the last step. ``dp_shard`` below nproc / sp replicates shards (HSDP)."""
     with tempfile.TemporaryDirectory(prefix="seqpar-selfcheck-") as tmp:
         single = train(_fsdp_config(Path(tmp) / "single", family, 1, 1, attention))
-        config = _fsdp_config(Path(tmp) / "fsdp", family, nproc, sp, attention)
+        config = _fsdp_config(Path(tmp) / "fsdp", family, nproc, sp, attention, dp_shard)
         sharded = spawn_local(train, nproc, config)
         want = _final_weights(single, family)
         got = _final_weights(sharded[0], family)
-    label = f"FSDP{'+SP' + str(sp) if sp > 1 else ''} x{nproc} vs single {family}"
+    dims = ParallelDims.for_world(nproc, sp=sp, dp_shard=dp_shard)
+    label = (
+        f"FSDP x{nproc} (replicate {dims.dp_replicate}, shard {dims.dp_shard}, sp {dims.sp}) "
+        f"vs single {family}"
+    )
     losses = compare(
         f"{label} losses",
         {"loss": torch.tensor(sharded[0].losses)},

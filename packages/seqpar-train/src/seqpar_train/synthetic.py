@@ -14,6 +14,8 @@ import torch
 from longctx_rope.positions import PackedDoc, packed_position_ids
 from seqpar_train.batch import IGNORE_INDEX, PackedRow
 
+ANSWER_VOCAB = 32
+
 DocumentShape = tuple[int, Sequence[tuple[int, int]], int]
 """(prompt text tokens, image grids (h, w) in patches, answer tokens; 0 = no labels)."""
 
@@ -42,7 +44,8 @@ def synthetic_row(config: Any, documents: Sequence[DocumentShape], seed: int = 0
             ]
             doc_grids.append([1, h, w])
             pixels.append(torch.randn((h * w, patch_dim), generator=generator))
-        answer_ids = torch.randint(0, text_vocab, (answer,), generator=generator)
+        # Answers use a small sub-vocabulary, so a demo run's loss visibly falls.
+        answer_ids = torch.randint(0, ANSWER_VOCAB, (answer,), generator=generator)
         ids = torch.cat([*pieces, answer_ids])
         labels = torch.full_like(ids, IGNORE_INDEX)
         if answer:

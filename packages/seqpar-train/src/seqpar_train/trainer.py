@@ -48,9 +48,9 @@ from seqpar_train.ulysses import install_attention
 
 log = logging.getLogger("seqpar_train")
 
-PEAK_TFLOPS = {"cpu": 1.0}
-"""Peak dense TFLOP/s per device for MFU; GPUs are looked up by name (bf16, dense)."""
-_GPU_PEAKS = {
+CPU_PEAK_TFLOPS = 1.0
+"""A nominal CPU peak, so CPU runs report a (comparable, not absolute) MFU."""
+GPU_PEAK_TFLOPS = {  # dense bf16 TFLOP/s by device name, for MFU
     "H100": 989.0,
     "H800": 989.0,
     "H20": 148.0,
@@ -63,10 +63,10 @@ _GPU_PEAKS = {
 def device_peak_tflops(device: torch.device) -> float:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
-        for key, peak in _GPU_PEAKS.items():
+        for key, peak in GPU_PEAK_TFLOPS.items():
             if key in name:
                 return peak
-    return PEAK_TFLOPS["cpu"]
+    return CPU_PEAK_TFLOPS
 
 
 class TrainResult(Model):
@@ -148,6 +148,11 @@ def train(config: TrainConfig) -> TrainResult:
                 accumulation * dims.dp,
             )
 
+    if config.parallel.cpu_offload and device.type != "cuda":
+        raise ValueError(
+            "parallel.cpu_offload moves GPU-resident parameters and optimizer state to the CPU; "
+            f"this run already trains on {device.type}, so set it to false"
+        )
     torch.manual_seed(config.seed)
     hf_model = build_training_model(config, device)
     hf_model.train()
@@ -178,13 +183,14 @@ def train(config: TrainConfig) -> TrainResult:
     out_dir = Path(config.output_dir)
     ckpt_root = out_dir / "checkpoints"
 
-    start_step, cursor = 0, 0
+    start_step, cursor, skipped_before = 0, 0, 0
     resume_from = latest_checkpoint(ckpt_root) if config.checkpoint.resume else None
     if resume_from is not None:
         state = load_checkpoint(resume_from, model, optimizer)
         scheduler.load_state_dict(state.scheduler)
         set_rng_state(state.rng)
         start_step, cursor = state.step, int(state.data_cursor["next_row"])
+        skipped_before = int(state.data_cursor.get("skipped_samples", 0))
         if _rank() == 0:
             log.info("resumed from %s (step %d, next row %d)", resume_from, start_step, cursor)
 
@@ -196,7 +202,8 @@ def train(config: TrainConfig) -> TrainResult:
         stop=total_steps * rows_per_step,
         dp_rank=dp_rank,
         dp=dims.dp,
-        num_workers=config.data.num_workers,
+        # Synthetic rows cost nothing to build; worker processes would only add start-up time.
+        num_workers=config.data.num_workers if config.data.mixture is not None else 0,
     )
     rows = iter(loader)
     arch = arch_from_config(model_config)
@@ -211,11 +218,11 @@ def train(config: TrainConfig) -> TrainResult:
         else None
     )
     losses: list[float] = []
-    skipped = 0
+    skipped = skipped_all = 0
     last_ckpt: Path | None = resume_from
     stopped = False
     sp_rank = mesh.sp_rank if mesh else 0
-    progress = _progress(total_steps, start_step) if _rank() == 0 else None
+    progress = _Progress(total_steps, start_step) if _rank() == 0 else None
 
     with StopSignal() as stop:
         step = start_step
@@ -262,6 +269,17 @@ def train(config: TrainConfig) -> TrainResult:
                 float(global_labels), 1.0
             )
             losses.append(loss)
+            # The ranks of an SP group read the same rows, so each skip is seen sp times.
+            skipped_all = (
+                int(
+                    all_reduce_sum(
+                        torch.tensor(float(skipped), device=device),
+                        dist.group.WORLD if world > 1 else None,
+                    )
+                )
+                // dims.sp
+                + skipped_before
+            )
             elapsed = time.perf_counter() - began
             if writer is not None:
                 record = {
@@ -276,7 +294,7 @@ def train(config: TrainConfig) -> TrainResult:
                     "mfu_causal": flops_causal / elapsed / peak,
                     "mfu_non_causal": flops_full / elapsed / peak,
                     "step_seconds": elapsed,
-                    "skipped_samples": skipped,
+                    "skipped_samples": skipped_all,
                 }
                 writer.write(record)
             if progress is not None:
@@ -293,7 +311,12 @@ def train(config: TrainConfig) -> TrainResult:
                     ckpt_root,
                     model,
                     optimizer,
-                    TrainState(step, scheduler.state_dict(), {"next_row": next_row}, rng_state()),
+                    TrainState(
+                        step,
+                        scheduler.state_dict(),
+                        {"next_row": next_row, "skipped_samples": skipped_all},
+                        rng_state(),
+                    ),
                     keep=config.checkpoint.keep,
                 )
             if stop_now:
@@ -314,7 +337,7 @@ def train(config: TrainConfig) -> TrainResult:
         metrics_path=str(out_dir / "metrics.jsonl"),
         checkpoint=str(last_ckpt) if last_ckpt else None,
         loss_curve=curve,
-        skipped_samples=skipped,
+        skipped_samples=skipped_all if losses else skipped_before,
         stopped_early=stopped,
     )
     if _rank() == 0:
@@ -328,7 +351,7 @@ def _pad_id(model_config: Any) -> int:
     return int(pad) if pad is not None else 0
 
 
-class _progress:
+class _Progress:
     """A rich progress line: step, loss, lr."""
 
     def __init__(self, total: int, done: int) -> None:

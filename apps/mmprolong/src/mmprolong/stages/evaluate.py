@@ -78,9 +78,18 @@ def _runner(recipe: Recipe, model_path: Path, name: str, resolver: Any) -> Any:
     )
 
 
+def _score_tables(ctx: StageContext) -> dict[str, ScoreTable]:
+    """Each model's document-QA score table, as lvlm-judge wrote it."""
+    tables = {}
+    for label in MODELS:
+        path = ctx.stage_dir(EvalStage.name) / label / SCORES
+        if path.exists():
+            tables[label] = ScoreTable.model_validate_json(path.read_text(encoding="utf-8"))
+    return tables
+
+
 class EvalStage(Contributor):
     name = "eval"
-    summary = "base vs trained scores (lvlm-judge)"
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
         return {
@@ -94,8 +103,9 @@ class EvalStage(Contributor):
         recipe = ctx.recipe
         if recipe.eval.judge != "rules":
             raise ValueError(
-                "the LLM judge needs a judge server; inside `mmprolong run` use judge = 'rules' "
-                "and judge with `mmprolong eval score` afterwards"
+                "the LLM judge needs a judge server; inside `mmprolong run` use judge = 'rules', "
+                "then run `mmprolong eval run --judge llm --out RUN/eval/trained ...`, which "
+                "reuses the finished predictions"
             )
         base = base_checkpoint(ctx)
         resolver = resolver_class(None, pool_class(pool_path(ctx)), recipe.vision)
@@ -122,6 +132,10 @@ class EvalStage(Contributor):
                 macro = table.macro()
                 shown = f"{macro:.2f}" if macro is not None else "n/a"
                 ctx.log(f"eval/{label}: {stem} macro score {shown}")
+        tables = [table for table in _score_tables(ctx).values() if table.cells]
+        if tables:
+            (plot,) = require(self.name, "lvlm_judge.results", "plot")
+            plot(tables, ctx.dir / COMPARISON_FIGURE)
         return counts
 
     def progress(self, ctx: StageContext) -> dict[str, int]:
@@ -133,17 +147,9 @@ class EvalStage(Contributor):
         return counts
 
     def contribute(self, ctx: StageContext, data: ReportData) -> None:
-        for label in MODELS:
-            path = ctx.dir / label / SCORES
-            if path.exists():
-                data.scores[label] = ScoreTable.model_validate_json(
-                    path.read_text(encoding="utf-8")
-                )
-        tables = [table for table in data.scores.values() if table.cells]
-        if tables:
-            (plot,) = require(self.name, "lvlm_judge.results", "plot")
-            figure = plot(tables, ctx.dir / COMPARISON_FIGURE)
+        data.scores.update(_score_tables(ctx))
+        if (ctx.dir / COMPARISON_FIGURE).exists():
             data.package_figures["scores"] = (
                 "Score against context length, base vs trained (drawn by lvlm-judge)",
-                figure,
+                ctx.dir / COMPARISON_FIGURE,
             )

@@ -31,7 +31,6 @@ def _shortfall(recipe: Recipe) -> str:
 
 class MixStage(Contributor):
     name = "mix"
-    summary = "token-budgeted mixture shards (qasynth)"
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
         return {"mixture": recipe.mixture.model_dump(mode="json"), "shortfall": _shortfall(recipe)}

@@ -7,7 +7,7 @@ files are set aside: they are pooled (evaluation renders their pages) but never 
 from __future__ import annotations
 
 import json
-from collections import Counter
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ from mmprolong_schemas import Recipe, atomic_path
 POOL_DIR = "pool"
 CORPUS_DIR = "corpus"
 HELD_OUT_FILE = "held_out.json"
+STATS_DIR = "stats"
+STATS_FIGURE = "tokens_hist.png"
 
 
 def pool_path(ctx: StageContext) -> Path:
@@ -37,7 +39,6 @@ def held_out_ids(ctx: StageContext) -> list[str]:
 
 class PoolStage(Contributor):
     name = "pool"
-    summary = "PDFs -> document pool (docpool)"
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
         return {
@@ -51,7 +52,9 @@ class PoolStage(Contributor):
         make_corpus, ingest, pool_class = require(
             self.name, "docpool", "make_corpus", "ingest", "Pool"
         )
-        (default_workers,) = require(self.name, "docpool.executor", "default_workers")
+        compute_stats, write_stats = require(
+            self.name, "docpool.stats", "compute_stats", "write_stats"
+        )
         recipe = ctx.recipe
         sources: list[str] = list(recipe.pool.inputs)
         corpus_files: list[str] = []
@@ -72,7 +75,7 @@ class PoolStage(Contributor):
             sources,
             pool_path(ctx),
             layout=recipe.pool.layout,
-            workers=default_workers(),
+            workers=len(os.sched_getaffinity(0)),
             min_pages=recipe.pool.min_pages,
             max_pages=recipe.pool.max_pages,
             progress=True,
@@ -87,7 +90,10 @@ class PoolStage(Contributor):
             )
         with atomic_path(ctx.dir / HELD_OUT_FILE) as tmp:
             tmp.write_text(json.dumps({"doc_ids": held_out}, indent=1), encoding="utf-8")
-        pages = sum(doc.num_pages for doc in pool.documents())
+        # docpool's own statistics table and histograms, for `status` and the report.
+        stats = compute_stats(pool, recipe.vision)
+        write_stats(stats, ctx.dir / STATS_DIR)
+        pages = stats.total_pages
         ctx.log(
             f"pool: {len(pool)} documents ({report.added} new), {pages} pages, "
             f"{sum(report.rejected.values())} rejected, {len(held_out)} held out"
@@ -107,30 +113,31 @@ class PoolStage(Contributor):
             return {}
 
     def contribute(self, ctx: StageContext, data: ReportData) -> None:
-        (pool_class, document_tokens) = require(self.name, "docpool", "Pool", "document_tokens")
-        if not pool_path(ctx).exists():
+        stats_file = ctx.dir / STATS_DIR / "stats.json"
+        if not stats_file.exists():
             return
-        pool = pool_class(pool_path(ctx))
-        documents = list(pool.documents())
-        if not documents:
-            return
-        tokens = [document_tokens(doc, ctx.recipe.vision) for doc in documents]
-        pages = [doc.num_pages for doc in documents]
-        languages = Counter(doc.lang or "unknown" for doc in documents)
+        stats = json.loads(stats_file.read_text(encoding="utf-8"))
         vision = ctx.recipe.vision
         data.pool_stats = {
-            "documents": len(documents),
+            "documents": stats["documents"],
             "held out for evaluation": len(held_out_ids(ctx)),
-            "pages": sum(pages),
-            "pages per document (min / mean / max)": _spread(pages),
-            "estimated tokens (total)": sum(tokens),
-            "estimated tokens per document (min / mean / max)": _spread(tokens),
-            "languages": ", ".join(f"{lang} {n}" for lang, n in languages.most_common()),
-            "rejected files": len(pool.rejects()),
+            "page range": "-".join(str(n) for n in stats.get("page_range") or []),
+            "average pages": f"{stats['average_pages']:.1f}",
+            "total pages": stats["total_pages"],
+            "estimated vision tokens": stats["total_tokens"],
+            "average tokens per document": f"{stats['average_tokens']:.0f}",
+            "languages": _counts(stats.get("languages", {})),
+            "domains": _counts(stats.get("domains", {})),
+            "rejected files": _counts(stats.get("rejects", {})) or "none",
             "render DPI / max pixels": f"{vision.dpi:g} / {vision.max_pixels}",
         }
-        data.doc_tokens = tokens
+        figure = ctx.dir / STATS_DIR / STATS_FIGURE
+        if figure.exists():
+            data.package_figures["pool"] = (
+                "Estimated vision tokens per pooled document (drawn by docpool)",
+                figure,
+            )
 
 
-def _spread(values: list[int]) -> str:
-    return f"{min(values)} / {sum(values) / len(values):.1f} / {max(values)}"
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in counts.items())

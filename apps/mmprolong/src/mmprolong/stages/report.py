@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mmprolong.orchestrator import Stage, StageContext, read_manifest
+from mmprolong.orchestrator import Stage, StageContext, StageUnavailable, read_manifest
 from mmprolong.paper import rows_for
 from mmprolong.report import REPORT_FILE, ReportData, write_report
 from mmprolong.sweeps import SWEEPS
@@ -32,7 +32,6 @@ def sweep_row(recipe: Recipe) -> tuple[str, str] | None:
 
 class ReportStage(Stage):
     name = REPORT_DIR
-    summary = "Markdown report with pool, mixture, loss and score figures"
 
     def __init__(self, upstream: Sequence[Stage]):
         self.upstream = list(upstream)
@@ -49,7 +48,11 @@ class ReportStage(Stage):
             if manifest is not None:
                 data.manifests[stage.name] = manifest
             if isinstance(stage, Contributor):
-                stage.contribute(stage_ctx, data)
+                try:
+                    stage.contribute(stage_ctx, data)
+                except StageUnavailable as error:
+                    # A missing reader costs its section, not the whole report.
+                    data.notes.append(str(error))
         data.paper_rows = rows_for(ctx.recipe, sweep_row(ctx.recipe))
         path = write_report(data, ctx.dir)
         ctx.log(f"report: {path}")

@@ -33,7 +33,6 @@ def extended_checkpoint(ctx: StageContext) -> Path:
 
 class RopeStage(Contributor):
     name = "rope"
-    summary = "extended-rope checkpoint (longctx-rope)"
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
         return {

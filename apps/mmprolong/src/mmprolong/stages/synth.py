@@ -73,7 +73,6 @@ def _teacher(recipe: Recipe, pool: Any) -> Any:
 
 class SynthStage(Contributor):
     name = "synth"
-    summary = "segments, teacher QA pairs and samples (qasynth)"
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
         mixture = recipe.mixture

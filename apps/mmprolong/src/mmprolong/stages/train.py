@@ -39,7 +39,6 @@ def _step_of(checkpoint: Path | None) -> int:
 
 class TrainStage(Contributor):
     name = "train"
-    summary = "LongPT with Ulysses SP + FSDP2 (seqpar-train)"
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
         return {
@@ -60,8 +59,8 @@ class TrainStage(Contributor):
         parallel = recipe.train.parallel
         if parallel.nodes > 1:
             raise ValueError(
-                f"the recipe trains on {parallel.nodes} nodes: start `mmprolong train` with "
-                "torchrun on every node (see docs/mmprolong.md); `mmprolong run` launches one node"
+                f"the recipe trains on {parallel.nodes} nodes; `mmprolong run` launches one: run "
+                "`mmprolong train train` on every node instead (see docs/mmprolong.md)"
             )
         config = train_config.from_recipe(
             recipe,

@@ -1,11 +1,12 @@
-"""Where steps run: a small executor interface and its local implementation.
+"""Where steps run: the executor interface every data stage uses, and its local implementation.
 
 A step is a plain picklable function; an executor runs it on many inputs and reports each
 outcome, whatever happened: a value, the exception the step raised, a timeout, a memory cap
 hit or a crash. The local executor runs tasks in forked worker processes (PyMuPDF is not
 thread-safe, and a hostile file must not take the run down), at most ``workers`` at once; a
 task past its wall-clock deadline is killed together with its worker, and a fresh worker takes
-its place. A distributed executor (Ray) implements the same protocol.
+its place. ``mmprolong_schemas.ray_executor.RayExecutor`` implements the same protocol on a Ray
+cluster (the ``ray`` extra); ``make_executor`` builds either from a name.
 
 Forking (not spawning) lets every worker share what the parent loaded once (PyMuPDF,
 language profiles, the layout model) copy-on-write, and workers are reused for several tasks
@@ -22,6 +23,7 @@ import multiprocessing
 import os
 import pickle
 import resource
+import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -57,12 +59,18 @@ class TaskOutcome(Generic[KeyT]):
 
 class Executor(Protocol):
     """Runs ``function(*args)`` for every ``(key, args)`` and yields outcomes as they finish
-    (in any order). ``tasks`` is consumed lazily, as workers free up."""
+    (in any order). ``tasks`` is consumed lazily, as workers free up. ``setup`` (picklable,
+    idempotent) runs once in every process that forks task processes, before it forks them,
+    so what it loads (language profiles, a layout model) is shared instead of reloaded."""
 
     workers: int
 
     def run(
-        self, function: Callable[..., Any], tasks: Iterable[tuple[KeyT, tuple[Any, ...]]]
+        self,
+        function: Callable[..., Any],
+        tasks: Iterable[tuple[KeyT, tuple[Any, ...]]],
+        *,
+        setup: Callable[[], None] | None = None,
     ) -> Iterator[TaskOutcome[KeyT]]: ...
 
 
@@ -106,6 +114,9 @@ def _worker(connection: Connection, memory_bytes: int | None) -> None:
     # A crash here is an expected verdict on a hostile file, reported by the parent; no
     # traceback dump from an inherited fault handler.
     faulthandler.disable()
+    # A worker forked from a Ray worker inherits Ray's fatal-signal handlers; ending it must
+    # stay silent and immediate.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if memory_bytes:
         # The cap is what the worker may add to the address space it inherited.
         limit = _address_space() + memory_bytes
@@ -145,7 +156,9 @@ class LocalExecutor:
     """Up to ``workers`` worker processes, each running one task at a time. A task is killed
     (with its worker) after ``timeout`` seconds; a worker may use ``memory_bytes`` of address
     space beyond what it inherited (None for no cap) and is replaced after
-    ``tasks_per_worker`` tasks, so a leak or a poisoned state never outlives a few documents."""
+    ``tasks_per_worker`` tasks, so a leak or a poisoned state never outlives a few documents.
+    With ``keep_workers`` idle workers outlive ``run`` and serve the next call (a Ray worker
+    keeps its forked process warm this way) until ``close``."""
 
     def __init__(
         self,
@@ -155,6 +168,7 @@ class LocalExecutor:
         memory_bytes: int | None = 4 << 30,
         tasks_per_worker: int = 32,
         start_method: str | None = None,
+        keep_workers: bool = False,
     ):
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
@@ -168,6 +182,8 @@ class LocalExecutor:
             "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         )
         self._context: Any = multiprocessing.get_context(method)
+        self.keep_workers = keep_workers
+        self._idle: list[_Worker] = []
 
     def _spawn(self) -> _Worker:
         parent_end, child_end = self._context.Pipe(duplex=True)
@@ -193,10 +209,16 @@ class LocalExecutor:
         worker.connection.close()
 
     def run(
-        self, function: Callable[..., Any], tasks: Iterable[tuple[KeyT, tuple[Any, ...]]]
+        self,
+        function: Callable[..., Any],
+        tasks: Iterable[tuple[KeyT, tuple[Any, ...]]],
+        *,
+        setup: Callable[[], None] | None = None,
     ) -> Iterator[TaskOutcome[KeyT]]:
+        if setup is not None:
+            setup()
         pending = iter(tasks)
-        idle: list[_Worker] = []
+        idle: list[_Worker] = self._idle if self.keep_workers else []
         busy: dict[Connection, _Worker] = {}
         exhausted = False
         try:
@@ -250,8 +272,14 @@ class LocalExecutor:
         finally:
             for worker in list(busy.values()):
                 self._stop(worker, kill=True)
-            for worker in idle:
-                self._stop(worker, kill=False)
+            if not self.keep_workers:
+                for worker in idle:
+                    self._stop(worker, kill=False)
+
+    def close(self) -> None:
+        """Stop the idle workers kept for later calls."""
+        while self._idle:
+            self._stop(self._idle.pop(), kill=False)
 
     @staticmethod
     def _collect(worker: _Worker) -> tuple[TaskOutcome[Any], bool]:
@@ -276,4 +304,41 @@ class LocalExecutor:
 
 
 def default_workers() -> int:
+    """The cores this process may run on."""
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
+EXECUTOR_KINDS = ("local", "ray")
+
+
+def make_executor(
+    kind: str,
+    workers: int | None = None,
+    *,
+    ray_address: str | None = None,
+    timeout: float = 300.0,
+    memory_bytes: int | None = 4 << 30,
+    **local_options: Any,
+) -> Executor:
+    """An executor by name. ``workers`` is the local process count (default: one per core) or,
+    for Ray, the number of tasks kept in flight (default: the cluster's CPUs). ``timeout`` and
+    ``memory_bytes`` bound every task on either executor; ``local_options`` go to
+    ``LocalExecutor`` (``tasks_per_worker``, ``start_method``). ``ray_address`` is a running
+    cluster (``auto``, ``ray://host:10001``, ``host:6379``); without one a local Ray instance
+    is started."""
+    if kind == "local":
+        if ray_address is not None:
+            raise ValueError("--ray-address only applies to the ray executor")
+        return LocalExecutor(
+            workers or default_workers(),
+            timeout=timeout,
+            memory_bytes=memory_bytes,
+            **local_options,
+        )
+    if kind == "ray":
+        from mmprolong_schemas.ray_executor import RayExecutor
+
+        if local_options:
+            raise ValueError(f"options {sorted(local_options)} only apply to the local executor")
+        return RayExecutor(ray_address, workers=workers, timeout=timeout, memory_bytes=memory_bytes)
+    raise ValueError(f"unknown executor {kind!r}; expected one of {', '.join(EXECUTOR_KINDS)}")

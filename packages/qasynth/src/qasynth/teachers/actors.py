@@ -1,0 +1,103 @@
+"""A teacher whose engines run as Ray actors (one per GPU) while the driver keeps the cache.
+
+Each actor builds its own teacher once (a vLLM engine loads its weights once) and answers
+slices of every batch; replies travel back to the driver, which hands them to ``on_reply``,
+so the request cache is written by one process beside the run's outputs, exactly as with a
+local teacher. A teacher's name (backend and model) is kept, so cache keys and QAPairs are the
+same whichever way the teacher runs. Needs the ``ray`` extra.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from qasynth.teachers.base import ReplyCallback, Teacher, TeacherReply, TeacherRequest
+
+GPU_BACKENDS = ("vllm", "transformers")
+"""Backends that hold a model, so an actor gets a GPU by default."""
+
+
+def complete_slice(teacher: Teacher, requests: Sequence[TeacherRequest]) -> list[TeacherReply]:
+    """Replies to ``requests`` in their order (run on an actor)."""
+    replies: dict[str, TeacherReply] = {}
+    teacher.complete(requests, lambda request, reply: replies.__setitem__(request.key, reply))
+    return [
+        replies.get(request.key, TeacherReply(text=None, error=f"no reply to {request.key}"))
+        for request in requests
+    ]
+
+
+def _identity(teacher: Teacher, _: None) -> tuple[str, str]:
+    return teacher.backend, teacher.model
+
+
+class ActorTeacher(Teacher):
+    """``actors`` copies of the teacher ``factory`` builds, each a Ray actor with ``num_gpus``
+    GPUs; every ``complete`` batch is split evenly between them. Backend and model (hence
+    ``name``) are the wrapped teacher's."""
+
+    def __init__(
+        self,
+        factory: Callable[[], Teacher],
+        actors: int,
+        *,
+        num_gpus: float = 1.0,
+        address: str | None = None,
+    ):
+        from mmprolong_schemas.ray_executor import ModelActors
+
+        self._actors = ModelActors(factory, actors, num_gpus=num_gpus, address=address)
+        backend, model = self._actors.ask(_identity)
+        super().__init__(model)
+        self.backend = backend
+
+    def complete(self, requests: Sequence[TeacherRequest], on_reply: ReplyCallback) -> None:
+        if not requests:
+            return
+        size = math.ceil(len(requests) / len(self._actors))
+        slices = [list(requests[start : start + size]) for start in range(0, len(requests), size)]
+        for index, replies in self._actors.map(complete_slice, slices):
+            for request, reply in zip(slices[index], replies, strict=True):
+                on_reply(request, reply)
+
+    def close(self) -> None:
+        self._actors.close()
+
+
+def _teacher_on_actor(kind: str, pool_path: str, options: dict[str, Any]) -> Teacher:
+    from docpool import Pool
+    from qasynth.teachers.factory import make_teacher
+
+    return make_teacher(kind, Pool(pool_path), **options)
+
+
+def make_actor_teacher(
+    kind: str,
+    pool_path: str | Path,
+    *,
+    actors: int = 0,
+    num_gpus: float | None = None,
+    address: str | None = None,
+    **options: Any,
+) -> ActorTeacher:
+    """The ``kind`` teacher (``make_teacher`` ``options``) on Ray actors that open the pool at
+    ``pool_path`` themselves (every node must see it). ``num_gpus`` defaults to 1 per actor
+    for model backends and 0 otherwise; ``actors`` 0 means one per GPU of the cluster (model
+    backends) or per CPU."""
+    from mmprolong_schemas.ray_executor import connect
+
+    gpus = num_gpus if num_gpus is not None else (1.0 if kind in GPU_BACKENDS else 0.0)
+    if not actors:
+        resources = connect(address).cluster_resources()
+        actors = int(resources.get("GPU", 0) // gpus) if gpus else int(resources.get("CPU", 1))
+        if actors < 1:
+            raise ValueError(
+                f"the Ray cluster has no GPU for a {kind} teacher actor; "
+                "give actor GPUs 0 to run it on CPUs"
+            )
+    factory = functools.partial(_teacher_on_actor, kind, str(pool_path), options)
+    return ActorTeacher(factory, actors, num_gpus=gpus, address=address)

@@ -1,0 +1,96 @@
+"""The local executor: outcomes, timeouts, memory caps and crashes are reported, never raised."""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+
+import pytest
+
+from mmprolong_schemas.executor import (
+    LocalExecutor,
+    TaskCrashed,
+    TaskMemoryExceeded,
+    TaskTimeout,
+    default_workers,
+    make_executor,
+)
+
+
+def test_values_and_exceptions_come_back() -> None:
+    executor = LocalExecutor(2, timeout=60)
+    outcomes = {o.key: o for o in executor.run(int, [("a", ("12",)), ("b", ("x",)), ("c", ("7",))])}
+    assert outcomes["a"].value == 12 and outcomes["c"].value == 7
+    assert isinstance(outcomes["b"].error, ValueError)
+
+
+def test_timeout_kills_the_task_and_others_finish() -> None:
+    executor = LocalExecutor(2, timeout=1.0)
+    started = time.monotonic()
+    outcomes = {o.key: o for o in executor.run(time.sleep, [("slow", (60,)), ("quick", (0,))])}
+    assert isinstance(outcomes["slow"].error, TaskTimeout)
+    assert outcomes["quick"].ok
+    assert time.monotonic() - started < 30
+
+
+def test_memory_cap() -> None:
+    executor = LocalExecutor(1, timeout=60, memory_bytes=2 << 30)
+    [outcome] = list(executor.run(bytearray, [("big", (8 << 30,))]))
+    assert isinstance(outcome.error, TaskMemoryExceeded)
+
+
+def test_crash_is_reported() -> None:
+    executor = LocalExecutor(1, timeout=60)
+    [outcome] = list(executor.run(os._exit, [("boom", (3,))]))
+    assert isinstance(outcome.error, TaskCrashed)
+
+
+def test_workers_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="workers"):
+        LocalExecutor(0)
+
+
+def _mark(path: str) -> None:
+    with open(path, "a") as handle:
+        handle.write(f"{os.getpid()}\n")
+
+
+def test_setup_runs_in_the_parent_before_workers_fork(tmp_path) -> None:
+    marks = tmp_path / "setup.txt"
+    executor = LocalExecutor(1, timeout=60)
+    outcomes = list(executor.run(len, [("a", ("xy",))], setup=functools.partial(_mark, str(marks))))
+    assert outcomes[0].value == 2
+    assert marks.read_text().split() == [str(os.getpid())]
+
+
+def test_make_executor_builds_a_local_executor_with_its_options() -> None:
+    executor = make_executor("local", 3, timeout=5.0, memory_bytes=None, tasks_per_worker=2)
+    assert isinstance(executor, LocalExecutor)
+    assert (executor.workers, executor.timeout, executor.memory_bytes) == (3, 5.0, None)
+    assert executor.tasks_per_worker == 2
+    assert make_executor("local").workers == default_workers()
+
+
+def test_make_executor_rejects_bad_combinations() -> None:
+    with pytest.raises(ValueError, match="unknown executor"):
+        make_executor("dask", 2)
+    with pytest.raises(ValueError, match="ray-address"):
+        make_executor("local", 2, ray_address="auto")
+    with pytest.raises(ValueError, match="local executor"):
+        make_executor("ray", 2, tasks_per_worker=3)
+
+
+def test_ray_executor_without_ray_says_how_to_install(monkeypatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(ImportError, match=r"mmprolong-schemas\[ray\]"):
+        make_executor("ray", 2)

@@ -1,0 +1,87 @@
+"""Steps, fake engines and factories the Ray tests ship to Ray workers and actors.
+
+A module of its own (not a test file) so Ray workers can import it by name: the tests put this
+folder on the workers' PYTHONPATH.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from mmprolong_schemas import Prediction
+
+
+def square_once_killable(x: int, folder: str, victim: int) -> int:
+    """Square ``x``, counting attempts in ``folder``. The first attempt of ``victim`` writes
+    its Ray worker's pid (the step runs in a process forked from it) and waits to be killed."""
+    attempts = Path(folder) / f"{x}.attempts"
+    with open(attempts, "a") as handle:
+        handle.write("attempt\n")
+    if x == victim and attempts.read_text().count("attempt") == 1:
+        pid_file = Path(folder) / "victim.pid"
+        pid_file.with_suffix(".tmp").write_text(str(os.getppid()))
+        pid_file.with_suffix(".tmp").replace(pid_file)
+        time.sleep(30)
+    return x * x
+
+
+class FakeEngine:
+    """Stands in for vllm.LLM: answers every conversation with a valid extract pair."""
+
+    def __init__(self, model: str, **kwargs: Any):
+        self.model = model
+
+    def chat(self, conversations: list[Any], params: list[Any], use_tqdm: bool = False) -> Any:
+        outputs = []
+        for conversation, param in zip(conversations, params, strict=True):
+            texts = [p["text"] for p in conversation[1]["content"] if p["type"] == "text"]
+            pages = [int(t[5:-1]) for t in texts if t.startswith("Page ") and t.endswith(":")]
+            chosen = pages[:1] if "One page only" in texts[0] else pages[:2]
+            data = {
+                "evidence_description": "The page gives 3.",
+                "answer": 3,
+                "question": f"What number is on page {chosen[0]} (seed {param['seed']})?",
+                "answer_format": "Integer",
+                "evidence_pages": chosen,
+                "evidence_sources": ["Text"],
+            }
+            completion = SimpleNamespace(text=json.dumps(data), finish_reason="stop", token_ids=[1])
+            outputs.append(SimpleNamespace(outputs=[completion]))
+        return outputs
+
+
+def _plain(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return kwargs
+
+
+def fake_vllm_teacher(pool_path: str) -> Any:
+    """The real VLLMTeacher around FakeEngine, rendering pages from the pool at pool_path."""
+    from docpool import Pool
+    from qasynth.teachers.vllm import VLLMTeacher
+
+    return VLLMTeacher(
+        "fake-vl", Pool(pool_path), engine_factory=FakeEngine, sampling_factory=_plain
+    )
+
+
+class EchoRunner:
+    """A deterministic runner: the answer is a function of the question."""
+
+    model_name = "echo-model"
+    max_new_tokens = 16
+
+    def generate(self, requests: Sequence[Any]) -> Iterator[Prediction]:
+        for request in requests:
+            text = "".join(s for s in request.prompt.segments if isinstance(s, str))
+            yield Prediction(
+                item_id=request.item_id,
+                model=self.model_name,
+                output=f"Answer: {len(text) % 7}",
+                prompt_format=request.prompt.prompt_format,
+            )

@@ -1,0 +1,227 @@
+"""The Ray executor on a local 2-CPU Ray instance: same records as the local executor for
+docpool, qasynth and lvlm-judge steps; a killed worker's task is retried without duplicates;
+a killed job resumes from what it wrote. Skipped where Ray is not installed."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from docpool import Pool, ingest, make_corpus  # noqa: E402
+from lvlm_judge.datasets import load_data  # noqa: E402
+from lvlm_judge.evaluate import read_results, run_eval  # noqa: E402
+from lvlm_judge.runners.actors import ActorRunner  # noqa: E402
+from lvlm_judge.testing import make_doc_benchmark  # noqa: E402
+from mmprolong_schemas import QAPair, Sample, Segment, Task, read_jsonl, read_parquet  # noqa: E402
+from mmprolong_schemas import write_jsonl  # noqa: E402
+from mmprolong_schemas.executor import make_executor  # noqa: E402
+from mmprolong_schemas.ray_executor import RayExecutor  # noqa: E402
+from qasynth.cache import RequestCache  # noqa: E402
+from qasynth.generate import GenerateConfig  # noqa: E402
+from qasynth.pipeline import (  # noqa: E402
+    CACHE_FILE,
+    PAIRS_FILE,
+    SEGMENTS_FILE,
+    assemble_samples,
+    generate_pairs,
+    segment_pool,
+)
+from qasynth.segments import DocumentSelection  # noqa: E402
+from qasynth.teachers.actors import ActorTeacher, make_actor_teacher  # noqa: E402
+from qasynth.teachers.rules import RulesTeacher  # noqa: E402
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+import ray_steps  # noqa: E402
+
+INGEST = {"min_pages": 1, "chunk_pages": 16}
+"""Small chunks, so long documents take the chunked path through the executor too."""
+
+
+@pytest.fixture(scope="module")
+def ray_address() -> object:
+    # Ray workers import the test steps by module name.
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), previous) if p)
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+    if previous is None:
+        del os.environ["PYTHONPATH"]
+    else:
+        os.environ["PYTHONPATH"] = previous
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("corpus")
+    make_corpus(folder, n_docs=6, seed=5, pages=(12, 40))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def local_pool(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("local") / "pool"
+    ingest([corpus], out, workers=2, **INGEST)
+    return out
+
+
+def pool_records(path: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    pool = Pool(path)
+    documents = sorted(doc.model_dump_json() for doc in pool.documents())
+    rejects = sorted((reject.path, reject.reason) for reject in pool.rejects())
+    return documents, rejects
+
+
+def test_ingest_on_ray_writes_the_same_pool(
+    ray_address: str, corpus: Path, local_pool: Path, tmp_path: Path
+) -> None:
+    executor = make_executor("ray")
+    assert isinstance(executor, RayExecutor) and executor.workers == 2
+    report = ingest([corpus], tmp_path / "pool", executor=executor, **INGEST)
+    assert report.added == 6
+    documents, rejects = pool_records(tmp_path / "pool")
+    assert (documents, rejects) == pool_records(local_pool)
+    assert any(doc.num_pages > INGEST["chunk_pages"] for doc in Pool(local_pool).documents())
+
+
+def _segments(pool: Pool, runs: list[Path], keep: int | None = None) -> None:
+    segment_pool(pool, runs[0], DocumentSelection(doc_pages=(12, 40)), seed=1)
+    segments = list(read_jsonl(runs[0] / SEGMENTS_FILE, Segment))[:keep]
+    for run in runs:
+        write_jsonl(run / SEGMENTS_FILE, segments)
+
+
+def test_qasynth_generate_and_assemble_on_ray_match_local(
+    ray_address: str, local_pool: Path, tmp_path: Path
+) -> None:
+    pool = Pool(local_pool)
+    local, distributed = tmp_path / "local", tmp_path / "ray"
+    _segments(pool, [local, distributed])
+    generate_pairs(pool, local, RulesTeacher(pool.get))
+    teacher = make_actor_teacher("rules", local_pool, actors=2)
+    try:
+        assert teacher.name == RulesTeacher(pool.get).name
+        generate_pairs(pool, distributed, teacher, GenerateConfig(batch_size=5))
+    finally:
+        teacher.close()
+    pairs = list(read_jsonl(local / PAIRS_FILE, QAPair))
+    assert pairs and pairs == list(read_jsonl(distributed / PAIRS_FILE, QAPair))
+    # The driver wrote every reply to the run's own cache.
+    with RequestCache(distributed / CACHE_FILE) as cache:
+        assert len(cache) == len(pairs)
+
+    assemble_samples(pool, local, ocr=True)
+    assemble_samples(pool, distributed, ocr=True, executor=RayExecutor())
+    for name in ("vqa.parquet", "ocr.parquet"):
+        expected = list(read_parquet(local / "samples" / name, Sample))
+        assert expected == list(read_parquet(distributed / "samples" / name, Sample))
+
+
+def test_vllm_teacher_runs_as_actors_with_a_fake_engine(
+    ray_address: str, local_pool: Path, tmp_path: Path
+) -> None:
+    pool = Pool(local_pool)
+    local, distributed = tmp_path / "local", tmp_path / "ray"
+    _segments(pool, [local, distributed], keep=2)
+    config = GenerateConfig(tasks=(Task.EXTRACT_SINGLE, Task.EXTRACT_MULTI))
+    expected = generate_pairs(pool, local, ray_steps.fake_vllm_teacher(str(local_pool)), config)
+    factory = functools.partial(ray_steps.fake_vllm_teacher, str(local_pool))
+    teacher = ActorTeacher(factory, 2, num_gpus=0)
+    try:
+        assert teacher.name == "vllm:fake-vl"
+        stats = generate_pairs(pool, distributed, teacher, config)
+    finally:
+        teacher.close()
+    assert stats["accepted_total"] == expected["accepted_total"] >= 3
+    assert stats["requests_sent"] == expected["requests_sent"]
+    assert stats["rejected"] == expected["rejected"]
+    assert list(read_jsonl(local / PAIRS_FILE, QAPair)) == list(
+        read_jsonl(distributed / PAIRS_FILE, QAPair)
+    )
+    # A rerun finds every reply in the cache the driver wrote and sends nothing.
+    teacher = ActorTeacher(factory, 1, num_gpus=0)
+    try:
+        again = generate_pairs(pool, distributed, teacher, config)
+    finally:
+        teacher.close()
+    assert again["requests_sent"] == 0 and again["cache_hits"] == stats["requests_sent"]
+
+
+def test_lvlm_judge_run_on_ray_matches_local(ray_address: str, tmp_path: Path) -> None:
+    root = make_doc_benchmark(tmp_path / "data", datasets=("mmlongdoc",), docs=2, pages=2)
+    items = load_data([root], lengths=[8192], datasets=["mmlongdoc"])
+    run_eval(items, ray_steps.EchoRunner(), tmp_path / "local")
+    runner = ActorRunner(ray_steps.EchoRunner, 2, num_gpus=0, chunk=3)
+    try:
+        summary = run_eval(items, runner, tmp_path / "ray", executor=RayExecutor())
+    finally:
+        runner.close()
+    assert summary.generated == len(items) == 10
+    expected = [r.model_dump() for r in read_results(tmp_path / "local")]
+    assert expected == [r.model_dump() for r in read_results(tmp_path / "ray")]
+
+
+def test_a_killed_worker_task_is_retried_without_duplicates(
+    ray_address: str, tmp_path: Path
+) -> None:
+    victim = 3
+    killed: list[int] = []
+
+    def kill_victim() -> None:
+        pid_file = tmp_path / "victim.pid"
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pid = int(pid_file.read_text())
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+    killer = threading.Thread(target=kill_victim)
+    killer.start()
+    executor = RayExecutor(max_retries=3)
+    tasks = [(x, (x, str(tmp_path), victim)) for x in range(8)]
+    outcomes = list(executor.run(ray_steps.square_once_killable, tasks))
+    killer.join()
+    assert killed and killed[0] != os.getpid()
+    assert sorted(o.key for o in outcomes) == list(range(8))
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok]
+    assert {o.key: o.value for o in outcomes} == {x: x * x for x in range(8)}
+    assert (tmp_path / f"{victim}.attempts").read_text().count("attempt") == 2
+
+
+@pytest.mark.slow
+def test_a_killed_job_resumes_to_the_same_pool(
+    ray_address: str, corpus: Path, local_pool: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "pool"
+    command = [
+        sys.executable, "-c", "from docpool.cli import app; app()", "ingest", str(corpus),
+        "--out", str(out), "--executor", "ray", "--ray-address", ray_address, "--workers", "1",
+        "--batch-size", "1", "--min-pages", "1", "--chunk-pages", str(INGEST["chunk_pages"]),
+    ]  # fmt: skip
+    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and job.poll() is None:
+        if out.is_dir() and len(Pool(out)) >= 1:
+            break
+        time.sleep(0.05)
+    assert job.poll() is None, job.stderr.read().decode() if job.stderr else ""
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    job.stderr.close() if job.stderr else None
+    written = len(Pool(out))
+    assert 1 <= written < 6
+    report = ingest([corpus], out, executor=RayExecutor(), **INGEST)
+    assert report.added == 6 - written
+    assert pool_records(out) == pool_records(local_pool)
