@@ -20,6 +20,8 @@ SCENARIOS = [
     Scenario("qwen3-vl"),
     # Three query heads for SP 2: dummy heads are padded.
     Scenario("qwen3-vl", text_overrides=(("num_attention_heads", 3), ("num_key_value_heads", 1))),
+    # A text-only row: every rank encodes a dummy image and still joins every collective.
+    Scenario("qwen3-vl", documents=((21, (), 5), (14, (), 4))),
     # No labelled token anywhere: loss 0 and zero gradients, never NaN.
     Scenario("qwen2.5-vl", documents=((9, ((4, 4),), 0), (12, ((2, 4),), 0))),
 ]

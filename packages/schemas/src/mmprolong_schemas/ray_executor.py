@@ -188,7 +188,8 @@ class ModelActors:
     with ``num_gpus`` GPUs (one per actor for data-parallel generation). ``map`` applies
     ``function(target, item)`` to every item on whichever actor is free and yields
     ``(index, result)`` in completion order. An actor whose process dies is restarted (its
-    object rebuilt) and the call retried, up to ``max_restarts`` times."""
+    object rebuilt) and the call retried, up to ``max_restarts`` times. Actors reserve no CPU
+    by default (``num_cpus``), so the stage's CPU tasks still find room beside them."""
 
     def __init__(
         self,
@@ -196,7 +197,7 @@ class ModelActors:
         actors: int,
         *,
         num_gpus: float = 1.0,
-        num_cpus: float = 1.0,
+        num_cpus: float = 0.0,
         address: str | None = None,
         max_restarts: int = 3,
     ):

@@ -13,17 +13,19 @@ import contextlib
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from pydantic import Field
+from torch.distributed.fsdp import FSDPModule
 
 from mmprolong_schemas import Model
 from seqpar_train.activation_checkpoint import apply_activation_checkpointing
 from seqpar_train.attention import resolve_backend
-from seqpar_train.batch import to_device
+from seqpar_train.batch import PackedRow, to_device
 from seqpar_train.checkpoint import (
     StopSignal,
     TrainState,
@@ -37,7 +39,7 @@ from seqpar_train.collectives import all_reduce_sum
 from seqpar_train.config import TrainConfig, config_table
 from seqpar_train.data.loader import RowSource, rank_rows
 from seqpar_train.distributed import device_for_rank, init_distributed
-from seqpar_train.flops import arch_from_config, training_flops
+from seqpar_train.flops import ArchSpec, arch_from_config, training_flops
 from seqpar_train.forward import PackedLossModel, count_label_tokens
 from seqpar_train.fsdp import apply_fsdp
 from seqpar_train.metrics import MetricsWriter, peak_memory_bytes, plot_loss_curve
@@ -128,26 +130,12 @@ def build_training_model(config: TrainConfig, device: torch.device) -> Any:
     return model.to(device)
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Train on this process's rank (torchrun, ``launch_local`` or a single process)."""
-    init_distributed()
-    world = dist.get_world_size() if dist.is_initialized() else 1
-    device = device_for_rank()
-    dims = ParallelDims.for_world(world, sp=config.parallel.sp, dp_shard=config.parallel.dp_shard)
-    mesh: Mesh | None = build_mesh(dims, device.type) if world > 1 else None
+def _prepare_model(
+    config: TrainConfig, device: torch.device, mesh: Mesh | None
+) -> tuple[PackedLossModel, Any]:
+    """The HF model with Ulysses attention, activation checkpointing and FSDP2 applied, and
+    the autocast context single-process bf16 runs use."""
     sp_group = mesh.sp_group if mesh else None
-    dp_rank = mesh.dp_rank if mesh else 0
-    accumulation = math.ceil(config.rows_per_step / dims.dp)
-    if _rank() == 0:
-        _print_config(config, dims, accumulation)
-        if accumulation * dims.dp != config.rows_per_step:
-            log.warning(
-                "%d rows per step do not split over %d data-parallel ranks: each step uses %d rows",
-                config.rows_per_step,
-                dims.dp,
-                accumulation * dims.dp,
-            )
-
     if config.parallel.cpu_offload and device.type != "cuda":
         raise ValueError(
             "parallel.cpu_offload moves GPU-resident parameters and optimizer state to the CPU; "
@@ -177,6 +165,72 @@ def train(config: TrainConfig) -> TrainResult:
         def autocast() -> Any:
             return torch.autocast(device.type, dtype=param_dtype)
 
+    return model, autocast
+
+
+@dataclass
+class _StepStats:
+    loss_sum: torch.Tensor  # this rank's share; summed over ranks it is the global sum
+    label_tokens: torch.Tensor  # labelled tokens of the whole global batch
+    tokens: int
+    pad_tokens: int
+    flops_causal: float
+    flops_non_causal: float
+
+
+def _accumulate_gradients(
+    model: PackedLossModel,
+    micro: list[PackedRow],
+    autocast: Any,
+    arch: ArchSpec,
+    dims: ParallelDims,
+    sp_rank: int,
+    device: torch.device,
+) -> _StepStats:
+    """Forward and backward of this rank's rows of one optimizer step. Every rank divides
+    its loss sum by the global batch's labelled-token count, agreed on before the first
+    backward; gradients are summed across ranks (FSDP) and micro-rows (accumulation)."""
+    world = dist.group.WORLD if dist.is_initialized() else None
+    local_labels = sum(count_label_tokens(r, sp_rank, dims.sp) for r in micro)
+    global_labels = all_reduce_sum(torch.tensor(float(local_labels), device=device), world)
+    stats = _StepStats(torch.zeros((), device=device), global_labels, 0, 0, 0.0, 0.0)
+    for index, row in enumerate(micro):
+        if isinstance(model, FSDPModule):
+            # reduce-scatter once per step, after the last micro-row
+            model.set_requires_gradient_sync(index == len(micro) - 1)
+        with autocast():
+            loss_sum, _ = model(row)
+        (loss_sum / global_labels.clamp(min=1.0)).backward()
+        stats.loss_sum += loss_sum.detach()
+        stats.tokens += model.last_tokens[0]
+        stats.pad_tokens += model.last_tokens[1]
+        row_flops = training_flops(arch, row.doc_lens, count_label_tokens(row, 0, 1))
+        stats.flops_causal += row_flops.causal / dims.sp
+        stats.flops_non_causal += row_flops.non_causal / dims.sp
+    return stats
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train on this process's rank (torchrun, ``launch_local`` or a single process)."""
+    init_distributed()
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    device = device_for_rank()
+    dims = ParallelDims.for_world(world, sp=config.parallel.sp, dp_shard=config.parallel.dp_shard)
+    mesh: Mesh | None = build_mesh(dims, device.type) if world > 1 else None
+    dp_rank = mesh.dp_rank if mesh else 0
+    accumulation = math.ceil(config.rows_per_step / dims.dp)
+    if _rank() == 0:
+        _print_config(config, dims, accumulation)
+        if accumulation * dims.dp != config.rows_per_step:
+            log.warning(
+                "%d rows per step do not split over %d data-parallel ranks: each step uses %d rows",
+                config.rows_per_step,
+                dims.dp,
+                accumulation * dims.dp,
+            )
+
+    model, autocast = _prepare_model(config, device, mesh)
+    model_config = model.hf_model.config
     total_steps = config.steps
     optimizer = build_optimizer(model, config.optimizer, config.schedule)
     scheduler = build_scheduler(optimizer, total_steps, config.schedule)
@@ -235,26 +289,7 @@ def train(config: TrainConfig) -> TrainResult:
                 for reason in reasons:
                     log.warning("skipped a sample: %s", reason)
                 micro.append(to_device(row, device))
-            local_labels = sum(count_label_tokens(r, sp_rank, dims.sp) for r in micro)
-            global_labels = all_reduce_sum(
-                torch.tensor(float(local_labels), device=device),
-                None if world == 1 else dist.group.WORLD,
-            )
-            loss_total = torch.zeros((), device=device)
-            tokens = pads = 0
-            flops_causal = flops_full = 0.0
-            for index, row in enumerate(micro):
-                if mesh is not None:
-                    model.set_requires_gradient_sync(index == len(micro) - 1)  # type: ignore[operator]
-                with autocast():
-                    loss_sum, _ = model(row)
-                (loss_sum / global_labels.clamp(min=1.0)).backward()
-                loss_total += loss_sum.detach()
-                tokens += model.last_tokens[0]
-                pads += model.last_tokens[1]
-                row_flops = training_flops(arch, row.doc_lens, count_label_tokens(row, 0, 1))
-                flops_causal += row_flops.causal / dims.sp
-                flops_full += row_flops.non_causal / dims.sp
+            stats = _accumulate_gradients(model, micro, autocast, arch, dims, sp_rank, device)
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 model.parameters(), config.optimizer.grad_clip
             )
@@ -265,9 +300,9 @@ def train(config: TrainConfig) -> TrainResult:
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            loss = float(all_reduce_sum(loss_total, dist.group.WORLD if world > 1 else None)) / max(
-                float(global_labels), 1.0
-            )
+            loss = float(
+                all_reduce_sum(stats.loss_sum, dist.group.WORLD if world > 1 else None)
+            ) / max(float(stats.label_tokens), 1.0)
             losses.append(loss)
             # The ranks of an SP group read the same rows, so each skip is seen sp times.
             skipped_all = (
@@ -287,12 +322,12 @@ def train(config: TrainConfig) -> TrainResult:
                     "loss": loss,
                     "grad_norm": float(grad_norm),
                     "lr": lr,
-                    "label_tokens": int(global_labels),
-                    "tokens_per_s_per_device": tokens / elapsed,
-                    "padding_share": pads / max(1, tokens + pads),
+                    "label_tokens": int(stats.label_tokens),
+                    "tokens_per_s_per_device": stats.tokens / elapsed,
+                    "padding_share": stats.pad_tokens / max(1, stats.tokens + stats.pad_tokens),
                     "memory_bytes": peak_memory_bytes(device),
-                    "mfu_causal": flops_causal / elapsed / peak,
-                    "mfu_non_causal": flops_full / elapsed / peak,
+                    "mfu_causal": stats.flops_causal / elapsed / peak,
+                    "mfu_non_causal": stats.flops_non_causal / elapsed / peak,
                     "step_seconds": elapsed,
                     "skipped_samples": skipped_all,
                 }

@@ -107,7 +107,8 @@ def shard_image_embeddings(
 
     if sp > 1 and group is not None:
         image_of = torch.repeat_interleave(
-            torch.arange(len(tokens), device=device), torch.tensor(tokens, device=device)
+            torch.arange(len(tokens), device=device),
+            torch.tensor(tokens, dtype=torch.long, device=device),
         )
         dest = (positions // slice_length).tolist()
         token_owner = [owner[i] for i in image_of.tolist()]
