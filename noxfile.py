@@ -75,6 +75,13 @@ def _declared_extras(name: str) -> set[str]:
     return set(project.get("optional-dependencies", {}))
 
 
+def _console_script(name: str) -> tuple[str, str]:
+    """The package's one console script and its ``module:object`` target."""
+    project = tomllib.loads((PACKAGES[name] / "pyproject.toml").read_text())["project"]
+    ((script, target),) = project["scripts"].items()
+    return script, target
+
+
 def install(session: nox.Session, *names: str, extras: tuple[str, ...] = ("test",)) -> None:
     """Install workspace packages with ``extras`` from their folders, siblings included; a
     package gets only the extras it declares."""
@@ -120,6 +127,12 @@ for _name, _path in PACKAGES.items():
 
     @nox.session(name=f"tests-{SHORT_NAMES.get(_name, _name)}")
     def _package_tests(session: nox.Session, name: str = _name, path: Path = _path) -> None:
+        # First the bare package: with only its declared dependencies it must import and its
+        # CLI must answer. Then the test extras, and the tests.
+        install(session, name, extras=())
+        script, target = _console_script(name)
+        session.run("python", "-c", f"import {target.split(':')[0]}")
+        session.run(script, "--help", silent=True)
         install(session, name)
         pytest(session, f"tests-{SHORT_NAMES.get(name, name)}", str(path / "tests"))
 

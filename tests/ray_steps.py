@@ -27,7 +27,7 @@ def square_once_killable(x: int, folder: str, victim: int) -> int:
         pid_file = Path(folder) / "victim.pid"
         pid_file.with_suffix(".tmp").write_text(str(os.getppid()))
         pid_file.with_suffix(".tmp").replace(pid_file)
-        time.sleep(30)
+        time.sleep(20)
     return x * x
 
 

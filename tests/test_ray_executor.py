@@ -15,20 +15,17 @@ from pathlib import Path
 
 import pytest
 
-ray = pytest.importorskip("ray")
-
-from docpool import Pool, ingest, make_corpus  # noqa: E402
-from lvlm_judge.datasets import load_data  # noqa: E402
-from lvlm_judge.evaluate import read_results, run_eval  # noqa: E402
-from lvlm_judge.runners.actors import ActorRunner  # noqa: E402
-from lvlm_judge.testing import make_doc_benchmark  # noqa: E402
-from mmprolong_schemas import QAPair, Sample, Segment, Task, read_jsonl, read_parquet  # noqa: E402
-from mmprolong_schemas import write_jsonl  # noqa: E402
-from mmprolong_schemas.executor import make_executor  # noqa: E402
-from mmprolong_schemas.ray_executor import RayExecutor  # noqa: E402
-from qasynth.cache import RequestCache  # noqa: E402
-from qasynth.generate import GenerateConfig  # noqa: E402
-from qasynth.pipeline import (  # noqa: E402
+from docpool import Pool, ingest, make_corpus
+from lvlm_judge.datasets import load_data
+from lvlm_judge.evaluate import read_results, run_eval
+from lvlm_judge.runners.actors import ActorRunner
+from lvlm_judge.testing import make_doc_benchmark
+from mmprolong_schemas import QAPair, Sample, Segment, Task, read_jsonl, read_parquet, write_jsonl
+from mmprolong_schemas.executor import make_executor
+from mmprolong_schemas.ray_executor import RayExecutor
+from qasynth.cache import RequestCache
+from qasynth.generate import GenerateConfig
+from qasynth.pipeline import (
     CACHE_FILE,
     PAIRS_FILE,
     SEGMENTS_FILE,
@@ -36,13 +33,15 @@ from qasynth.pipeline import (  # noqa: E402
     generate_pairs,
     segment_pool,
 )
-from qasynth.segments import DocumentSelection  # noqa: E402
-from qasynth.teachers.actors import ActorTeacher, make_actor_teacher  # noqa: E402
-from qasynth.teachers.rules import RulesTeacher  # noqa: E402
+from qasynth.segments import DocumentSelection
+from qasynth.teachers.actors import ActorTeacher, make_actor_teacher
+from qasynth.teachers.rules import RulesTeacher
+
+ray = pytest.importorskip("ray")
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-import ray_steps  # noqa: E402
+import ray_steps  # noqa: E402  (Ray workers import it by name from this folder)
 
 INGEST = {"min_pages": 1, "chunk_pages": 16}
 """Small chunks, so long documents take the chunked path through the executor too."""

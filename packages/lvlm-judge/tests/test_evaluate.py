@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -64,3 +65,29 @@ def test_documents_and_niah_in_one_run(chat_server: ChatServer, tmp_path: Path) 
     report = CliRunner().invoke(app, ["report", str(out), "--no-compare"])
     assert report.exit_code == 0, report.output
     assert "8K.MMLB-D" in report.output and "8K.mm-niah-counting-image" in report.output
+
+
+def test_rule_scoring_through_an_executor_gives_the_same_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lvlm_judge import scoring
+    from mmprolong_schemas import Prediction
+    from mmprolong_schemas.executor import LocalExecutor
+
+    root = make_doc_benchmark(tmp_path, datasets=("mmlongdoc", "slidevqa"), docs=3, pages=1)
+    items = load_data([root], lengths=[8192], datasets=["mmlongdoc", "slidevqa"])
+    predictions = {
+        item.item_id: Prediction(
+            item_id=item.item_id,
+            model="m",
+            output=f"Answer: {item.answer if n % 2 else 'no idea'}",
+            prompt_format="mmlb-v1.1",
+        )
+        for n, item in enumerate(items)
+    }
+    inline = scoring.judge_predictions(items, predictions)
+    monkeypatch.setattr(scoring, "RULE_CHUNK", 4)  # several chunks, finishing in any order
+    executed = scoring.judge_predictions(items, predictions, executor=LocalExecutor(2, timeout=60))
+    assert len(inline) == len(items) == 30
+    assert [r.model_dump() for r in executed] == [r.model_dump() for r in inline]
+    assert 0 < sum(r.score for r in inline) < len(inline)

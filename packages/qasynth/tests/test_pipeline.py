@@ -83,3 +83,36 @@ def test_stages_write_their_layout_and_reuse_it(doc_factory, renderer, tmp_path)
     found = run_statistics(run)
     assert set(found) == {"segments", "QA generation", "QA pairs", "samples"}
     assert found["QA pairs"]["pairs"] == 18
+
+
+def test_assembly_through_an_executor_writes_the_same_samples(
+    doc_factory, renderer, tmp_path
+) -> None:
+    from mmprolong_schemas.executor import LocalExecutor
+    from qasynth.teachers.actors import complete_slice
+
+    pool = MemoryPool([doc_factory(f"e{i}", num_pages=36 + i) for i in range(3)], renderer)
+    inline, executed = tmp_path / "inline", tmp_path / "executed"
+    segment_pool(pool, inline, per_doc=2)
+    segments = list(read_jsonl(inline / SEGMENTS_FILE, Segment))
+    (executed / SEGMENTS_FILE).parent.mkdir(parents=True)
+    (executed / SEGMENTS_FILE).write_bytes((inline / SEGMENTS_FILE).read_bytes())
+    for run in (inline, executed):
+        generate_pairs(pool, run, RulesTeacher(pool.get))
+    assemble_samples(pool, inline, ocr=True)
+    assemble_samples(pool, executed, ocr=True, executor=LocalExecutor(2, timeout=60))
+    for name in ("vqa.parquet", "ocr.parquet"):
+        expected = list(read_parquet(inline / "samples" / name, Sample))
+        assert expected and expected == list(read_parquet(executed / "samples" / name, Sample))
+
+    # The actor-side step answers every request in order, as the teacher would.
+    from mmprolong_schemas import Task
+    from qasynth.prompts import build_prompt
+    from qasynth.teachers.base import TeacherRequest
+
+    requests = [
+        TeacherRequest(f"k{i}", build_prompt(segment, Task.EXTRACT_SINGLE, 0), 0)
+        for i, segment in enumerate(segments)
+    ]
+    replies = complete_slice(RulesTeacher(pool.get), requests)
+    assert len(replies) == len(requests) and all(reply.ok for reply in replies)

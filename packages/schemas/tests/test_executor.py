@@ -94,3 +94,46 @@ def test_ray_executor_without_ray_says_how_to_install(monkeypatch) -> None:
     monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(ImportError, match=r"mmprolong-schemas\[ray\]"):
         make_executor("ray", 2)
+
+
+def test_kept_workers_serve_later_calls_until_closed() -> None:
+    executor = LocalExecutor(1, timeout=60, keep_workers=True)
+    [first] = list(executor.run(os.getpid, [("a", ())]))
+    [second] = list(executor.run(os.getpid, [("b", ())]))
+    assert first.value == second.value != os.getpid()
+    executor.close()
+    [third] = list(executor.run(os.getpid, [("c", ())]))
+    assert third.value != first.value
+    executor.close()
+
+
+def test_a_kept_worker_that_died_is_replaced_not_reported() -> None:
+    executor = LocalExecutor(1, timeout=60, keep_workers=True)
+    [first] = list(executor.run(os.getpid, [("a", ())]))
+    os.kill(first.value, 9)
+    time.sleep(0.2)
+    [second] = list(executor.run(os.getpid, [("b", ())]))
+    assert second.ok and second.value != first.value
+    executor.close()
+
+
+def _open_descriptors() -> list[int]:
+    return sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
+
+
+def test_workers_keep_only_their_pipe_and_the_standard_streams(tmp_path) -> None:
+    with open(tmp_path / "held-open", "w"):
+        [outcome] = list(LocalExecutor(1, timeout=60).run(_open_descriptors, [("fds", ())]))
+    # 0-2, the task pipe, and the descriptor listdir itself opened.
+    assert outcome.ok and len([fd for fd in outcome.value if fd > 2]) <= 2
+
+
+def test_ray_executor_checks_its_arguments_before_connecting() -> None:
+    from mmprolong_schemas.ray_executor import RayExecutor
+
+    with pytest.raises(ValueError, match="timeout"):
+        RayExecutor(timeout=0)
+    with pytest.raises(ValueError, match="max_retries"):
+        RayExecutor(max_retries=-1)
+    with pytest.raises(ValueError, match="workers"):
+        RayExecutor(workers=0)

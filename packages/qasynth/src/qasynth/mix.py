@@ -250,7 +250,8 @@ def _plot(path: Path, index: SampleIndex, rows: np.ndarray, max_length: int) -> 
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(7, 3.5), dpi=110)
-    edges = np.arange(0, max_length + 4 * K, 4 * K) / K
+    # 32 bins over [0, max_length]: 4K-wide at the recipe's 128K, finer for short demo rows.
+    edges = np.linspace(0, max_length, 33) / K
     tasks = sorted(set(index.task[rows].tolist()))
     data = [index.tokens[rows][index.task[rows] == t] / K for t in tasks]
     axis.hist(data, bins=edges.tolist(), stacked=True, label=tasks)

@@ -74,6 +74,7 @@ class Executor(Protocol):
     ) -> Iterator[TaskOutcome[KeyT]]: ...
 
 
+_MAX_FD = os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 1 << 16
 _MEMORY_WORDS = ("out of memory", "malloc", "cannot allocate", "memory error")
 _SAMPLE_SECONDS = 0.2
 _NEAR_CAP = 0.9
@@ -117,6 +118,12 @@ def _worker(connection: Connection, memory_bytes: int | None) -> None:
     # A worker forked from a Ray worker inherits Ray's fatal-signal handlers; ending it must
     # stay silent and immediate.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # Keep only the task pipe and the standard streams. An inherited socket (a Ray worker's
+    # connection to its raylet) would otherwise keep a dead parent looking alive, and the
+    # parent's end of the pipe would keep this process from seeing that its parent is gone.
+    keep = connection.fileno()
+    os.closerange(3, keep)
+    os.closerange(keep + 1, _MAX_FD)
     if memory_bytes:
         # The cap is what the worker may add to the address space it inherited.
         limit = _address_space() + memory_bytes
@@ -130,7 +137,11 @@ def _worker(connection: Connection, memory_bytes: int | None) -> None:
         if task is None:
             return
         function, args = task
-        connection.send_bytes(_run_one(function, args))
+        answer = _run_one(function, args)
+        try:
+            connection.send_bytes(answer)
+        except OSError:  # the parent is gone: nobody to answer
+            return
 
 
 @dataclass
@@ -196,6 +207,15 @@ class LocalExecutor:
         child_end.close()
         return _Worker(process, parent_end, limit)
 
+    def _idle_or_new(self, idle: list[_Worker]) -> _Worker:
+        """An idle worker still alive (one kept between calls may have died), else a new one."""
+        while idle:
+            worker = idle.pop()
+            if worker.process.is_alive():
+                return worker
+            self._stop(worker, kill=True)
+        return self._spawn()
+
     @staticmethod
     def _stop(worker: _Worker, kill: bool) -> None:
         if kill:
@@ -229,7 +249,7 @@ class LocalExecutor:
                     except StopIteration:
                         exhausted = True
                         break
-                    worker = idle.pop() if idle else self._spawn()
+                    worker = self._idle_or_new(idle)
                     worker.key = key
                     worker.peak = 0
                     worker.started = time.monotonic()

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import pickle
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from mmprolong_schemas.executor import LocalExecutor, TaskCrashed, TaskOutcome
@@ -60,6 +61,17 @@ _SETUP_DONE: list[bytes] = []
 """The setup (pickled) those processes were forked after."""
 
 
+@dataclass(frozen=True)
+class _Pickled:
+    """A step whose value leaves its process pickled once: the Ray worker passes the bytes on
+    untouched and the driver unpickles them (instead of a second round in the Ray worker)."""
+
+    function: Callable[..., Any]
+
+    def __call__(self, *args: Any) -> bytes:
+        return pickle.dumps(self.function(*args), protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def _run_step(
     function: Callable[..., Any],
     args: tuple[Any, ...],
@@ -70,7 +82,7 @@ def _run_step(
     """One task on a Ray worker: the step in a forked process with its deadline and cap. The
     process is reused by later tasks (forking a Ray worker costs more than most steps)."""
     marker = pickle.dumps(setup)
-    if _SETUP_DONE != [marker]:
+    if marker not in _SETUP_DONE:
         # Processes forked before this setup lack what it loads: retire them first.
         for kept in _WARM.values():
             kept.close()
@@ -84,7 +96,7 @@ def _run_step(
             1, timeout=timeout, memory_bytes=memory_bytes, start_method="fork", keep_workers=True
         )
         _WARM[(timeout, memory_bytes)] = local
-    [outcome] = list(local.run(function, [(None, args)]))
+    [outcome] = list(local.run(_Pickled(function), [(None, args)]))
     return outcome
 
 
@@ -161,6 +173,8 @@ class RayExecutor:
                         )
                         continue
                     outcome.key = key
+                    if outcome.ok:
+                        outcome.value = pickle.loads(outcome.value)
                     yield outcome
         finally:
             for ref in in_flight:
