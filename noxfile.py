@@ -155,8 +155,9 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks; results land in .reports/bench/*.json and are printed as a table."""
-    install(session, *PACKAGES)
+    """Benchmarks; results land in .reports/bench/*.json and are printed as a table (with the
+    ray extras: bench_scale_out compares the Ray executor with the local one)."""
+    install(session, *PACKAGES, extras=("test", "ray"))
     session.run(
         "python", str(ROOT / "benchmarks/run.py"), "--out", str(REPORTS / "bench"), *session.posargs
     )

@@ -85,3 +85,28 @@ class EchoRunner:
                 output=f"Answer: {len(text) % 7}",
                 prompt_format=request.prompt.prompt_format,
             )
+
+
+class Doubler:
+    """A stand-in engine for the actor tests: doubles numbers, and on its first call for
+    ``victim`` (counted in ``folder``) writes its actor's pid and waits to be killed."""
+
+    def __init__(self, folder: str, victim: int):
+        self.folder = Path(folder)
+        self.victim = victim
+
+    def double(self, x: int) -> int:
+        if x == self.victim:
+            attempts = self.folder / "actor.attempts"
+            with open(attempts, "a") as handle:
+                handle.write("attempt\n")
+            if attempts.read_text().count("attempt") == 1:
+                pid_file = self.folder / "actor.pid"
+                pid_file.with_suffix(".tmp").write_text(str(os.getpid()))
+                pid_file.with_suffix(".tmp").replace(pid_file)
+                time.sleep(20)
+        return 2 * x
+
+
+def double(engine: Doubler, x: int) -> int:
+    return engine.double(x)

@@ -22,7 +22,7 @@ from lvlm_judge.runners.actors import ActorRunner
 from lvlm_judge.testing import make_doc_benchmark
 from mmprolong_schemas import QAPair, Sample, Segment, Task, read_jsonl, read_parquet, write_jsonl
 from mmprolong_schemas.executor import make_executor
-from mmprolong_schemas.ray_executor import RayExecutor
+from mmprolong_schemas.ray_executor import ModelActors, RayExecutor
 from qasynth.cache import RequestCache
 from qasynth.generate import GenerateConfig
 from qasynth.pipeline import (
@@ -176,18 +176,7 @@ def test_a_killed_worker_task_is_retried_without_duplicates(
 ) -> None:
     victim = 3
     killed: list[int] = []
-
-    def kill_victim() -> None:
-        pid_file = tmp_path / "victim.pid"
-        deadline = time.monotonic() + 60
-        while not pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        pid = int(pid_file.read_text())
-        os.kill(pid, signal.SIGKILL)
-        killed.append(pid)
-
-    killer = threading.Thread(target=kill_victim)
-    killer.start()
+    killer = _kill_when_written(tmp_path / "victim.pid", killed)
     executor = RayExecutor(max_retries=3)
     tasks = [(x, (x, str(tmp_path), victim)) for x in range(8)]
     outcomes = list(executor.run(ray_steps.square_once_killable, tasks))
@@ -197,6 +186,36 @@ def test_a_killed_worker_task_is_retried_without_duplicates(
     assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok]
     assert {o.key: o.value for o in outcomes} == {x: x * x for x in range(8)}
     assert (tmp_path / f"{victim}.attempts").read_text().count("attempt") == 2
+
+
+def _kill_when_written(pid_file: Path, killed: list[int]) -> threading.Thread:
+    def kill() -> None:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pid = int(pid_file.read_text())
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+    thread = threading.Thread(target=kill)
+    thread.start()
+    return thread
+
+
+def test_a_killed_actor_is_restarted_and_its_call_retried(ray_address: str, tmp_path: Path) -> None:
+    killed: list[int] = []
+    killer = _kill_when_written(tmp_path / "actor.pid", killed)
+    actors = ModelActors(
+        functools.partial(ray_steps.Doubler, str(tmp_path), 5), 2, num_gpus=0, max_restarts=2
+    )
+    try:
+        results = dict(actors.map(ray_steps.double, list(range(10))))
+    finally:
+        killer.join()
+        actors.close()
+    assert killed
+    assert results == {index: 2 * index for index in range(10)}
+    assert (tmp_path / "actor.attempts").read_text().count("attempt") == 2
 
 
 @pytest.mark.slow
@@ -212,7 +231,8 @@ def test_a_killed_job_resumes_to_the_same_pool(
     job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and job.poll() is None:
-        if out.is_dir() and len(Pool(out)) >= 1:
+        # A documents shard appears (atomically) once the first document is flushed.
+        if list((out / "documents").glob("part-*.parquet")):
             break
         time.sleep(0.05)
     assert job.poll() is None, job.stderr.read().decode() if job.stderr else ""

@@ -116,3 +116,14 @@ def test_ingest_reports_bad_input_without_traceback(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "no such file or folder" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_ingest_names_a_bad_executor_choice(tmp_path: Path) -> None:
+    (tmp_path / "c").mkdir()
+    out = str(tmp_path / "p")
+    result = runner.invoke(app, ["ingest", str(tmp_path / "c"), "--out", out, "--executor", "dask"])
+    assert result.exit_code == 2 and "unknown executor 'dask'" in result.output
+    result = runner.invoke(
+        app, ["ingest", str(tmp_path / "c"), "--out", out, "--ray-address", "auto"]
+    )
+    assert result.exit_code == 2 and "ray executor" in result.output

@@ -11,3 +11,15 @@ def test_version_matches_distribution() -> None:
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.output.strip() == f"lvlm-judge {__version__}"
+
+
+def test_run_names_a_bad_executor_choice(tmp_path) -> None:
+    from lvlm_judge.testing import make_doc_benchmark
+
+    root = make_doc_benchmark(tmp_path / "data", datasets=("mmlongdoc",), docs=1, pages=1)
+    args = ["run", "--model", "m", "--runner", "openai", "--data", str(root), "--lengths", "8K",
+            "--datasets", "mmlongdoc"]  # fmt: skip
+    result = CliRunner().invoke(app, [*args, "--executor", "dask"])
+    assert result.exit_code == 1 and "local or ray" in result.output
+    result = CliRunner().invoke(app, [*args, "--ray-address", "auto"])
+    assert result.exit_code == 1 and "needs --executor ray" in result.output

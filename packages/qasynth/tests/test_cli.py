@@ -98,3 +98,18 @@ def test_stages_out_of_order_say_what_to_run(tmp_path) -> None:
     assert result.exit_code != 0 and "qasynth generate" in _words(result.output)
     result = runner.invoke(app, ["segment", str(tmp_path / "pool"), str(tmp_path / "run")])
     assert result.exit_code != 0 and "not a docpool pool" in _words(result.output)
+
+
+def test_executor_options_are_checked(tmp_path) -> None:
+    (tmp_path / "pool").mkdir()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "segments.jsonl").write_text("")
+    (run / "qa").mkdir()
+    (run / "qa" / "pairs.jsonl").write_text("")
+    for stage in ("generate", "assemble"):
+        args = [stage, str(tmp_path / "pool"), str(run)]
+        result = runner.invoke(app, [*args, "--executor", "dask"])
+        assert result.exit_code != 0 and "local or ray" in _words(result.output)
+        result = runner.invoke(app, [*args, "--ray-address", "auto"])
+        assert result.exit_code != 0 and "needs --executor ray" in _words(result.output)

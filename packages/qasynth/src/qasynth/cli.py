@@ -197,8 +197,8 @@ def generate(
         chosen = tuple(Task(t.strip()) for t in tasks.split(",") if t.strip())
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--tasks") from None
-    opened = _open_pool(pool)
     _check_executor(executor, ray_address)
+    opened = _open_pool(pool)
     options: dict[str, Any] = {
         "model": model,
         "base_url": base_url,
