@@ -14,13 +14,13 @@ from lvlm_judge.cli import app
 from lvlm_judge.context import ContextResolver
 from lvlm_judge.datasets import load_data
 from lvlm_judge.evaluate import read_results, run_eval
-from lvlm_judge.http_client import ClientSettings
 from lvlm_judge.judge.cache import JudgeCache
 from lvlm_judge.judge.llm import LLMJudge
 from lvlm_judge.runners import TransformersRunner
 from lvlm_judge.runners.base import GenerationRequest
 from lvlm_judge.testing import ChatServer, make_doc_benchmark
 from mmprolong_schemas import Prediction, ScoreTable
+from mmprolong_schemas.chat_client import ClientSettings
 
 pytestmark = pytest.mark.slow
 

@@ -14,9 +14,9 @@ from lvlm_judge.cli import app
 from lvlm_judge.context import ContextResolver
 from lvlm_judge.datasets import load_data
 from lvlm_judge.evaluate import read_results, run_eval
-from lvlm_judge.http_client import ClientSettings
 from lvlm_judge.runners import OpenAIRunner
 from lvlm_judge.testing import ChatServer, Scripted, make_doc_benchmark
+from mmprolong_schemas.chat_client import ClientSettings
 
 
 def _answer(body: dict[str, object]) -> str:

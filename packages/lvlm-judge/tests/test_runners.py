@@ -11,12 +11,12 @@ from PIL import Image
 
 from lvlm_judge.context import ContextResolver
 from lvlm_judge.datasets import load_data
-from lvlm_judge.http_client import ClientSettings
 from lvlm_judge.prompting import build_prompt
 from lvlm_judge.runners import OpenAIRunner, chat_messages, size_engine
 from lvlm_judge.runners.base import GenerationRequest
 from lvlm_judge.runners.vllm_runner import vllm_request
 from lvlm_judge.testing import ChatServer, Scripted, make_doc_benchmark
+from mmprolong_schemas.chat_client import ClientSettings
 
 
 @pytest.fixture

@@ -56,6 +56,14 @@ def test_manifest_finish_records_status_and_counts() -> None:
     assert "mmprolong-schemas" in done.package_versions
 
 
+def test_cli_answers_version() -> None:
+    from importlib import metadata
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"mmprolong-schemas {metadata.version('mmprolong-schemas')}"
+
+
 def test_cli_exports_json_schemas(tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(app, ["json-schema", "QAPair"])

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mmprolong import __version__
+from mmprolong_schemas.cli_app import package_app
 
 PACKAGE_APPS: dict[str, tuple[str, str]] = {
     "pool": ("docpool.cli", "PDFs -> a deduplicated, layout-parsed document pool (docpool)."),
@@ -27,26 +28,17 @@ PACKAGE_APPS: dict[str, tuple[str, str]] = {
 }
 
 
-app = typer.Typer(
+app = package_app(
+    "mmprolong",
+    __version__,
     help="The MMProLong pipeline: PDFs -> synthesized long-document VQA -> LongPT -> evaluation, "
     "driven by one recipe file. `mmprolong demo` runs all of it on CPU in minutes.",
-    no_args_is_help=True,
-    add_completion=False,
     rich_markup_mode=None,
 )
 console = Console(stderr=True)
 out = Console()
 
 STAGE_HELP = "One of pool, synth, mix, rope, train, eval, report."
-
-
-@app.callback(invoke_without_command=True)
-def main(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
-) -> None:
-    if version:
-        typer.echo(f"mmprolong {__version__}")
-        raise typer.Exit()
 
 
 def _fail(message: str) -> None:

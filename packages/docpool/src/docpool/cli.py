@@ -13,25 +13,17 @@ from rich.table import Table
 
 from docpool import __version__
 from mmprolong_schemas import ModelFamily
+from mmprolong_schemas.cli_app import package_app
 
 if TYPE_CHECKING:
     from docpool.ingest import IngestReport
 
-app = typer.Typer(
+app = package_app(
+    "docpool",
+    __version__,
     help="Turn folders of PDFs into a deduplicated, layout-parsed document pool.",
-    no_args_is_help=True,
-    add_completion=False,
 )
 console = Console(stderr=True)
-
-
-@app.callback(invoke_without_command=True)
-def main(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
-) -> None:
-    if version:
-        typer.echo(f"docpool {__version__}")
-        raise typer.Exit()
 
 
 @app.command("ingest")

@@ -39,11 +39,19 @@ from mmprolong_schemas import (
     atomic_path,
     parse_tokens,
 )
+from mmprolong_schemas.cli_app import package_app
 
-app = typer.Typer(
+
+def _quiet_transformers() -> None:
+    # transformers' own loading chatter would drown the tables; errors still show.
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+
+
+app = package_app(
+    "longctx-rope",
+    __version__,
     help="Extend the (m)RoPE of Qwen2.5-VL / Qwen3-VL checkpoints and analyse position spans.",
-    no_args_is_help=True,
-    add_completion=False,
+    on_start=_quiet_transformers,
     rich_markup_mode="markdown",
 )
 console = Console()
@@ -78,18 +86,6 @@ def _write_json(path: Path, data: Any) -> None:
 def _write_png(path: Path, draw: Any) -> None:
     with atomic_path(path) as tmp:
         draw(tmp)
-
-
-@app.callback(invoke_without_command=True)
-def main(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
-) -> None:
-    """(m)RoPE extension of Qwen-VL checkpoints, packed mRoPE position ids, span analysis."""
-    # transformers' own loading chatter would drown the tables; errors still show.
-    logging.getLogger("transformers").setLevel(logging.ERROR)
-    if version:
-        typer.echo(f"longctx-rope {__version__}")
-        raise typer.Exit()
 
 
 @app.command()

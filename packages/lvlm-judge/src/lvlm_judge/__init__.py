@@ -19,7 +19,6 @@ from lvlm_judge.datasets import (
 )
 from lvlm_judge.evaluate import RunSummary, read_results, run_eval
 from lvlm_judge.extend import Extender, ExtensionError, donor_documents
-from lvlm_judge.http_client import ChatClient, ChatError, ChatReply, ClientSettings
 from lvlm_judge.judge.cache import JudgeCache, cache_key
 from lvlm_judge.judge.llm import JudgeRequest, JudgeStats, LLMJudge
 from lvlm_judge.judge.parse import list_f1, parse_list_verdict, parse_single_verdict
@@ -39,6 +38,7 @@ from lvlm_judge.runners import (
     size_engine,
 )
 from lvlm_judge.score_file import score_records
+from mmprolong_schemas.chat_client import ChatClient, ChatError, ChatReply, ClientSettings
 
 __version__ = "0.1.0"
 

@@ -21,12 +21,13 @@ from mmprolong_schemas import (
     parse_tokens,
     write_jsonl,
 )
+from mmprolong_schemas.cli_app import package_app
 
-app = typer.Typer(
+app = package_app(
+    "lvlm-judge",
+    __version__,
     help="Evaluate long-context VLMs on MMLongBench documents (8K-512K) and MM-NIAH, "
     "with MMLongBench's rule scorer or a cached LLM judge.",
-    no_args_is_help=True,
-    add_completion=False,
 )
 console = Console(stderr=True)
 
@@ -56,15 +57,6 @@ RUN_DEFAULTS: dict[str, Any] = {
     "concurrency": 8,
     "executor": "local",
 }
-
-
-@app.callback(invoke_without_command=True)
-def main(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
-) -> None:
-    if version:
-        typer.echo(f"lvlm-judge {__version__}")
-        raise typer.Exit()
 
 
 def _fail(message: str) -> None:
@@ -230,7 +222,7 @@ def run(
     from lvlm_judge.context import ContextResolver, open_pool
     from lvlm_judge.datasets import DatasetError, load_data
     from lvlm_judge.evaluate import run_eval
-    from lvlm_judge.http_client import ClientSettings
+    from mmprolong_schemas.chat_client import ClientSettings
 
     spec = VisionTokenSpec.for_family(ModelFamily(settings["family"]))
     opened_pool = open_pool(settings["pool"]) if settings.get("pool") else None
@@ -325,8 +317,8 @@ def _actor_runner(settings: dict[str, Any], name: str, items: list[EvalItem]) ->
 
 
 def _make_runner(settings: dict[str, Any], name: str, resolver: Any, items: list[EvalItem]) -> Any:
-    from lvlm_judge.http_client import ClientSettings
     from lvlm_judge.runners import OpenAIRunner, TransformersRunner, VLLMRunner, size_engine
+    from mmprolong_schemas.chat_client import ClientSettings
 
     max_new = int(settings["max_new_tokens"])
     kind = settings["runner"]
@@ -505,9 +497,9 @@ def score(
 
     llm_judge = None
     if judge is JudgeChoice.LLM:
-        from lvlm_judge.http_client import ClientSettings
         from lvlm_judge.judge.cache import JudgeCache
         from lvlm_judge.judge.llm import LLMJudge
+        from mmprolong_schemas.chat_client import ClientSettings
 
         if not judge_model:
             _fail("--judge llm needs --judge-model")

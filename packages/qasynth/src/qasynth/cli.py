@@ -23,24 +23,16 @@ from mmprolong_schemas import (
     parse_tokens,
     read_jsonl,
 )
+from mmprolong_schemas.cli_app import package_app
 from qasynth import __version__
 
-app = typer.Typer(
+app = package_app(
+    "qasynth",
+    __version__,
     help="Long-document VQA synthesis, OCR baselines and token-budgeted mixtures from a "
     "docpool pool. Stages: segment -> generate -> assemble -> mix; review and stats inspect.",
-    no_args_is_help=True,
-    add_completion=False,
 )
 console = Console(stderr=True)
-
-
-@app.callback(invoke_without_command=True)
-def main(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
-) -> None:
-    if version:
-        typer.echo(f"qasynth {__version__}")
-        raise typer.Exit()
 
 
 @contextlib.contextmanager

@@ -16,14 +16,16 @@ from mmprolong_schemas import (
     SCHEMA_VERSION,
     Record,
     SchemaError,
+    __version__,
     read_jsonl,
     read_parquet,
 )
+from mmprolong_schemas.cli_app import package_app
 
-app = typer.Typer(
+app = package_app(
+    "mmprolong-schemas",
+    __version__,
     help="Typed records of the MMProLong toolkit: export their JSON Schemas, validate files.",
-    no_args_is_help=True,
-    add_completion=False,
 )
 console = Console(stderr=True, soft_wrap=True)
 

@@ -12,23 +12,15 @@ from rich.console import Console
 from rich.table import Table
 
 from mmprolong_schemas import format_tokens, parse_tokens
+from mmprolong_schemas.cli_app import package_app
 from seqpar_train import __version__
 
-app = typer.Typer(
+app = package_app(
+    "seqpar-train",
+    __version__,
     help="LongPT trainer for Qwen2.5-VL / Qwen3-VL: Ulysses SP + FSDP2 + varlen attention.",
-    no_args_is_help=True,
-    add_completion=False,
 )
 console = Console(stderr=True)
-
-
-@app.callback(invoke_without_command=True)
-def main(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
-) -> None:
-    if version:
-        typer.echo(f"seqpar-train {__version__}")
-        raise typer.Exit()
 
 
 def _under_launcher() -> bool:

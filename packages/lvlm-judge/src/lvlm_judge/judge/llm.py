@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from lvlm_judge.http_client import ChatClient, ChatError, ClientSettings
 from lvlm_judge.judge.cache import CachedVerdict, JudgeCache, cache_key
 from lvlm_judge.judge.parse import JudgeVerdict, parse_list_verdict, parse_single_verdict
 from lvlm_judge.judge.prompts import PROMPT_VERSION, list_answer_prompt, single_answer_prompt
 from lvlm_judge.rules import is_certain_match, list_items
 from mmprolong_schemas import AnswerFormat, Judgement, JudgeSource
+from mmprolong_schemas.chat_client import ChatClient, ChatError, ClientSettings
 
 DEFAULT_MAX_TOKENS = 1024
 """Room for a rationale and the JSON; MMLongBench's 256 can cut the JSON off."""

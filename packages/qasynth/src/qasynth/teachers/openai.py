@@ -1,10 +1,11 @@
 """Any OpenAI-compatible chat-completions endpoint: ``vllm serve``, SGLang, hosted APIs.
 
-Requests run concurrently up to ``concurrency``; 429, 5xx, timeouts and dropped connections
-are retried with exponential backoff and jitter (a Retry-After header is honoured); other 4xx
-fail the request at once. JSON-schema structured output is asked for when ``structured`` is
-on; a server that rejects ``response_format`` with a 400 is asked again without it, and it is
-not asked for again in this run. Page images travel as JPEG data URIs. The API key is read
+Requests go through the toolkit's shared client (``mmprolong_schemas.chat_client``):
+concurrent up to ``concurrency``; 429, 5xx, timeouts and dropped connections retried with
+exponential backoff and jitter (a Retry-After header is honoured); other 4xx fail at once.
+JSON-schema structured output is asked for when ``structured`` is on; a server that rejects
+``response_format`` with a 400 is asked again without it, and it is not asked for again in
+this run. Page images travel as JPEG data URIs. The API key is read
 from the argument or OPENAI_API_KEY and never logged.
 """
 
@@ -12,18 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
-
+from mmprolong_schemas.chat_client import ChatClient, ChatError, ClientSettings
 from qasynth.prompts import reply_json_schema
 from qasynth.render import PageRenderer, data_uri
 from qasynth.teachers.base import ReplyCallback, Teacher, TeacherReply, TeacherRequest
 from qasynth.teachers.chat import chat_messages, encode_body
-
-RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
 class OpenAITeacher(Teacher):
@@ -87,85 +84,52 @@ class OpenAITeacher(Teacher):
         asyncio.run(self._complete(requests, on_reply))
 
     async def _complete(self, requests: Sequence[TeacherRequest], on_reply: ReplyCallback) -> None:
-        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-        limits = httpx.Limits(max_connections=self.concurrency)
-        gate = asyncio.Semaphore(self.concurrency)
-        async with httpx.AsyncClient(
-            base_url=self.base_url, headers=headers, timeout=self.timeout, limits=limits
-        ) as client:
+        settings = ClientSettings(
+            base_url=self.base_url,
+            api_key=self._api_key or None,
+            concurrency=self.concurrency,
+            max_retries=self.max_retries,
+            timeout_s=self.timeout,
+            backoff_s=self.backoff,
+            max_backoff_s=self.max_backoff,
+        )
+        async with ChatClient(settings) as client:
 
             async def one(request: TeacherRequest) -> None:
-                async with gate:
-                    try:
-                        body = await asyncio.to_thread(self.payload, request)
-                        reply = await self._send(client, body)
-                    except Exception as error:  # an untrusted PDF may fail any way
-                        reply = TeacherReply(text=None, error=f"request not built: {error}")
+                try:
+                    body = await asyncio.to_thread(self.payload, request)
+                except Exception as error:  # an untrusted PDF may fail any way
+                    reply = TeacherReply(text=None, error=f"request not built: {error}")
+                else:
+                    reply = await self._send(client, body)
                 on_reply(request, reply)
 
             await asyncio.gather(*(one(r) for r in requests))
 
-    async def _send(self, client: httpx.AsyncClient, body: dict[str, Any]) -> TeacherReply:
-        last_error = ""
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                await asyncio.sleep(self._delay(attempt, last_error))
+    async def _send(self, client: ChatClient, body: dict[str, Any]) -> TeacherReply:
+        try:
             try:
-                response = await client.post(
-                    "/chat/completions",
-                    content=encode_body(body),
-                    headers={"content-type": "application/json"},
-                )
-            except (httpx.TimeoutException, httpx.TransportError) as error:
-                last_error = f"{type(error).__name__}"
-                continue
-            if response.status_code == 200:
-                return _reply_from(response)
-            detail = response.text[:300]
-            if (
-                response.status_code == 400
-                and "response_format" in body
-                and _mentions_format(detail)
-            ):
+                answer = await client.post(body, encoded=encode_body(body))
+            except ChatError as error:
+                if not (error.status == 400 and "response_format" in body):
+                    raise
+                if not _mentions_format(error.detail):
+                    raise
+                # The server has no structured output: ask plainly, and not again this run.
                 self.structured = False
-                body = {k: v for k, v in body.items() if k != "response_format"}
-                last_error = "structured output not supported"
-                continue
-            last_error = f"HTTP {response.status_code}: {detail}"
-            retry_after = response.headers.get("retry-after")
-            if response.status_code not in RETRY_STATUS:
-                return TeacherReply(text=None, error=last_error)
-            if retry_after:
-                last_error += f" retry-after={retry_after}"
+                plain = {k: v for k, v in body.items() if k != "response_format"}
+                answer = await client.post(plain, encoded=encode_body(plain))
+        except ChatError as error:
+            return TeacherReply(text=None, error=str(error))
+        usage = {
+            "prompt_tokens": answer.prompt_tokens,
+            "completion_tokens": answer.completion_tokens,
+        }
         return TeacherReply(
-            text=None, error=f"gave up after {self.max_retries + 1} tries: {last_error}"
+            text=answer.text, meta={"finish_reason": answer.finish_reason, "usage": usage}
         )
-
-    def _delay(self, attempt: int, last_error: str) -> float:
-        if "structured output" in last_error:
-            return 0.0
-        if "retry-after=" in last_error:
-            try:
-                return min(self.max_backoff, float(last_error.rsplit("retry-after=", 1)[1]))
-            except ValueError:
-                pass
-        base = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
-        return base * (0.5 + random.random() / 2)
 
 
 def _mentions_format(detail: str) -> bool:
     lowered = detail.lower()
     return any(word in lowered for word in ("response_format", "json_schema", "structured"))
-
-
-def _reply_from(response: httpx.Response) -> TeacherReply:
-    try:
-        data = response.json()
-        choice = data["choices"][0]
-        content = choice["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError):
-        return TeacherReply(text=None, error=f"not a chat completion: {response.text[:200]}")
-    if isinstance(content, list):
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    meta = {"finish_reason": choice.get("finish_reason"), "usage": data.get("usage") or {}}
-    return TeacherReply(text=content or "", meta=meta)

@@ -1,6 +1,7 @@
 """An async client for OpenAI-compatible chat-completions servers (vLLM, SGLang, OpenAI...).
 
-Shared by the ``openai`` runner and the LLM judge. Concurrency is bounded by a semaphore;
+Shared by qasynth's ``openai`` teacher, lvlm-judge's ``openai`` runner and its LLM judge; it
+needs the ``http`` extra (httpx). Concurrency is bounded by a semaphore;
 429, 5xx, timeouts and dropped connections are retried with exponential backoff (a server's
 Retry-After is honoured up to the backoff ceiling); any other 4xx fails at once, because
 retrying a bad request cannot help. The API key is sent as a header and never logged.
@@ -9,6 +10,7 @@ retrying a bad request cannot help. The API key is sent as a header and never lo
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 from collections.abc import Sequence
@@ -17,11 +19,20 @@ from typing import Any
 
 import httpx
 
-RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
 class ChatError(RuntimeError):
-    """A request that failed for good (after retries, or with a non-retryable status)."""
+    """A request that failed for good (after retries, or with a non-retryable status).
+
+    ``status`` is the last HTTP status (None after a timeout or a dropped connection) and
+    ``detail`` the start of the server's answer, so callers can react to a refused option.
+    """
+
+    def __init__(self, message: str, status: int | None = None, detail: str = ""):
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -99,8 +110,6 @@ class ChatClient:
         extra: dict[str, Any] | None = None,
     ) -> ChatReply:
         """One chat completion, greedy by default, retried on transient failures."""
-        if self._client is None:
-            raise RuntimeError("ChatClient is used outside 'async with'")
         body: dict[str, Any] = {
             "model": model,
             "messages": list(messages),
@@ -108,39 +117,60 @@ class ChatClient:
             "temperature": temperature,
             **(extra or {}),
         }
-        last_problem = ""
+        return await self.post(body)
+
+    async def post(self, body: dict[str, Any], *, encoded: bytes | None = None) -> ChatReply:
+        """Send a complete chat-completions ``body``, retried on transient failures.
+        ``encoded`` is the body already serialised as JSON, for callers that encode megabytes
+        of images faster than ``json.dumps``."""
+        if self._client is None:
+            raise RuntimeError("ChatClient is used outside 'async with'")
+        content = encoded if encoded is not None else json.dumps(body).encode()
+        last_problem, last_status, last_detail = "", None, ""
         attempts = self.settings.max_retries + 1
         for attempt in range(attempts):
             retry_after: str | None = None
             async with self._semaphore:
                 self.requests_sent += 1
                 try:
-                    response = await self._client.post("chat/completions", json=body)
+                    response = await self._client.post("chat/completions", content=content)
                 except (httpx.TimeoutException, httpx.TransportError) as error:
                     last_problem = f"{type(error).__name__}: {error}"
-                    response = None
+                    last_status, response = None, None
             if response is not None:
                 if response.status_code == 200:
                     return _reply(response, attempt + 1)
-                last_problem = f"HTTP {response.status_code}: {response.text[:200]}"
-                if response.status_code not in RETRYABLE_STATUS:
-                    raise ChatError(f"{self.settings.base_url} refused the request: {last_problem}")
+                last_status, last_detail = response.status_code, response.text[:300]
+                last_problem = f"HTTP {last_status}: {last_detail[:200]}"
+                if last_status not in RETRYABLE_STATUS:
+                    raise ChatError(
+                        f"{self.settings.base_url} refused the request: {last_problem}",
+                        last_status,
+                        last_detail,
+                    )
                 retry_after = response.headers.get("retry-after")
             if attempt + 1 < attempts:
                 await asyncio.sleep(self._delay(attempt, retry_after))
-        raise ChatError(f"{self.settings.base_url} failed {attempts} times; last: {last_problem}")
+        raise ChatError(
+            f"{self.settings.base_url} failed {attempts} times; last: {last_problem}",
+            last_status,
+            last_detail,
+        )
 
 
 def _reply(response: httpx.Response, attempts: int) -> ChatReply:
     try:
         data = response.json()
         choice = data["choices"][0]
-        text = choice["message"]["content"] or ""
+        content = choice["message"]["content"] or ""
     except (ValueError, KeyError, IndexError, TypeError) as error:
         raise ChatError(f"the server sent a reply without choices[0].message: {error}") from None
+    # Some servers send the message as a list of typed parts.
+    if isinstance(content, list):
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
     usage = data.get("usage") or {}
     return ChatReply(
-        text=text,
+        text=str(content),
         prompt_tokens=int(usage.get("prompt_tokens") or 0),
         completion_tokens=int(usage.get("completion_tokens") or 0),
         attempts=attempts,

@@ -1,0 +1,33 @@
+"""The command-line conventions every toolkit CLI shares, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+
+def package_app(
+    name: str,
+    version: str,
+    help: str,
+    *,
+    on_start: Callable[[], None] | None = None,
+    **options: Any,
+) -> typer.Typer:
+    """A Typer app that shows its help when called bare, installs no shell completion, and
+    answers ``--version`` with "<name> <version>". ``on_start`` runs before any command."""
+    app = typer.Typer(help=help, no_args_is_help=True, add_completion=False, **options)
+
+    @app.callback(invoke_without_command=True)
+    def main(
+        show_version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    ) -> None:
+        if show_version:
+            typer.echo(f"{name} {version}")
+            raise typer.Exit()
+        if on_start is not None:
+            on_start()
+
+    return app
