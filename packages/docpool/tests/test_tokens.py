@@ -5,7 +5,7 @@ from __future__ import annotations
 import pymupdf
 import pytest
 
-from docpool import document_tokens, page_token_counts, spec_for
+from docpool import spec_for
 from mmprolong_schemas import (
     Document,
     ModelFamily,
@@ -58,9 +58,9 @@ def test_document_total_is_the_sum_of_pages() -> None:
     ]
     doc = Document(doc_id="a" * 64, source_path="x.pdf", file_size=1, num_pages=3, pages=pages)
     spec = VisionTokenSpec()
-    counts = page_token_counts(doc, spec)
+    counts = doc.page_tokens(spec)
     assert counts[0] == counts[1] == 2510  # a rotated page costs the same as upright
-    assert document_tokens(doc, spec) == sum(counts)
+    assert doc.tokens(spec) == sum(counts)
     a4 = counts[2] - 2
     h, w = pixels_at_dpi(841.89, 144), pixels_at_dpi(595.276, 144)
     assert a4 == round(h / 28) * round(w / 28)

@@ -7,6 +7,7 @@ from pydantic import ValidationError
 
 from mmprolong_schemas import (
     IMAGE_WRAPPER_TOKENS,
+    Document,
     ModelFamily,
     TrainConfig,
     VisionTokenSpec,
@@ -60,6 +61,21 @@ def test_letter_page_at_144_dpi_is_2508_tokens() -> None:
     assert smart_resize(1584, 1224) == (1596, 1232)
     assert page_tokens(612, 792, wrappers=False) == 2508
     assert page_tokens(612, 792) == 2508 + IMAGE_WRAPPER_TOKENS
+
+
+def test_document_token_counts_follow_each_page_size() -> None:
+    pages = [
+        {"number": 1, "width": 612, "height": 792},
+        {"number": 2, "width": 792, "height": 612, "rotation": 90},
+        {"number": 3, "width": 100, "height": 100},
+    ]
+    doc = Document(doc_id="0" * 64, source_path="a.pdf", file_size=1, num_pages=3, pages=pages)
+    expected = [page_tokens(612, 792), page_tokens(792, 612), page_tokens(100, 100)]
+    assert doc.page_tokens() == expected
+    assert expected[0] == 2510
+    assert doc.tokens() == sum(expected)
+    qwen3 = VisionTokenSpec.for_family(ModelFamily.QWEN3_VL)
+    assert doc.page_tokens(qwen3)[0] == (1600 // 32) * (1216 // 32) + IMAGE_WRAPPER_TOKENS
 
 
 def test_qwen3_uses_factor_32() -> None:

@@ -23,7 +23,7 @@ from docpool.ingest import IngestReport, ingest
 from docpool.parse import DocumentRejected, RejectReason
 from docpool.pool import Alias, NotAPool, Pool, Reject
 from docpool.render import render_pages, save_image, write_pages
-from docpool.tokens import document_tokens, page_token_counts, spec_for
+from docpool.tokens import spec_for
 
 __version__ = "0.1.0"
 
@@ -43,11 +43,9 @@ __all__ = [
     "SectionTruth",
     "TableTruth",
     "__version__",
-    "document_tokens",
     "ingest",
     "load_truth",
     "make_corpus",
-    "page_token_counts",
     "read_hash_file",
     "render_pages",
     "save_image",

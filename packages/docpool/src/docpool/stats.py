@@ -11,7 +11,6 @@ from pathlib import Path
 from rich.table import Table
 
 from docpool.pool import Pool
-from docpool.tokens import document_tokens
 from mmprolong_schemas import K, M, VisionTokenSpec, atomic_path
 
 LANGUAGE_NAMES = {
@@ -60,7 +59,7 @@ def compute_stats(pool: Pool, spec: VisionTokenSpec | None = None) -> PoolStats:
     domains: Counter[str] = Counter()
     for doc in pool.documents():
         stats.page_counts.append(doc.num_pages)
-        stats.token_counts.append(document_tokens(doc, spec))
+        stats.token_counts.append(doc.tokens(spec))
         languages[doc.lang or "unknown"] += 1
         domains[doc.domain or "unknown"] += 1
     stats.documents = len(stats.page_counts)

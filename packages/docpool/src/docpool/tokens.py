@@ -1,13 +1,13 @@
-"""How many vision tokens pages and documents cost, from page sizes alone (no rendering).
+"""The token spec of a model family at a render resolution.
 
-Counts follow the Qwen-VL preprocessors: ``mmprolong_schemas.page_tokens`` applies
-smart_resize to the pixel size the page has at the given DPI (rounded as PyMuPDF rounds its
-pixmaps), with explicit min/max pixels, and adds the two vision wrapper tokens.
+Counting itself is ``Document.page_tokens(spec)`` / ``Document.tokens(spec)`` in
+mmprolong_schemas: smart_resize applied to the pixel size a page has at the given DPI (rounded
+as PyMuPDF rounds its pixmaps), with explicit min/max pixels, plus the two wrapper tokens.
 """
 
 from __future__ import annotations
 
-from mmprolong_schemas import Document, ModelFamily, VisionTokenSpec, page_tokens
+from mmprolong_schemas import ModelFamily, VisionTokenSpec
 
 
 def spec_for(
@@ -17,13 +17,3 @@ def spec_for(
     max_pixels: int = 12845056,
 ) -> VisionTokenSpec:
     return VisionTokenSpec.for_family(family, dpi=dpi, min_pixels=min_pixels, max_pixels=max_pixels)
-
-
-def page_token_counts(document: Document, spec: VisionTokenSpec | None = None) -> list[int]:
-    """Tokens of every page, wrappers included, in page order."""
-    spec = spec or VisionTokenSpec()
-    return [page_tokens(page.width, page.height, spec) for page in document.pages]
-
-
-def document_tokens(document: Document, spec: VisionTokenSpec | None = None) -> int:
-    return sum(page_token_counts(document, spec))

@@ -38,7 +38,7 @@ from qasynth.teachers import (
     VLLMTeacher,
     make_teacher,
 )
-from qasynth.tokens import document_tokens, text_tokens
+from qasynth.tokens import text_tokens
 
 __version__ = "0.1.0"
 
@@ -70,7 +70,6 @@ __all__ = [
     "assemble_samples",
     "build_mixture",
     "build_prompt",
-    "document_tokens",
     "format_answer",
     "generate",
     "generate_pairs",

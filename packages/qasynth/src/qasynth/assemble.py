@@ -28,7 +28,7 @@ from mmprolong_schemas import (
     TextPart,
     VisionTokenSpec,
 )
-from qasynth.tokens import document_page_tokens, messages_text_tokens
+from qasynth.tokens import messages_text_tokens
 
 OCR_LABELS = {
     BlockLabel.TITLE,
@@ -89,7 +89,7 @@ def _sample(
     pages = list(range(1, doc.num_pages + 1))
     content = [*_page_parts(doc, pages, config.page_labels), TextPart(text=prompt_text)]
     messages = [Message(role="user", content=content)]
-    tokens = sum(document_page_tokens(doc, config.spec)) + messages_text_tokens(messages, target)
+    tokens = doc.tokens(config.spec) + messages_text_tokens(messages, target)
     if tokens > config.max_length:
         return None
     return Sample(

@@ -24,7 +24,6 @@ from mmprolong_schemas import (
     Segment,
     VisionTokenSpec,
 )
-from qasynth.tokens import document_tokens
 
 QA_TEXT_ALLOWANCE = 1024
 """Tokens kept free for the question, the answer and chat markers when checking that a
@@ -41,7 +40,7 @@ class DocInfo:
 
     @classmethod
     def of(cls, doc: Document, spec: VisionTokenSpec | None = None) -> DocInfo:
-        return cls(doc.doc_id, doc.num_pages, document_tokens(doc, spec))
+        return cls(doc.doc_id, doc.num_pages, doc.tokens(spec))
 
 
 @dataclass(frozen=True)
@@ -146,7 +145,7 @@ class DocOutline:
 
     @classmethod
     def of(cls, doc: Document, spec: VisionTokenSpec | None = None) -> DocOutline:
-        return cls(doc.doc_id, doc.num_pages, list(doc.sections), document_tokens(doc, spec))
+        return cls(doc.doc_id, doc.num_pages, list(doc.sections), doc.tokens(spec))
 
     @property
     def info(self) -> DocInfo:

@@ -1,10 +1,11 @@
 """Token estimates of documents and samples without a tokenizer.
 
-Images are exact: ``mmprolong_schemas.page_tokens`` reproduces the Qwen-VL resize. Text is
-estimated: about 4 characters per token for Latin-script text (the usual figure for the
-Qwen2 byte-level BPE on English prose), one token per CJK character, and a fixed cost for
-the chat template's role markers. The text part of a long-document sample is a few hundred
-tokens against 30K-130K image tokens, so a 20% error in it moves a sample by well under 1%.
+Images are exact: ``Document.page_tokens`` (mmprolong_schemas) reproduces the Qwen-VL
+resize. Text is estimated: about 4 characters per token for Latin-script text (the usual
+figure for the Qwen2 byte-level BPE on English prose), one token per CJK character, and a
+fixed cost for the chat template's role markers. The text part of a long-document sample is
+a few hundred tokens against 30K-130K image tokens, so a 20% error in it moves a sample by
+well under 1%.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 
-from mmprolong_schemas import Document, Message, TextPart, VisionTokenSpec, page_tokens
+from mmprolong_schemas import Message, TextPart
 
 CHARS_PER_TOKEN = 4.0
 """Latin-script characters per token of the Qwen2 tokenizer, rounded."""
@@ -32,17 +33,6 @@ def text_tokens(text: str) -> int:
         return 0
     wide = len(_WIDE.findall(text))
     return wide + math.ceil((len(text) - wide) / CHARS_PER_TOKEN)
-
-
-def document_page_tokens(doc: Document, spec: VisionTokenSpec | None = None) -> list[int]:
-    """Image tokens of every page of ``doc`` (wrappers included), in page order."""
-    spec = spec or VisionTokenSpec()
-    return [page_tokens(page.width, page.height, spec) for page in doc.pages]
-
-
-def document_tokens(doc: Document, spec: VisionTokenSpec | None = None) -> int:
-    """Image tokens of the whole document: the bulk of a long-document sample."""
-    return sum(document_page_tokens(doc, spec))
 
 
 def messages_text_tokens(messages: list[Message], target: str) -> int:

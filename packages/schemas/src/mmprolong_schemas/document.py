@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field, model_validator
 
 from mmprolong_schemas.base import Model, Record
+from mmprolong_schemas.vision_tokens import VisionTokenSpec, page_tokens
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -171,6 +172,16 @@ class Document(Record):
                     f"after the last page {self.num_pages}"
                 )
         return self
+
+    def page_tokens(self, spec: VisionTokenSpec | None = None) -> list[int]:
+        """Vision tokens of every page (wrappers included), in page order, from the page sizes
+        alone: nothing is rendered."""
+        spec = spec or VisionTokenSpec()
+        return [page_tokens(page.width, page.height, spec) for page in self.pages]
+
+    def tokens(self, spec: VisionTokenSpec | None = None) -> int:
+        """Vision tokens of the whole document: the bulk of a long-document sample."""
+        return sum(self.page_tokens(spec))
 
     def page(self, number: int) -> Page:
         if not 1 <= number <= self.num_pages:
