@@ -113,3 +113,61 @@ def test_a_real_run_without_pdfs_says_how_to_give_them(tmp_path: Path) -> None:
     pool = default_stages()[0]
     with pytest.raises(ValueError, match=r"set pool\.inputs or pass --pdfs"):
         pool.run(StageContext(tmp_path, recipe, "pool"))
+
+
+def _context(tmp_path: Path, **overrides: Any) -> Any:
+    from types import SimpleNamespace
+
+    recipe = apply_overrides(load_recipe("mmprolong-qwen2.5-vl-7b"), overrides, "test")
+    return SimpleNamespace(recipe=recipe, dir=tmp_path, log=lambda message: None)
+
+
+def test_the_openai_teacher_runs_inside_a_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mmprolong.stages.synth import _teacher
+    from qasynth.teachers.openai import OpenAITeacher
+
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    recipe = apply_overrides(
+        load_recipe("mmprolong-qwen2.5-vl-7b"),
+        {
+            "synth.teacher": "openai",
+            "synth.teacher_model": "Qwen/Qwen2.5-VL-72B-Instruct",
+            "synth.teacher_base_url": "http://127.0.0.1:8000/v1",
+        },
+        "test",
+    )
+    teacher = _teacher(recipe, pool=None)
+    assert isinstance(teacher, OpenAITeacher)
+    assert teacher.base_url == "http://127.0.0.1:8000/v1"
+    assert teacher.dpi == recipe.vision.dpi
+    missing = apply_overrides(recipe, {"synth.teacher_base_url": None}, "test")
+    with pytest.raises(ValueError, match="needs a base URL"):
+        _teacher(missing, pool=None)
+
+
+def test_the_llm_judge_runs_inside_a_pipeline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lvlm_judge import LLMJudge
+    from mmprolong.stages.evaluate import _llm_judge
+
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    assert _llm_judge(_context(tmp_path, **{"eval.judge": "rules"})) is None
+    ctx = _context(
+        tmp_path,
+        **{"eval.judge": "llm", "eval.judge_model": "judge", "eval.judge_base_url": "http://j/v1"},
+    )
+    judge = _llm_judge(ctx)
+    assert isinstance(judge, LLMJudge)
+    assert judge.settings.base_url == "http://j/v1"
+    assert (tmp_path / "judge-cache.sqlite").exists()
+    with pytest.raises(ValueError, match="needs a judge model"):
+        _llm_judge(_context(tmp_path, **{"eval.judge": "llm", "eval.judge_base_url": "http://j"}))
+
+
+def test_a_served_model_runner_is_refused_with_the_command_to_use(tmp_path: Path) -> None:
+    from mmprolong.stages.evaluate import _runner
+
+    ctx = _context(tmp_path, **{"eval.runner": "openai"})
+    with pytest.raises(ValueError, match="mmprolong eval run --runner openai"):
+        _runner(ctx, tmp_path, "m", resolver=None, items=[])

@@ -19,6 +19,7 @@ from lvlm_judge.datasets import (
 )
 from lvlm_judge.evaluate import RunSummary, read_results, run_eval
 from lvlm_judge.extend import Extender, ExtensionError, donor_documents
+from lvlm_judge.factory import make_llm_judge, make_runner
 from lvlm_judge.judge.cache import JudgeCache, cache_key
 from lvlm_judge.judge.llm import JudgeRequest, JudgeStats, LLMJudge
 from lvlm_judge.judge.parse import list_f1, parse_list_verdict, parse_single_verdict
@@ -38,19 +39,20 @@ from lvlm_judge.runners import (
     size_engine,
 )
 from lvlm_judge.score_file import score_records
-from mmprolong_schemas.chat_client import ChatClient, ChatError, ChatReply, ClientSettings
+from mmprolong_schemas.chat_client import ClientSettings
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "PROMPT_FORMATS", "PROMPT_VERSION", "ChatClient", "ChatError", "ChatReply", "ClientSettings",
+    "PROMPT_FORMATS", "PROMPT_VERSION", "ClientSettings",
     "ContextResolver", "DatasetError", "EngineSizing", "Extender", "ExtensionError",
     "GenerationRequest", "ItemResult", "JudgeCache", "JudgeRequest", "JudgeStats", "LLMJudge",
     "MissingImageError", "OpenAIRunner", "PoolLike", "Prompt", "RunSummary", "Runner",
     "ScoredAnswer", "TransformersRunner", "VLLMRunner", "__version__", "accuracy",
     "build_prompt", "cache_key", "count_positional", "count_sum_match", "donor_documents",
     "generalized_f1", "is_certain_match", "list_f1", "load_data", "load_doc_benchmark",
-    "load_doc_file", "load_heldout", "load_niah_file", "load_vlmevalkit_tsv", "open_pool",
+    "load_doc_file", "load_heldout", "load_niah_file", "load_vlmevalkit_tsv", "make_llm_judge",
+    "make_runner", "open_pool",
     "parse_list_verdict", "parse_output", "parse_single_verdict", "read_eval_items",
     "read_results", "run_eval", "score_answer", "score_niah", "score_output", "score_records",
     "score_table", "size_engine", "table_row",

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from lvlm_judge import __version__
+from lvlm_judge.factory import make_llm_judge, make_runner, text_token_counter
 from mmprolong_schemas import (
     EvalItem,
     ModelFamily,
@@ -116,15 +117,6 @@ def _limit(items: list[EvalItem], limit: int | None) -> list[EvalItem]:
     return kept
 
 
-def _text_tokenizer(path: str) -> Any:
-    try:
-        from transformers import AutoTokenizer
-    except ImportError:
-        _fail("counting text tokens needs transformers: pip install 'lvlm-judge[transformers]'")
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
 @app.command()
 def run(
     config: Path | None = typer.Argument(
@@ -222,7 +214,6 @@ def run(
     from lvlm_judge.context import ContextResolver, open_pool
     from lvlm_judge.datasets import DatasetError, load_data
     from lvlm_judge.evaluate import run_eval
-    from mmprolong_schemas.chat_client import ClientSettings
 
     spec = VisionTokenSpec.for_family(ModelFamily(settings["family"]))
     opened_pool = open_pool(settings["pool"]) if settings.get("pool") else None
@@ -260,17 +251,18 @@ def run(
         _fail(f"--executor is local or ray, not {settings['executor']!r}")
     llm_judge = None
     if settings["judge"] == "llm":
-        from lvlm_judge.judge.cache import JudgeCache
-        from lvlm_judge.judge.llm import LLMJudge
-
         if not settings.get("judge_model"):
             _fail("--judge llm needs --judge-model")
-        cache = JudgeCache(settings.get("judge_cache") or out_dir / "judge-cache.sqlite")
-        llm_judge = LLMJudge(
-            ClientSettings.from_env(settings.get("judge_base_url"),
-                                    concurrency=int(settings["concurrency"])),
-            settings["judge_model"], cache=cache, pre_judge=bool(settings["pre_judge"]),
-        )  # fmt: skip
+        try:
+            llm_judge = make_llm_judge(
+                settings.get("judge_model"),
+                settings.get("judge_cache") or out_dir / "judge-cache.sqlite",
+                base_url=settings.get("judge_base_url"),
+                concurrency=int(settings["concurrency"]),
+                pre_judge=bool(settings["pre_judge"]),
+            )
+        except ValueError as error:
+            _fail(f"--judge llm: {error}")
     run_eval(
         items, model_runner, out_dir,
         prompt_format=settings["prompt_format"], judge=settings["judge"], llm_judge=llm_judge,
@@ -317,30 +309,24 @@ def _actor_runner(settings: dict[str, Any], name: str, items: list[EvalItem]) ->
 
 
 def _make_runner(settings: dict[str, Any], name: str, resolver: Any, items: list[EvalItem]) -> Any:
-    from lvlm_judge.runners import OpenAIRunner, TransformersRunner, VLLMRunner, size_engine
-    from mmprolong_schemas.chat_client import ClientSettings
-
-    max_new = int(settings["max_new_tokens"])
-    kind = settings["runner"]
-    if kind == "openai":
-        client = ClientSettings.from_env(settings.get("base_url"),
-                                         concurrency=int(settings["concurrency"]))  # fmt: skip
-        return OpenAIRunner(client, str(settings["model"]), resolver, max_new_tokens=max_new)
-    if kind == "transformers":
+    rope_spec = None
+    if settings.get("rope_spec"):
         from lvlm_judge.runners.transformers_runner import read_rope_spec
 
-        spec = read_rope_spec(settings["rope_spec"]) if settings.get("rope_spec") else None
-        return TransformersRunner(settings["model"], resolver, max_new_tokens=max_new,
-                                  device_map=settings["device_map"], model_name=name,
-                                  rope_spec=spec)  # fmt: skip
-    text_tokens = _text_tokenizer(str(settings["model"]))
-    tokens = [sum(resolver.tokens(part, text_tokens) for part in item.context)
-              + text_tokens(item.question) for item in items]  # fmt: skip
-    images = [sum(1 for p in item.context if p.type != "text") for item in items]
-    sizing = size_engine(tokens, images, max_new, margin=512)
-    console.print(f"vllm: max_model_len {sizing.max_model_len}, limit_mm_per_prompt "
-                  f"{sizing.limit_mm_per_prompt}")  # fmt: skip
-    return VLLMRunner(settings["model"], resolver, sizing, max_new_tokens=max_new, model_name=name)
+        rope_spec = read_rope_spec(settings["rope_spec"])
+    return make_runner(
+        settings["runner"],
+        settings["model"],
+        resolver,
+        items,
+        max_new_tokens=int(settings["max_new_tokens"]),
+        model_name=name,
+        device_map=settings["device_map"],
+        rope_spec=rope_spec,
+        base_url=settings.get("base_url"),
+        concurrency=int(settings["concurrency"]),
+        log=console.print,
+    )
 
 
 @app.command()
@@ -391,7 +377,11 @@ def extend(
     if not items:
         _fail("no document items to extend")
     root = image_root or (data[0] if data[0].is_dir() else data[0].parent)
-    extender = Extender(ContextResolver(root, opened_pool, spec), _text_tokenizer(tokenizer), seed)
+    try:
+        text_tokens = text_token_counter(tokenizer)
+    except ImportError as error:
+        _fail(str(error))
+    extender = Extender(ContextResolver(root, opened_pool, spec), text_tokens, seed)
     by_dataset: dict[str, list[EvalItem]] = defaultdict(list)
     for item in items:
         by_dataset[item.dataset].append(item)
@@ -497,14 +487,14 @@ def score(
 
     llm_judge = None
     if judge is JudgeChoice.LLM:
-        from lvlm_judge.judge.cache import JudgeCache
-        from lvlm_judge.judge.llm import LLMJudge
-        from mmprolong_schemas.chat_client import ClientSettings
-
         if not judge_model:
             _fail("--judge llm needs --judge-model")
-        llm_judge = LLMJudge(ClientSettings.from_env(judge_base_url), str(judge_model),
-                             cache=JudgeCache(judge_cache), pre_judge=pre_judge)  # fmt: skip
+        try:
+            llm_judge = make_llm_judge(
+                judge_model, judge_cache, base_url=judge_base_url, pre_judge=pre_judge
+            )
+        except ValueError as error:
+            _fail(f"--judge llm: {error}")
     try:
         records = read_records(file)
         scored = score_records(records, judge.value, llm_judge)

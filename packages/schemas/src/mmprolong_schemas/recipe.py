@@ -42,6 +42,11 @@ class SynthConfig(Model):
     segment_pages: tuple[int, int] = (8, 15)
     teacher: str = Field(default="rules", description="rules, openai, vllm or transformers.")
     teacher_model: str | None = None
+    teacher_base_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible server of the openai teacher (else OPENAI_BASE_URL); "
+        "the key comes from OPENAI_API_KEY, never from the recipe.",
+    )
     page_index_text: bool = Field(
         default=False, description="Put 'Page N:' before each page image (off in the recipe)."
     )
@@ -155,6 +160,11 @@ class EvalConfig(Model):
     lengths: list[TokenCount] = Field(default_factory=lambda: [64 * K, 128 * K])
     judge: Literal["rules", "llm"] = "llm"
     judge_model: str | None = None
+    judge_base_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible server of the LLM judge (else OPENAI_BASE_URL); the key "
+        "comes from OPENAI_API_KEY, never from the recipe.",
+    )
     prompt_format: Literal["mmlb-v1.1", "mmlb-v1.1-page-index"] = "mmlb-v1.1"
     max_new_tokens: int = Field(default=128, ge=1)
     runner: Literal["vllm", "openai", "transformers"] = "vllm"

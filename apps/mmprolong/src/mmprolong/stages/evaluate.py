@@ -59,22 +59,42 @@ def _items(ctx: StageContext, resolver: Any, tokenizer_dir: Path) -> list[EvalIt
     return extended
 
 
-def _runner(recipe: Recipe, model_path: Path, name: str, resolver: Any) -> Any:
-    kind = recipe.eval.runner
-    if kind == "transformers":
-        import torch
-
-        (runner_class,) = require("eval", "lvlm_judge", "TransformersRunner")
-        return runner_class(
-            model_path,
-            resolver,
-            max_new_tokens=recipe.eval.max_new_tokens,
-            device_map="auto" if torch.cuda.is_available() else "cpu",
-            model_name=name,
+def _runner(
+    ctx: StageContext, model_path: Path, name: str, resolver: Any, items: list[EvalItem]
+) -> Any:
+    """The recipe's runner for one checkpoint: transformers or vllm. An openai runner would
+    need each checkpoint served first, which is outside a pipeline run."""
+    recipe = ctx.recipe
+    if recipe.eval.runner == "openai":
+        raise ValueError(
+            "eval.runner 'openai' evaluates a served model: serve each checkpoint and run "
+            "`mmprolong eval run --runner openai`; inside `mmprolong run` use transformers or vllm"
         )
-    raise ValueError(
-        f"eval.runner {kind!r} is run by `mmprolong eval run` (it needs engine sizing or a "
-        "server); inside `mmprolong run` use runner = 'transformers'"
+    import torch
+
+    (make_runner,) = require("eval", "lvlm_judge", "make_runner")
+    return make_runner(
+        recipe.eval.runner,
+        model_path,
+        resolver,
+        items,
+        max_new_tokens=recipe.eval.max_new_tokens,
+        model_name=name,
+        device_map="auto" if torch.cuda.is_available() else "cpu",
+        log=ctx.log,
+    )
+
+
+def _llm_judge(ctx: StageContext) -> Any:
+    """The v1.1 LLM judge when the recipe asks for it; its cache is shared by both models, so
+    identical answers are judged once."""
+    if ctx.recipe.eval.judge != "llm":
+        return None
+    (make_llm_judge,) = require("eval", "lvlm_judge", "make_llm_judge")
+    return make_llm_judge(
+        ctx.recipe.eval.judge_model,
+        ctx.dir / "judge-cache.sqlite",
+        base_url=ctx.recipe.eval.judge_base_url,
     )
 
 
@@ -101,12 +121,7 @@ class EvalStage(Contributor):
         (pool_class,) = require(self.name, "docpool", "Pool")
         resolver_class, run_eval = require(self.name, "lvlm_judge", "ContextResolver", "run_eval")
         recipe = ctx.recipe
-        if recipe.eval.judge != "rules":
-            raise ValueError(
-                "the LLM judge needs a judge server; inside `mmprolong run` use judge = 'rules', "
-                "then run `mmprolong eval run --judge llm --out RUN/eval/trained ...`, which "
-                "reuses the finished predictions"
-            )
+        llm_judge = _llm_judge(ctx)
         base = base_checkpoint(ctx)
         resolver = resolver_class(None, pool_class(pool_path(ctx)), recipe.vision)
         items = _items(ctx, resolver, base)
@@ -118,15 +133,19 @@ class EvalStage(Contributor):
         }
         counts = {"items": len(items)}
         for label, (path, model_name) in models.items():
-            runner = _runner(recipe, path, model_name, resolver)
+            runner = _runner(ctx, path, model_name, resolver, items)
             summary = run_eval(
                 items,
                 runner,
                 ctx.dir / label,
                 prompt_format=recipe.eval.prompt_format,
                 judge=recipe.eval.judge,
+                llm_judge=llm_judge,
                 settings={"model": str(path), "recipe": recipe.name},
             )
+            close = getattr(runner, "close", None)
+            if callable(close):
+                close()  # free the first model's engine before the second is loaded
             counts[f"{label}_failed"] = len(summary.failed_items)
             for stem, table in summary.tables.items():
                 macro = table.macro()

@@ -53,21 +53,14 @@ def run_dir(ctx: StageContext, which: str) -> Path:
 
 
 def _teacher(recipe: Recipe, pool: Any) -> Any:
+    (make_teacher,) = require("synth", "qasynth", "make_teacher")
     synth = recipe.synth
-    rules, vllm, transformers = require(
-        "synth", "qasynth", "RulesTeacher", "VLLMTeacher", "TransformersTeacher"
-    )
-    if synth.teacher == "rules":
-        return rules(pool.get)
-    if not synth.teacher_model:
-        raise ValueError(f"synth.teacher_model is required for the {synth.teacher} teacher")
-    if synth.teacher == "vllm":
-        return vllm(synth.teacher_model, pool, spec=recipe.vision)
-    if synth.teacher == "transformers":
-        return transformers.load(synth.teacher_model, pool, dpi=recipe.vision.dpi)
-    raise ValueError(
-        f"synth.teacher {synth.teacher!r} cannot run inside `mmprolong run`; use rules, vllm or "
-        "transformers, or run `mmprolong synth generate` with its server options"
+    return make_teacher(
+        synth.teacher,
+        pool,
+        model=synth.teacher_model,
+        base_url=synth.teacher_base_url,
+        spec=recipe.vision,
     )
 
 

@@ -84,6 +84,19 @@ class VLLMRunner:
         )
         self.sampling = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
 
+    def close(self) -> None:
+        """Release the engine and its GPU memory, so the next model can be loaded."""
+        import gc
+
+        del self.engine
+        gc.collect()
+        try:
+            import torch
+        except ImportError:
+            return
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
     def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[Prediction]:
         for start in range(0, len(requests), self.batch):
             chunk = requests[start : start + self.batch]

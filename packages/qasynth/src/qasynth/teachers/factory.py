@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from mmprolong_schemas import VisionTokenSpec
@@ -22,11 +23,16 @@ def make_teacher(
     base_url: str | None = None,
     concurrency: int = 8,
     dpi: float = 144,
+    spec: VisionTokenSpec | None = None,
     structured: bool = True,
     max_tokens: int = 1024,
 ) -> Teacher:
     """``pool`` gives documents (``get``) to the rules teacher and page images (``render``)
-    to the others. ``model`` is required except for rules; ``base_url`` for openai."""
+    to the others. ``model`` is required except for rules; ``base_url`` for openai (else
+    OPENAI_BASE_URL). ``spec`` (DPI, family factor, min/max pixels), when given, replaces
+    ``dpi``."""
+    if spec is not None:
+        dpi = spec.dpi
     if kind == "rules":
         return RulesTeacher(pool.get)
     if kind not in BACKENDS:
@@ -34,8 +40,12 @@ def make_teacher(
     if not model:
         raise ValueError(f"the {kind} teacher needs a model name or path")
     if kind == "openai":
+        base_url = base_url or os.environ.get("OPENAI_BASE_URL")
         if not base_url:
-            raise ValueError("the openai teacher needs a base URL, e.g. http://localhost:8000/v1")
+            raise ValueError(
+                "the openai teacher needs a base URL, e.g. http://localhost:8000/v1 "
+                "(or set OPENAI_BASE_URL)"
+            )
         return OpenAITeacher(
             model,
             base_url,
@@ -47,6 +57,10 @@ def make_teacher(
         )
     if kind == "vllm":
         return VLLMTeacher(
-            model, pool, spec=VisionTokenSpec(dpi=dpi), structured=structured, max_tokens=max_tokens
+            model,
+            pool,
+            spec=spec or VisionTokenSpec(dpi=dpi),
+            structured=structured,
+            max_tokens=max_tokens,
         )
     return TransformersTeacher.load(model, pool, dpi=dpi, max_new_tokens=max_tokens)

@@ -1,0 +1,101 @@
+"""Build a model runner or an LLM judge from plain settings: one place for the CLI, the
+``mmprolong`` app and Ray actors, so every entry point sizes engines and talks to judge
+servers the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from lvlm_judge.context import ContextResolver
+from lvlm_judge.judge.cache import JudgeCache
+from lvlm_judge.judge.llm import LLMJudge
+from lvlm_judge.runners import OpenAIRunner, TransformersRunner, VLLMRunner, size_engine
+from lvlm_judge.runners.base import DEFAULT_MAX_NEW_TOKENS
+from mmprolong_schemas import EvalItem
+from mmprolong_schemas.chat_client import ClientSettings
+
+RUNNERS = ("transformers", "vllm", "openai")
+
+VLLM_MARGIN_TOKENS = 512
+"""Room above the longest prompt when sizing max_model_len: chat markers, rounding."""
+
+
+def text_token_counter(model_path: str | Path) -> Callable[[str], int]:
+    """Count text tokens with the model's own tokenizer."""
+    try:
+        from transformers import AutoTokenizer
+    except ImportError as error:
+        raise ImportError(
+            "counting text tokens needs transformers: pip install 'lvlm-judge[transformers]'"
+        ) from error
+    tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def make_runner(
+    kind: str,
+    model: str | Path,
+    resolver: ContextResolver,
+    items: Sequence[EvalItem] = (),
+    *,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    model_name: str | None = None,
+    device_map: str = "auto",
+    rope_spec: Any | None = None,
+    base_url: str | None = None,
+    concurrency: int = 8,
+    log: Callable[[str], None] | None = None,
+) -> TransformersRunner | VLLMRunner | OpenAIRunner:
+    """A runner of ``kind`` for ``model`` (a checkpoint path, or a served model's name for
+    ``openai``). The vllm engine is sized from ``items``: max_model_len covers the longest
+    prompt plus the answer, limit_mm_per_prompt the most images."""
+    if kind == "transformers":
+        return TransformersRunner(
+            model,
+            resolver,
+            max_new_tokens=max_new_tokens,
+            device_map=device_map,
+            model_name=model_name,
+            rope_spec=rope_spec,
+        )
+    if kind == "openai":
+        settings = ClientSettings.from_env(base_url, concurrency=concurrency)
+        return OpenAIRunner(settings, str(model), resolver, max_new_tokens=max_new_tokens)
+    if kind == "vllm":
+        if not items:
+            raise ValueError("sizing a vllm engine needs the evaluation items")
+        text_tokens = text_token_counter(model)
+        tokens = [
+            sum(resolver.tokens(part, text_tokens) for part in item.context)
+            + text_tokens(item.question)
+            for item in items
+        ]
+        images = [sum(1 for part in item.context if part.type != "text") for item in items]
+        sizing = size_engine(tokens, images, max_new_tokens, margin=VLLM_MARGIN_TOKENS)
+        if log is not None:
+            log(
+                f"vllm: max_model_len {sizing.max_model_len}, "
+                f"limit_mm_per_prompt {sizing.limit_mm_per_prompt}"
+            )
+        return VLLMRunner(
+            str(model), resolver, sizing, max_new_tokens=max_new_tokens, model_name=model_name
+        )
+    raise ValueError(f"unknown runner {kind!r}; expected one of {', '.join(RUNNERS)}")
+
+
+def make_llm_judge(
+    judge_model: str | None,
+    cache_path: str | Path,
+    *,
+    base_url: str | None = None,
+    concurrency: int = 8,
+    pre_judge: bool = True,
+) -> LLMJudge:
+    """The v1.1 LLM judge on an OpenAI-compatible server (``base_url`` or OPENAI_BASE_URL; the
+    key from OPENAI_API_KEY), with its SQLite cache at ``cache_path``."""
+    if not judge_model:
+        raise ValueError("the LLM judge needs a judge model name")
+    settings = ClientSettings.from_env(base_url, concurrency=concurrency)
+    return LLMJudge(settings, judge_model, cache=JudgeCache(cache_path), pre_judge=pre_judge)
