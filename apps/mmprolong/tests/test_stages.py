@@ -171,3 +171,11 @@ def test_a_served_model_runner_is_refused_with_the_command_to_use(tmp_path: Path
     ctx = _context(tmp_path, **{"eval.runner": "openai"})
     with pytest.raises(ValueError, match="mmprolong eval run --runner openai"):
         _runner(ctx, tmp_path, "m", resolver=None, items=[])
+
+
+def test_short_data_share_needs_short_data_files(tmp_path: Path) -> None:
+    from mmprolong.stages.synth import SynthStage
+
+    ctx = _context(tmp_path, **{"mixture.short_share": 0.4})
+    with pytest.raises(ValueError, match=r"short_share is 0.4 but synth.short_data lists no"):
+        SynthStage().run(ctx)

@@ -47,6 +47,11 @@ class SynthConfig(Model):
         description="OpenAI-compatible server of the openai teacher (else OPENAI_BASE_URL); "
         "the key comes from OPENAI_API_KEY, never from the recipe.",
     )
+    short_data: list[str] = Field(
+        default_factory=list,
+        description="LLaVA-OneVision-style JSON, JSONL or Parquet files of short-context "
+        "samples, for a mixture with short_share > 0.",
+    )
     page_index_text: bool = Field(
         default=False, description="Put 'Page N:' before each page image (off in the recipe)."
     )

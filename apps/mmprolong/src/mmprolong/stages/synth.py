@@ -82,6 +82,12 @@ class SynthStage(Contributor):
         }
 
     def run(self, ctx: StageContext) -> dict[str, int]:
+        short_share = ctx.recipe.mixture.short_share
+        if short_share and not ctx.recipe.synth.short_data:
+            raise ValueError(
+                f"mixture.short_share is {short_share:g} but synth.short_data lists no "
+                "short-context files: point it at LLaVA-OneVision-style JSON, JSONL or Parquet"
+            )
         (pool_class,) = require(self.name, "docpool", "Pool")
         selection_class, assemble_config, generate_config = require(
             self.name, "qasynth", "DocumentSelection", "AssembleConfig", "GenerateConfig"
@@ -128,6 +134,7 @@ class SynthStage(Contributor):
                     ),
                     ocr=any(task in OCR_TASKS for task in recipe.synth.tasks),
                     seed=recipe.synth.seed,
+                    short_inputs=recipe.synth.short_data,
                 )
                 counts["samples"] = sum(int(n) for n in summary["samples"].values())
             ctx.log(
