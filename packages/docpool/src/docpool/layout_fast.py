@@ -70,6 +70,18 @@ class RawPage:
     tables: list[FoundTable]
     flags: list[str] = field(default_factory=list)
 
+    def to_page(self, blocks: list[Block]) -> Page:
+        """The schema page of this raw page, with the blocks a layout parser labelled."""
+        return Page(
+            number=self.number,
+            width=self.width,
+            height=self.height,
+            rotation=self.rotation,
+            blocks=blocks,
+            has_text_layer="no-text-layer" not in self.flags and "ocr" not in self.flags,
+            flags=list(self.flags),
+        )
+
 
 @dataclass(frozen=True)
 class StyleProfile:
@@ -396,16 +408,7 @@ def classify_page(raw: RawPage, profile: StyleProfile) -> tuple[Page, list[Headi
         )
         if label is BlockLabel.SECTION_HEADER and size is not None:
             headings.append(HeadingHit(raw.number, order, text, heading_level(text, size, profile)))
-    page = Page(
-        number=raw.number,
-        width=raw.width,
-        height=raw.height,
-        rotation=raw.rotation,
-        blocks=blocks,
-        has_text_layer="no-text-layer" not in raw.flags and "ocr" not in raw.flags,
-        flags=list(raw.flags),
-    )
-    return page, headings
+    return raw.to_page(blocks), headings
 
 
 def _table_text(rows: list[list[str]]) -> str:

@@ -137,13 +137,4 @@ def classify_page_model(
             headings.append(
                 HeadingHit(raw.number, order, text, heading_level(text, lines[0].size, profile))
             )
-    page = Page(
-        number=raw.number,
-        width=raw.width,
-        height=raw.height,
-        rotation=raw.rotation,
-        blocks=blocks,
-        has_text_layer="no-text-layer" not in raw.flags and "ocr" not in raw.flags,
-        flags=list(raw.flags),
-    )
-    return page, headings
+    return raw.to_page(blocks), headings

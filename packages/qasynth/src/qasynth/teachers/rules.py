@@ -309,35 +309,18 @@ class RulesTeacher(Teacher):
         pages = [a.page, b.page]
         sources = list(dict.fromkeys([_source(a), _source(b)]))
         evidence = f"{_evidence(a)} {_evidence(b)}"
-        if operation == "sum":
-            answer = _combine(a.value + b.value, [a, b])
-            question = f"What is the sum of {_describe(a)} and {_describe(b)}?"
-            evidence += f" Their sum is {answer}."
+        if operation in ("sum", "difference"):
+            if operation == "sum":
+                answer = _combine(a.value + b.value, [a, b])
+                question = f"What is the sum of {_describe(a)} and {_describe(b)}?"
+                evidence += f" Their sum is {answer}."
+            else:
+                answer = _combine(a.value - b.value, [a, b])
+                question = f"What is {_describe(a)} minus {_describe(b)}?"
+                evidence += f" The difference is {answer}."
+            answer_format = _number_format([a.value, b.value])
             return Draft(
-                question,
-                answer,
-                _number_format([a.value, b.value]),
-                pages,
-                sources,
-                evidence,
-                [a, b],
-                [],
-                "sum",
-            )
-        if operation == "difference":
-            answer = _combine(a.value - b.value, [a, b])
-            question = f"What is {_describe(a)} minus {_describe(b)}?"
-            evidence += f" The difference is {answer}."
-            return Draft(
-                question,
-                answer,
-                _number_format([a.value, b.value]),
-                pages,
-                sources,
-                evidence,
-                [a, b],
-                [],
-                "difference",
+                question, answer, answer_format, pages, sources, evidence, [a, b], [], operation
             )
         answer_label = "A" if a.value > b.value else "B"
         question = f"Which is larger: (A) {_describe(a)}, or (B) {_describe(b)}? Answer A or B."
