@@ -83,7 +83,7 @@ def test_bad_inputs_are_named(tmp_path) -> None:
     result = runner.invoke(app, ["review"])
     assert result.exit_code != 0
     result = runner.invoke(app, ["mix", str(tmp_path / "m"), str(tmp_path / "missing")])
-    assert result.exit_code != 0 and "does not exist" in str(result.exception)
+    assert result.exit_code == 2 and "does not exist" in _words(result.output)
 
 
 def _words(output: str) -> str:

@@ -192,3 +192,71 @@ def test_shards_keep_the_selected_order(pool, tmp_path) -> None:
     shards = sorted((tmp_path / "mix").glob("samples-*.parquet"))
     written = [s.sample_id for shard in shards for s in read_parquet(shard, Sample)]
     assert written == expected
+
+
+def _written(folder) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return [
+        row
+        for shard in sorted(folder.glob("samples-*.parquet"))
+        for row in pq.read_table(shard).to_pylist()
+    ]
+
+
+def test_executors_write_the_same_mixture(pool, tmp_path) -> None:
+    from mmprolong_schemas.executor import LocalExecutor
+
+    spec = MixtureSpec.extraction_reasoning(8, 2, token_budget=12 * M, short_share=0.2, seed=4)
+    runs = {
+        "here": None,
+        "one-worker": LocalExecutor(1),
+        "two-workers": LocalExecutor(2),
+    }
+    reports = {
+        name: build_mixture([pool], tmp_path / name, spec, shard_size=90, plot=False, executor=ex)
+        for name, ex in runs.items()
+    }
+    expected = _written(tmp_path / "here")
+    assert len(expected) == reports["here"]["total"]["samples"] > 90
+    for name in ("one-worker", "two-workers"):
+        assert _written(tmp_path / name) == expected
+        assert reports[name]["tasks"] == reports["here"]["tasks"]
+        assert reports[name]["shards"] == reports["here"]["shards"]
+
+
+def test_an_interrupted_mix_rewrites_only_missing_shards(pool, tmp_path) -> None:
+    spec = MixtureSpec(token_budget=10 * M, seed=7)
+    out = tmp_path / "mix"
+    first = build_mixture([pool], out, spec, shard_size=40, plot=False)
+    expected = _written(out)
+    assert first["shards_reused"] == 0 and len(first["shards"]) >= 3
+    # As if killed before the report and the second shard were written.
+    (out / "mixture.json").unlink()
+    (out / first["shards"][1]).unlink()
+    kept = out / first["shards"][0]
+    written = kept.stat().st_mtime_ns
+    again = build_mixture([pool], out, spec, shard_size=40, plot=False)
+    assert again["shards_reused"] == len(first["shards"]) - 1
+    assert kept.stat().st_mtime_ns == written
+    assert _written(out) == expected
+    # Another selection into the same folder rewrites every shard and drops the extra ones.
+    other = build_mixture([pool], out, MixtureSpec(token_budget=5 * M, seed=8), plot=False)
+    assert other["shards_reused"] == 0
+    assert sorted(p.name for p in out.glob("samples-*.parquet")) == other["shards"]
+
+
+def test_mix_command_with_worker_processes(pool, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from qasynth.cli import app
+
+    runner = CliRunner()
+    common = ["--budget", "6M", "--shard-size", "50", "--seed", "2", str(pool)]
+    here = runner.invoke(app, ["mix", str(tmp_path / "here"), *common])
+    assert here.exit_code == 0, here.output
+    spread = runner.invoke(app, ["mix", str(tmp_path / "spread"), *common, "--workers", "2"])
+    assert spread.exit_code == 0, spread.output
+    assert _written(tmp_path / "spread") == _written(tmp_path / "here")
+    wrong = runner.invoke(app, ["mix", str(tmp_path / "x"), *common, "--ray-address", "auto"])
+    assert wrong.exit_code == 2 and "--executor ray" in wrong.output

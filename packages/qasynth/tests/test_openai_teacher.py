@@ -202,3 +202,20 @@ def test_encoded_body_is_the_json_of_the_payload(document, renderer) -> None:
     urls = [data_uri(im) for im in renderer.render(segment.doc_id, segment.pages.pages)]
     body = {"model": "m", "messages": chat_messages(prompt, urls), "note": 'quote " é'}
     assert json.loads(encode_body(body)) == json.loads(json.dumps(body))
+
+
+def test_a_segments_pages_are_rendered_once_for_all_its_tasks(
+    document, renderer, chat_server, completion_of
+) -> None:
+    def handler(body, seen):
+        return 200, completion_of(good_reply(body)), {}, 0
+
+    segments = sample_segments(document, 2, seed=3)
+    pages = sum(len(s.pages) for s in segments)
+    with chat_server(handler) as server, RequestCache(":memory:") as cache:
+        teacher = _teacher(server, renderer)
+        result = generate(segments, teacher, cache)
+        teacher.close()
+    assert result.stats.requests_sent >= 6
+    # Three tasks per segment, each page rendered once.
+    assert renderer.rendered == pages

@@ -18,6 +18,7 @@ from qasynth.mix import MixtureError, build_mixture, load_index, select
 from qasynth.parsing import QAValidator, Rejected, RejectReason, parse_reply
 from qasynth.pipeline import assemble_samples, generate_pairs, segment_pool
 from qasynth.prompts import PROMPT_VERSION, Prompt, build_prompt, reply_json_schema
+from qasynth.render import EncodedPage, PageImages
 from qasynth.review import ReviewSummary, ingest, wilson_interval, write_review
 from qasynth.segments import (
     DocInfo,
@@ -48,11 +49,13 @@ __all__ = [
     "DocInfo",
     "DocOutline",
     "DocumentSelection",
+    "EncodedPage",
     "GenerateConfig",
     "GenerateResult",
     "GenerateStats",
     "MixtureError",
     "OpenAITeacher",
+    "PageImages",
     "Prompt",
     "QAValidator",
     "Rejected",

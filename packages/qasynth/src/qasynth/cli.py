@@ -313,9 +313,28 @@ def mix(
         "shrink", help="When the pool is too small: shrink (keep ratios), repeat, error."
     ),
     seed: int = typer.Option(0, help="Seed of selection and order."),
+    executor: str = typer.Option(
+        "local",
+        help="Where input files are indexed and shards written: 'local' (this process, or "
+        "--workers processes) or 'ray' (one Ray task per file and per shard). Selection runs "
+        "here either way; the mixture is the same.",
+    ),
+    ray_address: str | None = typer.Option(
+        None, help="Ray cluster to join with --executor ray; default: a local Ray instance."
+    ),
+    workers: int = typer.Option(
+        0,
+        min=0,
+        help="Local worker processes (0 = this process) or Ray tasks in flight "
+        "(0 = the cluster's CPUs).",
+    ),
 ) -> None:
-    """Select samples until the token budget is met, by task ratio; write shards + report."""
-    from qasynth.mix import build_mixture
+    """Select samples until the token budget is met, by task ratio; write shards + report.
+    A killed mix resumes: shards already written for the same selection are kept."""
+    from mmprolong_schemas.executor import Executor, make_executor
+    from qasynth.mix import MixtureError, build_mixture
+
+    _check_executor(executor, ray_address)
 
     fields: dict[str, Any] = {
         "token_budget": parse_tokens(budget),
@@ -338,8 +357,23 @@ def mix(
         spec = MixtureSpec(**fields)
     if shortfall not in ("shrink", "repeat", "error"):
         raise typer.BadParameter("--shortfall is shrink, repeat or error")
-    with console.status("mixing"):
-        report = build_mixture(inputs, out, spec, shard_size=shard_size, shortfall=shortfall)  # type: ignore[arg-type]
+    steps: Executor | None = None
+    if executor == "ray":
+        steps = make_executor("ray", workers or None, ray_address=ray_address)
+    elif workers:
+        steps = make_executor("local", workers)
+    try:
+        with console.status("mixing"):
+            report = build_mixture(
+                inputs,
+                out,
+                spec,
+                shard_size=shard_size,
+                shortfall=shortfall,  # type: ignore[arg-type]
+                executor=steps,
+            )
+    except MixtureError as error:
+        raise typer.BadParameter(str(error), param_hint="INPUTS") from None
     _print_mixture(report)
 
 
@@ -374,10 +408,12 @@ def _print_mixture(report: dict[str, Any]) -> None:
             "" if error is None else f"{error:.3%}",
         )
     console.print(table)
-    console.print(
-        f"{len(report['shards'])} shards; scale {report['budget_scale']}; "
-        f"{'reused' if report.get('reused') else 'written'}"
-    )
+    state = ""
+    if report.get("reused"):
+        state = "; reused"
+    elif "shards_reused" in report:
+        state = f"; written, {report['shards_reused']} kept from an interrupted run"
+    console.print(f"{len(report['shards'])} shards; scale {report['budget_scale']}{state}")
 
 
 @app.command()

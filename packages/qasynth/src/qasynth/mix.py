@@ -11,13 +11,21 @@ the same factor so the ratios still hold, ``repeat`` reuses samples, ``error`` s
 Selected rows are copied with Arrow from the input files into shards of the same Parquet
 layout ``mmprolong_schemas.write_parquet`` writes (so ``read_parquet(..., Sample)`` reads
 them), in a seeded shuffled order, next to ``mixture.json`` and ``token_histogram.png``.
+
+The work is map steps around one driver-side reduce, so an executor (local processes, Ray)
+can spread it: ``index_file`` reads one input file's light columns; the driver joins them in
+file order and selects (the selection never depends on how the steps ran); ``write_shard``
+writes one output shard atomically, tagged with a key of its content (the inputs and its
+rows), and skips a shard already written with that key, so a killed mix resumes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +44,8 @@ from mmprolong_schemas import (
     atomic_path,
     config_hash,
 )
+from mmprolong_schemas.executor import Executor
+from qasynth.steps import run_steps
 
 REPORT_FILE = "mixture.json"
 HISTOGRAM_FILE = "token_histogram.png"
@@ -49,6 +59,9 @@ _LONG_DOC_TASKS = {
     Task.OCR_FULL,
     Task.OCR_NEEDLE,
 }
+
+SHARD_KEY = b"qasynth.mix_shard_key"
+TABLE_CACHE_BYTES = 1 << 30
 
 Shortfall = Literal["shrink", "repeat", "error"]
 
@@ -97,10 +110,40 @@ def _page_counts(column: pa.ChunkedArray) -> np.ndarray:
     )
 
 
-def load_index(inputs: Sequence[str | Path]) -> SampleIndex:
-    """Index every sample of the Parquet files (or folders of them) in ``inputs``; a sample id
-    seen twice is kept once."""
+@dataclass
+class FileIndex:
+    """What one input file adds to the index: its samples' ids and selection columns."""
+
+    ids: list[str]
+    task: np.ndarray
+    tokens: np.ndarray
+    pages: np.ndarray
+
+
+def index_file(path: str) -> FileIndex:
+    """Map step: the light columns of one Parquet file of samples."""
+    try:
+        written_as = (pq.read_schema(path).metadata or {}).get(b"mmprolong.model", b"")
+        if written_as != b"Sample":
+            raise MixtureError(f"{path} holds {written_as.decode() or 'no'} records, not Sample")
+        table = pq.read_table(path, columns=_INDEX_COLUMNS)
+    except (pa.ArrowInvalid, OSError, KeyError) as error:
+        raise MixtureError(f"{path} is not a Parquet file of samples ({error})") from None
+    return FileIndex(
+        table.column("sample_id").to_pylist(),
+        np.asarray(table.column("task").to_pylist(), dtype=object),
+        table.column("est_tokens").to_numpy().astype(np.int64),
+        _page_counts(table.column("pages")),
+    )
+
+
+def load_index(inputs: Sequence[str | Path], executor: Executor | None = None) -> SampleIndex:
+    """Index every sample of the Parquet files (or folders of them) in ``inputs``, one
+    ``index_file`` step per file; a sample id seen twice is kept once (the first, in file
+    order)."""
     files = _sample_files(inputs)
+    steps = ((number, (str(path),)) for number, path in enumerate(files))
+    read = dict(run_steps(executor, index_file, steps, passthrough=(MixtureError,)))
     parts: dict[str, list[np.ndarray]] = {
         "file": [],
         "row": [],
@@ -109,26 +152,18 @@ def load_index(inputs: Sequence[str | Path]) -> SampleIndex:
         "pages": [],
     }
     seen: set[str] = set()
-    for number, path in enumerate(files):
-        try:
-            written_as = (pq.read_schema(path).metadata or {}).get(b"mmprolong.model", b"")
-            if written_as != b"Sample":
-                raise MixtureError(
-                    f"{path} holds {written_as.decode() or 'no'} records, not Sample"
-                )
-            table = pq.read_table(path, columns=_INDEX_COLUMNS)
-        except (pa.ArrowInvalid, OSError, KeyError) as error:
-            raise MixtureError(f"{path} is not a Parquet file of samples ({error})") from None
-        keep = np.zeros(table.num_rows, dtype=bool)
-        for position, sample_id in enumerate(table.column("sample_id").to_pylist()):
+    for number in range(len(files)):
+        part = read[number]
+        keep = np.zeros(len(part.ids), dtype=bool)
+        for position, sample_id in enumerate(part.ids):
             if sample_id not in seen:
                 seen.add(sample_id)
                 keep[position] = True
         parts["file"].append(np.full(keep.sum(), number, dtype=np.int32))
         parts["row"].append(np.nonzero(keep)[0].astype(np.int64))
-        parts["task"].append(np.asarray(table.column("task").to_pylist(), dtype=object)[keep])
-        parts["tokens"].append(table.column("est_tokens").to_numpy().astype(np.int64)[keep])
-        parts["pages"].append(_page_counts(table.column("pages"))[keep])
+        parts["task"].append(part.task[keep])
+        parts["tokens"].append(part.tokens[keep])
+        parts["pages"].append(part.pages[keep])
     joined = {name: np.concatenate(arrays) for name, arrays in parts.items()}
     return SampleIndex(
         joined["file"], joined["row"], joined["task"], joined["tokens"], joined["pages"], files
@@ -282,17 +317,21 @@ def build_mixture(
     shard_size: int = 2000,
     shortfall: Shortfall = "shrink",
     plot: bool = True,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Select, write shards and the report; returns the report. A rerun with the same inputs
-    and spec finds the report and returns it without writing anything."""
+    and spec finds the report and returns it without writing anything; a rerun after a kill
+    rewrites only the shards that were not finished. With an ``executor`` the input files are
+    indexed and the shards written as its tasks (the mixture is the same)."""
     spec = spec or MixtureSpec()
     if shard_size < 1:
         raise MixtureError(f"shard_size {shard_size} must be at least 1")
     out = Path(out_dir)
     files = _sample_files(inputs)
+    inputs_key = _fingerprint(files)
     key = {
         "spec": config_hash(spec.model_dump(mode="json")),
-        "inputs": _fingerprint(files),
+        "inputs": inputs_key,
         "shard_size": shard_size,
         "shortfall": shortfall,
     }
@@ -304,9 +343,9 @@ def build_mixture(
             previous["reused"] = True
             return dict(previous)
     started = time.perf_counter()
-    index = load_index(files)
+    index = load_index(files, executor)
     mixture = select(index, spec, shortfall)
-    shards = _write_shards(index, mixture.rows, out, shard_size)
+    shards, reused = _write_shards(index, mixture.rows, out, shard_size, inputs_key, executor)
     rows = mixture.rows
     per_task = {}
     for task in sorted(set(index.task[rows].tolist())):
@@ -340,36 +379,103 @@ def build_mixture(
     report["seconds"] = round(time.perf_counter() - started, 3)
     with atomic_path(report_path) as tmp:
         tmp.write_text(json.dumps(report, indent=1), encoding="utf-8")
-    return report
+    return report | {"shards_reused": reused}
 
 
-def _write_shards(index: SampleIndex, rows: np.ndarray, out: Path, shard_size: int) -> list[str]:
+def _write_shards(
+    index: SampleIndex,
+    rows: np.ndarray,
+    out: Path,
+    shard_size: int,
+    inputs_key: str,
+    executor: Executor | None,
+) -> tuple[list[str], int]:
+    """One ``write_shard`` step per shard of ``shard_size`` rows; the shard names, and how
+    many were found already written."""
     out.mkdir(parents=True, exist_ok=True)
-    tables = {}
-    for number in sorted(set(index.file[rows].tolist())):
-        tables[number] = pq.read_table(index.files[number])
-    reference = next(iter(tables.values()), None)
-    names: list[str] = []
+    used = sorted(set(index.file[rows].tolist()))
+    # Every shard is cast to one schema: the first input file the mixture uses.
+    reference = str(index.files[used[0]]) if used else ""
+    steps = []
     for shard, start in enumerate(range(0, len(rows), shard_size)):
         chunk = rows[start : start + shard_size]
-        pieces = [
-            tables[int(f)].take(pa.array(index.row[chunk][index.file[chunk] == f]))
-            for f in np.unique(index.file[chunk])
-        ]
-        # Restore the chosen order inside the shard after taking per file.
-        order = np.concatenate(
-            [np.nonzero(index.file[chunk] == f)[0] for f in np.unique(index.file[chunk])]
-        )
-        assert reference is not None
-        table = pa.concat_tables([p.cast(reference.schema) for p in pieces])
-        table = table.take(pa.array(np.argsort(order, kind="stable")))
+        files = index.file[chunk]
+        picked = index.row[chunk]
+        digest = hashlib.sha256(inputs_key.encode())
+        digest.update(files.astype(np.int64).tobytes())
+        digest.update(picked.astype(np.int64).tobytes())
+        numbers = sorted(set(files.tolist()))
+        local = np.searchsorted(np.asarray(numbers), files)
+        paths = [str(index.files[n]) for n in numbers]
         name = SHARD_PATTERN.format(shard)
-        with atomic_path(out / name) as tmp:
-            pq.write_table(
-                table.replace_schema_metadata(reference.schema.metadata), tmp, compression="zstd"
-            )
-        names.append(name)
+        steps.append(
+            (name, (str(out / name), digest.hexdigest()[:32], reference, paths, local, picked))
+        )
+    written = dict(run_steps(executor, write_shard, steps))
+    names = [name for name, _ in steps]
     for stale in out.glob("samples-*.parquet"):
         if stale.name not in names:
             stale.unlink()
-    return names
+    return names, sum(1 for name in names if written[name] == "reused")
+
+
+def shard_key(path: str | Path) -> str | None:
+    """The content key a mixture shard was written with (None: absent or unreadable)."""
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (pa.ArrowInvalid, OSError):
+        return None
+    value = metadata.get(SHARD_KEY)
+    return value.decode() if value else None
+
+
+def write_shard(
+    target: str,
+    key: str,
+    reference: str,
+    files: list[str],
+    file_of: np.ndarray,
+    row_of: np.ndarray,
+) -> str:
+    """Map step: write rows ``row_of`` of ``files[file_of]``, in that order, to ``target``
+    atomically, in the schema of ``reference``, tagged with ``key``. A shard already written
+    with ``key`` is kept ("reused"); else "written"."""
+    if shard_key(target) == key:
+        return "reused"
+    schema = pq.read_schema(reference)
+    pieces, order = [], []
+    for number, path in enumerate(files):
+        members = np.nonzero(file_of == number)[0]
+        table = _input_table(path)
+        pieces.append(table.take(pa.array(row_of[members])).cast(schema))
+        order.append(members)
+    table = pa.concat_tables(pieces)
+    # Restore the chosen order after taking per file.
+    table = table.take(pa.array(np.argsort(np.concatenate(order), kind="stable")))
+    metadata = dict(schema.metadata or {}) | {SHARD_KEY: key.encode()}
+    with atomic_path(target) as tmp:
+        pq.write_table(table.replace_schema_metadata(metadata), tmp, compression="zstd")
+    return "written"
+
+
+_TABLES: OrderedDict[tuple[str, int, int], pa.Table] = OrderedDict()
+_TABLES_LOCK = threading.Lock()
+
+
+def _input_table(path: str) -> pa.Table:
+    """An input file's rows. Consecutive shards draw from the same files, and a process (this
+    one, or an executor's worker, which runs many shard steps) keeps the most recently read
+    ones up to ``TABLE_CACHE_BYTES`` instead of reading them again for every shard."""
+    stat = Path(path).stat()
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    with _TABLES_LOCK:
+        table = _TABLES.get(key)
+        if table is not None:
+            _TABLES.move_to_end(key)
+            return table
+    table = pq.read_table(path)
+    with _TABLES_LOCK:
+        _TABLES[key] = table
+        while len(_TABLES) > 1 and sum(t.nbytes for t in _TABLES.values()) > TABLE_CACHE_BYTES:
+            _TABLES.popitem(last=False)
+    return table

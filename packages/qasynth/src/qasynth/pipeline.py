@@ -23,10 +23,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from PIL import Image
 
@@ -49,6 +49,7 @@ from qasynth.generate import GenerateConfig, generate
 from qasynth.prompts import PROMPT_VERSION
 from qasynth.segments import DocOutline, DocumentSelection, sample_segments, select_documents
 from qasynth.short import load_short_samples
+from qasynth.steps import run_steps
 from qasynth.teachers.base import Teacher
 
 SEGMENTS_FILE = "segments.jsonl"
@@ -60,7 +61,6 @@ QA_STATS_FILE = "qa/stats.json"
 SAMPLES_DIR = "samples"
 
 Tick = Callable[[int], None]
-ResultT = TypeVar("ResultT")
 
 
 class Pool(Protocol):
@@ -208,7 +208,7 @@ def assemble_samples(
         by_doc.setdefault(pair.doc_id, []).append(pair)
     tasks = ((doc_id, (pool.get(doc_id), by_doc[doc_id], config, ocr, seed)) for doc_id in doc_ids)
     made: dict[str, tuple[list[Sample | None], list[Sample | None]]] = {}
-    for doc_id, result in _run_steps(executor, assemble_document, tasks):
+    for doc_id, result in run_steps(executor, assemble_document, tasks):
         made[doc_id] = result
         if tick:
             tick(len(by_doc[doc_id]))
@@ -246,23 +246,6 @@ def assemble_samples(
     }
     _write_json(out / "summary.json", summary)
     return summary
-
-
-def _run_steps(
-    executor: Executor | None,
-    function: Callable[..., ResultT],
-    tasks: Iterable[tuple[str, tuple[Any, ...]]],
-) -> Iterator[tuple[str, ResultT]]:
-    """``(key, function(*args))`` for every task, in this process without an executor; a step
-    that fails stops the stage with its key, as it would in this process."""
-    if executor is None:
-        for key, args in tasks:
-            yield key, function(*args)
-        return
-    for outcome in executor.run(function, tasks):
-        if not outcome.ok:
-            raise RuntimeError(f"step {function.__name__} failed on {outcome.key}: {outcome.error}")
-        yield outcome.key, outcome.value
 
 
 def _short_root(path: Path, out: Path) -> Path:

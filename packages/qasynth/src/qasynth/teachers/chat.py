@@ -47,7 +47,7 @@ def encode_body(body: dict[str, Any]) -> bytes:
         if isinstance(value, list):
             return [swap(v) for v in value]
         if isinstance(value, DataURI):
-            urls.append(value.encode("ascii"))
+            urls.append(value.ascii)
             return _PLACEHOLDER.format(len(urls) - 1)
         return value
 

@@ -5,7 +5,8 @@ concurrent up to ``concurrency``; 429, 5xx, timeouts and dropped connections ret
 exponential backoff and jitter (a Retry-After header is honoured); other 4xx fail at once.
 JSON-schema structured output is asked for when ``structured`` is on; a server that rejects
 ``response_format`` with a 400 is asked again without it, and it is not asked for again in
-this run. Page images travel as JPEG data URIs. The API key is read
+this run. Page images travel as JPEG data URIs (``qasynth.render.PageImages``: rasterised
+one page at a time, encoded in threads, cached for the segment's other tasks). The API key is read
 from the argument or OPENAI_API_KEY and never logged.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 
 from mmprolong_schemas.chat_client import ChatClient, ChatError, ClientSettings
 from qasynth.prompts import reply_json_schema
-from qasynth.render import PageRenderer, data_uri
+from qasynth.render import DEFAULT_CACHE_BYTES, JPEG_QUALITY, PageImages, PageRenderer
 from qasynth.teachers.base import ReplyCallback, Teacher, TeacherReply, TeacherRequest
 from qasynth.teachers.chat import chat_messages, encode_body
 
@@ -42,7 +43,8 @@ class OpenAITeacher(Teacher):
         max_tokens: int = 1024,
         temperature: float = 0.7,
         dpi: float = 144,
-        jpeg_quality: int = 90,
+        jpeg_quality: int = JPEG_QUALITY,
+        page_cache_bytes: int = DEFAULT_CACHE_BYTES,
     ):
         super().__init__(model)
         if concurrency < 1:
@@ -60,12 +62,12 @@ class OpenAITeacher(Teacher):
         self.temperature = temperature
         self.dpi = dpi
         self.jpeg_quality = jpeg_quality
+        self.images = PageImages(pages, dpi=dpi, quality=jpeg_quality, cache_bytes=page_cache_bytes)
 
     def payload(self, request: TeacherRequest) -> dict[str, Any]:
         """The chat-completions body of one request, images rendered and encoded."""
         pages = [p.page for p in request.prompt.page_parts]
-        images = self.pages.render(request.segment.doc_id, pages, dpi=self.dpi)
-        urls = [data_uri(image, self.jpeg_quality) for image in images]
+        urls = [page.uri for page in self.images.get(request.segment.doc_id, pages)]
         body: dict[str, Any] = {
             "model": self.model,
             "messages": chat_messages(request.prompt, urls),
@@ -105,6 +107,9 @@ class OpenAITeacher(Teacher):
                 on_reply(request, reply)
 
             await asyncio.gather(*(one(r) for r in requests))
+
+    def close(self) -> None:
+        self.images.close()
 
     async def _send(self, client: ChatClient, body: dict[str, Any]) -> TeacherReply:
         try:

@@ -17,7 +17,7 @@ from typing import Any
 
 from mmprolong_schemas import VisionTokenSpec, image_tokens
 from qasynth.prompts import reply_json_schema
-from qasynth.render import PageRenderer, data_uri
+from qasynth.render import DEFAULT_CACHE_BYTES, JPEG_QUALITY, PageImages, PageRenderer
 from qasynth.teachers.base import ReplyCallback, Teacher, TeacherReply, TeacherRequest
 from qasynth.teachers.chat import chat_messages
 from qasynth.tokens import CHAT_TURN_TOKENS, text_tokens
@@ -121,7 +121,8 @@ class VLLMTeacher(Teacher):
         engine_kwargs: dict[str, Any] | None = None,
         engine_factory: Callable[..., Any] = _default_engine,
         sampling_factory: Callable[[dict[str, Any]], Any] = make_sampling_params,
-        jpeg_quality: int = 90,
+        jpeg_quality: int = JPEG_QUALITY,
+        page_cache_bytes: int = DEFAULT_CACHE_BYTES,
     ):
         super().__init__(model)
         self.pages = pages
@@ -134,15 +135,18 @@ class VLLMTeacher(Teacher):
         self._engine_factory = engine_factory
         self._sampling_factory = sampling_factory
         self.jpeg_quality = jpeg_quality
+        self.images = PageImages(
+            pages, dpi=self.spec.dpi, quality=jpeg_quality, cache_bytes=page_cache_bytes
+        )
         self._engine: Any = None
 
     def build(self, request: TeacherRequest) -> BuiltRequest:
         pages = [p.page for p in request.prompt.page_parts]
-        images = self.pages.render(request.segment.doc_id, pages, dpi=self.spec.dpi)
+        images = self.images.get(request.segment.doc_id, pages)
         tokens = sum(image_tokens(im.height, im.width, self.spec) + 2 for im in images)
         tokens += text_tokens(request.prompt.system) + text_tokens(request.prompt.text)
         tokens += 3 * CHAT_TURN_TOKENS
-        urls = [data_uri(image, self.jpeg_quality) for image in images]
+        urls = [image.uri for image in images]
         return BuiltRequest(request, chat_messages(request.prompt, urls), tokens, len(images))
 
     def settings_for(self, built: Sequence[BuiltRequest]) -> EngineSettings:
@@ -201,3 +205,4 @@ class VLLMTeacher(Teacher):
 
     def close(self) -> None:
         self._engine = None
+        self.images.close()
