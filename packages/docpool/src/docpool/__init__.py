@@ -21,7 +21,7 @@ from docpool.corpus import (
 from docpool.hashes import read_hash_file, write_hash_file
 from docpool.ingest import IngestReport, ingest
 from docpool.parse import DocumentRejected, RejectReason
-from docpool.pool import Alias, NotAPool, Pool, Reject
+from docpool.pool import Alias, NotAPool, Pool, PoolLocked, Reject
 from docpool.render import render_pages, save_image, write_pages
 from docpool.tokens import spec_for
 
@@ -38,6 +38,7 @@ __all__ = [
     "NotAPool",
     "PictureTruth",
     "Pool",
+    "PoolLocked",
     "Reject",
     "RejectReason",
     "SectionTruth",

@@ -73,7 +73,9 @@ def ingest_command(
         "document is rejected as memory.",
     ),
     chunk_pages: int = typer.Option(
-        64, help="Parse longer documents in chunks of this many pages."
+        128,
+        help="Parse longer documents in chunks of this many pages, in parallel (the first "
+        "chunk with the style profile, the others after it).",
     ),
     tables: str = typer.Option(
         "grid",
@@ -89,7 +91,7 @@ def ingest_command(
 
     Safe to interrupt and rerun: files already pooled, aliased or rejected are skipped."""
     from docpool.layout_model import LayoutModelUnavailable
-    from docpool.pool import NotAPool
+    from docpool.pool import NotAPool, PoolLocked
     from docpool.sources import SourceError
 
     try:
@@ -113,7 +115,14 @@ def ingest_command(
             ocr,
             batch_size,
         )
-    except (SourceError, NotAPool, LayoutModelUnavailable, ValueError, ImportError) as error:
+    except (
+        SourceError,
+        NotAPool,
+        PoolLocked,
+        LayoutModelUnavailable,
+        ValueError,
+        ImportError,
+    ) as error:
         # Bad arguments or inputs: say which, without a traceback.
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from None
@@ -223,7 +232,7 @@ def render_command(
     dpi: float = typer.Option(144.0, help="Resolution."),
     quality: int = typer.Option(90, help="JPEG/WebP quality."),
 ) -> None:
-    """Write pages of a pooled document as image files (encoded with Pillow)."""
+    """Write pages of a pooled document as image files (JPEG by simplejpeg, PNG/WebP by Pillow)."""
     from docpool.pool import Pool
     from docpool.render import FORMATS, write_pages
 

@@ -4,8 +4,9 @@
 2. In this process, read only bytes: size limit, PDF magic, SHA-256, exclusion list, truncation,
    duplicates (same bytes: one document, other paths become aliases), what the pool holds.
 3. Parse each new document through the executor (separate processes, timeout, memory cap):
-   one probe task per document, which parses it whole when it has at most ``chunk_pages``
-   pages; longer documents are then parsed as page-range chunks with the probe's profile.
+   one probe task per document, which parses its first ``chunk_pages`` pages (all of most
+   documents) and, when that is all of it, builds and serialises its record in the worker;
+   the other chunks of longer documents are then parsed with the probe's style profile.
 4. Append Documents, aliases and rejects as new shards every ``batch_size`` records.
 
 A rerun skips every path and every hash the pool already holds (accepted, aliased or
@@ -44,14 +45,15 @@ from docpool.parse import (
     Probe,
     RejectReason,
     chunk_ranges,
+    collector_paused,
     parse_page_range,
     probe_document,
     warm_up,
 )
-from docpool.pool import Alias, HashRecord, PoolWriter, Reject, _shards
+from docpool.pool import Alias, HashRecord, IngestLock, PoolWriter, Reject, _shards
 from docpool.sections import sections_from_headings, sections_from_outline
 from docpool.sources import SourceFile, expand_sources, load_domain_map, resolve_domain
-from mmprolong_schemas import Document, RunManifest
+from mmprolong_schemas import Document, RunManifest, record_to_row
 from mmprolong_schemas.executor import (
     Executor,
     LocalExecutor,
@@ -181,7 +183,7 @@ def ingest(
     domain_map: str | Path | None = None,
     timeout: float = 300.0,
     memory_bytes: int | None = 4 << 30,
-    chunk_pages: int = 64,
+    chunk_pages: int = 128,
     tables: str = "grid",
     ocr: bool = True,
     batch_size: int = 64,
@@ -240,208 +242,258 @@ def ingest(
         "tables": tables,
         "ocr": ocr,
     }
-    manifest = RunManifest.start("docpool ingest", config, list(command or sys.argv))
-    writer.write_run(manifest)
-    state = _load_state(root)
-    report = IngestReport(pool=root, candidates=len(files))
+    # One ingest at a time per pool: two would both parse, store and append the same files.
+    with IngestLock(root):
+        manifest = RunManifest.start("docpool ingest", config, list(command or sys.argv))
+        writer.write_run(manifest)
+        state = _load_state(root)
+        report = IngestReport(pool=root, candidates=len(files))
 
-    def reject(
-        path: str,
-        reason: RejectReason,
-        detail: str = "",
-        doc_id: str | None = None,
-        size: int | None = None,
-    ) -> None:
-        writer.rejects.append(
-            Reject(path=path, reason=reason.value, detail=detail, doc_id=doc_id, file_size=size)
-        )
-        state.rejected_paths.add(path)
-        report.rejected[reason.value] += 1
+        def reject(
+            path: str,
+            reason: RejectReason,
+            detail: str = "",
+            doc_id: str | None = None,
+            size: int | None = None,
+        ) -> None:
+            writer.rejects.append(
+                Reject(path=path, reason=reason.value, detail=detail, doc_id=doc_id, file_size=size)
+            )
+            state.rejected_paths.add(path)
+            report.rejected[reason.value] += 1
 
-    def maybe_flush(force: bool = False) -> None:
-        if writer.buffered and (force or writer.buffered >= batch_size):
-            writer.flush()
+        def maybe_flush(force: bool = False) -> None:
+            if writer.buffered and (force or writer.buffered >= batch_size):
+                writer.flush()
 
-    with _progress(progress) as bar:
-        last_refresh = [0.0]
+        with _progress(progress) as bar:
+            last_refresh = [0.0]
 
-        def advance(task: TaskID, note: str | None = None) -> None:
-            if note is None:
-                bar.update(task, advance=1)
-            else:
-                bar.update(task, advance=1, note=note)
-            now = time.monotonic()
-            if now - last_refresh[0] >= 0.1:
-                bar.refresh()
-                last_refresh[0] = now
+            def advance(task: TaskID, note: str | None = None) -> None:
+                if note is None:
+                    bar.update(task, advance=1)
+                else:
+                    bar.update(task, advance=1, note=note)
+                now = time.monotonic()
+                if now - last_refresh[0] >= 0.1:
+                    bar.refresh()
+                    last_refresh[0] = now
 
-        # Step 2: identity, in this process, from bytes only.
-        hashing = bar.add_task("hashing", total=len(files), note="")
-        candidates: dict[str, _Candidate] = {}
-        for source in files:
-            advance(hashing)
-            maybe_flush()
-            path = str(source.path.absolute())
-            if path in state.rejected_paths:
-                report.already_in_pool += 1
-                continue
-            try:
-                stat = source.path.stat()
-                size = stat.st_size
-                if size > max_file_bytes:
+            # Step 2: identity, in this process, from bytes only.
+            hashing = bar.add_task("hashing", total=len(files), note="")
+            candidates: dict[str, _Candidate] = {}
+            for source in files:
+                advance(hashing)
+                maybe_flush()
+                path = str(source.path.absolute())
+                if path in state.rejected_paths:
+                    report.already_in_pool += 1
+                    continue
+                try:
+                    stat = source.path.stat()
+                    size = stat.st_size
+                    if size > max_file_bytes:
+                        reject(
+                            path,
+                            RejectReason.TOO_LARGE,
+                            f"{size} bytes, above {max_file_bytes}",
+                            size=size,
+                        )
+                        continue
+                    if not has_pdf_magic(source.path):
+                        reject(
+                            path,
+                            RejectReason.NOT_PDF,
+                            "no %PDF- header in the first KiB",
+                            size=size,
+                        )
+                        continue
+                    cached = state.hashes.get(path)
+                    if cached is not None and cached[:2] == (size, stat.st_mtime_ns):
+                        doc_id = cached[2]
+                    else:
+                        doc_id = sha256_file(source.path)
+                        writer.hashes.append(
+                            HashRecord(
+                                path=path, size=size, mtime_ns=stat.st_mtime_ns, doc_id=doc_id
+                            )
+                        )
+                        state.hashes[path] = (size, stat.st_mtime_ns, doc_id)
+                    truncated = looks_truncated(source.path)
+                except OSError as error:
+                    reject(path, RejectReason.UNREADABLE, str(error))
+                    continue
+                if doc_id in state.source_of:
+                    report.already_in_pool += 1
+                    if path != state.source_of[doc_id] and (doc_id, path) not in state.aliases:
+                        writer.aliases.append(Alias(doc_id=doc_id, path=path))
+                        state.aliases.add((doc_id, path))
+                        report.aliases_added += 1
+                    continue
+                if doc_id in excluded:
+                    reject(
+                        path, RejectReason.EXCLUDED, "hash is on the exclusion list", doc_id, size
+                    )
+                    continue
+                if doc_id in state.rejected_ids:
+                    earlier = state.rejected_ids[doc_id]
                     reject(
                         path,
-                        RejectReason.TOO_LARGE,
-                        f"{size} bytes, above {max_file_bytes}",
-                        size=size,
+                        RejectReason(earlier.reason),
+                        f"same bytes as {earlier.path}",
+                        doc_id,
+                        size,
                     )
                     continue
-                if not has_pdf_magic(source.path):
-                    reject(
-                        path, RejectReason.NOT_PDF, "no %PDF- header in the first KiB", size=size
-                    )
+                if doc_id in candidates:
+                    candidates[doc_id].duplicates.append(path)
                     continue
-                cached = state.hashes.get(path)
-                if cached is not None and cached[:2] == (size, stat.st_mtime_ns):
-                    doc_id = cached[2]
-                else:
-                    doc_id = sha256_file(source.path)
-                    writer.hashes.append(
-                        HashRecord(path=path, size=size, mtime_ns=stat.st_mtime_ns, doc_id=doc_id)
-                    )
-                    state.hashes[path] = (size, stat.st_mtime_ns, doc_id)
-                truncated = looks_truncated(source.path)
-            except OSError as error:
-                reject(path, RejectReason.UNREADABLE, str(error))
-                continue
-            if doc_id in state.source_of:
-                report.already_in_pool += 1
-                if path != state.source_of[doc_id] and (doc_id, path) not in state.aliases:
-                    writer.aliases.append(Alias(doc_id=doc_id, path=path))
-                    state.aliases.add((doc_id, path))
+                if truncated:
+                    reject(path, RejectReason.TRUNCATED, "no %%EOF marker at the end", doc_id, size)
+                    state.rejected_ids[doc_id] = writer.rejects[-1]
+                    continue
+                candidates[doc_id] = _Candidate(
+                    doc_id, source, path, size, resolve_domain(source, doc_id, mapping)
+                )
+            maybe_flush(force=True)
+
+            # Step 3: parse in workers. Probes first; long documents then go in chunks.
+            parsing = bar.add_task("parsing", total=len(candidates), note="")
+            long_docs: dict[str, Probe] = {}
+
+            def reject_candidate(candidate: _Candidate, error: BaseException) -> None:
+                reason, detail = _verdict(error)
+                for path in (candidate.path, *candidate.duplicates):
+                    reject(path, reason, detail, candidate.doc_id, candidate.file_size)
+
+            def accept(candidate: _Candidate, row: dict[str, object], num_pages: int) -> None:
+                writer.store_pdf(candidate.source.path, candidate.doc_id)
+                writer.document_rows.append(row)
+                for path in candidate.duplicates:
+                    writer.aliases.append(Alias(doc_id=candidate.doc_id, path=path))
                     report.aliases_added += 1
-                continue
-            if doc_id in excluded:
-                reject(path, RejectReason.EXCLUDED, "hash is on the exclusion list", doc_id, size)
-                continue
-            if doc_id in state.rejected_ids:
-                earlier = state.rejected_ids[doc_id]
-                reject(
-                    path,
-                    RejectReason(earlier.reason),
-                    f"same bytes as {earlier.path}",
-                    doc_id,
-                    size,
-                )
-                continue
-            if doc_id in candidates:
-                candidates[doc_id].duplicates.append(path)
-                continue
-            if truncated:
-                reject(path, RejectReason.TRUNCATED, "no %%EOF marker at the end", doc_id, size)
-                state.rejected_ids[doc_id] = writer.rejects[-1]
-                continue
-            candidates[doc_id] = _Candidate(
-                doc_id, source, path, size, resolve_domain(source, doc_id, mapping)
-            )
-        maybe_flush(force=True)
-
-        # Step 3: parse in workers. Probes first; long documents then go in chunks.
-        parsing = bar.add_task("parsing", total=len(candidates), note="")
-        long_docs: dict[str, Probe] = {}
-
-        def reject_candidate(candidate: _Candidate, error: BaseException) -> None:
-            reason, detail = _verdict(error)
-            for path in (candidate.path, *candidate.duplicates):
-                reject(path, reason, detail, candidate.doc_id, candidate.file_size)
-
-        def accept(candidate: _Candidate, probe: Probe, parsed: ParsedPages) -> None:
-            document = _build(candidate, probe, parsed, layout)
-            writer.store_pdf(candidate.source.path, candidate.doc_id)
-            writer.documents.append(document)
-            for path in candidate.duplicates:
-                writer.aliases.append(Alias(doc_id=candidate.doc_id, path=path))
-                report.aliases_added += 1
-            report.added += 1
-            report.pages_added += document.num_pages
-            elapsed = time.monotonic() - started
-            advance(parsing, note=f"{report.pages_added / max(elapsed, 1e-9):.0f} pages/s")
-            maybe_flush()
-
-        probe_tasks = (
-            (doc_id, (candidate.path, options)) for doc_id, candidate in candidates.items()
-        )
-        outcome: TaskOutcome[str]
-        for outcome in executor.run(probe_document, probe_tasks, setup=warm):
-            candidate = candidates[outcome.key]
-            if not outcome.ok:
-                assert outcome.error is not None
-                reject_candidate(candidate, outcome.error)
-                advance(parsing)
+                report.added += 1
+                report.pages_added += num_pages
+                elapsed = time.monotonic() - started
+                advance(parsing, note=f"{report.pages_added / max(elapsed, 1e-9):.0f} pages/s")
                 maybe_flush()
-            elif outcome.value.parsed is not None:
-                accept(candidate, outcome.value, outcome.value.parsed)
-            else:
-                long_docs[outcome.key] = outcome.value
 
-        chunk_results: dict[str, dict[int, ParsedPages]] = {key: {} for key in long_docs}
-        failed: set[str] = set()
-        chunk_tasks = (
-            ((doc_id, first), (candidates[doc_id].path, first, last, probe.profile, options))
-            for doc_id, probe in long_docs.items()
-            for first, last in chunk_ranges(probe.num_pages, chunk_pages)
-        )
-        chunk_outcome: TaskOutcome[tuple[str, int]]
-        for chunk_outcome in executor.run(parse_page_range, chunk_tasks, setup=warm):
-            doc_id, first = chunk_outcome.key
-            if doc_id in failed:
-                continue
-            if not chunk_outcome.ok:
-                assert chunk_outcome.error is not None
-                failed.add(doc_id)
-                reject_candidate(candidates[doc_id], chunk_outcome.error)
-                advance(parsing)
-                continue
-            chunk_results[doc_id][first] = chunk_outcome.value
-            probe = long_docs[doc_id]
-            if len(chunk_results[doc_id]) == len(chunk_ranges(probe.num_pages, chunk_pages)):
-                parts = [chunk_results[doc_id][start] for start in sorted(chunk_results[doc_id])]
-                merged = ParsedPages(
-                    pages=[page for part in parts for page in part.pages],
-                    headings=[hit for part in parts for hit in part.headings],
+            def identity(candidate: _Candidate) -> _Identity:
+                return _Identity(
+                    candidate.doc_id, candidate.path, candidate.file_size, candidate.domain, layout
                 )
-                del chunk_results[doc_id]
-                accept(candidates[doc_id], probe, merged)
-        maybe_flush(force=True)
 
-    report.seconds = time.monotonic() - started
-    writer.write_run(
-        manifest.finish(
-            "done",
-            candidates=report.candidates,
-            added=report.added,
-            pages=report.pages_added,
-            aliases=report.aliases_added,
-            rejected=sum(report.rejected.values()),
-            already_in_pool=report.already_in_pool,
+            probe_tasks = (
+                (doc_id, (identity(candidate), options)) for doc_id, candidate in candidates.items()
+            )
+            outcome: TaskOutcome[str]
+            for outcome in executor.run(_probe_task, probe_tasks, setup=warm):
+                candidate = candidates[outcome.key]
+                if not outcome.ok:
+                    assert outcome.error is not None
+                    reject_candidate(candidate, outcome.error)
+                    advance(parsing)
+                    maybe_flush()
+                    continue
+                probed: _Probed = outcome.value
+                if probed.row is not None:
+                    accept(candidate, probed.row, probed.probe.num_pages)
+                else:
+                    long_docs[outcome.key] = probed.probe
+
+            chunk_results: dict[str, dict[int, ParsedPages]] = {key: {} for key in long_docs}
+            failed: set[str] = set()
+            # The probe parsed each document's first chunk; the other chunks go to workers.
+            for doc_id, probe in long_docs.items():
+                assert probe.parsed is not None
+                chunk_results[doc_id][1] = probe.parsed
+            chunk_tasks = (
+                ((doc_id, first), (candidates[doc_id].path, first, last, probe.profile, options))
+                for doc_id, probe in long_docs.items()
+                for first, last in chunk_ranges(probe.num_pages, chunk_pages)[1:]
+            )
+            chunk_outcome: TaskOutcome[tuple[str, int]]
+            for chunk_outcome in executor.run(parse_page_range, chunk_tasks, setup=warm):
+                doc_id, first = chunk_outcome.key
+                if doc_id in failed:
+                    continue
+                if not chunk_outcome.ok:
+                    assert chunk_outcome.error is not None
+                    failed.add(doc_id)
+                    reject_candidate(candidates[doc_id], chunk_outcome.error)
+                    advance(parsing)
+                    continue
+                chunk_results[doc_id][first] = chunk_outcome.value
+                probe = long_docs[doc_id]
+                if len(chunk_results[doc_id]) == len(chunk_ranges(probe.num_pages, chunk_pages)):
+                    parts = [
+                        chunk_results[doc_id][start] for start in sorted(chunk_results[doc_id])
+                    ]
+                    merged = ParsedPages(
+                        pages=[page for part in parts for page in part.pages],
+                        headings=[hit for part in parts for hit in part.headings],
+                    )
+                    del chunk_results[doc_id]
+                    document = _build(identity(candidates[doc_id]), probe, merged)
+                    accept(candidates[doc_id], record_to_row(document, Document), probe.num_pages)
+            maybe_flush(force=True)
+
+        report.seconds = time.monotonic() - started
+        writer.write_run(
+            manifest.finish(
+                "done",
+                candidates=report.candidates,
+                added=report.added,
+                pages=report.pages_added,
+                aliases=report.aliases_added,
+                rejected=sum(report.rejected.values()),
+                already_in_pool=report.already_in_pool,
+            )
         )
-    )
-    return report
+        return report
 
 
-def _build(candidate: _Candidate, probe: Probe, parsed: ParsedPages, layout: str) -> Document:
+@dataclass(frozen=True)
+class _Identity:
+    """What the parent knows of a document before parsing it: enough to build its record."""
+
+    doc_id: str
+    path: str
+    file_size: int
+    domain: str | None
+    layout: str
+
+
+@dataclass
+class _Probed:
+    probe: Probe  # with its first chunk, unless ``row`` holds the whole document
+    row: dict[str, object] | None  # the Document's Parquet row, when parsed whole
+
+
+@collector_paused()
+def _probe_task(identity: _Identity, options: ParseOptions) -> _Probed:
+    """Worker step: probe the document and, when that parsed it whole, build its record and
+    serialise it here, so the parent receives a few strings instead of thousands of objects."""
+    probe = probe_document(identity.path, options)
+    if probe.parsed is None or len(probe.parsed.pages) < probe.num_pages:
+        return _Probed(probe, None)
+    parsed, probe.parsed = probe.parsed, None
+    return _Probed(probe, record_to_row(_build(identity, probe, parsed), Document))
+
+
+def _build(identity: _Identity, probe: Probe, parsed: ParsedPages) -> Document:
     sections = sections_from_outline(probe.toc, parsed.pages) if probe.toc else []
     if not sections:
         sections = sections_from_headings(parsed.headings, parsed.pages)
     return Document(
-        doc_id=candidate.doc_id,
-        source_path=candidate.path,
-        file_size=candidate.file_size,
+        doc_id=identity.doc_id,
+        source_path=identity.path,
+        file_size=identity.file_size,
         num_pages=probe.num_pages,
         pages=parsed.pages,
         sections=sections,
         metadata=probe.metadata,
         lang=probe.lang,
-        domain=candidate.domain,
-        layout=layout,
+        domain=identity.domain,
+        layout=identity.layout,
     )

@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 
 import pymupdf
 
-from docpool.tables import FoundTable, find_ruled_tables, find_tables_thorough
+from docpool.tables import (
+    FoundTable,
+    find_ruled_tables,
+    find_tables_thorough,
+    segments_from_vectors,
+)
+from docpool.textpage import TEXTPAGE_FLAGS, read_textpage, vector_boxes
 from mmprolong_schemas import BBox, Block, BlockLabel, Page
 
 Rect = tuple[float, float, float, float]
@@ -32,10 +38,9 @@ BAND = 0.1  # top and bottom tenth of the page: where running headers and footer
 HEADING_RATIO = 1.12
 TITLE_RATIO = 1.6
 MIN_PICTURE_AREA = 0.005  # of the page area; smaller images are decoration
-_BOLD_FLAG = 16
-_DICT_FLAGS = (
-    pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_PRESERVE_LIGATURES | pymupdf.TEXT_MEDIABOX_CLIP
-)
+# A ruled grid (three rulings each way) takes at least three vector paths: a frame and one
+# inner line each way. Pages with fewer skip table detection (most text pages have 0-2).
+MIN_TABLE_VECTORS = 3
 CAPTION = re.compile(
     r"^\s*(fig(ure)?\.?|table|tab\.|tableau|abbildung|abb\.|tabelle|chart|exhibit)\s*"
     r"[0-9]+[A-Za-z]?(\.[0-9]+)?\s*[:.\-–—]?(\s|$)",
@@ -125,62 +130,44 @@ def extract_page(
     """Lines, pictures and tables of one page, in displayed coordinates."""
     rect = page.rect
     matrix = page.rotation_matrix if page.rotation else None
-    textpage = page.get_textpage(flags=_DICT_FLAGS)
-    data = page.get_text("dict", textpage=textpage, sort=False)
     flags: list[str] = []
-    if not any(b.get("type") == 0 and b.get("lines") for b in data["blocks"]):
+    textpage = page.get_textpage(flags=TEXTPAGE_FLAGS)
+    content = read_textpage(page, textpage)
+    if not content.lines:
         if ocr and ocr_available():
-            textpage = page.get_textpage_ocr(flags=_DICT_FLAGS, language=ocr_language, full=True)
-            data = page.get_text("dict", textpage=textpage, sort=False)
+            textpage = page.get_textpage_ocr(flags=TEXTPAGE_FLAGS, language=ocr_language, full=True)
+            content = read_textpage(page, textpage)
             flags.append("ocr")
         else:
             flags.append("no-text-layer")
-    lines: list[RawLine] = []
-    pictures: list[Rect] = []
     page_area = max(rect.width * rect.height, 1.0)
-    # Images are located without decoding them (text dicts with images would decode and
-    # re-encode every picture); listing a page's image resources first is nearly free.
-    if flags or page.get_images(full=False):
-        for kind, box in page.get_bboxlog():  # cheaper than get_image_info
-            if kind != "fill-image":
-                continue
-            x0, y0, x1, y1 = _transform(box, matrix)
-            if (x1 - x0) * (y1 - y0) >= MIN_PICTURE_AREA * page_area:
-                pictures.append((x0, y0, x1, y1))
-    for index, block in enumerate(data["blocks"]):
-        for line in block.get("lines", ()):
-            spans = line["spans"]
-            if len(spans) == 1:  # the common case, kept cheap
-                span = spans[0]
-                text = span["text"].strip()
-                if not text:
-                    continue
-                size = round(span["size"] * 2) / 2
-                bold = bool(span["flags"] & _BOLD_FLAG) or "Bold" in span["font"]
-            else:
-                text = "".join(s["text"] for s in spans).strip()
-                if not text:
-                    continue
-                weights = Counter[float]()
-                bold_chars = total = 0
-                for span in spans:
-                    n = len(span["text"].strip())
-                    total += n
-                    weights[round(span["size"] * 2) / 2] += n
-                    if span["flags"] & _BOLD_FLAG or "Bold" in span["font"]:
-                        bold_chars += n
-                size = weights.most_common(1)[0][0]
-                bold = total > 0 and bold_chars >= 0.9 * total
-            box = line["bbox"] if matrix is None else _transform(line["bbox"], matrix)
-            if _CONTROL_CHARS.search(text) or "  " in text:
-                text = _clean(text)
-            lines.append(RawLine(text, (box[0], box[1], box[2], box[3]), size, bold, index))
+    pictures: list[Rect] = []
+    for box in content.images:
+        x0, y0, x1, y1 = _transform(box, matrix)
+        if (x1 - x0) * (y1 - y0) >= MIN_PICTURE_AREA * page_area:
+            pictures.append((x0, y0, x1, y1))
+    lines: list[RawLine] = []
+    for line in content.lines:
+        text = line.text
+        if not text:
+            continue
+        if _CONTROL_CHARS.search(text) or "  " in text:
+            text = _clean(text)
+        box = line.bbox if matrix is None else _transform(line.bbox, matrix)
+        lines.append(RawLine(text, box, line.size, line.bold, line.block))
     found: list[FoundTable] = []
-    if tables != "off" and _may_hold_table(lines, rect.height):
+    if (
+        tables != "off"
+        and (content.vectors is None or content.vectors >= MIN_TABLE_VECTORS)
+        and _may_hold_table(lines, rect.height)
+    ):
         if tables == "finder":
             found = find_tables_thorough(page)
         else:
-            found = find_ruled_tables(page, textpage)
+            strokes = None
+            if content.rectangles:
+                strokes = segments_from_vectors(vector_boxes(textpage), content.rectangles)
+            found = find_ruled_tables(page, textpage, strokes)
         if matrix is not None:
             found = [FoundTable(_transform(t.bbox, matrix), t.rows) for t in found]
     return RawPage(
@@ -287,12 +274,13 @@ def heading_level(text: str, size: float, profile: StyleProfile) -> int:
 def _line_label(
     line: RawLine, page: RawPage, profile: StyleProfile, block_lines: int
 ) -> BlockLabel:
+    text = line.text
     band = _band(line, page.height)
     if band is not None and (
-        (band, _normalise(line.text)) in profile.furniture or PAGE_NUMBER.match(line.text)
+        (band, _normalise(text)) in profile.furniture or PAGE_NUMBER.match(text)
     ):
         return BlockLabel.PAGE_HEADER if band == "top" else BlockLabel.PAGE_FOOTER
-    if CAPTION.match(line.text):
+    if CAPTION.match(text):
         return BlockLabel.CAPTION
     if (
         page.number == 1
@@ -300,22 +288,26 @@ def _line_label(
         and line.size >= profile.title_size - 0.25
     ):
         return BlockLabel.TITLE
-    sentence_like = line.text.endswith(".") and len(line.text.split()) >= 6
-    # Larger lines on a title page (subtitle, authors) are not section headings unless numbered.
-    on_title_page = page.number == 1 and profile.title_size is not None
-    if len(line.text) <= 150 and _TWO_LETTERS.search(line.text) and not sentence_like:
-        if line.size >= profile.body_size * HEADING_RATIO and (
-            not on_title_page or NUMBERED_HEADING.match(line.text)
-        ):
+    larger = line.size >= profile.body_size * HEADING_RATIO
+    # Only larger or bold lines can be headings: most lines stop at this cheap test.
+    if (
+        (larger or line.bold)
+        and len(text) <= 150
+        and not (text.endswith(".") and len(text.split()) >= 6)  # reads like a sentence
+        and _TWO_LETTERS.search(text)
+    ):
+        # Larger lines on a title page (subtitle, authors) are not headings unless numbered.
+        on_title_page = page.number == 1 and profile.title_size is not None
+        if larger and (not on_title_page or NUMBERED_HEADING.match(text)):
             return BlockLabel.SECTION_HEADER
         if (
             line.bold
             and block_lines <= 2
-            and len(line.text) <= 100
-            and not line.text.endswith((".", ",", ";"))
+            and len(text) <= 100
+            and not text.endswith((".", ",", ";"))
         ):
             return BlockLabel.SECTION_HEADER
-    if LIST_ITEM.match(line.text):
+    if LIST_ITEM.match(text):
         return BlockLabel.LIST_ITEM
     return BlockLabel.TEXT
 
@@ -349,8 +341,9 @@ def classify_page(raw: RawPage, profile: StyleProfile) -> tuple[Page, list[Headi
     """Blocks in reading order, and the page's headings with their levels."""
     per_block = Counter(line.block for line in raw.lines)
     groups: list[tuple[BlockLabel, list[RawLine]]] = []
+    tables = raw.tables
     for line in raw.lines:
-        if any(_inside(line.bbox, table.bbox) for table in raw.tables):
+        if tables and any(_inside(line.bbox, table.bbox) for table in tables):
             continue
         label = _line_label(line, raw, profile, per_block[line.block])
         last = groups[-1] if groups else None
@@ -371,8 +364,8 @@ def classify_page(raw: RawPage, profile: StyleProfile) -> tuple[Page, list[Headi
     items: list[Item] = [
         (
             label,
-            _union([ln.bbox for ln in lines]),
-            _join([ln.text for ln in lines]),
+            lines[0].bbox if len(lines) == 1 else _union([ln.bbox for ln in lines]),
+            lines[0].text if len(lines) == 1 else _join([ln.text for ln in lines]),
             None,
             lines[0].size,
         )

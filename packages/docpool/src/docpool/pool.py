@@ -7,6 +7,7 @@
     POOL/rejects/part-<run>-<n>.parquet    files that did not get in, with a reason
     POOL/hashes/part-<run>-<n>.parquet     (path, size, mtime) -> SHA-256, to skip rehashing
     POOL/runs/<run>.json                 one RunManifest per ingest run
+    POOL/ingest.lock                     held (flock) by the ingest writing to the pool
 
 Every file is written once, atomically, and never rewritten: a shard either exists whole or
 not at all, so a killed run leaves only complete shards and a rerun adds the missing records.
@@ -16,7 +17,9 @@ rewriting a Document shard); ``Pool.get`` merges them into ``Document.aliases``.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
@@ -28,7 +31,15 @@ from pydantic import Field
 
 from docpool.identity import shard_path
 from docpool.render import render_pages
-from mmprolong_schemas import Document, Model, RunManifest, atomic_path, read_parquet, write_parquet
+from mmprolong_schemas import (
+    Document,
+    Model,
+    RunManifest,
+    atomic_path,
+    read_parquet,
+    write_parquet,
+    write_parquet_rows,
+)
 
 POOL_FORMAT = 1
 MARKER = "pool.json"
@@ -61,6 +72,53 @@ class HashRecord(Model):
 
 class NotAPool(FileNotFoundError):
     """The folder is not a docpool pool."""
+
+
+class PoolLocked(RuntimeError):
+    """Another ingest is writing to the pool."""
+
+
+LOCK_FILE = "ingest.lock"
+
+
+class IngestLock:
+    """An exclusive lock on a pool for one ingest run: ``fcntl.flock`` on ``POOL/ingest.lock``,
+    which holds the owner's pid. The kernel drops the lock when its process dies (kill -9
+    included), so a stale lock file never blocks the next run; worker processes close the
+    inherited descriptor and do not keep it alive."""
+
+    def __init__(self, root: Path):
+        self.path = Path(root) / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise PoolLocked(
+                f"the pool {self.path.parent} is locked by another docpool ingest "
+                f"(pid {holder}); wait for it to finish or stop it, then run again"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> IngestLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def _shards(folder: Path) -> list[Path]:
@@ -158,7 +216,7 @@ class PoolWriter:
         self.root = Path(root)
         self.run_id = run_id
         self._sequence = 0
-        self.documents: list[Document] = []
+        self.document_rows: list[dict[str, object]] = []  # Documents as record_to_row rows
         self.aliases: list[Alias] = []
         self.rejects: list[Reject] = []
         self.hashes: list[HashRecord] = []
@@ -179,7 +237,7 @@ class PoolWriter:
 
     @property
     def buffered(self) -> int:
-        return len(self.documents) + len(self.aliases) + len(self.rejects) + len(self.hashes)
+        return len(self.document_rows) + len(self.aliases) + len(self.rejects) + len(self.hashes)
 
     def flush(self) -> None:
         """Write what is buffered as new shards. Rejects and aliases go first: should a kill
@@ -190,11 +248,13 @@ class PoolWriter:
             ("hashes", self.hashes, HashRecord),
             ("rejects", self.rejects, Reject),
             ("aliases", self.aliases, Alias),
-            ("documents", self.documents, Document),
         ):
             if records:
                 write_parquet(self.root / folder / name, records, model)
                 records.clear()
+        if self.document_rows:
+            write_parquet_rows(self.root / "documents" / name, self.document_rows, Document)
+            self.document_rows.clear()
 
     def write_run(self, manifest: RunManifest) -> None:
         with atomic_path(self.root / "runs" / f"{self.run_id}.json") as tmp:

@@ -1,7 +1,9 @@
 """Pages as pixels, rendered on demand from the stored PDF (nothing is stored as an image).
 
-Rasterising is PyMuPDF's job and encoding is Pillow's: PyMuPDF's own PNG encoder is about ten
-times slower than its rasteriser, and JPEG/WebP through Pillow are faster still.
+Rasterising is PyMuPDF's job; encoding is not (its own PNG and JPEG encoders are about ten
+times slower than its rasteriser). JPEG files are encoded by simplejpeg (libjpeg-turbo) straight
+from the pixmap's memory: Pillow keeps RGB as four bytes a pixel, so handing it a pixmap costs a
+conversion pass before it encodes, a third of the encoding time. PNG and WebP go through Pillow.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pymupdf
+import simplejpeg
 from PIL import Image
 
 FORMATS = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
@@ -56,8 +60,8 @@ def write_pages(
     quality: int = 90,
     stem: str = "page",
 ) -> list[Path]:
-    """Render and encode pages straight to files ``<stem>-p0001.jpg`` ...; the encoder reads
-    the pixmap's memory directly, without the copy ``render_pages`` makes."""
+    """Render and encode pages straight to files ``<stem>-p0001.jpg`` ...; JPEG is encoded
+    from the pixmap's memory, without the copy ``render_pages`` makes."""
     name = FORMATS.get(fmt.lower())
     if name is None:
         raise ValueError(f"image format {fmt!r} is not one of jpeg, png, webp")
@@ -72,18 +76,32 @@ def write_pages(
             pixmap = doc.load_page(number - 1).get_pixmap(
                 matrix=pymupdf.Matrix(zoom, zoom), alpha=False
             )
-            # The image borrows the pixmap's buffer; both live until the file is written.
-            image = Image.frombuffer(
-                "RGB",
-                (pixmap.width, pixmap.height),
-                pixmap.samples_mv,
-                "raw",
-                "RGB",
-                pixmap.stride,
-                1,
-            )
             path = out_dir / f"{stem}-p{number:04d}.{suffix}"
-            save_image(image, path, fmt, quality)
+            if name == "JPEG":
+                # 4:2:0 chroma, accurate DCT: what Pillow and pdftoppm write at this quality.
+                rows = np.frombuffer(pixmap.samples_mv, dtype=np.uint8).reshape(
+                    pixmap.height, pixmap.stride
+                )
+                pixels = np.ascontiguousarray(rows[:, : pixmap.width * 3]).reshape(
+                    pixmap.height, pixmap.width, 3
+                )
+                data = simplejpeg.encode_jpeg(
+                    pixels, quality=quality, colorspace="RGB", colorsubsampling="420"
+                )
+                path.write_bytes(data)
+            else:
+                # The image borrows the pixmap's buffer; both live until the file is written.
+                image = Image.frombuffer(
+                    "RGB",
+                    (pixmap.width, pixmap.height),
+                    pixmap.samples_mv,
+                    "raw",
+                    "RGB",
+                    pixmap.stride,
+                    1,
+                )
+                save_image(image, path, fmt, quality)
+                del image
+            del pixmap
             written.append(path)
-            del image, pixmap
     return written

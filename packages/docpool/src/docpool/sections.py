@@ -74,6 +74,9 @@ def _find_heading(title: str, page: Page) -> int | None:
     for block in sorted(page.blocks, key=lambda b: b.order):
         if block.label in (BlockLabel.PAGE_HEADER, BlockLabel.PAGE_FOOTER):
             continue
+        # A key is never longer than its lowercased text: most blocks are ruled out cheaply.
+        if len(block.text.lower()) < len(wanted):
+            continue
         if _key(block.text) == wanted or (
             block.label in (BlockLabel.SECTION_HEADER, BlockLabel.TITLE)
             and _key(block.text).endswith(wanted)

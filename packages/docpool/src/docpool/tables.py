@@ -46,6 +46,34 @@ def _segments(page: pymupdf.Page) -> tuple[list[Rect], list[Rect]]:
     return horizontal, vertical
 
 
+def segments_from_vectors(
+    boxes: Sequence[Rect], rectangles: Sequence[bool]
+) -> tuple[list[Rect], list[Rect]] | None:
+    """Strokes from the text page's vector paths (no second pass over the page): a thin box
+    is a ruling, a rectangle gives its four edges. None when a path is neither (a curve, a
+    polyline), which only ``get_cdrawings`` can take apart."""
+    if len(boxes) != len(rectangles):
+        return None
+    horizontal: list[Rect] = []
+    vertical: list[Rect] = []
+    for (x0, y0, x1, y1), rectangle in zip(boxes, rectangles, strict=True):
+        width, height = x1 - x0, y1 - y0
+        if height <= _SNAP and width > _MIN_CELL:
+            y = (y0 + y1) / 2
+            horizontal.append((x0, y, x1, y))
+        elif width <= _SNAP and height > _MIN_CELL:
+            x = (x0 + x1) / 2
+            vertical.append((x, y0, x, y1))
+        elif rectangle:
+            if width < _MIN_CELL or height < _MIN_CELL:
+                continue
+            horizontal += [(x0, y0, x1, y0), (x0, y1, x1, y1)]
+            vertical += [(x0, y0, x0, y1), (x1, y0, x1, y1)]
+        elif width > _SNAP and height > _SNAP:
+            return None
+    return horizontal, vertical
+
+
 def _snap(values: Sequence[float]) -> list[float]:
     result: list[float] = []
     for value in sorted(values):
@@ -117,11 +145,14 @@ def _cell_texts(
 
 
 def find_ruled_tables(
-    page: pymupdf.Page, textpage: pymupdf.TextPage | None = None
+    page: pymupdf.Page,
+    textpage: pymupdf.TextPage | None = None,
+    strokes: tuple[list[Rect], list[Rect]] | None = None,
 ) -> list[FoundTable]:
     """Ruled grids with at least two rows and two columns, with their cell texts (words are
-    read from ``textpage`` when given, to avoid a second text extraction)."""
-    horizontal, vertical = _segments(page)
+    read from ``textpage`` when given, to avoid a second text extraction). ``strokes``
+    (horizontal, vertical) replace reading the page's drawings when given."""
+    horizontal, vertical = strokes if strokes is not None else _segments(page)
     if len(horizontal) < 3 or len(vertical) < 3:
         return []
     grids = _grids(horizontal, vertical)

@@ -1,0 +1,219 @@
+"""Lines and image boxes of a PyMuPDF text page, read through MuPDF's own JSON export.
+
+``page.get_text("dict")`` builds a Python dict for every span, and MuPDF splits spans at each
+synthetic space, so TeX-made PDFs yield a dozen dicts per line: building them costs more than
+extracting the text. MuPDF's JSON export (``fz_print_stext_page_as_json``) writes one record
+per style run, in C, and ``json.loads`` reads it in C too: several times cheaper.
+
+The export gives each record the style of its first character, so the text page is built with
+``TEXT_PRESERVE_SPANS``: MuPDF then cuts a line wherever the style changes, every record has
+one style, and the runs are joined back into lines here (same block, overlapping vertically,
+no wider gap than half the font size). Image blocks (``TEXT_PRESERVE_IMAGES``, which keeps a
+reference to each image without decoding it) give picture boxes from the same pass.
+Coordinates come as integers of ``SCALE`` units per point (1/8 pt).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pymupdf
+from pymupdf import mupdf
+
+SCALE = 8.0
+TEXTPAGE_FLAGS = (
+    pymupdf.TEXT_PRESERVE_WHITESPACE
+    | pymupdf.TEXT_PRESERVE_LIGATURES
+    | pymupdf.TEXT_MEDIABOX_CLIP
+    | pymupdf.TEXT_PRESERVE_SPANS
+    | pymupdf.TEXT_PRESERVE_IMAGES
+    | pymupdf.TEXT_COLLECT_VECTORS
+)
+_JOIN_GAP = 0.5  # font sizes: a wider horizontal gap starts a new line, as MuPDF does
+_JOIN_BACK = 1.0  # font sizes: runs may step back this far (kerned logos, combining marks)
+_JOIN_OVERLAP = 0.3
+_BOLD_FLAG = 16  # share of the lower run's height two runs of one line overlap by
+
+Rect = tuple[float, float, float, float]
+
+
+@dataclass
+class StyledLine:
+    """One text line: its text, box, and its style weighted by characters."""
+
+    text: str
+    bbox: Rect
+    size: float  # the most common size (rounded to half points), weighted by characters
+    bold: bool  # at least 90% of the characters are bold
+    block: int
+
+
+@dataclass
+class TextPageContent:
+    lines: list[StyledLine]
+    images: list[Rect] = field(default_factory=list)
+    vectors: int | None = 0  # vector paths (strokes, fills) on the page; None: not counted
+    rectangles: list[bool] = field(default_factory=list)  # per vector path: is it a rectangle
+
+
+def vector_boxes(textpage: pymupdf.TextPage) -> list[Rect]:
+    """The boxes of the text page's vector paths (``TEXT_COLLECT_VECTORS``), in page order;
+    stroked paths include half their line width. Read from MuPDF's structures, as the JSON
+    export leaves them out."""
+    boxes: list[Rect] = []
+    vector = mupdf.FZ_STEXT_BLOCK_VECTOR
+    block = textpage.this.m_internal.first_block
+    while block:
+        if block.type == vector:
+            r = block.bbox
+            boxes.append((r.x0, r.y0, r.x1, r.y1))
+        block = block.next
+    return boxes
+
+
+class _Line:
+    __slots__ = ("parts", "x0", "y0", "x1", "y1", "sizes", "bold_chars", "chars", "block")
+
+    def __init__(self, text: str, box: Rect, size: float, bold: bool, block: int):
+        self.parts = [text]
+        self.x0, self.y0, self.x1, self.y1 = box
+        n = len(text.strip())
+        self.sizes = {size: n}
+        self.chars = n
+        self.bold_chars = n if bold else 0
+        self.block = block
+
+    def accepts(self, box: Rect, size: float) -> bool:
+        x0, y0, _, y1 = box
+        overlap = min(y1, self.y1) - max(y0, self.y0)
+        if overlap <= _JOIN_OVERLAP * min(y1 - y0, self.y1 - self.y0):
+            return False
+        gap = x0 - self.x1
+        return -_JOIN_BACK * size <= gap <= _JOIN_GAP * max(size, 1.0)
+
+    def add(self, text: str, box: Rect, size: float, bold: bool) -> None:
+        self.parts.append(text)
+        self.x0 = min(self.x0, box[0])
+        self.y0 = min(self.y0, box[1])
+        self.x1 = max(self.x1, box[2])
+        self.y1 = max(self.y1, box[3])
+        n = len(text.strip())
+        self.sizes[size] = self.sizes.get(size, 0) + n
+        self.chars += n
+        if bold:
+            self.bold_chars += n
+
+    def finish(self) -> StyledLine:
+        text = self.parts[0] if len(self.parts) == 1 else "".join(self.parts)
+        size = (
+            max(self.sizes, key=self.sizes.__getitem__)
+            if len(self.sizes) > 1
+            else next(iter(self.sizes))
+        )
+        bold = self.chars > 0 and self.bold_chars >= 0.9 * self.chars
+        return StyledLine(
+            text.strip(), (self.x0, self.y0, self.x1, self.y1), size, bold, self.block
+        )
+
+
+def _export(textpage: pymupdf.TextPage) -> Any:
+    buffer = mupdf.FzBuffer(1 << 14)
+    out = mupdf.FzOutput(buffer)
+    mupdf.fz_print_stext_page_as_json(out, textpage.this, SCALE)
+    out.fz_close_output()
+    raw = buffer.fz_buffer_extract()
+    # Broken PDFs can map glyphs to lone surrogates, which MuPDF writes as invalid UTF-8.
+    data = json.loads(raw.decode("utf-8", errors="replace"), strict=False)
+    if not isinstance(data, dict) or not isinstance(data.get("blocks"), list):
+        raise ValueError("unexpected JSON from MuPDF")
+    return data
+
+
+Run = tuple[str, Rect, float, bool]  # text, box, size (half points), bold
+
+
+def _join_runs(blocks: list[tuple[int, list[Run]]]) -> list[StyledLine]:
+    """Lines from the style runs of each text block, in order."""
+    lines: list[StyledLine] = []
+    for index, runs in blocks:
+        current: _Line | None = None
+        for text, box, size, bold in runs:
+            if current is not None and current.accepts(box, size):
+                current.add(text, box, size, bold)
+                continue
+            if current is not None:
+                lines.append(current.finish())
+            current = _Line(text, box, size, bold, index)
+        if current is not None:
+            lines.append(current.finish())
+    return lines
+
+
+def _from_json(textpage: pymupdf.TextPage) -> TextPageContent:
+    data = _export(textpage)
+    scale = SCALE
+    blocks: list[tuple[int, list[Run]]] = []
+    images: list[Rect] = []
+    rectangles: list[bool] = []
+    try:
+        for index, block in enumerate(data["blocks"]):
+            kind = block["type"]
+            if kind == "image":
+                b = block["bbox"]
+                x0, y0 = b["x"] / scale, b["y"] / scale
+                images.append((x0, y0, x0 + b["w"] / scale, y0 + b["h"] / scale))
+            elif kind == "vector":
+                rectangles.append(bool(block["rectangle"]))
+            elif kind == "text":
+                runs: list[Run] = []
+                for run in block["lines"]:
+                    b = run["bbox"]
+                    x0, y0 = b["x"] / scale, b["y"] / scale
+                    font = run["font"]
+                    runs.append(
+                        (
+                            run["text"],
+                            (x0, y0, x0 + b["w"] / scale, y0 + b["h"] / scale),
+                            round((font["size"] + 0.5) / scale * 2)
+                            / 2,  # centre of the truncated unit
+                            font["weight"] == "bold" or "Bold" in font["name"],
+                        )
+                    )
+                blocks.append((index, runs))
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"unexpected JSON from MuPDF: {error!r}") from None
+    return TextPageContent(
+        lines=_join_runs(blocks), images=images, vectors=len(rectangles), rectangles=rectangles
+    )
+
+
+def _from_dict(page: pymupdf.Page, textpage: pymupdf.TextPage) -> TextPageContent:
+    """The same content from PyMuPDF's text dicts (slower; vector paths are not counted)."""
+    data = page.get_text("dict", textpage=textpage, sort=False)
+    blocks: list[tuple[int, list[Run]]] = []
+    images: list[Rect] = []
+    for index, block in enumerate(data["blocks"]):
+        if block.get("type") == 1:
+            x0, y0, x1, y1 = block["bbox"]
+            images.append((x0, y0, x1, y1))
+            continue
+        runs: list[Run] = []
+        for line in block.get("lines", ()):
+            for span in line["spans"]:
+                x0, y0, x1, y1 = span["bbox"]
+                bold = bool(span["flags"] & _BOLD_FLAG) or "Bold" in span["font"]
+                runs.append((span["text"], (x0, y0, x1, y1), round(span["size"] * 2) / 2, bold))
+        blocks.append((index, runs))
+    return TextPageContent(lines=_join_runs(blocks), images=images, vectors=None)
+
+
+def read_textpage(page: pymupdf.Page, textpage: pymupdf.TextPage) -> TextPageContent:
+    """Lines (style runs joined) and image boxes of ``textpage`` (made from ``page`` with
+    ``TEXTPAGE_FLAGS``), in text-page coordinates. Falls back to text dicts when MuPDF's JSON
+    cannot be read."""
+    try:
+        return _from_json(textpage)
+    except ValueError:
+        return _from_dict(page, textpage)

@@ -1,0 +1,142 @@
+"""The fast text-page reader (MuPDF's JSON export) against PyMuPDF's text dicts, the table
+pre-check, and JPEG files written straight from pixmaps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pymupdf
+import pytest
+from PIL import Image
+
+from docpool import CorpusTruth, render_pages, write_pages
+from docpool.layout_fast import MIN_TABLE_VECTORS, extract_page
+from docpool.tables import find_ruled_tables
+from docpool.textpage import TEXTPAGE_FLAGS, _from_dict, _from_json, read_textpage
+
+
+def _styled(content):  # type: ignore[no-untyped-def]
+    return [(line.text, line.size, line.bold, line.block) for line in content.lines]
+
+
+def test_json_reader_agrees_with_text_dicts(corpus: tuple[Path, CorpusTruth]) -> None:
+    folder, truth = corpus
+    checked = 0
+    for doc_truth in truth.documents[:3]:
+        with pymupdf.open(folder / doc_truth.file) as doc:
+            for page in doc:
+                textpage = page.get_textpage(flags=TEXTPAGE_FLAGS)
+                fast, slow = _from_json(textpage), _from_dict(page, textpage)
+                assert _styled(fast) == _styled(slow), (doc_truth.file, page.number)
+                for a, b in zip(fast.lines, slow.lines, strict=True):
+                    # Integer eighths of a point, truncated.
+                    assert all(abs(x - y) <= 0.25 for x, y in zip(a.bbox, b.bbox, strict=True))
+                assert len(fast.images) == len(slow.images)
+                for a, b in zip(fast.images, slow.images, strict=True):
+                    assert all(abs(x - y) <= 0.25 for x, y in zip(a, b, strict=True))
+                checked += 1
+    assert checked > 60
+
+
+def test_runs_of_mixed_style_join_into_one_line_with_weighted_style() -> None:
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_text((72, 100), "Bold", fontname="hebo", fontsize=11)
+    page.insert_text(
+        (72 + pymupdf.get_text_length("Bold ", "hebo", 11), 100),
+        'plain text with "quotes", a back\\slash and a tab\there',
+        fontname="helv",
+        fontsize=11,
+    )
+    page.insert_text((72, 160), "Chapter heading", fontname="hebo", fontsize=18)
+    content = read_textpage(page, page.get_textpage(flags=TEXTPAGE_FLAGS))
+    texts = [line.text for line in content.lines]
+    assert texts[0].startswith('Bold plain text with "quotes", a back\\slash')
+    first, heading = content.lines[0], content.lines[-1]
+    assert first.size == 11 and not first.bold, "4 bold characters of 50 do not make a bold line"
+    assert heading.text == "Chapter heading" and heading.size == 18 and heading.bold
+
+
+def test_unreadable_json_falls_back_to_text_dicts(
+    corpus: tuple[Path, CorpusTruth], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, truth = corpus
+    doc_truth = truth.documents[0]
+    with pymupdf.open(folder / doc_truth.file) as doc:
+        page = doc[doc_truth.pictures[0].page - 1]
+        expected = extract_page(page)
+
+        def broken(textpage: pymupdf.TextPage) -> None:
+            raise ValueError("unexpected JSON from MuPDF")
+
+        monkeypatch.setattr("docpool.textpage._from_json", broken)
+        fallback = extract_page(page)
+    assert [(ln.text, ln.size, ln.bold) for ln in fallback.lines] == [
+        (ln.text, ln.size, ln.bold) for ln in expected.lines
+    ]
+    assert fallback.pictures and len(fallback.pictures) == len(expected.pictures)
+
+
+def _grid_page(doc: pymupdf.Document, one_path: bool) -> pymupdf.Page:
+    page = doc.new_page()
+    shape = page.new_shape()
+    if one_path:  # a frame and one inner ruling each way, stroked as one path
+        shape.draw_rect((72, 100, 272, 140))
+        shape.draw_line((72, 120), (272, 120))
+        shape.draw_line((172, 100), (172, 140))
+    else:
+        for y in (100, 120, 140):
+            shape.draw_line((72, y), (272, y))
+            shape.finish(width=0.5)
+        for x in (72, 172, 272):
+            shape.draw_line((x, 100), (x, 140))
+            shape.finish(width=0.5)
+    shape.finish(width=0.5)
+    shape.commit()
+    for (x, y), word in zip(((80, 115), (180, 115), (80, 135), (180, 135)), "abcd", strict=True):
+        page.insert_text((x, y), f"cell {word}", fontname="helv", fontsize=10)
+    return page
+
+
+@pytest.mark.parametrize("one_path", [True, False])
+def test_smallest_ruled_grid_passes_the_table_precheck(one_path: bool) -> None:
+    doc = pymupdf.open()
+    page = _grid_page(doc, one_path)
+    content = read_textpage(page, page.get_textpage(flags=TEXTPAGE_FLAGS))
+    assert content.vectors is not None and content.vectors >= MIN_TABLE_VECTORS
+    [table] = extract_page(page).tables
+    assert table.rows == [["cell a", "cell b"], ["cell c", "cell d"]]
+
+
+def test_table_precheck_skips_no_table_the_finder_sees(corpus: tuple[Path, CorpusTruth]) -> None:
+    """Every ruled table on the corpus pages is still found with the pre-check on, and the
+    pre-check does skip pages."""
+    folder, truth = corpus
+    skipped = 0
+    for doc_truth in truth.documents[:4]:
+        with pymupdf.open(folder / doc_truth.file) as doc:
+            for page in doc:
+                everything = find_ruled_tables(page)
+                found = extract_page(page).tables
+                assert [t.rows for t in found] == [t.rows for t in everything], page.number
+                skipped += not found and not everything
+        table_pages = {t.page for t in doc_truth.tables}
+        assert table_pages, doc_truth.file
+    assert skipped > 0
+
+
+def test_jpeg_files_match_the_rendered_pages(
+    corpus: tuple[Path, CorpusTruth], tmp_path: Path
+) -> None:
+    folder, truth = corpus
+    pdf = folder / truth.documents[0].file
+    written = write_pages(pdf, [1, 4], tmp_path, dpi=144, fmt="jpeg", quality=90)
+    rendered = render_pages(pdf, [1, 4], dpi=144)
+    for path, image in zip(written, rendered, strict=True):
+        with Image.open(path) as jpeg:
+            assert jpeg.format == "JPEG" and jpeg.mode == "RGB" and jpeg.size == image.size
+            decoded = jpeg.convert("RGB")
+        # q90 keeps every pixel close: compare mean absolute error per channel.
+        a, b = decoded.tobytes(), image.tobytes()
+        mean_error = sum(abs(x - y) for x, y in zip(a[::97], b[::97], strict=True)) / len(a[::97])
+        assert mean_error < 2.0
