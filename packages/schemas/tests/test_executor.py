@@ -34,10 +34,42 @@ def test_timeout_kills_the_task_and_others_finish() -> None:
     assert time.monotonic() - started < 30
 
 
+def test_a_timeout_in_a_large_parent_is_not_taken_for_a_memory_stall() -> None:
+    # A worker forked from a large process (a Ray worker maps gigabytes) inherits its address
+    # space; only what it adds counts against the cap.
+    import mmap
+
+    reserved = mmap.mmap(-1, 4 << 30)  # address space only: the pages are never touched
+    try:
+        executor = LocalExecutor(1, timeout=1.0, memory_bytes=256 << 20)
+        [outcome] = list(executor.run(time.sleep, [("slow", (60,))]))
+    finally:
+        reserved.close()
+    assert isinstance(outcome.error, TaskTimeout)
+
+
 def test_memory_cap() -> None:
     executor = LocalExecutor(1, timeout=60, memory_bytes=2 << 30)
     [outcome] = list(executor.run(bytearray, [("big", (8 << 30,))]))
     assert isinstance(outcome.error, TaskMemoryExceeded)
+
+
+def test_a_worker_that_ran_out_of_memory_is_replaced() -> None:
+    executor = LocalExecutor(1, timeout=60, memory_bytes=2 << 30)
+    tasks = [
+        ("before", (os.getpid,)),
+        ("big", (bytearray, 8 << 30)),
+        ("after", (os.getpid,)),
+        ("again", (os.getpid,)),
+    ]
+    outcomes = {o.key: o for o in executor.run(_call, tasks)}
+    assert isinstance(outcomes["big"].error, TaskMemoryExceeded)
+    # A fresh process serves the next task; ordinary tasks keep their worker.
+    assert outcomes["before"].value != outcomes["after"].value == outcomes["again"].value
+
+
+def _call(function, *args):  # type: ignore[no-untyped-def]
+    return function(*args)
 
 
 def test_crash_is_reported() -> None:

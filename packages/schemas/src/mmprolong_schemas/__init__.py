@@ -30,9 +30,11 @@ from mmprolong_schemas.io import (
     atomic_path,
     read_jsonl,
     read_parquet,
+    record_to_row,
     records_to_table,
     write_jsonl,
     write_parquet,
+    write_parquet_rows,
 )
 from mmprolong_schemas.manifest import RunManifest, config_hash, redact
 from mmprolong_schemas.qa import (
@@ -57,6 +59,7 @@ from mmprolong_schemas.recipe import (
     RopeConfig,
     RopeMethod,
     ScheduleConfig,
+    SftConfig,
     SynthConfig,
     TrainConfig,
 )
@@ -155,6 +158,7 @@ __all__ = [
     "Section",
     "SectionSource",
     "Segment",
+    "SftConfig",
     "SynthConfig",
     "Task",
     "TextPart",
@@ -173,10 +177,12 @@ __all__ = [
     "pixels_at_dpi",
     "read_jsonl",
     "read_parquet",
+    "record_to_row",
     "records_to_table",
     "redact",
     "smart_resize",
     "validate_record",
     "write_jsonl",
     "write_parquet",
+    "write_parquet_rows",
 ]

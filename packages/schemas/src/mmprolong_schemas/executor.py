@@ -154,13 +154,18 @@ class _Worker:
     started: float = 0.0
     deadline: float = 0.0
     peak: int = 0  # largest address space seen while the current task ran
+    inherited: int = 0  # the address space the worker started with
 
     def sample(self) -> None:
         self.peak = max(self.peak, _address_space(self.process.pid))
 
     @property
     def near_cap(self) -> bool:
-        return self.limit is not None and self.peak >= _NEAR_CAP * self.limit
+        # Near the cap means most of the allowance used, not most of the address space: a
+        # process forked from a Ray worker inherits gigabytes of mappings.
+        if self.limit is None:
+            return False
+        return self.peak >= self.inherited + _NEAR_CAP * (self.limit - self.inherited)
 
 
 class LocalExecutor:
@@ -202,10 +207,11 @@ class LocalExecutor:
             target=_worker, args=(child_end, self.memory_bytes), daemon=True
         )
         # The child inherits this process's address space; its cap comes on top of that.
-        limit = _address_space() + self.memory_bytes if self.memory_bytes else None
+        inherited = _address_space()
+        limit = inherited + self.memory_bytes if self.memory_bytes else None
         process.start()
         child_end.close()
-        return _Worker(process, parent_end, limit)
+        return _Worker(process, parent_end, limit, inherited=inherited)
 
     def _idle_or_new(self, idle: list[_Worker]) -> _Worker:
         """An idle worker still alive (one kept between calls may have died), else a new one."""
@@ -320,7 +326,10 @@ class LocalExecutor:
         worker.tasks_done += 1
         if kind == "ok":
             return TaskOutcome(worker.key, value=value, seconds=seconds), True
-        return TaskOutcome(worker.key, error=value, seconds=seconds), True
+        # A worker that ran out of memory keeps a heap grown to its cap (freed memory is not
+        # always returned to the system): retire it, or the next task inherits the shortage.
+        usable = not isinstance(value, TaskMemoryExceeded)
+        return TaskOutcome(worker.key, error=value, seconds=seconds), usable
 
 
 def default_workers() -> int:

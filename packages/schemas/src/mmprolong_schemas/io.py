@@ -20,7 +20,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from mmprolong_schemas.base import SchemaError, validate_record
 
@@ -161,6 +161,47 @@ def records_to_table(records: Iterable[BaseModel], model: type[BaseModel]) -> pa
                 json.dumps(value, ensure_ascii=False) if name in json_columns else value
             )
     return pa.table(columns, schema=schema)
+
+
+_JSON_ADAPTERS: dict[tuple[type[BaseModel], str], TypeAdapter[Any]] = {}
+
+
+def record_to_row(record: BaseModel, model: type[BaseModel]) -> dict[str, Any]:
+    """One record as the Parquet row ``write_parquet`` stores (scalar fields as values, the
+    others as JSON text), with the JSON written by pydantic's serializer in one pass. Rows are
+    small to pickle: a worker process can serialise its records and the parent only collect
+    them (``write_parquet_rows``); ``read_parquet`` reads them back as the same records."""
+    if not isinstance(record, model):
+        raise TypeError(f"expected a {model.__name__} record, got {type(record).__name__}")
+    schema, json_columns = _arrow_schema(model)
+    scalars = [name for name in schema.names if name not in json_columns]
+    row: dict[str, Any] = record.model_dump(mode="json", include=set(scalars))
+    for name in json_columns:
+        adapter = _JSON_ADAPTERS.get((model, name))
+        if adapter is None:
+            annotation = model.model_fields[name].annotation
+            adapter = TypeAdapter(Any if annotation is None else annotation)
+            _JSON_ADAPTERS[(model, name)] = adapter
+        row[name] = adapter.dump_json(getattr(record, name)).decode()
+    return row
+
+
+def write_parquet_rows(
+    path: str | os.PathLike[str], rows: Iterable[dict[str, Any]], model: type[BaseModel]
+) -> int:
+    """Write rows made by ``record_to_row`` to a Parquet file atomically (the same file
+    ``write_parquet`` writes for the records); returns the row count."""
+    schema, _ = _arrow_schema(model)
+    columns: dict[str, list[Any]] = {name: [] for name in schema.names}
+    for row in rows:
+        if row.keys() != columns.keys():
+            raise ValueError(f"a {model.__name__} row has columns {sorted(row)}")
+        for name, values in columns.items():
+            values.append(row[name])
+    table = pa.table(columns, schema=schema)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return table.num_rows
 
 
 def write_parquet(

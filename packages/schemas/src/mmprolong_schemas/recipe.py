@@ -135,7 +135,9 @@ class TrainConfig(Model):
         default=100, ge=1, description="Optimizer steps between checkpoints."
     )
     extra_sft: bool = Field(
-        default=False, description="Follow LongPT with the short SFT stage (the OCR ablations)."
+        default=False,
+        description="Follow LongPT with the short SFT stage (the OCR ablations); its settings "
+        "are the recipe's [sft] section (the paper's when absent).",
     )
     seed: int = 0
 
@@ -158,6 +160,32 @@ class TrainConfig(Model):
         if self.schedule.final_lr > self.schedule.peak_lr:
             raise ValueError("final_lr is above peak_lr")
         return self
+
+
+class SftConfig(Model):
+    """The short-context SFT stage that follows LongPT when ``train.extra_sft`` is set (the
+    paper's OCR ablations: 5B tokens of LLaVA-OneVision SFT data). It starts from the LongPT
+    checkpoint with a fresh optimizer and schedule and keeps its rope; fields left unset
+    follow ``train``."""
+
+    data: list[str] = Field(
+        default_factory=list,
+        description="LLaVA-OneVision-style JSON, JSONL or Parquet files; empty uses "
+        "synth.short_data.",
+    )
+    token_budget: TokenCount = Field(default=5 * B, ge=1)
+    max_length: TokenCount | None = Field(default=None, ge=1, description="None: train's.")
+    global_batch_tokens: TokenCount | None = Field(default=None, ge=1, description="None: train's.")
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    checkpoint_every: int | None = Field(default=None, ge=1, description="None: train's.")
+    seed: int = 0
+
+    def rows(self, train: TrainConfig) -> tuple[int, int]:
+        """(row length, global batch tokens) of the stage, falling back to LongPT's."""
+        return (
+            self.max_length or train.max_length,
+            self.global_batch_tokens or train.global_batch_tokens,
+        )
 
 
 class EvalConfig(Model):
@@ -218,6 +246,11 @@ class Recipe(Record):
     rope: RopeConfig = Field(default_factory=RopeConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    sft: SftConfig | None = Field(
+        default=None,
+        description="Settings of the SFT stage run when train.extra_sft is set; None uses the "
+        "paper's (5B tokens).",
+    )
     demo: DemoConfig | None = Field(
         default=None, description="Set for a self-contained run on generated PDFs and a tiny model."
     )
@@ -239,4 +272,25 @@ class Recipe(Record):
                 f"rope.target_context {self.rope.target_context} is shorter than "
                 f"train.max_length {self.train.max_length}"
             )
+        if self.sft is not None:
+            length, batch = self.sft.rows(self.train)
+            if batch % length:
+                raise ValueError(
+                    f"sft global batch of {batch} tokens is not a whole number of {length}-token "
+                    "rows"
+                )
+            if length > self.rope.target_context:
+                raise ValueError(
+                    f"sft.max_length {length} is longer than rope.target_context "
+                    f"{self.rope.target_context}"
+                )
+            if self.sft.schedule.final_lr > self.sft.schedule.peak_lr:
+                raise ValueError("sft.schedule.final_lr is above its peak_lr")
         return self
+
+    @property
+    def sft_stage(self) -> SftConfig | None:
+        """The SFT stage's settings when the recipe has one (``train.extra_sft``), else None."""
+        if not self.train.extra_sft:
+            return None
+        return self.sft if self.sft is not None else SftConfig()
