@@ -15,7 +15,7 @@ from mmprolong_schemas import (
     write_parquet,
 )
 from seqpar_train.batch import IGNORE_INDEX
-from seqpar_train.data.packing import pack_ffd, packing_stats
+from seqpar_train.data.packing import min_rows_bound, pack_ffd, packing_stats
 
 
 def _naive_ffd(lengths, capacity):
@@ -39,6 +39,45 @@ def test_ffd_is_first_fit_decreasing_and_valid(lengths, capacity):
     assert rows == _naive_ffd(lengths, capacity)
     assert sorted(i for row in rows for i in row) == list(range(len(lengths)))
     assert all(sum(lengths[i] for i in row) <= capacity for row in rows)
+
+
+def _fewest_rows(lengths, capacity):
+    """Exact optimum by exhaustive search (tiny inputs only)."""
+    best = len(lengths)
+
+    def place(index, free):
+        nonlocal best
+        if len(free) >= best:
+            return
+        if index == len(lengths):
+            best = len(free)
+            return
+        for row, space in enumerate(free):
+            if space >= lengths[index]:
+                free[row] -= lengths[index]
+                place(index + 1, free)
+                free[row] += lengths[index]
+        place(index + 1, [*free, capacity - lengths[index]])
+
+    place(0, [])
+    return best
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(1, 20), max_size=9), st.integers(20, 40))
+def test_min_rows_bound_never_exceeds_the_optimum(lengths, capacity):
+    bound = min_rows_bound(lengths, capacity)
+    assert bound <= _fewest_rows(sorted(lengths, reverse=True), capacity)
+    assert bound >= -(-sum(lengths) // capacity)
+    assert bound >= sum(n > capacity / 2 for n in lengths)
+
+
+def test_min_rows_bound_sees_what_counting_misses():
+    # Every pair of 60s overflows a 100-token row and each 45 fits only next to a 45:
+    # total/capacity says 3 rows and 3 samples exceed half a row, the optimum is 4.
+    lengths = [60, 60, 60, 45, 45]
+    assert min_rows_bound(lengths, 100) == 4 == _fewest_rows(lengths, 100)
+    assert len(pack_ffd(lengths, 100)) == 4
 
 
 def test_ffd_rejects_items_longer_than_a_row():
@@ -137,6 +176,17 @@ def test_a_broken_pdf_skips_its_sample_and_keeps_the_rest(pool_and_samples, tmp_
     assert torch.isfinite(row.position_ids.float()).all()
 
 
+def test_window_plans_are_deterministic_and_cover_every_sample(pool_and_samples):
+    root, _, samples = pool_and_samples
+    _, encoder = _rows(root, samples)
+    longest = max(encoder.length(s) for s in samples[:2])
+    first, _ = _rows(root, samples, max_length=longest)  # one sample per row
+    again, _ = _rows(root, samples, max_length=longest)
+    plans = [first.plan(i)[0] for i in range(2)]
+    assert plans == [again.plan(i)[0] for i in range(2)]  # a resumed run replans alike
+    assert sorted(i for plan in plans for i in plan) == [0, 1]
+
+
 def test_rows_longer_than_max_length_are_skipped(pool_and_samples):
     root, _, samples = pool_and_samples
     rows, encoder = _rows(root, samples, max_length=40)
@@ -172,3 +222,163 @@ def test_training_on_a_mixture_renders_in_workers_and_counts_skips(pool_and_samp
     records = read_metrics(result.metrics_path)
     assert all(r["label_tokens"] > 0 and r["loss"] > 0 for r in records)
     assert records[-1]["skipped_samples"] == result.skipped_samples
+
+
+def test_planned_tokens_and_grids_equal_the_processor_and_shares_render_only_theirs(
+    pool_and_samples,
+):
+    root, _, samples = pool_and_samples
+    _, encoder = _rows(root, samples)
+    for sample in samples[:2]:
+        full = encoder.encode(sample)
+        plan = encoder.plan(sample)
+        assert torch.equal(plan.input_ids, full.input_ids)
+        assert torch.equal(plan.labels, full.labels)
+        assert torch.equal(plan.image_grid_thw, full.image_grid_thw)
+        images = plan.image_grid_thw.shape[0]
+        assert torch.equal(encoder.pixels(sample, [True] * images, plan), full.pixel_values)
+        if images > 1:
+            # The second image alone: exactly its rows of the whole sample's pixel_values.
+            first = int(plan.image_grid_thw[0].prod())
+            alone = encoder.pixels(sample, [False, True], plan)
+            assert torch.equal(alone, full.pixel_values[first:])
+        assert encoder.pixels(sample, [False] * images, plan) is None
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_sp_ranks_render_only_their_images_and_train_as_one_process(pool_and_samples, tmp_path):
+    import shutil
+
+    from docpool import Pool
+    from seqpar_train.distributed import spawn_local
+    from seqpar_train.selfcheck import compare, source_rows
+    from seqpar_train.vision import image_owners
+
+    root, _, samples = pool_and_samples
+    broken_root = tmp_path / "broken"
+    shutil.copytree(root, broken_root)
+    Pool(broken_root / "pool").pdf_path(samples[1].doc_id).write_bytes(b"%PDF-1.7 broken")
+    sources = [_rows(root, samples)[0], _rows(broken_root, samples)[0]]
+
+    single, single_broken = source_rows(sources, 0, "qwen2.5-vl")  # whole rows, as before
+    ranks = spawn_local(source_rows, 2, sources, 0, "qwen2.5-vl")
+
+    # Each rank rendered exactly the pages of the images it encodes: together, the row once.
+    owners = image_owners(single.image_grid_thw, 2)
+    assert set(owners) == {0, 1}
+    assert [good.pages_rendered for good, _ in ranks] == [owners.count(0), owners.count(1)]
+    assert single.pages_rendered == len(owners)
+    # Same loss and every gradient as the whole row in one process.
+    got = {"loss": torch.tensor([ranks[0][0].loss]), **ranks[0][0].grads}
+    want = {"loss": torch.tensor([single.loss]), **single.grads}
+    comparison = compare("SP=2 rendering its share vs single", got, want, 1e-5)
+    assert comparison.passed, comparison.line()
+    assert ranks[0][0].loss == ranks[1][0].loss
+
+    # samples[1]'s only page is rendered by one rank: only that rank sees the broken PDF,
+    # and the group agrees to ignore that document's labels.
+    broken = [r[1] for r in ranks]
+    doc = broken[0].sample_ids.index("s1")
+    assert sorted(r.local_failed_docs for r in broken) == [[], [doc]]
+    assert sorted(sum("cannot be rendered" in m for m in r.reasons) for r in broken) == [0, 1]
+    assert all(r.failed_docs == [doc] for r in broken)
+    # The one-process path drops s1; the SP path keeps it unlabelled: the same labels remain.
+    assert broken[0].label_tokens == broken[1].label_tokens == single_broken.label_tokens > 0
+    assert broken[0].loss == pytest.approx(single_broken.loss, rel=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_training_on_a_mixture_with_sp2_follows_the_single_process_run(pool_and_samples, tmp_path):
+    from seqpar_train.config import load_config
+    from seqpar_train.metrics import read_metrics
+    from seqpar_train.trainer import launch_local, train
+
+    root, _, _ = pool_and_samples
+
+    def config(name, sp):
+        return load_config(
+            None,
+            [
+                f"output_dir={tmp_path / name}",
+                "model.tiny=qwen2.5-vl",
+                "max_length=2048",
+                "global_batch_tokens=2048",
+                "max_steps=1",
+                "parallel.param_dtype=float32",
+                f"parallel.sp={sp}",
+                f"parallel.nproc_per_node={sp}",
+                "parallel.attention=sdpa",
+                f"data.mixture={root / 'mixture'}",
+                f"data.pool={root / 'pool'}",
+                'data.vision={"dpi": 36, "factor": 28, "min_pixels": 3136, "max_pixels": 80000}',
+                "data.num_workers=0",
+                "optimizer.eps=1e-5",
+            ],
+        )
+
+    single = train(config("single", 1))
+    ranks = launch_local(config("sp2", 2), nproc=2)
+    assert ranks[0].losses == pytest.approx(single.losses, rel=1e-5)
+    # The unknown document: both SP ranks see the skip, it is counted once.
+    assert ranks[0].skipped_samples == single.skipped_samples == 1
+    norms = [r["grad_norm"] for r in read_metrics(ranks[0].metrics_path)]
+    assert norms == pytest.approx(
+        [r["grad_norm"] for r in read_metrics(single.metrics_path)], rel=1e-5
+    )
+
+
+def test_short_samples_read_their_images_under_the_image_root(tmp_path):
+    from PIL import Image
+
+    from longctx_rope import tiny_processor
+    from mmprolong_schemas import ImagePart
+    from seqpar_train.data.encode import SampleEncoder, SampleError
+
+    spec = VisionTokenSpec(dpi=36, factor=28, min_pixels=3136, max_pixels=80_000)
+    processor = tiny_processor("qwen2.5-vl", spec.min_pixels, spec.max_pixels)
+    (tmp_path / "images").mkdir()
+    picture = Image.new("RGB", (120, 90), (200, 40, 40))
+    picture.save(tmp_path / "images" / "red.png")
+    picture.save(tmp_path / "outside.png")
+
+    def short(path):
+        return Sample(
+            sample_id=path,
+            task=Task.SHORT,
+            messages=[
+                Message(role="user", content=[ImagePart(path=path), TextPart(text="Colour?")])
+            ],
+            target="Red",
+            est_tokens=60,
+        )
+
+    encoder = SampleEncoder(processor, spec, tmp_path / "no-pool", tmp_path / "images")
+    encoded = encoder.encode(short("red.png"))
+    expected = processor.image_processor(images=[picture], return_tensors="pt")
+    assert torch.equal(encoded.image_grid_thw, expected["image_grid_thw"])
+    assert torch.allclose(encoded.pixel_values, expected["pixel_values"])
+    assert encoder.length(short("red.png")) == encoded.input_ids.numel()
+    with pytest.raises(SampleError, match="leaves the image root"):
+        encoder.encode(short("../outside.png"))
+    with pytest.raises(SampleError, match="needs data.image_root"):
+        SampleEncoder(processor, spec, tmp_path / "no-pool").encode(short("red.png"))
+
+
+def test_the_image_root_setting_reaches_the_sample_encoder(pool_and_samples, tmp_path):
+    from longctx_rope import tiny_config
+    from seqpar_train.config import load_config
+    from seqpar_train.data.mixture import MixtureRows
+
+    root, _, _ = pool_and_samples
+    path = tmp_path / "run.toml"
+    path.write_text(
+        "[model]\ntiny = 'qwen2.5-vl'\n"
+        f"[data]\nmixture = '{root / 'mixture'}'\npool = '{root / 'pool'}'\n"
+        f"image_root = '{tmp_path}'\n",
+        encoding="utf-8",
+    )
+    config = load_config(path)
+    rows = MixtureRows.from_config(config, tiny_config("qwen2.5-vl"))
+    assert rows.encoder.image_root == tmp_path

@@ -44,8 +44,40 @@ def _config(out, *extra):
     ],
 )
 def test_fsdp_ranks_equal_single_process_after_three_steps(family, nproc, sp, dp_shard):
-    for comparison in check_fsdp(family, nproc=nproc, sp=sp, dp_shard=dp_shard):
+    comparisons = check_fsdp(family, nproc=nproc, sp=sp, dp_shard=dp_shard)
+    assert [c.name.rsplit(" ", 1)[-1] for c in comparisons] == ["losses", "norms", "params"]
+    for comparison in comparisons:
         assert comparison.passed, comparison.line()
+        if sp == 1:
+            # Same per-row gradients added in the same order, clipped by the same norm:
+            # nothing but the sharding differs, and the result is bitwise the same.
+            assert comparison.max_abs == 0.0, comparison.line()
+
+
+def test_clipping_norm_does_not_depend_on_how_gradients_are_split():
+    import torch
+
+    from seqpar_train.optim import clip_grad_norm
+
+    torch.manual_seed(0)
+    grads = [torch.randn(1000) * 10 ** float(e) for e in range(-4, 3)]
+    whole = [torch.nn.Parameter(torch.zeros(1000)) for _ in grads]
+    halves = [torch.nn.Parameter(torch.zeros(500)) for _ in range(2 * len(grads))]
+    for param, grad in zip(whole, grads, strict=True):
+        param.grad = grad.clone()
+    for index, grad in enumerate(grads):
+        halves[2 * index].grad = grad[:500].clone()
+        halves[2 * index + 1].grad = grad[500:].clone()
+    norm = clip_grad_norm(whole, 1.0)
+    assert norm == clip_grad_norm(halves, 1.0)
+    assert norm == pytest.approx(float(torch.cat(grads).double().norm()), rel=1e-7)
+    clipped = torch.cat([p.grad for p in whole])
+    assert torch.equal(clipped, torch.cat([p.grad for p in halves]))
+    assert float(clipped.double().norm()) == pytest.approx(1.0, rel=1e-6)
+    small = torch.nn.Parameter(torch.zeros(3))
+    small.grad = torch.tensor([0.1, 0.2, 0.2])
+    assert clip_grad_norm([small], 1.0) == pytest.approx(0.3)
+    assert small.grad.tolist() == pytest.approx([0.1, 0.2, 0.2])  # under the limit: untouched
 
 
 @pytest.mark.slow

@@ -20,8 +20,12 @@ class PackedRow:
 
     input_ids, labels: (S,) with labels = input_ids at answer tokens, IGNORE_INDEX elsewhere
     (not yet shifted); position_ids: (4, S) = [text positions restarting per document; T; H; W];
-    doc_lens: the length of every document in order (sum = S); pixel_values and
-    image_grid_thw: every image of the row, in order of appearance.
+    doc_lens: the length of every document in order (sum = S); image_grid_thw: every image
+    of the row, in order of appearance; pixel_values: the patches of those images, in the
+    same order. When ``pixel_share`` is (rank, sp), pixel_values holds only the images SP rank
+    ``rank`` of ``sp`` encodes (``seqpar_train.vision.assign_images`` over the grids), or None
+    if it encodes none: a rank renders only its share. ``failed_docs``: documents whose pages
+    this rank could not render; their pixels are zeros and their labels are ignored.
     """
 
     input_ids: torch.Tensor
@@ -31,6 +35,8 @@ class PackedRow:
     pixel_values: torch.Tensor | None = None
     image_grid_thw: torch.Tensor | None = None
     sample_ids: list[str] = field(default_factory=list)
+    pixel_share: tuple[int, int] | None = None
+    failed_docs: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         length = int(self.input_ids.shape[0])
@@ -42,8 +48,13 @@ class PackedRow:
             )
         if sum(self.doc_lens) != length or any(n <= 0 for n in self.doc_lens):
             raise ValueError(f"doc_lens {self.doc_lens} do not partition {length} tokens")
-        if (self.pixel_values is None) != (self.image_grid_thw is None):
-            raise ValueError("pixel_values and image_grid_thw come together")
+        if self.pixel_values is not None and self.image_grid_thw is None:
+            raise ValueError("pixel_values come with image_grid_thw")
+        whole = self.pixel_share is None
+        if whole and self.image_grid_thw is not None and self.pixel_values is None:
+            raise ValueError("image_grid_thw without pixel_values (and no pixel_share)")
+        if any(not 0 <= d < len(self.doc_lens) for d in self.failed_docs):
+            raise ValueError(f"failed_docs {self.failed_docs} name documents the row lacks")
 
     @property
     def num_tokens(self) -> int:
@@ -55,6 +66,17 @@ class PackedRow:
         for n in self.doc_lens:
             bounds.append(bounds[-1] + n)
         return bounds
+
+
+def mask_documents(row: PackedRow, docs: list[int]) -> PackedRow:
+    """``row`` with every label of documents ``docs`` ignored (and them listed as failed)."""
+    if not docs:
+        return row
+    labels = row.labels.clone()
+    cu = row.cu_seqlens
+    for doc in docs:
+        labels[cu[doc] : cu[doc + 1]] = IGNORE_INDEX
+    return replace(row, labels=labels, failed_docs=sorted(set(row.failed_docs) | set(docs)))
 
 
 def shift_labels(labels: torch.Tensor, cu_seqlens: list[int]) -> torch.Tensor:

@@ -68,6 +68,7 @@ def row_loss(
         config.image_token_id,
         slice_length,
         sp_group,
+        pixel_share=row.pixel_share,
     )
     embeds = language_model.get_input_embeddings()(shard.input_ids[None])
     image_mask = (shard.input_ids == config.image_token_id)[None]

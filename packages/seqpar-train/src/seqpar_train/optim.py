@@ -7,8 +7,10 @@ cosine decay from the peak (1e-5) to the final rate (1e-6) at the last step.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
+from torch.distributed.tensor import DTensor
 from torch.optim.lr_scheduler import LambdaLR
 
 from mmprolong_schemas import OptimizerConfig, ScheduleConfig
@@ -53,6 +55,30 @@ def build_optimizer(
     return torch.optim.AdamW(
         groups, lr=schedule.peak_lr, betas=optimizer.betas, eps=optimizer.eps, foreach=True
     )
+
+
+def clip_grad_norm(parameters: Iterable[torch.nn.Parameter], max_norm: float) -> float:
+    """Scale all gradients so their global L2 norm is at most ``max_norm``; returns the norm
+    before clipping. Gradients may be FSDP DTensor shards: the norm covers the whole model.
+
+    The sum of squares is accumulated in float64. In float32 it would depend on how the
+    gradients are sharded (a sharded sum adds in another order), so FSDP ranks and a single
+    process would scale by coefficients a rounding apart; in float64 the error is far below
+    float32 resolution and every layout scales by the bitwise same float32 coefficient.
+    """
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return 0.0
+    norms = [torch.linalg.vector_norm(g, 2.0, dtype=torch.float64) for g in grads]
+    total = torch.linalg.vector_norm(torch.stack(norms), 2.0)
+    if isinstance(total, DTensor):
+        total = total.full_tensor()
+    # Everything after this rounding is a function of one float32 value every layout shares.
+    total = total.float()
+    coefficient = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    for grad in grads:
+        grad.mul_(coefficient.to(grad.dtype))
+    return float(total)
 
 
 def build_scheduler(

@@ -25,7 +25,7 @@ from torch.distributed.fsdp import FSDPModule
 from mmprolong_schemas import Model
 from seqpar_train.activation_checkpoint import apply_activation_checkpointing
 from seqpar_train.attention import resolve_backend
-from seqpar_train.batch import PackedRow, to_device
+from seqpar_train.batch import PackedRow, mask_documents, to_device
 from seqpar_train.checkpoint import (
     StopSignal,
     TrainState,
@@ -44,7 +44,7 @@ from seqpar_train.forward import PackedLossModel, count_label_tokens
 from seqpar_train.fsdp import apply_fsdp
 from seqpar_train.metrics import MetricsWriter, peak_memory_bytes, plot_loss_curve
 from seqpar_train.modeling import build_model
-from seqpar_train.optim import build_optimizer, build_scheduler
+from seqpar_train.optim import build_optimizer, build_scheduler, clip_grad_norm
 from seqpar_train.parallel_dims import Mesh, ParallelDims, build_mesh
 from seqpar_train.ulysses import install_attention
 
@@ -168,6 +168,18 @@ def _prepare_model(
     return model, autocast
 
 
+def agree_failed_documents(
+    row: PackedRow, group: dist.ProcessGroup, device: torch.device
+) -> PackedRow:
+    """Mask, on every rank of the SP group, the documents any rank could not render: each
+    rank renders only its own images, so only the rank that failed knows."""
+    flags = torch.zeros(len(row.doc_lens), device=device)
+    if row.failed_docs:
+        flags[torch.tensor(row.failed_docs, device=device)] = 1.0
+    dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=group)
+    return mask_documents(row, [int(d) for d in flags.nonzero().flatten().tolist()])
+
+
 @dataclass
 class _StepStats:
     loss_sum: torch.Tensor  # this rank's share; summed over ranks it is the global sum
@@ -258,6 +270,8 @@ def train(config: TrainConfig) -> TrainResult:
         dp=dims.dp,
         # Synthetic rows cost nothing to build; worker processes would only add start-up time.
         num_workers=config.data.num_workers if config.data.mixture is not None else 0,
+        sp_rank=mesh.sp_rank if mesh else 0,
+        sp=dims.sp,
     )
     rows = iter(loader)
     arch = arch_from_config(model_config)
@@ -285,16 +299,16 @@ def train(config: TrainConfig) -> TrainResult:
             micro = []
             for _ in range(accumulation):
                 row, reasons = next(rows)
-                skipped += len(reasons)
                 for reason in reasons:
                     log.warning("skipped a sample: %s", reason)
+                rendered_here = len(row.failed_docs)
+                if mesh is not None and mesh.sp_group is not None:
+                    row = agree_failed_documents(row, mesh.sp_group, device)
+                # Render failures count once per SP rank, like every other skip.
+                skipped += len(reasons) - rendered_here + len(row.failed_docs)
                 micro.append(to_device(row, device))
             stats = _accumulate_gradients(model, micro, autocast, arch, dims, sp_rank, device)
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                model.parameters(), config.optimizer.grad_clip
-            )
-            if hasattr(grad_norm, "full_tensor"):
-                grad_norm = grad_norm.full_tensor()
+            grad_norm = clip_grad_norm(model.parameters(), config.optimizer.grad_clip)
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
@@ -320,7 +334,7 @@ def train(config: TrainConfig) -> TrainResult:
                 record = {
                     "step": step,
                     "loss": loss,
-                    "grad_norm": float(grad_norm),
+                    "grad_norm": grad_norm,
                     "lr": lr,
                     "label_tokens": int(stats.label_tokens),
                     "tokens_per_s_per_device": stats.tokens / elapsed,

@@ -5,16 +5,20 @@ loaded rank), so no rank repeats another's ViT work. Each rank encodes its image
 all_to_all then sends every merged image embedding to the rank whose sequence slice holds
 that image token. A rank that owns no image encodes a tiny dummy image (its output is
 multiplied by zero), so every rank runs the same FSDP all-gathers and gradient reductions.
+
+The assignment depends only on the images' grids (t, h, w), which the dataloader knows from
+page sizes before rendering: each rank renders and preprocesses only the images it encodes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch.distributed import ProcessGroup
 
+from seqpar_train.batch import PackedRow
 from seqpar_train.collectives import all_to_all, group_rank, group_size
 
 
@@ -27,6 +31,29 @@ def assign_images(patch_counts: list[int], sp: int) -> list[int]:
         owner[index] = rank
         load[rank] += patch_counts[index]
     return owner
+
+
+def image_owners(image_grid_thw: torch.Tensor | None, sp: int) -> list[int]:
+    """Owner SP rank of every image of a row, from its grids alone (no pixels needed)."""
+    if image_grid_thw is None:
+        return []
+    return assign_images([int(n) for n in image_grid_thw.prod(-1).tolist()], sp)
+
+
+def take_pixel_share(row: PackedRow, sp_rank: int, sp: int) -> PackedRow:
+    """``row`` keeping only the pixels of the images SP rank ``sp_rank`` encodes (for rows
+    built whole; the mixture dataloader renders only the share in the first place)."""
+    if row.pixel_share is not None:
+        if tuple(row.pixel_share) != (sp_rank, sp):
+            raise ValueError(f"the row holds the pixels of SP rank/size {row.pixel_share}")
+        return row
+    if row.pixel_values is None or row.image_grid_thw is None:
+        return replace(row, pixel_share=(sp_rank, sp))
+    patches = [int(n) for n in row.image_grid_thw.prod(-1).tolist()]
+    owner = image_owners(row.image_grid_thw, sp)
+    pieces = row.pixel_values.split(patches)
+    mine = [piece for piece, o in zip(pieces, owner, strict=True) if o == sp_rank]
+    return replace(row, pixel_values=torch.cat(mine) if mine else None, pixel_share=(sp_rank, sp))
 
 
 @dataclass
@@ -63,11 +90,14 @@ def shard_image_embeddings(
     image_token_id: int,
     slice_length: int,
     group: ProcessGroup | None,
+    pixel_share: tuple[int, int] | None = None,
 ) -> ShardImages:
     """Encode this rank's share of the row's images and return the embeddings its slice needs.
 
     ``full_input_ids`` is the whole padded row (every rank has it), so every rank computes the
-    same plan: who encodes which image and where each image token goes.
+    same plan: who encodes which image and where each image token goes. ``pixel_values``
+    holds every image of the row, or, when ``pixel_share`` is (this rank, SP size), only the
+    images this rank owns, in order (the dataloader rendered only those).
     """
     sp, rank = group_size(group), group_rank(group)
     device = full_input_ids.device
@@ -84,16 +114,28 @@ def shard_image_embeddings(
     owner = assign_images(patches, sp)
     mine = [i for i in range(len(grids)) if owner[i] == rank]
 
+    if pixel_share is not None and tuple(pixel_share) != (rank, sp):
+        raise ValueError(
+            f"pixel_values were rendered for SP rank {pixel_share[0]} of {pixel_share[1]}, "
+            f"but this is rank {rank} of {sp}"
+        )
     zero = full_input_ids.new_zeros((), dtype=torch.float32)
     if mine:
         assert pixel_values is not None and image_grid_thw is not None
-        offsets = [0]
-        for p in patches:
-            offsets.append(offsets[-1] + p)
-        rows = torch.cat([torch.arange(offsets[i], offsets[i + 1], device=device) for i in mine])
-        embeds, deepstack = _encode(
-            visual, pixel_values.index_select(0, rows), image_grid_thw[mine]
-        )
+        if pixel_share is None:
+            offsets = [0]
+            for p in patches:
+                offsets.append(offsets[-1] + p)
+            rows = torch.cat(
+                [torch.arange(offsets[i], offsets[i + 1], device=device) for i in mine]
+            )
+            pixel_values = pixel_values.index_select(0, rows)
+        elif pixel_values.shape[0] != sum(patches[i] for i in mine):
+            raise ValueError(
+                f"this rank's pixel_values have {pixel_values.shape[0]} patches, its images "
+                f"{sum(patches[i] for i in mine)}"
+            )
+        embeds, deepstack = _encode(visual, pixel_values, image_grid_thw[mine])
         dummy = zero
     else:
         pixels, grid = _dummy_inputs(visual, device)

@@ -1,13 +1,16 @@
 """A Sample (chat messages referencing pool pages, and a target) to model inputs.
 
-``length`` is exact and renders nothing: each page's token count follows from its size in
-points (stored in the pool), the DPI and the processor's min/max pixels, which is what lets
-every rank plan the packing of a window without rendering a single page. ``encode`` renders
-the pages and runs the Qwen processor; its length always equals the planned one.
+``length`` and ``plan`` are exact and render nothing: each page's image grid follows from its
+size in points (stored in the pool), the DPI and the processor's min/max pixels, which is
+what lets every rank plan the packing of a window, and the SP ranks of a row split its images
+between them, without rendering a single page. ``encode`` renders every page and runs the
+Qwen processor; ``pixels`` renders only the images an SP rank will encode. Both agree with
+the plan, which is checked.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,8 @@ from mmprolong_schemas import (
     TextPart,
     VisionTokenSpec,
     image_tokens,
-    page_tokens,
+    pixels_at_dpi,
+    smart_resize,
 )
 from seqpar_train.batch import IGNORE_INDEX
 
@@ -39,6 +43,15 @@ class EncodedSample:
     labels: torch.Tensor
     pixel_values: torch.Tensor | None
     image_grid_thw: torch.Tensor | None
+
+
+@dataclass
+class PlannedSample:
+    """A sample's tokens and image grids, known before any page is rendered."""
+
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    image_grid_thw: torch.Tensor | None  # (images, 3): t, h, w in patches
 
 
 def configure_processor(processor: Any, spec: VisionTokenSpec) -> Any:
@@ -64,6 +77,7 @@ class SampleEncoder:
         self.pool_dir = Path(pool_dir)
         self.image_root = image_root
         self._pool: Any = None
+        self.pages_rendered = 0  # by this process: SP ranks render only their share
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -112,7 +126,8 @@ class SampleEncoder:
             raise SampleError(f"image path {part.path!r} leaves the image root")
         return path
 
-    def _part_tokens(self, part: PagePart | ImagePart) -> int:
+    def _image_size(self, part: PagePart | ImagePart) -> tuple[int, int]:
+        """(height, width) in pixels of the image before the processor resizes it."""
         if isinstance(part, PagePart):
             try:
                 document = self.pool.get(part.doc_id)
@@ -121,13 +136,43 @@ class SampleEncoder:
             if not 1 <= part.page <= len(document.pages):
                 raise SampleError(f"document {part.doc_id[:12]} has no page {part.page}")
             page = document.pages[part.page - 1]
-            return page_tokens(page.width, page.height, self.spec, wrappers=False)
+            return pixels_at_dpi(page.height, self.spec.dpi), pixels_at_dpi(
+                page.width, self.spec.dpi
+            )
         try:
             with Image.open(self._image_path(part)) as image:
                 width, height = image.size
         except OSError as error:
             raise SampleError(f"image {part.path!r} cannot be read ({error})") from None
-        return image_tokens(height, width, self.spec)
+        return height, width
+
+    def _part_tokens(self, part: PagePart | ImagePart) -> int:
+        return image_tokens(*self._image_size(part), self.spec)
+
+    def _grid(self, part: PagePart | ImagePart) -> list[int]:
+        patch = int(self.processor.image_processor.patch_size)
+        merge = int(self.processor.image_processor.merge_size)
+        if patch * merge != self.spec.factor:
+            raise ValueError(
+                f"the vision spec's factor {self.spec.factor} is not the processor's patch "
+                f"size x merge size ({patch} x {merge})"
+            )
+        spec = self.spec
+        height, width = smart_resize(
+            *self._image_size(part), spec.factor, spec.min_pixels, spec.max_pixels
+        )
+        return [1, height // patch, width // patch]
+
+    @property
+    def image_token_id(self) -> int:
+        token_id: int = self.processor.tokenizer.convert_tokens_to_ids(self.processor.image_token)
+        return token_id
+
+    @property
+    def patch_dim(self) -> int:
+        """Values per row of pixel_values: channels x temporal patch x patch x patch."""
+        image_processor = self.processor.image_processor
+        return 3 * int(image_processor.temporal_patch_size) * int(image_processor.patch_size) ** 2
 
     def _tokens(self, text: str) -> list[int]:
         ids: list[int] = self.processor.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -140,7 +185,32 @@ class SampleEncoder:
         prompt = len(self._tokens(self._prompt(sample))) + placeholders
         return prompt + len(self._tokens(sample.target + END_OF_TURN))
 
-    def _images(self, sample: Sample) -> list[Image.Image]:
+    def plan(self, sample: Sample) -> PlannedSample:
+        """Token ids, labels and image grids of the encoded sample, without rendering: the
+        processor's expansion of every image placeholder, done from the planned grids."""
+        grids = [self._grid(part) for part in self._image_parts(sample)]
+        prompt_ids = torch.tensor(self._tokens(self._prompt(sample)), dtype=torch.long)
+        is_image = prompt_ids == self.image_token_id
+        if int(is_image.sum()) != len(grids):
+            raise SampleError(
+                f"sample {sample.sample_id}: the chat template made {int(is_image.sum())} "
+                f"image placeholders for {len(grids)} images"
+            )
+        merge = int(self.processor.image_processor.merge_size)
+        repeats = torch.ones_like(prompt_ids)
+        repeats[is_image] = torch.tensor(
+            [h * w // (merge * merge) for _, h, w in grids], dtype=torch.long
+        )
+        prompt_ids = torch.repeat_interleave(prompt_ids, repeats)
+        answer_ids = torch.tensor(self._tokens(sample.target + END_OF_TURN), dtype=torch.long)
+        return PlannedSample(
+            input_ids=torch.cat([prompt_ids, answer_ids]),
+            labels=torch.cat([torch.full_like(prompt_ids, IGNORE_INDEX), answer_ids]),
+            image_grid_thw=torch.tensor(grids, dtype=torch.long) if grids else None,
+        )
+
+    def _images(self, sample: Sample, wanted: Sequence[bool] | None = None) -> list[Image.Image]:
+        """The sample's images in order, rendered now; only those flagged in ``wanted``."""
         images: list[Image.Image] = []
         pages: list[int] = []
 
@@ -148,9 +218,12 @@ class SampleEncoder:
             if pages:
                 assert sample.doc_id is not None
                 images.extend(self.pool.render(sample.doc_id, list(pages), dpi=self.spec.dpi))
+                self.pages_rendered += len(pages)
                 pages.clear()
 
-        for part in self._image_parts(sample):
+        for index, part in enumerate(self._image_parts(sample)):
+            if wanted is not None and not wanted[index]:
+                continue
             if isinstance(part, PagePart):
                 pages.append(part.page)
             else:
@@ -160,9 +233,9 @@ class SampleEncoder:
         flush()
         return images
 
-    def encode(self, sample: Sample) -> EncodedSample:
+    def _render(self, sample: Sample, wanted: Sequence[bool] | None = None) -> list[Image.Image]:
         try:
-            images = self._images(sample)
+            return self._images(sample, wanted)
         except SampleError:
             raise
         except Exception as error:  # PyMuPDF and Pillow raise many types for broken files
@@ -170,6 +243,30 @@ class SampleEncoder:
                 f"sample {sample.sample_id}: pages of {str(sample.doc_id)[:12]} cannot be "
                 f"rendered ({type(error).__name__}: {error})"
             ) from None
+
+    def pixels(
+        self, sample: Sample, wanted: Sequence[bool], planned: PlannedSample
+    ) -> torch.Tensor | None:
+        """pixel_values of the sample's images flagged in ``wanted`` (in order), rendering
+        only those; None when none is wanted. Raises SampleError when they cannot be rendered
+        or the processor resizes them differently from ``planned``."""
+        if not any(wanted):
+            return None
+        images = self._render(sample, wanted)
+        inputs = self.processor.image_processor(images=images, return_tensors="pt")
+        assert planned.image_grid_thw is not None
+        expected = planned.image_grid_thw[torch.tensor(list(wanted), dtype=torch.bool)]
+        if not torch.equal(inputs["image_grid_thw"].to(expected.dtype), expected):
+            raise SampleError(
+                f"sample {sample.sample_id}: the processor resized its images to "
+                f"{inputs['image_grid_thw'].tolist()}, the plan says {expected.tolist()}"
+            )
+        pixel_values: torch.Tensor = inputs["pixel_values"]
+        return pixel_values
+
+    def encode(self, sample: Sample) -> EncodedSample:
+        """Render every image and run the processor on the whole sample."""
+        images = self._render(sample)
         inputs = self.processor(
             text=[self._prompt(sample)], images=images or None, return_tensors="pt"
         )

@@ -4,7 +4,8 @@ Row sources number their rows globally (0, 1, 2, ...). Optimizer step s with acc
 and data-parallel degree dp uses rows s*a*dp ... (s+1)*a*dp - 1; rank d takes every dp-th of
 them. The cursor saved in a checkpoint is the next unused global row, so a restart resumes
 with the next unseen row. Rows are built (pages rendered, processor run) in DataLoader
-worker processes.
+worker processes; the ranks of an SP group build the same row but render only the pages
+whose images they encode.
 """
 
 from __future__ import annotations
@@ -18,17 +19,18 @@ from seqpar_train.batch import PackedRow
 
 
 class RowSource(Protocol):
-    def row(self, index: int) -> tuple[PackedRow, list[str]]:
-        """Row ``index`` and the reasons of samples skipped while building it."""
+    def row(self, index: int, sp_rank: int = 0, sp: int = 1) -> tuple[PackedRow, list[str]]:
+        """Row ``index`` and the reasons of samples skipped while building it. With ``sp``
+        > 1 the row may carry only the pixels SP rank ``sp_rank`` encodes (``pixel_share``)."""
         ...
 
 
 class _Rows(Dataset[tuple[PackedRow, list[str]]]):
-    def __init__(self, source: RowSource) -> None:
-        self.source = source
+    def __init__(self, source: RowSource, sp_rank: int, sp: int) -> None:
+        self.source, self.sp_rank, self.sp = source, sp_rank, sp
 
     def __getitem__(self, index: int) -> tuple[PackedRow, list[str]]:
-        return self.source.row(index)
+        return self.source.row(index, sp_rank=self.sp_rank, sp=self.sp)
 
 
 class _RankIndices(Sampler[int]):
@@ -47,11 +49,20 @@ def _first(batch: list[Any]) -> Any:
 
 
 def rank_rows(
-    source: RowSource, *, start: int, stop: int, dp_rank: int, dp: int, num_workers: int
+    source: RowSource,
+    *,
+    start: int,
+    stop: int,
+    dp_rank: int,
+    dp: int,
+    num_workers: int,
+    sp_rank: int = 0,
+    sp: int = 1,
 ) -> DataLoader[tuple[PackedRow, list[str]]]:
-    """This rank's rows among global rows [start, stop), in order."""
+    """This rank's rows among global rows [start, stop), in order: the ranks of an SP group
+    read the same rows, each rendering only the images it encodes."""
     return DataLoader(
-        _Rows(source),
+        _Rows(source, sp_rank, sp),
         batch_size=1,
         sampler=_RankIndices(start, stop, dp_rank, dp),
         collate_fn=_first,

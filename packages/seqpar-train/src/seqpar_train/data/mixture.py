@@ -1,9 +1,10 @@
 """Rows packed from a qasynth mixture: plan by exact lengths, build lazily in workers.
 
 The mixture's samples are shuffled per epoch (seeded); every ``pack_window`` consecutive
-samples are packed first-fit-decreasing into rows of ``max_length`` tokens. Planning needs
-only page sizes, so every rank plans the same rows; building a row renders its pages. The
-global row index is the resumable cursor. A sample whose document is missing, whose PDF is
+samples are packed first-fit-decreasing into rows of ``max_length`` tokens, and the window's
+rows are shuffled (seeded) so training does not see them longest-first. Planning needs only
+page sizes, so every rank plans the same rows; building a row renders its pages. The global
+row index is the resumable cursor. A sample whose document is missing, whose PDF is
 broken or that is longer than a row is skipped with a warning and counted.
 """
 
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from mmprolong_schemas import Sample, read_parquet
-from seqpar_train.batch import IGNORE_INDEX, PackedRow
+from seqpar_train.batch import IGNORE_INDEX, PackedRow, mask_documents
 from seqpar_train.config import TrainConfig
 from seqpar_train.data.encode import EncodedSample, SampleEncoder, SampleError
 from seqpar_train.data.packing import pack_ffd
@@ -59,7 +60,12 @@ class MixtureRows:
         assert config.data.mixture is not None and config.data.pool is not None
         return cls(
             read_mixture(config.data.mixture),
-            SampleEncoder(load_processor(config), config.data.vision, config.data.pool),
+            SampleEncoder(
+                load_processor(config),
+                config.data.vision,
+                config.data.pool,
+                Path(config.data.image_root) if config.data.image_root else None,
+            ),
             model_config,
             max_length=config.max_length,
             window=config.data.pack_window,
@@ -92,6 +98,10 @@ class MixtureRows:
             lengths.append(length)
             kept.append(index)
         rows = pack_ffd(lengths, self.max_length)
+        # FFD makes rows longest sample first; a big window would train longest-first for
+        # many steps. The shuffle depends only on (seed, window), so resuming replans alike.
+        shuffle = np.random.default_rng([self.seed, 1, self._next_window - 1])
+        rows = [rows[i] for i in shuffle.permutation(len(rows))]
         plans: list[tuple[list[int], list[str]]] = [([kept[i] for i in row], []) for row in rows]
         if not plans:
             plans = [([], [])]
@@ -103,7 +113,11 @@ class MixtureRows:
             self._plan_window()
         return self._plans[index]
 
-    def row(self, index: int) -> tuple[PackedRow, list[str]]:
+    def row(self, index: int, sp_rank: int = 0, sp: int = 1) -> tuple[PackedRow, list[str]]:
+        """Row ``index`` and the reasons of samples skipped while building it. With ``sp`` > 1
+        only the images SP rank ``sp_rank`` encodes are rendered (see ``_share_row``)."""
+        if sp > 1:
+            return self._share_row(index, sp_rank, sp)
         members, planning_skips = self.plan(index)
         reasons = list(planning_skips)
         encoded: list[EncodedSample] = []
@@ -119,7 +133,66 @@ class MixtureRows:
             log.warning("skipped: %s", reason)
         return self._pack(encoded, ids), reasons
 
-    def _pack(self, encoded: list[EncodedSample], ids: list[str]) -> PackedRow:
+    def _share_row(self, index: int, sp_rank: int, sp: int) -> tuple[PackedRow, list[str]]:
+        """The row with pixels for SP rank ``sp_rank``'s images only.
+
+        Tokens and image grids come from page sizes (``SampleEncoder.plan``), so every rank
+        of the group builds the same ids, positions and grids and the same image->rank
+        assignment as the vision tower, and renders only the pages it will encode. A sample
+        whose pages this rank cannot render stays in the row with zero pixels and is listed
+        in ``failed_docs``: the trainer masks its labels on every rank of the group (the
+        other ranks never rendered it, so they cannot know), which keeps the group's rows
+        identical in shape and the collectives in step.
+        """
+        from seqpar_train.vision import image_owners
+
+        members, planning_skips = self.plan(index)
+        reasons = list(planning_skips)
+        samples, planned = [], []
+        for sample_index in members:
+            sample = self.samples[sample_index]
+            try:
+                planned.append(self.encoder.plan(sample))
+                samples.append(sample)
+            except SampleError as error:
+                # Planning renders nothing, so every rank of the group drops the same samples.
+                reasons.append(str(error))
+        grids = [p.image_grid_thw for p in planned if p.image_grid_thw is not None]
+        all_grids = torch.cat(grids) if grids else None
+        patches = [] if all_grids is None else [int(n) for n in all_grids.prod(-1)]
+        owner = image_owners(all_grids, sp)  # the vision tower's assignment, before rendering
+        pixels, failed, first_image = [], [], 0
+        for doc, (sample, plan) in enumerate(zip(samples, planned, strict=True)):
+            count = 0 if plan.image_grid_thw is None else int(plan.image_grid_thw.shape[0])
+            wanted = [o == sp_rank for o in owner[first_image : first_image + count]]
+            mine = [int(n) for n, w in zip(patches[first_image:], wanted, strict=False) if w]
+            first_image += count
+            try:
+                values = self.encoder.pixels(sample, wanted, plan) if count else None
+            except SampleError as error:
+                reasons.append(str(error))
+                failed.append(doc)
+                values = torch.zeros((sum(mine), self.encoder.patch_dim)) if mine else None
+            if values is not None:
+                pixels.append(values)
+        for reason in reasons:
+            log.warning("skipped: %s", reason)
+        encoded = [EncodedSample(p.input_ids, p.labels, None, p.image_grid_thw) for p in planned]
+        row = self._pack(
+            encoded, [s.sample_id for s in samples], pixel_share=(sp_rank, sp), pixels=pixels
+        )
+        return mask_documents(row, failed), reasons
+
+    def _pack(
+        self,
+        encoded: list[EncodedSample],
+        ids: list[str],
+        *,
+        pixel_share: tuple[int, int] | None = None,
+        pixels: list[torch.Tensor] | None = None,
+    ) -> PackedRow:
+        """One row of the encoded samples; ``pixels`` (this rank's share, with
+        ``pixel_share``) replaces the samples' own pixel_values."""
         from longctx_rope import PackedDoc, packed_position_ids
 
         if not encoded:
@@ -130,7 +203,8 @@ class MixtureRows:
                 one, torch.full_like(one, IGNORE_INDEX), torch.zeros(4, 1, dtype=torch.long), [1]
             )
         docs = [PackedDoc(e.input_ids, e.image_grid_thw) for e in encoded]
-        pixels = [e.pixel_values for e in encoded if e.pixel_values is not None]
+        if pixels is None:
+            pixels = [e.pixel_values for e in encoded if e.pixel_values is not None]
         grids = [e.image_grid_thw for e in encoded if e.image_grid_thw is not None]
         return PackedRow(
             input_ids=torch.cat([e.input_ids for e in encoded]),
@@ -140,6 +214,7 @@ class MixtureRows:
             pixel_values=torch.cat(pixels) if pixels else None,
             image_grid_thw=torch.cat(grids) if grids else None,
             sample_ids=ids,
+            pixel_share=pixel_share,
         )
 
 

@@ -1,9 +1,13 @@
-"""First-fit-decreasing packing of samples into rows of at most ``capacity`` tokens."""
+"""First-fit-decreasing packing of samples into rows of at most ``capacity`` tokens, and a
+lower bound on the rows any packing needs (so utilisation can be judged against the best
+possible, not against 100%)."""
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 
 class _MaxTree:
@@ -77,3 +81,32 @@ def packing_stats(
     lengths: Sequence[int], rows: Sequence[Sequence[int]], capacity: int
 ) -> PackingStats:
     return PackingStats(len(rows), sum(lengths[i] for row in rows for i in row), capacity)
+
+
+def min_rows_bound(lengths: Sequence[int], capacity: int) -> int:
+    """A lower bound on the rows any packing of ``lengths`` needs: Martello and Toth's L2.
+
+    For every threshold k <= capacity/2: samples longer than capacity - k each need a row of
+    their own, samples longer than half a row need distinct rows too, and samples of at least
+    k tokens that are not longer than half a row can only go in the space the latter leave or
+    in new rows. k = 0 gives max(samples over half a row, ceil(total / capacity)).
+    """
+    if capacity < 1:
+        raise ValueError(f"capacity must be positive, got {capacity}")
+    if any(n < 1 or n > capacity for n in lengths):
+        raise ValueError(f"every length must lie in [1, {capacity}]")
+    if not lengths:
+        return 0
+    ordered = sorted(lengths)
+    prefix = [0, *accumulate(ordered)]
+    half = bisect.bisect_right(ordered, capacity // 2)  # ordered[:half] <= capacity / 2
+    best = 0
+    for k in [0, *sorted(set(ordered[:half]))]:
+        own = bisect.bisect_right(ordered, capacity - k)  # ordered[own:] > capacity - k
+        big, big_sum = own - half, prefix[own] - prefix[half]
+        first = bisect.bisect_left(ordered, k, 0, half)  # ordered[first:half] in [k, cap/2]
+        small_sum = prefix[half] - prefix[first]
+        overflow = small_sum - (big * capacity - big_sum)
+        rows = len(ordered) - own + big + max(0, -(-overflow // capacity))
+        best = max(best, rows)
+    return best

@@ -9,6 +9,7 @@ import torch
 from seqpar_train.batch import PackedRow
 from seqpar_train.config import SyntheticData
 from seqpar_train.synthetic import synthetic_row
+from seqpar_train.vision import take_pixel_share
 
 
 class SyntheticRows:
@@ -35,7 +36,8 @@ class SyntheticRows:
                 f"synthetic rows of {longest} tokens do not fit max_length {max_length}"
             )
 
-    def row(self, index: int) -> tuple[PackedRow, list[str]]:
+    def row(self, index: int, sp_rank: int = 0, sp: int = 1) -> tuple[PackedRow, list[str]]:
+        """Row ``index``; with ``sp`` > 1 it keeps the pixels of SP rank ``sp_rank``'s images."""
         s = self.settings
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
         docs = []
@@ -49,7 +51,8 @@ class SyntheticRows:
                 )
             )
             docs.append((prompt, [s.image_grid] * s.images_per_doc, s.answer_tokens))
-        return synthetic_row(self.model_config, docs, seed=self.seed * 1_000_003 + index), []
+        row = synthetic_row(self.model_config, docs, seed=self.seed * 1_000_003 + index)
+        return (take_pixel_share(row, sp_rank, sp) if sp > 1 else row), []
 
     def state_dict(self) -> dict[str, Any]:
         return {"kind": "synthetic", "seed": self.seed}
