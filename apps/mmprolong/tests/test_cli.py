@@ -13,7 +13,7 @@ from mmprolong.cli import PACKAGE_APPS, app
 
 runner = CliRunner()
 
-OWN_COMMANDS = ["run", "status", "recipes", "sweep", "doctor", "demo"]
+OWN_COMMANDS = ["run", "status", "recipes", "sweep", "doctor", "demo", "launch-train"]
 
 
 def test_version_matches_distribution() -> None:
@@ -159,7 +159,7 @@ def test_sweep_runs_its_grid_in_turn_and_survives_a_failed_run(
     monkeypatch.setattr(
         mmprolong.stages,
         "default_stages",
-        lambda: [_RecordingStage("a", seen), _RecordingStage("b", seen, fail_for=failing)],
+        lambda *_: [_RecordingStage("a", seen), _RecordingStage("b", seen, fail_for=failing)],
     )
     args = ["sweep", "ablation-mrope-base", "--out", str(tmp_path), "--base", "demo-tiny"]
     only = ["--only", "reasoning-2e6", "--only", "reasoning-8e6"]
@@ -183,7 +183,7 @@ def test_run_says_which_stages_a_change_invalidates_before_running(
     monkeypatch.setattr(
         mmprolong.stages,
         "default_stages",
-        lambda: [_RecordingStage("first", seen), _RecordingStage("second", seen)],
+        lambda *_: [_RecordingStage("first", seen), _RecordingStage("second", seen)],
     )
     recipe = tmp_path / "mine.toml"
     recipe.write_text('name = "mine"\n')
@@ -208,7 +208,7 @@ def test_pdfs_option_sets_the_pool_inputs(tmp_path: Path, monkeypatch: pytest.Mo
     import mmprolong.stages
     from mmprolong.orchestrator import load_run_recipe
 
-    monkeypatch.setattr(mmprolong.stages, "default_stages", lambda: [_RecordingStage("a", [])])
+    monkeypatch.setattr(mmprolong.stages, "default_stages", lambda *_: [_RecordingStage("a", [])])
     pdfs = tmp_path / "pdfs"
     pdfs.mkdir()
     run_dir = tmp_path / "run"

@@ -12,9 +12,9 @@ from mmprolong.orchestrator import Pipeline, StageContext, StageUnavailable
 from mmprolong.recipes import apply_overrides, load_recipe
 from mmprolong.stages import STAGE_NAMES, default_stages
 from mmprolong.stages._require import require
+from mmprolong.stages._training import step_of
 from mmprolong.stages.report import sweep_row
 from mmprolong.stages.synth import PoolView
-from mmprolong.stages.train import _step_of
 from mmprolong_schemas import Document, Page
 
 
@@ -49,8 +49,10 @@ def test_a_change_invalidates_its_stage_and_all_later_ones(
 
 
 def test_stage_configs_are_json() -> None:
-    recipe = load_recipe("mmprolong-qwen2.5-vl-7b")
-    for stage in default_stages():
+    recipe = apply_overrides(load_recipe("mmprolong-qwen2.5-vl-7b"), {"train.extra_sft": True}, "t")
+    stages = default_stages(recipe)
+    assert "sft" in [stage.name for stage in stages]
+    for stage in stages:
         json.dumps(stage.config(recipe))
 
 
@@ -104,8 +106,8 @@ def test_sweep_runs_are_recognised_for_the_report() -> None:
 
 
 def test_checkpoint_step_from_its_folder_name() -> None:
-    assert _step_of(Path("runs/x/checkpoints/step-00000016")) == 16
-    assert _step_of(None) == 0
+    assert step_of(Path("runs/x/checkpoints/step-00000016")) == 16
+    assert step_of(None) == 0
 
 
 def test_a_real_run_without_pdfs_says_how_to_give_them(tmp_path: Path) -> None:

@@ -1,19 +1,25 @@
 """mmprolong: the MMProLong pipeline, driven by one recipe file.
 
     from mmprolong import Pipeline, default_stages, load_recipe
-    pipeline = Pipeline(default_stages(), Path("runs/demo"))
-    pipeline.run(load_recipe("demo-tiny"))
+    recipe = load_recipe("demo-tiny")
+    pipeline = Pipeline(default_stages(recipe), Path("runs/demo"))
+    pipeline.run(recipe)
+
+A multi-node training stage raises StageLaunched after ``write_launch_files``; every process
+of the job then runs ``join_stage(run_dir, "train")``.
 
 ``default_stages`` is imported on first use, so ``import mmprolong`` stays light.
 """
 
 from typing import Any
 
+from mmprolong.launch import join_stage, write_launch_files
 from mmprolong.orchestrator import (
     Pipeline,
     Stage,
     StageContext,
     StageFailed,
+    StageLaunched,
     StagePlan,
     StageUnavailable,
     load_run_recipe,
@@ -38,6 +44,7 @@ __all__ = [
     "Stage",
     "StageContext",
     "StageFailed",
+    "StageLaunched",
     "StagePlan",
     "StageUnavailable",
     "Sweep",
@@ -46,9 +53,11 @@ __all__ = [
     "apply_overrides",
     "default_stages",
     "get_sweep",
+    "join_stage",
     "load_recipe",
     "load_run_recipe",
     "recipe_to_toml",
     "shipped_recipes",
+    "write_launch_files",
     "write_sweep",
 ]

@@ -10,7 +10,7 @@ import importlib
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,6 +18,10 @@ from rich.table import Table
 
 from mmprolong import __version__
 from mmprolong_schemas.cli_app import package_app
+
+if TYPE_CHECKING:
+    from mmprolong.orchestrator import StageLaunched
+    from mmprolong_schemas import Recipe
 
 PACKAGE_APPS: dict[str, tuple[str, str]] = {
     "pool": ("docpool.cli", "PDFs -> a deduplicated, layout-parsed document pool (docpool)."),
@@ -38,7 +42,9 @@ app = package_app(
 console = Console(stderr=True)
 out = Console()
 
-STAGE_HELP = "One of pool, synth, mix, rope, train, eval, report."
+STAGE_HELP = "One of pool, synth, mix, rope, train, sft (with train.extra_sft), eval, report."
+LAUNCH_EXIT = 3
+"""Exit code of `run` stopped at a stage whose multi-node job is to be launched."""
 
 
 def _fail(message: str) -> None:
@@ -89,7 +95,7 @@ def _run_recipe(
     pdfs: list[Path],
     dry_run: bool,
 ) -> Path:
-    from mmprolong.orchestrator import Pipeline, StageFailed, StageUnavailable
+    from mmprolong.orchestrator import Pipeline, StageFailed, StageLaunched, StageUnavailable
     from mmprolong.recipes import apply_overrides, load_recipe
     from mmprolong.stages import default_stages
 
@@ -102,7 +108,7 @@ def _run_recipe(
     except (FileNotFoundError, ValueError) as error:
         _fail(str(error))
     target = run_dir or Path("runs") / recipe.name
-    pipeline = Pipeline(default_stages(), target)
+    pipeline = Pipeline(default_stages(recipe), target)
     console.print(f"recipe [bold]{recipe.name}[/bold] -> run directory {target}")
     if dry_run:
         try:
@@ -120,6 +126,8 @@ def _run_recipe(
             log=lambda message: console.print(message),
             on_plan=_announce,
         )
+    except StageLaunched as error:
+        _stopped_for_launch(error, target, recipe)
     except StageFailed as error:
         cause = error.__cause__
         detail = str(cause) if isinstance(cause, StageUnavailable) else str(error)
@@ -128,6 +136,26 @@ def _run_recipe(
         _fail(str(error))
     console.print(_plan_table(pipeline.plan(recipe), "Finished", actions=False))
     return target
+
+
+def _stopped_for_launch(error: StageLaunched, run_dir: Path, recipe: Recipe) -> None:
+    from mmprolong.launch import node_commands
+
+    console.print(f"[yellow]{error}[/yellow]", soft_wrap=True, highlight=False)
+    for path in error.files:
+        console.print(f"  wrote {path}", soft_wrap=True, highlight=False)
+    sbatch = next((path for path in error.files if path.name == "sbatch.sh"), None)
+    if sbatch is not None:
+        console.print(f"Slurm:\n  sbatch {sbatch.resolve()}", soft_wrap=True, highlight=False)
+    console.print("Or on every node (node rank last):", highlight=False)
+    for command in node_commands(run_dir, error.stage, recipe.train.parallel.nodes):
+        console.print(f"  {command}", soft_wrap=True, highlight=False, markup=False)
+    console.print(
+        "When the job has finished, rerun the same `mmprolong run` command: it continues after "
+        f"stage {error.stage!r}.",
+        highlight=False,
+    )
+    raise typer.Exit(LAUNCH_EXIT)
 
 
 def _mount(name: str, module_name: str, help_text: str) -> None:
@@ -169,8 +197,39 @@ def run(
     """Run a recipe through pool -> synth -> mix -> rope -> train -> eval -> report.
 
     Finished stages are skipped, interrupted ones resume, and a stage whose settings changed
-    is redone together with every stage after it (the plan says so before anything runs)."""
+    is redone together with every stage after it (the plan says so before anything runs).
+    A recipe with train.extra_sft adds an sft stage after train. A training stage on more
+    than one node stops the run (exit code 3) after writing its launch files (torchrun per
+    node, sbatch) into RUN/<stage>/launch/; rerun once that job has finished."""
     _run_recipe(recipe, run_dir, from_stage, until, pdfs or [], dry_run)
+
+
+@app.command("launch-train")
+def launch_train(
+    run_dir: Annotated[Path, typer.Argument(help="The run directory `mmprolong run` prepared.")],
+    stage: Annotated[str, typer.Option(help="The training stage to join: train or sft.")] = "train",
+    timeout: Annotated[
+        float, typer.Option(help="Seconds a collective may wait for the other ranks.")
+    ] = 1800.0,
+) -> None:
+    """Join a multi-node training stage as one process of its job: start it on every node
+    with torchrun (or srun, one task per device), as the launch files `mmprolong run` wrote
+    do. Every rank trains; rank 0 writes the stage's manifest and export. Afterwards rerun
+    `mmprolong run` to continue with the stages after it."""
+    from mmprolong.launch import join_stage
+    from mmprolong.orchestrator import StageFailed
+
+    try:
+        counts = join_stage(
+            run_dir, stage, log=lambda message: console.print(message), timeout_s=timeout
+        )
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        detail = str(error.__cause__) if isinstance(error, StageFailed) else str(error)
+        _fail(detail)
+    if counts is not None:
+        console.print(
+            f"stage {stage} done: " + ", ".join(f"{key} {value}" for key, value in counts.items())
+        )
 
 
 @app.command()
@@ -183,7 +242,7 @@ def status(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) ->
         recipe = load_run_recipe(run_dir)
     except (FileNotFoundError, ValueError) as error:
         _fail(str(error))
-    plans = Pipeline(default_stages(), run_dir).plan(recipe)
+    plans = Pipeline(default_stages(recipe), run_dir).plan(recipe)
     out.print(_plan_table(plans, f"{recipe.name} in {run_dir}", actions=False))
 
 

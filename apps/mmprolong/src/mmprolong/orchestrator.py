@@ -10,6 +10,10 @@ all the bookkeeping needs:
 - manifest with another hash                -> stale: its folder is cleared, then it runs
 - no manifest                               -> pending: it runs
 
+A stage too big for this machine (multi-node training) raises StageLaunched after writing
+its launch files: the run stops there, the stage waits for the job that ``run_one`` runs on
+every node, and the next ``run`` finds it done and carries on.
+
 Stages are small objects (datatrove style): the orchestrator decides what to run, the stage
 decides how, so a stage may launch worker processes (training) without the orchestrator
 knowing. Nothing here imports a pipeline package; tests drive it with fake stages.
@@ -45,6 +49,20 @@ class StageFailed(RuntimeError):
 
 class StageUnavailable(RuntimeError):
     """A stage cannot run here (a package API it needs is missing); says which and why."""
+
+
+class StageLaunched(RuntimeError):
+    """A stage handed its work to a job launched outside this process (its launch files are
+    written); the run stops until that job has finished the stage."""
+
+    def __init__(self, stage: str, message: str, files: Sequence[Path] = ()):
+        self.stage = stage
+        self.files = list(files)
+        super().__init__(message)
+
+
+AWAITING_LAUNCH = "awaiting_launch"
+"""Manifest count of a stage whose launch files are written and whose job has not finished."""
 
 
 @dataclass
@@ -236,6 +254,8 @@ class Pipeline:
                 plan = StagePlan(stage.name, expected, "done", "", manifest.counts)
             else:
                 reason = "failed" if manifest.status == "failed" else "interrupted"
+                if manifest.counts.get(AWAITING_LAUNCH):
+                    reason = "waiting for its launched job"
                 plan = StagePlan(stage.name, expected, "partial", reason, stage.progress(ctx))
             forced = from_stage is not None and position >= start
             plan.will_run = start <= position <= stop and (plan.state != "done" or forced)
@@ -283,6 +303,40 @@ class Pipeline:
                 plan.state = "done"
             return plans
 
+    def run_one(
+        self,
+        recipe: Recipe,
+        name: str,
+        *,
+        command: list[str] | None = None,
+        log: Callable[[str], None] = print,
+        on_start: Callable[[bool], None] | None = None,
+    ) -> dict[str, int] | None:
+        """Run stage ``name`` alone on top of its finished upstream stages, as the rank 0 of a
+        launched job does: stale output is cleared and the manifest written first. Returns
+        None when the stage is already done. ``on_start(will_run)`` is called once the folder
+        is ready and before the stage runs, so the job's other processes can wait for it."""
+        with RunLock(self.run_dir):
+            plans = self.plan(recipe)
+            position = self.index(name)
+            for plan in plans[:position]:
+                if plan.state != "done":
+                    raise ValueError(
+                        f"cannot run stage {name!r}: upstream stage {plan.name!r} is "
+                        f"{plan.state}; run `mmprolong run` up to it first"
+                    )
+            plan = plans[position]
+            if plan.state == "done":
+                if on_start is not None:
+                    on_start(False)
+                return None
+            stage = self.stages[position]
+            ctx = self.context(recipe, stage, log)
+            if plan.state == "stale":
+                shutil.rmtree(ctx.dir, ignore_errors=True)
+            upstream = plans[position - 1].config_hash if position else None
+            return self._run_stage(stage, ctx, upstream, plan.config_hash, command, on_start)
+
     def _run_stage(
         self,
         stage: Stage,
@@ -290,6 +344,7 @@ class Pipeline:
         upstream: str | None,
         expected_hash: str,
         command: list[str] | None,
+        on_start: Callable[[bool], None] | None = None,
     ) -> dict[str, int]:
         ctx.dir.mkdir(parents=True, exist_ok=True)
         manifest = RunManifest.start(
@@ -300,8 +355,15 @@ class Pipeline:
         # Both hashes are of the same redacted dict; a mismatch would make every rerun stale.
         assert manifest.config_hash == expected_hash, (manifest.config_hash, expected_hash)
         write_manifest(ctx.dir, manifest)
+        if on_start is not None:
+            on_start(True)
         try:
             counts = stage.run(ctx)
+        except StageLaunched:
+            # Still unfinished, but not interrupted: its job is to come.
+            waiting = manifest.model_copy(update={"counts": {AWAITING_LAUNCH: 1}})
+            write_manifest(ctx.dir, waiting)
+            raise
         except BaseException as error:
             write_manifest(ctx.dir, manifest.finish("failed"))
             if isinstance(error, Exception):

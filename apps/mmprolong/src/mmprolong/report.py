@@ -39,8 +39,12 @@ class ReportData:
     sample_tokens: list[int] = field(default_factory=list)
     task_tokens: dict[str, int] = field(default_factory=dict)
     loss: list[tuple[int, float]] = field(default_factory=list)
+    sft_loss: list[tuple[int, float]] = field(default_factory=list)
+    """Loss of the SFT stage after LongPT, when the recipe has one."""
     scores: dict[str, ScoreTable] = field(default_factory=dict)
     """Label ("base", "trained") -> the model's score table."""
+    evaluated: dict[str, str] = field(default_factory=dict)
+    """Label -> the checkpoint evaluated under it, in words (which stage's export)."""
     paper_rows: list[PaperRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     """Parts of the report that could not be filled, and why."""
@@ -227,8 +231,22 @@ def write_report(data: ReportData, out_dir: Path) -> Path:
         md += _figure(data, "loss", out_dir, ("Training loss", LOSS_PNG))
     else:
         md += ["No training log found.", ""]
+    if data.sft_loss:
+        first, last = data.sft_loss[0], data.sft_loss[-1]
+        md += [
+            f"SFT after LongPT: {len(data.sft_loss)} logged steps; loss {first[1]:.4f} at step "
+            f"{first[0]} -> {last[1]:.4f} at step {last[0]}.",
+            "",
+        ]
 
     md += ["## Evaluation (this run)", ""]
+    if data.evaluated:
+        md += [
+            "Checkpoints evaluated:",
+            "",
+            *(f"- {label}: {what}" for label, what in data.evaluated.items()),
+            "",
+        ]
     if data.scores:
         first_table = next(iter(data.scores.values()))
         md += [f"Judge: {first_table.judge}; prompt format: {first_table.prompt_format}.", ""]

@@ -1,4 +1,5 @@
-"""The pipeline's stages, in order: pool -> synth -> mix -> rope -> train -> eval -> report.
+"""The pipeline's stages, in order: pool -> synth -> mix -> rope -> train [-> sft] -> eval ->
+report. The sft stage exists only in a recipe with ``train.extra_sft``.
 
 Each stage is a small object that calls one package; the orchestrator chains them.
 """
@@ -11,31 +12,34 @@ from mmprolong.stages.mix import MixStage
 from mmprolong.stages.pool import PoolStage
 from mmprolong.stages.report import ReportStage
 from mmprolong.stages.rope import RopeStage
+from mmprolong.stages.sft import SftStage
 from mmprolong.stages.synth import SynthStage
 from mmprolong.stages.train import TrainStage
+from mmprolong_schemas import Recipe
 
 STAGE_NAMES = ("pool", "synth", "mix", "rope", "train", "eval", "report")
+"""The stages of a recipe without the SFT stage."""
+SFT_STAGE_NAMES = ("pool", "synth", "mix", "rope", "train", "sft", "eval", "report")
 
 
-def default_stages() -> list[Stage]:
-    upstream: list[Stage] = [
-        PoolStage(),
-        SynthStage(),
-        MixStage(),
-        RopeStage(),
-        TrainStage(),
-        EvalStage(),
-    ]
+def default_stages(recipe: Recipe | None = None) -> list[Stage]:
+    """The stages ``recipe`` runs (without a recipe: those of a recipe without SFT)."""
+    upstream: list[Stage] = [PoolStage(), SynthStage(), MixStage(), RopeStage(), TrainStage()]
+    if recipe is not None and recipe.sft_stage is not None:
+        upstream.append(SftStage())
+    upstream.append(EvalStage())
     return [*upstream, ReportStage(upstream)]
 
 
 __all__ = [
+    "SFT_STAGE_NAMES",
     "STAGE_NAMES",
     "EvalStage",
     "MixStage",
     "PoolStage",
     "ReportStage",
     "RopeStage",
+    "SftStage",
     "SynthStage",
     "TrainStage",
     "default_stages",

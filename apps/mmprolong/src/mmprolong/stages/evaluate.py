@@ -1,5 +1,8 @@
 """Stage eval: the base and the trained model on the recipe's evaluation set (lvlm-judge).
 
+"trained" is the last training stage's export: LongPT's (``train/hf``), or the SFT stage's
+(``sft/hf``) in a recipe with ``train.extra_sft``.
+
 The set is the benchmark folder of ``eval.data_dir`` (MMLongBench), or, for a recipe that
 generates its corpus, the QA pairs of the held-out documents, padded with pages of the other
 held-out documents to each of ``eval.lengths`` (lvlm-judge's Extender). Each model gets its
@@ -17,6 +20,7 @@ from mmprolong.stages._require import require
 from mmprolong.stages.pool import pool_path
 from mmprolong.stages.report import Contributor
 from mmprolong.stages.rope import base_checkpoint
+from mmprolong.stages.sft import sft_checkpoint
 from mmprolong.stages.synth import HELD_OUT_RUN, SynthStage
 from mmprolong.stages.train import trained_checkpoint
 from mmprolong_schemas import EvalItem, Recipe, ScoreTable
@@ -85,6 +89,13 @@ def _runner(
     )
 
 
+def final_checkpoint(ctx: StageContext) -> tuple[Path, str]:
+    """The checkpoint evaluated as "trained" and how it came about, in words."""
+    if ctx.recipe.sft_stage is not None:
+        return sft_checkpoint(ctx), "LongPT, then the short-context SFT stage (sft/hf)"
+    return trained_checkpoint(ctx), "after LongPT (train/hf)"
+
+
 def _llm_judge(ctx: StageContext) -> Any:
     """The v1.1 LLM judge when the recipe asks for it; its cache is shared by both models, so
     identical answers are judged once."""
@@ -127,9 +138,11 @@ class EvalStage(Contributor):
         items = _items(ctx, resolver, base)
         if not items:
             raise ValueError("the evaluation set is empty")
+        trained, _ = final_checkpoint(ctx)
+        suffix = "trained+sft" if recipe.sft_stage is not None else "trained"
         models = {
             "base": (base, recipe.init_model),
-            "trained": (trained_checkpoint(ctx), f"{recipe.name}-trained"),
+            "trained": (trained, f"{recipe.name}-{suffix}"),
         }
         counts = {"items": len(items)}
         for label, (path, model_name) in models.items():
@@ -167,6 +180,12 @@ class EvalStage(Contributor):
 
     def contribute(self, ctx: StageContext, data: ReportData) -> None:
         data.scores.update(_score_tables(ctx))
+        if data.scores:
+            trained, how = final_checkpoint(ctx)
+            data.evaluated = {
+                "base": f"the initial checkpoint ({base_checkpoint(ctx)})",
+                "trained": f"{how}: {trained}",
+            }
         if (ctx.dir / COMPARISON_FIGURE).exists():
             data.package_figures["scores"] = (
                 "Score against context length, base vs trained (drawn by lvlm-judge)",

@@ -20,7 +20,17 @@ from mmprolong.report import ReportData
 from mmprolong.stages._require import require
 from mmprolong.stages.pool import PoolStage, held_out_ids, pool_path
 from mmprolong.stages.report import Contributor
-from mmprolong_schemas import VQA_TASKS, Document, Recipe, Task
+from mmprolong_schemas import (
+    VQA_TASKS,
+    Document,
+    Recipe,
+    Sample,
+    Segment,
+    Task,
+    atomic_path,
+    read_jsonl,
+    write_parquet,
+)
 
 TRAIN_RUN = "train"
 HELD_OUT_RUN = "heldout"
@@ -50,6 +60,29 @@ class PoolView:
 
 def run_dir(ctx: StageContext, which: str) -> Path:
     return ctx.stage_dir(SynthStage.name) / which
+
+
+def _ocr_only_samples(view: PoolView, out: Path, assembly: Any, seed: int) -> int:
+    """OCR samples of the selected documents for a recipe without VQA tasks, where there are
+    no QA pairs for qasynth's assembly to find documents by; written beside its samples."""
+    ocr_full_sample, ocr_needle_sample = require(
+        "synth", "qasynth", "ocr_full_sample", "ocr_needle_sample"
+    )
+    doc_ids = sorted({segment.doc_id for segment in read_jsonl(out / "segments.jsonl", Segment)})
+    samples = []
+    for doc_id in doc_ids:
+        document = view.get(doc_id)
+        made = (ocr_full_sample(document, assembly), ocr_needle_sample(document, seed, assembly))
+        samples += [sample for sample in made if sample is not None]
+    return write_parquet(out / "samples" / "ocr.parquet", samples, Sample)
+
+
+def _no_pairs(out: Path) -> None:
+    pairs = out / "qa" / "pairs.jsonl"
+    if not pairs.exists():
+        pairs.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(pairs) as tmp:
+            tmp.write_text("", encoding="utf-8")
 
 
 def _teacher(recipe: Recipe, pool: Any) -> Any:
@@ -107,11 +140,14 @@ class SynthStage(Contributor):
             max_length=mixture.max_length,
         )
         tasks = tuple(task for task in recipe.synth.tasks if task in VQA_TASKS)
-        config = generate_config(tasks=tasks, seed=recipe.synth.seed)
         counts: dict[str, int] = {}
         for which, doc_ids in ((TRAIN_RUN, training), (HELD_OUT_RUN, held_out)):
             if not doc_ids:
                 continue
+            # The held-out set is an evaluation set: every VQA task, whatever the training
+            # tasks are (an OCR-only recipe still needs questions to be scored on).
+            run_tasks = tasks if which == TRAIN_RUN else tuple(VQA_TASKS)
+            config = generate_config(tasks=run_tasks, seed=recipe.synth.seed)
             view = PoolView(pool, doc_ids)
             out = run_dir(ctx, which)
             teacher = _teacher(recipe, view)
@@ -119,24 +155,34 @@ class SynthStage(Contributor):
                 view, out, selection, seed=recipe.synth.seed,
                 pages=recipe.synth.segment_pages, spec=recipe.vision,
             )  # fmt: skip
-            stats = generate_pairs(view, out, teacher, config) if tasks else {"accepted_total": 0}
+            if run_tasks:
+                stats = generate_pairs(view, out, teacher, config)
+            else:
+                # An OCR-only recipe asks the teacher nothing; assembly reads no pairs.
+                _no_pairs(out)
+                stats = {"accepted_total": 0}
             prefix = "" if which == TRAIN_RUN else "heldout_"
             counts[f"{prefix}segments"] = int(segments["segments"])
             counts[f"{prefix}qa_pairs"] = int(stats["accepted_total"])
             if which == TRAIN_RUN:
+                ocr = any(task in OCR_TASKS for task in recipe.synth.tasks)
+                assembly = assemble_config(
+                    spec=recipe.vision,
+                    page_labels=recipe.synth.page_index_text,
+                    max_length=mixture.max_length,
+                )
                 summary = assemble_samples(
                     view,
                     out,
-                    assemble_config(
-                        spec=recipe.vision,
-                        page_labels=recipe.synth.page_index_text,
-                        max_length=mixture.max_length,
-                    ),
-                    ocr=any(task in OCR_TASKS for task in recipe.synth.tasks),
+                    assembly,
+                    # qasynth builds OCR samples beside the QA pairs of each document.
+                    ocr=ocr and bool(tasks),
                     seed=recipe.synth.seed,
                     short_inputs=recipe.synth.short_data,
                 )
                 counts["samples"] = sum(int(n) for n in summary["samples"].values())
+                if ocr and not tasks:
+                    counts["samples"] += _ocr_only_samples(view, out, assembly, recipe.synth.seed)
             ctx.log(
                 f"synth/{which}: {len(doc_ids)} documents, {segments['segments']} segments, "
                 f"{stats['accepted_total']} QA pairs"

@@ -3,38 +3,61 @@
 seqpar-train launches one process per device of the recipe's node (gloo on CPU), checkpoints
 every ``train.checkpoint_every`` steps and resumes from the latest complete checkpoint on a
 rerun; the app adds nothing to that but the paths. The trained weights are exported as a
-Hugging Face folder (``hf/``) for evaluation.
+Hugging Face folder (``hf/``) for evaluation. A recipe on several nodes is trained by a
+launched job instead (see ``stages._training`` and ``mmprolong.launch``).
 """
 
 from __future__ import annotations
 
-import re
+import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from mmprolong.orchestrator import StageContext
 from mmprolong.report import ReportData
 from mmprolong.stages._require import require
+from mmprolong.stages._training import CHECKPOINTS, HF_DIR, step_of, train_and_export
 from mmprolong.stages.mix import MixStage
 from mmprolong.stages.pool import pool_path
 from mmprolong.stages.report import Contributor
 from mmprolong.stages.rope import extended_checkpoint
+from mmprolong.stages.synth import TRAIN_RUN, run_dir
 from mmprolong_schemas import Recipe
 
-HF_DIR = "hf"
-CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
 LOSS_CURVE = "loss_curve.png"
-_STEP = re.compile(r"step-(\d+)$")
 
 
 def trained_checkpoint(ctx: StageContext) -> Path:
     return ctx.stage_dir(TrainStage.name) / HF_DIR
 
 
-def _step_of(checkpoint: Path | None) -> int:
-    match = _STEP.search(checkpoint.name) if checkpoint is not None else None
-    return int(match.group(1)) if match else 0
+def render_workers(recipe: Recipe) -> int:
+    # A demo shares two cores between the ranks: render pages in-process.
+    return 0 if recipe.demo is not None else 2
+
+
+def image_root(roots: Iterable[str]) -> str | None:
+    """The one folder short-context image paths resolve under (seqpar-train's
+    data.image_root), or None when the data has no pictures."""
+    distinct = sorted({str(Path(root).resolve()) for root in roots})
+    if len(distinct) > 1:
+        raise ValueError(
+            f"the short data's images sit in several folders ({', '.join(distinct)}); "
+            "put the short-data files beside one image folder"
+        )
+    return distinct[0] if distinct else None
+
+
+def _short_image_root(ctx: StageContext) -> str | None:
+    summary = run_dir(ctx, TRAIN_RUN) / "samples" / "summary.json"
+    if not summary.exists():
+        return None
+    roots: dict[str, str] = json.loads(summary.read_text(encoding="utf-8")).get(
+        "short_image_roots", {}
+    )
+    return image_root(roots.values())
 
 
 class TrainStage(Contributor):
@@ -42,26 +65,14 @@ class TrainStage(Contributor):
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
         return {
-            "train": recipe.train.model_dump(mode="json"),
+            # Whether an SFT stage follows is not LongPT's business: toggling it keeps train.
+            "train": recipe.train.model_dump(mode="json", exclude={"extra_sft"}),
             "vision": recipe.vision.model_dump(mode="json"),
         }
 
     def run(self, ctx: StageContext) -> dict[str, int]:
-        train_config, launch_local, latest_checkpoint, export_hf = require(
-            self.name,
-            "seqpar_train",
-            "TrainConfig",
-            "launch_local",
-            "latest_checkpoint",
-            "export_hf",
-        )
+        (train_config,) = require(self.name, "seqpar_train", "TrainConfig")
         recipe = ctx.recipe
-        parallel = recipe.train.parallel
-        if parallel.nodes > 1:
-            raise ValueError(
-                f"the recipe trains on {parallel.nodes} nodes; `mmprolong run` launches one: run "
-                "`mmprolong train train` on every node instead (see docs/mmprolong.md)"
-            )
         config = train_config.from_recipe(
             recipe,
             output_dir=str(ctx.dir),
@@ -69,36 +80,19 @@ class TrainStage(Contributor):
             data={
                 "mixture": str(ctx.stage_dir(MixStage.name)),
                 "pool": str(pool_path(ctx)),
+                "image_root": _short_image_root(ctx),
                 "vision": recipe.vision.model_dump(mode="json"),
-                # A demo shares two cores between the ranks: render pages in-process.
-                "num_workers": 0 if recipe.demo is not None else 2,
+                "num_workers": render_workers(recipe),
             },
         )
-        resumed_from = _step_of(latest_checkpoint(ctx.dir / CHECKPOINTS))
-        if resumed_from:
-            ctx.log(f"train: resuming from step {resumed_from} of {config.steps}")
-        results = launch_local(config, parallel.gpus_per_node)
-        result = results[0]
-        if result.stopped_early:
-            raise RuntimeError(f"training stopped at step {result.steps_done} of {config.steps}")
-        if not trained_checkpoint(ctx).exists():
-            # The export appears atomically after the last step: an existing one is final.
-            import torch
-
-            dtype = torch.float32 if recipe.train.dtype == "float32" else torch.bfloat16
-            export_hf(config, trained_checkpoint(ctx), dtype=dtype)
-        return {
-            "steps": result.steps_done,
-            "resumed_from_step": resumed_from,
-            "skipped_samples": result.skipped_samples,
-        }
+        return train_and_export(ctx, config, trained_checkpoint(ctx), recipe.train.dtype)
 
     def progress(self, ctx: StageContext) -> dict[str, int]:
         try:
             (latest_checkpoint,) = require(self.name, "seqpar_train", "latest_checkpoint")
         except RuntimeError:
             return {}
-        return {"checkpoint_step": _step_of(latest_checkpoint(ctx.dir / CHECKPOINTS))}
+        return {"checkpoint_step": step_of(latest_checkpoint(ctx.dir / CHECKPOINTS))}
 
     def contribute(self, ctx: StageContext, data: ReportData) -> None:
         (read_metrics,) = require(self.name, "seqpar_train.metrics", "read_metrics")
