@@ -167,6 +167,9 @@ def _materialisation(file: Path, pages: list[int], work: Path) -> list[Result]:
     assert pages == list(range(first, last + 1))
 
     def ours() -> None:
+        write_pages(file, pages, out, dpi=144, fmt="jpeg", quality=90, encoders=0)
+
+    def ours_pipelined() -> None:
         write_pages(file, pages, out, dpi=144, fmt="jpeg", quality=90)
 
     def pixmap_only() -> None:
@@ -182,13 +185,23 @@ def _materialisation(file: Path, pages: list[int], work: Path) -> list[Result]:
         command += ["-f", str(first), "-l", str(last), str(file), str(out / "poppler")]
         subprocess.run(command, check=True)
 
-    runs: list[Callable[[], object]] = [ours, pixmap_only] + ([poppler] if pdftoppm else [])
-    # All three are single-threaded: CPU time is their wall time on an idle core.
+    runs: list[Callable[[], object]] = [ours, pixmap_only, ours_pipelined]
+    runs += [poppler] if pdftoppm else []
+    # ours, pixmap_only and pdftoppm are single-threaded: CPU time is their wall time on an
+    # idle core. The default write_pages encodes on two threads beside the rasteriser: its
+    # figure is wall time, which needs a second idle core to show.
     timings = _paired(*runs, repeats=3)
-    seconds, bare, *theirs = (timing.cpu for timing in timings)
-    walls = {"ours_wall_s": timings[0].wall, "pixmap_wall_s": timings[1].wall}
+    seconds, bare, _, *theirs = (timing.cpu for timing in timings)
+    pipelined = timings[2]
+    walls = {
+        "ours_wall_s": timings[0].wall,
+        "pixmap_wall_s": timings[1].wall,
+        "pipelined_wall_s": pipelined.wall,
+        "pipelined_cpu_s": pipelined.cpu,
+        "load_average": os.getloadavg()[0],
+    }
     if pdftoppm:
-        walls["pdftoppm_wall_s"] = timings[2].wall
+        walls["pdftoppm_wall_s"] = timings[3].wall
     label = f"{file.name}, {len(pages)} pages"
     results = [
         Result(
@@ -212,9 +225,9 @@ def _materialisation(file: Path, pages: list[int], work: Path) -> list[Result]:
             )
         )
         return results
-    results.append(
+    results += [
         Result(
-            name=f"materialise vs pdftoppm -r 144 -jpeg ({label})",
+            name=f"materialise vs pdftoppm -r 144 -jpeg, one thread, CPU ({label})",
             value=len(pages) / seconds,
             unit="pages/s",
             baseline=len(pages) / theirs[0],
@@ -222,8 +235,18 @@ def _materialisation(file: Path, pages: list[int], work: Path) -> list[Result]:
             target=">= 3x",
             passed=theirs[0] / seconds >= 3,
             details={"ours_cpu_s": seconds, "pdftoppm_cpu_s": theirs[0], **walls},
-        )
-    )
+        ),
+        Result(
+            name=f"materialise vs pdftoppm -r 144 -jpeg, default 2 encoder threads, wall ({label})",
+            value=len(pages) / pipelined.wall,
+            unit="pages/s",
+            baseline=len(pages) / timings[3].wall,
+            baseline_name="pdftoppm",
+            target=">= 3x",
+            passed=timings[3].wall / pipelined.wall >= 3,
+            details={"ours_cpu_s": seconds, "pdftoppm_cpu_s": theirs[0], **walls},
+        ),
+    ]
     return results
 
 

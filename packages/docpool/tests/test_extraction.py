@@ -140,3 +140,28 @@ def test_jpeg_files_match_the_rendered_pages(
         a, b = decoded.tobytes(), image.tobytes()
         mean_error = sum(abs(x - y) for x, y in zip(a[::97], b[::97], strict=True)) / len(a[::97])
         assert mean_error < 2.0
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png"])
+def test_pipelined_encoding_writes_what_one_thread_writes(
+    corpus: tuple[Path, CorpusTruth], tmp_path: Path, fmt: str
+) -> None:
+    folder, truth = corpus
+    pdf = folder / truth.documents[0].file
+    pages = [5, 1, 2, 3, 4, 6]  # more pages than the encoders' queue holds, in any order
+    serial = write_pages(pdf, pages, tmp_path / "serial", dpi=72, fmt=fmt, encoders=0)
+    threaded = write_pages(pdf, pages, tmp_path / "threaded", dpi=72, fmt=fmt, encoders=2)
+    assert [p.name for p in threaded] == [p.name for p in serial]
+    assert [p.name for p in serial][0].endswith("p0005." + ("jpg" if fmt == "jpeg" else fmt))
+    assert [p.read_bytes() for p in threaded] == [p.read_bytes() for p in serial]
+    assert not list((tmp_path / "threaded").glob(".*.tmp"))  # no temporary file left
+
+
+def test_a_missing_page_stops_the_writer_and_leaves_no_partial_file(
+    corpus: tuple[Path, CorpusTruth], tmp_path: Path
+) -> None:
+    folder, truth = corpus
+    pdf = folder / truth.documents[0].file
+    with pytest.raises(IndexError, match="has no page 999"):
+        write_pages(pdf, [1, 999], tmp_path, dpi=72)
+    assert sorted(p.name for p in tmp_path.iterdir()) in ([], ["page-p0001.jpg"])

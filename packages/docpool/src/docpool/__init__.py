@@ -22,7 +22,14 @@ from docpool.hashes import read_hash_file, write_hash_file
 from docpool.ingest import IngestReport, ingest
 from docpool.parse import DocumentRejected, RejectReason
 from docpool.pool import Alias, NotAPool, Pool, PoolLocked, Reject
-from docpool.render import render_pages, save_image, write_pages
+from docpool.render import (
+    encode_image,
+    jpeg_bytes,
+    pixmap_pixels,
+    render_pages,
+    save_image,
+    write_pages,
+)
 from docpool.tokens import spec_for
 
 __version__ = "0.1.0"
@@ -44,9 +51,12 @@ __all__ = [
     "SectionTruth",
     "TableTruth",
     "__version__",
+    "encode_image",
     "ingest",
+    "jpeg_bytes",
     "load_truth",
     "make_corpus",
+    "pixmap_pixels",
     "read_hash_file",
     "render_pages",
     "save_image",

@@ -1,21 +1,31 @@
 """Pages as pixels, rendered on demand from the stored PDF (nothing is stored as an image).
 
 Rasterising is PyMuPDF's job; encoding is not (its own PNG and JPEG encoders are about ten
-times slower than its rasteriser). JPEG files are encoded by simplejpeg (libjpeg-turbo) straight
-from the pixmap's memory: Pillow keeps RGB as four bytes a pixel, so handing it a pixmap costs a
+times slower than its rasteriser). JPEG is encoded by simplejpeg (libjpeg-turbo) straight from
+the pixmap's memory: Pillow keeps RGB as four bytes a pixel, so handing it a pixmap costs a
 conversion pass before it encodes, a third of the encoding time. PNG and WebP go through Pillow.
+Encoding a page costs more than rasterising it, and both encoders release the GIL, so
+``write_pages`` encodes on a small thread pool while the next page is rasterised (PyMuPDF is
+not thread-safe: rasterising stays on the calling thread).
 """
 
 from __future__ import annotations
 
+import io
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pymupdf
 import simplejpeg
 from PIL import Image
 
+from mmprolong_schemas import atomic_path
+
+JPEG_QUALITY = 90
 FORMATS = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 
 
@@ -37,17 +47,52 @@ def render_pages(
         return images
 
 
-def save_image(image: Image.Image, path: Path, fmt: str, quality: int = 90) -> None:
-    """Encode through Pillow; ``fmt`` is jpeg, png or webp."""
+def pixmap_pixels(pixmap: Any) -> np.ndarray:
+    """A ``(height, width, n)`` uint8 view of a pixmap's own memory (no copy; rows may be
+    padded to ``stride``): valid while the pixmap lives."""
+    rows = np.frombuffer(pixmap.samples_mv, dtype=np.uint8).reshape(pixmap.height, pixmap.stride)
+    return rows[:, : pixmap.width * pixmap.n].reshape(pixmap.height, pixmap.width, pixmap.n)
+
+
+def jpeg_bytes(pixels: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """JPEG of an ``(height, width, 3)`` uint8 RGB array: 4:2:0 chroma and the accurate DCT,
+    what Pillow and pdftoppm write at the same quality."""
+    return bytes(
+        simplejpeg.encode_jpeg(
+            np.ascontiguousarray(pixels),
+            quality=quality,
+            colorspace="RGB",
+            colorsubsampling="420",
+            fastdct=False,
+        )
+    )
+
+
+def _format_name(fmt: str) -> str:
     name = FORMATS.get(fmt.lower())
     if name is None:
         raise ValueError(f"image format {fmt!r} is not one of jpeg, png, webp")
-    options: dict[str, object] = {}
-    if name in ("JPEG", "WEBP"):
-        options["quality"] = quality
+    return name
+
+
+def encode_image(pixels: np.ndarray, fmt: str = "jpeg", quality: int = JPEG_QUALITY) -> bytes:
+    """``pixels`` (RGB, ``(height, width, 3)``) as a jpeg, png or webp file's bytes."""
+    name = _format_name(fmt)
+    if name == "JPEG":
+        return jpeg_bytes(pixels, quality)
+    options: dict[str, object] = {"quality": quality} if name == "WEBP" else {}
     if name == "PNG":
         options["compress_level"] = 1  # PNG is lossless anyway; level 1 is several times faster
-    image.save(path, format=name, **options)
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels), "RGB").save(buffer, format=name, **options)
+    return buffer.getvalue()
+
+
+def save_image(image: Image.Image, path: Path, fmt: str, quality: int = JPEG_QUALITY) -> None:
+    """Encode ``image`` as jpeg, png or webp into ``path`` (written atomically)."""
+    data = encode_image(np.asarray(image.convert("RGB")), fmt, quality)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_pages(
@@ -57,51 +102,50 @@ def write_pages(
     *,
     dpi: float = 144.0,
     fmt: str = "jpeg",
-    quality: int = 90,
+    quality: int = JPEG_QUALITY,
     stem: str = "page",
+    encoders: int = 2,
 ) -> list[Path]:
-    """Render and encode pages straight to files ``<stem>-p0001.jpg`` ...; JPEG is encoded
-    from the pixmap's memory, without the copy ``render_pages`` makes."""
-    name = FORMATS.get(fmt.lower())
-    if name is None:
-        raise ValueError(f"image format {fmt!r} is not one of jpeg, png, webp")
+    """Render and encode pages straight to files ``<stem>-p0001.jpg`` ... (each written
+    atomically). ``encoders`` threads encode while the next page is rasterised; 0 encodes each
+    page on this thread right after rasterising it, without copying its pixels."""
+    name = _format_name(fmt)
+    if encoders < 0:
+        raise ValueError(f"encoders must not be negative, got {encoders}")
     suffix = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}[name]
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
     zoom = dpi / 72.0
-    with pymupdf.open(pdf_path) as doc:
-        for number in pages:
-            if not 1 <= number <= doc.page_count:
-                raise IndexError(f"{pdf_path} has no page {number} (1-{doc.page_count})")
-            pixmap = doc.load_page(number - 1).get_pixmap(
-                matrix=pymupdf.Matrix(zoom, zoom), alpha=False
-            )
-            path = out_dir / f"{stem}-p{number:04d}.{suffix}"
-            if name == "JPEG":
-                # 4:2:0 chroma, accurate DCT: what Pillow and pdftoppm write at this quality.
-                rows = np.frombuffer(pixmap.samples_mv, dtype=np.uint8).reshape(
-                    pixmap.height, pixmap.stride
+
+    def save(pixels: np.ndarray, path: Path) -> Path:
+        data = encode_image(pixels, fmt, quality)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+        return path
+
+    pool = ThreadPoolExecutor(encoders, thread_name_prefix="docpool-encode") if encoders else None
+    pending: deque[Future[Path]] = deque()
+    written: list[Path] = []
+    try:
+        with pymupdf.open(pdf_path) as doc:
+            for number in pages:
+                if not 1 <= number <= doc.page_count:
+                    raise IndexError(f"{pdf_path} has no page {number} (1-{doc.page_count})")
+                pixmap = doc.load_page(number - 1).get_pixmap(
+                    matrix=pymupdf.Matrix(zoom, zoom), alpha=False
                 )
-                pixels = np.ascontiguousarray(rows[:, : pixmap.width * 3]).reshape(
-                    pixmap.height, pixmap.width, 3
-                )
-                data = simplejpeg.encode_jpeg(
-                    pixels, quality=quality, colorspace="RGB", colorsubsampling="420"
-                )
-                path.write_bytes(data)
-            else:
-                # The image borrows the pixmap's buffer; both live until the file is written.
-                image = Image.frombuffer(
-                    "RGB",
-                    (pixmap.width, pixmap.height),
-                    pixmap.samples_mv,
-                    "raw",
-                    "RGB",
-                    pixmap.stride,
-                    1,
-                )
-                save_image(image, path, fmt, quality)
-                del image
-            del pixmap
-            written.append(path)
+                path = out_dir / f"{stem}-p{number:04d}.{suffix}"
+                if pool is None:
+                    written.append(save(pixmap_pixels(pixmap), path))
+                    continue
+                # A copy the encoder owns: the pixmap is freed here, on the rasterising thread
+                # (freeing MuPDF memory beside a rasterisation is not safe either).
+                pending.append(pool.submit(save, np.array(pixmap_pixels(pixmap)), path))
+                del pixmap
+                # Bounded memory: at most two pages a thread wait for their encoder.
+                while len(pending) > 2 * encoders:
+                    written.append(pending.popleft().result())
+        written += [future.result() for future in pending]
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     return written

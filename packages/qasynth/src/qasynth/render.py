@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import simplejpeg
 from PIL import Image
 
-JPEG_QUALITY = 90
+from docpool import jpeg_bytes, pixmap_pixels
+from docpool.render import JPEG_QUALITY
+
 DEFAULT_CACHE_BYTES = 256 << 20
 _PREFIX = b"data:image/jpeg;base64,"
 
@@ -61,22 +62,8 @@ class DataURI(str):
         return (self.ascii,)
 
 
-def encode_pixels(pixels: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
-    """JPEG bytes of an ``(height, width, 3)`` uint8 RGB array: 4:2:0 chroma and the accurate
-    DCT, as Pillow writes at the same quality (the fast DCT saves nothing measurable here)."""
-    return bytes(
-        simplejpeg.encode_jpeg(
-            np.ascontiguousarray(pixels),
-            quality=quality,
-            colorspace="RGB",
-            colorsubsampling="420",
-            fastdct=False,
-        )
-    )
-
-
 def encode_jpeg(image: Image.Image, quality: int = JPEG_QUALITY) -> bytes:
-    return encode_pixels(np.asarray(image.convert("RGB")), quality)
+    return jpeg_bytes(np.asarray(image.convert("RGB")), quality)
 
 
 def jpeg_uri(jpeg: bytes) -> DataURI:
@@ -209,16 +196,10 @@ class PageImages:
                 pixmap = pdf.load_page(number - 1).get_pixmap(
                     matrix=pymupdf.Matrix(zoom, zoom), alpha=False
                 )
-                # A view of the pixmap's own memory (rows may be padded to ``stride``); the
-                # pixmap travels with it to stay alive.
-                rows = np.frombuffer(pixmap.samples_mv, dtype=np.uint8).reshape(
-                    pixmap.height, pixmap.stride
-                )
-                pixels = rows[:, : pixmap.width * pixmap.n].reshape(
-                    pixmap.height, pixmap.width, pixmap.n
-                )
+                # A view of the pixmap's own memory: the pixmap travels with it to stay alive.
+                pixels = pixmap_pixels(pixmap)
                 self._encode_later((doc_id, number), future, pixels, pixmap)
-                del rows, pixels, pixmap
+                del pixels, pixmap
         self._release_spent()
 
     def _release_spent(self) -> None:
@@ -246,7 +227,7 @@ class PageImages:
     ) -> None:
         try:
             page = EncodedPage(
-                jpeg_uri(encode_pixels(pixels, self.quality)), pixels.shape[1], pixels.shape[0]
+                jpeg_uri(jpeg_bytes(pixels, self.quality)), pixels.shape[1], pixels.shape[0]
             )
         except BaseException as error:
             self._fail(key, future, error)
