@@ -146,3 +146,35 @@ def test_kill_mid_train_then_rerun_resumes(tmp_path: Path) -> None:
     assert train is not None
     assert train.status == "done"
     assert train.counts["resumed_from_step"] > 0
+
+
+def _records(run_dir: Path) -> dict[str, object]:
+    """What the data stages wrote, order aside: pool documents, QA pairs, mixture rows."""
+    import pyarrow.parquet as pq
+
+    from docpool import Pool
+
+    pairs = run_dir / "synth" / "train" / "qa" / "pairs.jsonl"
+    rows = [
+        (row["sample_id"], row["task"], row["est_tokens"])
+        for shard in sorted((run_dir / "mix").glob("samples-*.parquet"))
+        for row in pq.read_table(shard, columns=["sample_id", "task", "est_tokens"]).to_pylist()
+    ]
+    return {
+        "documents": sorted(Pool(run_dir / "pool" / "pool").doc_ids()),
+        "pairs": sorted(pairs.read_text(encoding="utf-8").splitlines()),
+        "mixture": sorted(rows),
+    }
+
+
+def test_data_stages_on_ray_write_what_local_wrote(demo_run: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    run_dir = tmp_path / "run"
+    _run(
+        "run", "demo-tiny", "--run-dir", str(run_dir), "--until", "mix", "--executor", "ray",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert set(_finished_at(run_dir)) == {"pool", "synth", "mix"}
+    on_ray, local = _records(run_dir), _records(demo_run)
+    assert on_ray["documents"] and on_ray["pairs"] and on_ray["mixture"]
+    assert on_ray == local

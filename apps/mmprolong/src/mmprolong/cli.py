@@ -94,8 +94,16 @@ def _run_recipe(
     until: str | None,
     pdfs: list[Path],
     dry_run: bool,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> Path:
-    from mmprolong.orchestrator import Pipeline, StageFailed, StageLaunched, StageUnavailable
+    from mmprolong.orchestrator import (
+        Execution,
+        Pipeline,
+        StageFailed,
+        StageLaunched,
+        StageUnavailable,
+    )
     from mmprolong.recipes import apply_overrides, load_recipe
     from mmprolong.stages import default_stages
 
@@ -105,10 +113,11 @@ def _run_recipe(
             recipe = apply_overrides(
                 recipe, {"pool.inputs": [str(p.resolve()) for p in pdfs]}, "--pdfs"
             )
+        execution = Execution(executor, ray_address)  # type: ignore[arg-type]
     except (FileNotFoundError, ValueError) as error:
         _fail(str(error))
     target = run_dir or Path("runs") / recipe.name
-    pipeline = Pipeline(default_stages(recipe), target)
+    pipeline = Pipeline(default_stages(recipe), target, execution)
     console.print(f"recipe [bold]{recipe.name}[/bold] -> run directory {target}")
     if dry_run:
         try:
@@ -193,6 +202,19 @@ def run(
         typer.Option("--pdfs", help="PDF file or folder to pool (repeatable); sets pool.inputs."),
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the plan and change nothing.")] = False,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="Where the data stages' per-record work runs: 'local' (this machine's "
+            "processes) or 'ray' (pool ingest, teacher calls as actors, assembly, mixing and "
+            "scoring on a Ray cluster; needs the packages' [ray] extra). Not part of the "
+            "recipe: both write the same records."
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to join with --executor ray [default: a local instance]."),
+    ] = None,
 ) -> None:
     """Run a recipe through pool -> synth -> mix -> rope -> train -> eval -> report.
 
@@ -201,7 +223,7 @@ def run(
     A recipe with train.extra_sft adds an sft stage after train. A training stage on more
     than one node stops the run (exit code 3) after writing its launch files (torchrun per
     node, sbatch) into RUN/<stage>/launch/; rerun once that job has finished."""
-    _run_recipe(recipe, run_dir, from_stage, until, pdfs or [], dry_run)
+    _run_recipe(recipe, run_dir, from_stage, until, pdfs or [], dry_run, executor, ray_address)
 
 
 @app.command("launch-train")

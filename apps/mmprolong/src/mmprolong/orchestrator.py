@@ -66,6 +66,38 @@ AWAITING_LAUNCH = "awaiting_launch"
 
 
 @dataclass
+class Execution:
+    """Where the data stages' per-record steps run: in this machine's processes (``local``)
+    or on a Ray cluster (``ray``: pool ingest, teacher calls, assembly, mixing and scoring go
+    through the packages' Ray executor and actors). A run-time choice, not part of the
+    recipe: both write the same records, so switching never invalidates a stage."""
+
+    kind: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    _steps: Any = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("local", "ray"):
+            raise ValueError(f"the executor is local or ray, not {self.kind!r}")
+        if self.ray_address is not None and self.kind != "ray":
+            raise ValueError("a Ray address needs the ray executor")
+
+    @property
+    def on_ray(self) -> bool:
+        return self.kind == "ray"
+
+    def steps(self) -> Any:
+        """The Executor for map steps on Ray (made once), or None: each package's default."""
+        if not self.on_ray:
+            return None
+        if self._steps is None:
+            from mmprolong_schemas.executor import make_executor
+
+            self._steps = make_executor("ray", ray_address=self.ray_address)
+        return self._steps
+
+
+@dataclass
 class StageContext:
     """What a stage gets when it runs: where to write and where its upstream stages wrote."""
 
@@ -73,6 +105,7 @@ class StageContext:
     recipe: Recipe
     name: str
     log: Callable[[str], None] = print
+    execution: Execution = field(default_factory=Execution)
 
     @property
     def dir(self) -> Path:
@@ -192,12 +225,13 @@ def _pid_alive(lock: Path) -> bool:
 class Pipeline:
     """An ordered chain of stages over one run directory."""
 
-    def __init__(self, stages: Sequence[Stage], run_dir: Path):
+    def __init__(self, stages: Sequence[Stage], run_dir: Path, execution: Execution | None = None):
         names = [stage.name for stage in stages]
         if len(set(names)) != len(names) or not all(names):
             raise ValueError(f"stage names must be unique and non-empty: {names}")
         self.stages = list(stages)
         self.run_dir = Path(run_dir)
+        self.execution = execution or Execution()
 
     @property
     def names(self) -> list[str]:
@@ -211,7 +245,13 @@ class Pipeline:
     def context(
         self, recipe: Recipe, stage: Stage, log: Callable[[str], None] = print
     ) -> StageContext:
-        return StageContext(run_dir=self.run_dir, recipe=recipe, name=stage.name, log=log)
+        return StageContext(
+            run_dir=self.run_dir,
+            recipe=recipe,
+            name=stage.name,
+            log=log,
+            execution=self.execution,
+        )
 
     def hashes(self, recipe: Recipe) -> list[str]:
         """Each stage's hash: its own config chained with the hash of the stage before."""

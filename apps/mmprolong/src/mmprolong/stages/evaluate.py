@@ -155,6 +155,7 @@ class EvalStage(Contributor):
                 judge=recipe.eval.judge,
                 llm_judge=llm_judge,
                 settings={"model": str(path), "recipe": recipe.name},
+                executor=ctx.execution.steps(),
             )
             close = getattr(runner, "close", None)
             if callable(close):

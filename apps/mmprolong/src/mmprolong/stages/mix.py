@@ -39,7 +39,11 @@ class MixStage(Contributor):
         (build_mixture,) = require(self.name, "qasynth", "build_mixture")
         inputs = ctx.stage_dir(SynthStage.name) / TRAIN_RUN / "samples"
         report = build_mixture(
-            [inputs], ctx.dir, ctx.recipe.mixture, shortfall=_shortfall(ctx.recipe)
+            [inputs],
+            ctx.dir,
+            ctx.recipe.mixture,
+            shortfall=_shortfall(ctx.recipe),
+            executor=ctx.execution.steps(),
         )
         samples = int(report["total"].get("samples", 0))
         tokens = int(report["total"].get("total_tokens", 0))

@@ -79,6 +79,7 @@ class PoolStage(Contributor):
             min_pages=recipe.pool.min_pages,
             max_pages=recipe.pool.max_pages,
             progress=True,
+            executor=ctx.execution.steps(),
             command=["mmprolong", "run", recipe.name],
         )
         pool = pool_class(pool_path(ctx))

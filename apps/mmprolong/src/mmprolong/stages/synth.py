@@ -85,16 +85,22 @@ def _no_pairs(out: Path) -> None:
             tmp.write_text("", encoding="utf-8")
 
 
-def _teacher(recipe: Recipe, pool: Any) -> Any:
+def _teacher(ctx: StageContext, view: PoolView) -> Any:
+    """The recipe's teacher: in this process, or on Ray as actors (one per GPU for model
+    backends) that open the pool themselves."""
+    synth = ctx.recipe.synth
+    options = {
+        "model": synth.teacher_model,
+        "base_url": synth.teacher_base_url,
+        "spec": ctx.recipe.vision,
+    }
+    if ctx.execution.on_ray:
+        (make_actor_teacher,) = require("synth", "qasynth.teachers.actors", "make_actor_teacher")
+        return make_actor_teacher(
+            synth.teacher, pool_path(ctx), address=ctx.execution.ray_address, **options
+        )
     (make_teacher,) = require("synth", "qasynth", "make_teacher")
-    synth = recipe.synth
-    return make_teacher(
-        synth.teacher,
-        pool,
-        model=synth.teacher_model,
-        base_url=synth.teacher_base_url,
-        spec=recipe.vision,
-    )
+    return make_teacher(synth.teacher, view, **options)
 
 
 class SynthStage(Contributor):
@@ -150,13 +156,16 @@ class SynthStage(Contributor):
             config = generate_config(tasks=run_tasks, seed=recipe.synth.seed)
             view = PoolView(pool, doc_ids)
             out = run_dir(ctx, which)
-            teacher = _teacher(recipe, view)
             segments = segment_pool(
                 view, out, selection, seed=recipe.synth.seed,
                 pages=recipe.synth.segment_pages, spec=recipe.vision,
             )  # fmt: skip
             if run_tasks:
-                stats = generate_pairs(view, out, teacher, config)
+                teacher = _teacher(ctx, view)
+                try:
+                    stats = generate_pairs(view, out, teacher, config)
+                finally:
+                    teacher.close()
             else:
                 # An OCR-only recipe asks the teacher nothing; assembly reads no pairs.
                 _no_pairs(out)
@@ -179,6 +188,7 @@ class SynthStage(Contributor):
                     ocr=ocr and bool(tasks),
                     seed=recipe.synth.seed,
                     short_inputs=recipe.synth.short_data,
+                    executor=ctx.execution.steps(),
                 )
                 counts["samples"] = sum(int(n) for n in summary["samples"].values())
                 if ocr and not tasks:
