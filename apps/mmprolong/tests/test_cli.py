@@ -215,3 +215,12 @@ def test_pdfs_option_sets_the_pool_inputs(tmp_path: Path, monkeypatch: pytest.Mo
     args = ["run", "mmprolong-qwen2.5-vl-7b", "--run-dir", str(run_dir), "--pdfs", str(pdfs)]
     assert runner.invoke(app, args).exit_code == 0
     assert load_run_recipe(run_dir).pool.inputs == [str(pdfs.resolve())]
+
+
+def test_run_names_a_bad_executor(tmp_path) -> None:
+    result = runner.invoke(
+        app, ["run", "demo-tiny", "--run-dir", str(tmp_path / "r"), "--executor", "slurm"]
+    )
+    assert result.exit_code != 0
+    assert "local or ray" in result.output
+    assert not (tmp_path / "r").exists()  # refused before anything was written

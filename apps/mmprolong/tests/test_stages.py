@@ -138,13 +138,13 @@ def test_the_openai_teacher_runs_inside_a_pipeline(monkeypatch: pytest.MonkeyPat
         },
         "test",
     )
-    teacher = _teacher(recipe, pool=None)
+    teacher = _teacher(StageContext(Path("run"), recipe, "synth"), view=None)
     assert isinstance(teacher, OpenAITeacher)
     assert teacher.base_url == "http://127.0.0.1:8000/v1"
     assert teacher.dpi == recipe.vision.dpi
     missing = apply_overrides(recipe, {"synth.teacher_base_url": None}, "test")
     with pytest.raises(ValueError, match="needs a base URL"):
-        _teacher(missing, pool=None)
+        _teacher(StageContext(Path("run"), missing, "synth"), view=None)
 
 
 def test_the_llm_judge_runs_inside_a_pipeline(
@@ -181,3 +181,13 @@ def test_short_data_share_needs_short_data_files(tmp_path: Path) -> None:
     ctx = _context(tmp_path, **{"mixture.short_share": 0.4})
     with pytest.raises(ValueError, match=r"short_share is 0.4 but synth.short_data lists no"):
         SynthStage().run(ctx)
+
+
+def test_the_executor_is_checked_and_local_runs_in_process() -> None:
+    from mmprolong.orchestrator import Execution
+
+    assert Execution().steps() is None and not Execution().on_ray
+    with pytest.raises(ValueError, match="local or ray"):
+        Execution("slurm")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs the ray executor"):
+        Execution("local", "127.0.0.1:6379")
