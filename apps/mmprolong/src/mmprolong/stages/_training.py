@@ -22,6 +22,7 @@ from mmprolong.stages._require import require
 
 CHECKPOINTS = "checkpoints"
 HF_DIR = "hf"
+METRICS = "metrics.jsonl"
 _STEP = re.compile(r"step-(\d+)$")
 
 ResultT = TypeVar("ResultT")
@@ -30,6 +31,25 @@ ResultT = TypeVar("ResultT")
 def step_of(checkpoint: Path | None) -> int:
     match = _STEP.search(checkpoint.name) if checkpoint is not None else None
     return int(match.group(1)) if match else 0
+
+
+def checkpoint_progress(ctx: StageContext) -> dict[str, int]:
+    """The step of the stage's latest complete checkpoint, for ``status``."""
+    try:
+        (latest_checkpoint,) = require(ctx.name, "seqpar_train", "latest_checkpoint")
+    except RuntimeError:
+        return {}
+    return {"checkpoint_step": step_of(latest_checkpoint(ctx.dir / CHECKPOINTS))}
+
+
+def logged_losses(ctx: StageContext) -> list[tuple[int, float]]:
+    """(step, loss) of every step seqpar-train logged in the stage's folder."""
+    (read_metrics,) = require(ctx.name, "seqpar_train.metrics", "read_metrics")
+    return [
+        (int(record["step"]), float(record["loss"]))
+        for record in read_metrics(ctx.dir / METRICS)
+        if "loss" in record and "step" in record
+    ]
 
 
 def in_launched_job() -> bool:

@@ -23,15 +23,15 @@ from mmprolong.orchestrator import StageContext
 from mmprolong.report import ReportData
 from mmprolong.stages._require import require
 from mmprolong.stages._training import (
-    CHECKPOINTS,
     HF_DIR,
+    checkpoint_progress,
+    logged_losses,
     on_rank_zero,
-    step_of,
     train_and_export,
 )
 from mmprolong.stages.pool import pool_path
 from mmprolong.stages.report import Contributor
-from mmprolong.stages.train import METRICS, image_root, render_workers, trained_checkpoint
+from mmprolong.stages.train import image_root, render_workers, trained_checkpoint
 from mmprolong_schemas import (
     ImagePart,
     Recipe,
@@ -230,16 +230,7 @@ class SftStage(Contributor):
         return counts | {"samples": int(summary["samples"]), "tokens": int(summary["tokens"])}
 
     def progress(self, ctx: StageContext) -> dict[str, int]:
-        try:
-            (latest_checkpoint,) = require(self.name, "seqpar_train", "latest_checkpoint")
-        except RuntimeError:
-            return {}
-        return {"checkpoint_step": step_of(latest_checkpoint(ctx.dir / CHECKPOINTS))}
+        return checkpoint_progress(ctx)
 
     def contribute(self, ctx: StageContext, data: ReportData) -> None:
-        (read_metrics,) = require(self.name, "seqpar_train.metrics", "read_metrics")
-        data.sft_loss = [
-            (int(record["step"]), float(record["loss"]))
-            for record in read_metrics(ctx.dir / METRICS)
-            if "loss" in record and "step" in record
-        ]
+        data.sft_loss = logged_losses(ctx)

@@ -17,7 +17,12 @@ from typing import Any
 from mmprolong.orchestrator import StageContext
 from mmprolong.report import ReportData
 from mmprolong.stages._require import require
-from mmprolong.stages._training import CHECKPOINTS, HF_DIR, step_of, train_and_export
+from mmprolong.stages._training import (
+    HF_DIR,
+    checkpoint_progress,
+    logged_losses,
+    train_and_export,
+)
 from mmprolong.stages.mix import MixStage
 from mmprolong.stages.pool import pool_path
 from mmprolong.stages.report import Contributor
@@ -25,7 +30,6 @@ from mmprolong.stages.rope import extended_checkpoint
 from mmprolong.stages.synth import TRAIN_RUN, run_dir
 from mmprolong_schemas import Recipe
 
-METRICS = "metrics.jsonl"
 LOSS_CURVE = "loss_curve.png"
 
 
@@ -88,19 +92,10 @@ class TrainStage(Contributor):
         return train_and_export(ctx, config, trained_checkpoint(ctx), recipe.train.dtype)
 
     def progress(self, ctx: StageContext) -> dict[str, int]:
-        try:
-            (latest_checkpoint,) = require(self.name, "seqpar_train", "latest_checkpoint")
-        except RuntimeError:
-            return {}
-        return {"checkpoint_step": step_of(latest_checkpoint(ctx.dir / CHECKPOINTS))}
+        return checkpoint_progress(ctx)
 
     def contribute(self, ctx: StageContext, data: ReportData) -> None:
-        (read_metrics,) = require(self.name, "seqpar_train.metrics", "read_metrics")
-        data.loss = [
-            (int(record["step"]), float(record["loss"]))
-            for record in read_metrics(ctx.dir / METRICS)
-            if "loss" in record and "step" in record
-        ]
+        data.loss = logged_losses(ctx)
         if (ctx.dir / LOSS_CURVE).exists():
             data.package_figures["loss"] = (
                 "Training loss and learning rate (drawn by seqpar-train)",
