@@ -111,13 +111,21 @@ def sp_loss_and_grads(scenario: Scenario) -> tuple[float, dict[str, torch.Tensor
     label_tokens = all_reduce_sum(out.label_tokens, group)
     (out.loss_sum / label_tokens.clamp(min=1.0)).backward()
     loss = float(group_mean_loss(out.loss_sum, out.label_tokens, group))
+    return loss, _summed_grads(model, group)
+
+
+def _summed_grads(
+    model: torch.nn.Module, group: dist.ProcessGroup | None
+) -> dict[str, torch.Tensor]:
+    """Every parameter's gradient summed over the SP group (zeros where there is none), on
+    CPU: each rank holds its slice's share of a weight's gradient."""
     grads = {}
     for name, param in model.named_parameters():
         grad = param.grad if param.grad is not None else torch.zeros_like(param)
         if group is not None:
             dist.all_reduce(grad, group=group)
         grads[name] = grad.detach().cpu()
-    return loss, grads
+    return grads
 
 
 @dataclass
@@ -162,12 +170,7 @@ def source_rows(
         out = row_loss(model, to_device(row, device), sp_group=group)
         label_tokens = all_reduce_sum(out.label_tokens, group)
         (out.loss_sum / label_tokens.clamp(min=1.0)).backward()
-        grads = {}
-        for name, param in model.named_parameters():
-            grad = param.grad if param.grad is not None else torch.zeros_like(param)
-            if group is not None:
-                dist.all_reduce(grad, group=group)
-            grads[name] = grad.detach().cpu()
+        grads = _summed_grads(model, group)
         results.append(
             SourceRow(
                 loss=float(group_mean_loss(out.loss_sum, out.label_tokens, group)),
