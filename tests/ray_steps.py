@@ -110,3 +110,63 @@ class Doubler:
 
 def double(engine: Doubler, x: int) -> int:
     return engine.double(x)
+
+
+class StallingRunner:
+    """A real runner that, on its first chunk holding ``victim`` (attempts counted in
+    ``folder``), writes its actor's pid and waits to be killed."""
+
+    def __init__(self, inner: Any, folder: str, victim: str):
+        self.inner = inner
+        self.model_name = inner.model_name
+        self.max_new_tokens = inner.max_new_tokens
+        self.folder = Path(folder)
+        self.victim = victim
+
+    def generate(self, requests: Sequence[Any]) -> Iterator[Prediction]:
+        if any(request.item_id == self.victim for request in requests):
+            attempts = self.folder / "runner.attempts"
+            with open(attempts, "a") as handle:
+                handle.write("attempt\n")
+            if attempts.read_text().count("attempt") == 1:
+                pid_file = self.folder / "runner.pid"
+                pid_file.with_suffix(".tmp").write_text(str(os.getpid()))
+                pid_file.with_suffix(".tmp").replace(pid_file)
+                time.sleep(60)
+        yield from self.inner.generate(requests)
+
+
+def stalling_tiny_runner(
+    folder: str, victim: str, checkpoint: str, image_root: str, max_new_tokens: int
+) -> StallingRunner:
+    """The transformers runner on the tiny checkpoint, on CPU, inside a StallingRunner."""
+    from lvlm_judge.context import ContextResolver
+    from lvlm_judge.runners import TransformersRunner
+
+    inner = TransformersRunner(
+        checkpoint,
+        ContextResolver(image_root),
+        max_new_tokens=max_new_tokens,
+        device_map="cpu",
+        model_name="tiny",
+    )
+    return StallingRunner(inner, folder, victim)
+
+
+def sleep_then_square(x: int, seconds: float, folder: str | None = None) -> int:
+    """Square ``x`` after ``seconds``; with ``folder``, mark there that it finished."""
+    time.sleep(seconds)
+    if folder is not None:
+        (Path(folder) / f"{x}.done").touch()
+    return x * x
+
+
+def bad_record(kind: str) -> int:
+    """One kind of trouble per record: a value, an exception, a hang, a memory hog."""
+    if kind == "raise":
+        raise ValueError("a bad record")
+    if kind == "hang":
+        time.sleep(60)
+    if kind == "hog":
+        return len(bytearray(8 << 30))
+    return len(kind)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,12 @@ from lvlm_judge.evaluate import read_results, run_eval
 from lvlm_judge.runners.actors import ActorRunner
 from lvlm_judge.testing import make_doc_benchmark
 from mmprolong_schemas import QAPair, Sample, Segment, Task, read_jsonl, read_parquet, write_jsonl
-from mmprolong_schemas.executor import make_executor
+from mmprolong_schemas.executor import (
+    TaskCrashed,
+    TaskMemoryExceeded,
+    TaskTimeout,
+    make_executor,
+)
 from mmprolong_schemas.ray_executor import ModelActors, RayExecutor
 from qasynth.cache import RequestCache
 from qasynth.generate import GenerateConfig
@@ -87,11 +93,14 @@ def test_ingest_on_ray_writes_the_same_pool(
 ) -> None:
     executor = make_executor("ray")
     assert isinstance(executor, RayExecutor) and executor.workers == 2
+    assert executor.mode == "data"
     report = ingest([corpus], tmp_path / "pool", executor=executor, **INGEST)
     assert report.added == 6
     documents, rejects = pool_records(tmp_path / "pool")
     assert (documents, rejects) == pool_records(local_pool)
     assert any(doc.num_pages > INGEST["chunk_pages"] for doc in Pool(local_pool).documents())
+    tasks = ingest([corpus], tmp_path / "tasks", executor=RayExecutor(mode="tasks"), **INGEST)
+    assert tasks.added == 6 and pool_records(tmp_path / "tasks") == (documents, rejects)
 
 
 def _segments(pool: Pool, runs: list[Path], keep: int | None = None) -> None:
@@ -171,13 +180,14 @@ def test_lvlm_judge_run_on_ray_matches_local(ray_address: str, tmp_path: Path) -
     assert expected == [r.model_dump() for r in read_results(tmp_path / "ray")]
 
 
+@pytest.mark.parametrize("mode", ["data", "tasks"])
 def test_a_killed_worker_task_is_retried_without_duplicates(
-    ray_address: str, tmp_path: Path
+    ray_address: str, tmp_path: Path, mode: str
 ) -> None:
     victim = 3
     killed: list[int] = []
     killer = _kill_when_written(tmp_path / "victim.pid", killed)
-    executor = RayExecutor(max_retries=3)
+    executor = RayExecutor(max_retries=3, mode=mode)
     tasks = [(x, (x, str(tmp_path), victim)) for x in range(8)]
     outcomes = list(executor.run(ray_steps.square_once_killable, tasks))
     killer.join()
@@ -186,6 +196,76 @@ def test_a_killed_worker_task_is_retried_without_duplicates(
     assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok]
     assert {o.key: o.value for o in outcomes} == {x: x * x for x in range(8)}
     assert (tmp_path / f"{victim}.attempts").read_text().count("attempt") == 2
+
+
+def test_a_worker_killed_on_every_attempt_loses_only_its_record(
+    ray_address: str, tmp_path: Path
+) -> None:
+    victim = 5
+    killed: list[int] = []
+    killer = _kill_when_written(tmp_path / "victim.pid", killed)
+    tasks = [(x, (x, str(tmp_path), victim)) for x in range(8)]
+    outcomes = {
+        o.key: o for o in RayExecutor(max_retries=0).run(ray_steps.square_once_killable, tasks)
+    }
+    killer.join()
+    assert sorted(outcomes) == list(range(8))
+    assert isinstance(outcomes[victim].error, TaskCrashed)
+    assert {k: o.value for k, o in outcomes.items() if k != victim} == {
+        x: x * x for x in range(8) if x != victim
+    }
+
+
+@pytest.mark.parametrize("mode", ["data", "tasks"])
+def test_every_record_gets_its_own_outcome(ray_address: str, mode: str) -> None:
+    kinds = ["ab", "raise", "abc", "hang", "a", "hog", "abcd", "ok"] * 3
+    executor = RayExecutor(timeout=3.0, memory_bytes=256 << 20, window=len(kinds), mode=mode)
+    outcomes = {
+        o.key: o for o in executor.run(ray_steps.bad_record, enumerate((k,) for k in kinds))
+    }
+    assert sorted(outcomes) == list(range(len(kinds)))
+    for index, kind in enumerate(kinds):
+        outcome = outcomes[index]
+        if kind == "raise":
+            assert isinstance(outcome.error, ValueError)
+        elif kind == "hang":
+            assert isinstance(outcome.error, TaskTimeout)
+        elif kind == "hog":
+            assert isinstance(outcome.error, TaskMemoryExceeded)
+        else:
+            assert outcome.value == len(kind)
+
+
+def test_tasks_are_read_a_window_at_a_time(ray_address: str) -> None:
+    read: list[int] = []
+
+    def tasks() -> Iterator[tuple[int, tuple[int, float]]]:
+        for x in range(40):
+            read.append(x)
+            yield x, (x, 0.0)
+
+    executor = RayExecutor(window=8)
+    seen = []
+    for outcome in executor.run(ray_steps.sleep_then_square, tasks()):
+        # Never more than a window ahead of what came back.
+        assert len(read) - len(seen) <= 8
+        seen.append(outcome.key)
+    assert sorted(seen) == list(range(40)) == read
+
+
+def test_closing_a_run_cancels_its_remaining_tasks(ray_address: str, tmp_path: Path) -> None:
+    executor = RayExecutor()
+    tasks = [(0, (0, 0.0, str(tmp_path)))] + [(x, (x, 3.0, str(tmp_path))) for x in range(1, 12)]
+    run = executor.run(ray_steps.sleep_then_square, tasks)
+    assert next(run).key == 0
+    run.close()
+    quick = list(executor.run(ray_steps.sleep_then_square, [(x, (x, 0.0)) for x in range(4)]))
+    assert sorted(o.value for o in quick) == [0, 1, 4, 9]
+    # Two CPUs, 3 s a record: ten would be done after 15 s. A closed run stops each of its
+    # pipelines at its next block (cancelling what started meanwhile): the first record and
+    # the two running when it closed finish, give or take one per pipeline.
+    time.sleep(15)
+    assert len(list(tmp_path.glob("*.done"))) <= 5
 
 
 def _kill_when_written(pid_file: Path, killed: list[int]) -> threading.Thread:

@@ -169,3 +169,11 @@ def test_ray_executor_checks_its_arguments_before_connecting() -> None:
         RayExecutor(max_retries=-1)
     with pytest.raises(ValueError, match="workers"):
         RayExecutor(workers=0)
+
+
+def test_ray_executor_rejects_an_unknown_mode() -> None:
+    from mmprolong_schemas.ray_executor import RayExecutor
+
+    # Checked before Ray is imported or started.
+    with pytest.raises(ValueError, match="mode"):
+        RayExecutor(mode="threads")
