@@ -12,6 +12,8 @@ not thread-safe: rasterising stays on the calling thread).
 from __future__ import annotations
 
 import io
+import os
+import threading
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -117,13 +119,21 @@ def write_pages(
     zoom = dpi / 72.0
 
     def save(pixels: np.ndarray, path: Path) -> Path:
-        data = encode_image(pixels, fmt, quality)
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data)
+        # Renamed into place, so a reader never sees half a file; not fsynced, since a page
+        # image lost to a power cut is rendered again, and an fsync a page slows rendering.
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            tmp.write_bytes(encode_image(pixels, fmt, quality))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path
 
     pool = ThreadPoolExecutor(encoders, thread_name_prefix="docpool-encode") if encoders else None
-    pending: deque[Future[Path]] = deque()
+    # Each page's pixmap stays with its future: the encoder reads the pixmap's memory in place,
+    # and the pixmap is freed here, on the rasterising thread, once encoded (freeing MuPDF
+    # memory is a MuPDF call, not safe beside a rasterisation).
+    pending: deque[tuple[Future[Path], Any]] = deque()
     written: list[Path] = []
     try:
         with pymupdf.open(pdf_path) as doc:
@@ -137,15 +147,17 @@ def write_pages(
                 if pool is None:
                     written.append(save(pixmap_pixels(pixmap), path))
                     continue
-                # A copy the encoder owns: the pixmap is freed here, on the rasterising thread
-                # (freeing MuPDF memory beside a rasterisation is not safe either).
-                pending.append(pool.submit(save, np.array(pixmap_pixels(pixmap)), path))
+                pending.append((pool.submit(save, pixmap_pixels(pixmap), path), pixmap))
                 del pixmap
                 # Bounded memory: at most two pages a thread wait for their encoder.
                 while len(pending) > 2 * encoders:
-                    written.append(pending.popleft().result())
-        written += [future.result() for future in pending]
+                    future, _ = pending.popleft()
+                    written.append(future.result())
+            while pending:
+                future, _ = pending.popleft()
+                written.append(future.result())
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        pending.clear()
     return written
