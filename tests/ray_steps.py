@@ -6,7 +6,9 @@ folder on the workers' PYTHONPATH.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -15,6 +17,27 @@ from types import SimpleNamespace
 from typing import Any
 
 from mmprolong_schemas import Prediction
+
+HERE = Path(__file__).parent
+
+
+@contextlib.contextmanager
+def local_ray(num_cpus: int = 2) -> Iterator[str]:
+    """A local Ray instance whose workers import this folder's modules by name; yields its
+    address and restores PYTHONPATH afterwards."""
+    import ray
+
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), previous) if p)
+    ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+        if previous is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = previous
 
 
 def square_once_killable(x: int, folder: str, victim: int) -> int:

@@ -54,17 +54,10 @@ INGEST = {"min_pages": 1, "chunk_pages": 16}
 
 
 @pytest.fixture(scope="module")
-def ray_address() -> object:
+def ray_address() -> Iterator[str]:
     # Ray workers import the test steps by module name.
-    previous = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), previous) if p)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
-    if previous is None:
-        del os.environ["PYTHONPATH"]
-    else:
-        os.environ["PYTHONPATH"] = previous
+    with ray_steps.local_ray() as address:
+        yield address
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,16 +45,10 @@ ITEMS = 20  # 2 datasets x 2 documents x 5 questions
 
 
 @pytest.fixture(scope="module")
-def ray_address() -> object:
-    previous = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), previous) if p)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
-    if previous is None:
-        del os.environ["PYTHONPATH"]
-    else:
-        os.environ["PYTHONPATH"] = previous
+def ray_address() -> Iterator[str]:
+    # Ray workers import the test steps by module name.
+    with ray_steps.local_ray() as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
