@@ -10,6 +10,8 @@ import contextlib
 import json
 import logging
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -40,17 +42,43 @@ def local_ray(num_cpus: int = 2) -> Iterator[str]:
             os.environ["PYTHONPATH"] = previous
 
 
+def count_attempt(attempts: Path) -> int:
+    """Record one more attempt in ``attempts``; returns how many there have been."""
+    with open(attempts, "a") as handle:
+        handle.write("attempt\n")
+    return attempts.read_text().count("attempt")
+
+
+def stall_to_be_killed(pid_file: Path, seconds: float, pid: int | None = None) -> None:
+    """Publish ``pid`` (this process by default) in ``pid_file`` atomically, then wait for
+    ``kill_when_written`` to kill it."""
+    pid_file.with_suffix(".tmp").write_text(str(os.getpid() if pid is None else pid))
+    pid_file.with_suffix(".tmp").replace(pid_file)
+    time.sleep(seconds)
+
+
+def kill_when_written(pid_file: Path, killed: list[int], timeout: float = 90) -> threading.Thread:
+    """A started thread that SIGKILLs the pid ``pid_file`` names once it appears and records
+    it in ``killed``; join it after the run."""
+
+    def kill() -> None:
+        deadline = time.monotonic() + timeout
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pid = int(pid_file.read_text())
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.start()
+    return thread
+
+
 def square_once_killable(x: int, folder: str, victim: int) -> int:
     """Square ``x``, counting attempts in ``folder``. The first attempt of ``victim`` writes
     its Ray worker's pid (the step runs in a process forked from it) and waits to be killed."""
-    attempts = Path(folder) / f"{x}.attempts"
-    with open(attempts, "a") as handle:
-        handle.write("attempt\n")
-    if x == victim and attempts.read_text().count("attempt") == 1:
-        pid_file = Path(folder) / "victim.pid"
-        pid_file.with_suffix(".tmp").write_text(str(os.getppid()))
-        pid_file.with_suffix(".tmp").replace(pid_file)
-        time.sleep(20)
+    if count_attempt(Path(folder) / f"{x}.attempts") == 1 and x == victim:
+        stall_to_be_killed(Path(folder) / "victim.pid", 20, pid=os.getppid())
     return x * x
 
 
@@ -119,15 +147,8 @@ class Doubler:
         self.victim = victim
 
     def double(self, x: int) -> int:
-        if x == self.victim:
-            attempts = self.folder / "actor.attempts"
-            with open(attempts, "a") as handle:
-                handle.write("attempt\n")
-            if attempts.read_text().count("attempt") == 1:
-                pid_file = self.folder / "actor.pid"
-                pid_file.with_suffix(".tmp").write_text(str(os.getpid()))
-                pid_file.with_suffix(".tmp").replace(pid_file)
-                time.sleep(20)
+        if x == self.victim and count_attempt(self.folder / "actor.attempts") == 1:
+            stall_to_be_killed(self.folder / "actor.pid", 20)
         return 2 * x
 
 
@@ -147,15 +168,9 @@ class StallingRunner:
         self.victim = victim
 
     def generate(self, requests: Sequence[Any]) -> Iterator[Prediction]:
-        if any(request.item_id == self.victim for request in requests):
-            attempts = self.folder / "runner.attempts"
-            with open(attempts, "a") as handle:
-                handle.write("attempt\n")
-            if attempts.read_text().count("attempt") == 1:
-                pid_file = self.folder / "runner.pid"
-                pid_file.with_suffix(".tmp").write_text(str(os.getpid()))
-                pid_file.with_suffix(".tmp").replace(pid_file)
-                time.sleep(60)
+        victim = any(request.item_id == self.victim for request in requests)
+        if victim and count_attempt(self.folder / "runner.attempts") == 1:
+            stall_to_be_killed(self.folder / "runner.pid", 60)
         yield from self.inner.generate(requests)
 
 

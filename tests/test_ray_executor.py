@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,7 +178,7 @@ def test_a_killed_worker_task_is_retried_without_duplicates(
 ) -> None:
     victim = 3
     killed: list[int] = []
-    killer = _kill_when_written(tmp_path / "victim.pid", killed)
+    killer = ray_steps.kill_when_written(tmp_path / "victim.pid", killed)
     executor = RayExecutor(max_retries=3, mode=mode)
     tasks = [(x, (x, str(tmp_path), victim)) for x in range(8)]
     outcomes = list(executor.run(ray_steps.square_once_killable, tasks))
@@ -196,7 +195,7 @@ def test_a_worker_killed_on_every_attempt_loses_only_its_record(
 ) -> None:
     victim = 5
     killed: list[int] = []
-    killer = _kill_when_written(tmp_path / "victim.pid", killed)
+    killer = ray_steps.kill_when_written(tmp_path / "victim.pid", killed)
     tasks = [(x, (x, str(tmp_path), victim)) for x in range(8)]
     outcomes = {
         o.key: o for o in RayExecutor(max_retries=0).run(ray_steps.square_once_killable, tasks)
@@ -261,23 +260,9 @@ def test_closing_a_run_cancels_its_remaining_tasks(ray_address: str, tmp_path: P
     assert len(list(tmp_path.glob("*.done"))) <= 5
 
 
-def _kill_when_written(pid_file: Path, killed: list[int]) -> threading.Thread:
-    def kill() -> None:
-        deadline = time.monotonic() + 60
-        while not pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        pid = int(pid_file.read_text())
-        os.kill(pid, signal.SIGKILL)
-        killed.append(pid)
-
-    thread = threading.Thread(target=kill)
-    thread.start()
-    return thread
-
-
 def test_a_killed_actor_is_restarted_and_its_call_retried(ray_address: str, tmp_path: Path) -> None:
     killed: list[int] = []
-    killer = _kill_when_written(tmp_path / "actor.pid", killed)
+    killer = ray_steps.kill_when_written(tmp_path / "actor.pid", killed)
     actors = ModelActors(
         functools.partial(ray_steps.Doubler, str(tmp_path), 5), 2, num_gpus=0, max_restarts=2
     )

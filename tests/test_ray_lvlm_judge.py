@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,8 +118,7 @@ def test_a_killed_runner_actor_is_restarted_and_its_chunk_retried(
     items = load_data([data_root], lengths=[8192], datasets=list(DATASETS))
     victim = items[len(items) // 2].item_id
     killed: list[int] = []
-    killer = threading.Thread(target=_kill_when_written, args=(tmp_path / "runner.pid", killed))
-    killer.start()
+    killer = ray_steps.kill_when_written(tmp_path / "runner.pid", killed)
     factory = functools.partial(
         ray_steps.stalling_tiny_runner,
         str(tmp_path), victim, str(checkpoint), str(data_root), MAX_NEW_TOKENS,
@@ -136,15 +134,6 @@ def test_a_killed_runner_actor_is_restarted_and_its_chunk_retried(
     assert summary.generated == ITEMS and not summary.failed_items
     assert predictions(tmp_path / "run") == predictions(local_run)
     assert results(tmp_path / "run") == results(local_run)
-
-
-def _kill_when_written(pid_file: Path, killed: list[int]) -> None:
-    deadline = time.monotonic() + 90
-    while not pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pid = int(pid_file.read_text())
-    os.kill(pid, signal.SIGKILL)
-    killed.append(pid)
 
 
 def test_a_killed_job_resumes_without_recomputing_predictions(

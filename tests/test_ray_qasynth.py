@@ -14,7 +14,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -55,6 +54,9 @@ from qasynth.teachers.rules import RulesTeacher
 
 ray = pytest.importorskip("ray")
 
+sys.path.insert(0, str(Path(__file__).parent))
+import ray_steps  # noqa: E402  (Ray actors import it by name from this folder)
+
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
 
@@ -62,9 +64,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 def ray_address() -> Iterator[str]:
     # The killable teacher below is defined here; Ray ships it by value, not by module name.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
+    with ray_steps.local_ray() as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
@@ -158,33 +159,13 @@ class KillableRules(RulesTeacher):
         self.victim = victim
 
     def complete(self, requests: Sequence[TeacherRequest], on_reply: ReplyCallback) -> None:
-        if any(
+        victim = any(
             r.segment.segment_id == self.victim and r.task is Task.EXTRACT_SINGLE and r.attempt == 0
             for r in requests
-        ):
-            attempts = self.folder / "victim.attempts"
-            with open(attempts, "a") as handle:
-                handle.write("attempt\n")
-            if attempts.read_text().count("attempt") == 1:
-                pid_file = self.folder / "actor.pid"
-                pid_file.with_suffix(".tmp").write_text(str(os.getpid()))
-                pid_file.with_suffix(".tmp").replace(pid_file)
-                time.sleep(30)
+        )
+        if victim and ray_steps.count_attempt(self.folder / "victim.attempts") == 1:
+            ray_steps.stall_to_be_killed(self.folder / "actor.pid", 30)
         super().complete(requests, on_reply)
-
-
-def _kill_when_written(pid_file: Path, killed: list[int]) -> threading.Thread:
-    def kill() -> None:
-        deadline = time.monotonic() + 60
-        while not pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        pid = int(pid_file.read_text())
-        os.kill(pid, signal.SIGKILL)
-        killed.append(pid)
-
-    thread = threading.Thread(target=kill, daemon=True)
-    thread.start()
-    return thread
 
 
 def test_a_killed_teacher_actor_is_retried_without_duplicates(
@@ -196,7 +177,7 @@ def test_a_killed_teacher_actor_is_retried_without_duplicates(
     segments = list(read_jsonl(run / SEGMENTS_FILE, Segment))
     victim = segments[len(segments) // 2].segment_id
     killed: list[int] = []
-    killer = _kill_when_written(tmp_path / "actor.pid", killed)
+    killer = ray_steps.kill_when_written(tmp_path / "actor.pid", killed)
     factory = functools.partial(KillableRules, str(pool_path), str(tmp_path), victim)
     teacher = ActorTeacher(factory, 2, num_gpus=0, address=ray_address)
     try:
