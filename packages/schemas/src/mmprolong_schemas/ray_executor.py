@@ -1,13 +1,14 @@
 """The executor protocol on a Ray cluster, and actor pools for model engines (the ``ray`` extra).
 
-Map steps run as Ray Data pipelines. The task stream is read a window at a time (32 records
+Map steps run as Ray Data pipelines. The task stream is read a window at a time (128 records
 per worker); each window becomes a dataset (``from_items``: an index and the pickled arguments
-per record, the keys stay in the driver) cut into blocks of a few records, mapped by
+per record, the keys stay in the driver) cut into blocks of up to 16 records, mapped by
 ``map_batches`` on a task pool of ``workers`` tasks, one task per block, and each block's rows
 come back to the driver as soon as its task ends. The next window opens once half the records
 out have come back, so the input is never held whole (``from_items`` would materialise it), at
 most one window of arguments sits in the object store, and a straggler (a document running
-into its timeout) holds up only itself, never the next window.
+into its timeout) holds up only the records queued behind it in its own task, never the other
+workers or the next window.
 
 Every record gets its own outcome. Inside the map task each record runs in a one-worker
 ``LocalExecutor`` forked from the Ray worker, so docpool's per-document safety holds on a
@@ -19,13 +20,13 @@ worker itself (a killed process, a lost node) fails a map task; Ray runs it agai
 the driver reports its records as TaskCrashed. The driver writes every output, keyed by
 content, and skips a record it already reported, so a retried task cannot add a duplicate.
 
-Why a few records per task, and several pipelines to start a run: Ray Data leaves a worker
-idle about 20 ms between two tasks, and runs a new pipeline on one task for up to a second
-(until it learns the resources the cluster granted it). The driver also runs each pipeline's
-scheduling loop; where it shares cores with the workers (a 2-core machine) Ray Data measured
-0.80-0.89x the local executor on docpool ingest, against 1.0x for plain Ray tasks. So
-``mode="tasks"`` keeps that route: one plain Ray task per record (same forked step process,
-outcomes and retries), two in flight per worker (docs/scale-out.md has the figures).
+Why large windows and several records per task: each pipeline costs a start (Ray Data runs a
+new pipeline on one task for up to a second, until it learns the resources the cluster granted
+it) and Ray Data leaves a worker idle about 20 ms between two tasks. With 32-record windows and
+4-record tasks these cost docpool ingest 15-20% against the local executor on a 2-core
+machine; with 128-record windows and 16-record tasks the two run level (docs/scale-out.md has
+the figures). ``mode="tasks"`` runs one plain Ray task per record instead (same forked step
+process, outcomes and retries), two in flight per worker.
 
 ``ModelActors`` keeps one long-lived object (a vLLM teacher or runner) per actor, one actor per
 GPU, and maps batches over them through a Ray ``ActorPool``: a Ray Data actor pool would live
@@ -55,9 +56,9 @@ ResultT = TypeVar("ResultT")
 
 _INSTALL_HINT = "the ray executor needs Ray: pip install 'mmprolong-schemas[ray]'"
 
-WINDOW_PER_WORKER = 32
+WINDOW_PER_WORKER = 128
 """Records per Ray Data window, per worker: enough that a window's start-up is noise."""
-MAX_RECORDS_PER_TASK = 4
+MAX_RECORDS_PER_TASK = 16
 """Records one Ray Data task runs in turn: enough to spread the idle time between two tasks,
 few enough that a task is a small share of a worker's window."""
 MODES = ("data", "tasks")
@@ -237,11 +238,10 @@ class RayExecutor:
     divided by ``cpus_per_task``). ``address`` joins a running cluster; without it a local
     instance with ``num_cpus`` CPUs is started (or the one this process already joined is
     used). A record whose Ray worker dies is run again up to ``max_retries`` times, then
-    reported as TaskCrashed. At most ``window`` records (default: 32 per worker) are out at
+    reported as TaskCrashed. At most ``window`` records (default: 128 per worker) are out at
     once, their arguments in the object store. ``mode="tasks"`` runs one plain Ray task per
-    record instead of Ray Data pipelines: same outcomes and retries, less driver work (on a
-    2-core machine where the driver shares the cores, docpool ingest ran about 20% faster
-    this way; see docs/scale-out.md)."""
+    record instead of Ray Data pipelines: same outcomes and retries, and no pipeline start-up
+    (docs/scale-out.md compares the two)."""
 
     def __init__(
         self,
