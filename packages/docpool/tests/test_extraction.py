@@ -130,7 +130,7 @@ def test_jpeg_files_match_the_rendered_pages(
 ) -> None:
     folder, truth = corpus
     pdf = folder / truth.documents[0].file
-    written = write_pages(pdf, [1, 4], tmp_path, dpi=144, fmt="jpeg", quality=90)
+    written = write_pages(pdf, [1, 4], tmp_path, dpi=144, fmt="jpeg", quality=90, color="rgb")
     rendered = render_pages(pdf, [1, 4], dpi=144)
     for path, image in zip(written, rendered, strict=True):
         with Image.open(path) as jpeg:

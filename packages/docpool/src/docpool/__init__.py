@@ -23,9 +23,12 @@ from docpool.ingest import IngestReport, ingest
 from docpool.parse import DocumentRejected, RejectReason
 from docpool.pool import Alias, NotAPool, Pool, PoolLocked, Reject
 from docpool.render import (
+    ColorMode,
     encode_image,
     jpeg_bytes,
+    page_is_color,
     pixmap_pixels,
+    rasterise,
     render_pages,
     save_image,
     write_pages,
@@ -37,6 +40,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Alias",
     "CaptionTruth",
+    "ColorMode",
     "CorpusTruth",
     "DocTruth",
     "DocumentRejected",
@@ -56,7 +60,9 @@ __all__ = [
     "jpeg_bytes",
     "load_truth",
     "make_corpus",
+    "page_is_color",
     "pixmap_pixels",
+    "rasterise",
     "read_hash_file",
     "render_pages",
     "save_image",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import typer
 from rich.console import Console
@@ -17,6 +17,7 @@ from mmprolong_schemas.cli_app import package_app
 
 if TYPE_CHECKING:
     from docpool.ingest import IngestReport
+    from docpool.render import ColorMode
 
 app = package_app(
     "docpool",
@@ -231,10 +232,15 @@ def render_command(
     fmt: str = typer.Option("jpeg", "--format", help="jpeg, png or webp."),
     dpi: float = typer.Option(144.0, help="Resolution."),
     quality: int = typer.Option(90, help="JPEG/WebP quality."),
+    color: str = typer.Option(
+        "auto",
+        help="auto: pages drawn without colour as gray (one-channel) images, cheaper to render "
+        "and encode, the others as RGB; rgb: every page RGB; gray: every page gray.",
+    ),
 ) -> None:
     """Write pages of a pooled document as image files (JPEG by simplejpeg, PNG/WebP by Pillow)."""
     from docpool.pool import Pool
-    from docpool.render import FORMATS, write_pages
+    from docpool.render import COLOR_MODES, FORMATS, write_pages
 
     opened = Pool(pool)
     matches = [d for d in opened.doc_ids() if d.startswith(doc_id.lower())]
@@ -244,6 +250,8 @@ def render_command(
         )
     if fmt.lower() not in FORMATS:
         raise typer.BadParameter(f"{fmt!r} is not jpeg, png or webp", param_hint="--format")
+    if color not in COLOR_MODES:
+        raise typer.BadParameter(f"{color!r} is not auto, rgb or gray", param_hint="--color")
     written = write_pages(
         opened.pdf_path(matches[0]),
         parse_pages(pages),
@@ -252,6 +260,7 @@ def render_command(
         fmt=fmt,
         quality=quality,
         stem=matches[0][:16],
+        color=cast("ColorMode", color),  # checked against COLOR_MODES above
     )
     for path in written:
         console.print(f"wrote {path}")

@@ -30,7 +30,7 @@ from PIL import Image
 from pydantic import Field
 
 from docpool.identity import shard_path
-from docpool.render import render_pages
+from docpool.render import ColorMode, render_pages
 from mmprolong_schemas import (
     Document,
     Model,
@@ -178,9 +178,12 @@ class Pool:
             raise KeyError(f"document {doc_id[:16]} is not in the pool {self.root}")
         return shard_path(self.root / "pdfs", doc_id)
 
-    def render(self, doc_id: str, pages: Sequence[int], dpi: float = 144.0) -> list[Image.Image]:
-        """Pages (1-based) as RGB images, rendered now from the stored PDF."""
-        return render_pages(self.pdf_path(doc_id), pages, dpi)
+    def render(
+        self, doc_id: str, pages: Sequence[int], dpi: float = 144.0, color: ColorMode = "rgb"
+    ) -> list[Image.Image]:
+        """Pages (1-based) as images, rendered now from the stored PDF: RGB, or with
+        ``color="auto"``/``"gray"`` mode ``L`` for gray pages (see ``render_pages``)."""
+        return render_pages(self.pdf_path(doc_id), pages, dpi, color)
 
     def aliases(self) -> dict[str, list[str]]:
         if self._aliases is None:
