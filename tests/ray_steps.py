@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -82,18 +83,38 @@ def square_once_killable(x: int, folder: str, victim: int) -> int:
     return x * x
 
 
+class FakeTokenizer:
+    """Renders a conversation as plain text, a marker for each page image."""
+
+    chat_template = "plain"
+
+    def apply_chat_template(self, messages: list[Any], **kwargs: Any) -> str:
+        parts = []
+        for message in messages:
+            content = message["content"]
+            if isinstance(content, str):
+                parts.append(content)
+                continue
+            parts.extend("<image>" if p["type"] == "image" else p["text"] for p in content)
+        return "\n".join(parts)
+
+
 class FakeEngine:
-    """Stands in for vllm.LLM: answers every conversation with a valid extract pair."""
+    """Stands in for vllm.LLM: answers every prompt with a valid extract pair."""
 
     def __init__(self, model: str, **kwargs: Any):
         self.model = model
 
-    def chat(self, conversations: list[Any], params: list[Any], use_tqdm: bool = False) -> Any:
+    def get_tokenizer(self) -> FakeTokenizer:
+        return FakeTokenizer()
+
+    def generate(self, prompts: list[Any], params: list[Any], use_tqdm: bool = False) -> Any:
         outputs = []
-        for conversation, param in zip(conversations, params, strict=True):
-            texts = [p["text"] for p in conversation[1]["content"] if p["type"] == "text"]
-            pages = [int(t[5:-1]) for t in texts if t.startswith("Page ") and t.endswith(":")]
-            chosen = pages[:1] if "One page only" in texts[0] else pages[:2]
+        for prompt, param in zip(prompts, params, strict=True):
+            text = prompt["prompt"]
+            assert len(prompt["multi_modal_data"]["image"]) == text.count("<image>")
+            pages = [int(n) for n in re.findall(r"^Page (\d+):$", text, flags=re.MULTILINE)]
+            chosen = pages[:1] if "One page only" in text else pages[:2]
             data = {
                 "evidence_description": "The page gives 3.",
                 "answer": 3,

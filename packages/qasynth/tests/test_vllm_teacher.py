@@ -1,73 +1,191 @@
-"""vLLM backend: request building, engine settings and output parsing, without vLLM."""
+"""vLLM backend without vLLM: what ``LLM.generate`` receives (prompt text from the engine
+tokenizer's chat template, decoded page pixels), engine settings, per-request failures, and
+output parsing."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
+import re
+from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
-from mmprolong_schemas import Task, VisionTokenSpec
+from mmprolong_schemas import Task, VisionTokenSpec, image_tokens
 from qasynth.cache import RequestCache
 from qasynth.generate import GenerateConfig, generate
 from qasynth.prompts import build_prompt
 from qasynth.segments import sample_segments
-from qasynth.teachers.base import TeacherRequest
+from qasynth.teachers.base import TeacherReply, TeacherRequest
 from qasynth.teachers.vllm import EngineSettings, VLLMTeacher, parse_outputs, sampling_kwargs
+
+VISION = "<|vision_start|><|image_pad|><|vision_end|>"
+
+# Written here in the style of the Qwen2.5-VL and Qwen3-VL templates: a content part whose
+# type is "image" (or that has an "image"/"image_url" key) becomes the vision placeholder.
+QWEN_STYLE_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' or 'image' in part or 'image_url' in part %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif 'text' in part %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def tiny_tokenizer(chat_template: str | None = QWEN_STYLE_TEMPLATE):
+    """A word-level tokenizer with Qwen's special tokens, built locally (no download)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|image_pad|>", "<|vision_end|>"]
+    vocab = {"[UNK]": 0} | {token: i + 1 for i, token in enumerate(specials)}
+    model = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    model.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=model, unk_token="[UNK]")
+    tokenizer.add_special_tokens({"additional_special_tokens": specials})
+    tokenizer.chat_template = chat_template
+    return tokenizer
 
 
 class FakeEngine:
-    """Records what LLM.chat receives; answers every conversation with a valid pair."""
+    """Records what LLM.generate receives; answers every prompt with a valid pair, and refuses
+    a whole batch holding a sampling seed in ``refuse`` (as vLLM does for a bad request)."""
 
-    def __init__(self, model, **kwargs):
+    def __init__(self, model, *, refuse=(), chat_template=QWEN_STYLE_TEMPLATE, **kwargs):
         self.model = model
         self.kwargs = kwargs
+        self.refuse = set(refuse)
+        self.tokenizer = tiny_tokenizer(chat_template)
         self.calls: list[tuple[list, list]] = []
 
-    def chat(self, conversations, params, use_tqdm=False):
-        self.calls.append((conversations, params))
+    def get_tokenizer(self):
+        return self.tokenizer
+
+    def generate(self, prompts, params, use_tqdm=True):
+        self.calls.append((prompts, params))
+        if any(param["seed"] in self.refuse for param in params):
+            raise ValueError("prompt refused")
         outputs = []
-        for conversation, param in zip(conversations, params, strict=True):
-            texts = [p["text"] for p in conversation[1]["content"] if p["type"] == "text"]
-            pages = [int(t[5:-1]) for t in texts if t.startswith("Page ") and t.endswith(":")]
-            chosen = pages[:1] if "One page only" in texts[0] else pages[:2]
+        for prompt, param in zip(prompts, params, strict=True):
+            text = prompt["prompt"]
+            pages = [int(n) for n in re.findall(r"Page (\d+):" + re.escape(VISION), text)]
+            chosen = pages[:1] if "One page only" in text else pages[:2]
+            tag = hashlib.sha256(text.encode()).hexdigest()[:8]
             data = {
                 "evidence_description": "Text gives 3.",
                 "answer": 3,
-                "question": f"What is on Page {chosen[0]} ({param['seed']}, {texts[0][5:60]})?",
+                "question": f"What is on Page {chosen[0]} ({param['seed']}, {tag})?",
                 "answer_format": "Integer",
                 "evidence_pages": chosen,
                 "evidence_sources": ["Text"],
             }
-            outputs.append(
-                SimpleNamespace(
-                    outputs=[
-                        SimpleNamespace(
-                            text=json.dumps(data), finish_reason="stop", token_ids=[1, 2, 3]
-                        )
-                    ]
-                )
+            completion = SimpleNamespace(
+                text=json.dumps(data), finish_reason="stop", token_ids=[1, 2, 3]
             )
+            outputs.append(SimpleNamespace(outputs=[completion]))
         return outputs
 
 
-def test_requests_settings_and_outputs(document, renderer) -> None:
-    engines = []
-
-    def factory(model, **kwargs):
-        engines.append(FakeEngine(model, **kwargs))
+def _teacher(pages, engines, **kwargs) -> VLLMTeacher:
+    def factory(model, **engine_kwargs):
+        engines.append(FakeEngine(model, **engine_kwargs))
         return engines[-1]
 
-    spec = VisionTokenSpec(min_pixels=3136, max_pixels=200704)
-    teacher = VLLMTeacher(
-        "qwen-vl",
-        renderer,
-        spec=spec,
-        engine_factory=factory,
-        sampling_factory=lambda kwargs: kwargs,
-        max_tokens=256,
+    kwargs.setdefault("engine_factory", factory)
+    return VLLMTeacher("qwen-vl", pages, sampling_factory=lambda kwargs: kwargs, **kwargs)
+
+
+def test_the_engine_gets_rendered_pixels_and_one_placeholder_per_page(corpus_pool) -> None:
+    pool, _, _ = corpus_pool
+    doc = pool.get(next(pool.documents()).doc_id)
+    (segment,) = sample_segments(doc, 1, seed=3, pages=(4, 6))
+    engines: list[FakeEngine] = []
+    spec = VisionTokenSpec(dpi=72, min_pixels=3136, max_pixels=200704)
+    teacher = _teacher(pool, engines, spec=spec, max_tokens=256)
+    with RequestCache(":memory:") as cache:
+        result = generate([segment], teacher, cache, GenerateConfig(batch_size=100))
+    assert len(result.pairs) == 3
+    (engine,) = engines
+    ((prompts, params),) = engine.calls
+    numbers = segment.pages.pages
+    reference = pool.render(doc.doc_id, numbers, dpi=72)
+    for prompt in prompts:
+        text = prompt["prompt"]
+        assert text.startswith("<|im_start|>system\n")
+        assert text.endswith("<|im_end|>\n<|im_start|>assistant\n")
+        assert "data:image" not in text
+        # One placeholder per page, each after its page label, in page order.
+        assert text.count(VISION) == len(numbers)
+        labelled = re.findall(r"Page (\d+):" + re.escape(VISION), text)
+        assert [int(n) for n in labelled] == numbers
+        images = prompt["multi_modal_data"]["image"]
+        assert len(images) == len(numbers)
+        for array, image in zip(images, reference, strict=True):
+            assert isinstance(array, np.ndarray) and array.dtype == np.uint8
+            assert array.shape == (3, image.height, image.width)
+            assert np.array_equal(array.transpose(1, 2, 0), np.asarray(image))
+    # The three tasks share each page's array: rasterised once, no copies.
+    for index in range(len(numbers)):
+        first = prompts[0]["multi_modal_data"]["image"][index]
+        assert all(
+            np.shares_memory(first, p["multi_modal_data"]["image"][index]) for p in prompts[1:]
+        )
+    assert (teacher.pixels.misses, teacher.pixels.hits) == (len(numbers), 2 * len(numbers))
+    assert len(params) == 3 and all(isinstance(p["seed"], int) for p in params)
+    assert all(p["json_schema"]["required"][0] == "evidence_description" for p in params)
+    assert all(p["max_tokens"] == 256 for p in params)
+    # Engine settings come from the exact image tokens of the rendered sizes.
+    image_cost = sum(image_tokens(im.height, im.width, spec) + 2 for im in reference)
+    assert engine.kwargs["limit_mm_per_prompt"] == {"image": len(numbers)}
+    assert engine.kwargs["max_model_len"] % 1024 == 0
+    assert engine.kwargs["max_model_len"] >= image_cost + 256
+    assert engine.kwargs["mm_processor_kwargs"] == {"min_pixels": 3136, "max_pixels": 200704}
+    # After the batch only the bounded cache holds pages, and none of the arrays is drawn
+    # into again: the engine (this fake records its calls) still refers to them.
+    assert teacher.pixels.pinned_bytes == 0
+    assert teacher.pixels.cached_bytes <= teacher.pixels.cache_bytes
+    assert teacher.pixels.spared_bytes == 0
+    teacher.close()
+
+
+class ForgetfulEngine(FakeEngine):
+    """Keeps nothing of a call, as vLLM keeps no input image once generate returned."""
+
+    def generate(self, prompts, params, use_tqdm=True):
+        outputs = super().generate(prompts, params, use_tqdm)
+        self.calls.clear()
+        return outputs
+
+
+def test_arrays_are_drawn_into_again_once_the_engine_let_go(corpus_pool) -> None:
+    pool, _, _ = corpus_pool
+    docs = [pool.get(info.doc_id) for info in list(pool.documents())[:2]]
+    segments = [sample_segments(doc, 1, seed=1, pages=(3, 3))[0] for doc in docs]
+    teacher = _teacher(
+        pool,
+        [],
+        spec=VisionTokenSpec(dpi=72),
+        page_cache_bytes=0,
+        engine_factory=lambda model, **kw: ForgetfulEngine(model),
     )
+    with RequestCache(":memory:") as cache:
+        result = generate(segments, teacher, cache, GenerateConfig(batch_size=3))
+    assert len(result.pairs) == 6
+    # The second segment's pages were drawn into the first one's arrays (same page size).
+    assert teacher.pixels.misses == 6 and teacher.pixels.reused == 3
+    teacher.close()
+
+
+def test_requests_settings_and_outputs(document, renderer) -> None:
+    engines: list[FakeEngine] = []
+    spec = VisionTokenSpec(min_pixels=3136, max_pixels=200704)
+    teacher = _teacher(renderer, engines, spec=spec, max_tokens=256)
     segments = sample_segments(document, 2, seed=0)
     with RequestCache(":memory:") as cache:
         result = generate(segments, teacher, cache, GenerateConfig(batch_size=100))
@@ -75,13 +193,13 @@ def test_requests_settings_and_outputs(document, renderer) -> None:
     (engine,) = engines
     longest = max(len(s.pages) for s in segments)
     assert engine.kwargs["limit_mm_per_prompt"] == {"image": longest}
-    assert engine.kwargs["max_model_len"] % 1024 == 0
-    assert engine.kwargs["mm_processor_kwargs"] == {"min_pixels": 3136, "max_pixels": 200704}
-    ((conversations, params),) = engine.calls
-    assert len(conversations) == 6
-    assert params[0]["json_schema"]["required"][0] == "evidence_description"
-    images = [p for p in conversations[0][1]["content"] if p["type"] == "image_url"]
-    assert images[0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+    ((prompts, params),) = engine.calls
+    assert len(prompts) == 6 and len(params) == 6
+    # The fake renderer's 64x80 pages, channels first.
+    shapes = {a.shape for p in prompts for a in p["multi_modal_data"]["image"]}
+    assert shapes == {(3, 80, 64)}
+    # Each page rendered once for the segment's three tasks.
+    assert renderer.rendered == sum(len(s.pages) for s in segments)
 
 
 def test_engine_length_comes_from_the_segment(document, renderer) -> None:
@@ -97,11 +215,9 @@ def test_engine_length_comes_from_the_segment(document, renderer) -> None:
 
 def test_requests_that_do_not_fit_fail_alone(document, renderer) -> None:
     segments = sample_segments(document, 2, seed=0)
-    teacher = VLLMTeacher(
-        "m",
+    teacher = _teacher(
         renderer,
-        engine_factory=FakeEngine,
-        sampling_factory=lambda kwargs: kwargs,
+        [],
         settings=EngineSettings(
             limit_mm_per_prompt=min(len(s.pages) for s in segments), max_model_len=1 << 20
         ),
@@ -111,6 +227,106 @@ def test_requests_that_do_not_fit_fail_alone(document, renderer) -> None:
     if len({len(s.pages) for s in segments}) > 1:
         assert result.stats.rejected["teacher-error"] == 3
     assert len(result.pairs) >= 3
+
+
+def test_a_request_the_engine_refuses_fails_alone(document, renderer) -> None:
+    segments = sample_segments(document, 1, seed=0)
+    tasks = (Task.EXTRACT_SINGLE, Task.EXTRACT_MULTI, Task.REASONING)
+    requests = [
+        TeacherRequest(f"k{n}", build_prompt(segments[0], task, seed=n), n)
+        for n, task in enumerate(tasks)
+    ]
+    refused = requests[1].sampling_seed
+    engines: list[FakeEngine] = []
+    teacher = _teacher(
+        renderer,
+        engines,
+        engine_factory=lambda model, **kw: (
+            engines.append(FakeEngine(model, refuse=[refused])) or engines[-1]
+        ),
+    )
+    replies: dict[str, TeacherReply] = {}
+    teacher.complete(requests, lambda request, reply: replies.__setitem__(request.key, reply))
+    assert len(replies) == 3
+    assert "engine failed: prompt refused" in (replies[requests[1].key].error or "")
+    assert replies[requests[0].key].ok and replies[requests[2].key].ok
+    # The batch, then each request alone.
+    assert [len(prompts) for prompts, _ in engines[0].calls] == [3, 1, 1, 1]
+
+
+class PathPool:
+    """Pages from PDF files by document id, as ``docpool.Pool.pdf_path`` gives them."""
+
+    def __init__(self, paths: dict[str, Path]):
+        self.paths = paths
+
+    def pdf_path(self, doc_id: str) -> Path:
+        return self.paths[doc_id]
+
+    def render(self, doc_id, pages, dpi=144):  # never used: pdf_path is preferred
+        raise AssertionError("rendered through Pillow")
+
+
+def test_a_broken_pdf_fails_its_requests_with_its_name(tmp_path, doc_factory) -> None:
+    import pymupdf
+
+    good = doc_factory("good", num_pages=12, section_pages=(1, 5))
+    bad = doc_factory("bad", num_pages=12, section_pages=(1, 5))
+    with pymupdf.open() as pdf:
+        for _ in range(12):
+            pdf.new_page(width=60, height=80)
+        pdf.save(tmp_path / "good.pdf")
+    (tmp_path / "bad.pdf").write_bytes(b"%PDF-1.7\nthis is not a pdf at all")
+    pool = PathPool({good.doc_id: tmp_path / "good.pdf", bad.doc_id: tmp_path / "bad.pdf"})
+    segments = [*sample_segments(good, 1, seed=0), *sample_segments(bad, 1, seed=0)]
+    teacher = _teacher(pool, [])
+    with RequestCache(":memory:") as cache:
+        result = generate(segments, teacher, cache, GenerateConfig(max_attempts=1))
+    assert {pair.doc_id for pair in result.pairs} == {good.doc_id}
+    errors = [r.detail for r in result.rejections if r.reason == "teacher-error"]
+    assert len(errors) == 3
+    assert all(bad.doc_id in e and "bad.pdf" in e for e in errors)
+
+
+def test_a_tokenizer_without_chat_template_is_refused(document, renderer) -> None:
+    (segment,) = sample_segments(document, 1)
+    request = TeacherRequest("k", build_prompt(segment, Task.EXTRACT_SINGLE), 0)
+    teacher = _teacher(
+        renderer, [], engine_factory=lambda model, **kw: FakeEngine(model, chat_template=None)
+    )
+    with pytest.raises(ValueError, match="no chat template; pass chat_template="):
+        teacher.complete([request], lambda *_: None)
+    # Given one, the same tokenizer renders the prompt.
+    teacher = _teacher(
+        renderer,
+        [],
+        chat_template=QWEN_STYLE_TEMPLATE,
+        engine_factory=lambda model, **kw: FakeEngine(model, chat_template=None),
+    )
+    replies: list[TeacherReply] = []
+    teacher.complete([request], lambda _, reply: replies.append(reply))
+    assert replies[0].ok
+
+
+def test_channels_first_pixels_process_like_the_pil_page() -> None:
+    """Hugging Face's Qwen2-VL image processor (what vLLM runs for Qwen2.5-VL) gives the same
+    patches and grid for our channels-first view as for the page as a Pillow image, and the
+    grid matches our token count."""
+    from PIL import Image
+    from transformers import Qwen2VLImageProcessorPil
+
+    from qasynth.pixels import RasterPage
+
+    spec = VisionTokenSpec(min_pixels=3136, max_pixels=200704)
+    pixels = np.random.default_rng(0).integers(0, 256, (311, 197, 3), dtype=np.uint8)
+    page = RasterPage(pixels)
+    processor = Qwen2VLImageProcessorPil(min_pixels=spec.min_pixels, max_pixels=spec.max_pixels)
+    ours = processor(images=[page.channels_first()], return_tensors="np")
+    reference = processor(images=[Image.fromarray(pixels)], return_tensors="np")
+    assert np.array_equal(ours["image_grid_thw"], reference["image_grid_thw"])
+    assert np.array_equal(ours["pixel_values"], reference["pixel_values"])
+    t, h, w = ours["image_grid_thw"][0]
+    assert t * h * w // 4 == image_tokens(311, 197, spec)
 
 
 def test_sampling_and_output_parsing() -> None:

@@ -17,6 +17,7 @@ from qasynth.generate import GenerateConfig, GenerateResult, GenerateStats, Reje
 from qasynth.mix import MixtureError, build_mixture, load_index, select
 from qasynth.parsing import QAValidator, Rejected, RejectReason, parse_reply
 from qasynth.pipeline import assemble_samples, generate_pairs, segment_pool
+from qasynth.pixels import PagePixels, RasterPage
 from qasynth.prompts import PROMPT_VERSION, Prompt, build_prompt, reply_json_schema
 from qasynth.render import EncodedPage, PageImages
 from qasynth.review import ReviewSummary, ingest, wilson_interval, write_review
@@ -56,8 +57,10 @@ __all__ = [
     "MixtureError",
     "OpenAITeacher",
     "PageImages",
+    "PagePixels",
     "Prompt",
     "QAValidator",
+    "RasterPage",
     "Rejected",
     "RejectReason",
     "Rejection",

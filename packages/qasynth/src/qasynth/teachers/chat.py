@@ -1,4 +1,5 @@
-"""OpenAI-style chat messages for a prompt, shared by the openai and vllm backends."""
+"""Chat messages for a prompt: OpenAI-style with image URLs (the openai backend), or with
+bare image placeholders for a chat template (the vllm backend)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,20 @@ def chat_messages(prompt: Prompt, image_urls: Sequence[str]) -> list[dict[str, A
             content.append({"type": "image_url", "image_url": {"url": next(urls)}})
         else:
             content.append({"type": "text", "text": part.text})
+    return [
+        {"role": "system", "content": prompt.system},
+        {"role": "user", "content": content},
+    ]
+
+
+def template_messages(prompt: Prompt) -> list[dict[str, Any]]:
+    """The same conversation with each page as a bare ``{"type": "image"}`` part, for a chat
+    template to render as the model's vision placeholder (Qwen2.5-VL and Qwen3-VL templates:
+    ``<|vision_start|><|image_pad|><|vision_end|>``); the pixels travel apart, in order."""
+    content: list[dict[str, Any]] = [
+        {"type": "image"} if isinstance(part, PagePart) else {"type": "text", "text": part.text}
+        for part in prompt.parts
+    ]
     return [
         {"role": "system", "content": prompt.system},
         {"role": "user", "content": content},

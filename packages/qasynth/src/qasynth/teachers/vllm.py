@@ -1,4 +1,12 @@
-"""vLLM's offline engine as a teacher: one batched ``LLM.chat`` call per batch of requests.
+"""vLLM's offline engine as a teacher: one batched ``LLM.generate`` call per batch of requests.
+
+Pages reach the engine as decoded pixels: ``multi_modal_data={"image": [array, ...]}`` with
+arrays MuPDF rasterised the pages into (``qasynth.pixels.PagePixels``), and the prompt
+text is the conversation rendered by the engine tokenizer's chat template, one vision
+placeholder per page in order. Nothing is JPEG-encoded, base64-encoded or decoded again, as
+it would be through ``LLM.chat`` with data URIs. ``np.ndarray`` is one of the image types
+vLLM's multi-modal inputs take (``vllm.multimodal.inputs.HfImageItem``); arrays are passed
+channels-first, the layout ``vllm.multimodal.parse.ImageProcessorItems.get_image_size`` reads.
 
 The engine is created on the first batch with ``limit_mm_per_prompt`` (images per prompt) and
 ``max_model_len`` taken from the largest request of that batch (page images counted exactly
@@ -16,10 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmprolong_schemas import VisionTokenSpec, image_tokens
+from qasynth.pixels import PagePixels, RasterPage
 from qasynth.prompts import reply_json_schema
-from qasynth.render import DEFAULT_CACHE_BYTES, JPEG_QUALITY, PageImages, PageRenderer
+from qasynth.render import DEFAULT_CACHE_BYTES, PageRenderer
 from qasynth.teachers.base import ReplyCallback, Teacher, TeacherReply, TeacherRequest
-from qasynth.teachers.chat import chat_messages
+from qasynth.teachers.chat import template_messages
 from qasynth.tokens import CHAT_TURN_TOKENS, text_tokens
 
 LENGTH_ROUNDING = 1024
@@ -27,10 +36,17 @@ LENGTH_ROUNDING = 1024
 
 @dataclass(frozen=True)
 class BuiltRequest:
+    """A request ready for the engine: its conversation (pages as image placeholders), its
+    pages' pixels in prompt order, and its prompt length in tokens."""
+
     request: TeacherRequest
     messages: list[dict[str, Any]]
+    pages: list[RasterPage]
     tokens: int
-    images: int
+
+    @property
+    def images(self) -> int:
+        return len(self.pages)
 
 
 @dataclass(frozen=True)
@@ -85,7 +101,7 @@ def _default_engine(model: str, **kwargs: Any) -> Any:
 
 
 def parse_outputs(outputs: Sequence[Any]) -> list[TeacherReply]:
-    """Replies from ``LLM.chat`` results (``RequestOutput``: ``.outputs[0].text``)."""
+    """Replies from ``LLM.generate`` results (``RequestOutput``: ``.outputs[0].text``)."""
     replies = []
     for output in outputs:
         completions = getattr(output, "outputs", None) or []
@@ -121,9 +137,12 @@ class VLLMTeacher(Teacher):
         engine_kwargs: dict[str, Any] | None = None,
         engine_factory: Callable[..., Any] = _default_engine,
         sampling_factory: Callable[[dict[str, Any]], Any] = make_sampling_params,
-        jpeg_quality: int = JPEG_QUALITY,
         page_cache_bytes: int = DEFAULT_CACHE_BYTES,
+        chat_template: str | None = None,
     ):
+        """``chat_template`` replaces the engine tokenizer's own (needed only for a model
+        whose tokenizer has none). ``page_cache_bytes`` bounds the pixels kept across
+        batches; a batch's own pages are held until its engine call returns."""
         super().__init__(model)
         self.pages = pages
         self.spec = spec or VisionTokenSpec()
@@ -134,20 +153,37 @@ class VLLMTeacher(Teacher):
         self.engine_kwargs = engine_kwargs or {}
         self._engine_factory = engine_factory
         self._sampling_factory = sampling_factory
-        self.jpeg_quality = jpeg_quality
-        self.images = PageImages(
-            pages, dpi=self.spec.dpi, quality=jpeg_quality, cache_bytes=page_cache_bytes
-        )
+        self.chat_template = chat_template
+        self.pixels = PagePixels(pages, dpi=self.spec.dpi, cache_bytes=page_cache_bytes)
         self._engine: Any = None
+        self._tokenizer: Any = None
 
     def build(self, request: TeacherRequest) -> BuiltRequest:
-        pages = [p.page for p in request.prompt.page_parts]
-        images = self.images.get(request.segment.doc_id, pages)
-        tokens = sum(image_tokens(im.height, im.width, self.spec) + 2 for im in images)
+        numbers = [p.page for p in request.prompt.page_parts]
+        pages = self.pixels.get(request.segment.doc_id, numbers)
+        tokens = sum(image_tokens(p.height, p.width, self.spec) + 2 for p in pages)
         tokens += text_tokens(request.prompt.system) + text_tokens(request.prompt.text)
         tokens += 3 * CHAT_TURN_TOKENS
-        urls = [image.uri for image in images]
-        return BuiltRequest(request, chat_messages(request.prompt, urls), tokens, len(images))
+        return BuiltRequest(request, template_messages(request.prompt), pages, tokens)
+
+    def prompt_text(self, built: BuiltRequest) -> str:
+        """The conversation as the engine's chat template renders it, ending with the
+        assistant turn's opening."""
+        text = self._tokenizer.apply_chat_template(
+            built.messages,
+            chat_template=self.chat_template,
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        return str(text)
+
+    def engine_input(self, built: BuiltRequest) -> dict[str, Any]:
+        """One ``LLM.generate`` prompt: the text and the pages' pixels, channels-first views
+        of the rasterised pages (no copy)."""
+        return {
+            "prompt": self.prompt_text(built),
+            "multi_modal_data": {"image": [page.channels_first() for page in built.pages]},
+        }
 
     def settings_for(self, built: Sequence[BuiltRequest]) -> EngineSettings:
         """Engine limits that fit every request of ``built``."""
@@ -160,6 +196,14 @@ class VLLMTeacher(Teacher):
     def complete(self, requests: Sequence[TeacherRequest], on_reply: ReplyCallback) -> None:
         if not requests:
             return
+        try:
+            self._complete(requests, on_reply)
+        finally:
+            # The engine has read the batch's pixels: what the cache does not keep is drawn
+            # into again by later batches.
+            self.pixels.release(recycle=True)
+
+    def _complete(self, requests: Sequence[TeacherRequest], on_reply: ReplyCallback) -> None:
         built = []
         for request in requests:
             try:
@@ -172,8 +216,14 @@ class VLLMTeacher(Teacher):
             self.settings = self.settings or self.settings_for(built)
             kwargs = self.settings.engine_kwargs(self.spec) | self.engine_kwargs
             self._engine = self._engine_factory(self.model, **kwargs)
+            self._tokenizer = self._engine.get_tokenizer()
+            if self.chat_template is None and not getattr(self._tokenizer, "chat_template", None):
+                raise ValueError(
+                    f"the tokenizer of {self.model} has no chat template; pass chat_template="
+                )
         assert self.settings is not None
         fitting = []
+        inputs = []
         for item in built:
             needed = item.tokens + self.max_tokens
             if (
@@ -189,8 +239,13 @@ class VLLMTeacher(Teacher):
                         f"{self.settings.max_model_len}",
                     ),
                 )
-            else:
-                fitting.append(item)
+                continue
+            try:
+                inputs.append(self.engine_input(item))
+            except Exception as error:  # the template may refuse a conversation
+                on_reply(item.request, TeacherReply(text=None, error=f"prompt not built: {error}"))
+                continue
+            fitting.append(item)
         if not fitting:
             return
         params = [
@@ -199,10 +254,32 @@ class VLLMTeacher(Teacher):
             )
             for b in fitting
         ]
-        outputs = self._engine.chat([b.messages for b in fitting], params, use_tqdm=False)
-        for item, reply in zip(fitting, parse_outputs(outputs), strict=True):
+        try:
+            replies = parse_outputs(self._engine.generate(inputs, params, use_tqdm=False))
+        except Exception as error:
+            if len(fitting) == 1:
+                replies = [TeacherReply(text=None, error=f"engine failed: {error}")]
+            else:
+                # vLLM refuses a whole batch for one request it rejects: send each alone,
+                # so only the bad one fails.
+                replies = [
+                    self._generate_one(one, param)
+                    for one, param in zip(inputs, params, strict=True)
+                ]
+        del inputs
+        for item, reply in zip(fitting, replies, strict=True):
             on_reply(item.request, reply)
+
+    def _generate_one(self, engine_input: dict[str, Any], params: Any) -> TeacherReply:
+        try:
+            (reply,) = parse_outputs(
+                self._engine.generate([engine_input], [params], use_tqdm=False)
+            )
+        except Exception as error:
+            return TeacherReply(text=None, error=f"engine failed: {error}")
+        return reply
 
     def close(self) -> None:
         self._engine = None
-        self.images.close()
+        self._tokenizer = None
+        self.pixels.close()

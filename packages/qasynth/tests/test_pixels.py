@@ -1,0 +1,58 @@
+"""PagePixels: MuPDF's pixels drawn into our arrays, shared within a batch, cached within a
+byte bound, arrays reused only when nothing reads them, and errors that name the document."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qasynth.pixels import PagePixels
+
+
+def test_pages_equal_the_pool_renderer_and_only_free_arrays_are_reused(corpus_pool) -> None:
+    pool, _, _ = corpus_pool
+    doc = next(pool.documents())
+    reference = [np.asarray(im) for im in pool.render(doc.doc_id, [1, 2, 3], dpi=72)]
+    pixels = PagePixels(pool, dpi=72, cache_bytes=0)
+    pages = pixels.get(doc.doc_id, [1, 2])
+    for page, expected in zip(pages, reference[:2], strict=True):
+        assert page.pixels.dtype == np.uint8 and np.array_equal(page.pixels, expected)
+        assert page.channels_first().shape == (3, *expected.shape[:2])
+    held = pages[0].channels_first()  # something still reads page 1
+    del pages
+    pixels.release(recycle=True)
+    assert pixels.spared_bytes == reference[1].nbytes  # page 2 only
+    (third,) = pixels.get(doc.doc_id, [3])
+    assert reference[2].shape == reference[1].shape and pixels.reused == 1
+    assert np.array_equal(third.pixels, reference[2])
+    assert np.array_equal(held.transpose(1, 2, 0), reference[0])
+    del third
+    pixels.release()  # without recycle nothing is reused
+    assert pixels.spared_bytes == 0
+    with pytest.raises(ValueError, match=rf"document {doc.doc_id} .*no page 999"):
+        pixels.get(doc.doc_id, [999])
+
+
+def test_a_batch_shares_pages_and_the_cache_keeps_its_bound(renderer) -> None:
+    page_bytes = 64 * 80 * 3
+    pixels = PagePixels(renderer, cache_bytes=2 * page_bytes)
+    first = pixels.get("d", [1, 2, 3])
+    again = pixels.get("d", [3, 2, 1, 1])
+    # Pinned until release: the same arrays, each page rendered once, although the cache
+    # holds only two pages.
+    assert renderer.rendered == 3
+    assert [p.pixels is q.pixels for p, q in zip(first, again[2::-1], strict=True)] == [True] * 3
+    assert (pixels.misses, pixels.hits) == (3, 4)
+    assert pixels.cached_bytes == 2 * page_bytes and pixels.pinned_bytes == 3 * page_bytes
+    pixels.release()
+    assert pixels.pinned_bytes == 0
+    pixels.get("d", [2, 3])  # the two most recent pages are cached
+    assert renderer.rendered == 3
+    pixels.get("d", [1])  # the first was evicted
+    assert renderer.rendered == 4
+    pixels.close()
+    assert pixels.cached_bytes == 0
+    with pytest.raises(ValueError, match="must not be negative"):
+        PagePixels(renderer, spare_bytes=-1)
+    with pytest.raises(ValueError, match="must not be negative"):
+        PagePixels(renderer, cache_bytes=-1)
