@@ -45,6 +45,32 @@ def test_pool_pages_match_the_pool_renderer(corpus_pool) -> None:
         PageImages(pool, dpi=72).get(doc.doc_id, [999])
 
 
+def test_gray_pages_are_sent_as_one_channel_jpegs(corpus_pool) -> None:
+    import pymupdf
+
+    from docpool import page_is_color
+
+    pool, _, _ = corpus_pool
+    doc = next(pool.documents())
+    pages = list(range(1, doc.num_pages + 1))
+    with pymupdf.open(pool.pdf_path(doc.doc_id)) as pdf:
+        colored = {n for n in pages if page_is_color(pdf.load_page(n - 1))}
+    # The generated reports' figures are colour charts: both kinds are present.
+    assert colored and len(colored) < len(pages)
+    modes = {}
+    for color in ("auto", "rgb"):
+        images = PageImages(pool, dpi=36, color=color)
+        try:
+            encoded = images.get(doc.doc_id, pages)
+        finally:
+            images.close()
+        modes[color] = [
+            Image.open(io.BytesIO(base64.b64decode(p.uri.split(",", 1)[1]))).mode for p in encoded
+        ]
+    assert modes["auto"] == ["RGB" if n in colored else "L" for n in pages]
+    assert set(modes["rgb"]) == {"RGB"}
+
+
 def test_pages_are_made_once_while_cached(renderer) -> None:
     images = PageImages(renderer, cache_bytes=1 << 20)
     first = images.get("d", [1, 2, 3])

@@ -8,6 +8,9 @@ data URIs is where a request's CPU goes, so ``PageImages`` keeps it short:
 - JPEG through libjpeg-turbo (``simplejpeg``): quality 90 with 4:2:0 chroma subsampling,
   the settings VLM servers are commonly fed and Pillow's default at that quality; text
   stays legible at 144 DPI and the file is several times smaller and cheaper than PNG;
+- a page that uses no colour is rasterised and encoded gray (docpool's ``color="auto"``):
+  one channel instead of three, about a third cheaper to encode, and the same picture once
+  the server converts it to RGB;
 - rasterising runs on one thread at a time (PyMuPDF is not thread-safe) while the pages
   already rasterised are encoded by a small thread pool (the encoder releases the GIL), so on
   a second core encoding overlaps rasterising instead of adding to it;
@@ -30,7 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from docpool import jpeg_bytes, pixmap_pixels
+from docpool import ColorMode, jpeg_bytes, pixmap_pixels, rasterise
 from docpool.render import JPEG_QUALITY
 
 DEFAULT_CACHE_BYTES = 256 << 20
@@ -87,7 +90,9 @@ class EncodedPage:
 class PageImages:
     """Encoded pages of ``source`` at ``dpi``, rasterised on the calling thread, encoded by
     ``encoders`` threads (0: on the calling thread, one page after another) and cached up to
-    ``cache_bytes`` of data URIs (0: no cache). Safe to call from several threads."""
+    ``cache_bytes`` of data URIs (0: no cache). ``color`` is docpool's colour mode for pages
+    rasterised from the PDF ("auto": gray pages as 1-channel JPEGs). Safe to call from
+    several threads."""
 
     def __init__(
         self,
@@ -97,6 +102,7 @@ class PageImages:
         quality: int = JPEG_QUALITY,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         encoders: int = 2,
+        color: ColorMode = "auto",
     ):
         if not 1 <= quality <= 100:
             raise ValueError(f"JPEG quality {quality} is not in 1-100")
@@ -107,6 +113,7 @@ class PageImages:
         self.quality = quality
         self.cache_bytes = cache_bytes
         self.encoders = encoders
+        self.color = color
         self.hits = 0
         self.misses = 0
         self._lock = threading.Lock()  # the cache and its counters
@@ -187,15 +194,12 @@ class PageImages:
     ) -> None:
         import pymupdf
 
-        zoom = self.dpi / 72.0
         with pymupdf.open(path) as pdf:
             for number, future in missing:
                 self._release_spent()
                 if not 1 <= number <= pdf.page_count:
                     raise IndexError(f"{path} has no page {number} (1-{pdf.page_count})")
-                pixmap = pdf.load_page(number - 1).get_pixmap(
-                    matrix=pymupdf.Matrix(zoom, zoom), alpha=False
-                )
+                pixmap = rasterise(pdf.load_page(number - 1), self.dpi, self.color)
                 # A view of the pixmap's own memory: the pixmap travels with it to stay alive.
                 pixels = pixmap_pixels(pixmap)
                 self._encode_later((doc_id, number), future, pixels, pixmap)
