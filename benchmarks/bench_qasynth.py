@@ -311,34 +311,15 @@ def bench_teacher_overhead(work: Path) -> list[Result]:
     ]
 
 
-# The Qwen2.5-VL / Qwen3-VL way of rendering a conversation, written here: a part of type
-# "image" becomes the vision placeholder. The bench tokenizer is built locally (no download).
-_QWEN_STYLE_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' or 'image' in part or 'image_url' in part %}"
-    "<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif 'text' in part %}{{ part['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
 class _InstantEngine:
     """An engine whose model takes no time: it answers every prompt with ``reply`` and keeps
     nothing, so what is timed is the teacher's side only."""
 
     def __init__(self, reply: str):
-        from tokenizers import Tokenizer, models, pre_tokenizers
-        from transformers import PreTrainedTokenizerFast
+        from longctx_rope.tiny import tiny_tokenizer
 
-        specials = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|image_pad|>"]
-        vocab = {"[UNK]": 0} | {token: i + 1 for i, token in enumerate(specials)}
-        model = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-        model.pre_tokenizer = pre_tokenizers.Whitespace()
-        self.tokenizer = PreTrainedTokenizerFast(tokenizer_object=model, unk_token="[UNK]")
-        self.tokenizer.chat_template = _QWEN_STYLE_TEMPLATE
+        # An offline Qwen-vocabulary tokenizer whose chat template renders images as Qwen's do.
+        self.tokenizer = tiny_tokenizer("qwen2.5-vl")
         self.output = SimpleNamespace(
             outputs=[SimpleNamespace(text=reply, finish_reason="stop", token_ids=[1])]
         )

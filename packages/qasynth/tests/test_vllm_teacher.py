@@ -24,31 +24,13 @@ from qasynth.teachers.vllm import EngineSettings, VLLMTeacher, parse_outputs, sa
 
 VISION = "<|vision_start|><|image_pad|><|vision_end|>"
 
-# Written here in the style of the Qwen2.5-VL and Qwen3-VL templates: a content part whose
-# type is "image" (or that has an "image"/"image_url" key) becomes the vision placeholder.
-QWEN_STYLE_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' or 'image' in part or 'image_url' in part %}"
-    "<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif 'text' in part %}{{ part['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+tiny = pytest.importorskip("longctx_rope.tiny")
 
 
-def tiny_tokenizer(chat_template: str | None = QWEN_STYLE_TEMPLATE):
-    """A word-level tokenizer with Qwen's special tokens, built locally (no download)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|image_pad|>", "<|vision_end|>"]
-    vocab = {"[UNK]": 0} | {token: i + 1 for i, token in enumerate(specials)}
-    model = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    model.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=model, unk_token="[UNK]")
-    tokenizer.add_special_tokens({"additional_special_tokens": specials})
+def tiny_tokenizer(chat_template: str | None = tiny.TINY_CHAT_TEMPLATE):
+    """An offline Qwen-vocabulary tokenizer (no download) with ``chat_template``: ours
+    renders each image part as Qwen's templates do."""
+    tokenizer = tiny.tiny_tokenizer("qwen2.5-vl")
     tokenizer.chat_template = chat_template
     return tokenizer
 
@@ -57,7 +39,7 @@ class FakeEngine:
     """Records what LLM.generate receives; answers every prompt with a valid pair, and refuses
     a whole batch holding a sampling seed in ``refuse`` (as vLLM does for a bad request)."""
 
-    def __init__(self, model, *, refuse=(), chat_template=QWEN_STYLE_TEMPLATE, **kwargs):
+    def __init__(self, model, *, refuse=(), chat_template=tiny.TINY_CHAT_TEMPLATE, **kwargs):
         self.model = model
         self.kwargs = kwargs
         self.refuse = set(refuse)
@@ -300,7 +282,7 @@ def test_a_tokenizer_without_chat_template_is_refused(document, renderer) -> Non
     teacher = _teacher(
         renderer,
         [],
-        chat_template=QWEN_STYLE_TEMPLATE,
+        chat_template=tiny.TINY_CHAT_TEMPLATE,
         engine_factory=lambda model, **kw: FakeEngine(model, chat_template=None),
     )
     replies: list[TeacherReply] = []
