@@ -12,9 +12,10 @@ import logging
 import os
 import re
 import signal
+import subprocess
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -73,6 +74,24 @@ def kill_when_written(pid_file: Path, killed: list[int], timeout: float = 90) ->
     thread = threading.Thread(target=kill, daemon=True)
     thread.start()
     return thread
+
+
+def kill_job_when(
+    command: list[str], ready: Callable[[], bool], timeout: float = 90, poll: float = 0.05
+) -> None:
+    """Run ``command`` as a job and SIGKILL it once ``ready()`` holds (it must still be
+    running then: its stderr is the failure message otherwise)."""
+    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and job.poll() is None:
+        if ready():
+            break
+        time.sleep(poll)
+    assert job.poll() is None, job.stderr.read().decode() if job.stderr else ""
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    if job.stderr:
+        job.stderr.close()
 
 
 def square_once_killable(x: int, folder: str, victim: int) -> int:

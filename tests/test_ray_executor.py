@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -286,17 +284,8 @@ def test_a_killed_job_resumes_to_the_same_pool(
         "--out", str(out), "--executor", "ray", "--ray-address", ray_address, "--workers", "1",
         "--batch-size", "1", "--min-pages", "1", "--chunk-pages", str(INGEST["chunk_pages"]),
     ]  # fmt: skip
-    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and job.poll() is None:
-        # A documents shard appears (atomically) once the first document is flushed.
-        if list((out / "documents").glob("part-*.parquet")):
-            break
-        time.sleep(0.05)
-    assert job.poll() is None, job.stderr.read().decode() if job.stderr else ""
-    job.send_signal(signal.SIGKILL)
-    job.wait()
-    job.stderr.close() if job.stderr else None
+    # A documents shard appears (atomically) once the first document is flushed.
+    ray_steps.kill_job_when(command, lambda: bool(list((out / "documents").glob("part-*.parquet"))))
     written = len(Pool(out))
     assert 1 <= written < 6
     report = ingest([corpus], out, executor=RayExecutor(), **INGEST)

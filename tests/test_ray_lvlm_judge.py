@@ -9,10 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -144,20 +141,15 @@ def test_a_killed_job_resumes_without_recomputing_predictions(
         sys.executable, "-c", "from lvlm_judge.cli import app; app()",
         *run_args(checkpoint, data_root, out, *ray_args(ray_address)),
     ]  # fmt: skip
-    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     path = out / "predictions.jsonl"
-    deadline = time.monotonic() + 120
     # Two actors answer chunks of 16 and 4 items: the short chunk lands first, and the job is
     # killed while the long one is still being generated.
-    while time.monotonic() < deadline and job.poll() is None:
-        if path.exists() and path.read_bytes().count(b"\n") >= 1:
-            break
-        time.sleep(0.02)
-    assert job.poll() is None, job.stderr.read().decode() if job.stderr else ""
-    job.send_signal(signal.SIGKILL)
-    job.wait()
-    if job.stderr:
-        job.stderr.close()
+    ray_steps.kill_job_when(
+        command,
+        lambda: path.exists() and path.read_bytes().count(b"\n") >= 1,
+        timeout=120,
+        poll=0.02,
+    )
     written = path.read_bytes().count(b"\n")
     assert 1 <= written < ITEMS
     invoke(run_args(checkpoint, data_root, out, *ray_args(ray_address)))

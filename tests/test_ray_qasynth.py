@@ -9,12 +9,9 @@ from __future__ import annotations
 import functools
 import json
 import os
-import signal
 import sqlite3
-import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -230,17 +227,7 @@ def test_a_killed_generate_job_resumes_without_resending(
     run = tmp_path / "run"
     _copy_segments(local_run, run)
     command = [sys.executable, "-c", _SLOW_JOB, str(pool_path), str(run), ray_address]
-    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and job.poll() is None:
-        if _cached(run) >= 2:
-            break
-        time.sleep(0.05)
-    assert job.poll() is None, job.stderr.read().decode() if job.stderr else ""
-    job.send_signal(signal.SIGKILL)
-    job.wait()
-    if job.stderr:
-        job.stderr.close()
+    ray_steps.kill_job_when(command, lambda: _cached(run) >= 2)
     answered = _cached(run)
     sent_locally = _requests_sent(local_run)
     assert 2 <= answered < sent_locally

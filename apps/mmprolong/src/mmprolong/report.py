@@ -60,6 +60,14 @@ def _save(figure: plt.Figure, path: Path) -> Path:
     return path
 
 
+def _loss_summary(loss: list[tuple[int, float]]) -> str:
+    (first_step, first), (last_step, last) = loss[0], loss[-1]
+    return (
+        f"{len(loss)} logged steps; loss {first:.4f} at step {first_step} -> "
+        f"{last:.4f} at step {last_step}."
+    )
+
+
 def _figure(
     data: ReportData, section: str, out_dir: Path, own: tuple[str, str] | None
 ) -> list[str]:
@@ -220,24 +228,14 @@ def write_report(data: ReportData, out_dir: Path) -> Path:
 
     md += ["## Training", ""]
     if data.loss:
-        first, last = data.loss[0], data.loss[-1]
-        md += [
-            f"{len(data.loss)} logged steps; loss {first[1]:.4f} at step {first[0]} -> "
-            f"{last[1]:.4f} at step {last[0]}.",
-            "",
-        ]
+        md += [_loss_summary(data.loss), ""]
         if "loss" not in data.package_figures:
             loss_figure(data.loss, out_dir / LOSS_PNG)
         md += _figure(data, "loss", out_dir, ("Training loss", LOSS_PNG))
     else:
         md += ["No training log found.", ""]
     if data.sft_loss:
-        first, last = data.sft_loss[0], data.sft_loss[-1]
-        md += [
-            f"SFT after LongPT: {len(data.sft_loss)} logged steps; loss {first[1]:.4f} at step "
-            f"{first[0]} -> {last[1]:.4f} at step {last[0]}.",
-            "",
-        ]
+        md += ["SFT after LongPT: " + _loss_summary(data.sft_loss), ""]
 
     md += ["## Evaluation (this run)", ""]
     if data.evaluated:
