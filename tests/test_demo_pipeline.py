@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from mmprolong.orchestrator import read_manifest
-from mmprolong_schemas import ScoreTable
+from mmprolong_schemas import Recipe, Sample, ScoreTable, read_parquet
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
@@ -178,3 +178,45 @@ def test_data_stages_on_ray_write_what_local_wrote(demo_run: Path, tmp_path: Pat
     on_ray, local = _records(run_dir), _records(demo_run)
     assert on_ray["documents"] and on_ray["pairs"] and on_ray["mixture"]
     assert on_ray == local
+
+
+def test_the_demo_mixture_fills_rows_by_cutting_documents(demo_run: Path) -> None:
+    """The samples qasynth assembled carry cut_after, and seqpar-train's fill="cut" fills
+    rows with them: fuller rows than whole samples, each cut sample built as planned."""
+    from longctx_rope import tiny_config
+    from seqpar_train import TrainConfig
+    from seqpar_train.batch import IGNORE_INDEX
+    from seqpar_train.data.mixture import MixtureRows
+
+    recipe = Recipe.model_validate_json((demo_run / "recipe.json").read_text())
+    samples = [s for f in sorted((demo_run / "mix").glob("samples-*.parquet"))
+               for s in read_parquet(f, Sample)]  # fmt: skip
+    assert samples and all(s.cut_after in s.pages for s in samples)  # VQA only in the demo
+
+    def rows(fill: str) -> MixtureRows:
+        config = TrainConfig.from_recipe(
+            recipe,
+            output_dir=str(demo_run / "unused"),
+            model={"tiny": "qwen2.5-vl", "rope": None},
+            data={
+                "mixture": str(demo_run / "mix"),
+                "pool": str(demo_run / "pool" / "pool"),
+                "vision": recipe.vision.model_dump(mode="json"),
+                "fill": fill,
+            },
+        )
+        return MixtureRows.from_config(config, tiny_config("qwen2.5-vl"))
+
+    def fill(source: MixtureRows, count: int) -> float:
+        planned = [sum(m.tokens for m in source.plan(i)[0]) for i in range(count)]
+        return sum(planned) / (count * source.max_length)
+
+    whole, cut = rows("whole"), rows("cut")
+    count = len(samples) // 4  # rows of the first window, whichever the packing
+    assert fill(cut, count) > fill(whole, count)
+    index = next(i for i in range(count) if any(m.cut_page is not None for m in cut.plan(i)[0]))
+    members, _ = cut.plan(index)
+    row, reasons = cut.row(index)
+    assert not reasons and row.doc_lens == [m.tokens for m in members]
+    assert row.num_tokens <= cut.max_length
+    assert int((row.labels != IGNORE_INDEX).sum()) > 0

@@ -32,6 +32,7 @@ def test_stage_order() -> None:
         ({"mixture.token_budget": "32K"}, "mix"),
         ({"rope.base": 8e6, "rope.method": "set-base"}, "rope"),
         ({"train.schedule.peak_lr": 5e-4}, "train"),
+        ({"train.row_fill": "cut"}, "train"),
         ({"eval.max_new_tokens": 4}, "eval"),
     ],
 )
@@ -46,6 +47,18 @@ def test_a_change_invalidates_its_stage_and_all_later_ones(
         name for name, old, new in zip(STAGE_NAMES, before, after, strict=True) if old != new
     ]
     assert changed == list(STAGE_NAMES[STAGE_NAMES.index(first_stale) :])
+
+
+def test_row_min_keep_counts_only_when_rows_are_cut(tmp_path: Path) -> None:
+    pipeline = Pipeline(default_stages(), tmp_path)
+    whole = load_recipe("demo-tiny")
+    assert pipeline.hashes(whole) == pipeline.hashes(
+        apply_overrides(whole, {"train.row_min_keep": 0.7}, "test")
+    )
+    cut = apply_overrides(whole, {"train.row_fill": "cut"}, "test")
+    assert pipeline.hashes(cut) != pipeline.hashes(
+        apply_overrides(cut, {"train.row_min_keep": 0.7}, "test")
+    )
 
 
 def test_stage_configs_are_json() -> None:

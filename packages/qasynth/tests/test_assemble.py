@@ -113,6 +113,22 @@ def test_ocr_needle_asks_for_one_to_three_pages(document) -> None:
     assert ocr_needle_sample(document, 1) == ocr_needle_sample(document, 1)
 
 
+def test_samples_can_be_cut_after_their_last_needed_page(document) -> None:
+    vqa = vqa_sample(_pair(document), document, AssembleConfig(page_labels=True))
+    assert vqa is not None and vqa.cut_after == 14  # the segment's last page, not evidence 7
+    cut = vqa.cut(14, est_tokens=1)
+    assert cut.pages == list(range(1, 15))
+    texts = [p.text for p in cut.messages[0].content if isinstance(p, TextPart)]
+    assert texts[-2:] == ["Page 14:", "Which values are on Pages 5 and 7?"]
+    for seed in range(8):
+        needle = ocr_needle_sample(document, seed)
+        assert needle is not None
+        named = [int(line[5:-1]) for line in needle.target.splitlines() if line[-1:] == ":"]
+        assert needle.cut_after == max(named)
+    full = ocr_full_sample(document)
+    assert full is not None and full.cut_after is None
+
+
 def test_samples_round_trip_as_json(document) -> None:
     sample = vqa_sample(_pair(document), document)
     assert sample is not None

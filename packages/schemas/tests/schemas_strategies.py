@@ -172,6 +172,9 @@ def samples(draw: st.DrawFn) -> Sample:
         target=draw(words),
         est_tokens=draw(st.integers(1, 2**30)),
         qa_id=draw(st.none() | words),
+        cut_after=draw(st.none() | st.sampled_from(shown))
+        if shown and shown == sorted(shown)
+        else None,
     )
 
 

@@ -163,6 +163,61 @@ def test_sample_pages_must_match_messages() -> None:
         )
 
 
+def _labelled_sample(pages: int, cut_after: int | None) -> Sample:
+    content: list[Any] = [TextPart(text="Read:")]
+    for page in range(1, pages + 1):
+        content += [TextPart(text=f"Page {page}:"), PagePart(doc_id=DOC, page=page)]
+    content.append(TextPart(text="Q?"))
+    return Sample(
+        sample_id="s",
+        task=Task.EXTRACT_SINGLE,
+        doc_id=DOC,
+        pages=list(range(1, pages + 1)),
+        messages=[
+            {"role": "system", "content": [TextPart(text="sys")]},
+            {"role": "user", "content": content},
+        ],
+        target="A",
+        est_tokens=100,
+        cut_after=cut_after,
+    )
+
+
+def test_a_cut_keeps_the_pages_up_to_it_and_the_question() -> None:
+    sample = _labelled_sample(5, cut_after=2)
+    cut = sample.cut(3, est_tokens=60)
+    assert cut.pages == [1, 2, 3] and cut.est_tokens == 60 and cut.sample_id == "s:1-3"
+    texts = [p.text if isinstance(p, TextPart) else p.page for p in cut.messages[1].content]
+    assert texts == ["Read:", "Page 1:", 1, "Page 2:", 2, "Page 3:", 3, "Q?"]
+    assert cut.messages[0] == sample.messages[0] and cut.cut_after == 2
+    assert sample.cut(2, est_tokens=1).pages == [1, 2]
+    for bad in (1, 5):  # before cut_after; at the last page (nothing to cut)
+        with pytest.raises(ValueError, match=f"not after page {bad}"):
+            sample.cut(bad, est_tokens=1)
+    with pytest.raises(ValueError, match="cannot be cut"):
+        _labelled_sample(5, cut_after=None).cut(3, est_tokens=1)
+
+
+def test_cut_after_must_be_a_page_shown_in_order() -> None:
+    with pytest.raises(ValidationError, match="cut_after page 9 is not a page shown"):
+        _labelled_sample(5, cut_after=9)
+    message = {
+        "role": "user",
+        "content": [PagePart(doc_id=DOC, page=2), PagePart(doc_id=DOC, page=1)],
+    }
+    with pytest.raises(ValidationError, match="increasing order in one message"):
+        Sample(
+            sample_id="s",
+            task=Task.EXTRACT_SINGLE,
+            doc_id=DOC,
+            pages=[2, 1],
+            messages=[message],
+            target="A",
+            est_tokens=10,
+            cut_after=1,
+        )
+
+
 def test_mixture_spec_rules() -> None:
     spec = MixtureSpec()
     assert spec.token_budget == 5 * 2**30

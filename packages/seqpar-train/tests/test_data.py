@@ -15,7 +15,13 @@ from mmprolong_schemas import (
     write_parquet,
 )
 from seqpar_train.batch import IGNORE_INDEX
-from seqpar_train.data.packing import min_rows_bound, pack_ffd, packing_stats
+from seqpar_train.data.packing import (
+    min_rows_bound,
+    pack_cut,
+    pack_ffd,
+    packing_stats,
+    placed_tokens,
+)
 
 
 def _naive_ffd(lengths, capacity):
@@ -90,6 +96,54 @@ def test_packing_beats_one_sample_per_row():
     rows = pack_ffd(lengths, 100)
     assert packing_stats(lengths, rows, 100).utilization == 250 / 300
     assert packing_stats(lengths, [[i] for i in range(7)], 100).utilization == 250 / 700
+
+
+@st.composite
+def _cuttable(draw):
+    lengths = draw(st.lists(st.integers(2, 100), max_size=40))
+    cuts = [
+        sorted(draw(st.sets(st.integers(1, n - 1), max_size=6))) if draw(st.booleans()) else []
+        for n in lengths
+    ]
+    return lengths, cuts
+
+
+@settings(max_examples=150, deadline=None)
+@given(_cuttable(), st.integers(100, 180), st.sampled_from([0.01, 0.5, 0.8, 1.0]))
+def test_cut_packing_places_every_sample_once_within_its_allowed_cuts(data, capacity, keep):
+    lengths, cuts = data
+    rows = pack_cut(lengths, cuts, capacity, min_keep=keep)
+    assert sorted(i for row in rows for i, _ in row) == list(range(len(lengths)))
+    for row in rows:
+        assert sum(placed_tokens(lengths, cuts, p) for p in row) <= capacity
+        assert sum(c is not None for _, c in row) <= 2  # the first sample and one partner
+        for index, cut in row:
+            if cut is not None:
+                assert cuts[index][cut] >= keep * lengths[index]
+    assert rows == pack_cut(lengths, cuts, capacity, min_keep=keep)  # deterministic
+    # Without cut points it is a whole-sample packing, never worse than FFD's row count.
+    whole = pack_cut(lengths, [[] for _ in lengths], capacity)
+    assert all(c is None for row in whole for _, c in row)
+    assert len(whole) <= len(pack_ffd(lengths, capacity))
+
+
+def test_cutting_fills_rows_that_whole_samples_cannot_share():
+    # Four 70-token samples: whole, one per row (70%). Each may be cut after every
+    # 5 tokens from 35 on; pairs of cuts fill rows.
+    lengths = [70, 70, 70, 70]
+    cuts = [list(range(35, 70, 5))] * 4
+    rows = pack_cut(lengths, cuts, 100)
+    assert len(pack_ffd(lengths, 100)) == 4 and len(rows) == 2
+    for row in rows:
+        kept = [placed_tokens(lengths, cuts, p) for p in row]
+        assert sum(kept) == 100 and kept == [50, 50]  # each keeps the same share of itself
+    # min_keep forbids cuts below it: 0.8 of 70 is 56, two of them overflow a row.
+    assert len(pack_cut(lengths, cuts, 100, min_keep=0.8)) == 4
+    # A sample without cut points can still share a row with a cut partner.
+    rows = pack_cut([70, 40], [[], list(range(5, 40, 5))], 100)
+    assert rows == [[(0, None), (1, 5)]]  # 70 whole and the 40 cut to 30 (its index 5)
+    with pytest.raises(ValueError, match="must increase"):
+        pack_cut([10], [[12]], 100)
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +238,8 @@ def test_window_plans_are_deterministic_and_cover_every_sample(pool_and_samples)
     again, _ = _rows(root, samples, max_length=longest)
     plans = [first.plan(i)[0] for i in range(2)]
     assert plans == [again.plan(i)[0] for i in range(2)]  # a resumed run replans alike
-    assert sorted(i for plan in plans for i in plan) == [0, 1]
+    assert sorted(m.sample for plan in plans for m in plan) == [0, 1]
+    assert all(m.cut_page is None for plan in plans for m in plan)  # fill="whole" cuts nothing
 
 
 def test_rows_longer_than_max_length_are_skipped(pool_and_samples):
@@ -382,3 +437,99 @@ def test_the_image_root_setting_reaches_the_sample_encoder(pool_and_samples, tmp
     config = load_config(path)
     rows = MixtureRows.from_config(config, tiny_config("qwen2.5-vl"))
     assert rows.encoder.image_root == tmp_path
+
+
+def _whole_document_samples(pool, labels):
+    """A sample per pooled document showing every page (optionally labelled), which may be
+    cut after page 2."""
+    samples = []
+    for n, doc_id in enumerate(pool.doc_ids()):
+        pages = list(range(1, len(pool.get(doc_id).pages) + 1))
+        content = []
+        for page in pages:
+            if labels:
+                content.append(TextPart(text=f"Page {page}:"))
+            content.append(PagePart(doc_id=doc_id, page=page))
+        content.append(TextPart(text=f"What does Page 2 say, {n}?"))
+        samples.append(
+            Sample(
+                sample_id=f"long{n}",
+                task=Task.EXTRACT_SINGLE,
+                doc_id=doc_id,
+                pages=pages,
+                messages=[Message(role="user", content=content)],
+                target=f"Answer {n}",
+                est_tokens=100,
+                cut_after=2,
+            )
+        )
+    return samples
+
+
+@pytest.mark.parametrize("labels", [False, True])
+@pytest.mark.parametrize("family", ["qwen2.5-vl", "qwen3-vl"])
+def test_cut_lengths_are_the_exact_lengths_of_the_cut_samples(pool_and_samples, family, labels):
+    from longctx_rope import tiny_processor
+    from seqpar_train.data.encode import SampleEncoder
+
+    root, pool, _ = pool_and_samples
+    factor = 28 if family == "qwen2.5-vl" else 32
+    spec = VisionTokenSpec(dpi=36, factor=factor, min_pixels=3136, max_pixels=80_000)
+    encoder = SampleEncoder(tiny_processor(family, 3136, 80_000), spec, root / "pool")
+    for sample in _whole_document_samples(pool, labels):
+        cuts = encoder.cut_lengths(sample)
+        assert [page for page, _ in cuts] == list(range(2, len(sample.pages)))
+        assert all(
+            a[1] < b[1] < encoder.length(sample) for a, b in zip(cuts, cuts[1:], strict=False)
+        )
+        for page, tokens in cuts:
+            assert encoder.length(sample.cut(page, tokens)) == tokens
+    page, tokens = cuts[0]
+    assert encoder.encode(sample.cut(page, tokens)).input_ids.numel() == tokens  # rendered
+    assert encoder.cut_lengths(sample.model_copy(update={"cut_after": None})) == []
+
+
+@pytest.mark.slow
+def test_filling_rows_by_cutting_builds_the_planned_rows(pool_and_samples, tmp_path):
+    from longctx_rope import tiny_config, tiny_processor
+    from seqpar_train.data.encode import SampleEncoder
+    from seqpar_train.data.mixture import MixtureRows
+
+    root, pool, _ = pool_and_samples
+    spec = VisionTokenSpec(dpi=36, factor=28, min_pixels=3136, max_pixels=80_000)
+    encoder = SampleEncoder(tiny_processor("qwen2.5-vl", 3136, 80_000), spec, root / "pool")
+    samples = _whole_document_samples(pool, labels=True)
+    lengths = [encoder.length(s) for s in samples]
+    row_length = int(0.8 * sum(lengths))  # the two whole samples overflow a row
+
+    def rows(fill):
+        return MixtureRows(
+            samples,
+            encoder,
+            tiny_config("qwen2.5-vl"),
+            max_length=row_length,
+            window=8,
+            seed=0,
+            fill=fill,
+        )
+
+    assert [len(rows("whole").plan(i)[0]) for i in range(2)] == [1, 1]
+    cut = rows("cut")
+    members, _ = cut.plan(0)
+    assert sorted(m.sample for m in members) == [0, 1]
+    assert any(m.cut_page is not None for m in members)
+    planned = sum(m.tokens for m in members)
+    assert row_length - max(lengths) / 4 < planned <= row_length
+    row, reasons = cut.row(0)
+    assert reasons == [] and row.num_tokens == planned
+    assert row.doc_lens == [m.tokens for m in members]
+    cut_ids = [i for i in row.sample_ids if ":1-" in i]
+    assert cut_ids and all(i.split(":")[0] in {"long0", "long1"} for i in cut_ids)
+    text = encoder.processor.tokenizer.decode(row.labels[row.labels != IGNORE_INDEX])
+    assert "Answer 0" in text and "Answer 1" in text  # a cut keeps the answer and its labels
+    shares = [cut.row(0, sp_rank=rank, sp=2)[0] for rank in range(2)]
+    assert all(torch.equal(s.input_ids, row.input_ids) for s in shares)
+    assert (
+        sum(s.pixel_values.shape[0] for s in shares if s.pixel_values is not None)
+        == (row.pixel_values.shape[0])
+    )

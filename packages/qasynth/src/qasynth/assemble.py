@@ -2,7 +2,9 @@
 
 A long-document sample shows every page of the document as a PagePart (rendered at training
 time, never stored), optionally preceded by "Page N:" text, then the question; the answer is
-``target``, the only text that receives loss. The chat layout is Qwen2.5-VL's: one user turn
+``target``, the only text that receives loss. ``cut_after`` marks the last page the question
+and target depend on (the segment's last page, the last needle page); OCR-full samples
+transcribe every page and cannot be cut. The chat layout is Qwen2.5-VL's: one user turn
 holding images and text, one assistant turn; the default system turn is added by the chat
 template and counted in ``est_tokens``.
 """
@@ -85,6 +87,7 @@ def _sample(
     target: str,
     config: AssembleConfig,
     qa_id: str | None = None,
+    cut_after: int | None = None,
 ) -> Sample | None:
     pages = list(range(1, doc.num_pages + 1))
     content = [*_page_parts(doc, pages, config.page_labels), TextPart(text=prompt_text)]
@@ -101,6 +104,7 @@ def _sample(
         target=target,
         est_tokens=tokens,
         qa_id=qa_id,
+        cut_after=cut_after,
     )
 
 
@@ -117,6 +121,9 @@ def vqa_sample(pair: QAPair, doc: Document, config: AssembleConfig | None = None
         format_answer(pair.answer),
         config,
         qa_id=pair.qa_id,
+        # Questions may name any page of the segment ("on Pages 12-15"); later pages are
+        # context only, so a trainer may cut the document after the segment.
+        cut_after=pair.segment.last,
     )
 
 
@@ -178,6 +185,7 @@ def ocr_needle_sample(
         instruction,
         _transcripts(doc, chosen),
         config,
+        cut_after=chosen[-1],
     )
 
 

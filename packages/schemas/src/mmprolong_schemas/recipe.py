@@ -134,6 +134,16 @@ class TrainConfig(Model):
     checkpoint_every: int = Field(
         default=100, ge=1, description="Optimizer steps between checkpoints."
     )
+    row_fill: Literal["whole", "cut"] = Field(
+        default="whole",
+        description="How training rows are filled: 'whole' samples keep the pool-native "
+        "lengths (about 77% of a 128K row on them, the most whole samples allow); 'cut' "
+        "fills rows to about 98% by cutting documents after the pages their questions "
+        "depend on, leaving out about a fifth of their tokens.",
+    )
+    row_min_keep: float = Field(
+        default=0.5, gt=0, le=1, description="With row_fill='cut': the least share a cut keeps."
+    )
     extra_sft: bool = Field(
         default=False,
         description="Follow LongPT with the short SFT stage (the OCR ablations); its settings "

@@ -56,6 +56,12 @@ class Sample(Record):
     est_tokens: int = Field(ge=1, description="Estimated tokens of prompt plus target.")
     qa_id: str | None = None
     source: str = Field(default="qasynth", description="Which stage or dataset made the sample.")
+    cut_after: PageNumber | None = Field(
+        default=None,
+        description="The last page the question and target depend on: the sample stays valid "
+        "when its document is cut after this page or any later one (a trainer may do so to "
+        "fill a row). None: the sample cannot be cut.",
+    )
 
     @model_validator(mode="after")
     def _pages_match_messages(self) -> Sample:
@@ -76,7 +82,48 @@ class Sample(Record):
                 f"pages {self.pages} do not match the pages shown in the messages "
                 f"{[part.page for part in shown]}"
             )
+        if self.cut_after is not None:
+            if self.cut_after not in self.pages:
+                raise ValueError(f"cut_after page {self.cut_after} is not a page shown")
+            if self.pages != sorted(self.pages) or len(self._page_messages()) != 1:
+                raise ValueError(
+                    "cut_after needs the pages shown in increasing order in one message"
+                )
         return self
+
+    def _page_messages(self) -> list[int]:
+        return [
+            index
+            for index, message in enumerate(self.messages)
+            if any(isinstance(part, PagePart) for part in message.content)
+        ]
+
+    def cut(self, last_page: PageNumber, est_tokens: int) -> Sample:
+        """The sample with its document cut after ``last_page``: the later pages, and any
+        text between them (such as their page labels), are left out; the text after the last
+        page (the question) stays. Cutting is allowed from ``cut_after`` on."""
+        if self.cut_after is None:
+            raise ValueError(f"sample {self.sample_id} cannot be cut (no cut_after)")
+        if not self.cut_after <= last_page < self.pages[-1]:
+            raise ValueError(
+                f"sample {self.sample_id} can be cut after pages {self.cut_after}-"
+                f"{self.pages[-1] - 1}, not after page {last_page}"
+            )
+        (at,) = self._page_messages()
+        content = self.messages[at].content
+        shown = [i for i, part in enumerate(content) if isinstance(part, PagePart)]
+        keep = shown[self.pages.index(last_page)]
+        message = self.messages[at].model_copy(
+            update={"content": [*content[: keep + 1], *content[shown[-1] + 1 :]]}
+        )
+        return self.model_copy(
+            update={
+                "sample_id": f"{self.sample_id}:1-{last_page}",
+                "pages": [p for p in self.pages if p <= last_page],
+                "messages": [*self.messages[:at], message, *self.messages[at + 1 :]],
+                "est_tokens": est_tokens,
+            }
+        )
 
 
 class LengthDistribution(StrEnum):

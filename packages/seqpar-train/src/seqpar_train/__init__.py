@@ -23,7 +23,7 @@ from seqpar_train.config import (
     TrainConfig,
     load_config,
 )
-from seqpar_train.data.packing import min_rows_bound, pack_ffd, packing_stats
+from seqpar_train.data.packing import min_rows_bound, pack_cut, pack_ffd, packing_stats
 from seqpar_train.distributed import spawn_local
 from seqpar_train.export import export_hf, extend_rope
 from seqpar_train.flops import PRESETS, ArchSpec, estimate, training_flops
@@ -66,6 +66,7 @@ __all__ = [
     "load_model_weights",
     "lr_at",
     "min_rows_bound",
+    "pack_cut",
     "pack_ffd",
     "packing_stats",
     "plan_heads",

@@ -71,6 +71,19 @@ class DataSettings(Model):
         description="Samples packed together (FFD); 4096 reaches the bin-packing lower bound "
         "on pool-native lengths, 256 stays 0.6% above it.",
     )
+    fill: Literal["whole", "cut"] = Field(
+        default="whole",
+        description="'whole' packs whole samples (about 77% of a 128K row on pool-native "
+        "lengths, the most any whole-sample packing reaches); 'cut' fills rows to about 98% "
+        "by cutting documents after the pages their questions depend on, leaving out about "
+        "a fifth of their tokens (docs/seqpar-train.md).",
+    )
+    min_keep: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="With fill='cut': the least share of a sample's tokens a cut keeps.",
+    )
     num_workers: int = Field(default=2, ge=0, description="Rendering worker processes per rank.")
 
     @model_validator(mode="after")

@@ -296,7 +296,7 @@ def train(config: TrainConfig) -> TrainResult:
         step = start_step
         while step < total_steps:
             began = time.perf_counter()
-            micro = []
+            micro, row_tokens = [], 0
             for _ in range(accumulation):
                 row, reasons = next(rows)
                 for reason in reasons:
@@ -306,6 +306,7 @@ def train(config: TrainConfig) -> TrainResult:
                     row = agree_failed_documents(row, mesh.sp_group, device)
                 # Render failures count once per SP rank, like every other skip.
                 skipped += len(reasons) - rendered_here + len(row.failed_docs)
+                row_tokens += row.num_tokens
                 micro.append(to_device(row, device))
             stats = _accumulate_gradients(model, micro, autocast, arch, dims, sp_rank, device)
             grad_norm = clip_grad_norm(model.parameters(), config.optimizer.grad_clip)
@@ -318,17 +319,14 @@ def train(config: TrainConfig) -> TrainResult:
                 all_reduce_sum(stats.loss_sum, dist.group.WORLD if world > 1 else None)
             ) / max(float(stats.label_tokens), 1.0)
             losses.append(loss)
-            # The ranks of an SP group read the same rows, so each skip is seen sp times.
-            skipped_all = (
-                int(
-                    all_reduce_sum(
-                        torch.tensor(float(skipped), device=device),
-                        dist.group.WORLD if world > 1 else None,
-                    )
-                )
-                // dims.sp
-                + skipped_before
+            # The ranks of an SP group read the same rows, so each skip and row is seen sp
+            # times.
+            seen = all_reduce_sum(
+                torch.tensor([float(skipped), float(row_tokens)], device=device),
+                dist.group.WORLD if world > 1 else None,
             )
+            skipped_all = int(seen[0]) // dims.sp + skipped_before
+            row_fill = float(seen[1]) / dims.sp / (rows_per_step * config.max_length)
             elapsed = time.perf_counter() - began
             if writer is not None:
                 record = {
@@ -339,6 +337,7 @@ def train(config: TrainConfig) -> TrainResult:
                     "label_tokens": int(stats.label_tokens),
                     "tokens_per_s_per_device": stats.tokens / elapsed,
                     "padding_share": stats.pad_tokens / max(1, stats.tokens + stats.pad_tokens),
+                    "row_fill": row_fill,
                     "memory_bytes": peak_memory_bytes(device),
                     "mfu_causal": stats.flops_causal / elapsed / peak,
                     "mfu_non_causal": stats.flops_non_causal / elapsed / peak,

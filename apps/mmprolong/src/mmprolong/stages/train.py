@@ -68,9 +68,12 @@ class TrainStage(Contributor):
     name = "train"
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
+        # Whether an SFT stage follows is not LongPT's business: toggling it keeps train.
+        # Whole rows ignore row_min_keep, and leaving both out when rows are whole keeps the
+        # hashes of runs made before cut filling existed.
+        cut = {"row_fill", "row_min_keep"} if recipe.train.row_fill == "whole" else set()
         return {
-            # Whether an SFT stage follows is not LongPT's business: toggling it keeps train.
-            "train": recipe.train.model_dump(mode="json", exclude={"extra_sft"}),
+            "train": recipe.train.model_dump(mode="json", exclude={"extra_sft", *cut}),
             "vision": recipe.vision.model_dump(mode="json"),
         }
 
@@ -87,6 +90,8 @@ class TrainStage(Contributor):
                 "image_root": _short_image_root(ctx),
                 "vision": recipe.vision.model_dump(mode="json"),
                 "num_workers": render_workers(recipe),
+                "fill": recipe.train.row_fill,
+                "min_keep": recipe.train.row_min_keep,
             },
         )
         return train_and_export(ctx, config, trained_checkpoint(ctx), recipe.train.dtype)

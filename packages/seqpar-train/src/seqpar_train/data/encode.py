@@ -1,11 +1,11 @@
 """A Sample (chat messages referencing pool pages, and a target) to model inputs.
 
-``length`` and ``plan`` are exact and render nothing: each page's image grid follows from its
-size in points (stored in the pool), the DPI and the processor's min/max pixels, which is
-what lets every rank plan the packing of a window, and the SP ranks of a row split its images
-between them, without rendering a single page. ``encode`` renders every page and runs the
-Qwen processor; ``pixels`` renders only the images an SP rank will encode. Both agree with
-the plan, which is checked.
+``length``, ``cut_lengths`` and ``plan`` are exact and render nothing: each page's image
+grid follows from its size in points (stored in the pool), the DPI and the processor's
+min/max pixels, which is what lets every rank plan the packing of a window, and the SP ranks
+of a row split its images between them, without rendering a single page. ``encode`` renders
+every page and runs the Qwen processor; ``pixels`` renders only the images an SP rank will
+encode. Both agree with the plan, which is checked.
 """
 
 from __future__ import annotations
@@ -184,6 +184,37 @@ class SampleEncoder:
         placeholders = sum(self._part_tokens(part) - 1 for part in parts)
         prompt = len(self._tokens(self._prompt(sample))) + placeholders
         return prompt + len(self._tokens(sample.target + END_OF_TURN))
+
+    def cut_lengths(self, sample: Sample) -> list[tuple[int, int]]:
+        """(page, exact tokens) of the sample cut after each page it may be cut after
+        (``Sample.cut_after`` up to its second-to-last page), from one tokenisation.
+
+        Cutting after the k-th image leaves out the prompt tokens from just after its
+        placeholder to the last image's placeholder (the later images, their wrappers and
+        whatever text lies between them), and the later images' expansions."""
+        parts = self._image_parts(sample)
+        if sample.cut_after is None or any(isinstance(part, ImagePart) for part in parts):
+            return []  # only document pages are cut
+        prompt = self._tokens(self._prompt(sample))
+        at = [i for i, token in enumerate(prompt) if token == self.image_token_id]
+        if len(at) != len(parts):
+            raise SampleError(
+                f"sample {sample.sample_id}: the chat template made {len(at)} image "
+                f"placeholders for {len(parts)} images"
+            )
+        expanded = [self._part_tokens(part) for part in parts]
+        whole = len(prompt) + sum(expanded) - len(parts)
+        whole += len(self._tokens(sample.target + END_OF_TURN))
+        last = len(parts) - 1
+        lengths, later = [], 0
+        for k in range(last - 1, -1, -1):
+            page = sample.pages[k]
+            if page < sample.cut_after:
+                break
+            later += expanded[k + 1]
+            left_out = at[last] - at[k] - (last - k) + later
+            lengths.append((page, whole - left_out))
+        return lengths[::-1]
 
     def plan(self, sample: Sample) -> PlannedSample:
         """Token ids, labels and image grids of the encoded sample, without rendering: the

@@ -1,18 +1,20 @@
 """Rows packed from a qasynth mixture: plan by exact lengths, build lazily in workers.
 
 The mixture's samples are shuffled per epoch (seeded); every ``pack_window`` consecutive
-samples are packed first-fit-decreasing into rows of ``max_length`` tokens, and the window's
-rows are shuffled (seeded) so training does not see them longest-first. Planning needs only
-page sizes, so every rank plans the same rows; building a row renders its pages. The global
-row index is the resumable cursor. A sample whose document is missing, whose PDF is
-broken or that is longer than a row is skipped with a warning and counted.
+samples are packed into rows of ``max_length`` tokens, and the window's rows are shuffled
+(seeded) so training does not see them longest-first. ``fill="whole"`` packs whole samples
+first-fit-decreasing; ``fill="cut"`` fills rows by cutting documents after the pages their
+questions depend on (``pack_cut``; a cut keeps at least ``min_keep`` of a sample). Planning
+needs only page sizes, so every rank plans the same rows; building a row renders its pages.
+The global row index is the resumable cursor. A sample whose document is missing, whose PDF
+is broken or that is longer than a row is skipped with a warning and counted.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -21,9 +23,17 @@ from mmprolong_schemas import Sample, read_parquet
 from seqpar_train.batch import IGNORE_INDEX, PackedRow, mask_documents
 from seqpar_train.config import TrainConfig
 from seqpar_train.data.encode import EncodedSample, SampleEncoder, SampleError
-from seqpar_train.data.packing import pack_ffd
+from seqpar_train.data.packing import pack_cut, pack_ffd
 
 log = logging.getLogger("seqpar_train.data")
+
+
+class Member(NamedTuple):
+    """A sample of a planned row: whole, or with its document cut after ``cut_page``."""
+
+    sample: int
+    cut_page: int | None
+    tokens: int
 
 
 def read_mixture(mixture_dir: str | Path) -> list[Sample]:
@@ -43,6 +53,8 @@ class MixtureRows:
         max_length: int,
         window: int,
         seed: int,
+        fill: Literal["whole", "cut"] = "whole",
+        min_keep: float = 0.5,
     ) -> None:
         if not samples:
             raise ValueError("the mixture is empty")
@@ -52,7 +64,9 @@ class MixtureRows:
         self.max_length = max_length
         self.window = window
         self.seed = seed
-        self._plans: list[tuple[list[int], list[str]]] = []  # (sample indices, skip reasons)
+        self.fill = fill
+        self.min_keep = min_keep
+        self._plans: list[tuple[list[Member], list[str]]] = []  # (members, skip reasons)
         self._next_window = 0
 
     @classmethod
@@ -70,6 +84,8 @@ class MixtureRows:
             max_length=config.max_length,
             window=config.data.pack_window,
             seed=config.seed,
+            fill=config.data.fill,
+            min_keep=config.data.min_keep,
         )
 
     def _window_samples(self, window: int) -> list[int]:
@@ -81,11 +97,12 @@ class MixtureRows:
     def _plan_window(self) -> None:
         members = self._window_samples(self._next_window)
         self._next_window += 1
-        lengths, kept, reasons = [], [], []
+        lengths, cuts, kept, reasons = [], [], [], []
         for index in members:
             sample = self.samples[index]
             try:
                 length = self.encoder.length(sample)
+                cut = self.encoder.cut_lengths(sample) if self.fill == "cut" else []
             except SampleError as error:
                 reasons.append(f"sample {sample.sample_id}: {error}")
                 continue
@@ -96,19 +113,54 @@ class MixtureRows:
                 )
                 continue
             lengths.append(length)
+            cuts.append(cut)
             kept.append(index)
-        rows = pack_ffd(lengths, self.max_length)
-        # FFD makes rows longest sample first; a big window would train longest-first for
+        if self.fill == "cut":
+            placed = pack_cut(
+                lengths, [[n for _, n in c] for c in cuts], self.max_length, min_keep=self.min_keep
+            )
+            rows = [
+                [
+                    Member(kept[i], None, lengths[i])
+                    if c is None
+                    else self._checked_cut(kept[i], *cuts[i][c])
+                    for i, c in row
+                ]
+                for row in placed
+            ]
+        else:
+            rows = [
+                [Member(kept[i], None, lengths[i]) for i in row]
+                for row in pack_ffd(lengths, self.max_length)
+            ]
+        # Packers put the longest samples first; a big window would train longest-first for
         # many steps. The shuffle depends only on (seed, window), so resuming replans alike.
         shuffle = np.random.default_rng([self.seed, 1, self._next_window - 1])
-        rows = [rows[i] for i in shuffle.permutation(len(rows))]
-        plans: list[tuple[list[int], list[str]]] = [([kept[i] for i in row], []) for row in rows]
+        plans: list[tuple[list[Member], list[str]]] = [
+            (rows[i], []) for i in shuffle.permutation(len(rows))
+        ]
         if not plans:
             plans = [([], [])]
         plans[0] = (plans[0][0], reasons)  # planning skips are reported once, with the first row
         self._plans.extend(plans)
 
-    def plan(self, index: int) -> tuple[list[int], list[str]]:
+    def _checked_cut(self, index: int, page: int, tokens: int) -> Member:
+        """The planned cut, checked against an exact count of the cut sample: a chat
+        template that does not render each image on its own would break the plan."""
+        exact = self.encoder.length(self.samples[index].cut(page, tokens))
+        if exact != tokens:
+            raise ValueError(
+                f"sample {self.samples[index].sample_id} cut after page {page} has {exact} "
+                f"tokens, {tokens} planned: this chat template does not render images "
+                "independently; use data.fill='whole'"
+            )
+        return Member(index, page, tokens)
+
+    def _sample(self, member: Member) -> Sample:
+        sample = self.samples[member.sample]
+        return sample if member.cut_page is None else sample.cut(member.cut_page, member.tokens)
+
+    def plan(self, index: int) -> tuple[list[Member], list[str]]:
         while len(self._plans) <= index:
             self._plan_window()
         return self._plans[index]
@@ -122,8 +174,8 @@ class MixtureRows:
         reasons = list(planning_skips)
         encoded: list[EncodedSample] = []
         ids: list[str] = []
-        for sample_index in members:
-            sample = self.samples[sample_index]
+        for member in members:
+            sample = self._sample(member)
             try:
                 encoded.append(self.encoder.encode(sample))
                 ids.append(sample.sample_id)
@@ -149,8 +201,8 @@ class MixtureRows:
         members, planning_skips = self.plan(index)
         reasons = list(planning_skips)
         samples, planned = [], []
-        for sample_index in members:
-            sample = self.samples[sample_index]
+        for member in members:
+            sample = self._sample(member)
             try:
                 planned.append(self.encoder.plan(sample))
                 samples.append(sample)
