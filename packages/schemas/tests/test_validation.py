@@ -139,28 +139,24 @@ def test_document_page_lookup_is_one_based() -> None:
         doc.page(3)
 
 
-def test_sample_pages_must_match_messages() -> None:
-    message = {"role": "user", "content": [PagePart(doc_id=DOC, page=1), TextPart(text="Q?")]}
-    sample = Sample(
+def _sample(pages: list[int], messages: list[Any], **fields: Any) -> Sample:
+    return Sample(
         sample_id="s",
         task=Task.EXTRACT_SINGLE,
         doc_id=DOC,
-        pages=[1],
-        messages=[message],
+        pages=pages,
+        messages=messages,
         target="A",
         est_tokens=10,
+        **fields,
     )
-    assert sample.pages == [1]
+
+
+def test_sample_pages_must_match_messages() -> None:
+    message = {"role": "user", "content": [PagePart(doc_id=DOC, page=1), TextPart(text="Q?")]}
+    assert _sample([1], [message]).pages == [1]
     with pytest.raises(ValidationError, match=r"pages \[1, 2\] do not match the pages shown"):
-        Sample(
-            sample_id="s",
-            task=Task.EXTRACT_SINGLE,
-            doc_id=DOC,
-            pages=[1, 2],
-            messages=[message],
-            target="A",
-            est_tokens=10,
-        )
+        _sample([1, 2], [message])
 
 
 def _labelled_sample(pages: int, cut_after: int | None) -> Sample:
@@ -168,17 +164,10 @@ def _labelled_sample(pages: int, cut_after: int | None) -> Sample:
     for page in range(1, pages + 1):
         content += [TextPart(text=f"Page {page}:"), PagePart(doc_id=DOC, page=page)]
     content.append(TextPart(text="Q?"))
-    return Sample(
-        sample_id="s",
-        task=Task.EXTRACT_SINGLE,
-        doc_id=DOC,
-        pages=list(range(1, pages + 1)),
-        messages=[
-            {"role": "system", "content": [TextPart(text="sys")]},
-            {"role": "user", "content": content},
-        ],
-        target="A",
-        est_tokens=100,
+    system = {"role": "system", "content": [TextPart(text="sys")]}
+    return _sample(
+        list(range(1, pages + 1)),
+        [system, {"role": "user", "content": content}],
         cut_after=cut_after,
     )
 
@@ -206,16 +195,7 @@ def test_cut_after_must_be_a_page_shown_in_order() -> None:
         "content": [PagePart(doc_id=DOC, page=2), PagePart(doc_id=DOC, page=1)],
     }
     with pytest.raises(ValidationError, match="increasing order in one message"):
-        Sample(
-            sample_id="s",
-            task=Task.EXTRACT_SINGLE,
-            doc_id=DOC,
-            pages=[2, 1],
-            messages=[message],
-            target="A",
-            est_tokens=10,
-            cut_after=1,
-        )
+        _sample([2, 1], [message], cut_after=1)
 
 
 def test_mixture_spec_rules() -> None:

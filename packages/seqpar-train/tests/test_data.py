@@ -146,6 +146,21 @@ def test_cutting_fills_rows_that_whole_samples_cannot_share():
         pack_cut([10], [[12]], 100)
 
 
+def _sample(sample_id, doc_id, pages, content, **fields):
+    """A one-turn sample over ``pages`` of ``doc_id``, answered "Answer <n>" (n: the id's
+    last character)."""
+    return Sample(
+        sample_id=sample_id,
+        task=Task.EXTRACT_SINGLE,
+        doc_id=doc_id,
+        pages=pages,
+        messages=[Message(role="user", content=content)],
+        target=f"Answer {sample_id[-1]}",
+        est_tokens=100,
+        **fields,
+    )
+
+
 @pytest.fixture(scope="module")
 def pool_and_samples(tmp_path_factory):
     from docpool import Pool, ingest, make_corpus
@@ -159,19 +174,7 @@ def pool_and_samples(tmp_path_factory):
     for n, doc_id in enumerate([*doc_ids, "f" * 64]):
         pages = [1, 2] if n != 1 else [3]
         content = [PagePart(doc_id=doc_id, page=p) for p in pages]
-        samples.append(
-            Sample(
-                sample_id=f"s{n}",
-                task=Task.EXTRACT_SINGLE,
-                doc_id=doc_id,
-                pages=pages,
-                messages=[
-                    Message(role="user", content=[*content, TextPart(text=f"Question {n}?")])
-                ],
-                target=f"Answer {n}",
-                est_tokens=100,
-            )
-        )
+        samples.append(_sample(f"s{n}", doc_id, pages, [*content, TextPart(text=f"Question {n}?")]))
     mixture = root / "mixture"
     write_parquet(mixture / "samples-00000.parquet", samples, Sample)
     return root, pool, samples
@@ -451,18 +454,7 @@ def _whole_document_samples(pool, labels):
                 content.append(TextPart(text=f"Page {page}:"))
             content.append(PagePart(doc_id=doc_id, page=page))
         content.append(TextPart(text=f"What does Page 2 say, {n}?"))
-        samples.append(
-            Sample(
-                sample_id=f"long{n}",
-                task=Task.EXTRACT_SINGLE,
-                doc_id=doc_id,
-                pages=pages,
-                messages=[Message(role="user", content=content)],
-                target=f"Answer {n}",
-                est_tokens=100,
-                cut_after=2,
-            )
-        )
+        samples.append(_sample(f"long{n}", doc_id, pages, content, cut_after=2))
     return samples
 
 
