@@ -1,5 +1,7 @@
 """Packing, and rows built from a mixture over a real (generated) docpool pool."""
 
+import json
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -121,10 +123,10 @@ def test_cut_packing_places_every_sample_once_within_its_allowed_cuts(data, capa
             if cut is not None:
                 assert cuts[index][cut] >= keep * lengths[index]
     assert rows == pack_cut(lengths, cuts, capacity, min_keep=keep)  # deterministic
-    # Without cut points it is a whole-sample packing, never worse than FFD's row count.
+    # Without cut points it is first-fit-decreasing: filling one row at a time with the
+    # largest sample that fits places every sample where FFD does.
     whole = pack_cut(lengths, [[] for _ in lengths], capacity)
-    assert all(c is None for row in whole for _, c in row)
-    assert len(whole) <= len(pack_ffd(lengths, capacity))
+    assert whole == [[(i, None) for i in row] for row in pack_ffd(lengths, capacity)]
 
 
 def test_cutting_fills_rows_that_whole_samples_cannot_share():
@@ -514,6 +516,7 @@ def test_filling_rows_by_cutting_builds_the_planned_rows(pool_and_samples, tmp_p
     assert row_length - max(lengths) / 4 < planned <= row_length
     row, reasons = cut.row(0)
     assert reasons == [] and row.num_tokens == planned
+    assert row.left_out_tokens == sum(lengths) - planned == sum(m.left_out for m in members)
     assert row.doc_lens == [m.tokens for m in members]
     cut_ids = [i for i in row.sample_ids if ":1-" in i]
     assert cut_ids and all(i.split(":")[0] in {"long0", "long1"} for i in cut_ids)
@@ -521,7 +524,48 @@ def test_filling_rows_by_cutting_builds_the_planned_rows(pool_and_samples, tmp_p
     assert "Answer 0" in text and "Answer 1" in text  # a cut keeps the answer and its labels
     shares = [cut.row(0, sp_rank=rank, sp=2)[0] for rank in range(2)]
     assert all(torch.equal(s.input_ids, row.input_ids) for s in shares)
+    assert all(s.left_out_tokens == row.left_out_tokens for s in shares)
     assert (
         sum(s.pixel_values.shape[0] for s in shares if s.pixel_values is not None)
         == (row.pixel_values.shape[0])
     )
+
+
+@pytest.mark.slow
+def test_training_with_cut_rows_reports_the_fill_and_what_was_left_out(pool_and_samples, tmp_path):
+    from longctx_rope import tiny_processor
+    from seqpar_train.config import load_config
+    from seqpar_train.data.encode import SampleEncoder
+    from seqpar_train.metrics import read_metrics
+    from seqpar_train.trainer import train
+
+    root, pool, _ = pool_and_samples
+    vision = {"dpi": 36, "factor": 28, "min_pixels": 3136, "max_pixels": 80000}
+    samples = _whole_document_samples(pool, labels=False)
+    write_parquet(tmp_path / "mixture" / "samples-00000.parquet", samples, Sample)
+    encoder = SampleEncoder(
+        tiny_processor("qwen2.5-vl", 3136, 80000), VisionTokenSpec(**vision), root / "pool"
+    )
+    lengths = [encoder.length(s) for s in samples]
+    row_length = int(0.8 * sum(lengths))
+    config = load_config(
+        None,
+        [
+            f"output_dir={tmp_path / 'run'}",
+            "model.tiny=qwen2.5-vl",
+            f"max_length={row_length}",
+            f"global_batch_tokens={row_length}",
+            "max_steps=1",
+            "parallel.param_dtype=float32",
+            f"data.mixture={tmp_path / 'mixture'}",
+            f"data.pool={root / 'pool'}",
+            f"data.vision={json.dumps(vision)}",
+            "data.num_workers=0",
+            "data.fill=cut",
+        ],
+    )
+    (record,) = read_metrics(train(config).metrics_path)
+    kept = record["row_fill"] * row_length
+    assert row_length - max(lengths) / 4 < kept <= row_length
+    assert record["left_out_share"] == pytest.approx((sum(lengths) - kept) / sum(lengths))
+    assert record["left_out_share"] > 0

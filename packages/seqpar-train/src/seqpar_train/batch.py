@@ -26,6 +26,7 @@ class PackedRow:
     ``rank`` of ``sp`` encodes (``seqpar_train.vision.assign_images`` over the grids), or None
     if it encodes none: a rank renders only its share. ``failed_docs``: documents whose pages
     this rank could not render; their pixels are zeros and their labels are ignored.
+    ``left_out_tokens``: tokens of the row's samples that cutting left out (``fill="cut"``).
     """
 
     input_ids: torch.Tensor
@@ -37,6 +38,7 @@ class PackedRow:
     sample_ids: list[str] = field(default_factory=list)
     pixel_share: tuple[int, int] | None = None
     failed_docs: list[int] = field(default_factory=list)
+    left_out_tokens: int = 0
 
     def __post_init__(self) -> None:
         length = int(self.input_ids.shape[0])

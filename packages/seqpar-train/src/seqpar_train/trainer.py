@@ -296,7 +296,7 @@ def train(config: TrainConfig) -> TrainResult:
         step = start_step
         while step < total_steps:
             began = time.perf_counter()
-            micro, row_tokens = [], 0
+            micro, row_tokens, left_out = [], 0, 0
             for _ in range(accumulation):
                 row, reasons = next(rows)
                 for reason in reasons:
@@ -307,6 +307,7 @@ def train(config: TrainConfig) -> TrainResult:
                 # Render failures count once per SP rank, like every other skip.
                 skipped += len(reasons) - rendered_here + len(row.failed_docs)
                 row_tokens += row.num_tokens
+                left_out += row.left_out_tokens
                 micro.append(to_device(row, device))
             stats = _accumulate_gradients(model, micro, autocast, arch, dims, sp_rank, device)
             grad_norm = clip_grad_norm(model.parameters(), config.optimizer.grad_clip)
@@ -322,11 +323,12 @@ def train(config: TrainConfig) -> TrainResult:
             # The ranks of an SP group read the same rows, so each skip and row is seen sp
             # times.
             seen = all_reduce_sum(
-                torch.tensor([float(skipped), float(row_tokens)], device=device),
+                torch.tensor([float(skipped), float(row_tokens), float(left_out)], device=device),
                 dist.group.WORLD if world > 1 else None,
             )
             skipped_all = int(seen[0]) // dims.sp + skipped_before
             row_fill = float(seen[1]) / dims.sp / (rows_per_step * config.max_length)
+            left_out_share = float(seen[2]) / max(1.0, float(seen[1] + seen[2]))
             elapsed = time.perf_counter() - began
             if writer is not None:
                 record = {
@@ -338,6 +340,7 @@ def train(config: TrainConfig) -> TrainResult:
                     "tokens_per_s_per_device": stats.tokens / elapsed,
                     "padding_share": stats.pad_tokens / max(1, stats.tokens + stats.pad_tokens),
                     "row_fill": row_fill,
+                    "left_out_share": left_out_share,
                     "memory_bytes": peak_memory_bytes(device),
                     "mfu_causal": stats.flops_causal / elapsed / peak,
                     "mfu_non_causal": stats.flops_non_causal / elapsed / peak,

@@ -34,6 +34,7 @@ class Member(NamedTuple):
     sample: int
     cut_page: int | None
     tokens: int
+    left_out: int = 0  # tokens the cut leaves out
 
 
 def read_mixture(mixture_dir: str | Path) -> list[Sample]:
@@ -123,7 +124,7 @@ class MixtureRows:
                 [
                     Member(kept[i], None, lengths[i])
                     if c is None
-                    else self._checked_cut(kept[i], *cuts[i][c])
+                    else self._checked_cut(kept[i], *cuts[i][c], lengths[i])
                     for i, c in row
                 ]
                 for row in placed
@@ -144,7 +145,7 @@ class MixtureRows:
         plans[0] = (plans[0][0], reasons)  # planning skips are reported once, with the first row
         self._plans.extend(plans)
 
-    def _checked_cut(self, index: int, page: int, tokens: int) -> Member:
+    def _checked_cut(self, index: int, page: int, tokens: int, whole: int) -> Member:
         """The planned cut, checked against an exact count of the cut sample: a chat
         template that does not render each image on its own would break the plan."""
         exact = self.encoder.length(self.samples[index].cut(page, tokens))
@@ -154,7 +155,7 @@ class MixtureRows:
                 f"tokens, {tokens} planned: this chat template does not render images "
                 "independently; use data.fill='whole'"
             )
-        return Member(index, page, tokens)
+        return Member(index, page, tokens, whole - tokens)
 
     def _sample(self, member: Member) -> Sample:
         sample = self.samples[member.sample]
@@ -174,16 +175,18 @@ class MixtureRows:
         reasons = list(planning_skips)
         encoded: list[EncodedSample] = []
         ids: list[str] = []
+        left_out = 0
         for member in members:
             sample = self._sample(member)
             try:
                 encoded.append(self.encoder.encode(sample))
                 ids.append(sample.sample_id)
+                left_out += member.left_out
             except SampleError as error:
                 reasons.append(str(error))
         for reason in reasons:
             log.warning("skipped: %s", reason)
-        return self._pack(encoded, ids), reasons
+        return self._pack(encoded, ids, left_out=left_out), reasons
 
     def _share_row(self, index: int, sp_rank: int, sp: int) -> tuple[PackedRow, list[str]]:
         """The row with pixels for SP rank ``sp_rank``'s images only.
@@ -201,11 +204,13 @@ class MixtureRows:
         members, planning_skips = self.plan(index)
         reasons = list(planning_skips)
         samples, planned = [], []
+        left_out = 0
         for member in members:
             sample = self._sample(member)
             try:
                 planned.append(self.encoder.plan(sample))
                 samples.append(sample)
+                left_out += member.left_out
             except SampleError as error:
                 # Planning renders nothing, so every rank of the group drops the same samples.
                 reasons.append(str(error))
@@ -231,7 +236,11 @@ class MixtureRows:
             log.warning("skipped: %s", reason)
         encoded = [EncodedSample(p.input_ids, p.labels, None, p.image_grid_thw) for p in planned]
         row = self._pack(
-            encoded, [s.sample_id for s in samples], pixel_share=(sp_rank, sp), pixels=pixels
+            encoded,
+            [s.sample_id for s in samples],
+            pixel_share=(sp_rank, sp),
+            pixels=pixels,
+            left_out=left_out,
         )
         return mask_documents(row, failed), reasons
 
@@ -242,6 +251,7 @@ class MixtureRows:
         *,
         pixel_share: tuple[int, int] | None = None,
         pixels: list[torch.Tensor] | None = None,
+        left_out: int = 0,
     ) -> PackedRow:
         """One row of the encoded samples; ``pixels`` (this rank's share, with
         ``pixel_share``) replaces the samples' own pixel_values."""
@@ -267,6 +277,7 @@ class MixtureRows:
             image_grid_thw=torch.cat(grids) if grids else None,
             sample_ids=ids,
             pixel_share=pixel_share,
+            left_out_tokens=left_out,
         )
 
 

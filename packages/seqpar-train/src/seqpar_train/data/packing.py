@@ -158,7 +158,8 @@ def pack_cut(
 
     ``cuts[i]`` lists, ascending, the lengths sample ``i`` may be cut to (empty: it cannot be
     cut); a cut keeps at least ``min_keep`` of the sample. Each row starts with the longest
-    sample left and takes whole samples while one fits (the largest that fits first). If
+    sample left and takes whole samples while one fits (the largest that fits first: with
+    no cut points this is first-fit-decreasing, row by row). If
     room is left, the row takes one more sample from the ``partners`` shortest left (short
     partners leave out the fewest tokens), the one whose split fills the row best, and the
     two (the row's first sample and the new one) are cut to share the row, each keeping
