@@ -196,6 +196,9 @@ def test_cut_after_must_be_a_page_shown_in_order() -> None:
     }
     with pytest.raises(ValidationError, match="increasing order in one message"):
         _sample([2, 1], [message], cut_after=1)
+    twice = {"role": "user", "content": [PagePart(doc_id=DOC, page=1)] * 2}
+    with pytest.raises(ValidationError, match="increasing order in one message"):
+        _sample([1, 1], [twice], cut_after=1)
 
 
 def test_mixture_spec_rules() -> None:

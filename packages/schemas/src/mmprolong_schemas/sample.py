@@ -85,7 +85,8 @@ class Sample(Record):
         if self.cut_after is not None:
             if self.cut_after not in self.pages:
                 raise ValueError(f"cut_after page {self.cut_after} is not a page shown")
-            if self.pages != sorted(self.pages) or len(self._page_messages()) != 1:
+            increasing = all(a < b for a, b in zip(self.pages, self.pages[1:], strict=False))
+            if not increasing or len(self._page_messages()) != 1:
                 raise ValueError(
                     "cut_after needs the pages shown in increasing order in one message"
                 )
@@ -118,7 +119,7 @@ class Sample(Record):
         )
         return self.model_copy(
             update={
-                "sample_id": f"{self.sample_id}:1-{last_page}",
+                "sample_id": f"{self.sample_id}:{self.pages[0]}-{last_page}",
                 "pages": [p for p in self.pages if p <= last_page],
                 "messages": [*self.messages[:at], message, *self.messages[at + 1 :]],
                 "est_tokens": est_tokens,
