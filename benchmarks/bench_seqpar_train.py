@@ -18,6 +18,7 @@ from benchlib import Result, best_of
 
 from seqpar_train import min_rows_bound, pack_cut, pack_ffd, packing_stats
 from seqpar_train.batch import shift_labels
+from seqpar_train.data.packing import placed_tokens
 from seqpar_train.distributed import spawn_local
 from seqpar_train.forward import row_loss
 from seqpar_train.loss import labelled_cross_entropy
@@ -193,7 +194,8 @@ def _cut_packing() -> Result:
     trade_off = {}
     for keep in (0.5, 0.6, 0.7, 0.8):
         placed = pack_cut(lengths, cuts, ROW, min_keep=keep)
-        kept = [(i, lengths[i] if c is None else cuts[i][c]) for row in placed for i, c in row]
+        rows = [[(i, placed_tokens(lengths, cuts, (i, c))) for i, c in row] for row in placed]
+        kept = [member for row in rows for member in row]
         cut = [(i, n) for i, n in kept if n < lengths[i]]
         tokens = sum(n for _, n in kept)
         trade_off[keep] = {
@@ -209,12 +211,7 @@ def _cut_packing() -> Result:
             "mean_tokens_K_after": round(tokens / len(kept) / K, 1),
             "share_at_least_100K_after": round(float(np.mean([n >= 100 * K for _, n in kept])), 3),
             "rows_with_a_sample_of_100K_or_more_percent": round(
-                sum(
-                    any((lengths[i] if c is None else cuts[i][c]) >= 100 * K for i, c in row)
-                    for row in placed
-                )
-                / len(placed)
-                * 100,
+                sum(any(n >= 100 * K for _, n in row) for row in rows) / len(rows) * 100,
                 1,
             ),
         }

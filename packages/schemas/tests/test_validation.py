@@ -24,6 +24,7 @@ from mmprolong_schemas import (
     ScoreTable,
     Task,
     TextPart,
+    atomic_path,
     coerce_answer,
     explain,
     read_jsonl,
@@ -313,6 +314,31 @@ def test_jsonl_errors_name_file_and_line(tmp_path: Path) -> None:
     assert [r.qa_id for r in good] == ["q1", "q2"]
     assert [e.source.rsplit(":", 1)[1] for e in errors] == ["2", "3"]
     assert "not valid JSON" in str(errors[1])
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_atomic_path_replaces_only_a_finished_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool
+) -> None:
+    import os
+
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd))
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+
+    def interrupted_write() -> None:
+        with atomic_path(target, durable=durable) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError):
+        interrupted_write()
+    assert target.read_bytes() == b"old" and list(tmp_path.iterdir()) == [target]
+    with atomic_path(target, durable=durable) as tmp:
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new" and list(tmp_path.iterdir()) == [target]
+    assert len(synced) == (1 if durable else 0)
 
 
 def test_torn_tail_is_tolerated_only_when_asked(tmp_path: Path) -> None:

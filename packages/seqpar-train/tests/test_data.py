@@ -471,7 +471,8 @@ def test_cut_lengths_are_the_exact_lengths_of_the_cut_samples(pool_and_samples, 
     spec = VisionTokenSpec(dpi=36, factor=factor, min_pixels=3136, max_pixels=80_000)
     encoder = SampleEncoder(tiny_processor(family, 3136, 80_000), spec, root / "pool")
     for sample in _whole_document_samples(pool, labels):
-        cuts = encoder.cut_lengths(sample)
+        whole, cuts = encoder.length_and_cuts(sample)
+        assert whole == encoder.length(sample)
         assert [page for page, _ in cuts] == list(range(2, len(sample.pages)))
         assert all(
             a[1] < b[1] < encoder.length(sample) for a, b in zip(cuts, cuts[1:], strict=False)
@@ -480,7 +481,8 @@ def test_cut_lengths_are_the_exact_lengths_of_the_cut_samples(pool_and_samples, 
             assert encoder.length(sample.cut(page, tokens)) == tokens
     page, tokens = cuts[0]
     assert encoder.encode(sample.cut(page, tokens)).input_ids.numel() == tokens  # rendered
-    assert encoder.cut_lengths(sample.model_copy(update={"cut_after": None})) == []
+    uncuttable = sample.model_copy(update={"cut_after": None})
+    assert encoder.length_and_cuts(uncuttable)[1] == []
 
 
 @pytest.mark.slow

@@ -18,8 +18,6 @@ a display list, has MuPDF's test device replay it to see whether anything is dra
 from __future__ import annotations
 
 import io
-import os
-import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -237,14 +235,10 @@ def write_pages(
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def save(pixels: np.ndarray, path: Path) -> Path:
-        # Renamed into place, so a reader never sees half a file; not fsynced, since a page
-        # image lost to a power cut is rendered again, and an fsync a page slows rendering.
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        try:
+        # Not durable: a page image lost to a power cut is rendered again, and an fsync a
+        # page slows rendering.
+        with atomic_path(path, durable=False) as tmp:
             tmp.write_bytes(encode_image(pixels, fmt, quality))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
         return path
 
     pool = ThreadPoolExecutor(encoders, thread_name_prefix="docpool-encode") if encoders else None

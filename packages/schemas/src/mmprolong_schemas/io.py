@@ -31,9 +31,11 @@ _JSON_COLUMNS_KEY = b"mmprolong.json_columns"
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], *, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; it replaces ``path`` only if the block
-    finishes. A reader never sees a half-written file, even after kill -9."""
+    finishes. A reader never sees a half-written file, even after kill -9. ``durable``
+    fsyncs the file before the rename, so it also survives a power cut; files that are
+    cheap to make again (rendered page images) skip that cost."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -41,8 +43,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
+        if durable:
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -1,6 +1,6 @@
 """A Sample (chat messages referencing pool pages, and a target) to model inputs.
 
-``length``, ``cut_lengths`` and ``plan`` are exact and render nothing: each page's image
+``length``, ``length_and_cuts`` and ``plan`` are exact and render nothing: each page's image
 grid follows from its size in points (stored in the pool), the DPI and the processor's
 min/max pixels, which is what lets every rank plan the packing of a window, and the SP ranks
 of a row split its images between them, without rendering a single page. ``encode`` renders
@@ -180,31 +180,31 @@ class SampleEncoder:
 
     def length(self, sample: Sample) -> int:
         """Exact token count of the encoded sample, without rendering."""
-        parts = self._image_parts(sample)
-        placeholders = sum(self._part_tokens(part) - 1 for part in parts)
-        prompt = len(self._tokens(self._prompt(sample))) + placeholders
-        return prompt + len(self._tokens(sample.target + END_OF_TURN))
+        return self.length_and_cuts(sample, cuts=False)[0]
 
-    def cut_lengths(self, sample: Sample) -> list[tuple[int, int]]:
-        """(page, exact tokens) of the sample cut after each page it may be cut after
-        (``Sample.cut_after`` up to its second-to-last page), from one tokenisation.
+    def length_and_cuts(
+        self, sample: Sample, cuts: bool = True
+    ) -> tuple[int, list[tuple[int, int]]]:
+        """The sample's exact token count and, with ``cuts``, (page, exact tokens) of the
+        sample cut after each page it may be cut after (``Sample.cut_after`` up to its
+        second-to-last page), from one tokenisation and without rendering.
 
         Cutting after the k-th image leaves out the prompt tokens from just after its
         placeholder to the last image's placeholder (the later images, their wrappers and
         whatever text lies between them), and the later images' expansions."""
         parts = self._image_parts(sample)
-        if sample.cut_after is None or any(isinstance(part, ImagePart) for part in parts):
-            return []  # only document pages are cut
         prompt = self._tokens(self._prompt(sample))
+        expanded = [self._part_tokens(part) for part in parts]
+        whole = len(prompt) + sum(expanded) - len(parts)
+        whole += len(self._tokens(sample.target + END_OF_TURN))
+        if not cuts or sample.cut_after is None or any(isinstance(p, ImagePart) for p in parts):
+            return whole, []  # only document pages are cut
         at = [i for i, token in enumerate(prompt) if token == self.image_token_id]
         if len(at) != len(parts):
             raise SampleError(
                 f"sample {sample.sample_id}: the chat template made {len(at)} image "
                 f"placeholders for {len(parts)} images"
             )
-        expanded = [self._part_tokens(part) for part in parts]
-        whole = len(prompt) + sum(expanded) - len(parts)
-        whole += len(self._tokens(sample.target + END_OF_TURN))
         last = len(parts) - 1
         lengths, later = [], 0
         for k in range(last - 1, -1, -1):
@@ -214,7 +214,7 @@ class SampleEncoder:
             later += expanded[k + 1]
             left_out = at[last] - at[k] - (last - k) + later
             lengths.append((page, whole - left_out))
-        return lengths[::-1]
+        return whole, lengths[::-1]
 
     def plan(self, sample: Sample) -> PlannedSample:
         """Token ids, labels and image grids of the encoded sample, without rendering: the

@@ -102,8 +102,7 @@ class MixtureRows:
         for index in members:
             sample = self.samples[index]
             try:
-                length = self.encoder.length(sample)
-                cut = self.encoder.cut_lengths(sample) if self.fill == "cut" else []
+                length, cut = self.encoder.length_and_cuts(sample, cuts=self.fill == "cut")
             except SampleError as error:
                 reasons.append(f"sample {sample.sample_id}: {error}")
                 continue
