@@ -1,6 +1,7 @@
 from mmprolong_schemas import Task
+from mmprolong_schemas.numbers import parse_number
 from qasynth.cache import RequestCache
-from qasynth.facts import extract_facts, parse_number, sentence_facts
+from qasynth.facts import extract_facts, sentence_facts
 from qasynth.generate import GenerateConfig, generate
 from qasynth.segments import sample_segments
 from qasynth.teachers.rules import RulesTeacher

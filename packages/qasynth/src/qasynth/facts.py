@@ -14,41 +14,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 from mmprolong_schemas import Block, BlockLabel, Document
+from mmprolong_schemas.numbers import find_numbers, parse_number
 
 BLANK = "___"
 
-_SEPARATORS = {
-    "fr": (" ", ","),
-    "de": (".", ","),
-    "es": (".", ","),
-    "it": (".", ","),
-    "pt": (".", ","),
-    "nl": (".", ","),
-}
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-ZÀ-ÖØ-Þ0-9\"'«„(])")
 _YEAR = re.compile(r"^(1[89]\d\d|20\d\d|2100)$")
 _TEXT_LABELS = {BlockLabel.TEXT, BlockLabel.LIST_ITEM}
 _CAPTION = re.compile(
     r"^((?:Figure|Fig\.|Table|Tableau|Tabelle|Abbildung|Chart|Exhibit)\s+\d+)\s*[:.]\s*(\S.{2,})$"
 )
-
-
-def _number_pattern(lang: str | None) -> re.Pattern[str]:
-    thousands, decimal = _SEPARATORS.get(lang or "en", (",", "."))
-    t, d = re.escape(thousands), re.escape(decimal)
-    return re.compile(
-        rf"(?<![\w.,])(\d{{1,3}}(?:{t}\d{{3}})+(?:{d}\d+)?|\d+(?:{d}\d+)?)(?![\w]|[.,]\d)"
-    )
-
-
-def parse_number(text: str, lang: str | None = None) -> int | float | None:
-    """The value of a number printed in ``lang``'s convention, or None if it is not one."""
-    thousands, decimal = _SEPARATORS.get(lang or "en", (",", "."))
-    cleaned = text.strip().replace("\u202f", " ").replace("\xa0", " ")
-    if not _number_pattern(lang).fullmatch(cleaned):
-        return None
-    cleaned = cleaned.replace(thousands, "").replace(decimal, ".")
-    return float(cleaned) if "." in cleaned else int(cleaned)
 
 
 @dataclass(frozen=True)
@@ -126,12 +101,11 @@ def _flat(text: str) -> str:
 
 
 def sentence_facts(page: int, text: str, lang: str | None) -> list[PageFact]:
-    pattern = _number_pattern(lang)
     found = []
     for sentence in _SENTENCE_END.split(_flat(text)):
-        matches = list(pattern.finditer(sentence))
-        values = [m for m in matches if not _YEAR.match(m.group(1))]
-        years = [m for m in matches if _YEAR.match(m.group(1))]
+        spans = list(find_numbers(sentence, lang))
+        values = [n for n in spans if not _YEAR.match(n.text)]
+        years = [n for n in spans if _YEAR.match(n.text)]
         chosen = (
             values[0]
             if len(values) == 1
@@ -139,12 +113,9 @@ def sentence_facts(page: int, text: str, lang: str | None) -> list[PageFact]:
         )
         if chosen is None:
             continue
-        value = parse_number(chosen.group(1), lang)
-        if value is None:
-            continue
-        cloze = sentence[: chosen.start(1)] + BLANK + sentence[chosen.end(1) :]
+        cloze = sentence[: chosen.start] + BLANK + sentence[chosen.end :]
         found.append(
-            PageFact(page, "sentence", value, chosen.group(1), sentence=sentence, cloze=cloze)
+            PageFact(page, "sentence", chosen.value, chosen.text, sentence=sentence, cloze=cloze)
         )
     return found
 

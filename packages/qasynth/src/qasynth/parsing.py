@@ -28,6 +28,7 @@ from mmprolong_schemas import (
     coerce_answer,
     validate_record,
 )
+from mmprolong_schemas.numbers import parse_number
 
 FALLBACK_MARK = "single-page fallback"
 """Written in the evidence description when extract-multi or reasoning uses one page."""
@@ -152,7 +153,6 @@ _BROAD = re.compile(
     r"|\bwhole\s+(?:document|file)\b",
     re.IGNORECASE,
 )
-_NUMBER_DECORATION = re.compile(r"^\s*[$€£¥]|%\s*$")
 
 
 def anchored_pages(question: str) -> list[int]:
@@ -197,10 +197,13 @@ def _source(value: Any) -> EvidenceSource:
     raise ValueError(value)
 
 
-def _answer(value: Any, answer_format: AnswerFormat) -> Any:
+def _answer(value: Any, answer_format: AnswerFormat, lang: str | None) -> Any:
+    """The answer in its format's type; numbers are read as the document's language prints
+    them, with currency and percent signs dropped ("3,7 %" in French is 3.7)."""
     if answer_format in (AnswerFormat.INTEGER, AnswerFormat.FLOAT) and isinstance(value, str):
-        value = _NUMBER_DECORATION.sub("", value).strip()
-    return coerce_answer(value, answer_format)
+        number = parse_number(value, lang, decorated=True)
+        value = value if number is None else number
+    return coerce_answer(value, answer_format, lang)
 
 
 def qa_id_for(segment_id: str, task: Task, teacher: str, question: str) -> str:
@@ -242,7 +245,7 @@ class QAValidator:
         if answer_format is AnswerFormat.NONE:
             raise Rejected(RejectReason.ANSWER_FORMAT, "answer_format 'None' is not asked for")
         try:
-            answer = _answer(raw_answer, answer_format)
+            answer = _answer(raw_answer, answer_format, None)
         except ValueError as error:
             raise Rejected(RejectReason.ANSWER_FORMAT, str(error)) from None
         outside = [p for p in pages if p not in segment.pages]

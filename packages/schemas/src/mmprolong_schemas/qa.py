@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import json
-import re
 from enum import StrEnum
 from typing import Any
 
@@ -12,6 +11,7 @@ from pydantic import Field, model_validator
 
 from mmprolong_schemas.base import Model, Record
 from mmprolong_schemas.document import DocId, PageNumber
+from mmprolong_schemas.numbers import parse_number
 
 
 class Task(StrEnum):
@@ -48,13 +48,12 @@ NOT_ANSWERABLE = "Not answerable"
 Scalar = str | int | float
 Answer = Scalar | list[Scalar] | None
 
-_NUMBER_NOISE = re.compile(r"[,\s]")
 
-
-def coerce_answer(value: Any, answer_format: AnswerFormat) -> Answer:
+def coerce_answer(value: Any, answer_format: AnswerFormat, lang: str | None = None) -> Answer:
     """Bring ``value`` into the Python type of ``answer_format`` or say why it cannot be.
 
-    Numbers may arrive as strings ("1,204"); lists may arrive as a JSON or Python literal
+    Numbers may arrive as strings ("1,204"), read in ``lang``'s convention by
+    ``mmprolong_schemas.numbers.parse_number``; lists may arrive as a JSON or Python literal
     string, as MMLongBench stores them.
     """
     shown = repr(value) if not isinstance(value, str) else f"'{value}'"
@@ -69,19 +68,14 @@ def coerce_answer(value: Any, answer_format: AnswerFormat) -> Answer:
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        if isinstance(value, str):
-            text = _NUMBER_NOISE.sub("", value)
-            if re.fullmatch(r"[+-]?\d+", text):
-                return int(text)
+        if isinstance(value, str) and isinstance(number := parse_number(value, lang), int):
+            return number
         raise ValueError(f"answer {shown} is not an Integer")
     if answer_format is AnswerFormat.FLOAT:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
-        if isinstance(value, str):
-            try:
-                return float(_NUMBER_NOISE.sub("", value))
-            except ValueError:
-                pass
+        if isinstance(value, str) and (number := parse_number(value, lang)) is not None:
+            return float(number)
         raise ValueError(f"answer {shown} is not a Float")
     if answer_format is AnswerFormat.LIST:
         items = _parse_list(value)
