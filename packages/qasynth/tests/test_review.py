@@ -65,3 +65,15 @@ def test_ingest_rejects_bad_files(tmp_path) -> None:
     (tmp_path / "odd.json").write_text(json.dumps({"verdicts": {"a": "maybe"}}))
     with pytest.raises(ValueError, match="unknown verdicts"):
         ingest(tmp_path / "odd.json")
+
+
+def test_page_shows_the_grounding_rate_per_teacher_and_task(document, renderer, tmp_path) -> None:
+    pairs = _pairs(document)
+    pairs = [
+        p.model_copy(update={"grounding": "grounded" if i < 3 else "unverified"})
+        for i, p in enumerate(pairs)
+    ]
+    write_review(pairs, renderer, tmp_path / "r.html", count=2, seed=1)
+    page = (tmp_path / "r.html").read_text()
+    row = "<td>rules:bootstrap-v1</td><td>extract-single</td><td>3</td><td>3</td><td>0</td>"
+    assert row + "<td>50.0%</td>" in page

@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmprolong_schemas import Model, QAPair, Segment, Task
+from mmprolong_schemas import Document, Model, QAPair, Segment, Task
 from qasynth.cache import RequestCache
+from qasynth.grounding import NOT_CHECKED, EvidenceText, grounding_table
 from qasynth.parsing import QAValidator, Rejected, RejectReason
 from qasynth.prompts import PROMPT_VERSION, build_prompt
 from qasynth.teachers.base import Teacher, TeacherReply, TeacherRequest, request_key
@@ -54,6 +55,7 @@ class GenerateStats:
     units: int = 0
     accepted: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
+    grounding: Counter[tuple[str, str]] = field(default_factory=Counter)
     requests_sent: int = 0
     cache_hits: int = 0
     fallbacks: int = 0
@@ -68,6 +70,7 @@ class GenerateStats:
             "accepted_total": sum(self.accepted.values()),
             "rejected": dict(sorted(self.rejected.items())),
             "rejected_total": sum(self.rejected.values()),
+            "grounding": grounding_table(self.grounding),
             "acceptance_rate": sum(self.accepted.values()) / replies if replies else 0.0,
             "requests_sent": self.requests_sent,
             "cache_hits": self.cache_hits,
@@ -93,10 +96,13 @@ def generate(
     cache: RequestCache,
     config: GenerateConfig | None = None,
     progress: Progress | None = None,
+    documents: Callable[[str], Document] | None = None,
 ) -> GenerateResult:
     """One QAPair per (segment, task) where the teacher manages within the attempts.
 
     ``progress`` is called with the number of units finished (accepted or given up).
+    With ``documents`` (a lookup by doc_id, such as ``Pool.get``), answers are checked
+    against their evidence pages' text (see ``qasynth.grounding``).
     """
     config = config or GenerateConfig()
     started = time.perf_counter()
@@ -107,6 +113,7 @@ def generate(
     accepted: dict[int, QAPair] = {}
     rejections: list[Rejection] = []
     pending = list(range(len(units)))
+    texts = _evidence_texts(documents) if documents else None
     for attempt in range(config.max_attempts):
         requests: dict[int, TeacherRequest] = {}
         for index in pending:
@@ -132,7 +139,10 @@ def generate(
                 if not reply.ok:
                     raise Rejected(RejectReason.TEACHER_ERROR, reply.error or "no reply")
                 assert reply.text is not None
-                pair = validator.validate(reply.text, segment, task, teacher.name, PROMPT_VERSION)
+                evidence = texts(segment.doc_id) if texts else None
+                pair = validator.validate(
+                    reply.text, segment, task, teacher.name, PROMPT_VERSION, evidence
+                )
             except Rejected as rejection:
                 stats.rejected[rejection.reason.value] += 1
                 rejections.append(
@@ -150,6 +160,7 @@ def generate(
                 continue
             accepted[index] = pair
             stats.accepted[task.value] += 1
+            stats.grounding[(task.value, pair.grounding or NOT_CHECKED)] += 1
             if progress:
                 progress(1)
         pending = still_pending
@@ -161,6 +172,20 @@ def generate(
     stats.fallbacks = validator.fallbacks
     stats.seconds = time.perf_counter() - started
     return GenerateResult([accepted[i] for i in sorted(accepted)], rejections, stats)
+
+
+def _evidence_texts(documents: Callable[[str], Document]) -> Callable[[str], EvidenceText]:
+    """Page texts by doc_id; units come document by document, so a few are kept."""
+    kept: dict[str, EvidenceText] = {}
+
+    def lookup(doc_id: str) -> EvidenceText:
+        if doc_id not in kept:
+            if len(kept) >= 8:
+                kept.pop(next(iter(kept)))
+            kept[doc_id] = EvidenceText.of(documents(doc_id))
+        return kept[doc_id]
+
+    return lookup
 
 
 def _collect(

@@ -13,6 +13,7 @@ import ast
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -29,6 +30,7 @@ from mmprolong_schemas import (
     validate_record,
 )
 from mmprolong_schemas.numbers import parse_number
+from qasynth.grounding import EvidenceText, Verdict, check_grounding, normalize_text
 
 FALLBACK_MARK = "single-page fallback"
 """Written in the evidence description when extract-multi or reasoning uses one page."""
@@ -45,6 +47,9 @@ class RejectReason(StrEnum):
     NO_ANCHOR = "no-anchor"
     BROAD_SCOPE = "broad-scope"
     DUPLICATE = "duplicate-question"
+    EMPTY_ANSWER = "empty-answer"
+    NOT_GROUNDED = "not-grounded"
+    REASONING_VERBATIM = "reasoning-verbatim"
 
 
 class Rejected(ValueError):
@@ -142,11 +147,28 @@ def _description_before_json(text: str, json_start: int | None) -> str:
     return (head[match.end() :] if match else head).strip()
 
 
+# Page anchors in en, fr, de, es, zh and ja. One page word names one page or a range ("Page
+# 12", "Seite 12-14", "第12页", "12ページ"); a plural word may list pages ("Pages 3, 5 and 9").
+# "Page 12, 2019" names page 12 only: the comma after a singular word does not continue it.
+_RANGE = r"(?:-|–|~|～|to|à|a|bis|au|至|到|から)"
+_LIST = r"(?:,|、|and|&|et|und|y|e|和|及|と)"
+_ONE = rf"\d+(?:\s*{_RANGE}\s*\d+)?"
+_MANY = rf"{_ONE}(?:(?:\s*{_LIST})+\s*{_ONE})*"
 _PAGE_ANCHOR = re.compile(
-    r"\b(?:pages?|pp?\.)\s*(\d+(?:(?:\s*(?:-|–|to|,|and|&)\s*)+\d+)*)", re.IGNORECASE
+    rf"\b(?:pages|pp\.|seiten|páginas|paginas)\s*(?P<many>{_MANY})\b"
+    rf"|\b(?:page|p\.|seite|s\.|página|pagina|pág\.|pag\.)\s*(?P<one>{_ONE})\b"
+    rf"|第\s*(?P<cjk>{_ONE})\s*(?:页|頁|ページ)"
+    rf"|(?P<cjk_after>{_ONE})\s*(?:页|頁|ページ)"
+    rf"|(?:ページ|页|頁)\s*(?P<cjk_before>{_ONE})",
+    re.IGNORECASE,
 )
 _SECTION_ANCHOR = re.compile(
-    r"\b(?:section|subsection|chapter|appendix)\b|\bpart\s+(?:[IVX]+|\d+)\b", re.IGNORECASE
+    r"\b(?:section|subsection|chapter|appendix|chapitre|annexe|abschnitt|kapitel|anhang"
+    r"|sección|seccion|capítulo|capitulo|apéndice|apendice|anexo)\b"
+    r"|\b(?:part|partie|teil|parte)\s+(?:[IVX]+|\d+)\b"
+    r"|第\s*[\d一二三四五六七八九十百]+\s*(?:章|节|節|部分|部)"
+    r"|[\d.]+\s*(?:章|节|節)|セクション|章节|附录|付録",
+    re.IGNORECASE,
 )
 _BROAD = re.compile(
     r"\b(?:across|throughout|in)\s+the\s+(?:whole|entire|full)?\s*(?:document|file|report)\b"
@@ -156,25 +178,30 @@ _BROAD = re.compile(
 
 
 def anchored_pages(question: str) -> list[int]:
-    """Page indices the question names ("Page 12", "Pages 12-14", "Pages 3, 5 and 9")."""
+    """Page indices the question names ("Page 12", "Pages 12-14", "Pages 3, 5 and 9",
+    "Seite 4", "第12页", "12ページ")."""
     pages: list[int] = []
     for match in _PAGE_ANCHOR.finditer(question):
-        spec = match.group(1)
-        for low, high in re.findall(r"(\d+)\s*(?:(?:-|–|to)\s*(\d+))?", spec):
+        spec = next(group for group in match.groups() if group)
+        for low, high in re.findall(rf"(\d+)(?:\s*{_RANGE}\s*(\d+))?", spec, re.IGNORECASE):
             first, last = int(low), int(high or low)
             pages.extend(range(first, min(last, first + 500) + 1))
     return pages
 
 
 def _has_section_anchor(question: str, titles: list[str]) -> bool:
-    lowered = question.lower()
-    if any(len(t.strip()) >= 3 and t.strip().lower() in lowered for t in titles):
+    lowered = unicodedata.normalize("NFKC", question).casefold()
+    titles = [unicodedata.normalize("NFKC", t).strip().casefold() for t in titles]
+    if any(len(t) >= 3 and t in lowered for t in titles):
         return True
     return bool(_SECTION_ANCHOR.search(question))
 
 
 def _normalize_question(question: str) -> str:
-    return " ".join(re.sub(r"[^0-9a-z]+", " ", question.lower()).split())
+    """Case, width and punctuation folded; letters of every script kept."""
+    return " ".join(
+        re.sub(r"[\W_]+", " ", unicodedata.normalize("NFKC", question).casefold()).split()
+    )
 
 
 def _as_page(value: Any) -> int:
@@ -206,6 +233,22 @@ def _answer(value: Any, answer_format: AnswerFormat, lang: str | None) -> Any:
     return coerce_answer(value, answer_format, lang)
 
 
+def _is_empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip()) or value == []
+
+
+def _deduplicated(items: list[Any]) -> list[Any]:
+    """List items once each, in order; "Lyon" and " lyon " are one item."""
+    seen: set[str] = set()
+    kept = []
+    for item in items:
+        key = normalize_text(str(item)) if isinstance(item, str) else repr(float(item))
+        if key not in seen:
+            seen.add(key)
+            kept.append(item)
+    return kept
+
+
 def qa_id_for(segment_id: str, task: Task, teacher: str, question: str) -> str:
     digest = hashlib.sha256(f"{segment_id}|{task.value}|{teacher}|{question}".encode())
     return digest.hexdigest()[:24]
@@ -219,9 +262,17 @@ class QAValidator:
         self.fallbacks = 0
 
     def validate(
-        self, text: str, segment: Segment, task: Task, teacher: str, prompt_version: str
+        self,
+        text: str,
+        segment: Segment,
+        task: Task,
+        teacher: str,
+        prompt_version: str,
+        evidence: EvidenceText | None = None,
     ) -> QAPair:
-        """A QAPair, or Rejected with the first reason that applies."""
+        """A QAPair, or Rejected with the first reason that applies. With the document's
+        ``evidence`` text, numbers are read in its language and the answer must be grounded
+        (see ``qasynth.grounding``); without it the pair's grounding stays unchecked."""
         parsed = parse_reply(text)
         data = parsed.data
         try:
@@ -244,10 +295,16 @@ class QAValidator:
             )
         if answer_format is AnswerFormat.NONE:
             raise Rejected(RejectReason.ANSWER_FORMAT, "answer_format 'None' is not asked for")
+        if _is_empty(raw_answer):
+            raise Rejected(RejectReason.EMPTY_ANSWER, f"the answer {raw_answer!r} is empty")
         try:
-            answer = _answer(raw_answer, answer_format, None)
+            answer = _answer(raw_answer, answer_format, evidence.lang if evidence else None)
         except ValueError as error:
             raise Rejected(RejectReason.ANSWER_FORMAT, str(error)) from None
+        if isinstance(answer, list):
+            if any(_is_empty(item) for item in answer):
+                raise Rejected(RejectReason.EMPTY_ANSWER, f"the list {answer!r} has empty items")
+            answer = _deduplicated(answer)
         outside = [p for p in pages if p not in segment.pages]
         if outside:
             raise Rejected(
@@ -273,6 +330,15 @@ class QAValidator:
                 )
         elif not _has_section_anchor(question, segment.section_titles):
             raise Rejected(RejectReason.NO_ANCHOR, "the question names no page or section")
+        grounding = None
+        if evidence is not None:
+            verdict, detail = check_grounding(answer, answer_format, task, pages, sources, evidence)
+            if verdict is Verdict.NOT_FOUND:
+                raise Rejected(RejectReason.NOT_GROUNDED, detail)
+            if verdict is Verdict.VERBATIM:
+                raise Rejected(RejectReason.REASONING_VERBATIM, detail)
+            if verdict is not Verdict.REASONED:
+                grounding = verdict.value
         key = (segment.doc_id, _normalize_question(question))
         if key in self._seen:
             raise Rejected(RejectReason.DUPLICATE, "the same question was already accepted")
@@ -292,6 +358,7 @@ class QAValidator:
                     "evidence_description": parsed.evidence_description,
                     "teacher": teacher,
                     "prompt_version": prompt_version,
+                    "grounding": grounding,
                 },
                 "teacher reply",
             )

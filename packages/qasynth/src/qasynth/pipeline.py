@@ -156,7 +156,7 @@ def generate_pairs(
     segments = list(read_jsonl(run / SEGMENTS_FILE, Segment))
     config = config or GenerateConfig()
     with RequestCache(run / CACHE_FILE) as cache:
-        result = generate(segments, teacher, cache, config, progress=tick)
+        result = generate(segments, teacher, cache, config, progress=tick, documents=pool.get)
     write_jsonl(run / PAIRS_FILE, result.pairs)
     write_jsonl(run / REJECTIONS_FILE, result.rejections)
     stats = {

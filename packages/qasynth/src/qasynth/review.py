@@ -22,6 +22,7 @@ from typing import Any
 
 from mmprolong_schemas import QAPair, atomic_path
 from qasynth.assemble import format_answer
+from qasynth.grounding import NOT_CHECKED, grounding_rates
 from qasynth.render import PageRenderer, data_uri
 
 VERDICTS = ("correct", "wrong-answer", "wrong-evidence")
@@ -40,6 +41,8 @@ button.on {{ background: #2a6; color: white; }}
 </style></head><body>
 <div id="bar"><b>qasynth review {review_id}</b>: {count} pairs.
 <span id="done">0</span> judged. <button onclick="download()">Download verdicts JSON</button></div>
+<table class="meta"><tr><th>teacher</th><th>task</th><th>grounded</th><th>unverified</th>
+<th>not checked</th><th>grounding rate</th></tr>{grounding}</table>
 {items}
 <script>
 const REVIEW = {review_json};
@@ -70,7 +73,7 @@ paint();
 
 _ITEM = """<div class="pair" id="{qa_id}">
 <div class="meta">#{number} · {task} · document {doc} · segment pages {segment} · evidence
-pages {pages} ({sources}) · teacher {teacher}</div>
+pages {pages} ({sources}) · teacher {teacher} · answer {grounding}</div>
 <p><b>Question:</b> {question}</p>
 <p><b>Answer</b> ({answer_format}): {answer}</p>
 <p><b>Evidence:</b> {evidence}</p>
@@ -120,6 +123,7 @@ def write_review(
                 pages=", ".join(map(str, pair.evidence_pages)),
                 sources=", ".join(s.value for s in pair.evidence_sources),
                 teacher=html.escape(pair.teacher),
+                grounding=pair.grounding or "not checked on the text layer",
                 question=html.escape(pair.question),
                 answer_format=pair.answer_format.value,
                 answer=html.escape(format_answer(pair.answer)),
@@ -132,12 +136,29 @@ def write_review(
     page = _PAGE.format(
         review_id=review_id,
         count=len(drawn),
+        grounding=_grounding_rows(pairs),
         items="\n".join(items),
         review_json=payload.replace("</", "<\\/"),
     )
     with atomic_path(out) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return drawn
+
+
+def _grounding_rows(pairs: Sequence[QAPair]) -> str:
+    """The grounding rate per teacher and task over all pairs, not only the drawn ones."""
+    rows = []
+    for teacher, tasks in grounding_rates(pairs).items():
+        for task, row in tasks.items():
+            rate = row["grounding_rate"]
+            cells = [
+                html.escape(teacher),
+                task,
+                *(str(row.get(k, 0)) for k in ("grounded", "unverified", NOT_CHECKED)),
+                "-" if rate is None else f"{100 * rate:.1f}%",
+            ]
+            rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return "".join(rows)
 
 
 def wilson_interval(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mmprolong_schemas import QAPair, read_jsonl
+from qasynth.grounding import grounding_rates
 from qasynth.mix import REPORT_FILE
 from qasynth.pipeline import PAIRS_FILE, QA_STATS_FILE, SAMPLES_DIR, SEGMENTS_SUMMARY
 
@@ -36,6 +37,7 @@ def qa_statistics(path: Path) -> dict[str, Any]:
         "answer_formats": dict(formats),
         "evidence_page_counts": dict(sorted(pages.items())),
         "evidence_sources": dict(sources),
+        "grounding": grounding_rates(read_jsonl(path, QAPair)),
     }
 
 

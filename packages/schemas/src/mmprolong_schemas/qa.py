@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import json
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -181,6 +181,11 @@ class QAPair(Record):
     evidence_description: str = ""
     teacher: str = Field(description="Backend and model that wrote the pair, e.g. 'rules'.")
     prompt_version: str
+    grounding: Literal["grounded", "unverified"] | None = Field(
+        default=None,
+        description="Whether the answer was found on the evidence pages' text layer "
+        "('unverified': pages without checkable text); None when not checked (reasoning).",
+    )
 
     _coerce_answer = model_validator(mode="before")(coerce_answer_field)
 

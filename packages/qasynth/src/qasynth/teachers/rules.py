@@ -240,7 +240,9 @@ class RulesTeacher(Teacher):
                 first_table[table.page] = table
         pages = sorted(rng.sample(sorted(first_table), 2))
         tables = [first_table[p] for p in pages]
-        labels = list(dict.fromkeys(row[0] for t in tables for row in t.rows[1:] if row))
+        # A table whose first column is empty in some rows (merged cells, spacer rows) has no
+        # label to ask for there.
+        labels = list(dict.fromkeys(r[0] for t in tables for r in t.rows[1:] if r and r[0]))
         names = " and ".join(_table_name(t.caption, t.page) for t in tables)
         header = tables[0].rows[0][0] if tables[0].rows[0] else "row"
         question = (

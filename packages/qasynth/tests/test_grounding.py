@@ -1,0 +1,267 @@
+"""The validator's answer checks: grounding on the evidence pages' text, empty and repeated
+list items, anchors and duplicates in any language."""
+
+import hashlib
+import json
+
+import pytest
+
+from mmprolong_schemas import BBox, Block, BlockLabel, Document, Page, PageRange, Segment, Task
+from qasynth.cache import RequestCache
+from qasynth.generate import GenerateConfig, generate
+from qasynth.grounding import EvidenceText, contains, grounding_rates, normalize_text
+from qasynth.parsing import QAValidator, Rejected, RejectReason, anchored_pages
+from qasynth.segments import sample_segments
+from qasynth.teachers.rules import RulesTeacher
+
+
+def doc_id_of(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+def _page(number: int, *texts: str, rows: list[list[str]] | None = None, **kw) -> Page:
+    blocks = [
+        Block(
+            label=BlockLabel.TEXT,
+            bbox=BBox(x0=72, y0=80 + 60 * i, x1=540, y1=120 + 60 * i),
+            text=text,
+            order=i,
+        )
+        for i, text in enumerate(texts)
+    ]
+    if rows:
+        blocks.append(
+            Block(
+                label=BlockLabel.TABLE,
+                bbox=BBox(x0=72, y0=400, x1=540, y1=500),
+                order=len(blocks),
+                rows=rows,
+            )
+        )
+    return Page(number=number, width=595, height=842, blocks=blocks, **kw)
+
+
+def _document(pages: list[Page], lang: str = "fr") -> Document:
+    return Document(
+        doc_id=doc_id_of(f"grounding-{lang}"),
+        source_path="/d.pdf",
+        file_size=1,
+        num_pages=len(pages),
+        pages=pages,
+        lang=lang,
+    )
+
+
+FRENCH = _document(
+    [
+        _page(1, "Le site de Lyon a traité 4 512 échantillons en 2019."),
+        _page(
+            2, "La consommation a atteint 3,7 MWh.", rows=[["Site", "Coût"], ["Porto", "1 234,5"]]
+        ),
+        _page(3, has_text_layer=False, flags=["no-text-layer"]),
+        _page(4, "Гданьск: 12 станций. Рост составил 15 %."),
+    ]
+)
+SEGMENT = Segment(
+    segment_id="s", doc_id=FRENCH.doc_id, pages=PageRange(first=1, last=4), doc_pages=4
+)
+EVIDENCE = EvidenceText.of(FRENCH)
+
+
+def _reply(question: str, answer, answer_format: str, pages: list[int], sources=("Text",)) -> str:
+    data = {
+        "question": question,
+        "answer": answer,
+        "answer_format": answer_format,
+        "evidence_pages": pages,
+        "evidence_sources": list(sources),
+    }
+    return f"Evidence: see the pages.\nJSON: {json.dumps(data, ensure_ascii=False)}"
+
+
+def _check(text: str, task: Task = Task.EXTRACT_SINGLE, validator: QAValidator | None = None):
+    return (validator or QAValidator()).validate(text, SEGMENT, task, "t", "v", EVIDENCE)
+
+
+def _reason(text: str, task: Task = Task.EXTRACT_SINGLE) -> RejectReason:
+    with pytest.raises(Rejected) as caught:
+        _check(text, task)
+    return caught.value.reason
+
+
+def test_normalisation_folds_case_width_and_number_formats() -> None:
+    assert normalize_text("Le COÛT: 1 234,5 €", "fr") == normalize_text("le coût 1,234.5", "en")
+    assert normalize_text("ＡＢＣ　１２", None) == "abc 12"
+    assert normalize_text("東京 都", "ja") == "東京都"
+    assert contains(normalize_text("in the year 2012"), normalize_text("2012"))
+    assert not contains(normalize_text("in the year 2012"), normalize_text("12"))
+    assert contains(normalize_text("東京都の人口"), normalize_text("東京"))
+
+
+@pytest.mark.parametrize(
+    ("answer", "answer_format", "page"),
+    [
+        (4512, "Integer", 1),
+        ("4512", "Integer", 1),
+        ("3,7", "Float", 2),  # read in the document's language: 3.7
+        (3.7, "Float", 2),
+        ("1 234,5", "Float", 2),
+        (1234.5, "Float", 2),
+        ("porto", "String", 2),
+        ("LYON", "String", 1),
+        ("Гданьск", "String", 4),
+        ("15 %", "String", 4),
+    ],
+)
+def test_answers_printed_on_their_page_are_grounded(answer, answer_format, page) -> None:
+    pair = _check(_reply(f"On Page {page}, what value?", answer, answer_format, [page]))
+    assert pair.grounding == "grounded"
+
+
+def test_lists_are_grounded_item_by_item() -> None:
+    text = _reply("Which values are on Pages 1 and 2?", [4512, "Porto"], "List", [1, 2])
+    assert _check(text, Task.EXTRACT_MULTI).grounding == "grounded"
+    text = _reply("Which values are on Pages 1 and 2?", [4512, "Lisbon"], "List", [1, 2])
+    assert _reason(text, Task.EXTRACT_MULTI) is RejectReason.NOT_GROUNDED
+
+
+@pytest.mark.parametrize(
+    ("answer", "answer_format", "page"),
+    [
+        (4513, "Integer", 1),
+        (37, "Integer", 2),  # "3,7" is not 37
+        ("Lisbon", "String", 1),
+        (2019, "Integer", 2),  # printed, but on another page
+        ("12", "String", 1),  # not a whole word of "4 512"
+    ],
+)
+def test_answers_not_on_their_pages_are_rejected(answer, answer_format, page) -> None:
+    text = _reply(f"On Page {page}, what value?", answer, answer_format, [page])
+    assert _reason(text) is RejectReason.NOT_GROUNDED
+
+
+def test_pages_without_text_make_a_pair_unverified_never_grounded() -> None:
+    assert _check(_reply("On Page 3, what value?", 99, "Integer", [3])).grounding == "unverified"
+    text = _reply("On Page 1, what value?", 99, "Integer", [1], sources=["Figure"])
+    assert _check(text).grounding == "unverified"
+    ocr = _document([_page(1, "Scanned 4 512", flags=["ocr"], has_text_layer=False)])
+    validator = QAValidator()
+    pair = validator.validate(
+        _reply("On Page 1, what value?", 4512, "Integer", [1]),
+        SEGMENT.model_copy(update={"doc_id": ocr.doc_id, "pages": PageRange(first=1, last=1)}),
+        Task.EXTRACT_SINGLE,
+        "t",
+        "v",
+        EvidenceText.of(ocr),
+    )
+    assert pair.grounding == "grounded"  # found on an OCR page: grounded all the same
+
+
+def test_reasoning_answers_must_not_be_copied() -> None:
+    copied = _reply("Why, per Pages 1 and 2?", "Le site de Lyon a traité", "String", [1, 2])
+    assert _reason(copied, Task.REASONING) is RejectReason.REASONING_VERBATIM
+    derived = _reply("What is the sum of the values on Pages 1 and 2?", 4515.7, "Float", [1, 2])
+    pair = _check(derived, Task.REASONING)
+    assert pair.grounding is None  # derived, not printed: not checked
+    short = _reply("Which site is larger, per Pages 1 and 2?", "Lyon", "String", [1, 2])
+    assert _check(short, Task.REASONING).answer == "Lyon"  # one word is no copy
+
+
+def test_empty_answers_and_items_are_rejected_and_items_deduplicated() -> None:
+    assert _reason(_reply("On Page 1, what?", "  ", "String", [1])) is RejectReason.EMPTY_ANSWER
+    text = _reply("Which on Pages 1 and 2?", ["", "Porto"], "List", [1, 2])
+    assert _reason(text, Task.EXTRACT_MULTI) is RejectReason.EMPTY_ANSWER
+    text = _reply("Which on Pages 1 and 2?", ["Porto", " porto ", 4512, "Lyon"], "List", [1, 2])
+    assert _check(text, Task.EXTRACT_MULTI).answer == ["Porto", 4512, "Lyon"]
+
+
+@pytest.mark.parametrize(
+    ("question", "pages"),
+    [
+        ("Quelle valeur figure à la page 2 ?", [2]),
+        ("Welcher Wert steht auf Seite 2?", [2]),
+        ("Welche Werte stehen auf den Seiten 1 und 2?", [1, 2]),
+        ("¿Qué valor aparece en la página 2?", [2]),
+        ("第2页的数值是多少？", [2]),
+        ("2ページの値は何ですか？", [2]),
+        ("What was reported on Page 2, 2019 edition?", [2]),
+    ],
+)
+def test_page_anchors_in_any_language(question: str, pages: list[int]) -> None:
+    assert anchored_pages(question) == pages
+    assert _check(_reply(question, 3.7, "Float", [2])).evidence_pages == [2]
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["Quel coût indique le chapitre Résultats ?", "Was nennt Abschnitt 2?", "第2章の費用は？"],
+)
+def test_section_anchors_in_any_language(question: str) -> None:
+    assert _check(_reply(question, 3.7, "Float", [2])).answer == 3.7
+
+
+def test_duplicates_keep_non_ascii_text() -> None:
+    validator = QAValidator()
+    segment = SEGMENT.model_copy(update={"pages": PageRange(first=1, last=20), "doc_pages": 20})
+    for question in ("Сколько станций на странице 12 (Page 12)?", "Какой рост на Page 12?"):
+        validator.validate(
+            _reply(question, 1, "Integer", [12]), segment, Task.EXTRACT_SINGLE, "t", "v"
+        )
+    with pytest.raises(Rejected) as caught:
+        validator.validate(
+            _reply("какой РОСТ на page 12 ?", 1, "Integer", [12]),
+            segment,
+            Task.EXTRACT_SINGLE,
+            "t",
+            "v",
+        )
+    assert caught.value.reason is RejectReason.DUPLICATE
+
+
+def _french_report(english: Document) -> Document:
+    """make_document's report, printed the French way (4 512 ; 3,5 ; 1 234,5)."""
+    pages = []
+    for page in english.pages:
+        blocks = []
+        for block in page.blocks:
+            text = block.text.replace(",", " ").replace(".5 MWh", ",5 MWh")
+            rows = [list(r) for r in block.rows or []]
+            for row in rows[1:]:
+                row[1:] = [f"1 {c.zfill(3)},5" for c in row[1:]]
+            blocks.append(block.model_copy(update={"text": text, "rows": rows or None}))
+        pages.append(page.model_copy(update={"blocks": blocks}))
+    return english.model_copy(
+        update={"pages": pages, "lang": "fr", "doc_id": doc_id_of("rapport-fr")}
+    )
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_rules_teacher_extract_pairs_are_all_grounded(lang, doc_factory, tmp_path) -> None:
+    document = doc_factory("rapport")
+    if lang == "fr":
+        document = _french_report(document)
+    teacher = RulesTeacher(lambda doc_id: document)
+    segments = sample_segments(document, 3, seed=1)
+    with RequestCache(tmp_path / "cache.sqlite") as cache:
+        result = generate(
+            segments, teacher, cache, GenerateConfig(seed=1), documents=lambda doc_id: document
+        )
+    extract = [p for p in result.pairs if p.task is not Task.REASONING]
+    assert len(extract) >= 4 and all(p.grounding == "grounded" for p in extract)
+    assert "not-grounded" not in result.stats.rejected
+    table = result.stats.as_dict()["grounding"]
+    assert table["extract-single"]["grounding_rate"] == 1.0
+    if "reasoning" in table:
+        assert table["reasoning"]["grounding_rate"] is None
+
+
+def test_grounding_rates_per_teacher_and_task() -> None:
+    text = _reply("On Page 1, what value?", 4512, "Integer", [1])
+    grounded = _check(text)
+    unverified = _check(_reply("On Page 3, what value?", 99, "Integer", [3]))
+    other = grounded.model_copy(
+        update={"teacher": "openai:m", "task": Task.REASONING, "grounding": None}
+    )
+    rates = grounding_rates([grounded, unverified, other])
+    assert rates["t"]["extract-single"] == {"grounded": 1, "unverified": 1, "grounding_rate": 0.5}
+    assert rates["openai:m"]["reasoning"] == {"not-checked": 1, "grounding_rate": None}
