@@ -12,6 +12,7 @@ import pytest
 
 from mmprolong_schemas import QAPair, Segment, read_jsonl
 from qasynth.cache import RequestCache
+from qasynth.generate import GenerateConfig, reply_settings
 from qasynth.pipeline import CACHE_FILE, PAIRS_FILE, SEGMENTS_FILE, generate_pairs, segment_pool
 from qasynth.prompts import PROMPT_VERSION
 from qasynth.segments import segment_id
@@ -145,6 +146,7 @@ def test_rules_teacher_matches_the_corpus_ground_truth(corpus_pool, tmp_path) ->
                     pair.task,
                     0,
                     attempt,
+                    reply_settings(teacher, GenerateConfig()),
                 )
                 reply = cache.get(key)
                 if reply and reply.text and pair.question in reply.text.replace('\\"', '"'):

@@ -16,6 +16,7 @@ from qasynth.pipeline import (
     generate_pairs,
     segment_pool,
 )
+from qasynth.prompts import PROMPT_VERSION
 from qasynth.stats import run_statistics
 from qasynth.teachers.rules import RulesTeacher
 
@@ -48,8 +49,8 @@ def test_stages_write_their_layout_and_reuse_it(doc_factory, renderer, tmp_path)
 
     stats = generate_pairs(pool, run, RulesTeacher(pool.get))
     assert stats["accepted_total"] == 18 and stats["requests_sent"] == 18
-    assert stats["prompt_version"] == "qasynth-qa-v1"
-    assert all(p.prompt_version == "qasynth-qa-v1" for p in read_jsonl(run / PAIRS_FILE, QAPair))
+    assert stats["prompt_version"] == PROMPT_VERSION
+    assert all(p.prompt_version == PROMPT_VERSION for p in read_jsonl(run / PAIRS_FILE, QAPair))
 
     image = io.BytesIO()
     Image.new("RGB", (40, 40)).save(image, format="PNG")

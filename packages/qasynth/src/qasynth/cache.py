@@ -1,8 +1,9 @@
 """A request cache in SQLite: every teacher reply is stored the moment it arrives.
 
 A run killed at any point and started again finds every finished request here and sends
-only the rest. Failed requests (timeouts after all retries, server errors) are not stored,
-so they are tried again. WAL mode keeps readers and the single writer out of each other's way.
+only the rest. Failed requests (timeouts after all retries, server errors) and replies cut
+at their token limit (finish_reason "length") are not stored, so they are tried again.
+WAL mode keeps readers and the single writer out of each other's way.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class RequestCache:
         return TeacherReply(text=row[0], meta=json.loads(row[1]))
 
     def put(self, teacher: str, request: TeacherRequest, reply: TeacherReply) -> None:
-        if reply.text is None:
+        if reply.text is None or reply.truncated:
             return
         with self._lock:
             self._db.execute(

@@ -114,6 +114,7 @@ def generate(
     rejections: list[Rejection] = []
     pending = list(range(len(units)))
     texts = _evidence_texts(documents) if documents else None
+    settings = reply_settings(teacher, config)
     for attempt in range(config.max_attempts):
         requests: dict[int, TeacherRequest] = {}
         for index in pending:
@@ -127,7 +128,13 @@ def generate(
                     page_labels=config.page_labels,
                 )
             key = request_key(
-                teacher.name, PROMPT_VERSION, segment.segment_id, task, config.seed, attempt
+                teacher.name,
+                PROMPT_VERSION,
+                segment.segment_id,
+                task,
+                config.seed,
+                attempt,
+                settings,
             )
             requests[index] = TeacherRequest(key, prompts[index], config.seed, attempt)
         replies = _collect(requests, teacher, cache, config.batch_size, stats)
@@ -138,6 +145,8 @@ def generate(
             try:
                 if not reply.ok:
                     raise Rejected(RejectReason.TEACHER_ERROR, reply.error or "no reply")
+                if reply.truncated:
+                    raise Rejected(RejectReason.TRUNCATED, "the reply hit its token limit")
                 assert reply.text is not None
                 evidence = texts(segment.doc_id) if texts else None
                 pair = validator.validate(
@@ -172,6 +181,16 @@ def generate(
     stats.fallbacks = validator.fallbacks
     stats.seconds = time.perf_counter() - started
     return GenerateResult([accepted[i] for i in sorted(accepted)], rejections, stats)
+
+
+def reply_settings(teacher: Teacher, config: GenerateConfig) -> dict[str, Any]:
+    """What besides model, prompt version, segment, task, seed and attempt changes a reply:
+    the teacher's own settings and the prompt options."""
+    return {
+        **teacher.reply_settings(),
+        "exemplars": config.exemplars,
+        "page_labels": config.page_labels,
+    }
 
 
 def _evidence_texts(documents: Callable[[str], Document]) -> Callable[[str], EvidenceText]:

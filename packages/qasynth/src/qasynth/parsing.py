@@ -38,6 +38,7 @@ FALLBACK_MARK = "single-page fallback"
 
 class RejectReason(StrEnum):
     TEACHER_ERROR = "teacher-error"
+    TRUNCATED = "truncated-reply"
     NO_JSON = "no-json"
     BAD_FIELDS = "bad-fields"
     EVIDENCE_OUTSIDE_SEGMENT = "evidence-outside-segment"

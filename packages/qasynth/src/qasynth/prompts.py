@@ -4,20 +4,20 @@ two in-context exemplars from a small curated pool, and the segment's page image
 The text is ours. It carries the recipe's requirements: an explicit segment anchor in every
 question, the page-index rule (the index we give, not the number printed on the page), the
 scope constraint, the four answer formats and the four evidence types. Changing any text here
-changes ``PROMPT_VERSION``, which is recorded on every QAPair and is part of every teacher
-request's cache key, so replies to an old prompt are never reused for a new one.
+changes ``PROMPT_VERSION``, a digest of every text here computed at import (never kept by
+hand), which is recorded on every QAPair and is part of every teacher request's cache key, so
+replies to an old prompt are never reused for a new one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from dataclasses import dataclass
 from typing import Any
 
 from mmprolong_schemas import AnswerFormat, EvidenceSource, PagePart, Segment, Task, TextPart
-
-PROMPT_VERSION = "qasynth-qa-v1"
 
 SYSTEM_PROMPT = (
     "You write question-answer pairs for training document-understanding models. You are "
@@ -105,6 +105,10 @@ that support the answer, naming each element's evidence type and page index. The
 CURRENT PAGES
 The images below are Pages {first}-{last} of the document{sections}. Write one question \
 for the task above about these pages only, anchored as the rules require."""
+
+
+PAGE_LABEL = "Page {page}:"
+CLOSING = "Now write the evidence description and the JSON object."
 
 
 @dataclass(frozen=True)
@@ -293,7 +297,26 @@ def build_prompt(
     parts: list[TextPart | PagePart] = [TextPart(text=head)]
     for page in segment.pages.pages:
         if page_labels:
-            parts.append(TextPart(text=f"Page {page}:"))
+            parts.append(TextPart(text=PAGE_LABEL.format(page=page)))
         parts.append(PagePart(doc_id=segment.doc_id, page=page))
-    parts.append(TextPart(text="Now write the evidence description and the JSON object."))
+    parts.append(TextPart(text=CLOSING))
     return Prompt(PROMPT_VERSION, task, segment, SYSTEM_PROMPT, tuple(parts))
+
+
+def _prompt_version() -> str:
+    """'qasynth-qa-' and a digest of every text a prompt is built from."""
+    texts = [
+        SYSTEM_PROMPT,
+        CORE_TEMPLATE,
+        PAGE_LABEL,
+        CLOSING,
+        *(f"{task.value}:{text}" for task, text in sorted(TASK_DESCRIPTIONS.items())),
+        *(f"{task.value}:{text}" for task, text in sorted(TASK_RESTRICTIONS.items())),
+        *(f"{e.task.value}:{e.render(0)}" for e in EXEMPLARS),
+        json.dumps(reply_json_schema(), sort_keys=True),
+    ]
+    digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()
+    return f"qasynth-qa-{digest[:12]}"
+
+
+PROMPT_VERSION = _prompt_version()

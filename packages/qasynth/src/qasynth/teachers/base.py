@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,10 +14,22 @@ from qasynth.prompts import Prompt
 
 
 def request_key(
-    teacher: str, prompt_version: str, segment_id: str, task: Task, seed: int, attempt: int
+    teacher: str,
+    prompt_version: str,
+    segment_id: str,
+    task: Task,
+    seed: int,
+    attempt: int,
+    settings: Mapping[str, Any] | None = None,
 ) -> str:
-    """Cache key of one teacher request: everything that decides its reply."""
-    material = json.dumps([teacher, prompt_version, segment_id, task.value, seed, attempt])
+    """Cache key of one teacher request: everything that decides its reply. ``teacher`` names
+    backend and model; ``settings`` holds the rest (``Teacher.reply_settings`` and the prompt
+    options, see ``qasynth.generate``)."""
+    material = json.dumps(
+        [teacher, prompt_version, segment_id, task.value, seed, attempt, settings or {}],
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
@@ -56,6 +68,11 @@ class TeacherReply:
     def ok(self) -> bool:
         return self.text is not None
 
+    @property
+    def truncated(self) -> bool:
+        """The reply stopped at its token limit ("length"): never cached as an answer."""
+        return self.meta.get("finish_reason") == "length"
+
 
 ReplyCallback = Callable[[TeacherRequest, TeacherReply], None]
 
@@ -73,6 +90,11 @@ class Teacher(ABC):
     def name(self) -> str:
         """Backend and model, e.g. 'openai:Qwen2.5-VL-72B-Instruct'; recorded on QAPairs."""
         return f"{self.backend}:{self.model}"
+
+    def reply_settings(self) -> dict[str, Any]:
+        """Every setting of this teacher that changes a reply (sampling, length, structured
+        output, image resolution): part of each request's cache key. The default has none."""
+        return {}
 
     @abstractmethod
     def complete(self, requests: Sequence[TeacherRequest], on_reply: ReplyCallback) -> None: ...

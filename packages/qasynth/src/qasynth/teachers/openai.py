@@ -58,11 +58,23 @@ class OpenAITeacher(Teacher):
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.structured = structured
+        self._structured_asked = structured
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.dpi = dpi
         self.jpeg_quality = jpeg_quality
         self.images = PageImages(pages, dpi=dpi, quality=jpeg_quality, cache_bytes=page_cache_bytes)
+
+    def reply_settings(self) -> dict[str, Any]:
+        # ``structured`` as asked: a server that refuses it is asked without, for every
+        # request, so the asked value names the replies as well.
+        return {
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "structured": self._structured_asked,
+            "dpi": self.dpi,
+            "jpeg_quality": self.jpeg_quality,
+        }
 
     def payload(self, request: TeacherRequest) -> dict[str, Any]:
         """The chat-completions body of one request, images rendered and encoded."""

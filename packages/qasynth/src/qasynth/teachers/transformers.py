@@ -40,6 +40,13 @@ class TransformersTeacher(Teacher):
         self.temperature = temperature
         self.dpi = dpi
 
+    def reply_settings(self) -> dict[str, Any]:
+        return {
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "dpi": self.dpi,
+        }
+
     @classmethod
     def load(cls, path: str, pages: PageRenderer, **kwargs: Any) -> TransformersTeacher:
         """Load a checkpoint directory or hub id with AutoModelForImageTextToText."""

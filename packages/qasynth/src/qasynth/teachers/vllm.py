@@ -18,6 +18,7 @@ reply JSON schema through whichever API the installed vLLM has (``structured_out
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -157,6 +158,16 @@ class VLLMTeacher(Teacher):
         self.pixels = PagePixels(pages, dpi=self.spec.dpi, cache_bytes=page_cache_bytes)
         self._engine: Any = None
         self._tokenizer: Any = None
+
+    def reply_settings(self) -> dict[str, Any]:
+        template = self.chat_template
+        return {
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "structured": self.structured,
+            "spec": self.spec.model_dump(),
+            "chat_template": hashlib.sha256(template.encode()).hexdigest() if template else None,
+        }
 
     def build(self, request: TeacherRequest) -> BuiltRequest:
         numbers = [p.page for p in request.prompt.page_parts]
