@@ -177,6 +177,17 @@ def test_missing_or_foreign_input_is_named(tmp_path) -> None:
         build_mixture([tmp_path / "other.parquet"], tmp_path / "mix")
 
 
+def test_output_inside_an_input_folder_is_refused(tmp_path) -> None:
+    (tmp_path / "samples").mkdir()
+    make_pool(tmp_path / "samples", per_task=5, short=0)
+    for out in (tmp_path / "samples" / "mix", tmp_path / "samples"):
+        with pytest.raises(MixtureError, match="inside input folder"):
+            build_mixture([tmp_path / "samples"], out, MixtureSpec(token_budget=1 * M))
+    with pytest.raises(MixtureError, match="inside output folder"):
+        build_mixture([tmp_path / "samples" / "a.parquet"], tmp_path, plot=False)
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["a.parquet", "b.parquet"]
+
+
 def test_shards_keep_the_selected_order(pool, tmp_path) -> None:
     import pyarrow.parquet as pq
 

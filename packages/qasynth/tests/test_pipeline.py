@@ -17,6 +17,7 @@ from qasynth.pipeline import (
     segment_pool,
 )
 from qasynth.prompts import PROMPT_VERSION
+from qasynth.short import short_source
 from qasynth.stats import run_statistics
 from qasynth.teachers.rules import RulesTeacher
 
@@ -74,7 +75,7 @@ def test_stages_write_their_layout_and_reuse_it(doc_factory, renderer, tmp_path)
         pool, run, AssembleConfig(page_labels=True), ocr=True, short_inputs=[short]
     )
     assert result["samples"] == {"vqa": 18, "ocr": 6, "short": 1}
-    assert result["short_image_roots"] == {"llava-onevision:short.json": str(tmp_path)}
+    assert result["short_image_roots"] == {short_source(short): str(tmp_path)}
     vqa = list(read_parquet(run / "samples" / "vqa.parquet", Sample))
     assert all(s.messages[0].content[0].type == "text" for s in vqa)
     again = assemble_samples(

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from mmprolong_schemas import ImagePart, Task, TextPart
-from qasynth.short import load_short_samples
+from qasynth.short import load_short_samples, short_source
 
 
 def _png(size=(56, 56)) -> bytes:
@@ -80,3 +80,21 @@ def test_parquet_images_are_extracted_once(tmp_path) -> None:
     files = list((tmp_path / "images").iterdir())
     assert len(files) == 1 and files[0].suffix == ".png"
     assert samples[0].messages[0].content[0].path == files[0].name
+
+
+def test_files_of_one_name_share_neither_ids_nor_image_roots(tmp_path) -> None:
+    record = {
+        "id": "1",
+        "image": "a.png",
+        "conversations": [{"from": "human", "value": "<image>?"}, {"from": "gpt", "value": "Red."}],
+    }
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "a.png").write_bytes(_png())
+        (tmp_path / folder / "train.json").write_text(json.dumps([record]))
+    first, second = (
+        list(load_short_samples(tmp_path / f / "train.json", tmp_path / f))[0] for f in ("a", "b")
+    )
+    assert first.sample_id != second.sample_id
+    assert first.source != second.source and first.source.startswith("llava-onevision:train.json")
+    assert short_source(tmp_path / "a" / "train.json") == first.source

@@ -309,6 +309,24 @@ def _fingerprint(files: Sequence[Path]) -> str:
     return digest.hexdigest()[:24]
 
 
+def _check_apart(inputs: Sequence[str | Path], out: Path) -> None:
+    """The output folder may not sit inside an input folder (its shards would be read as
+    inputs by the next run) nor hold an input (stale shards there are deleted)."""
+    target = out.resolve()
+    for item in inputs:
+        source = Path(item).resolve()
+        if source.is_dir() and target.is_relative_to(source):
+            raise MixtureError(
+                f"output folder {out} is inside input folder {item}: its shards would become "
+                "inputs of the next mix; choose an output folder outside the inputs"
+            )
+        if source.is_relative_to(target):
+            raise MixtureError(
+                f"input {item} is inside output folder {out}, whose old shards are replaced; "
+                "choose another output folder"
+            )
+
+
 def build_mixture(
     inputs: Sequence[str | Path],
     out_dir: str | Path,
@@ -327,6 +345,7 @@ def build_mixture(
     if shard_size < 1:
         raise MixtureError(f"shard_size {shard_size} must be at least 1")
     out = Path(out_dir)
+    _check_apart(inputs, out)
     files = _sample_files(inputs)
     inputs_key = _fingerprint(files)
     key = {

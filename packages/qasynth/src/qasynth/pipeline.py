@@ -48,7 +48,7 @@ from qasynth.cache import RequestCache
 from qasynth.generate import GenerateConfig, generate
 from qasynth.prompts import PROMPT_VERSION
 from qasynth.segments import DocOutline, DocumentSelection, sample_segments, select_documents
-from qasynth.short import load_short_samples
+from qasynth.short import load_short_samples, short_source
 from qasynth.steps import run_steps
 from qasynth.teachers.base import Teacher
 
@@ -233,7 +233,7 @@ def assemble_samples(
         short: list[Sample] = []
         for path in short_inputs:
             root = _short_root(Path(path), out)
-            roots[f"llava-onevision:{Path(path).name}"] = str(root)
+            roots[short_source(path)] = str(root)
             short += load_short_samples(path, root, config.spec, skipped)
         counts["short"] = write_parquet(out / "short.parquet", short, Sample)
     summary = {

@@ -156,6 +156,14 @@ def _parquet_records(path: Path, image_dir: Path) -> Iterator[dict[str, Any]]:
         yield row
 
 
+def short_source(path: str | Path) -> str:
+    """The ``source`` of a file's samples: its name and a digest of its absolute path, so two
+    files of one name (``a/train.json``, ``b/train.json``) share neither sample ids nor an
+    image-root entry."""
+    resolved = str(Path(path).resolve())
+    return f"llava-onevision:{Path(path).name}#{hashlib.sha256(resolved.encode()).hexdigest()[:8]}"
+
+
 def load_short_samples(
     path: str | Path,
     image_root: str | Path,
@@ -172,7 +180,7 @@ def load_short_samples(
         records = _parquet_records(source_path, root)
     else:
         records = _json_records(source_path)
-    source = f"llava-onevision:{source_path.name}"
+    source = short_source(source_path)
     for record in records:
         if not isinstance(record, dict):
             skipped["not-a-record"] += 1
