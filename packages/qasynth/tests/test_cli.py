@@ -113,3 +113,75 @@ def test_executor_options_are_checked(tmp_path) -> None:
         assert result.exit_code != 0 and "local or ray" in _words(result.output)
         result = runner.invoke(app, [*args, "--ray-address", "auto"])
         assert result.exit_code != 0 and "needs --executor ray" in _words(result.output)
+
+
+_THREADS_AT_FORK: list[list[str]] = []
+_WATCH_FORKS = [False]
+
+
+def _record_threads_at_fork() -> None:
+    import threading
+
+    if _WATCH_FORKS[0]:
+        _THREADS_AT_FORK.append(
+            [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+        )
+
+
+def test_no_thread_runs_while_the_cli_forks(tmp_path) -> None:
+    """`qasynth generate` shows its bar while a teacher may fork (vLLM's engine), and `mix`
+    while local workers fork: no refresh or spinner thread may be running then."""
+    import hashlib
+    import os
+    import threading
+
+    from mmprolong_schemas import Message, PagePart, Task, TextPart, write_parquet
+    from qasynth.cli import _progress
+
+    before = threading.active_count()
+    with _progress("x", 3) as tick:
+        tick(1)
+        assert threading.active_count() == before
+    samples = []
+    for index in range(60):
+        task = (Task.EXTRACT_SINGLE, Task.EXTRACT_MULTI, Task.REASONING)[index % 3]
+        doc = hashlib.sha256(str(index).encode()).hexdigest()
+        pages = list(range(1, 33))
+        content = [PagePart(doc_id=doc, page=p) for p in pages] + [TextPart(text="Q?")]
+        samples.append(
+            Sample(
+                sample_id=f"s{index}",
+                task=task,
+                doc_id=doc,
+                pages=pages,
+                messages=[Message(role="user", content=content)],
+                target="A",
+                est_tokens=40_000,
+                source="t",
+            )
+        )
+    write_parquet(tmp_path / "in" / "a.parquet", samples[:30], Sample)
+    write_parquet(tmp_path / "in" / "b.parquet", samples[30:], Sample)
+    os.register_at_fork(before=_record_threads_at_fork)
+    _WATCH_FORKS[0] = True
+    try:
+        result = runner.invoke(
+            app,
+            [
+                "mix",
+                str(tmp_path / "mix"),
+                str(tmp_path / "in"),
+                "--budget",
+                "1M",
+                "--workers",
+                "2",
+                "--shard-size",
+                "10",
+                "--min-tokens",
+                "1K",
+            ],
+        )
+    finally:
+        _WATCH_FORKS[0] = False
+    assert result.exit_code == 0, result.output
+    assert _THREADS_AT_FORK and all(names == [] for names in _THREADS_AT_FORK), _THREADS_AT_FORK

@@ -38,8 +38,37 @@ def test_transformers_backend_loads_a_saved_checkpoint(tmp_path) -> None:
         ("gpt", {}, "unknown teacher"),
         ("openai", {}, "needs a model"),
         ("openai", {"model": "m"}, "base URL"),
+        ("openai", {"model": "m", "base_url": "http://x", "engine_kwargs": {"a": 1}}, "vllm"),
     ],
 )
 def test_missing_settings_are_named(kind, options, message) -> None:
     with pytest.raises(ValueError, match=message):
         make_teacher(kind, Pool(), **options)
+
+
+def test_engine_options_from_the_command_line_reach_the_vllm_teacher() -> None:
+    import typer
+
+    from qasynth import cli
+
+    options = cli._engine_options(
+        [
+            "tensor_parallel_size=2",
+            "gpu_memory_utilization=0.85",
+            'limit_mm_per_prompt={"image": 20}',
+            "dtype=bfloat16",
+            "enforce_eager=true",
+        ]
+    )
+    assert options == {
+        "tensor_parallel_size": 2,
+        "gpu_memory_utilization": 0.85,
+        "limit_mm_per_prompt": {"image": 20},
+        "dtype": "bfloat16",
+        "enforce_eager": True,
+    }
+    with pytest.raises(typer.BadParameter, match="KEY=VALUE"):
+        cli._engine_options(["tensor_parallel_size"])
+    teacher = make_teacher("vllm", Pool(), model="m", engine_kwargs=options)
+    assert teacher.engine_kwargs == options
+    assert teacher.settings is None  # sized per job, the user's options applied on top

@@ -333,3 +333,79 @@ def test_real_sampling_params() -> None:
         {"max_tokens": 8, "temperature": 0.0, "seed": 1, "json_schema": {"type": "object"}}
     )
     assert params.max_tokens == 8
+
+
+class SizedPool:
+    """Documents and pages drawn at their true size at the request DPI, as docpool's pool
+    renders them (``pixels_at_dpi``), so sizes read from records and from pixels agree."""
+
+    def __init__(self, *documents):
+        self.documents = {d.doc_id: d for d in documents}
+        self.rendered = 0
+
+    def get(self, doc_id):
+        return self.documents[doc_id]
+
+    def render(self, doc_id, pages, dpi=144):
+        from PIL import Image
+
+        from mmprolong_schemas.vision_tokens import pixels_at_dpi
+
+        self.rendered += len(pages)
+        doc = self.documents[doc_id]
+        return [
+            Image.new(
+                "RGB",
+                (pixels_at_dpi(doc.page(p).width, dpi), pixels_at_dpi(doc.page(p).height, dpi)),
+                "white",
+            )
+            for p in pages
+        ]
+
+
+def test_the_engine_is_sized_for_the_largest_request_of_the_job(doc_factory) -> None:
+    """A first batch of few Letter pages, later batches of more and larger pages: every
+    request fits, because the engine was sized for the whole job before the first batch."""
+    from qasynth.segments import DocOutline
+
+    letter = doc_factory("letter", num_pages=20, section_pages=None)
+    large = doc_factory("large", num_pages=20, section_pages=None, width=842, height=1191)
+    small_segment = sample_segments(DocOutline.of(letter), 1, seed=0, pages=(8, 8))
+    big_segment = sample_segments(DocOutline.of(large), 1, seed=0, pages=(15, 15))
+    pool = SizedPool(letter, large)
+    engines: list[FakeEngine] = []
+    spec = VisionTokenSpec(dpi=36)
+    teacher = _teacher(pool, engines, spec=spec, max_tokens=128)
+    with RequestCache(":memory:") as cache:
+        result = generate(
+            small_segment + big_segment,
+            teacher,
+            cache,
+            GenerateConfig(max_attempts=1, batch_size=3),
+        )
+    assert "teacher-error" not in result.stats.rejected, result.rejections
+    # Sizing read the page sizes from the records: each page was rendered once, for its batch.
+    assert pool.rendered == 8 + 15
+    (engine,) = engines
+    assert len(engine.calls) == 2  # two batches, one engine
+    assert engine.kwargs["limit_mm_per_prompt"] == {"image": 15}
+    largest = max(
+        teacher.build(TeacherRequest("k", build_prompt(big_segment[0], t), 0)).tokens
+        for t in (Task.EXTRACT_SINGLE, Task.EXTRACT_MULTI, Task.REASONING)
+    )
+    assert engine.kwargs["max_model_len"] >= largest + 128
+
+
+def test_engine_options_reach_the_engine_and_its_limits(document, renderer) -> None:
+    segments = sample_segments(document, 1, seed=0)
+    engines: list[FakeEngine] = []
+    options = {"max_model_len": 512, "gpu_memory_utilization": 0.8, "enforce_eager": True}
+    teacher = _teacher(renderer, engines, engine_kwargs=options)
+    with RequestCache(":memory:") as cache:
+        result = generate(segments, teacher, cache, GenerateConfig(max_attempts=1))
+    (engine,) = engines
+    assert engine.kwargs["gpu_memory_utilization"] == 0.8 and engine.kwargs["enforce_eager"]
+    assert engine.kwargs["max_model_len"] == 512 == teacher.settings.max_model_len
+    # 512 tokens hold no request here: each fails alone, with the engine's limit named.
+    assert result.stats.rejected["teacher-error"] == 3
+    assert all("512" in r.detail for r in result.rejections)

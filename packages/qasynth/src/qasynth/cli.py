@@ -37,6 +37,9 @@ console = Console(stderr=True)
 
 @contextlib.contextmanager
 def _progress(label: str, total: int | None) -> Iterator[Any]:
+    # No auto-refresh thread: teachers (vLLM's engine) and local executors fork processes
+    # while the bar is shown, and a fork must not copy a thread holding the console's lock.
+    # The bar is redrawn from the calling thread as work is counted.
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -44,9 +47,16 @@ def _progress(label: str, total: int | None) -> Iterator[Any]:
         TimeElapsedColumn(),
         console=console,
         transient=False,
+        auto_refresh=False,
     ) as progress:
         task = progress.add_task(label, total=total)
-        yield lambda n: progress.advance(task, n)
+        progress.refresh()
+
+        def tick(n: int) -> None:
+            progress.advance(task, n)
+            progress.refresh()
+
+        yield tick
 
 
 def _open_pool(path: Path) -> Any:
@@ -176,6 +186,13 @@ def generate(
     actor_gpus: float | None = typer.Option(
         None, min=0, help="GPUs per teacher actor [default: 1 for vllm/transformers, else 0]."
     ),
+    engine_option: list[str] = typer.Option(
+        [],
+        help="vllm engine option KEY=VALUE (repeatable), passed to vllm.LLM / EngineArgs; "
+        'VALUE is read as JSON when it parses (2, 0.85, true, {"image": 20}), else as text. '
+        "E.g. tensor_parallel_size=2, gpu_memory_utilization=0.85, max_model_len=65536. "
+        "max_model_len and limit_mm_per_prompt default to the largest request of the job.",
+    ),
 ) -> None:
     """Ask a teacher for one anchored QA pair per segment and task; resumable by cache."""
     from mmprolong_schemas import Segment
@@ -199,6 +216,8 @@ def generate(
         "structured": structured,
         "max_tokens": max_tokens,
     }
+    if engine_option:
+        options["engine_kwargs"] = _engine_options(engine_option)
     built: Teacher
     try:
         if executor == "ray":
@@ -226,6 +245,21 @@ def generate(
     finally:
         built.close()
     _summary("QA generation", stats)
+
+
+def _engine_options(items: list[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise typer.BadParameter(
+                f"{item!r} is not KEY=VALUE with KEY an option name", param_hint="--engine-option"
+            )
+        try:
+            options[key.strip()] = json.loads(value)
+        except ValueError:
+            options[key.strip()] = value
+    return options
 
 
 @app.command()
@@ -363,15 +397,16 @@ def mix(
     elif workers:
         steps = make_executor("local", workers)
     try:
-        with console.status("mixing"):
-            report = build_mixture(
-                inputs,
-                out,
-                spec,
-                shard_size=shard_size,
-                shortfall=shortfall,  # type: ignore[arg-type]
-                executor=steps,
-            )
+        # A plain line, not a spinner: a spinner's thread must not run while workers fork.
+        console.print(f"mixing {len(inputs)} input(s) into {out} ...")
+        report = build_mixture(
+            inputs,
+            out,
+            spec,
+            shard_size=shard_size,
+            shortfall=shortfall,  # type: ignore[arg-type]
+            executor=steps,
+        )
     except MixtureError as error:
         raise typer.BadParameter(str(error), param_hint="INPUTS") from None
     _print_mixture(report)

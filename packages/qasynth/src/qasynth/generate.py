@@ -137,6 +137,8 @@ def generate(
                 settings,
             )
             requests[index] = TeacherRequest(key, prompts[index], config.seed, attempt)
+        if attempt == 0:
+            teacher.prepare([r for r in requests.values() if cache.get(r.key) is None])
         replies = _collect(requests, teacher, cache, config.batch_size, stats)
         still_pending = []
         for index in pending:

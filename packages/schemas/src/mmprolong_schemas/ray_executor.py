@@ -440,6 +440,9 @@ class _Holder:
         index, item = entry
         return index, function(self.target, item)
 
+    def broadcast(self, function: Callable[[Any, Any], Any], item: Any) -> Any:
+        return function(self.target, item)
+
     def close(self) -> None:
         close = getattr(self.target, "close", None)
         if callable(close):
@@ -487,6 +490,14 @@ class ModelActors:
         yield from pool.map_unordered(
             lambda actor, entry: actor.apply.remote(function, entry), list(enumerate(items))
         )
+
+    def broadcast(self, function: Callable[[Any, ItemT], ResultT], item: ItemT) -> list[ResultT]:
+        """``function(target, item)`` on every actor (a setting each must know); ``item`` is
+        sent once."""
+        ray = _ray()
+        shared = ray.put(item)
+        calls = [actor.broadcast.remote(function, shared) for actor in self._actors]
+        return list(ray.get(calls))
 
     def ask(self, function: Callable[[Any, None], ResultT]) -> ResultT:
         """``function(target, None)`` on the first actor (a name, a setting)."""

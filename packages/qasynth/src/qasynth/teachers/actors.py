@@ -22,23 +22,34 @@ GPU_BACKENDS = ("vllm", "transformers")
 
 
 def complete_slice(teacher: Teacher, requests: Sequence[TeacherRequest]) -> list[TeacherReply]:
-    """Replies to ``requests`` in their order (run on an actor)."""
+    """Replies to ``requests`` in their order (run on an actor). A teacher that raises fails
+    the requests it has not answered, not the actor's other work or the stage."""
     replies: dict[str, TeacherReply] = {}
-    teacher.complete(requests, lambda request, reply: replies.__setitem__(request.key, reply))
+    try:
+        teacher.complete(requests, lambda request, reply: replies.__setitem__(request.key, reply))
+    except Exception as error:
+        failed = f"teacher failed on its actor: {type(error).__name__}: {error}"
+        return [replies.get(r.key, TeacherReply(text=None, error=failed)) for r in requests]
     return [
         replies.get(request.key, TeacherReply(text=None, error=f"no reply to {request.key}"))
         for request in requests
     ]
 
 
-def _identity(teacher: Teacher, _: None) -> tuple[str, str]:
-    return teacher.backend, teacher.model
+def _identity(teacher: Teacher, _: None) -> tuple[str, str, dict[str, Any]]:
+    return teacher.backend, teacher.model, teacher.reply_settings()
+
+
+def _prepare(teacher: Teacher, requests: Sequence[TeacherRequest]) -> None:
+    teacher.prepare(requests)
 
 
 class ActorTeacher(Teacher):
     """``actors`` copies of the teacher ``factory`` builds, each a Ray actor with ``num_gpus``
-    GPUs; every ``complete`` batch is split evenly between them. Backend and model (hence
-    ``name``) are the wrapped teacher's."""
+    GPUs; every ``complete`` batch is split evenly between them. Backend, model and reply
+    settings (hence ``name`` and cache keys) are the wrapped teacher's. A failing actor fails
+    only the requests of its slice: they are answered with an error (never cached), so
+    ``generate`` retries them and the stage goes on."""
 
     def __init__(
         self,
@@ -51,21 +62,53 @@ class ActorTeacher(Teacher):
         from mmprolong_schemas.ray_executor import ModelActors
 
         self._actors = ModelActors(factory, actors, num_gpus=num_gpus, address=address)
-        backend, model = self._actors.ask(_identity)
+        backend, model, settings = self._actors.ask(_identity)
         super().__init__(model)
         self.backend = backend
+        self._reply_settings = settings
+
+    def reply_settings(self) -> dict[str, Any]:
+        return dict(self._reply_settings)
+
+    def prepare(self, requests: Sequence[TeacherRequest]) -> None:
+        if requests:
+            self._actors.broadcast(_prepare, list(requests))
 
     def complete(self, requests: Sequence[TeacherRequest], on_reply: ReplyCallback) -> None:
         if not requests:
             return
         size = math.ceil(len(requests) / len(self._actors))
         slices = [list(requests[start : start + size]) for start in range(0, len(requests), size)]
-        for index, replies in self._actors.map(complete_slice, slices):
-            for request, reply in zip(slices[index], replies, strict=True):
-                on_reply(request, reply)
+        answered: set[int] = set()
+        try:
+            for index, replies in self._actors.map(complete_slice, slices):
+                answered.add(index)
+                _hand_over(slices[index], replies, on_reply)
+        except Exception:
+            # An actor died past its restarts (or Ray lost its result): the slices still
+            # out go one at a time, so only the one that fails again fails.
+            for index, part in enumerate(slices):
+                if index not in answered:
+                    _hand_over(part, self._complete_alone(part), on_reply)
+
+    def _complete_alone(self, part: list[TeacherRequest]) -> list[TeacherReply]:
+        try:
+            for _, replies in self._actors.map(complete_slice, [part]):
+                return list(replies)
+        except Exception as error:
+            failed = f"teacher actor failed: {type(error).__name__}: {error}"
+            return [TeacherReply(text=None, error=failed[:2000]) for _ in part]
+        return [TeacherReply(text=None, error="the teacher actor returned nothing") for _ in part]
 
     def close(self) -> None:
         self._actors.close()
+
+
+def _hand_over(
+    part: Sequence[TeacherRequest], replies: Sequence[TeacherReply], on_reply: ReplyCallback
+) -> None:
+    for request, reply in zip(part, replies, strict=True):
+        on_reply(request, reply)
 
 
 def _teacher_on_actor(kind: str, pool_path: str, options: dict[str, Any]) -> Teacher:

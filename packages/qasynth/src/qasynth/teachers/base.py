@@ -96,6 +96,11 @@ class Teacher(ABC):
         output, image resolution): part of each request's cache key. The default has none."""
         return {}
 
+    def prepare(self, requests: Sequence[TeacherRequest]) -> None:  # noqa: B027
+        """Called once before the first batch with every request of the job that will be
+        sent (retries ask about the same segments), so a backend can size itself for the
+        largest. The default needs nothing."""
+
     @abstractmethod
     def complete(self, requests: Sequence[TeacherRequest], on_reply: ReplyCallback) -> None: ...
 

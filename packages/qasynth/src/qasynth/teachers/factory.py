@@ -26,11 +26,13 @@ def make_teacher(
     spec: VisionTokenSpec | None = None,
     structured: bool = True,
     max_tokens: int = 1024,
+    engine_kwargs: dict[str, Any] | None = None,
 ) -> Teacher:
     """``pool`` gives documents (``get``) to the rules teacher and page images (``render``)
     to the others. ``model`` is required except for rules; ``base_url`` for openai (else
     OPENAI_BASE_URL). ``spec`` (DPI, family factor, min/max pixels), when given, replaces
-    ``dpi``."""
+    ``dpi``. ``engine_kwargs`` go to the vllm engine (``vllm.LLM``/``EngineArgs`` options) and
+    are refused for other backends."""
     if spec is not None:
         dpi = spec.dpi
     if kind == "rules":
@@ -39,6 +41,8 @@ def make_teacher(
         raise ValueError(f"unknown teacher {kind!r}; expected one of {', '.join(BACKENDS)}")
     if not model:
         raise ValueError(f"the {kind} teacher needs a model name or path")
+    if engine_kwargs and kind != "vllm":
+        raise ValueError(f"engine options are for the vllm teacher, not {kind}")
     if kind == "openai":
         base_url = base_url or os.environ.get("OPENAI_BASE_URL")
         if not base_url:
@@ -62,5 +66,6 @@ def make_teacher(
             spec=spec or VisionTokenSpec(dpi=dpi),
             structured=structured,
             max_tokens=max_tokens,
+            engine_kwargs=engine_kwargs,
         )
     return TransformersTeacher.load(model, pool, dpi=dpi, max_new_tokens=max_tokens)

@@ -8,12 +8,17 @@ it would be through ``LLM.chat`` with data URIs. ``np.ndarray`` is one of the im
 vLLM's multi-modal inputs take (``vllm.multimodal.inputs.HfImageItem``); arrays are passed
 channels-first, the layout ``vllm.multimodal.parse.ImageProcessorItems.get_image_size`` reads.
 
-The engine is created on the first batch with ``limit_mm_per_prompt`` (images per prompt) and
-``max_model_len`` taken from the largest request of that batch (page images counted exactly
-from the rendered sizes, text estimated, plus ``max_tokens``), unless given explicitly. A later
-request that does not fit the engine fails alone, with the reason. Structured output uses the
-reply JSON schema through whichever API the installed vLLM has (``structured_outputs`` from
-0.10.2, ``guided_decoding`` before). vLLM is imported only when an engine is built.
+The engine is sized for the largest request of the whole job (``prepare``, which ``generate``
+calls with every request it will send): ``limit_mm_per_prompt`` (images per prompt) and
+``max_model_len`` (page images counted exactly from the page sizes at the request DPI, text
+estimated, plus ``max_tokens``), unless given explicitly in ``settings`` or in the engine
+options. A request that still does not fit the engine fails alone, with the reason. Engine
+options (``engine_kwargs``, the CLI's ``--engine-option``) go to ``vllm.LLM(model, **kwargs)``,
+whose keyword arguments beyond its own are ``vllm.EngineArgs`` fields
+(``vllm/entrypoints/llm.py``: ``LLM.__init__(..., **kwargs)`` builds ``EngineArgs(**kwargs)``).
+Structured output uses the reply JSON schema through whichever API the installed vLLM has
+(``structured_outputs`` from 0.10.2, ``guided_decoding`` before). vLLM is imported only when
+an engine is built.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mmprolong_schemas import VisionTokenSpec, image_tokens
+from mmprolong_schemas import VisionTokenSpec, image_tokens, page_tokens
 from qasynth.pixels import PagePixels, RasterPage
 from qasynth.prompts import reply_json_schema
 from qasynth.render import DEFAULT_CACHE_BYTES, PageRenderer
@@ -51,9 +56,26 @@ class BuiltRequest:
 
 
 @dataclass(frozen=True)
+class RequestSize:
+    """What a request needs of the engine: images, and prompt tokens (reply not included)."""
+
+    images: int
+    tokens: int
+
+
+@dataclass(frozen=True)
 class EngineSettings:
     limit_mm_per_prompt: int
     max_model_len: int
+
+    def overridden(self, engine_kwargs: dict[str, Any]) -> EngineSettings:
+        """These settings with what the user's engine options set explicitly."""
+        limit = engine_kwargs.get("limit_mm_per_prompt")
+        images = limit.get("image") if isinstance(limit, dict) else None
+        return EngineSettings(
+            int(images) if images is not None else self.limit_mm_per_prompt,
+            int(engine_kwargs.get("max_model_len") or self.max_model_len),
+        )
 
     def engine_kwargs(self, spec: VisionTokenSpec) -> dict[str, Any]:
         return {
@@ -61,6 +83,12 @@ class EngineSettings:
             "max_model_len": self.max_model_len,
             "mm_processor_kwargs": {"min_pixels": spec.min_pixels, "max_pixels": spec.max_pixels},
         }
+
+
+def _text_cost(request: TeacherRequest) -> int:
+    """Estimated tokens of a request's text: system and user text, chat-turn markers."""
+    prompt = request.prompt
+    return text_tokens(prompt.system) + text_tokens(prompt.text) + 3 * CHAT_TURN_TOKENS
 
 
 def sampling_kwargs(
@@ -150,8 +178,9 @@ class VLLMTeacher(Teacher):
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.structured = structured
-        self.settings = settings
-        self.engine_kwargs = engine_kwargs or {}
+        self.engine_kwargs = dict(engine_kwargs or {})
+        self._fixed_settings = settings is not None
+        self.settings = settings.overridden(self.engine_kwargs) if settings else None
         self._engine_factory = engine_factory
         self._sampling_factory = sampling_factory
         self.chat_template = chat_template
@@ -173,9 +202,44 @@ class VLLMTeacher(Teacher):
         numbers = [p.page for p in request.prompt.page_parts]
         pages = self.pixels.get(request.segment.doc_id, numbers)
         tokens = sum(image_tokens(p.height, p.width, self.spec) + 2 for p in pages)
-        tokens += text_tokens(request.prompt.system) + text_tokens(request.prompt.text)
-        tokens += 3 * CHAT_TURN_TOKENS
+        tokens += _text_cost(request)
         return BuiltRequest(request, template_messages(request.prompt), pages, tokens)
+
+    def size(self, request: TeacherRequest, documents: dict[str, Any]) -> RequestSize:
+        """A request's size without drawing it: page sizes from the pool's document record
+        (``documents`` keeps those read), else from rendering its pages once."""
+        numbers = [p.page for p in request.prompt.page_parts]
+        get = getattr(self.pages, "get", None)
+        if not callable(get):
+            built = self.build(request)
+            self.pixels.release(recycle=True)
+            return RequestSize(built.images, built.tokens)
+        doc_id = request.segment.doc_id
+        if doc_id not in documents:
+            documents[doc_id] = get(doc_id)
+        doc = documents[doc_id]
+        tokens = sum(page_tokens(doc.page(n).width, doc.page(n).height, self.spec) for n in numbers)
+        return RequestSize(len(numbers), tokens + _text_cost(request))
+
+    def prepare(self, requests: Sequence[TeacherRequest]) -> None:
+        """Size the engine for the largest of ``requests`` (once, before it is built)."""
+        if self._engine is not None or self._fixed_settings or not requests:
+            return
+        documents: dict[str, Any] = {}
+        sizes = []
+        for request in requests:
+            try:
+                sizes.append(self.size(request, documents))
+            except Exception:  # an unreadable request fails alone when it is built
+                continue
+        if sizes:
+            planned = self.settings_for(sizes)
+            if self.settings is not None:  # a job after another: grow, never shrink
+                planned = EngineSettings(
+                    max(planned.limit_mm_per_prompt, self.settings.limit_mm_per_prompt),
+                    max(planned.max_model_len, self.settings.max_model_len),
+                )
+            self.settings = planned
 
     def prompt_text(self, built: BuiltRequest) -> str:
         """The conversation as the engine's chat template renders it, ending with the
@@ -196,7 +260,7 @@ class VLLMTeacher(Teacher):
             "multi_modal_data": {"image": [page.channels_first() for page in built.pages]},
         }
 
-    def settings_for(self, built: Sequence[BuiltRequest]) -> EngineSettings:
+    def settings_for(self, built: Sequence[BuiltRequest | RequestSize]) -> EngineSettings:
         """Engine limits that fit every request of ``built``."""
         longest = max(b.tokens for b in built) + self.max_tokens
         return EngineSettings(
@@ -224,9 +288,16 @@ class VLLMTeacher(Teacher):
         if not built:
             return
         if self._engine is None:
-            self.settings = self.settings or self.settings_for(built)
+            self.settings = (self.settings or self.settings_for(built)).overridden(
+                self.engine_kwargs
+            )
             kwargs = self.settings.engine_kwargs(self.spec) | self.engine_kwargs
-            self._engine = self._engine_factory(self.model, **kwargs)
+            try:
+                self._engine = self._engine_factory(self.model, **kwargs)
+            except TypeError as error:  # EngineArgs refuses an unknown option
+                raise ValueError(
+                    f"vLLM refused the engine options {sorted(self.engine_kwargs)}: {error}"
+                ) from error
             self._tokenizer = self._engine.get_tokenizer()
             if self.chat_template is None and not getattr(self._tokenizer, "chat_template", None):
                 raise ValueError(
