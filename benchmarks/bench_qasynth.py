@@ -1,6 +1,9 @@
 """qasynth benchmarks: segments and prompts per second, teacher-side overhead per request
-(openai: JPEG data URIs; vllm: decoded pixels handed to the engine), and mixture building on
-100k sample records."""
+(openai: JPEG data URIs; vllm: decoded pixels handed to the engine), mixture building on
+100k sample records, and the validator's grounding: the grounding rate of accepted pairs per
+teacher and task on the generated corpus (en/fr/de PDFs) and on generated es/ru/zh/ja
+documents, the share of rejections per reason, and how many defects injected into the rules
+teacher's replies the validator catches."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import base64
 import contextlib
 import hashlib
 import io
+import json
 import os
 import time
 from collections.abc import Callable
@@ -34,6 +38,7 @@ from mmprolong_schemas import (
     Segment,
     Task,
     TextPart,
+    read_jsonl,
     read_parquet,
     write_parquet,
 )
@@ -44,7 +49,7 @@ from qasynth.pixels import PagePixels
 from qasynth.prompts import PROMPT_VERSION, build_prompt
 from qasynth.render import PageImages
 from qasynth.segments import sample_segments
-from qasynth.teachers.base import TeacherReply, TeacherRequest, request_key
+from qasynth.teachers.base import Teacher, TeacherReply, TeacherRequest, request_key
 from qasynth.teachers.chat import chat_messages, encode_body
 from qasynth.teachers.vllm import VLLMTeacher
 
@@ -621,8 +626,233 @@ def bench_mixture(work: Path) -> list[Result]:
     ]
 
 
+_MULTILINGUAL = {
+    # lang: (site names, sentence template, table caption, column names, number printer)
+    "es": (
+        ["Sevilla", "Bilbao", "Málaga", "Toledo"],
+        "La planta de {site} procesó {value} muestras.",
+        "Tabla {n}: Consumo por sede",
+        ["Sede", "Energía", "Coste"],
+        lambda v: f"{v:,.1f}".replace(",", "\0").replace(".", ",").replace("\0", "."),
+    ),
+    "ru": (
+        ["Казань", "Омск", "Тверь", "Пермь"],
+        "Завод в городе {site} обработал {value} образцов.",
+        "Таблица {n}: Потребление по площадкам",
+        ["Площадка", "Энергия", "Затраты"],
+        lambda v: f"{v:,.1f}".replace(",", "\u00a0").replace(".", ","),
+    ),
+    "zh": (
+        ["上海", "成都", "西安", "广州"],
+        "{site}工厂处理了{value}个样本。",
+        "表{n}：各站点能耗",
+        ["站点", "能耗", "成本"],
+        lambda v: f"{v:,.1f}",
+    ),
+    "ja": (
+        ["札幌", "仙台", "福岡", "神戸"],
+        "{site}工場は{value}件の試料を処理した。",
+        "表{n}：拠点別の消費量",
+        ["拠点", "エネルギー", "費用"],
+        lambda v: f"{v:,.1f}",
+    ),
+}
+
+
+def _multilingual_document(lang: str, index: int, pages: int = 24) -> Document:
+    """A report in ``lang``: each page a sentence with one number and, every other page, a
+    captioned table, numbers printed the language's way (1.234,5 / 1 234,5 / 1,234.5)."""
+    import random
+
+    sites, sentence, caption, columns, printed = _MULTILINGUAL[lang]
+    rng = random.Random(f"{lang}{index}")
+    made = []
+    for number in range(1, pages + 1):
+        box = BBox(x0=72, y0=72, x1=540, y1=120)
+        site = sites[number % len(sites)]
+        blocks = [
+            Block(
+                label=BlockLabel.TEXT,
+                bbox=box,
+                order=0,
+                text=sentence.format(site=site, value=printed(rng.randint(1000, 99999)))
+                .replace(",0 ", " ")
+                .replace(".0个", "个")
+                .replace(".0件", "件"),
+            )
+        ]
+        if number % 2 == 0:
+            rows = [columns] + [
+                [s, printed(rng.uniform(10, 9999)), printed(rng.uniform(1000, 99999))]
+                for s in rng.sample(sites, 3)
+            ]
+            blocks.append(
+                Block(
+                    label=BlockLabel.CAPTION,
+                    bbox=BBox(x0=72, y0=200, x1=540, y1=220),
+                    order=1,
+                    text=caption.format(n=number // 2),
+                )
+            )
+            blocks.append(
+                Block(
+                    label=BlockLabel.TABLE,
+                    bbox=BBox(x0=72, y0=240, x1=540, y1=400),
+                    order=2,
+                    text="\n".join(" ".join(r) for r in rows),
+                    rows=rows,
+                )
+            )
+        made.append(Page(number=number, width=595, height=842, blocks=blocks))
+    return Document(
+        doc_id=hashlib.sha256(f"grounding-{lang}-{index}".encode()).hexdigest(),
+        source_path=f"/bench/{lang}-{index}.pdf",
+        file_size=1,
+        num_pages=pages,
+        pages=made,
+        lang=lang,
+    )
+
+
+class _Defective(Teacher):
+    """The rules teacher with one defect injected into every ``every``-th reply, of the kinds
+    a VLM teacher makes: a number that is not printed, an empty list item, a reasoning answer
+    copied from the page, a reply cut at its token limit. Records what it injected."""
+
+    backend = "defects"
+
+    def __init__(self, inner: Teacher, documents: Callable[[str], Document], every: int = 3):
+        super().__init__(inner.model)
+        self.inner, self.documents, self.every = inner, documents, every
+        self.injected: dict[str, int] = {}
+
+    def reply_settings(self) -> dict[str, Any]:
+        return {"defects": self.every}
+
+    def complete(self, requests: Any, on_reply: Callable[[Any, TeacherReply], None]) -> None:
+        def forward(request: Any, reply: TeacherReply) -> None:
+            # Chosen by the request's key, so every task gets its share of defects.
+            chosen = int(request.key[:8], 16) % self.every == 0
+            if reply.text and "JSON:" in reply.text and chosen:
+                reply = self._inject(request, reply)
+            on_reply(request, reply)
+
+        self.inner.complete(requests, forward)
+
+    def _inject(self, request: Any, reply: TeacherReply) -> TeacherReply:
+        head, _, body = (reply.text or "").partition("JSON:")
+        data = json.loads(body)
+        task = request.task
+        if task is Task.REASONING:
+            page = self.documents(request.segment.doc_id).page(data["evidence_pages"][0])
+            data["answer"], data["answer_format"] = max(page.text().split("\n"), key=len), "String"
+            kind = "reasoning copied from the page"
+        elif data["answer_format"] == "List":
+            data["answer"] = [*data["answer"][:1], ""]
+            kind = "empty list item"
+        elif data["answer_format"] in ("Integer", "Float"):
+            data["answer"] = data["answer"] * 10 + 7
+            kind = "number not on the page"
+        else:
+            kind = "cut at the token limit"
+        self.injected[kind] = self.injected.get(kind, 0) + 1
+        if kind == "cut at the token limit":
+            return TeacherReply(text=reply.text, meta={"finish_reason": "length"})
+        return TeacherReply(text=f"{head}JSON: {json.dumps(data, ensure_ascii=False)}")
+
+
+def _grounding_figures(stats: dict[str, Any]) -> dict[str, Any]:
+    rejected = stats["rejected"]
+    total = sum(rejected.values())
+    return {
+        "accepted": stats["accepted"],
+        "grounding": stats["grounding"],
+        "rejected": rejected,
+        "rejection_share": {k: round(v / total, 3) for k, v in rejected.items()} if total else {},
+    }
+
+
+def bench_grounding(work: Path) -> list[Result]:
+    """Grounding rate of accepted pairs per teacher (target: the rules teacher's extract pairs
+    100% grounded), rejections per reason, and injected defects caught."""
+    from docpool import Pool, ingest
+    from docpool.corpus import make_corpus
+    from qasynth.generate import GenerateConfig, generate
+    from qasynth.pipeline import generate_pairs, segment_pool
+    from qasynth.teachers.rules import RulesTeacher
+
+    make_corpus(work / "grounding-corpus", n_docs=8, seed=7, pages=(32, 40))
+    ingest([work / "grounding-corpus"], work / "grounding-pool", min_pages=5)
+    pool = Pool(work / "grounding-pool")
+    run = work / "grounding-run"
+    segment_pool(pool, run, per_doc=3, seed=0)
+    corpus = generate_pairs(pool, run, RulesTeacher(pool.get))
+    langs = sorted({d.lang or "?" for d in pool.documents()})
+
+    documents = {d.doc_id: d for lang in _MULTILINGUAL for d in [_multilingual_document(lang, 0)]}
+    segments = [s for d in documents.values() for s in sample_segments(d, 3, seed=0)]
+    with RequestCache(":memory:") as cache:
+        multi = generate(
+            segments, RulesTeacher(documents.__getitem__), cache, documents=documents.__getitem__
+        )
+    defective = _Defective(RulesTeacher(pool.get), pool.get)
+    corpus_segments = list(read_jsonl(run / "segments.jsonl", Segment))
+    with RequestCache(":memory:") as cache:
+        noisy = generate(
+            corpus_segments, defective, cache, GenerateConfig(max_attempts=1), documents=pool.get
+        )
+    caught = {
+        "number not on the page": noisy.stats.rejected.get("not-grounded", 0),
+        "empty list item": noisy.stats.rejected.get("empty-answer", 0),
+        "reasoning copied from the page": noisy.stats.rejected.get("reasoning-verbatim", 0),
+        "cut at the token limit": noisy.stats.rejected.get("truncated-reply", 0),
+    }
+    injected = sum(defective.injected.values())
+
+    def extract_rate(grounding: dict[str, Any]) -> float:
+        rows = [grounding[t] for t in ("extract-single", "extract-multi") if t in grounding]
+        grounded = sum(r.get("grounded", 0) for r in rows)
+        checked = grounded + sum(r.get("unverified", 0) for r in rows)
+        return grounded / checked if checked else 0.0
+
+    corpus_rate = extract_rate(corpus["grounding"])
+    multi_rate = extract_rate(multi.stats.as_dict()["grounding"])
+    return [
+        Result(
+            f"rules teacher: extract pairs grounded (generated corpus, {'/'.join(langs)})",
+            100 * corpus_rate,
+            "%",
+            target="100% of extract pairs grounded",
+            passed=corpus_rate == 1.0,
+            details={"teacher": corpus["teacher"], **_grounding_figures(corpus)},
+        ),
+        Result(
+            "rules teacher: extract pairs grounded (generated es/ru/zh/ja documents)",
+            100 * multi_rate,
+            "%",
+            target="100% of extract pairs grounded",
+            passed=multi_rate == 1.0,
+            details={"languages": list(_MULTILINGUAL), **_grounding_figures(multi.stats.as_dict())},
+        ),
+        Result(
+            "validator: injected defects caught (rules teacher with defects, generated corpus)",
+            100 * sum(caught.values()) / injected if injected else 0.0,
+            "%",
+            target="every injected defect rejected with its reason",
+            passed=all(caught[kind] == count for kind, count in defective.injected.items()),
+            details={
+                "injected": defective.injected,
+                "rejected_for_it": caught,
+                "teacher": defective.name,
+                **_grounding_figures(noisy.stats.as_dict()),
+            },
+        ),
+    ]
+
+
 def run(work: Path) -> list[Result]:
     return [
+        *bench_grounding(work),
         *bench_segments_and_prompts(),
         *bench_teacher_overhead(work),
         *bench_vllm_overhead(work),
