@@ -194,6 +194,47 @@ def test_a_killed_teacher_actor_is_retried_without_duplicates(
         assert len(cache) == stats["requests_sent"]
 
 
+class PoisonedRules(RulesTeacher):
+    """The rules teacher on an actor, raising (as a crashed engine would) on every batch that
+    holds a request about ``victim``."""
+
+    def __init__(self, pool_path: str, victim: str):
+        super().__init__(Pool(pool_path).get)
+        self.victim = victim
+
+    def complete(self, requests: Sequence[TeacherRequest], on_reply: ReplyCallback) -> None:
+        if any(r.segment.segment_id == self.victim for r in requests):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        super().complete(requests, on_reply)
+
+
+def test_a_failing_teacher_actor_fails_only_its_requests(
+    ray_address: str, pool_path: Path, local_run: Path, tmp_path: Path
+) -> None:
+    pool = Pool(pool_path)
+    run = tmp_path / "run"
+    _copy_segments(local_run, run)
+    segments = list(read_jsonl(run / SEGMENTS_FILE, Segment))
+    victim = segments[0].segment_id
+    factory = functools.partial(PoisonedRules, str(pool_path), victim)
+    teacher = ActorTeacher(factory, 2, num_gpus=0, address=ray_address)
+    try:
+        stats = generate_pairs(pool, run, teacher, GenerateConfig(batch_size=3))
+    finally:
+        teacher.close()
+    # batch_size 3 over 2 actors: slices of 2 and 1 requests; the victim's requests fail on
+    # every attempt, every other unit is answered as in the local run.
+    failed = [
+        r for r in read_jsonl(run / REJECTIONS_FILE, Rejection) if r.reason == "teacher-error"
+    ]
+    assert failed and {r.segment_id for r in failed} == {victim}
+    assert all("illegal memory access" in r.detail for r in failed)
+    lost = (segments[0].doc_id, segments[0].pages)
+    expected = [p for p in _pairs(local_run) if (p.doc_id, p.segment) != lost]
+    assert expected and _pairs(run) == expected
+    assert stats["units_without_pair"] == len(_pairs(local_run)) - len(expected)
+
+
 _SLOW_JOB = textwrap.dedent(
     """
     import sys, time
