@@ -265,3 +265,45 @@ def test_grounding_rates_per_teacher_and_task() -> None:
     rates = grounding_rates([grounded, unverified, other])
     assert rates["t"]["extract-single"] == {"grounded": 1, "unverified": 1, "grounding_rate": 0.5}
     assert rates["openai:m"]["reasoning"] == {"not-checked": 1, "grounding_rate": None}
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Quel total figure dans tout le document ?",
+        "Wie oft steht das im gesamten Dokument?",
+        "¿Cuántas veces aparece en todo el documento?",
+        "整个文档中出现了几次？",
+        "文書全体で何回出てきますか？",
+    ],
+)
+def test_whole_document_questions_are_broad_in_any_language(question: str) -> None:
+    assert _reason(_reply(question + " (Page 2)", 3.7, "Float", [2])) is RejectReason.BROAD_SCOPE
+
+
+def test_numbered_captions_in_any_language() -> None:
+    from qasynth.facts import extract_facts
+
+    captions = ["表3：各站点能耗", "図2：拠点別の消費量", "Tabla 1: Consumo por sede"]
+    pages = [
+        Page(
+            number=n,
+            width=595,
+            height=842,
+            blocks=[
+                Block(
+                    label=BlockLabel.CAPTION,
+                    bbox=BBox(x0=72, y0=80, x1=540, y1=100),
+                    text=text,
+                    order=0,
+                )
+            ],
+        )
+        for n, text in enumerate(captions, start=1)
+    ]
+    found = extract_facts(_document(pages, "zh")).captions
+    assert [(c.label, c.title) for c in found] == [
+        ("表3", "各站点能耗"),
+        ("図2", "拠点別の消費量"),
+        ("Tabla 1", "Consumo por sede"),
+    ]

@@ -21,8 +21,10 @@ BLANK = "___"
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-ZÀ-ÖØ-Þ0-9\"'«„(])")
 _YEAR = re.compile(r"^(1[89]\d\d|20\d\d|2100)$")
 _TEXT_LABELS = {BlockLabel.TEXT, BlockLabel.LIST_ITEM}
+# Numbered captions in en, fr, de, es, pt, ru ("Table 3: ...") and zh, ja ("表3：...").
 _CAPTION = re.compile(
-    r"^((?:Figure|Fig\.|Table|Tableau|Tabelle|Abbildung|Chart|Exhibit)\s+\d+)\s*[:.]\s*(\S.{2,})$"
+    r"^((?:Figure|Fig\.|Table|Tableau|Tabelle|Abbildung|Chart|Exhibit|Tabla|Figura|Gráfico"
+    r"|Tabela|Таблица|Рисунок|Рис\.)\s+\d+|(?:表|図|图)\s*\d+)\s*[:.：]\s*(\S.{1,})$"
 )
 
 

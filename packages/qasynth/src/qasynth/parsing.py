@@ -173,7 +173,11 @@ _SECTION_ANCHOR = re.compile(
 )
 _BROAD = re.compile(
     r"\b(?:across|throughout|in)\s+the\s+(?:whole|entire|full)?\s*(?:document|file|report)\b"
-    r"|\bwhole\s+(?:document|file)\b",
+    r"|\bwhole\s+(?:document|file)\b"
+    r"|\b(?:dans\s+(?:tout\s+)?le\s+document|l'ensemble\s+du\s+document)\b"
+    r"|\b(?:im\s+(?:gesamten\s+|ganzen\s+)?Dokument|gesamte[nm]?\s+Dokument)\b"
+    r"|\b(?:en\s+(?:todo\s+)?el\s+documento|todo\s+el\s+documento)\b"
+    r"|整个文档|整份文件|整篇文档|全文中|文書全体|ドキュメント全体",
     re.IGNORECASE,
 )
 
