@@ -41,6 +41,9 @@ def test_generates_text_from_pages(tiny_model, short_doc, renderer) -> None:
     assert isinstance(reply.text, str) and 1 <= reply.meta["output_tokens"] <= 6
     assert teacher.generate_one(request).text == reply.text  # greedy: deterministic
     assert teacher.name == "transformers:tiny"
+    # A random model rarely stops by itself: its six tokens are a reply cut at the limit.
+    assert reply.meta["output_tokens"] == 6 and reply.meta["finish_reason"] == "length"
+    assert reply.truncated
 
 
 def test_openai_backend_against_a_server_answering_with_the_tiny_model(

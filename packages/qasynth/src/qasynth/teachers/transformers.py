@@ -99,7 +99,18 @@ class TransformersTeacher(Teacher):
             )
         new_tokens = output[0, inputs["input_ids"].shape[1] :]
         text = self.processor.batch_decode([new_tokens], skip_special_tokens=True)[0]
-        return TeacherReply(text=text, meta={"output_tokens": int(new_tokens.shape[0])})
+        # As OpenAI-compatible servers say it: "length" when the limit, not an end-of-sequence
+        # token, ended the reply (such a reply is never cached).
+        eos = getattr(getattr(self.hf_model, "generation_config", None), "eos_token_id", None)
+        ends = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        cut = new_tokens.shape[0] >= self.max_new_tokens and int(new_tokens[-1]) not in ends
+        return TeacherReply(
+            text=text,
+            meta={
+                "output_tokens": int(new_tokens.shape[0]),
+                "finish_reason": "length" if cut else "stop",
+            },
+        )
 
     def complete(self, requests: Sequence[TeacherRequest], on_reply: ReplyCallback) -> None:
         for request in requests:
