@@ -25,6 +25,14 @@ def test_sentence_facts_blank_the_single_value() -> None:
     assert year.value == 1987
 
 
+def test_cjk_sentences_end_at_their_full_stop() -> None:
+    facts = sentence_facts(2, "上海工厂处理了4,512个样本。成都工厂用电12.5兆瓦时。没有数字。", "zh")
+    assert [(f.value, f.cloze) for f in facts] == [
+        (4512, "上海工厂处理了___个样本。"),
+        (12.5, "成都工厂用电___兆瓦时。"),
+    ]
+
+
 def test_table_facts_use_caption_row_and_column(document) -> None:
     facts = extract_facts(document)
     cells = [f for f in facts.facts if f.kind == "table" and f.page == 3]

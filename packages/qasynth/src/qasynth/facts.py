@@ -18,7 +18,9 @@ from mmprolong_schemas.numbers import find_numbers, parse_number
 
 BLANK = "___"
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-ZÀ-ÖØ-Þ0-9\"'«„(])")
+# A sentence ends at . ! ? before a capital, digit or quote, or at a CJK full stop (。！？),
+# which needs no space after it.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-ZÀ-ÖØ-Þ0-9\"'«„(])|(?<=[。！？])\s*")
 _YEAR = re.compile(r"^(1[89]\d\d|20\d\d|2100)$")
 _TEXT_LABELS = {BlockLabel.TEXT, BlockLabel.LIST_ITEM}
 # Numbered captions in en, fr, de, es, pt, ru ("Table 3: ...") and zh, ja ("表3：...").
