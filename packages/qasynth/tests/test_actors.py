@@ -25,7 +25,10 @@ class ActorDied(RuntimeError):
 
 
 class Poisoned(RulesTeacher):
-    """Raises on any batch holding a request about ``segment_id``."""
+    """Raises on any batch holding a request about ``segment_id``; records what it was asked
+    to prepare for."""
+
+    prepares = True
 
     def __init__(self, documents, segment_id: str):
         super().__init__(documents)
@@ -45,6 +48,7 @@ class FakeActors:
     def __init__(self, targets, dies_on: str | None = None):
         self.targets = targets
         self.dies_on = dies_on
+        self.broadcasts = 0
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -56,6 +60,7 @@ class FakeActors:
             yield index, function(self.targets[index % len(self.targets)], item)
 
     def broadcast(self, function, item):
+        self.broadcasts += 1
         return [function(target, item) for target in self.targets]
 
     def ask(self, function):
@@ -66,8 +71,9 @@ def _actor_teacher(actors: FakeActors) -> ActorTeacher:
     """ActorTeacher.__init__ without Ray: what it asks its first actor, asked of the fake."""
     teacher = ActorTeacher.__new__(ActorTeacher)
     teacher._actors = actors
-    backend, model, settings = actors.ask(_identity)
+    backend, model, settings, prepares = actors.ask(_identity)
     teacher.model, teacher.backend, teacher._reply_settings = model, backend, settings
+    teacher.prepares = prepares
     return teacher
 
 
@@ -84,6 +90,7 @@ def test_a_teacher_that_raises_fails_only_its_slice(document) -> None:
 
 
 def _run(document, actors: FakeActors, segments) -> tuple:
+    """generate() through an ActorTeacher over ``actors``: its result and the replies cached."""
     teacher = _actor_teacher(actors)
     with RequestCache(":memory:") as cache:
         result = generate(segments, teacher, cache, GenerateConfig(batch_size=6))
@@ -108,7 +115,9 @@ def test_a_dead_actor_fails_only_the_slices_it_held(document) -> None:
     segments = sample_segments(document, 3, seed=0)
     targets = [RulesTeacher(lambda doc_id: document) for _ in range(2)]
     dead = segments[2].segment_id
-    result, cached = _run(document, FakeActors(targets, dies_on=dead), segments)
+    actors = FakeActors(targets, dies_on=dead)
+    result, cached = _run(document, actors, segments)
+    assert actors.broadcasts == 0  # the rules teacher prepares nothing: no requests shipped
     failed = {r.segment_id for r in result.rejections if r.reason == "teacher-error"}
     assert failed == {dead}
     details = [r.detail for r in result.rejections if r.reason == "teacher-error"]

@@ -36,8 +36,8 @@ def complete_slice(teacher: Teacher, requests: Sequence[TeacherRequest]) -> list
     ]
 
 
-def _identity(teacher: Teacher, _: None) -> tuple[str, str, dict[str, Any]]:
-    return teacher.backend, teacher.model, teacher.reply_settings()
+def _identity(teacher: Teacher, _: None) -> tuple[str, str, dict[str, Any], bool]:
+    return teacher.backend, teacher.model, teacher.reply_settings(), teacher.prepares
 
 
 def _prepare(teacher: Teacher, requests: Sequence[TeacherRequest]) -> None:
@@ -62,16 +62,17 @@ class ActorTeacher(Teacher):
         from mmprolong_schemas.ray_executor import ModelActors
 
         self._actors = ModelActors(factory, actors, num_gpus=num_gpus, address=address)
-        backend, model, settings = self._actors.ask(_identity)
+        backend, model, settings, prepares = self._actors.ask(_identity)
         super().__init__(model)
         self.backend = backend
+        self.prepares = prepares
         self._reply_settings = settings
 
     def reply_settings(self) -> dict[str, Any]:
         return dict(self._reply_settings)
 
     def prepare(self, requests: Sequence[TeacherRequest]) -> None:
-        if requests:
+        if requests and self.prepares:
             self._actors.broadcast(_prepare, list(requests))
 
     def complete(self, requests: Sequence[TeacherRequest], on_reply: ReplyCallback) -> None:

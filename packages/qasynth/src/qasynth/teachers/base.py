@@ -82,6 +82,8 @@ class Teacher(ABC):
     as soon as each reply is known, so a caller can store it before the next one arrives."""
 
     backend: str = ""
+    prepares: bool = False
+    """Whether ``prepare`` does anything (so a wrapper need not ship the job's requests)."""
 
     def __init__(self, model: str):
         self.model = model

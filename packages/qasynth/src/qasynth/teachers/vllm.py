@@ -152,6 +152,7 @@ def parse_outputs(outputs: Sequence[Any]) -> list[TeacherReply]:
 
 class VLLMTeacher(Teacher):
     backend = "vllm"
+    prepares = True
 
     def __init__(
         self,
