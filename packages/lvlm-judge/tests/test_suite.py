@@ -1,0 +1,162 @@
+"""The suite's parts that need no lmms-eval: the results-file import, the command line given to
+lmms-eval, the error when lmms-eval is missing, MM-NIAH's paper columns, containsAll."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from lvlm_judge.lmms import (
+    LmmsEvalError,
+    LmmsModel,
+    import_results,
+    lmms_version,
+    qwen2_5_vl_model,
+    run_tasks,
+)
+from lvlm_judge.suite import SuiteReport, niah_scores, read_rope, run_suite, suite_row
+from lvlm_judge.vtcbench import contains_all
+from mmprolong_schemas import ScoreCell, ScoreTable
+
+
+def _results_file(folder: Path) -> Path:
+    """A results file as lmms-eval 0.7.3 writes it (lmms_eval/loggers/evaluation_tracker.py,
+    save_results_aggregated: ``<output>/<model_name_sanitized>/<date>_results.json``; keys and
+    "metric,filter" result names as lmms_eval/evaluator.py builds them), with the samples log
+    of one task (save_results_samples: ``<date>_samples_<task>.jsonl``)."""
+    target = folder / "__ckpt" / "20261202_120000_results.json"
+    target.parent.mkdir(parents=True)
+    data = {
+        "results": {
+            "videomme": {"alias": "videomme", "videomme_perception_score,none": 65.1,
+                         "videomme_perception_score_stderr,none": "N/A"},
+            "longvideobench_val_v": {"alias": "longvideobench_val_v", "lvb_acc,none": 0.6043,
+                                     "lvb_acc_stderr,none": "N/A"},
+        },
+        "group_subtasks": {"videomme": [], "longvideobench_val_v": []},
+        "configs": {"videomme": {"task": "videomme"}, "longvideobench_val_v": {}},
+        "versions": {"videomme": 0.0, "longvideobench_val_v": "Yaml"},
+        "n-samples": {"videomme": {"original": 2700, "effective": 2700},
+                      "longvideobench_val_v": {"original": 1337, "effective": 1337}},
+        "config": {"model": "qwen2_5_vl", "model_args": "pretrained=/ckpt"},
+        "lmms_eval_version": "0.7.3",
+    }  # fmt: skip
+    target.write_text(json.dumps(data), encoding="utf-8")
+    target.with_name("20261202_120000_samples_videomme.jsonl").write_text(
+        "".join(json.dumps({"doc_id": i}) + "\n" for i in range(3)), encoding="utf-8"
+    )
+    return target
+
+
+def test_import_results_scales_to_percent_and_labels_the_producer(tmp_path: Path) -> None:
+    scores = {s.task: s for s in import_results(_results_file(tmp_path), group="video")}
+    assert scores["videomme"].score == pytest.approx(65.1)  # already percent upstream
+    assert scores["longvideobench_val_v"].score == pytest.approx(60.43)  # a fraction upstream
+    assert scores["videomme"].n == 3  # the samples log wins over n-samples
+    assert scores["longvideobench_val_v"].n == 1337
+    assert scores["videomme"].source == "lmms-eval 0.7.3 (qwen2_5_vl)"
+    assert scores["longvideobench_val_v"].paper_column == "LongVideoBench"
+    report = SuiteReport(checkpoint="/ckpt", groups=["video"], scores=list(scores.values()))
+    assert suite_row(report) == {
+        "Video-MME": pytest.approx(65.1),
+        "LongVideoBench": pytest.approx(60.43),
+    }
+
+
+def test_import_rejects_a_file_that_is_not_lmms_eval_results(tmp_path: Path) -> None:
+    bad = tmp_path / "x_results.json"
+    bad.write_text('{"scores": {}}', encoding="utf-8")
+    with pytest.raises(LmmsEvalError, match="not an lmms-eval results file"):
+        import_results(bad, group="video")
+
+
+def test_qwen2_5_vl_model_args() -> None:
+    model = qwen2_5_vl_model(
+        "/ckpt", min_pixels=3136, max_pixels=12845056, max_num_frames=64,
+        attn_implementation="flash_attention_2",
+    )  # fmt: skip
+    assert model.name == "qwen2_5_vl"
+    assert model.arg_string() == (
+        "pretrained=/ckpt,min_pixels=3136,max_pixels=12845056,max_num_frames=64,"
+        "device_map=auto,attn_implementation=flash_attention_2"
+    )
+    with pytest.raises(LmmsEvalError, match="attn_implementation"):
+        qwen2_5_vl_model(
+            "/c", min_pixels=1, max_pixels=2, max_num_frames=1, attn_implementation="x"
+        )
+    with pytest.raises(LmmsEvalError, match="cannot contain"):
+        LmmsModel("qwen2_5_vl", {"pretrained": "/a,b"}).arg_string()
+
+
+def test_missing_lmms_eval_names_what_to_install(tmp_path: Path) -> None:
+    # This interpreter has no lmms-eval (it is kept out of our environments on purpose).
+    with pytest.raises(LmmsEvalError, match="pip install lmms-eval"):
+        lmms_version(sys.executable)
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text('{"text_config": {"rope_parameters": {"rope_theta": 4e6}}}')
+    model = qwen2_5_vl_model(ckpt, min_pixels=3136, max_pixels=200704, max_num_frames=8)
+    with pytest.raises(LmmsEvalError, match="pip install lmms-eval"):
+        run_suite(["video"], ckpt, tmp_path / "out", lmms_model=model,
+                  lmms_python=sys.executable, log=lambda _: None)  # fmt: skip
+    assert not (tmp_path / "out" / "suite.json").exists()  # never an empty table
+
+
+def test_a_failing_task_is_recorded_and_the_others_go_on(tmp_path: Path) -> None:
+    # A "python" that fails every task the way an unreachable data set does.
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho \"ConnectionError: Couldn't reach 'lmms-lab' on the Hub\"\n")
+    fake.chmod(0o755)
+    model = LmmsModel("qwen2_5_vl", {"pretrained": "/ckpt"})
+    scores, failures = run_tasks(
+        ["videomme", "mlvu_dev"], model, tmp_path / "out", group="video", python=str(fake)
+    )
+    assert scores == []
+    assert set(failures) == {"videomme", "mlvu_dev"}
+    assert "lmms-eval/Video-MME is not reachable" in failures["videomme"]
+    assert "huggingface-cli download --repo-type dataset sy1998/MLVU_dev" in failures["mlvu_dev"]
+
+
+def test_read_rope_keeps_both_forms(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({
+        "rope_theta": 4e6, "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+        "text_config": {"rope_parameters": {"rope_type": "default", "rope_theta": 4e6}},
+    }))  # fmt: skip
+    rope = read_rope(tmp_path)
+    assert rope["rope_theta"] == 4e6
+    assert rope["rope_parameters"]["rope_theta"] == 4e6
+    assert rope["rope_scaling"]["type"] == "mrope"
+
+
+def test_niah_scores_average_text_and_image_needles_per_paper_column() -> None:
+    cells = [
+        ScoreCell(dataset="mm-niah-retrieval-text", length=65536, n=50, score=80.0),
+        ScoreCell(dataset="mm-niah-retrieval-image", length=65536, n=50, score=60.0),
+        ScoreCell(dataset="mm-niah-counting-image", length=65536, n=50, score=10.0),
+    ]
+    table = ScoreTable(model="m", judge="rules", prompt_format="mmlb-v1.1", cells=cells)
+    scores = {s.task: s for s in niah_scores(table, "lvlm-judge MM-NIAH")}
+    assert scores["64K.Ret"].score == pytest.approx(70.0) and scores["64K.Ret"].n == 100
+    assert scores["64K.Count"].score == pytest.approx(10.0)
+    assert scores["64K.Ret"].paper_table == "table17_mm_niah"
+
+
+@pytest.mark.parametrize(
+    ("response", "gold", "expected"),
+    [
+        # The examples of VTCBench's docs/DATA.md (containsAll).
+        ("magic number is 6822442", ["6822442"], 1.0),
+        ("magic number is 6822442", ["1234567", "6822442"], 0.5),
+        ("magic number is 1234567", ["6822442"], 0.0),
+        # calc_metrics drops <think> blocks, strips golds and compares them as text.
+        ("<think>6822442</think> no idea", ["6822442"], 0.0),
+        ("the answer is 42", [" 42 "], 1.0),
+        ("the answer is 42", [42], 1.0),
+        ("Paris", ["paris"], 0.0),  # case-sensitive
+    ],
+)
+def test_contains_all_restates_vtcbench(response: str, gold: list[object], expected: float) -> None:
+    assert contains_all(response, gold) == expected
