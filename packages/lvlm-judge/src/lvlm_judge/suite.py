@@ -98,6 +98,68 @@ def niah_scores(table: ScoreTable, source: str) -> list[SuiteScore]:
     ]  # fmt: skip
 
 
+def niah_files(data: str | Path, lengths: Sequence[int]) -> list[Path]:
+    """MMLongBench's MM-NIAH files for ``lengths`` under ``data`` (its mmlb_data/ folder, its
+    NIAH/ folder, or one file), named {task}-{modality}_test_K{n}_dep{d}.jsonl."""
+    path = Path(data)
+    if path.is_file():
+        return [path]
+    folder = path / "NIAH" if (path / "NIAH").is_dir() else path
+    wanted = {f"_K{length // 1024}_" for length in lengths}
+    files = sorted(p for p in folder.glob("*.jsonl") if any(w in p.name for w in wanted))
+    if not files:
+        raise LmmsEvalError(
+            f"{folder}: no MM-NIAH files for {[format_tokens(n) for n in lengths]} (download "
+            "MMLongBench's release and pass its mmlb_data/ folder)"
+        )
+    return files
+
+
+def mm_niah(
+    checkpoint: str | Path,
+    data: str | Path,
+    *,
+    lengths: Sequence[int],
+    image_root: str | Path | None = None,
+    runner: str = "transformers",
+    max_new_tokens: int = 128,
+    device_map: str = "auto",
+    base_url: str | None = None,
+    limit: int | None = None,
+) -> Callable[[Path], ScoreTable]:
+    """MM-NIAH on ``checkpoint`` through lvlm-judge's MMLongBench loaders, runner and rule
+    scorer: a function of the output folder returning the niah-scores table."""
+
+    def evaluate(out: Path) -> ScoreTable:
+        from lvlm_judge.context import ContextResolver
+        from lvlm_judge.datasets import load_data
+        from lvlm_judge.evaluate import run_eval
+        from lvlm_judge.factory import make_runner
+
+        files = niah_files(data, lengths)
+        items = [i for i in load_data(files, image_root=image_root, lengths=lengths) if i.metric]
+        if limit:
+            seen: dict[tuple[str, int], int] = defaultdict(int)
+            kept = []
+            for item in items:
+                seen[(item.dataset, item.length)] += 1
+                if seen[(item.dataset, item.length)] <= limit:
+                    kept.append(item)
+            items = kept
+        root = Path(image_root) if image_root is not None else files[0].parent
+        model_runner = make_runner(
+            runner, checkpoint, ContextResolver(root), items, max_new_tokens=max_new_tokens,
+            device_map=device_map, base_url=base_url,
+        )  # fmt: skip
+        summary = run_eval(items, model_runner, out, judge="rules")
+        close = getattr(model_runner, "close", None)
+        if callable(close):
+            close()
+        return summary.tables["niah-scores"]
+
+    return evaluate
+
+
 def run_suite(
     groups: Sequence[str],
     checkpoint: str | Path,
@@ -158,3 +220,53 @@ def suite_row(report: SuiteReport) -> dict[str, float]:
         for score in report.scores
         if score.score is not None
     }  # fmt: skip
+
+
+PAPER_GENERALIZATION = ("table19_long_video", "table3_short_context", "table17_mm_niah")
+"""The paper's tables whose columns the suite reproduces (suite_row's keys)."""
+
+
+def read_suite_reports(paths: Sequence[Path]) -> tuple[list[SuiteReport], list[Path]]:
+    """Suite reports among ``paths`` (folders holding suite.json, or suite.json files), and
+    the other paths."""
+    reports: list[SuiteReport] = []
+    rest: list[Path] = []
+    for path in paths:
+        file = path / "suite.json" if path.is_dir() else path
+        if file.name == "suite.json" and file.is_file():
+            reports.append(SuiteReport.model_validate_json(file.read_text(encoding="utf-8")))
+        else:
+            rest.append(path)
+    return reports, rest
+
+
+def paper_generalization_row(data: dict[str, Any], row: str) -> dict[str, float]:
+    """One paper row's generalization scores under suite_row's column names; MM-NIAH's table
+    is per length, so its columns become '<length>.<column>'."""
+    values: dict[str, float] = {}
+    for table in PAPER_GENERALIZATION:
+        section = data.get(table, {})
+        if table == "table17_mm_niah":
+            for length, rows in section.items():
+                for column, value in rows.get(row, {}).items():
+                    if column != "AVG":
+                        values[f"{length}.{column}"] = float(value)
+        else:
+            values.update({k: float(v) for k, v in section.get(row, {}).items() if k != "AVG"})
+    return values
+
+
+def generalization_rows(
+    reports: Sequence[SuiteReport], paper_table: Path | None, paper_rows: Sequence[str]
+) -> list[tuple[str, dict[str, float]]]:
+    """Suite reports beside the paper's rows (labelled as the paper's)."""
+    import json
+
+    rows = [(f"{Path(r.checkpoint).name} [suite]", suite_row(r)) for r in reports]
+    if paper_table is not None:
+        data = json.loads(Path(paper_table).read_text(encoding="utf-8"))
+        for name in paper_rows:
+            found = paper_generalization_row(data, name)
+            if found:
+                rows.append((f"paper: {name} (generalization)", found))
+    return rows
