@@ -215,6 +215,17 @@ class EvalConfig(Model):
         default=None,
         description="Folder of the benchmark files (MMLongBench's documentQA/*.jsonl and images).",
     )
+    suite: list[Literal["video", "short", "niah"]] = Field(
+        default_factory=list,
+        description="lvlm-judge suite groups run on the base and trained checkpoints after "
+        "training: video and short through lmms-eval, niah from data_dir's NIAH/ files.",
+    )
+    lmms_python: str | None = Field(
+        default=None,
+        description="Interpreter of the environment holding lmms-eval [default: this one].",
+    )
+    max_num_frames: int = Field(default=32, ge=1, description="Frames sampled per video.")
+    attn_implementation: Literal["flash_attention_2", "sdpa", "eager"] | None = None
 
 
 class DemoConfig(Model):
