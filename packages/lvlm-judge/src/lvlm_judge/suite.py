@@ -4,6 +4,8 @@
     short  short-context skills through lmms-eval: the paper's MMBench, RealWorldQA, MMMU,
            MMMU-Pro (standard and vision), MathVista, OCRBench
     niah   MM-NIAH through lvlm-judge's own MMLongBench loaders, runners and scorer
+    vtc    VTCBench-Wild (Retrieval, Reasoning) from its Hugging Face release, scored with
+           containsAll by lvlm-judge; its Memory split needs an LLM judge and is not scored
 
 Each group's scores land in ``<out>/suite.json`` (a SuiteReport), labelled with what produced
 them; a task that fails is recorded there with its reason and the others go on.
@@ -36,9 +38,9 @@ LMMS_GROUPS: dict[str, tuple[str, ...]] = {
         "mathvista_testmini_format", "ocrbench",
     ),
 }  # fmt: skip
-GROUPS: tuple[str, ...] = (*LMMS_GROUPS, "niah")
-PAPER_SET: tuple[str, ...] = ("video", "short", "niah")
-"""The groups the paper reports (VTCBench-Wild is not yet runnable here)."""
+GROUPS: tuple[str, ...] = (*LMMS_GROUPS, "niah", "vtc")
+PAPER_SET: tuple[str, ...] = GROUPS
+"""The groups the paper reports."""
 
 NIAH_COLUMNS = {"retrieval": "Ret", "counting": "Count", "reasoning": "Reas"}
 """MM-NIAH task -> the paper's column (table17_mm_niah); text and image needles are averaged."""
@@ -160,6 +162,76 @@ def mm_niah(
     return evaluate
 
 
+def vtc_wild(
+    checkpoint: str | Path,
+    release: str | Path,
+    instructions: str | Path | None,
+    *,
+    runner: str = "transformers",
+    max_new_tokens: int = 128,
+    device_map: str = "auto",
+    base_url: str | None = None,
+    limit: int | None = None,
+) -> Callable[[Path], tuple[list[SuiteScore], dict[str, str]]]:
+    """VTCBench-Wild on ``checkpoint``: per split, lvlm-judge's runner answers and containsAll
+    scores (Retrieval, Reasoning); a split that cannot run is returned as a failure."""
+
+    def evaluate(out: Path) -> tuple[list[SuiteScore], dict[str, str]]:
+        from lvlm_judge.context import ContextResolver
+        from lvlm_judge.factory import make_runner
+        from lvlm_judge.vtcbench import (
+            PAPER_COLUMNS,
+            SCORED_SPLITS,
+            VTC_SPLITS,
+            VtcDataError,
+            evaluate_split,
+            load_vtc_split,
+            read_instructions,
+        )  # fmt: skip
+
+        failures = {"Memory": "scored by an LLM judge in the paper; not written in lvlm-judge"}
+        if instructions is None:
+            why = (
+                "no --vtc-instructions: copy VTCBench's per-split instructions (its "
+                "examples/run_wild.py) into a JSON file of split -> text"
+            )
+            failures.update(dict.fromkeys(SCORED_SPLITS, why))
+            return [], failures
+        texts = read_instructions(instructions)
+        scores: list[SuiteScore] = []
+        model_runner = None
+        for split in (s for s in VTC_SPLITS if s in SCORED_SPLITS):
+            if split not in texts:
+                failures[split] = f"{instructions} has no instruction for {split}"
+                continue
+            try:
+                items = load_vtc_split(release, split, out / "images")[: limit or None]
+            except VtcDataError as error:
+                failures[split] = str(error)
+                continue
+            if model_runner is None:
+                model_runner = make_runner(
+                    runner, checkpoint, ContextResolver(out / "images"), (),
+                    max_new_tokens=max_new_tokens, device_map=device_map, base_url=base_url,
+                )  # fmt: skip
+            scored = evaluate_split(items, model_runner, texts[split], out / f"{split}.jsonl")
+            if len(scored) < len(items):
+                failures[split] = f"{len(items) - len(scored)} of {len(items)} items failed"
+            if scored:
+                mean = 100.0 * sum(s for _, _, s in scored) / len(scored)
+                scores.append(SuiteScore(
+                    group="vtc", task=split, metric="containsAll", value=mean, score=mean,
+                    n=len(scored), source="lvlm-judge VTCBench-Wild (containsAll)",
+                    paper_table="table18_vtcbench_wild", paper_column=PAPER_COLUMNS[split],
+                ))  # fmt: skip
+        close = getattr(model_runner, "close", None)
+        if callable(close):
+            close()
+        return scores, failures
+
+    return evaluate
+
+
 def run_suite(
     groups: Sequence[str],
     checkpoint: str | Path,
@@ -172,6 +244,7 @@ def run_suite(
     env: dict[str, str] | None = None,
     niah: Callable[[Path], ScoreTable] | None = None,
     niah_source: str = "lvlm-judge MM-NIAH (MMLongBench scorer)",
+    vtc: Callable[[Path], tuple[list[SuiteScore], dict[str, str]]] | None = None,
     log: Callable[[str], None] = print,
 ) -> SuiteReport:
     """Run ``groups`` on ``checkpoint`` into ``out_dir``. ``niah(out)`` evaluates MM-NIAH and
@@ -208,6 +281,16 @@ def run_suite(
             except Exception as error:  # one failing group is recorded; the others stand
                 report.failures["niah/mm-niah"] = f"{type(error).__name__}: {error}"
         report.write(out)
+    if "vtc" in groups:
+        if vtc is None:
+            report.failures["vtc/vtcbench-wild"] = "no VTCBench-Wild release given (--vtc-data)"
+        else:
+            try:
+                scores, failures = vtc(out / "vtc")
+                report.scores += scores
+                report.failures.update({f"vtc/{split}": why for split, why in failures.items()})
+            except Exception as error:  # one failing group is recorded; the others stand
+                report.failures["vtc/vtcbench-wild"] = f"{type(error).__name__}: {error}"
     report.write(out)
     return report
 
@@ -222,7 +305,9 @@ def suite_row(report: SuiteReport) -> dict[str, float]:
     }  # fmt: skip
 
 
-PAPER_GENERALIZATION = ("table19_long_video", "table3_short_context", "table17_mm_niah")
+PAPER_GENERALIZATION = (
+    "table19_long_video", "table3_short_context", "table17_mm_niah", "table18_vtcbench_wild",
+)  # fmt: skip
 """The paper's tables whose columns the suite reproduces (suite_row's keys)."""
 
 
@@ -251,6 +336,11 @@ def paper_generalization_row(data: dict[str, Any], row: str) -> dict[str, float]
                 for column, value in rows.get(row, {}).items():
                     if column != "AVG":
                         values[f"{length}.{column}"] = float(value)
+        elif table == "table18_vtcbench_wild":
+            names = {"Ret": "VTC.Ret", "Reas": "VTC.Reas", "Mem": "VTC.Mem"}
+            for column, value in section.get(row, {}).items():
+                if column in names:
+                    values[names[column]] = float(value)
         else:
             values.update({k: float(v) for k, v in section.get(row, {}).items() if k != "AVG"})
     return values

@@ -16,9 +16,10 @@ def suite(
         ..., exists=True, file_okay=False, help="Checkpoint folder (config.json with its rope)."
     ),
     groups: str = typer.Option(
-        "video,short,niah",
+        "video,short,niah,vtc",
         help="Comma-separated groups: video (videomme, mlvu_dev, longvideobench_val_v), short "
-        "(MMBench, RealWorldQA, MMMU, MMMU-Pro, MathVista, OCRBench), niah (MM-NIAH).",
+        "(MMBench, RealWorldQA, MMMU, MMMU-Pro, MathVista, OCRBench), niah (MM-NIAH), vtc "
+        "(VTCBench-Wild Retrieval and Reasoning).",
     ),
     out: Path = typer.Option(
         Path("lvlm-judge-suite"), help="Output folder; suite.json lands here."
@@ -44,13 +45,19 @@ def suite(
     ),
     niah_lengths: str = typer.Option("64K,128K", help="MM-NIAH lengths (the paper's: 64K,128K)."),
     image_root: Path | None = typer.Option(None, help="MMLongBench's mmlb_image/ for MM-NIAH."),
-    max_new_tokens: int = typer.Option(128, help="MM-NIAH answer length."),
+    max_new_tokens: int = typer.Option(128, help="MM-NIAH and VTCBench-Wild answer length."),
+    vtc_data: Path | None = typer.Option(
+        None, help="VTCBench-Wild release (hf download --repo-type dataset MLLM-CL/VTCBench)."
+    ),
+    vtc_instructions: Path | None = typer.Option(
+        None, help="JSON of split -> instruction, copied from VTCBench's examples/run_wild.py."
+    ),
 ) -> None:
     """Run the paper's generalization groups on a checkpoint: long video and short-context
     skills through lmms-eval, MM-NIAH through lvlm-judge. A failing task is reported and the
     others go on; scores are labelled with what produced them."""
     from lvlm_judge.lmms import LmmsEvalError, qwen2_5_vl_model
-    from lvlm_judge.suite import LMMS_GROUPS, mm_niah, run_suite, suite_row
+    from lvlm_judge.suite import LMMS_GROUPS, mm_niah, run_suite, suite_row, vtc_wild
 
     chosen = [g.strip() for g in groups.split(",") if g.strip()]
     try:
@@ -66,9 +73,15 @@ def suite(
                 checkpoint, niah_data, lengths=_lengths(niah_lengths), image_root=image_root,
                 max_new_tokens=max_new_tokens, device_map=device_map, limit=limit,
             )  # fmt: skip
+        vtc = None
+        if "vtc" in chosen and vtc_data is not None:
+            vtc = vtc_wild(
+                checkpoint, vtc_data, vtc_instructions, max_new_tokens=max_new_tokens,
+                device_map=device_map, limit=limit,
+            )  # fmt: skip
         report = run_suite(
             chosen, checkpoint, out, lmms_model=model, lmms_python=lmms_python, limit=limit,
-            include_path=include_path, niah=niah, log=console.print,
+            include_path=include_path, niah=niah, vtc=vtc, log=console.print,
         )  # fmt: skip
     except LmmsEvalError as error:
         _fail(str(error))
