@@ -19,7 +19,7 @@ from mmprolong.stages.suite import SuiteStage
 
 def test_shipped_recipe_runs_the_papers_set_after_eval() -> None:
     recipe = load_recipe("mmprolong-qwen2.5-vl-7b")
-    assert recipe.eval.suite == ["video", "short", "niah"]
+    assert recipe.eval.suite == ["video", "short", "niah", "vtc"]
     names = [stage.name for stage in default_stages(recipe)]
     assert names[names.index("eval") + 1] == "suite"
     assert "suite" not in [stage.name for stage in default_stages(load_recipe("demo-tiny"))]
@@ -56,16 +56,21 @@ def test_suite_scores_reach_the_report_beside_the_paper(tmp_path: Path) -> None:
             score=value, n=2700, source="lmms-eval 0.7.3 (qwen2_5_vl)",
             paper_table="table19_long_video", paper_column="Video-MME",
         )  # fmt: skip
+        vtc = SuiteScore(
+            group="vtc", task="Retrieval", metric="containsAll", value=value, score=value, n=2,
+            source="lvlm-judge VTCBench-Wild (containsAll)",
+            paper_table="table18_vtcbench_wild", paper_column="VTC.Ret",
+        )  # fmt: skip
         SuiteReport(
-            checkpoint=label, groups=["video"], scores=[score],
+            checkpoint=label, groups=["video", "vtc"], scores=[score, vtc],
             failures={"video/mlvu_dev": "data set not reachable"},
         ).write(ctx.dir / label)  # fmt: skip
     data = ReportData(recipe=recipe, run_dir=run)
     SuiteStage().contribute(ctx, data)
-    assert data.generalization == {"base": {"Video-MME": 61.0}, "trained": {"Video-MME": 66.5}}
+    assert data.generalization["trained"] == {"Video-MME": 66.5, "VTC.Ret": 66.5}
     text = write_report(data, tmp_path / "report").read_text(encoding="utf-8")
     section = text.split("## Generalization")[1]
-    assert "| trained | 66.50 |" in section
-    assert "| paper: MMProLong | 67.78 |" in section  # table19_long_video
+    assert "| trained | 66.50 | 66.50 |" in section
+    assert "| paper: MMProLong | 67.78 | 91.75 |" in section  # tables 19 and 18
     assert "video/mlvu_dev produced no score: data set not reachable" in text
     assert "scores by lmms-eval 0.7.3 (qwen2_5_vl)" in text

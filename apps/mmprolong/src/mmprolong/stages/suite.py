@@ -3,7 +3,8 @@ checkpoint, after training, through lvlm-judge's suite.
 
 ``video`` and ``short`` run lmms-eval in the interpreter ``eval.lmms_python`` names (a separate
 environment, so its pins stay out of ours); ``niah`` runs MM-NIAH from the NIAH/ files of
-``eval.data_dir`` through lvlm-judge's own loaders and scorer. Each checkpoint gets a
+``eval.data_dir`` through lvlm-judge's own loaders and scorer; ``vtc`` runs VTCBench-Wild from
+``eval.vtc_data`` with the instructions in ``eval.vtc_instructions``. Each checkpoint gets a
 ``suite.json``; a failing task is recorded there (and in the report's notes), the others go on.
 """
 
@@ -29,7 +30,7 @@ class SuiteStage(Contributor):
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
         keys = ("suite", "lmms_python", "max_num_frames", "attn_implementation", "data_dir",
-                "lengths", "runner", "max_new_tokens")  # fmt: skip
+                "lengths", "runner", "max_new_tokens", "vtc_data", "vtc_instructions")  # fmt: skip
         evaluation = recipe.eval.model_dump(mode="json")
         return {
             "eval": {key: evaluation[key] for key in keys},
@@ -38,7 +39,9 @@ class SuiteStage(Contributor):
 
     def run(self, ctx: StageContext) -> dict[str, int]:
         recipe = ctx.recipe
-        run_suite, mm_niah = require(self.name, "lvlm_judge.suite", "run_suite", "mm_niah")
+        run_suite, mm_niah, vtc_wild = require(
+            self.name, "lvlm_judge.suite", "run_suite", "mm_niah", "vtc_wild"
+        )
         (qwen2_5_vl_model,) = require(self.name, "lvlm_judge.lmms", "qwen2_5_vl_model")
         import torch
 
@@ -51,16 +54,23 @@ class SuiteStage(Contributor):
                 max_num_frames=recipe.eval.max_num_frames,
                 attn_implementation=recipe.eval.attn_implementation, device_map=device_map,
             )  # fmt: skip
+            runner = "transformers" if recipe.eval.runner == "openai" else recipe.eval.runner
             niah = None
             if "niah" in recipe.eval.suite and recipe.eval.data_dir is not None:
-                runner = "transformers" if recipe.eval.runner == "openai" else recipe.eval.runner
                 niah = mm_niah(
                     path, recipe.eval.data_dir, lengths=recipe.eval.lengths, runner=runner,
                     max_new_tokens=recipe.eval.max_new_tokens, device_map=device_map,
                 )  # fmt: skip
+            vtc = None
+            if "vtc" in recipe.eval.suite and recipe.eval.vtc_data is not None:
+                vtc = vtc_wild(
+                    path, recipe.eval.vtc_data, recipe.eval.vtc_instructions, runner=runner,
+                    max_new_tokens=recipe.eval.max_new_tokens, device_map=device_map,
+                )  # fmt: skip
             report = run_suite(
                 recipe.eval.suite, path, ctx.dir / label, lmms_model=model,
-                lmms_python=recipe.eval.lmms_python or sys.executable, niah=niah, log=ctx.log,
+                lmms_python=recipe.eval.lmms_python or sys.executable, niah=niah, vtc=vtc,
+                log=ctx.log,
             )  # fmt: skip
             counts[f"{label}_scores"] = len(report.scores)
             counts[f"{label}_failed_tasks"] = len(report.failures)
