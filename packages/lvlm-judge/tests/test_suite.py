@@ -129,6 +129,11 @@ def test_read_rope_keeps_both_forms(tmp_path: Path) -> None:
     assert rope["rope_theta"] == 4e6
     assert rope["rope_parameters"]["rope_theta"] == 4e6
     assert rope["rope_scaling"]["type"] == "mrope"
+    (tmp_path / "config.json").write_text(json.dumps({
+        "rope_theta": 1e6, "text_config": {"rope_parameters": {"rope_theta": 4e6}},
+    }))  # fmt: skip
+    with pytest.raises(LmmsEvalError, match="disagree"):
+        read_rope(tmp_path)
 
 
 def test_niah_scores_average_text_and_image_needles_per_paper_column() -> None:
@@ -223,9 +228,13 @@ def test_cli_suite_and_report_beside_the_paper(tmp_path: Path) -> None:
     if not paper.is_file():  # the published numbers, restated for what this test reads
         paper = tmp_path / "paper.json"
         paper.write_text(json.dumps({"table19_long_video": {"MMProLong": {"Video-MME": 67.78}}}))
-    shown = runner.invoke(app, ["report", str(tmp_path / "suite"), "--paper-table", str(paper),
-                                "--paper-row", "MMProLong", "--generalization"])  # fmt: skip
+    SuiteReport(checkpoint="/other", groups=["video"], scores=scores[:1]).write(tmp_path / "s2")
+    folders = [str(tmp_path / "suite"), str(tmp_path / "s2")]
+    shown = runner.invoke(
+        app, ["report", *folders, "--paper-table", str(paper), "--paper-row", "MMProLong"]
+    )
     assert shown.exit_code == 0, shown.output
     assert "ckpt [suite]" in shown.output and "paper: MMProLong (generalization)" in shown.output
     assert "Video-MME" in shown.output
     assert "65.10" in shown.output and "67.78" in shown.output
+    assert "Δ other [suite] - ckpt [suite]" in shown.output  # --compare is the default

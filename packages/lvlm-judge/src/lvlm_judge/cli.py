@@ -435,8 +435,8 @@ def report(
     generalization: bool = typer.Option(
         False,
         "--generalization",
-        help="Also show the paper rows' generalization scores (long video, short context, "
-        "MM-NIAH, VTCBench-Wild) from --paper-table, beside suite folders' scores.",
+        help="Show the paper rows' generalization scores (long video, short context, MM-NIAH, "
+        "VTCBench-Wild) even without a suite folder; with one they are shown anyway.",
     ),
 ) -> None:
     """Print runs side by side in the paper's layout (macro and micro averages). Suite folders
@@ -463,7 +463,9 @@ def report(
             _fail(str(error))
     text = markdown(rows) if rows else ""
     if suites or generalization:
-        extra = generalization_rows(suites, paper_table if generalization else None, paper_row)
+        extra = comparison_rows(generalization_rows(suites), differences=compare)
+        if paper_table is not None:
+            extra += generalization_rows([], paper_table, paper_row)
         text += ("\n" if text else "") + markdown(extra)
     typer.echo(text)
     if out is not None:

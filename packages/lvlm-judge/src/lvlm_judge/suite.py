@@ -78,6 +78,15 @@ def read_rope(checkpoint: str | Path) -> dict[str, Any]:
         for key in ("rope_parameters", "rope_theta", "rope_scaling", "max_position_embeddings"):
             if key in source and key not in rope:
                 rope[key] = source[key]
+    # lmms-eval's environment may hold transformers 4.x (rope_theta) or 5 (rope_parameters):
+    # a checkpoint whose two forms disagree would be evaluated with a different base there.
+    new_form = (rope.get("rope_parameters") or {}).get("rope_theta")
+    old_form = rope.get("rope_theta")
+    if new_form is not None and old_form is not None and float(new_form) != float(old_form):
+        raise LmmsEvalError(
+            f"{path}: rope_theta {old_form} and rope_parameters.rope_theta {new_form} disagree; "
+            "rewrite the checkpoint with longctx-rope so both forms carry the same base"
+        )
     return rope
 
 
@@ -347,7 +356,9 @@ def paper_generalization_row(data: dict[str, Any], row: str) -> dict[str, float]
 
 
 def generalization_rows(
-    reports: Sequence[SuiteReport], paper_table: Path | None, paper_rows: Sequence[str]
+    reports: Sequence[SuiteReport],
+    paper_table: Path | None = None,
+    paper_rows: Sequence[str] = (),
 ) -> list[tuple[str, dict[str, float]]]:
     """Suite reports beside the paper's rows (labelled as the paper's)."""
     import json
