@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -238,3 +239,40 @@ def test_cli_suite_and_report_beside_the_paper(tmp_path: Path) -> None:
     assert "Video-MME" in shown.output
     assert "65.10" in shown.output and "67.78" in shown.output
     assert "Δ other [suite] - ckpt [suite]" in shown.output  # --compare is the default
+
+
+def test_niah_group_through_our_mmlongbench_loaders(tmp_path: Path, chat_server: Any) -> None:
+    """MM-NIAH files in MMLongBench's layout (mmlb_data/NIAH/{task}-{modality}_test_K{n}_dep{d}
+    .jsonl, fields as its release: id, ctxs, image_list, needle_image_list, choices_image,
+    depth, question, answer), run by the suite through load_data, a runner and run_eval."""
+    from PIL import Image
+
+    from lvlm_judge.suite import mm_niah
+
+    data, images = tmp_path / "mmlb_data", tmp_path / "mmlb_image"  # side by side, as released
+    (data / "NIAH").mkdir(parents=True)
+    images.mkdir()
+    for name in ("h.png", "n.png"):
+        Image.new("RGB", (56, 56), "white").save(images / name)
+    records = {
+        "retrieval-text_test_K8_dep3.jsonl": {
+            "id": 0, "ctxs": [{"text": "Hay <image>."}, {"text": "The key is 42."}],
+            "image_list": ["h.png"], "needle_image_list": [], "choices_image": [],
+            "depth": 0.5, "question": "What is the key?", "answer": "42",
+        },
+        "counting-image_test_K8_dep3.jsonl": {
+            "id": 0, "ctxs": [{"text": "Hay <image> stack."}], "image_list": ["h.png"],
+            "needle_image_list": ["n.png"], "choices_image": [], "depth": [0.3, 0.6],
+            "question": "How many times does <image> appear?", "answer": [1, 0],
+        },
+        "retrieval-text_test_K16_dep3.jsonl": {},  # another length: not read
+    }  # fmt: skip
+    for name, record in records.items():
+        (data / "NIAH" / name).write_text(json.dumps(record) + "\n")
+    chat_server.responder = lambda body: "Answer: [1, 0]" if "How many" in str(body) else "42"
+    niah = mm_niah("served", data, lengths=[8192], runner="openai", base_url=chat_server.url)
+    report = run_suite(["niah"], _checkpoint(tmp_path), tmp_path / "out", niah=niah,
+                       log=lambda _: None)  # fmt: skip
+    assert report.failures == {}
+    assert {s.task: s.score for s in report.scores} == {"8K.Ret": 100.0, "8K.Count": 100.0}
+    assert (tmp_path / "out" / "niah" / "niah-scores.json").is_file()

@@ -126,6 +126,15 @@ def niah_files(data: str | Path, lengths: Sequence[int]) -> list[Path]:
     return files
 
 
+def _mmlb_image_root(data: str | Path) -> Path:
+    """mmlb_image/ beside mmlb_data/ as MMLongBench releases them, else the data folder."""
+    base = Path(data) if Path(data).is_dir() else Path(data).parent
+    if base.name == "NIAH":
+        base = base.parent
+    sibling = base.parent / "mmlb_image"
+    return sibling if sibling.is_dir() else base
+
+
 def mm_niah(
     checkpoint: str | Path,
     data: str | Path,
@@ -139,7 +148,8 @@ def mm_niah(
     limit: int | None = None,
 ) -> Callable[[Path], ScoreTable]:
     """MM-NIAH on ``checkpoint`` through lvlm-judge's MMLongBench loaders, runner and rule
-    scorer: a function of the output folder returning the niah-scores table."""
+    scorer: a function of the output folder returning the niah-scores table. Image paths are
+    relative to ``image_root`` (default: mmlb_image/ beside mmlb_data/)."""
 
     def evaluate(out: Path) -> ScoreTable:
         from lvlm_judge.context import ContextResolver
@@ -148,7 +158,8 @@ def mm_niah(
         from lvlm_judge.factory import make_runner
 
         files = niah_files(data, lengths)
-        items = [i for i in load_data(files, image_root=image_root, lengths=lengths) if i.metric]
+        root = Path(image_root) if image_root is not None else _mmlb_image_root(data)
+        items = [i for i in load_data(files, image_root=root, lengths=lengths) if i.metric]
         if limit:
             seen: dict[tuple[str, int], int] = defaultdict(int)
             kept = []
@@ -157,7 +168,6 @@ def mm_niah(
                 if seen[(item.dataset, item.length)] <= limit:
                     kept.append(item)
             items = kept
-        root = Path(image_root) if image_root is not None else files[0].parent
         model_runner = make_runner(
             runner, checkpoint, ContextResolver(root), items, max_new_tokens=max_new_tokens,
             device_map=device_map, base_url=base_url,
