@@ -276,3 +276,31 @@ def test_niah_group_through_our_mmlongbench_loaders(tmp_path: Path, chat_server:
     assert report.failures == {}
     assert {s.task: s.score for s in report.scores} == {"8K.Ret": 100.0, "8K.Count": 100.0}
     assert (tmp_path / "out" / "niah" / "niah-scores.json").is_file()
+
+
+def test_cli_suite_on_a_served_checkpoint_calls_lmms_evals_openai_model(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lvlm_judge.cli import app
+
+    calls = tmp_path / "calls"
+    fake = tmp_path / "python-recording"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'case "$2" in *importlib.metadata*) echo 0.7.3; exit 0;; esac\n'
+        f'echo "$@" >> {calls}\n'
+    )
+    fake.chmod(0o755)
+    result = CliRunner().invoke(app, [
+        "suite", str(_checkpoint(tmp_path)), "--groups", "video", "--lmms-python", str(fake),
+        "--lmms-base-url", "http://h:1/v1", "--lmms-served-name", "served", "--limit", "2",
+        "--out", str(tmp_path / "out"),
+    ])  # fmt: skip
+    assert result.exit_code == 1 and "failed (exit 0, no results file)" in result.output
+    lines = calls.read_text().splitlines()
+    assert [line.split("--tasks ")[1].split()[0] for line in lines] == [
+        "videomme", "mlvu_dev", "longvideobench_val_v"
+    ]  # fmt: skip
+    assert all("-m lmms_eval --model openai" in line for line in lines)
+    assert all("--model_args model_version=served,base_url=http://h:1/v1" in line for line in lines)
+    assert all("--limit 2" in line and "--log_samples" in line for line in lines)

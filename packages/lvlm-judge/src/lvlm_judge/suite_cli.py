@@ -38,6 +38,15 @@ def suite(
         None, help="Attention backend: flash_attention_2, sdpa or eager [default: the model's]."
     ),
     device_map: str = typer.Option("auto", help="Device map for the model."),
+    lmms_base_url: str | None = typer.Option(
+        None,
+        help="Evaluate the checkpoint served at this OpenAI-compatible URL (e.g. by vLLM) "
+        "through lmms-eval's openai model instead of loading it in lmms-eval; the server's "
+        "pixel and frame settings then apply.",
+    ),
+    lmms_served_name: str | None = typer.Option(
+        None, help="The served model's name with --lmms-base-url [default: the folder name]."
+    ),
     limit: int | None = typer.Option(None, help="Items per task (a smoke run, not a score)."),
     include_path: Path | None = typer.Option(None, help="Extra lmms-eval task folder."),
     niah_data: Path | None = typer.Option(
@@ -56,13 +65,16 @@ def suite(
     """Run the paper's generalization groups on a checkpoint: long video and short-context
     skills through lmms-eval, MM-NIAH through lvlm-judge. A failing task is reported and the
     others go on; scores are labelled with what produced them."""
-    from lvlm_judge.lmms import LmmsEvalError, qwen2_5_vl_model
+    from lvlm_judge.lmms import LmmsEvalError, LmmsModel, qwen2_5_vl_model
     from lvlm_judge.suite import LMMS_GROUPS, mm_niah, run_suite, suite_row, vtc_wild
 
     chosen = [g.strip() for g in groups.split(",") if g.strip()]
     try:
         model = None
-        if any(g in LMMS_GROUPS for g in chosen):
+        if any(g in LMMS_GROUPS for g in chosen) and lmms_base_url is not None:
+            name = lmms_served_name or checkpoint.name
+            model = LmmsModel("openai", {"model_version": name, "base_url": lmms_base_url})
+        elif any(g in LMMS_GROUPS for g in chosen):
             model = qwen2_5_vl_model(
                 checkpoint, min_pixels=min_pixels, max_pixels=max_pixels,
                 max_num_frames=max_num_frames, attn_implementation=attn, device_map=device_map,
