@@ -197,6 +197,12 @@ def test_local_task_end_to_end_and_a_failing_task(tmp_path: Path, lmms_python: s
         server.stop()
 
     assert list(failures) == ["h19_missing"], failures
+    answered = len(served.answers)
+    again, _ = run_tasks(
+        ["h19_local"], model, tmp_path / "out", group="test", python=lmms_python,
+        include_path=tasks, env=env, specs=specs,
+    )  # fmt: skip
+    assert again == scores and len(served.answers) == answered  # finished: not run again
     assert "h19_missing" in failures["h19_missing"]
     (score,) = scores
     assert score.task == "h19_local" and score.metric == "contains_answer" and score.n == 4

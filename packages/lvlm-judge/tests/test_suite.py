@@ -304,3 +304,17 @@ def test_cli_suite_on_a_served_checkpoint_calls_lmms_evals_openai_model(tmp_path
     assert all("-m lmms_eval --model openai" in line for line in lines)
     assert all("--model_args model_version=served,base_url=http://h:1/v1" in line for line in lines)
     assert all("--limit 2" in line and "--log_samples" in line for line in lines)
+
+
+def test_a_finished_task_is_not_run_again(tmp_path: Path) -> None:
+    _results_file(tmp_path / "out" / "videomme")  # made by qwen2_5_vl with pretrained=/ckpt
+    model = LmmsModel("qwen2_5_vl", {"pretrained": "/ckpt"})
+    scores, failures = run_tasks(
+        ["videomme"], model, tmp_path / "out", group="video", python="/nonexistent/python"
+    )
+    assert failures == {} and [s.score for s in scores] == [pytest.approx(65.1)]
+    other = LmmsModel("qwen2_5_vl", {"pretrained": "/other"})
+    _, failures = run_tasks(
+        ["videomme"], other, tmp_path / "out", group="video", python="/nonexistent/python"
+    )
+    assert set(failures) == {"videomme"}  # other arguments: it runs (and here cannot)

@@ -188,6 +188,27 @@ def _results_files(folder: Path) -> set[Path]:
     return set(folder.glob("*/*_results.json")) if folder.is_dir() else set()
 
 
+def _finished(
+    results_files: set[Path], task: str, model: LmmsModel, limit: int | None
+) -> Path | None:
+    """The newest earlier results file of ``task`` made with the same model, model arguments
+    and limit (lmms-eval records them under ``config``), so a rerun resumes task by task."""
+    for path in sorted(results_files, key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        config = data.get("config") or {}
+        if (
+            task in (data.get("results") or {})
+            and config.get("model") == model.name
+            and config.get("model_args") == model.arg_string()
+            and config.get("limit") == limit
+        ):
+            return path
+    return None
+
+
 def run_task(
     task: str,
     model: LmmsModel,
@@ -199,11 +220,15 @@ def run_task(
     env: Mapping[str, str] | None = None,
     timeout_s: float | None = None,
 ) -> Path:
-    """Run one lmms-eval task in its own process and return its results file. Its log is kept
-    beside it; a task that writes no results is an error naming the cause found in the log."""
+    """Run one lmms-eval task in its own process and return its results file; a task already
+    finished with the same model arguments and limit is not run again. Its log is kept beside
+    it; a task that writes no results is an error naming the cause found in the log."""
     out = Path(out_dir) / task
     out.mkdir(parents=True, exist_ok=True)
     before = _results_files(out)
+    finished = _finished(before, task, model, limit)
+    if finished is not None:
+        return finished
     command = [
         python, "-m", "lmms_eval",
         "--model", model.name,
@@ -228,6 +253,8 @@ def run_task(
                 timeout=timeout_s,
                 check=False,
             )
+        except OSError as error:
+            raise LmmsEvalError(f"lmms-eval task {task}: cannot start {python} ({error})") from None
         except subprocess.TimeoutExpired:
             raise LmmsEvalError(
                 f"lmms-eval task {task}: no result after {timeout_s} s (log: {log})"
@@ -328,7 +355,8 @@ def run_tasks(
                 task, model, out_dir, python=python, include_path=include_path,
                 limit=limit, env=env,
             )  # fmt: skip
-            scores += import_results(results_file, group=group, tasks=specs)
+            imported = import_results(results_file, group=group, tasks=specs)
+            scores += [score for score in imported if score.task == task]
         except LmmsEvalError as error:
             failures[task] = str(error)
     return scores, failures
