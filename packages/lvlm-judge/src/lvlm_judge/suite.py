@@ -39,8 +39,6 @@ LMMS_GROUPS: dict[str, tuple[str, ...]] = {
     ),
 }  # fmt: skip
 GROUPS: tuple[str, ...] = (*LMMS_GROUPS, "niah", "vtc")
-PAPER_SET: tuple[str, ...] = GROUPS
-"""The groups the paper reports."""
 
 NIAH_COLUMNS = {"retrieval": "Ret", "counting": "Count", "reasoning": "Reas"}
 """MM-NIAH task -> the paper's column (table17_mm_niah); text and image needles are averaged."""
