@@ -318,3 +318,22 @@ def test_a_finished_task_is_not_run_again(tmp_path: Path) -> None:
         ["videomme"], other, tmp_path / "out", group="video", python="/nonexistent/python"
     )
     assert set(failures) == {"videomme"}  # other arguments: it runs (and here cannot)
+
+
+def test_cli_import_lmms_eval(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lvlm_judge.cli import app
+
+    results = _results_file(tmp_path / "lmms")
+    runner = CliRunner()
+    done = runner.invoke(app, ["import-lmms-eval", str(results), "--checkpoint", "ckpt",
+                               "--group", "video", "--out", str(tmp_path / "s")])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    saved = SuiteReport.model_validate_json((tmp_path / "s" / "suite.json").read_text())
+    assert {s.task for s in saved.scores} == {"videomme", "longvideobench_val_v"}
+    bad = tmp_path / "bad_results.json"
+    bad.write_text("[]")
+    failed = runner.invoke(app, ["import-lmms-eval", str(bad), "--checkpoint", "c",
+                                 "--out", str(tmp_path / "t")])  # fmt: skip
+    assert failed.exit_code == 1 and "not an lmms-eval results file" in failed.output

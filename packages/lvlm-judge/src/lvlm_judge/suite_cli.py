@@ -104,3 +104,29 @@ def suite(
         console.print(f"[red]failed[/red] {task}: {why}", markup=True, highlight=False)
     if not report.scores:
         _fail(f"no score was produced; see {out / 'suite.json'} for each task's reason")
+
+
+@app.command("import-lmms-eval")
+def import_lmms_eval(
+    results: list[Path] = typer.Argument(
+        ..., exists=True, dir_okay=False, help="lmms-eval <date>_results.json files."
+    ),
+    checkpoint: str = typer.Option(..., help="What was evaluated (a path or a name)."),
+    group: str = typer.Option("imported", help="Group name recorded with the scores."),
+    out: Path = typer.Option(..., help="Folder for suite.json (then `report` shows it)."),
+) -> None:
+    """Read results lmms-eval wrote elsewhere into a suite.json, labelled with the lmms-eval
+    version and model that produced them."""
+    from lvlm_judge.lmms import LmmsEvalError, import_results
+    from lvlm_judge.results import markdown
+    from lvlm_judge.suite import SuiteReport, suite_row
+
+    try:
+        scores = [score for path in results for score in import_results(path, group=group)]
+    except LmmsEvalError as error:
+        _fail(str(error))
+    if not scores:
+        _fail("the results files hold no score")
+    report = SuiteReport(checkpoint=checkpoint, groups=[group], scores=scores)
+    console.print(f"{len(scores)} scores written to {report.write(out)}")
+    typer.echo(markdown([(f"{checkpoint} (lmms-eval)", suite_row(report))]))
