@@ -3,6 +3,7 @@
     nox                      lint, typecheck, one isolated test session per package, integration
     nox -s demo              the end-to-end demo on the embedded default (CPU, no downloads)
     nox -s bench             benchmarks: JSON under .reports/bench/ and a printed table
+    nox -s lmms-eval         the real lmms-eval end to end (slow; .ci/run runs it after nox)
     nox -s tests-docpool     one package alone, in a virtualenv holding only it, its declared
                              dependencies and the test tools: the proof it installs on its own
 
@@ -144,6 +145,27 @@ def integration(session: nox.Session) -> None:
     install(session, *PACKAGES, extras=("test", "ray"))
     session.install("build>=1.2")
     pytest(session, "integration", str(ROOT / "tests"))
+
+
+# lmms-eval with only what the end-to-end test's code path imports (its CLI, evaluator, task
+# loader and metrics, and its openai chat model), without its declared dependencies: those pin
+# wandb and pull torchvision, which the test does not reach and which has no CPU build on PyPI.
+LMMS_EVAL = "lmms-eval==0.7.3"
+LMMS_EVAL_NEEDS = (
+    "datasets", "evaluate", "sacrebleu", "loguru", "pytablewriter", "tenacity", "filelock<4",
+    "openai", "python-dotenv", "pyyaml",
+)  # fmt: skip
+
+
+@nox.session(name="lmms-eval")
+def lmms_eval(session: nox.Session) -> None:
+    """The real lmms-eval end to end on a local task (a few minutes): not a default session;
+    .ci/run runs it after them."""
+    install(session, "lvlm-judge")
+    session.install(*CONSTRAINTS, *LMMS_EVAL_NEEDS)
+    session.install("--no-deps", LMMS_EVAL)
+    session.env["LVLM_JUDGE_REQUIRE_LMMS"] = "1"
+    pytest(session, "lmms-eval", str(PACKAGES["lvlm-judge"] / "tests/test_lmms_eval_e2e.py"))
 
 
 @nox.session

@@ -43,6 +43,8 @@ class ReportData:
     """Loss of the SFT stage after LongPT, when the recipe has one."""
     scores: dict[str, ScoreTable] = field(default_factory=dict)
     """Label ("base", "trained") -> the model's score table."""
+    generalization: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Label ("base", "trained") -> the lvlm-judge suite's scores under the paper's columns."""
     evaluated: dict[str, str] = field(default_factory=dict)
     """Label -> the checkpoint evaluated under it, in words (which stage's export)."""
     paper_rows: list[PaperRow] = field(default_factory=list)
@@ -120,6 +122,32 @@ def score_figure(scores: dict[str, ScoreTable], path: Path) -> Path:
     axes.grid(alpha=0.3)
     axes.legend()
     return _save(figure, path)
+
+
+def _generalization_markdown(rows: dict[str, dict[str, float]]) -> list[str]:
+    """Base and trained side by side, plus the paper's rows for the same columns (labelled as
+    the paper's)."""
+    from mmprolong.paper import paper_tables
+
+    columns = list(dict.fromkeys(column for row in rows.values() for column in row))
+    named = list(rows.items())
+    try:
+        from lvlm_judge.suite import paper_generalization_row
+
+        tables = paper_tables()
+        for name in ("Qwen2.5-VL-7B", "MMProLong"):
+            paper = {
+                k: v for k, v in paper_generalization_row(tables, name).items() if k in columns
+            }
+            if paper:
+                named.append((f"paper: {name}", paper))
+    except ImportError:
+        pass
+    lines = ["| model | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for name, row in named:
+        cells = [f"{row[c]:.2f}" if c in row else "" for c in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _score_markdown(scores: dict[str, ScoreTable]) -> list[str]:
@@ -256,6 +284,10 @@ def write_report(data: ReportData, out_dir: Path) -> Path:
         )
     else:
         md += ["No evaluation scores found.", ""]
+
+    if data.generalization:
+        md += ["## Generalization (lvlm-judge suite, this run)", ""]
+        md += [*_generalization_markdown(data.generalization), ""]
 
     if data.notes:
         md += ["## Notes", "", *(f"- {note}" for note in data.notes), ""]

@@ -432,12 +432,21 @@ def report(
     ),
     paper_row: list[str] = typer.Option([], help="Rows of that table to show, e.g. MMProLong."),
     out: Path | None = typer.Option(None, help="Write report.md, report.csv and report.png here."),
+    generalization: bool = typer.Option(
+        False,
+        "--generalization",
+        help="Show the paper rows' generalization scores (long video, short context, MM-NIAH, "
+        "VTCBench-Wild) even without a suite folder; with one they are shown anyway.",
+    ),
 ) -> None:
-    """Print runs side by side in the paper's layout (macro and micro averages)."""
+    """Print runs side by side in the paper's layout (macro and micro averages). Suite folders
+    (their suite.json) are shown in a second table of generalization scores."""
     from lvlm_judge.results import comparison_rows, csv_text, markdown, plot, table_row, write_text
     from lvlm_judge.results import paper_row as read_paper_row
+    from lvlm_judge.suite import generalization_rows, read_suite_reports
     from mmprolong_schemas import ScoreTable
 
+    suites, results = read_suite_reports(results)
     tables = []
     for folder in results:
         paths = sorted(folder.glob("*scores.json")) if folder.is_dir() else [folder]
@@ -452,12 +461,18 @@ def report(
             rows += [read_paper_row(paper_table, paper_section, name) for name in paper_row]
         except KeyError as error:
             _fail(str(error))
-    text = markdown(rows)
+    text = markdown(rows) if rows else ""
+    if suites or generalization:
+        extra = comparison_rows(generalization_rows(suites), differences=compare)
+        if paper_table is not None:
+            extra += generalization_rows([], paper_table, paper_row)
+        text += ("\n" if text else "") + markdown(extra)
     typer.echo(text)
     if out is not None:
         write_text(out / "report.md", text)
         write_text(out / "report.csv", csv_text(rows))
-        plot(tables, out / "report.png")
+        if tables:
+            plot(tables, out / "report.png")
         console.print(f"report written to {out}")
 
 
@@ -505,6 +520,8 @@ def score(
     stats = f"; judge {json.dumps(llm_judge.stats.as_dict())}" if llm_judge else ""
     console.print(f"scored {len(scored)} records, mean {100 * mean:.2f}{stats} -> {out}")
 
+
+from lvlm_judge import suite_cli  # noqa: E402, F401  (registers `suite`)
 
 if __name__ == "__main__":
     app()

@@ -43,7 +43,7 @@ DOC_DATASETS = ("mmlongdoc", "longdocurl", "slidevqa")
 DOC_LENGTHS = (8 * K, 16 * K, 32 * K, 64 * K, 128 * K)
 IMAGE_PLACEHOLDER = "<image>"
 
-_LENGTH_IN_NAME = re.compile(r"_K(\d+)(?=\D*$)")
+_LENGTH_IN_NAME = re.compile(r"_K(\d+)(?:_dep\d+)?\.[A-Za-z]+$")
 _VLMEVALKIT_FORMATS = {
     "Str": AnswerFormat.STRING,
     "Int": AnswerFormat.INTEGER,

@@ -215,6 +215,25 @@ class EvalConfig(Model):
         default=None,
         description="Folder of the benchmark files (MMLongBench's documentQA/*.jsonl and images).",
     )
+    suite: list[Literal["video", "short", "niah", "vtc"]] = Field(
+        default_factory=list,
+        description="lvlm-judge suite groups run on the base and trained checkpoints after "
+        "training: video and short through lmms-eval, niah from data_dir's NIAH/ files, vtc "
+        "from vtc_data.",
+    )
+    vtc_data: str | None = Field(
+        default=None, description="VTCBench-Wild release folder (Hugging Face MLLM-CL/VTCBench)."
+    )
+    vtc_instructions: str | None = Field(
+        default=None,
+        description="JSON of VTCBench split -> instruction, copied from VTCBench's run_wild.py.",
+    )
+    lmms_python: str | None = Field(
+        default=None,
+        description="Interpreter of the environment holding lmms-eval [default: this one].",
+    )
+    max_num_frames: int = Field(default=32, ge=1, description="Frames sampled per video.")
+    attn_implementation: Literal["flash_attention_2", "sdpa", "eager"] | None = None
 
 
 class DemoConfig(Model):

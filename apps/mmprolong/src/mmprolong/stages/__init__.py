@@ -13,6 +13,7 @@ from mmprolong.stages.pool import PoolStage
 from mmprolong.stages.report import ReportStage
 from mmprolong.stages.rope import RopeStage
 from mmprolong.stages.sft import SftStage
+from mmprolong.stages.suite import SuiteStage
 from mmprolong.stages.synth import SynthStage
 from mmprolong.stages.train import TrainStage
 from mmprolong_schemas import Recipe
@@ -28,6 +29,8 @@ def default_stages(recipe: Recipe | None = None) -> list[Stage]:
     if recipe is not None and recipe.sft_stage is not None:
         upstream.append(SftStage())
     upstream.append(EvalStage())
+    if recipe is not None and recipe.eval.suite:
+        upstream.append(SuiteStage())  # the recipe's generalization groups, after eval
     return [*upstream, ReportStage(upstream)]
 
 
@@ -40,6 +43,7 @@ __all__ = [
     "ReportStage",
     "RopeStage",
     "SftStage",
+    "SuiteStage",
     "SynthStage",
     "TrainStage",
     "default_stages",
