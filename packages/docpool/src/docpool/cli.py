@@ -207,8 +207,12 @@ def stats_command(
     ),
     family: ModelFamily = typer.Option(ModelFamily.QWEN2_5_VL, help="Token counting model."),
     dpi: float = typer.Option(144.0, help="Render resolution the token estimate assumes."),
-    min_pixels: int = typer.Option(3136, help="Preprocessor min_pixels."),
-    max_pixels: int = typer.Option(12845056, help="Preprocessor max_pixels."),
+    min_pixels: int | None = typer.Option(
+        None, help="Preprocessor min_pixels [default: the family's, 3136 or 65536]."
+    ),
+    max_pixels: int | None = typer.Option(
+        None, help="Preprocessor max_pixels [default: the family's, 12845056 or 16777216]."
+    ),
 ) -> None:
     """Print the pool table (documents, pages, languages, domains, tokens) and write
     stats.json, pages_hist.png and tokens_hist.png."""
