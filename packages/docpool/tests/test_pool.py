@@ -7,7 +7,7 @@ from pathlib import Path
 import pymupdf
 import pytest
 
-from docpool import CorpusTruth, IngestReport, NotAPool, Pool, render_pages
+from docpool import CorpusTruth, IngestReport, NotAPool, Pool, ingest, render_pages
 
 
 def test_lookup_and_iteration(ingested: tuple[Pool, IngestReport]) -> None:
@@ -66,3 +66,21 @@ def test_long_documents_are_parsed_in_chunks(
     a, b = Pool(whole).get(doc.doc_id), Pool(chunked).get(doc.doc_id)
     assert a.pages == b.pages
     assert a.sections == b.sections
+
+
+def test_pool_files_follow_the_umask(corpus: tuple[Path, CorpusTruth], tmp_path: Path) -> None:
+    import os
+    import stat
+
+    folder, truth = corpus
+    bogus = tmp_path / "bogus.pdf"
+    bogus.write_bytes(b"not a pdf")
+    previous = os.umask(0o027)
+    try:
+        ingest([folder / truth.documents[0].file, bogus], tmp_path / "p", workers=1)
+    finally:
+        os.umask(previous)
+    files = [p for p in (tmp_path / "p").rglob("*") if p.is_file() and p.name != "ingest.lock"]
+    kinds = {p.relative_to(tmp_path / "p").parts[0] for p in files}
+    assert {"pool.json", "pdfs", "documents", "hashes", "rejects", "runs"} <= kinds
+    assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o640}

@@ -341,6 +341,29 @@ def test_atomic_path_replaces_only_a_finished_file(
     assert len(synced) == (1 if durable else 0)
 
 
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o077])
+def test_atomic_files_follow_the_umask(tmp_path: Path, mask: int) -> None:
+    import os
+    import stat
+
+    from mmprolong_schemas import Model, write_parquet
+    from mmprolong_schemas.io import current_umask
+
+    class Row(Model):
+        name: str
+
+    previous = os.umask(mask)
+    try:
+        assert current_umask() == mask
+        with atomic_path(tmp_path / "a.txt") as tmp:
+            tmp.write_text("x")
+        write_parquet(tmp_path / "b.parquet", [Row(name="a")], Row)
+    finally:
+        os.umask(previous)
+    for name in ("a.txt", "b.parquet"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~mask
+
+
 def test_torn_tail_is_tolerated_only_when_asked(tmp_path: Path) -> None:
     path = tmp_path / "log.jsonl"
     write_jsonl(path, [qa()])

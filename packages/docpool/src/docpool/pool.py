@@ -234,8 +234,7 @@ class PoolWriter:
         target = shard_path(self.root / "pdfs", doc_id)
         if not target.exists():
             with atomic_path(target) as tmp:
-                shutil.copyfile(source, tmp)
-                tmp.chmod(0o644)
+                shutil.copyfile(source, tmp)  # keeps the umask-given mode atomic_path set
         return target
 
     @property

@@ -30,6 +30,21 @@ _MODEL_KEY = b"mmprolong.model"
 _JSON_COLUMNS_KEY = b"mmprolong.json_columns"
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it (Linux reports it in /proc since 4.7;
+    elsewhere it is set and restored at once)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; it replaces ``path`` only if the block
@@ -39,7 +54,12 @@ def atomic_path(path: str | os.PathLike[str], *, durable: bool = True) -> Iterat
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    try:
+        # mkstemp makes the file 0600; the result gets the mode open() would give it (0666
+        # less the umask), so Ray workers and colleagues can read pools and mixtures.
+        os.fchmod(fd, 0o666 & ~current_umask())
+    finally:
+        os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
