@@ -20,6 +20,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+# First: docpool imports pymupdf without its layout model, which the fast path never uses
+# (the ingest figures below would otherwise carry it in every forked worker).
+import docpool  # noqa: F401
+
+# isort: split
 import pymupdf
 import simplejpeg
 from benchlib import Result
