@@ -53,7 +53,7 @@ def load_layout_package() -> ModuleType:
     import pymupdf
 
     module = importlib.import_module(LAYOUT_MODULE)
-    pymupdf.layout = module  # type: ignore[attr-defined]
+    pymupdf.layout = module
     helpers = sys.modules.get("pymupdf4llm")
     if helpers is not None and hasattr(helpers, "use_layout"):
         helpers.use_layout(True)  # it fell back to its non-layout helpers at import
