@@ -9,7 +9,8 @@ then classified chunk by chunk in different processes with the same rules:
   line on the first page is the title;
 - lines repeated at the top or bottom of many pages (digits ignored) are page headers/footers,
   and so are lone page numbers there;
-- lines starting "Figure N"/"Table N" (and their French/German forms) are captions;
+- lines starting "Figure N"/"Table N" (and their French, German, Spanish, Chinese and
+  Japanese forms) are captions;
 - images are pictures; ruled grids are tables (see ``docpool.tables``).
 """
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 
 import pymupdf
 
+from docpool.language import is_cjk
 from docpool.tables import (
     FoundTable,
     find_ruled_tables,
@@ -41,13 +43,22 @@ MIN_PICTURE_AREA = 0.005  # of the page area; smaller images are decoration
 # A ruled grid (three rulings each way) takes at least three vector paths: a frame and one
 # inner line each way. Pages with fewer skip table detection (most text pages have 0-2).
 MIN_TABLE_VECTORS = 3
+# Figure and table captions in en, fr, de, es ("Figura", "Tabla", "Cuadro", "Gráfico"),
+# zh ("图 1", "表 1") and ja ("図 1", "表 1"), with full-width digits and colons too.
 CAPTION = re.compile(
-    r"^\s*(fig(ure)?\.?|table|tab\.|tableau|abbildung|abb\.|tabelle|chart|exhibit)\s*"
-    r"[0-9]+[A-Za-z]?(\.[0-9]+)?\s*[:.\-–—]?(\s|$)",
+    r"^\s*(fig(ure|ura)?\.?|table|tab\.|tableau|abbildung|abb\.|tabelle|tabla|cuadro|"
+    r"gr[aá]fico|chart|exhibit)\s*"
+    r"[0-9]+[A-Za-z]?(\.[0-9]+)?\s*[:.\-–—]?(\s|$)"
+    r"|^\s*((图|圖|図|表)\s*[0-9０-９]+(\s*[.\-－][0-9０-９]+)?|第\s*[0-9０-９]+\s*(图|圖|図|表))"
+    r"\s*([:：.．、]|\s|$)",
     re.IGNORECASE,
 )
+# Lone page labels: "Page 3 of 40", "Seite 3 von 40", "Página 3 de 40", "p. 3", "3/40",
+# "第 3 页", "第3頁", "3 ページ", "- 3 -".
 PAGE_NUMBER = re.compile(
-    r"^\W*((page|seite|p\.|s\.)\s*)?[0-9ivxlc]+(\s*(of|/|von|sur|de)\s*[0-9]+)?\W*$",
+    r"^\W*((page|seite|p[aá]gina|p[aá]g\.|p\.|s\.)\s*)?[0-9ivxlc]+"
+    r"(\s*(of|/|von|sur|de)\s*[0-9]+)?\W*$"
+    r"|^\W*(第\s*)?[0-9０-９]+\s*(页|頁|ページ)(\s*[/／]\s*[0-9０-９]+\s*(页|頁|ページ)?)?\W*$",
     re.IGNORECASE,
 )
 LIST_ITEM = re.compile(r"^\s*([•·▪◦‣\-–*]|\(?[0-9a-z]{1,2}[).])\s+\S")
@@ -318,11 +329,15 @@ def _inside(bbox: Rect, box: Rect) -> bool:
 
 
 def _join(texts: list[str]) -> str:
-    """Join wrapped lines, undoing end-of-line hyphenation before a lowercase letter."""
+    """Join wrapped lines, undoing end-of-line hyphenation before a lowercase letter; lines
+    meeting at a Chinese or Japanese character join without a space (those scripts put none
+    between words, so a line break there is no word break)."""
     out = ""
     for text in texts:
         if out.endswith("-") and text[:1].islower() and len(out) > 1 and out[-2].isalpha():
             out = out[:-1] + text
+        elif out and text and (is_cjk(out[-1]) or is_cjk(text[0])):
+            out += text
         else:
             out = f"{out} {text}" if out else text
     return out

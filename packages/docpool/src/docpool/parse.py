@@ -17,7 +17,7 @@ from enum import StrEnum
 import pymupdf
 from pymupdf import mupdf
 
-from docpool.language import detect_language
+from docpool.language import detect_document_language
 from docpool.layout_fast import (
     HeadingHit,
     RawPage,
@@ -29,7 +29,6 @@ from docpool.layout_fast import (
 from mmprolong_schemas import DocumentMetadata, Page
 
 PROFILE_SAMPLE_PAGES = 24
-LANG_SAMPLE_CHARS = 800  # a paragraph or two: plenty for language identification
 
 
 class RejectReason(StrEnum):
@@ -227,17 +226,13 @@ def _classify(
     return ParsedPages(pages, headings)
 
 
-def _lang_sample(raws: list[RawPage], profile: StyleProfile) -> str:
-    parts: list[str] = []
-    size = 0
-    for raw in raws:
-        for line in raw.lines:
-            if abs(line.size - profile.body_size) <= 0.5:
-                parts.append(line.text)
-                size += len(line.text)
-                if size >= LANG_SAMPLE_CHARS:
-                    return " ".join(parts)
-    return " ".join(parts)
+def _body_texts(raws: list[RawPage], profile: StyleProfile) -> list[str]:
+    """Each page's body text (lines at the body size), in page order: what the document's
+    language is voted on, page by page across the whole document."""
+    return [
+        " ".join(line.text for line in raw.lines if abs(line.size - profile.body_size) <= 0.5)
+        for raw in sorted(raws, key=lambda raw: raw.number)
+    ]
 
 
 def _sample_numbers(first: int, last: int) -> list[int]:
@@ -277,7 +272,7 @@ def probe_document(path: str, options: ParseOptions) -> Probe:
             metadata=_metadata(doc),
             toc=_toc(doc),
             profile=profile,
-            lang=detect_language(_lang_sample(raws, profile)),
+            lang=detect_document_language(_body_texts(raws, profile)),
             parsed=_classify(doc, raws[:head], profile, options),
             repaired=bool(doc.is_repaired),
         )
