@@ -372,3 +372,24 @@ def test_torn_tail_is_tolerated_only_when_asked(tmp_path: Path) -> None:
     assert len(list(read_jsonl(path, QAPair, tolerate_torn_tail=True))) == 1
     with pytest.raises(SchemaError, match="not valid JSON"):
         list(read_jsonl(path, QAPair))
+
+
+def test_read_parquet_row_reads_one_record(tmp_path: Path) -> None:
+    from mmprolong_schemas import Model, SchemaError, read_parquet_row, record_to_row
+    from mmprolong_schemas.io import write_parquet_rows
+
+    class Item(Model):
+        name: str
+        tags: list[str]
+
+    class Other(Model):
+        name: str
+
+    items = [Item(name=f"n{i}", tags=[str(i)] * i) for i in range(10)]
+    path = tmp_path / "items.parquet"
+    write_parquet_rows(path, [record_to_row(i, Item) for i in items], Item, row_group_size=3)
+    assert [read_parquet_row(path, Item, row) for row in range(10)] == items
+    with pytest.raises(IndexError, match="has no row 10"):
+        read_parquet_row(path, Item, 10)
+    with pytest.raises(SchemaError, match="holds Item records, not Other"):
+        read_parquet_row(path, Other, 0)
