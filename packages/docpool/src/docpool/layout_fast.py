@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import pymupdf
 
 from docpool.language import is_cjk
+from docpool.render import PIXEL_BUDGET, budget_zoom
 from docpool.tables import (
     FoundTable,
     find_ruled_tables,
@@ -146,7 +147,12 @@ def extract_page(
     content = read_textpage(page, textpage)
     if not content.lines:
         if ocr and ocr_available():
-            textpage = page.get_textpage_ocr(flags=TEXTPAGE_FLAGS, language=ocr_language, full=True)
+            # Tesseract reads the page rendered at 72 DPI, or less for a page too large for
+            # the pixel budget (a 200-inch page would otherwise take 600 MB of pixels).
+            dpi = max(1, int(72.0 * budget_zoom(rect.width, rect.height, 72.0, PIXEL_BUDGET)))
+            textpage = page.get_textpage_ocr(
+                flags=TEXTPAGE_FLAGS, language=ocr_language, dpi=dpi, full=True
+            )
             content = read_textpage(page, textpage)
             flags.append("ocr")
         else:
