@@ -56,6 +56,9 @@ class Reject(Model):
     detail: str = ""
     doc_id: str | None = Field(default=None, description="SHA-256 when the bytes were read.")
     file_size: int | None = None
+    num_pages: int | None = Field(
+        default=None, description="Page count, for rejects by the page limits."
+    )
 
 
 class Alias(Model):
@@ -203,12 +206,28 @@ class Pool:
         return self._aliases
 
     def rejects(self) -> list[Reject]:
-        """Every rejected file, once per path (the first verdict wins)."""
-        seen: dict[str, Reject] = {}
-        for shard in _shards(self.root / "rejects"):
+        """Every file rejected and not pooled since, once per path: its latest verdict (a
+        rerun may retry a file and judge it again)."""
+        latest: dict[str, Reject] = {}
+        for shard in _shards(self.root / "rejects"):  # in run order: run ids start with time
             for reject in read_parquet(shard, Reject):
-                seen.setdefault(reject.path, reject)
-        return sorted(seen.values(), key=lambda r: r.path)
+                latest[reject.path] = reject
+        pooled_ids = set(self._index)
+        pooled_paths = set(self.aliases_by_path())
+        for shard in _shards(self.root / "documents"):
+            pooled_paths.update(pq.read_table(shard, columns=["source_path"])[0].to_pylist())
+        return sorted(
+            (
+                r
+                for r in latest.values()
+                if r.path not in pooled_paths and (r.doc_id is None or r.doc_id not in pooled_ids)
+            ),
+            key=lambda r: r.path,
+        )
+
+    def aliases_by_path(self) -> dict[str, str]:
+        """Alias path -> doc_id."""
+        return {path: doc_id for doc_id, paths in self.aliases().items() for path in paths}
 
     def runs(self) -> list[RunManifest]:
         folder = self.root / "runs"
