@@ -17,7 +17,7 @@ from langdetect import DetectorFactory, LangDetectException, detect
 MIN_LETTERS = 40
 MAX_CHARS = 4000
 PAGE_VOTES = 9  # pages sampled, evenly over the document
-PAGE_SAMPLE_CHARS = 160  # of each voting page: a sentence or two
+PAGE_SAMPLE_CHARS = 100  # of each voting page: a sentence; 900 characters in all at most
 # One CJK character carries about as much text as a short word: a page is CJK when its CJK
 # characters, counted this many times, outnumber its other letters.
 CJK_WEIGHT = 3

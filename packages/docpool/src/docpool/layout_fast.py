@@ -32,7 +32,7 @@ from docpool.tables import (
     find_tables_thorough,
     segments_from_vectors,
 )
-from docpool.textpage import TEXTPAGE_FLAGS, read_textpage, vector_boxes
+from docpool.textpage import TEXTPAGE_FLAGS, StyledLine, read_textpage, vector_boxes
 from mmprolong_schemas import BBox, Block, BlockLabel, Page
 
 Rect = tuple[float, float, float, float]
@@ -67,13 +67,9 @@ _TWO_LETTERS = re.compile(r"[^\W\d_].*?[^\W\d_]")
 NUMBERED_HEADING = re.compile(r"^\s*((?:[0-9]+|[A-Z])(?:\.[0-9]+)*)\.?\s+\S")
 
 
-@dataclass(frozen=True)
-class RawLine:
-    text: str
-    bbox: Rect
-    size: float
-    bold: bool
-    block: int
+RawLine = StyledLine
+"""A text line as extraction leaves it: the text page's own line objects, passed on as they
+are unless their text needs cleaning or the page is rotated (no copy of every line)."""
 
 
 @dataclass
@@ -164,14 +160,18 @@ def extract_page(
         if (x1 - x0) * (y1 - y0) >= MIN_PICTURE_AREA * page_area:
             pictures.append((x0, y0, x1, y1))
     lines: list[RawLine] = []
+    search_control = _CONTROL_CHARS.search
     for line in content.lines:
         text = line.text
         if not text:
             continue
-        if _CONTROL_CHARS.search(text) or "  " in text:
-            text = _clean(text)
-        box = line.bbox if matrix is None else _transform(line.bbox, matrix)
-        lines.append(RawLine(text, box, line.size, line.bold, line.block))
+        if search_control(text) or "  " in text:
+            line = RawLine(_clean(text), line.bbox, line.size, line.bold, line.block)
+        if matrix is not None:
+            line = RawLine(
+                line.text, _transform(line.bbox, matrix), line.size, line.bold, line.block
+            )
+        lines.append(line)
     found: list[FoundTable] = []
     if (
         tables != "off"

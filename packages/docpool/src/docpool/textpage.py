@@ -39,7 +39,7 @@ _BOLD_FLAG = 16  # share of the lower run's height two runs of one line overlap 
 Rect = tuple[float, float, float, float]
 
 
-@dataclass
+@dataclass(slots=True)
 class StyledLine:
     """One text line: its text, box, and its style weighted by characters."""
 
