@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 import types
 from collections.abc import Callable, Iterable, Iterator
 from enum import Enum
@@ -26,23 +26,9 @@ from mmprolong_schemas.base import SchemaError, validate_record
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _MODEL_KEY = b"mmprolong.model"
 _JSON_COLUMNS_KEY = b"mmprolong.json_columns"
-
-
-def current_umask() -> int:
-    """The process's umask, read without changing it (Linux reports it in /proc since 4.7;
-    elsewhere it is set and restored at once)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 @contextlib.contextmanager
@@ -53,14 +39,16 @@ def atomic_path(path: str | os.PathLike[str], *, durable: bool = True) -> Iterat
     cheap to make again (rendered page images) skip that cost."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        # mkstemp makes the file 0600; the result gets the mode open() would give it (0666
-        # less the umask), so Ray workers and colleagues can read pools and mixtures.
-        os.fchmod(fd, 0o666 & ~current_umask())
-    finally:
+    # Created as open() creates files, 0666 less the umask (mkstemp would make it 0600), so
+    # Ray workers and colleagues can read pools and mixtures; a random name, never reused.
+    while True:
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o666)
+        except FileExistsError:
+            continue
         os.close(fd)
-    tmp = Path(tmp_name)
+        break
     try:
         yield tmp
         if durable:
