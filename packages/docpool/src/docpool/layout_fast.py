@@ -221,8 +221,11 @@ def _clean(text: str) -> str:
     return " ".join(text.translate(_CONTROL).split())
 
 
+_DIGITS = re.compile(r"[0-9]+")
+
+
 def _normalise(text: str) -> str:
-    return re.sub(r"[0-9]+", "#", text.lower()).strip()
+    return _DIGITS.sub("#", text.lower()).strip()
 
 
 def _band(line: RawLine, height: float) -> str | None:
