@@ -344,21 +344,23 @@ def _random_access(files: list[Path], work: Path) -> Result:
     root = work / "access-pool"
     (root / "documents").mkdir(parents=True)
     (root / "pool.json").write_text('{"format": "docpool", "version": 1}\n')
+    shard_of: dict[str, Path] = {}
     for shard in range(8):
         copies = []
+        path = root / "documents" / f"part-bench-{shard:05d}.parquet"
         for index in range(32):
             row = dict(rows[(shard * 32 + index) % len(rows)])
             row["doc_id"] = hashlib.sha256(f"{shard}-{index}".encode()).hexdigest()
+            shard_of[str(row["doc_id"])] = path
             copies.append(row)
         write_parquet_rows(
-            root / "documents" / f"part-bench-{shard:05d}.parquet",
+            path,
             copies,
             Document,
             row_group_size=DOCUMENT_ROW_GROUP,
         )
     pool = Pool(root)
     order = random.Random(0).sample(pool.doc_ids(), 48)
-    shard_of = {doc_id: shard for doc_id, (shard, _) in pool._index.items()}
 
     def by_row() -> None:
         fresh = Pool(root)

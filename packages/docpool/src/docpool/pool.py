@@ -213,7 +213,7 @@ class Pool:
             for reject in read_parquet(shard, Reject):
                 latest[reject.path] = reject
         pooled_ids = set(self._index)
-        pooled_paths = set(self.aliases_by_path())
+        pooled_paths = {path for paths in self.aliases().values() for path in paths}
         for shard in _shards(self.root / "documents"):
             pooled_paths.update(pq.read_table(shard, columns=["source_path"])[0].to_pylist())
         return sorted(
@@ -224,10 +224,6 @@ class Pool:
             ),
             key=lambda r: r.path,
         )
-
-    def aliases_by_path(self) -> dict[str, str]:
-        """Alias path -> doc_id."""
-        return {path: doc_id for doc_id, paths in self.aliases().items() for path in paths}
 
     def runs(self) -> list[RunManifest]:
         folder = self.root / "runs"
