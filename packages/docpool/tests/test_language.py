@@ -114,3 +114,16 @@ def test_caption_lookalikes_are_not_captions(text: str) -> None:
 )
 def test_page_labels_in_six_languages(label: str) -> None:
     assert PAGE_NUMBER.match(label)
+
+
+def test_a_long_documents_first_chunk_does_not_outvote_the_rest() -> None:
+    from docpool.parse import _evenly
+
+    # 300 pages: pages 1-128 read whole, then one page in seven of the rest.
+    tail = list(range(129, 301, 7))
+    chosen = _evenly([*range(1, 129), *tail], 128)
+    head = [number for number in chosen if number <= 128]
+    assert len(head) == len(range(1, 129, 7)) and head[:3] == [1, 8, 15]
+    assert chosen[len(head) :] == tail
+    # A document read whole keeps every page.
+    assert _evenly(list(range(1, 41)), 40) == list(range(1, 41))

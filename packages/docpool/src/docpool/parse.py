@@ -245,12 +245,28 @@ def _classify(
     return ParsedPages(pages, headings)
 
 
-def _body_texts(raws: list[RawPage], profile: StyleProfile) -> list[str]:
-    """Each page's body text (lines at the body size), in page order: what the document's
-    language is voted on, page by page across the whole document."""
+def _evenly(numbers: list[int], head: int) -> list[int]:
+    """Of the page numbers read (all of ``1..head``, then a sample of the rest, sorted), those
+    that cover the document evenly: the first chunk thinned to the sample's spacing, so a
+    long document's first pages do not outvote the rest."""
+    tail = [number for number in numbers if number > head]
+    if not tail:
+        return numbers
+    stride = max(1, round((tail[-1] - head) / len(tail)))
+    return [number for number in numbers if number <= head and number % stride == 1 % stride] + tail
+
+
+def _body_texts(raws: list[RawPage], profile: StyleProfile, head: int) -> list[str]:
+    """Body text (lines at the body size) of pages spread evenly over the document, in page
+    order: what the document's language is voted on."""
+    by_number = {raw.number: raw for raw in raws}
     return [
-        " ".join(line.text for line in raw.lines if abs(line.size - profile.body_size) <= 0.5)
-        for raw in sorted(raws, key=lambda raw: raw.number)
+        " ".join(
+            line.text
+            for line in by_number[number].lines
+            if abs(line.size - profile.body_size) <= 0.5
+        )
+        for number in _evenly(sorted(by_number), head)
     ]
 
 
@@ -291,7 +307,7 @@ def probe_document(path: str, options: ParseOptions) -> Probe:
         # Text layers first: the language they show picks the OCR language of the others.
         raws = _extract(doc, [*range(1, head + 1), *samples], options, None)
         profile = build_profile(raws)
-        lang = detect_document_language(_body_texts(raws, profile))
+        lang = detect_document_language(_body_texts(raws, profile, head))
         ocr_language = options.ocr_language
         textless = [index for index, raw in enumerate(raws) if "no-text-layer" in raw.flags]
         if options.ocr and (textless or head < num_pages) and ocr_available():
