@@ -41,3 +41,20 @@ def test_image_tokens_match_the_pil_image_processor(width: int, height: int) -> 
     t, gh, gw = out["image_grid_thw"][0].tolist()
     merged = t * gh * gw // (processor.merge_size**2)
     assert image_tokens(height, width, spec) == merged
+
+
+@pytest.mark.parametrize(
+    ("width", "height"), [(1224, 1584), (1584, 1224), (595, 842), (100, 60), (14400, 14400)]
+)
+def test_qwen3_vl_family_matches_its_image_processor(width: int, height: int) -> None:
+    # Qwen3-VL ships Qwen2VLImageProcessor (transformers' image_processing_auto maps qwen3_vl to
+    # it) with Qwen3-VL-8B-Instruct's preprocessor_config: patch_size 16, merge_size 2,
+    # size {shortest_edge: 65536, longest_edge: 16777216}. Small and huge images hit the limits.
+    spec = VisionTokenSpec.for_family("qwen3-vl")
+    assert (spec.factor, spec.min_pixels, spec.max_pixels) == (32, 65536, 16777216)
+    processor = Qwen2VLImageProcessorPil(
+        patch_size=16, merge_size=2, size={"shortest_edge": 65536, "longest_edge": 16777216}
+    )
+    out = processor(images=[Image.new("RGB", (width, height), "white")], return_tensors="pt")
+    t, gh, gw = out["image_grid_thw"][0].tolist()
+    assert image_tokens(height, width, spec) == t * gh * gw // (processor.merge_size**2)

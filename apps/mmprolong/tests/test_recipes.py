@@ -57,6 +57,10 @@ def test_qwen3_recipe_uses_its_family_resize_factor() -> None:
     recipe = load_recipe("qwen3-vl-8b.toml")
     assert recipe.family is ModelFamily.QWEN3_VL
     assert recipe.vision.factor == 32
+    assert (recipe.vision.min_pixels, recipe.vision.max_pixels) == (65536, 16777216)
+    # A qwen3-vl recipe that leaves [vision] out estimates with Qwen3-VL's own limits.
+    bare = parse_recipe('name = "q3"\nfamily = "qwen3-vl"\n', "q3")
+    assert bare.vision == recipe.vision
 
 
 def test_demo_recipe_is_self_contained_and_small() -> None:

@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from docpool import IngestReport, Pool, __version__
 from docpool.cli import app, parse_pages
+from mmprolong_schemas import VisionTokenSpec
 
 runner = CliRunner()
 
@@ -79,6 +80,25 @@ def test_stats_writes_json_and_histograms(
             assert image.format == "PNG" and image.width > 100
 
 
+def test_stats_of_qwen3_vl_use_its_image_limits(
+    ingested: tuple[Pool, IngestReport], tmp_path: Path
+) -> None:
+    pool, _ = ingested
+    result = runner.invoke(
+        app, ["stats", str(pool.root), "--out", str(tmp_path / "s"), "--family", "qwen3-vl"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "s" / "stats.json").read_text())
+    assert data["token_spec"] == {
+        "dpi": 144.0,
+        "factor": 32,
+        "min_pixels": 65536,
+        "max_pixels": 16777216,
+    }
+    spec = VisionTokenSpec.for_family("qwen3-vl")
+    assert data["total_tokens"] == sum(d.tokens(spec) for d in pool.documents())
+
+
 def test_render_formats(ingested: tuple[Pool, IngestReport], tmp_path: Path) -> None:
     pool, _ = ingested
     doc_id = pool.doc_ids()[0]
@@ -114,7 +134,7 @@ def test_parse_pages() -> None:
 def test_ingest_reports_bad_input_without_traceback(tmp_path: Path) -> None:
     result = runner.invoke(app, ["ingest", str(tmp_path / "missing"), "--out", str(tmp_path / "p")])
     assert result.exit_code == 2
-    assert "no such file or folder" in result.output
+    assert "no such file or folder" in " ".join(result.output.split())  # rich wraps lines
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pymupdf
 import pytest
 
-from docpool import CorpusTruth, IngestReport, NotAPool, Pool, render_pages
+from docpool import CorpusTruth, IngestReport, NotAPool, Pool, ingest, render_pages
 
 
 def test_lookup_and_iteration(ingested: tuple[Pool, IngestReport]) -> None:
@@ -66,3 +66,53 @@ def test_long_documents_are_parsed_in_chunks(
     a, b = Pool(whole).get(doc.doc_id), Pool(chunked).get(doc.doc_id)
     assert a.pages == b.pages
     assert a.sections == b.sections
+
+
+def test_pool_files_follow_the_umask(corpus: tuple[Path, CorpusTruth], tmp_path: Path) -> None:
+    import os
+    import stat
+
+    folder, truth = corpus
+    bogus = tmp_path / "bogus.pdf"
+    bogus.write_bytes(b"not a pdf")
+    previous = os.umask(0o027)
+    try:
+        ingest([folder / truth.documents[0].file, bogus], tmp_path / "p", workers=1)
+    finally:
+        os.umask(previous)
+    files = [p for p in (tmp_path / "p").rglob("*") if p.is_file() and p.name != "ingest.lock"]
+    kinds = {p.relative_to(tmp_path / "p").parts[0] for p in files}
+    assert {"pool.json", "pdfs", "documents", "hashes", "rejects", "runs"} <= kinds
+    assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o640}
+
+
+def test_get_reads_one_document_not_its_shard(
+    ingested: tuple[Pool, IngestReport], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow.parquet as pq
+
+    import docpool.pool as pool_module
+
+    pool, _ = ingested
+    expected = {doc.doc_id: doc for doc in pool.documents()}
+    shards = {shard for shard, _ in Pool(pool.root)._index.values()}
+    assert len(shards) == 1 and pq.ParquetFile(next(iter(shards))).metadata.num_row_groups > 1
+
+    def whole_shard(*args: object) -> None:
+        raise AssertionError("get read a whole shard")
+
+    rows_read: list[int] = []
+    original = pq.ParquetFile.read_row_group
+
+    def counted(self: pq.ParquetFile, index: int, *args: object, **kwargs: object) -> object:
+        table = original(self, index, *args, **kwargs)
+        rows_read.append(table.num_rows)
+        return table
+
+    monkeypatch.setattr(pool_module, "read_parquet", whole_shard)
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", counted)
+    fresh = Pool(pool.root)
+    for doc_id in reversed(fresh.doc_ids()):
+        assert fresh.get(doc_id) == expected[doc_id]
+    assert len(rows_read) == len(expected)
+    assert max(rows_read) <= pool_module.DOCUMENT_ROW_GROUP

@@ -113,6 +113,18 @@ def test_ocr_needle_asks_for_one_to_three_pages(document) -> None:
     assert ocr_needle_sample(document, 1) == ocr_needle_sample(document, 1)
 
 
+@pytest.mark.parametrize("flag", ["ocr", "parse-error: cannot read page"])
+def test_ocr_and_parse_error_pages_are_never_transcription_targets(document, flag) -> None:
+    # docpool flags pages whose text came from Tesseract or that failed to parse.
+    pages = [p.model_copy(update={"flags": [flag]}) if p.number == 4 else p for p in document.pages]
+    flagged = document.model_copy(update={"pages": pages})
+    assert ocr_full_sample(document) is not None
+    assert ocr_full_sample(flagged) is None
+    for seed in range(16):
+        needle = ocr_needle_sample(flagged, seed)
+        assert needle is not None and "Page 4:" not in needle.target
+
+
 def test_samples_can_be_cut_after_their_last_needed_page(document) -> None:
     vqa = vqa_sample(_pair(document), document, AssembleConfig(page_labels=True))
     assert vqa is not None and vqa.cut_after == 14  # the segment's last page, not evidence 7

@@ -9,6 +9,7 @@ from mmprolong_schemas import (
     IMAGE_WRAPPER_TOKENS,
     Document,
     ModelFamily,
+    Recipe,
     TrainConfig,
     VisionTokenSpec,
     format_tokens,
@@ -100,3 +101,26 @@ def test_spec_rejects_inverted_pixel_bounds() -> None:
 def test_extreme_aspect_ratio_is_an_error() -> None:
     with pytest.raises(ValueError, match="aspect ratio above 200"):
         smart_resize(10, 5000)
+
+
+def test_family_spec_uses_the_family_preprocessor_limits() -> None:
+    assert VisionTokenSpec.for_family("qwen2.5-vl").model_dump() == VisionTokenSpec().model_dump()
+    qwen3 = VisionTokenSpec.for_family("qwen3-vl", dpi=100.0, max_pixels=None)
+    assert (qwen3.dpi, qwen3.factor, qwen3.min_pixels, qwen3.max_pixels) == (
+        100.0,
+        32,
+        65536,
+        16777216,
+    )
+    # A tiny image is scaled up to Qwen3-VL's 65536-pixel floor: 8x8 cells of 32.
+    assert image_tokens(40, 40, qwen3) == 64
+
+
+def test_recipe_vision_defaults_follow_its_family() -> None:
+    recipe = Recipe.model_validate({"family": "qwen3-vl", "vision": {"dpi": 100.0}})
+    assert (recipe.vision.factor, recipe.vision.min_pixels, recipe.vision.max_pixels) == (
+        32,
+        65536,
+        16777216,
+    )
+    assert Recipe().vision == VisionTokenSpec()

@@ -24,6 +24,7 @@ from mmprolong_schemas import (
     ScoreTable,
     Task,
     TextPart,
+    VisionTokenSpec,
     atomic_path,
     coerce_answer,
     explain,
@@ -243,8 +244,11 @@ def test_recipe_defaults_are_the_papers_final_recipe() -> None:
 
 def test_recipe_cross_checks() -> None:
     with pytest.raises(ValidationError, match="vision.factor 28 does not match qwen3-vl"):
-        Recipe(family="qwen3-vl")
+        Recipe(family="qwen3-vl", vision={"factor": 28})
+    with pytest.raises(ValidationError, match="vision.factor 28 does not match qwen3-vl"):
+        Recipe(family="qwen3-vl", vision=VisionTokenSpec())
     assert Recipe(family="qwen3-vl", vision={"factor": 32}).vision.factor == 32
+    assert Recipe(family="qwen3-vl").vision.factor == 32  # the family's, when left out
     with pytest.raises(ValidationError, match="does not divide 64 GPUs"):
         Recipe(train={"parallel": {"sp": 3}})
     with pytest.raises(ValidationError, match="is not a whole number of 131072-token sequences"):
@@ -341,6 +345,27 @@ def test_atomic_path_replaces_only_a_finished_file(
     assert len(synced) == (1 if durable else 0)
 
 
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o077])
+def test_atomic_files_follow_the_umask(tmp_path: Path, mask: int) -> None:
+    import os
+    import stat
+
+    from mmprolong_schemas import Model, write_parquet
+
+    class Row(Model):
+        name: str
+
+    previous = os.umask(mask)
+    try:
+        with atomic_path(tmp_path / "a.txt") as tmp:
+            tmp.write_text("x")
+        write_parquet(tmp_path / "b.parquet", [Row(name="a")], Row)
+    finally:
+        os.umask(previous)
+    for name in ("a.txt", "b.parquet"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~mask
+
+
 def test_torn_tail_is_tolerated_only_when_asked(tmp_path: Path) -> None:
     path = tmp_path / "log.jsonl"
     write_jsonl(path, [qa()])
@@ -349,3 +374,24 @@ def test_torn_tail_is_tolerated_only_when_asked(tmp_path: Path) -> None:
     assert len(list(read_jsonl(path, QAPair, tolerate_torn_tail=True))) == 1
     with pytest.raises(SchemaError, match="not valid JSON"):
         list(read_jsonl(path, QAPair))
+
+
+def test_read_parquet_row_reads_one_record(tmp_path: Path) -> None:
+    from mmprolong_schemas import Model, SchemaError, read_parquet_row, record_to_row
+    from mmprolong_schemas.io import write_parquet_rows
+
+    class Item(Model):
+        name: str
+        tags: list[str]
+
+    class Other(Model):
+        name: str
+
+    items = [Item(name=f"n{i}", tags=[str(i)] * i) for i in range(10)]
+    path = tmp_path / "items.parquet"
+    write_parquet_rows(path, [record_to_row(i, Item) for i in items], Item, row_group_size=3)
+    assert [read_parquet_row(path, Item, row) for row in range(10)] == items
+    with pytest.raises(IndexError, match="has no row 10"):
+        read_parquet_row(path, Item, 10)
+    with pytest.raises(SchemaError, match="holds Item records, not Other"):
+        read_parquet_row(path, Other, 0)

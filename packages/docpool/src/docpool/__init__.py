@@ -7,6 +7,8 @@ pool = Pool("pool")
 doc = pool.get(pool.doc_ids()[0]); images = pool.render(doc.doc_id, [1, 2])
 """
 
+# First: imports pymupdf without its layout model (see _pymupdf_layout).
+import docpool._pymupdf_layout  # noqa: F401  (isort: keep first)
 from docpool.corpus import (
     CaptionTruth,
     CorpusTruth,

@@ -84,8 +84,21 @@ def ingest_command(
         "'finder' (PyMuPDF find_tables, slow), 'off'.",
     ),
     ocr: bool = typer.Option(True, help="OCR pages without text when tesseract is installed."),
+    ocr_language: str | None = typer.Option(
+        None,
+        help="Tesseract language codes for OCR, e.g. 'eng', 'deu', 'chi_sim', 'jpn+eng' "
+        "(installed traineddata). Default: each document's detected language where "
+        "Tesseract has it (with eng), else eng.",
+    ),
     batch_size: int = typer.Option(
         64, min=1, help="Records per appended shard; what an interrupted run keeps."
+    ),
+    retry_rejects: bool = typer.Option(
+        False,
+        "--retry-rejects",
+        help="Judge every file rejected by earlier runs again. Without it, only transient "
+        "failures (timeout, memory, crash) and files whose page count these "
+        "--min/--max-pages would accept are retried.",
     ),
 ) -> None:
     """Add PDFs to a pool: hash, dedup, parse in isolated workers, append shards.
@@ -114,7 +127,9 @@ def ingest_command(
             chunk_pages,
             tables,
             ocr,
+            ocr_language,
             batch_size,
+            retry_rejects,
         )
     except (
         SourceError,
@@ -148,7 +163,9 @@ def _run_ingest(
     chunk_pages: int,
     tables: str,
     ocr: bool,
+    ocr_language: str | None,
     batch_size: int,
+    retry_rejects: bool = False,
 ) -> IngestReport:
     from docpool.ingest import ingest
     from mmprolong_schemas.executor import make_executor
@@ -177,7 +194,9 @@ def _run_ingest(
         chunk_pages=chunk_pages,
         tables=tables,
         ocr=ocr,
+        ocr_language=ocr_language,
         batch_size=batch_size,
+        retry_rejects=retry_rejects,
         progress=True,
         command=sys.argv,
     )
@@ -192,6 +211,7 @@ def _print_report(report: IngestReport, out: Path) -> None:
     table.add_row("pages added", str(report.pages_added))
     table.add_row("aliases added", str(report.aliases_added))
     table.add_row("already in pool", str(report.already_in_pool))
+    table.add_row("rejected before, judged again", str(report.retried))
     for reason, count in sorted(report.rejected.items()):
         table.add_row(f"rejected: {reason}", str(count))
     table.add_row("seconds", f"{report.seconds:.1f}")
@@ -207,8 +227,12 @@ def stats_command(
     ),
     family: ModelFamily = typer.Option(ModelFamily.QWEN2_5_VL, help="Token counting model."),
     dpi: float = typer.Option(144.0, help="Render resolution the token estimate assumes."),
-    min_pixels: int = typer.Option(3136, help="Preprocessor min_pixels."),
-    max_pixels: int = typer.Option(12845056, help="Preprocessor max_pixels."),
+    min_pixels: int | None = typer.Option(
+        None, help="Preprocessor min_pixels [default: the family's, 3136 or 65536]."
+    ),
+    max_pixels: int | None = typer.Option(
+        None, help="Preprocessor max_pixels [default: the family's, 12845056 or 16777216]."
+    ),
 ) -> None:
     """Print the pool table (documents, pages, languages, domains, tokens) and write
     stats.json, pages_hist.png and tokens_hist.png."""

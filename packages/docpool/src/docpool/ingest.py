@@ -15,7 +15,9 @@ rejected), so killing a run at any point and running it again gives the same poo
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import re
 import secrets
 import sys
 import time
@@ -38,7 +40,10 @@ from rich.progress import (
 
 from docpool.hashes import read_hash_file
 from docpool.identity import has_pdf_magic, looks_truncated, sha256_file
+from docpool.ocr import check_ocr_language
 from docpool.parse import (
+    PAGE_LIMIT_REASONS,
+    TRANSIENT_REASONS,
     DocumentRejected,
     ParsedPages,
     ParseOptions,
@@ -76,6 +81,7 @@ class IngestReport:
     pages_added: int = 0
     aliases_added: int = 0
     already_in_pool: int = 0
+    retried: int = 0  # files rejected before and judged again by this run
     rejected: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -91,6 +97,7 @@ class IngestReport:
             "pages_added": self.pages_added,
             "aliases_added": self.aliases_added,
             "already_in_pool": self.already_in_pool,
+            "retried": self.retried,
             "rejected": dict(self.rejected),
             "seconds": round(self.seconds, 3),
             "pages_per_second": round(self.pages_per_second, 1),
@@ -101,12 +108,39 @@ class IngestReport:
 class _PoolState:
     source_of: dict[str, str] = field(default_factory=dict)  # doc_id -> source path
     aliases: set[tuple[str, str]] = field(default_factory=set)
-    rejected_paths: set[str] = field(default_factory=set)
+    rejected_paths: set[str] = field(default_factory=set)  # settled: not judged again
     rejected_ids: dict[str, Reject] = field(default_factory=dict)
     hashes: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # path -> stat, id
+    retry_paths: set[str] = field(default_factory=set)  # rejected before, judged again
 
 
-def _load_state(root: Path) -> _PoolState:
+_PAGES_DETAIL = re.compile(r"^(\d+) pages\b")
+
+
+def _settled(reject: Reject, retry_rejects: bool, min_pages: int, max_pages: int) -> bool:
+    """Whether an earlier verdict stands for this run: not with ``retry_rejects``, not for
+    a transient failure (timeout, memory, crash), not for a page-limit verdict the run's
+    limits would not give (the file is judged again)."""
+    if retry_rejects:
+        return False
+    try:
+        reason = RejectReason(reject.reason)
+    except ValueError:
+        return True
+    if reason in TRANSIENT_REASONS:
+        return False
+    if reason in PAGE_LIMIT_REASONS:
+        pages = reject.num_pages
+        if pages is None:  # written before rejects kept their page count
+            match = _PAGES_DETAIL.match(reject.detail)
+            pages = int(match.group(1)) if match else None
+        return pages is not None and not min_pages <= pages <= max_pages
+    return True
+
+
+def _load_state(
+    root: Path, retry_rejects: bool = False, min_pages: int = 1, max_pages: int = 1 << 30
+) -> _PoolState:
     state = _PoolState()
     for shard in _shards(root / "documents"):
         table = pq.read_table(shard, columns=["doc_id", "source_path"]).to_pydict()
@@ -118,12 +152,21 @@ def _load_state(root: Path) -> _PoolState:
     for shard in _shards(root / "hashes"):
         for row in pq.read_table(shard).to_pylist():
             state.hashes[row["path"]] = (row["size"], row["mtime_ns"], row["doc_id"])
-    for shard in _shards(root / "rejects"):
+    latest: dict[str, Reject] = {}
+    for shard in _shards(root / "rejects"):  # in run order: the latest verdict wins
         for row in pq.read_table(shard).to_pylist():
             reject = Reject.model_validate(row)
-            state.rejected_paths.add(reject.path)
-            if reject.doc_id:
-                state.rejected_ids.setdefault(reject.doc_id, reject)
+            latest[reject.path] = reject
+    pooled = set(state.source_of.values()) | {path for _, path in state.aliases}
+    for reject in latest.values():
+        if reject.path in pooled or (reject.doc_id and reject.doc_id in state.source_of):
+            continue
+        if not _settled(reject, retry_rejects, min_pages, max_pages):
+            state.retry_paths.add(reject.path)
+            continue
+        state.rejected_paths.add(reject.path)
+        if reject.doc_id:
+            state.rejected_ids.setdefault(reject.doc_id, reject)
     return state
 
 
@@ -186,13 +229,19 @@ def ingest(
     chunk_pages: int = 128,
     tables: str = "grid",
     ocr: bool = True,
+    ocr_language: str | None = None,
     batch_size: int = 64,
     executor: Executor | None = None,
     progress: bool = False,
     command: Sequence[str] | None = None,
+    retry_rejects: bool = False,
 ) -> IngestReport:
     """Add the PDFs found in ``sources`` (files, folders, CSV/JSONL manifests) to the pool at
-    ``out`` and return what happened. Safe to rerun and to interrupt at any point."""
+    ``out`` and return what happened. Safe to rerun and to interrupt at any point.
+
+    Files rejected by an earlier run are skipped, except transient failures (timeout,
+    memory, crash) and page-limit verdicts these ``min_pages``/``max_pages`` would not give,
+    which are judged again; ``retry_rejects`` judges every rejected file again."""
     if layout not in ("fast", "model"):
         raise ValueError(f"layout must be 'fast' or 'model', not {layout!r}")
     if tables not in ("grid", "finder", "off"):
@@ -209,6 +258,7 @@ def ingest(
         max_pages=max_pages,
         chunk_pages=chunk_pages,
         ocr=ocr,
+        ocr_language=None if ocr_language is None else check_ocr_language(ocr_language),
     )
     # Fails now (with the install hint) when the layout model is missing, and loads shared
     # state once, before workers fork.
@@ -223,7 +273,9 @@ def ingest(
     mapping = load_domain_map(Path(domain_map)) if domain_map else None
     source_list = [str(source) for source in sources]
     files = expand_sources(source_list)
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+    # Sortable in run order (microseconds: two runs in one second stay in order), as the
+    # latest verdict on a file is the one that counts.
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f") + "-" + secrets.token_hex(3)
     writer = PoolWriter(root, run_id)
     executor = executor or LocalExecutor(workers, timeout=timeout, memory_bytes=memory_bytes)
     config = {
@@ -241,12 +293,14 @@ def ingest(
         "chunk_pages": chunk_pages,
         "tables": tables,
         "ocr": ocr,
+        "ocr_language": ocr_language,
+        "retry_rejects": retry_rejects,
     }
     # One ingest at a time per pool: two would both parse, store and append the same files.
     with IngestLock(root):
         manifest = RunManifest.start("docpool ingest", config, list(command or sys.argv))
         writer.write_run(manifest)
-        state = _load_state(root)
+        state = _load_state(root, retry_rejects, min_pages, max_pages)
         report = IngestReport(pool=root, candidates=len(files))
 
         def reject(
@@ -255,9 +309,17 @@ def ingest(
             detail: str = "",
             doc_id: str | None = None,
             size: int | None = None,
+            num_pages: int | None = None,
         ) -> None:
             writer.rejects.append(
-                Reject(path=path, reason=reason.value, detail=detail, doc_id=doc_id, file_size=size)
+                Reject(
+                    path=path,
+                    reason=reason.value,
+                    detail=detail,
+                    doc_id=doc_id,
+                    file_size=size,
+                    num_pages=num_pages,
+                )
             )
             state.rejected_paths.add(path)
             report.rejected[reason.value] += 1
@@ -289,6 +351,8 @@ def ingest(
                 if path in state.rejected_paths:
                     report.already_in_pool += 1
                     continue
+                if path in state.retry_paths:
+                    report.retried += 1
                 try:
                     stat = source.path.stat()
                     size = stat.st_size
@@ -363,8 +427,9 @@ def ingest(
 
             def reject_candidate(candidate: _Candidate, error: BaseException) -> None:
                 reason, detail = _verdict(error)
+                pages = error.num_pages if isinstance(error, DocumentRejected) else None
                 for path in (candidate.path, *candidate.duplicates):
-                    reject(path, reason, detail, candidate.doc_id, candidate.file_size)
+                    reject(path, reason, detail, candidate.doc_id, candidate.file_size, pages)
 
             def accept(candidate: _Candidate, row: dict[str, object], num_pages: int) -> None:
                 writer.store_pdf(candidate.source.path, candidate.doc_id)
@@ -408,7 +473,18 @@ def ingest(
                 assert probe.parsed is not None
                 chunk_results[doc_id][1] = probe.parsed
             chunk_tasks = (
-                ((doc_id, first), (candidates[doc_id].path, first, last, probe.profile, options))
+                (
+                    (doc_id, first),
+                    (
+                        candidates[doc_id].path,
+                        first,
+                        last,
+                        probe.profile,
+                        dataclasses.replace(
+                            options, ocr_language=options.ocr_language or probe.ocr_language
+                        ),
+                    ),
+                )
                 for doc_id, probe in long_docs.items()
                 for first, last in chunk_ranges(probe.num_pages, chunk_pages)[1:]
             )

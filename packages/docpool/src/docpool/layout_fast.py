@@ -9,7 +9,8 @@ then classified chunk by chunk in different processes with the same rules:
   line on the first page is the title;
 - lines repeated at the top or bottom of many pages (digits ignored) are page headers/footers,
   and so are lone page numbers there;
-- lines starting "Figure N"/"Table N" (and their French/German forms) are captions;
+- lines starting "Figure N"/"Table N" (and their French, German, Spanish, Chinese and
+  Japanese forms) are captions;
 - images are pictures; ruled grids are tables (see ``docpool.tables``).
 """
 
@@ -23,13 +24,15 @@ from dataclasses import dataclass, field
 
 import pymupdf
 
+from docpool.language import is_cjk
+from docpool.render import PIXEL_BUDGET, budget_zoom
 from docpool.tables import (
     FoundTable,
     find_ruled_tables,
     find_tables_thorough,
     segments_from_vectors,
 )
-from docpool.textpage import TEXTPAGE_FLAGS, read_textpage, vector_boxes
+from docpool.textpage import TEXTPAGE_FLAGS, StyledLine, read_textpage, vector_boxes
 from mmprolong_schemas import BBox, Block, BlockLabel, Page
 
 Rect = tuple[float, float, float, float]
@@ -41,13 +44,22 @@ MIN_PICTURE_AREA = 0.005  # of the page area; smaller images are decoration
 # A ruled grid (three rulings each way) takes at least three vector paths: a frame and one
 # inner line each way. Pages with fewer skip table detection (most text pages have 0-2).
 MIN_TABLE_VECTORS = 3
+# Figure and table captions in en, fr, de, es ("Figura", "Tabla", "Cuadro", "Gráfico"),
+# zh ("图 1", "表 1") and ja ("図 1", "表 1"), with full-width digits and colons too.
 CAPTION = re.compile(
-    r"^\s*(fig(ure)?\.?|table|tab\.|tableau|abbildung|abb\.|tabelle|chart|exhibit)\s*"
-    r"[0-9]+[A-Za-z]?(\.[0-9]+)?\s*[:.\-–—]?(\s|$)",
+    r"^\s*(fig(ure|ura)?\.?|table|tab\.|tableau|abbildung|abb\.|tabelle|tabla|cuadro|"
+    r"gr[aá]fico|chart|exhibit)\s*"
+    r"[0-9]+[A-Za-z]?(\.[0-9]+)?\s*[:.\-–—]?(\s|$)"
+    r"|^\s*((图|圖|図|表)\s*[0-9０-９]+(\s*[.\-－][0-9０-９]+)?|第\s*[0-9０-９]+\s*(图|圖|図|表))"
+    r"\s*([:：.．、]|\s|$)",
     re.IGNORECASE,
 )
+# Lone page labels: "Page 3 of 40", "Seite 3 von 40", "Página 3 de 40", "p. 3", "3/40",
+# "第 3 页", "第3頁", "3 ページ", "- 3 -".
 PAGE_NUMBER = re.compile(
-    r"^\W*((page|seite|p\.|s\.)\s*)?[0-9ivxlc]+(\s*(of|/|von|sur|de)\s*[0-9]+)?\W*$",
+    r"^\W*((page|seite|p[aá]gina|p[aá]g\.|p\.|s\.)\s*)?[0-9ivxlc]+"
+    r"(\s*(of|/|von|sur|de)\s*[0-9]+)?\W*$"
+    r"|^\W*(第\s*)?[0-9０-９]+\s*(页|頁|ページ)(\s*[/／]\s*[0-9０-９]+\s*(页|頁|ページ)?)?\W*$",
     re.IGNORECASE,
 )
 LIST_ITEM = re.compile(r"^\s*([•·▪◦‣\-–*]|\(?[0-9a-z]{1,2}[).])\s+\S")
@@ -55,13 +67,9 @@ _TWO_LETTERS = re.compile(r"[^\W\d_].*?[^\W\d_]")
 NUMBERED_HEADING = re.compile(r"^\s*((?:[0-9]+|[A-Z])(?:\.[0-9]+)*)\.?\s+\S")
 
 
-@dataclass(frozen=True)
-class RawLine:
-    text: str
-    bbox: Rect
-    size: float
-    bold: bool
-    block: int
+RawLine = StyledLine
+"""A text line as extraction leaves it: the text page's own line objects, passed on as they
+are unless their text needs cleaning or the page is rotated (no copy of every line)."""
 
 
 @dataclass
@@ -135,7 +143,12 @@ def extract_page(
     content = read_textpage(page, textpage)
     if not content.lines:
         if ocr and ocr_available():
-            textpage = page.get_textpage_ocr(flags=TEXTPAGE_FLAGS, language=ocr_language, full=True)
+            # Tesseract reads the page rendered at 72 DPI, or less for a page too large for
+            # the pixel budget (a 200-inch page would otherwise take 600 MB of pixels).
+            dpi = max(1, int(72.0 * budget_zoom(rect.width, rect.height, 72.0, PIXEL_BUDGET)))
+            textpage = page.get_textpage_ocr(
+                flags=TEXTPAGE_FLAGS, language=ocr_language, dpi=dpi, full=True
+            )
             content = read_textpage(page, textpage)
             flags.append("ocr")
         else:
@@ -147,14 +160,18 @@ def extract_page(
         if (x1 - x0) * (y1 - y0) >= MIN_PICTURE_AREA * page_area:
             pictures.append((x0, y0, x1, y1))
     lines: list[RawLine] = []
+    search_control = _CONTROL_CHARS.search
     for line in content.lines:
         text = line.text
         if not text:
             continue
-        if _CONTROL_CHARS.search(text) or "  " in text:
-            text = _clean(text)
-        box = line.bbox if matrix is None else _transform(line.bbox, matrix)
-        lines.append(RawLine(text, box, line.size, line.bold, line.block))
+        if search_control(text) or "  " in text:
+            line = RawLine(_clean(text), line.bbox, line.size, line.bold, line.block)
+        if matrix is not None:
+            line = RawLine(
+                line.text, _transform(line.bbox, matrix), line.size, line.bold, line.block
+            )
+        lines.append(line)
     found: list[FoundTable] = []
     if (
         tables != "off"
@@ -204,8 +221,11 @@ def _clean(text: str) -> str:
     return " ".join(text.translate(_CONTROL).split())
 
 
+_DIGITS = re.compile(r"[0-9]+")
+
+
 def _normalise(text: str) -> str:
-    return re.sub(r"[0-9]+", "#", text.lower()).strip()
+    return _DIGITS.sub("#", text.lower()).strip()
 
 
 def _band(line: RawLine, height: float) -> str | None:
@@ -318,11 +338,15 @@ def _inside(bbox: Rect, box: Rect) -> bool:
 
 
 def _join(texts: list[str]) -> str:
-    """Join wrapped lines, undoing end-of-line hyphenation before a lowercase letter."""
+    """Join wrapped lines, undoing end-of-line hyphenation before a lowercase letter; lines
+    meeting at a Chinese or Japanese character join without a space (those scripts put none
+    between words, so a line break there is no word break)."""
     out = ""
     for text in texts:
         if out.endswith("-") and text[:1].islower() and len(out) > 1 and out[-2].isalpha():
             out = out[:-1] + text
+        elif out and text and (is_cjk(out[-1]) or is_cjk(text[0])):
+            out += text
         else:
             out = f"{out} {text}" if out else text
     return out

@@ -13,6 +13,7 @@ from typing import Any
 
 import pymupdf
 
+from docpool._pymupdf_layout import load_layout_package
 from docpool.layout_fast import (
     HeadingHit,
     RawLine,
@@ -58,6 +59,7 @@ def ensure_layout_model(features: str = "rf") -> Any:
         raise ValueError(f"layout features must be one of {FEATURE_SETS}, not {features!r}")
     if features not in _MODELS:
         try:
+            load_layout_package()
             analyzer = importlib.import_module("pymupdf.layout.DocumentLayoutAnalyzer")
         except ImportError as error:
             raise LayoutModelUnavailable(

@@ -17,7 +17,7 @@ from enum import StrEnum
 import pymupdf
 from pymupdf import mupdf
 
-from docpool.language import detect_language
+from docpool.language import detect_document_language
 from docpool.layout_fast import (
     HeadingHit,
     RawPage,
@@ -25,11 +25,12 @@ from docpool.layout_fast import (
     build_profile,
     classify_page,
     extract_page,
+    ocr_available,
 )
+from docpool.ocr import DEFAULT_LANGUAGE, ocr_language_for
 from mmprolong_schemas import DocumentMetadata, Page
 
 PROFILE_SAMPLE_PAGES = 24
-LANG_SAMPLE_CHARS = 800  # a paragraph or two: plenty for language identification
 
 
 class RejectReason(StrEnum):
@@ -49,13 +50,20 @@ class RejectReason(StrEnum):
     PARSE_ERROR = "parse_error"
 
 
+TRANSIENT_REASONS = frozenset({RejectReason.TIMEOUT, RejectReason.MEMORY, RejectReason.CRASHED})
+"""Verdicts a busier machine, a tighter cap or a bad moment can give: retried by a rerun."""
+PAGE_LIMIT_REASONS = frozenset({RejectReason.TOO_FEW_PAGES, RejectReason.TOO_MANY_PAGES})
+"""Verdicts of the page limits: judged again by a run with other limits."""
+
+
 class DocumentRejected(Exception):
     """The document cannot enter the pool; ``reason`` says why in one word."""
 
-    def __init__(self, reason: RejectReason | str, detail: str = ""):
-        super().__init__(str(reason), detail)
+    def __init__(self, reason: RejectReason | str, detail: str = "", num_pages: int | None = None):
+        super().__init__(str(reason), detail, num_pages)  # all three survive pickling
         self.reason = RejectReason(reason)
         self.detail = detail
+        self.num_pages = num_pages
 
     def __str__(self) -> str:
         return f"{self.reason.value}: {self.detail}" if self.detail else self.reason.value
@@ -70,7 +78,9 @@ class ParseOptions:
     max_pages: int = 200
     chunk_pages: int = 128  # documents longer than this are parsed in page-range chunks
     ocr: bool = True
-    ocr_language: str = "eng"
+    # Tesseract codes ("eng", "jpn+eng"); None: from the document's detected language
+    # (docpool.ocr.ocr_language_for), known once its text pages are read.
+    ocr_language: str | None = None
 
 
 @dataclass
@@ -91,6 +101,9 @@ class Probe:
     parsed: ParsedPages | None = None  # the first chunk: pages 1 to min(chunk_pages, num_pages)
     repaired: bool = False
     notes: list[str] = field(default_factory=list)
+    # What pages without text were OCR'd in, and the other chunks' pages will be (None: no
+    # OCR, or no page needed it).
+    ocr_language: str | None = None
 
 
 def warm_up(options: ParseOptions) -> None:
@@ -172,8 +185,13 @@ def _toc(doc: pymupdf.Document) -> list[list[object]]:
     return [[int(level), str(title)[:500], int(page)] for level, title, page, *_ in toc]
 
 
-def _extract(doc: pymupdf.Document, numbers: list[int], options: ParseOptions) -> list[RawPage]:
+def _extract(
+    doc: pymupdf.Document, numbers: list[int], options: ParseOptions, ocr_language: str | None
+) -> list[RawPage]:
+    """Raw pages; pages without text are OCR'd in ``ocr_language`` (None: not OCR'd, flagged
+    ``no-text-layer``)."""
     raws = []
+    ocr = options.ocr and ocr_language is not None
     for number in numbers:
         page = doc.load_page(number - 1)
         try:
@@ -181,8 +199,8 @@ def _extract(doc: pymupdf.Document, numbers: list[int], options: ParseOptions) -
                 extract_page(
                     page,
                     tables=options.tables,
-                    ocr=options.ocr,
-                    ocr_language=options.ocr_language,
+                    ocr=ocr,
+                    ocr_language=ocr_language or DEFAULT_LANGUAGE,
                 )
             )
         except (RuntimeError, ValueError, mupdf.FzErrorBase) as error:
@@ -227,17 +245,29 @@ def _classify(
     return ParsedPages(pages, headings)
 
 
-def _lang_sample(raws: list[RawPage], profile: StyleProfile) -> str:
-    parts: list[str] = []
-    size = 0
-    for raw in raws:
-        for line in raw.lines:
-            if abs(line.size - profile.body_size) <= 0.5:
-                parts.append(line.text)
-                size += len(line.text)
-                if size >= LANG_SAMPLE_CHARS:
-                    return " ".join(parts)
-    return " ".join(parts)
+def _evenly(numbers: list[int], head: int) -> list[int]:
+    """Of the page numbers read (all of ``1..head``, then a sample of the rest, sorted), those
+    that cover the document evenly: the first chunk thinned to the sample's spacing, so a
+    long document's first pages do not outvote the rest."""
+    tail = [number for number in numbers if number > head]
+    if not tail:
+        return numbers
+    stride = max(1, round((tail[-1] - head) / len(tail)))
+    return [number for number in numbers if number <= head and number % stride == 1 % stride] + tail
+
+
+def _body_texts(raws: list[RawPage], profile: StyleProfile, head: int) -> list[str]:
+    """Body text (lines at the body size) of pages spread evenly over the document, in page
+    order: what the document's language is voted on."""
+    by_number = {raw.number: raw for raw in raws}
+    return [
+        " ".join(
+            line.text
+            for line in by_number[number].lines
+            if abs(line.size - profile.body_size) <= 0.5
+        )
+        for number in _evenly(sorted(by_number), head)
+    ]
 
 
 def _sample_numbers(first: int, last: int) -> list[int]:
@@ -262,24 +292,37 @@ def probe_document(path: str, options: ParseOptions) -> Probe:
             raise DocumentRejected(RejectReason.ZERO_PAGES, "the PDF has no pages")
         if num_pages < options.min_pages:
             raise DocumentRejected(
-                RejectReason.TOO_FEW_PAGES, f"{num_pages} pages, below {options.min_pages}"
+                RejectReason.TOO_FEW_PAGES,
+                f"{num_pages} pages, below {options.min_pages}",
+                num_pages,
             )
         if num_pages > options.max_pages:
             raise DocumentRejected(
-                RejectReason.TOO_MANY_PAGES, f"{num_pages} pages, above {options.max_pages}"
+                RejectReason.TOO_MANY_PAGES,
+                f"{num_pages} pages, above {options.max_pages}",
+                num_pages,
             )
         head = min(num_pages, options.chunk_pages)
         samples = _sample_numbers(head + 1, num_pages) if head < num_pages else []
-        raws = _extract(doc, [*range(1, head + 1), *samples], options)
+        # Text layers first: the language they show picks the OCR language of the others.
+        raws = _extract(doc, [*range(1, head + 1), *samples], options, None)
         profile = build_profile(raws)
+        lang = detect_document_language(_body_texts(raws, profile, head))
+        ocr_language = options.ocr_language
+        textless = [index for index, raw in enumerate(raws) if "no-text-layer" in raw.flags]
+        if options.ocr and (textless or head < num_pages) and ocr_available():
+            ocr_language = ocr_language or ocr_language_for(lang)
+            for index in textless:
+                (raws[index],) = _extract(doc, [raws[index].number], options, ocr_language)
         return Probe(
             num_pages=num_pages,
             metadata=_metadata(doc),
             toc=_toc(doc),
             profile=profile,
-            lang=detect_language(_lang_sample(raws, profile)),
+            lang=lang,
             parsed=_classify(doc, raws[:head], profile, options),
             repaired=bool(doc.is_repaired),
+            ocr_language=ocr_language,
         )
     finally:
         doc.close()
@@ -295,7 +338,8 @@ def parse_page_range(
     try:
         if not 1 <= first <= last <= doc.page_count:
             raise ValueError(f"pages {first}-{last} are outside 1-{doc.page_count}")
-        raws = _extract(doc, list(range(first, last + 1)), options)
+        language = options.ocr_language or DEFAULT_LANGUAGE
+        raws = _extract(doc, list(range(first, last + 1)), options, language)
         return _classify(doc, raws, profile, options)
     finally:
         doc.close()

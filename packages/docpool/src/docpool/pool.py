@@ -37,12 +37,15 @@ from mmprolong_schemas import (
     RunManifest,
     atomic_path,
     read_parquet,
+    read_parquet_row,
     write_parquet,
     write_parquet_rows,
 )
 
 POOL_FORMAT = 1
 MARKER = "pool.json"
+DOCUMENT_ROW_GROUP = 4  # documents a Parquet row group: what reading one document reads
+DOCUMENT_CACHE = 16  # documents Pool.get keeps
 
 
 class Reject(Model):
@@ -53,6 +56,9 @@ class Reject(Model):
     detail: str = ""
     doc_id: str | None = Field(default=None, description="SHA-256 when the bytes were read.")
     file_size: int | None = None
+    num_pages: int | None = Field(
+        default=None, description="Page count, for rejects by the page limits."
+    )
 
 
 class Alias(Model):
@@ -127,19 +133,23 @@ def _shards(folder: Path) -> list[Path]:
 
 class Pool:
     """Read access to a pool directory. Cheap to open: it reads only the doc_id column of
-    each shard to build its index; records are loaded when asked for."""
+    each shard to build its index (shard and row of every document); ``get`` then reads one
+    document's row group and validates that document alone, so random access costs one
+    document, not one shard."""
 
     def __init__(self, path: str | Path):
         self.root = Path(path)
         marker = self.root / MARKER
         if not marker.is_file():
             raise NotAPool(f"{self.root} is not a docpool pool (no {MARKER}); run `docpool ingest`")
-        self._index: dict[str, Path] = {}
+        self._index: dict[str, tuple[Path, int]] = {}
         for shard in _shards(self.root / "documents"):
-            for doc_id in pq.read_table(shard, columns=["doc_id"]).column("doc_id").to_pylist():
-                self._index.setdefault(doc_id, shard)
+            ids = pq.read_table(shard, columns=["doc_id"]).column("doc_id").to_pylist()
+            for row, doc_id in enumerate(ids):
+                self._index.setdefault(doc_id, (shard, row))
         self._aliases: dict[str, list[str]] | None = None
-        self._load_shard = lru_cache(maxsize=4)(self._read_shard)
+        # The few documents asked for last (a teacher or assemble asks for one several times).
+        self._load = lru_cache(maxsize=DOCUMENT_CACHE)(self._read_document)
 
     def __len__(self) -> int:
         return len(self._index)
@@ -150,8 +160,9 @@ class Pool:
     def doc_ids(self) -> list[str]:
         return sorted(self._index)
 
-    def _read_shard(self, shard: Path) -> dict[str, Document]:
-        return {doc.doc_id: doc for doc in read_parquet(shard, Document)}
+    def _read_document(self, doc_id: str) -> Document:
+        shard, row = self._index[doc_id]
+        return read_parquet_row(shard, Document, row)
 
     def _with_aliases(self, doc: Document) -> Document:
         aliases = sorted(set(doc.aliases) | set(self.aliases().get(doc.doc_id, [])))
@@ -168,10 +179,10 @@ class Pool:
                     yield self._with_aliases(doc)
 
     def get(self, doc_id: str) -> Document:
-        shard = self._index.get(doc_id)
-        if shard is None:
+        """One document by id, read alone (its shard's row group, not the whole shard)."""
+        if doc_id not in self._index:
             raise KeyError(f"document {doc_id[:16]} is not in the pool {self.root}")
-        return self._with_aliases(self._load_shard(shard)[doc_id])
+        return self._with_aliases(self._load(doc_id))
 
     def pdf_path(self, doc_id: str) -> Path:
         if doc_id not in self._index:
@@ -195,12 +206,24 @@ class Pool:
         return self._aliases
 
     def rejects(self) -> list[Reject]:
-        """Every rejected file, once per path (the first verdict wins)."""
-        seen: dict[str, Reject] = {}
-        for shard in _shards(self.root / "rejects"):
+        """Every file rejected and not pooled since, once per path: its latest verdict (a
+        rerun may retry a file and judge it again)."""
+        latest: dict[str, Reject] = {}
+        for shard in _shards(self.root / "rejects"):  # in run order: run ids start with time
             for reject in read_parquet(shard, Reject):
-                seen.setdefault(reject.path, reject)
-        return sorted(seen.values(), key=lambda r: r.path)
+                latest[reject.path] = reject
+        pooled_ids = set(self._index)
+        pooled_paths = {path for paths in self.aliases().values() for path in paths}
+        for shard in _shards(self.root / "documents"):
+            pooled_paths.update(pq.read_table(shard, columns=["source_path"])[0].to_pylist())
+        return sorted(
+            (
+                r
+                for r in latest.values()
+                if r.path not in pooled_paths and (r.doc_id is None or r.doc_id not in pooled_ids)
+            ),
+            key=lambda r: r.path,
+        )
 
     def runs(self) -> list[RunManifest]:
         folder = self.root / "runs"
@@ -234,8 +257,7 @@ class PoolWriter:
         target = shard_path(self.root / "pdfs", doc_id)
         if not target.exists():
             with atomic_path(target) as tmp:
-                shutil.copyfile(source, tmp)
-                tmp.chmod(0o644)
+                shutil.copyfile(source, tmp)  # keeps the umask-given mode atomic_path set
         return target
 
     @property
@@ -256,7 +278,12 @@ class PoolWriter:
                 write_parquet(self.root / folder / name, records, model)
                 records.clear()
         if self.document_rows:
-            write_parquet_rows(self.root / "documents" / name, self.document_rows, Document)
+            write_parquet_rows(
+                self.root / "documents" / name,
+                self.document_rows,
+                Document,
+                row_group_size=DOCUMENT_ROW_GROUP,
+            )
             self.document_rows.clear()
 
     def write_run(self, manifest: RunManifest) -> None:

@@ -18,6 +18,7 @@ a display list, has MuPDF's test device replay it to see whether anything is dra
 from __future__ import annotations
 
 import io
+import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,6 +34,9 @@ from pymupdf import mupdf
 from mmprolong_schemas import atomic_path
 
 JPEG_QUALITY = 90
+PIXEL_BUDGET = 16777216
+"""Most pixels a rendered page gets (Qwen3-VL's max_pixels, the largest of the supported
+image processors): 48 MiB as RGB. A Letter page at 144 DPI has 1.9 million."""
 FORMATS = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 
 ColorMode = Literal["auto", "rgb", "gray"]
@@ -89,11 +93,32 @@ def _check_color(color: str) -> None:
         raise ValueError(f"colour mode {color!r} is not one of {', '.join(COLOR_MODES)}")
 
 
-def rasterise(page: pymupdf.Page, dpi: float = 144.0, color: ColorMode = "auto") -> pymupdf.Pixmap:
+def budget_zoom(width_pt: float, height_pt: float, dpi: float, max_pixels: int) -> float:
+    """The scale (pixels per point) a page is rendered at: ``dpi`` / 72, lowered so the image
+    holds at most ``max_pixels`` pixels."""
+    zoom = dpi / 72.0
+    area = max(width_pt, 1e-6) * max(height_pt, 1e-6)
+    if area * zoom * zoom > max_pixels:
+        # Pixmap sides are rounded outward: keep a pixel of slack on each side.
+        zoom = (math.sqrt(max_pixels / area) * 0.999) - 2.0 / max(width_pt, height_pt)
+    return max(zoom, 1e-3)
+
+
+def rasterise(
+    page: pymupdf.Page,
+    dpi: float = 144.0,
+    color: ColorMode = "auto",
+    max_pixels: int = PIXEL_BUDGET,
+) -> pymupdf.Pixmap:
     """``page`` as a pixmap at ``dpi`` without alpha: one channel (gray) or three (RGB), as
     ``color`` says (``auto``: gray unless ``page_is_color``). ``pixmap_pixels`` views it as an
-    array, ``jpeg_bytes`` and ``encode_image`` encode either kind."""
+    array, ``jpeg_bytes`` and ``encode_image`` encode either kind. A page that would exceed
+    ``max_pixels`` at ``dpi`` (a poster, a 200-inch drawing) is rendered at the resolution that
+    fits: the image processors would shrink it to their max_pixels anyway, and its pixmap
+    never takes gigabytes."""
     _check_color(color)
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be positive, got {max_pixels}")
     # What page.get_pixmap does, in two steps: the page is interpreted once into a display
     # list, which the colour test then replays (several times cheaper than interpreting the
     # page again) before it is drawn.
@@ -112,7 +137,8 @@ def rasterise(page: pymupdf.Page, dpi: float = 144.0, color: ColorMode = "auto")
         )
     )
     # A zoom matrix rather than get_pixmap(dpi=): the latter only takes whole DPIs.
-    zoom = dpi / 72.0
+    rect = page.rect
+    zoom = budget_zoom(rect.width, rect.height, dpi, max_pixels)
     return drawing.get_pixmap(
         matrix=pymupdf.Matrix(zoom, zoom),
         colorspace=pymupdf.csGRAY if gray else pymupdf.csRGB,
@@ -121,17 +147,21 @@ def rasterise(page: pymupdf.Page, dpi: float = 144.0, color: ColorMode = "auto")
 
 
 def render_pages(
-    pdf_path: str | Path, pages: Sequence[int], dpi: float = 144.0, color: ColorMode = "rgb"
+    pdf_path: str | Path,
+    pages: Sequence[int],
+    dpi: float = 144.0,
+    color: ColorMode = "rgb",
+    max_pixels: int = PIXEL_BUDGET,
 ) -> list[Image.Image]:
-    """Images of ``pages`` (1-based) at ``dpi``, in the order asked: RGB by default; with
-    ``color="auto"`` or ``"gray"``, gray pages are mode ``L`` images."""
+    """Images of ``pages`` (1-based) at ``dpi`` (at most ``max_pixels`` each), in the order
+    asked: RGB by default; with ``color="auto"`` or ``"gray"``, gray pages are mode ``L``."""
     _check_color(color)
     with pymupdf.open(pdf_path) as doc:
         images = []
         for number in pages:
             if not 1 <= number <= doc.page_count:
                 raise IndexError(f"{pdf_path} has no page {number} (1-{doc.page_count})")
-            pixmap = rasterise(doc.load_page(number - 1), dpi, color)
+            pixmap = rasterise(doc.load_page(number - 1), dpi, color, max_pixels)
             mode = "L" if pixmap.n == 1 else "RGB"
             images.append(Image.frombytes(mode, (pixmap.width, pixmap.height), pixmap.samples))
         return images
@@ -221,6 +251,7 @@ def write_pages(
     stem: str = "page",
     encoders: int = 2,
     color: ColorMode = "auto",
+    max_pixels: int = PIXEL_BUDGET,
 ) -> list[Path]:
     """Render and encode pages straight to files ``<stem>-p0001.jpg`` ... (each written
     atomically). ``color``: ``auto`` writes pages without colour as gray images (one channel,
@@ -252,7 +283,7 @@ def write_pages(
             for number in pages:
                 if not 1 <= number <= doc.page_count:
                     raise IndexError(f"{pdf_path} has no page {number} (1-{doc.page_count})")
-                pixmap = rasterise(doc.load_page(number - 1), dpi, color)
+                pixmap = rasterise(doc.load_page(number - 1), dpi, color, max_pixels)
                 path = out_dir / f"{stem}-p{number:04d}.{suffix}"
                 if pool is None:
                     written.append(save(pixmap_pixels(pixmap), path))

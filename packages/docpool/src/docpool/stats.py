@@ -41,6 +41,10 @@ class PoolStats:
     average_tokens: float = 0.0
     token_spec: dict[str, float] = field(default_factory=dict)
     rejects: dict[str, int] = field(default_factory=dict)
+    # Pages whose text is not the PDF's own (flag -> pages): "ocr" (read by Tesseract),
+    # "no-text-layer" (no text, no OCR), "parse-error" (kept empty); and documents with any.
+    flagged_pages: dict[str, int] = field(default_factory=dict)
+    flagged_documents: dict[str, int] = field(default_factory=dict)
     page_counts: list[int] = field(default_factory=list)
     token_counts: list[int] = field(default_factory=list)
 
@@ -57,7 +61,12 @@ def compute_stats(pool: Pool, spec: VisionTokenSpec | None = None) -> PoolStats:
     stats = PoolStats(token_spec=spec.model_dump())
     languages: Counter[str] = Counter()
     domains: Counter[str] = Counter()
+    flagged_pages: Counter[str] = Counter()
+    flagged_documents: Counter[str] = Counter()
     for doc in pool.documents():
+        flags = Counter(flag.split(":")[0] for page in doc.pages for flag in page.flags)
+        flagged_pages.update(flags)
+        flagged_documents.update(flags.keys())
         stats.page_counts.append(doc.num_pages)
         stats.token_counts.append(doc.tokens(spec))
         languages[doc.lang or "unknown"] += 1
@@ -72,6 +81,8 @@ def compute_stats(pool: Pool, spec: VisionTokenSpec | None = None) -> PoolStats:
     stats.languages = dict(languages.most_common())
     stats.domains = dict(domains.most_common())
     stats.rejects = dict(Counter(r.reason for r in pool.rejects()).most_common())
+    stats.flagged_pages = dict(flagged_pages.most_common())
+    stats.flagged_documents = dict(flagged_documents.most_common())
     return stats
 
 
@@ -107,6 +118,13 @@ def stats_table(stats: PoolStats) -> Table:
     first = True
     for domain, count in stats.domains.items():
         table.add_row("Domain" if first else "", domain, _share(count, stats.documents))
+        first = False
+    first = True
+    for flag, count in stats.flagged_pages.items():
+        documents = stats.flagged_documents.get(flag, 0)
+        table.add_row(
+            "Flagged pages" if first else "", flag, f"{count:,} (in {documents:,} documents)"
+        )
         first = False
     first = True
     for reason, count in stats.rejects.items():

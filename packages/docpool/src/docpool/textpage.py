@@ -39,7 +39,7 @@ _BOLD_FLAG = 16  # share of the lower run's height two runs of one line overlap 
 Rect = tuple[float, float, float, float]
 
 
-@dataclass
+@dataclass(slots=True)
 class StyledLine:
     """One text line: its text, box, and its style weighted by characters."""
 
@@ -73,6 +73,17 @@ def vector_boxes(textpage: pymupdf.TextPage) -> list[Rect]:
     return boxes
 
 
+def _continues(y0: float, x1: float, y1: float, box: Rect, size: float) -> bool:
+    """Whether a run with ``box`` continues a line ending at ``x1`` between ``y0`` and ``y1``:
+    they overlap vertically and the gap between them is a space at most."""
+    bx0, by0, _, by1 = box
+    overlap = min(by1, y1) - max(by0, y0)
+    if overlap <= _JOIN_OVERLAP * min(by1 - by0, y1 - y0):
+        return False
+    gap = bx0 - x1
+    return -_JOIN_BACK * size <= gap <= _JOIN_GAP * max(size, 1.0)
+
+
 class _Line:
     __slots__ = ("parts", "x0", "y0", "x1", "y1", "sizes", "bold_chars", "chars", "block")
 
@@ -86,12 +97,7 @@ class _Line:
         self.block = block
 
     def accepts(self, box: Rect, size: float) -> bool:
-        x0, y0, _, y1 = box
-        overlap = min(y1, self.y1) - max(y0, self.y0)
-        if overlap <= _JOIN_OVERLAP * min(y1 - y0, self.y1 - self.y0):
-            return False
-        gap = x0 - self.x1
-        return -_JOIN_BACK * size <= gap <= _JOIN_GAP * max(size, 1.0)
+        return _continues(self.y0, self.x1, self.y1, box, size)
 
     def add(self, text: str, box: Rect, size: float, bold: bool) -> None:
         self.parts.append(text)
@@ -134,20 +140,42 @@ def _export(textpage: pymupdf.TextPage) -> Any:
 Run = tuple[str, Rect, float, bool]  # text, box, size (half points), bold
 
 
+def _lone(run: Run, block: int) -> StyledLine:
+    """The line of a single run: what ``_Line(*run, block).finish()`` gives, without it."""
+    text, box, size, bold = run
+    text = text.strip()
+    return StyledLine(text, box, size, bold and bool(text), block)
+
+
 def _join_runs(blocks: list[tuple[int, list[Run]]]) -> list[StyledLine]:
-    """Lines from the style runs of each text block, in order."""
+    """Lines from the style runs of each text block, in order. Most lines are one run: a run
+    becomes a ``_Line`` only when the next one joins it."""
     lines: list[StyledLine] = []
+    append = lines.append
     for index, runs in blocks:
         current: _Line | None = None
-        for text, box, size, bold in runs:
-            if current is not None and current.accepts(box, size):
-                current.add(text, box, size, bold)
-                continue
+        pending: Run | None = None  # the last run, while nothing has joined it
+        for run in runs:
+            text, box, size, bold = run
             if current is not None:
-                lines.append(current.finish())
-            current = _Line(text, box, size, bold, index)
+                if current.accepts(box, size):
+                    current.add(text, box, size, bold)
+                    continue
+                append(current.finish())
+                current = None
+            elif pending is not None:
+                _, (_, y0, x1, y1), _, _ = pending
+                if _continues(y0, x1, y1, box, size):
+                    current = _Line(*pending, index)
+                    current.add(text, box, size, bold)
+                    pending = None
+                    continue
+                append(_lone(pending, index))
+            pending = run
         if current is not None:
-            lines.append(current.finish())
+            append(current.finish())
+        elif pending is not None:
+            append(_lone(pending, index))
     return lines
 
 

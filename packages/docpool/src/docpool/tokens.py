@@ -13,7 +13,8 @@ from mmprolong_schemas import ModelFamily, VisionTokenSpec
 def spec_for(
     family: ModelFamily | str = ModelFamily.QWEN2_5_VL,
     dpi: float = 144.0,
-    min_pixels: int = 3136,
-    max_pixels: int = 12845056,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
 ) -> VisionTokenSpec:
+    """None keeps the family's own preprocessor limits (Qwen3-VL: 65536 / 16777216)."""
     return VisionTokenSpec.for_family(family, dpi=dpi, min_pixels=min_pixels, max_pixels=max_pixels)

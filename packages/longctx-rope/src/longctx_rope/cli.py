@@ -235,8 +235,12 @@ def span(
         ModelFamily, typer.Option("--family", help="Decides the resize factor (28 or 32).")
     ] = ModelFamily.QWEN2_5_VL,
     dpi: Annotated[float, typer.Option("--dpi", help="Page render resolution.")] = 144.0,
-    min_pixels: Annotated[int, typer.Option("--min-pixels")] = 3136,
-    max_pixels: Annotated[int, typer.Option("--max-pixels")] = 12845056,
+    min_pixels: Annotated[
+        int | None, typer.Option("--min-pixels", help="Default: the family's preprocessor.")
+    ] = None,
+    max_pixels: Annotated[
+        int | None, typer.Option("--max-pixels", help="Default: the family's preprocessor.")
+    ] = None,
     tokenizer: Annotated[
         Path | None,
         typer.Option("--tokenizer", help="Count text with this tokenizer instead of estimating."),

@@ -22,6 +22,7 @@ from mmprolong_schemas import (
     BlockLabel,
     Document,
     Message,
+    Page,
     PagePart,
     Part,
     QAPair,
@@ -143,9 +144,21 @@ def _transcripts(doc: Document, pages: Iterable[int]) -> str:
     return "\n\n".join(f"Page {p}:\n{page_transcript(doc, p)}" for p in pages)
 
 
+UNTRUSTED_PAGE_FLAGS = ("ocr", "parse-error")
+"""docpool page flags whose text is not the PDF's own: Tesseract's reading of a page without
+a text layer, or nothing for a page that failed to parse. Never a transcription target."""
+
+
+def _text_trusted(page: Page) -> bool:
+    return not any(flag.split(":")[0] in UNTRUSTED_PAGE_FLAGS for flag in page.flags)
+
+
 def ocr_full_sample(doc: Document, config: AssembleConfig | None = None) -> Sample | None:
-    """Transcribe every page; None if the document has no text or exceeds ``max_length``."""
+    """Transcribe every page; None if the document has no text, has a page whose text came
+    from OCR or a parse error (see ``UNTRUSTED_PAGE_FLAGS``), or exceeds ``max_length``."""
     config = config or AssembleConfig()
+    if not all(_text_trusted(p) for p in doc.pages):
+        return None
     if not any(page_transcript(doc, p.number) for p in doc.pages):
         return None
     target = _transcripts(doc, range(1, doc.num_pages + 1))
@@ -164,7 +177,7 @@ def ocr_needle_sample(
 ) -> Sample | None:
     """Transcribe 1-3 pages chosen by (seed, document); the other pages are distractors."""
     config = config or AssembleConfig()
-    with_text = [p.number for p in doc.pages if page_transcript(doc, p.number)]
+    with_text = [p.number for p in doc.pages if _text_trusted(p) and page_transcript(doc, p.number)]
     if not with_text:
         return None
     rng = random.Random(f"needle:{seed}:{doc.doc_id}")

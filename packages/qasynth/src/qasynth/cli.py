@@ -17,6 +17,7 @@ from mmprolong_schemas import (
     HistogramBin,
     LengthDistribution,
     MixtureSpec,
+    ModelFamily,
     QAPair,
     Task,
     VisionTokenSpec,
@@ -116,6 +117,9 @@ def segment(
     min_pages: int = typer.Option(8, min=1, help="Fewest pages of a segment."),
     max_pages: int = typer.Option(15, min=1, help="Most pages of a segment."),
     dpi: float = typer.Option(144, help="Render resolution the token estimates assume."),
+    family: ModelFamily = typer.Option(
+        ModelFamily.QWEN2_5_VL, help="Model whose image limits the token estimates use."
+    ),
     seed: int = typer.Option(0, help="Seed of document draws and segment choice."),
 ) -> None:
     """Choose documents by length and sample section-coherent segments of 8-15 pages."""
@@ -142,7 +146,7 @@ def segment(
             per_doc=per_doc,
             seed=seed,
             pages=(min_pages, max_pages),
-            spec=VisionTokenSpec(dpi=dpi),
+            spec=VisionTokenSpec.for_family(family, dpi=dpi),
             tick=tick,
         )
     _summary("segments", summary)
@@ -275,6 +279,9 @@ def assemble(
     ),
     max_length: str = typer.Option("128K", help="Samples longer than this are skipped."),
     dpi: float = typer.Option(144, help="Render resolution the token estimates assume."),
+    family: ModelFamily = typer.Option(
+        ModelFamily.QWEN2_5_VL, help="Model whose image limits the token estimates use."
+    ),
     seed: int = typer.Option(0, help="Seed of OCR-needle page choice."),
     executor: str = typer.Option(
         "local",
@@ -294,7 +301,9 @@ def assemble(
     steps = make_executor("ray", ray_address=ray_address) if executor == "ray" else None
 
     config = AssembleConfig(
-        spec=VisionTokenSpec(dpi=dpi), page_labels=page_labels, max_length=parse_tokens(max_length)
+        spec=VisionTokenSpec.for_family(family, dpi=dpi),
+        page_labels=page_labels,
+        max_length=parse_tokens(max_length),
     )
     _need(run / PAIRS_FILE, "generate")
     total = sum(1 for _ in read_jsonl(run / PAIRS_FILE, QAPair))

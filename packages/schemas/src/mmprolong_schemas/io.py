@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 import types
 from collections.abc import Callable, Iterable, Iterator
 from enum import Enum
@@ -26,6 +26,7 @@ from mmprolong_schemas.base import SchemaError, validate_record
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _MODEL_KEY = b"mmprolong.model"
 _JSON_COLUMNS_KEY = b"mmprolong.json_columns"
 
@@ -38,9 +39,16 @@ def atomic_path(path: str | os.PathLike[str], *, durable: bool = True) -> Iterat
     cheap to make again (rendered page images) skip that cost."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    # Created as open() creates files, 0666 less the umask (mkstemp would make it 0600), so
+    # Ray workers and colleagues can read pools and mixtures; a random name, never reused.
+    while True:
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        break
     try:
         yield tmp
         if durable:
@@ -190,10 +198,15 @@ def record_to_row(record: BaseModel, model: type[BaseModel]) -> dict[str, Any]:
 
 
 def write_parquet_rows(
-    path: str | os.PathLike[str], rows: Iterable[dict[str, Any]], model: type[BaseModel]
+    path: str | os.PathLike[str],
+    rows: Iterable[dict[str, Any]],
+    model: type[BaseModel],
+    *,
+    row_group_size: int | None = None,
 ) -> int:
     """Write rows made by ``record_to_row`` to a Parquet file atomically (the same file
-    ``write_parquet`` writes for the records); returns the row count."""
+    ``write_parquet`` writes for the records); returns the row count. ``row_group_size``
+    rows a group (default: one group) bounds what ``read_parquet_row`` reads for one row."""
     schema, _ = _arrow_schema(model)
     columns: dict[str, list[Any]] = {name: [] for name in schema.names}
     for row in rows:
@@ -203,7 +216,7 @@ def write_parquet_rows(
             values.append(row[name])
     table = pa.table(columns, schema=schema)
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
     return table.num_rows
 
 
@@ -217,6 +230,22 @@ def write_parquet(
     return table.num_rows
 
 
+def _json_columns(source: Path, schema: pa.Schema, model: type[BaseModel]) -> set[str]:
+    metadata = schema.metadata or {}
+    written_as = metadata.get(_MODEL_KEY, b"").decode()
+    if written_as and written_as != model.__name__:
+        raise SchemaError(str(source), [f"holds {written_as} records, not {model.__name__}"])
+    return set(json.loads(metadata.get(_JSON_COLUMNS_KEY, b"[]")))
+
+
+def _record(row: dict[str, Any], json_columns: set[str], model: type[ModelT], where: str) -> ModelT:
+    data = {
+        name: json.loads(value) if name in json_columns and value is not None else value
+        for name, value in row.items()
+    }
+    return validate_record(model, data, where)
+
+
 def read_parquet(path: str | os.PathLike[str], model: type[ModelT]) -> Iterator[ModelT]:
     """Yield validated records from a Parquet file written by ``write_parquet``."""
     source = Path(path)
@@ -224,14 +253,27 @@ def read_parquet(path: str | os.PathLike[str], model: type[ModelT]) -> Iterator[
         table = pq.read_table(source)
     except (pa.ArrowInvalid, OSError) as error:
         raise SchemaError(str(source), [f"not a readable Parquet file ({error})"]) from None
-    metadata = table.schema.metadata or {}
-    written_as = metadata.get(_MODEL_KEY, b"").decode()
-    if written_as and written_as != model.__name__:
-        raise SchemaError(str(source), [f"holds {written_as} records, not {model.__name__}"])
-    json_columns = set(json.loads(metadata.get(_JSON_COLUMNS_KEY, b"[]")))
+    json_columns = _json_columns(source, table.schema, model)
     for row_number, row in enumerate(table.to_pylist()):
-        data = {
-            name: json.loads(value) if name in json_columns and value is not None else value
-            for name, value in row.items()
-        }
-        yield validate_record(model, data, f"{source} row {row_number}")
+        yield _record(row, json_columns, model, f"{source} row {row_number}")
+
+
+def read_parquet_row(path: str | os.PathLike[str], model: type[ModelT], row: int) -> ModelT:
+    """The record in row ``row`` (0-based) of a file written by ``write_parquet``: reads only
+    the row group holding it and validates only that record."""
+    source = Path(path)
+    try:
+        handle = pq.ParquetFile(source)
+        first = 0
+        for group in range(handle.metadata.num_row_groups):
+            size = handle.metadata.row_group(group).num_rows
+            if row < first + size:
+                table = handle.read_row_group(group).slice(row - first, 1)
+                break
+            first += size
+        else:
+            raise IndexError(f"{source} has no row {row} ({first} rows)")
+    except (pa.ArrowInvalid, OSError) as error:
+        raise SchemaError(str(source), [f"not a readable Parquet file ({error})"]) from None
+    json_columns = _json_columns(source, handle.schema_arrow, model)
+    return _record(table.to_pylist()[0], json_columns, model, f"{source} row {row}")

@@ -10,7 +10,7 @@ global batches of 32 sequences, SP 2 x FSDP 4 on 8-GPU nodes, 8 nodes.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -283,6 +283,21 @@ class Recipe(Record):
     demo: DemoConfig | None = Field(
         default=None, description="Set for a self-contained run on generated PDFs and a tiny model."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _family_vision(cls, data: Any) -> Any:
+        """Vision settings the recipe leaves out come from its family's preprocessor (a
+        qwen3-vl recipe estimates with factor 32 and 65536 / 16777216 pixels)."""
+        if not isinstance(data, dict) or "family" not in data:
+            return data
+        vision = data.get("vision")
+        if vision is None or isinstance(vision, dict):
+            family = ModelFamily(data["family"])
+            low, high = family.pixel_limits
+            defaults = {"factor": family.resize_factor, "min_pixels": low, "max_pixels": high}
+            data = {**data, "vision": {**defaults, **(vision or {})}}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:

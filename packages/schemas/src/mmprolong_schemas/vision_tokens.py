@@ -30,6 +30,13 @@ class ModelFamily(StrEnum):
     def resize_factor(self) -> int:
         return 28 if self is ModelFamily.QWEN2_5_VL else 32
 
+    @property
+    def pixel_limits(self) -> tuple[int, int]:
+        """(min_pixels, max_pixels) of the family's released image preprocessor:
+        Qwen2.5-VL-7B-Instruct's preprocessor_config (3136 / 12845056) and Qwen3-VL's
+        (``size`` shortest_edge 65536, longest_edge 16777216)."""
+        return (3136, 12845056) if self is ModelFamily.QWEN2_5_VL else (65536, 16777216)
+
 
 class VisionTokenSpec(Model):
     """Everything that decides the token count of a page image. min/max pixels are always
@@ -50,7 +57,17 @@ class VisionTokenSpec(Model):
 
     @classmethod
     def for_family(cls, family: ModelFamily | str, **overrides: Any) -> VisionTokenSpec:
-        return cls(factor=ModelFamily(family).resize_factor, **overrides)
+        """The family's factor and preprocessor pixel limits; ``overrides`` given as None
+        keep the family's value."""
+        family = ModelFamily(family)
+        low, high = family.pixel_limits
+        values: dict[str, Any] = {
+            "factor": family.resize_factor,
+            "min_pixels": low,
+            "max_pixels": high,
+        }
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**values)
 
 
 def smart_resize(
