@@ -11,6 +11,7 @@ from typing import Any
 from lvlm_judge.context import ContextResolver
 from lvlm_judge.judge.cache import JudgeCache
 from lvlm_judge.judge.llm import LLMJudge
+from lvlm_judge.judge.prompts import OUR_JUDGE
 from lvlm_judge.runners import OpenAIRunner, TransformersRunner, VLLMRunner, size_engine
 from lvlm_judge.runners.base import DEFAULT_MAX_NEW_TOKENS
 from mmprolong_schemas import EvalItem
@@ -92,10 +93,20 @@ def make_llm_judge(
     base_url: str | None = None,
     concurrency: int = 8,
     pre_judge: bool = True,
+    mmlb_source: str | Path | None = None,
 ) -> LLMJudge:
-    """The v1.1 LLM judge on an OpenAI-compatible server (``base_url`` or OPENAI_BASE_URL; the
-    key from OPENAI_API_KEY), with its SQLite cache at ``cache_path``."""
+    """The LLM judge on an OpenAI-compatible server (``base_url`` or OPENAI_BASE_URL; the key
+    from OPENAI_API_KEY), with its SQLite cache at ``cache_path``. With ``mmlb_source`` (an
+    MMLongBench checkout) it asks MMLongBench v1.1's judge prompts with its request
+    parameters, read from there; otherwise our own wording."""
     if not judge_model:
         raise ValueError("the LLM judge needs a judge model name")
+    prompts = OUR_JUDGE
+    if mmlb_source is not None:
+        from lvlm_judge.mmlb_source import read_judge_prompts
+
+        prompts = read_judge_prompts(mmlb_source)
     settings = ClientSettings.from_env(base_url, concurrency=concurrency)
-    return LLMJudge(settings, judge_model, cache=JudgeCache(cache_path), pre_judge=pre_judge)
+    return LLMJudge(
+        settings, judge_model, cache=JudgeCache(cache_path), pre_judge=pre_judge, prompts=prompts
+    )

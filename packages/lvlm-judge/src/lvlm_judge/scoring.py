@@ -1,8 +1,10 @@
 """Judging predictions of EvalItems: rules always, the LLM judge on top for document QA.
 
-MM-NIAH items are scored by their metric (MMLongBench uses no LLM judge there). A prediction
-that failed in the runner scores 0 and carries its error. When the LLM judge could not reach a
-verdict for an item, the item is left out, so a rerun judges it again (the cache keeps the rest).
+MM-NIAH items are scored by their metric (MMLongBench uses no LLM judge there). As in
+MMLongBench v1.1 (eval_api_batch.py), an item whose parsed output is empty (no answer, or a
+failed model call) is left out of the means; here it is kept in the results with the reason in
+``excluded`` and counted. A runner error and a judge call that failed for good are recorded
+the same way, so a rerun judges them again (the judge cache keeps the rest).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import Literal
 from lvlm_judge.judge.llm import JudgeRequest, LLMJudge
 from lvlm_judge.metrics import ScoredAnswer, accuracy, generalized_f1
 from lvlm_judge.niah import score_niah
+from lvlm_judge.prompting import OUR_TEMPLATES, PromptTemplates, doc_question
 from lvlm_judge.results import ItemResult
-from lvlm_judge.rules import parse_output, score_output
+from lvlm_judge.rules import parse_generation, score_output
 from mmprolong_schemas import EvalItem, Prediction
 from mmprolong_schemas.executor import Executor
 
@@ -37,12 +40,22 @@ def rule_result(item: EvalItem, prediction: Prediction) -> ItemResult:
             score=0.0,
             scores={},
             judge_source="error",
+            excluded=f"runner error: {prediction.error}",
+            **base,
+        )
+    if not parse_generation(prediction.output):
+        return ItemResult(
+            parsed_answer="",
+            score=0.0,
+            scores={},
+            judge_source="empty",
+            excluded="empty output",
             **base,
         )
     if item.metric is not None:
         scores = score_niah(prediction.output, item.answer, item.metric)
         headline = next(iter(scores.values()))
-        parsed = parse_output(prediction.output)
+        parsed = parse_generation(prediction.output)
     else:
         assert item.answer_format is not None
         headline, parsed = score_output(item.answer, prediction.output, item.answer_format)
@@ -86,10 +99,12 @@ def judge_predictions(
     llm_judge: LLMJudge | None = None,
     on_judged: Callable[[int], None] | None = None,
     executor: Executor | None = None,
+    templates: PromptTemplates = OUR_TEMPLATES,
 ) -> list[ItemResult]:
-    """Results for every item that has a prediction (and, with the LLM judge, a verdict);
-    ``on_judged(n)`` follows the LLM judge's progress. With an ``executor`` the rule scores
-    are computed there in chunks (same results, same order)."""
+    """Results for every item that has a prediction; ``on_judged(n)`` follows the LLM judge's
+    progress. The judge sees each question as the model saw it (``templates``' document
+    prefix). With an ``executor`` the rule scores are computed there in chunks (same results,
+    same order)."""
     if judge == "llm" and llm_judge is None:
         raise ValueError("judge 'llm' needs an LLMJudge (a judge model and server)")
     pairs = [(item, predictions[item.item_id]) for item in items if item.item_id in predictions]
@@ -98,10 +113,14 @@ def judge_predictions(
         return results
     assert llm_judge is not None
     by_id = {item.item_id: item for item in items}
-    to_judge = [r for r in results if r.answer_format is not None and r.error is None]
+    to_judge = [r for r in results if r.answer_format is not None and r.excluded is None]
     requests = [
         JudgeRequest(
-            r.item_id, r.question, by_id[r.item_id].answer, r.answer_format, r.parsed_answer
+            r.item_id,
+            doc_question(by_id[r.item_id], templates),
+            by_id[r.item_id].answer,
+            r.answer_format,
+            r.parsed_answer,
         )
         for r in to_judge
         if r.answer_format is not None
@@ -117,6 +136,16 @@ def judge_predictions(
             continue
         verdict = verdict_by_id[result.item_id]
         if verdict is None:
+            judged.append(
+                result.model_copy(
+                    update={
+                        "judge": "llm",
+                        "judge_source": "judge-failed",
+                        "excluded": "judge call failed after retries",
+                        "error": "the LLM judge gave no verdict (see run.json judge errors)",
+                    }
+                )
+            )
             continue
         judged.append(
             result.model_copy(
@@ -137,7 +166,7 @@ def doc_summary(results: Sequence[ItemResult]) -> dict[str, dict[str, float]]:
     """MMLongBench-Doc accuracy and generalised F1 (percent) per dataset@length of doc items."""
     groups: dict[str, list[ScoredAnswer]] = defaultdict(list)
     for r in results:
-        if r.answer_format is not None:
+        if r.answer_format is not None and r.excluded is None:
             key = f"{r.dataset}@{r.length}"
             groups[key].append(ScoredAnswer(r.answer, r.parsed_answer, r.score))
     return {
