@@ -429,24 +429,27 @@ def extend(
         Path("extended"), help="Folder for <dataset>_K<n>.jsonl EvalItem files."
     ),
 ) -> None:
-    """Pad document items with pages of other documents up to 256K / 512K tokens."""
+    """Our padding option: pad document items with pages of other documents up to 256K /
+    512K tokens (each image at most once). MMLongBench's own 256K/512K items are VLMEvalKit's
+    MMLongBench_256K/_512K.tsv, which `run --data` reads directly."""
     from lvlm_judge.context import ContextResolver, open_pool
     from lvlm_judge.datasets import DatasetError, load_data
     from lvlm_judge.extend import Extender, ExtensionError, donor_documents
 
     spec = _spec(family, dpi, min_pixels, max_pixels)
     opened_pool = open_pool(pool) if pool else None
+    root = _image_root({"image_root": image_root, "data": data})
     try:
         items = load_data(
-            data, image_root=image_root, pool=opened_pool, lengths=_lengths(source_lengths),
+            data, image_root=root, pool=opened_pool, lengths=_lengths(source_lengths),
             datasets=[d.strip() for d in datasets.split(",") if d.strip()], spec=spec,
+            subset="all",
         )  # fmt: skip
     except DatasetError as error:
         _fail(str(error))
     items = [item for item in items if item.metric is None]
     if not items:
         _fail("no document items to extend")
-    root = image_root or (data[0] if data[0].is_dir() else data[0].parent)
     try:
         text_tokens = text_token_counter(tokenizer)
     except ImportError as error:
@@ -504,7 +507,15 @@ def report(
     out: Path | None = typer.Option(None, help="Write report.md, report.csv and report.png here."),
 ) -> None:
     """Print runs side by side in the paper's layout (macro and micro averages)."""
-    from lvlm_judge.results import comparison_rows, csv_text, markdown, plot, table_row, write_text
+    from lvlm_judge.results import (
+        comparison_rows,
+        csv_text,
+        markdown,
+        plot,
+        table_label,
+        table_row,
+        write_text,
+    )
     from lvlm_judge.results import paper_row as read_paper_row
     from mmprolong_schemas import ScoreTable
 
@@ -514,9 +525,7 @@ def report(
         if not paths or not all(path.is_file() for path in paths):
             _fail(f"{folder}: no scores.json (is it a run folder?)")
         tables += [ScoreTable.model_validate_json(p.read_text(encoding="utf-8")) for p in paths]
-    rows = comparison_rows(
-        [(f"{t.model} [{t.judge}]", table_row(t)) for t in tables], differences=compare
-    )
+    rows = comparison_rows([(table_label(t), table_row(t)) for t in tables], differences=compare)
     if paper_table is not None:
         try:
             rows += [read_paper_row(paper_table, paper_section, name) for name in paper_row]

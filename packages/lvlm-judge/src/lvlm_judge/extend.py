@@ -15,8 +15,8 @@ tokenizer for each page's "Document <id>:" label and the question.
 from __future__ import annotations
 
 import random
-from pathlib import PurePosixPath
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import PurePosixPath
 
 from lvlm_judge.context import ContextResolver, TextTokenizer
 from lvlm_judge.prompting import page_label
