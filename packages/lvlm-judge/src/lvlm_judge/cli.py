@@ -97,7 +97,7 @@ def _load_config(path: Path | None) -> dict[str, Any]:
     section = data.get("run", data)
     known = set(RUN_DEFAULTS) | {
         "model", "data", "image_root", "pool", "base_url", "judge_model", "judge_base_url",
-        "judge_cache", "limit", "model_name", "rope_spec", "all", "mmlb_source",
+        "judge_cache", "limit", "model_name", "rope_spec", "all", "mmlb_source", "max_model_len",
     }  # fmt: skip
     unknown = set(section) - known
     if unknown:
@@ -209,8 +209,14 @@ def run(
     concurrency: int | None = typer.Option(None, help="Parallel HTTP requests [default: 8]."),
     rope_spec: Path | None = typer.Option(
         None,
-        help="transformers runner: a longctx-rope RopeSpec JSON applied after loading "
-        "[default: the checkpoint's rope settings].",
+        help="A longctx-rope RopeSpec JSON: applied after loading (transformers) or passed as "
+        "hf_overrides with max_position_embeddings raised (vllm) [default: the checkpoint's "
+        "rope settings].",
+    ),
+    max_model_len: int | None = typer.Option(
+        None,
+        help="vllm runner: cap the engine's max_model_len (GPU memory); a longer prompt fails "
+        "its own item [default: the longest prompt's estimate plus the answer].",
     ),
     out: Path | None = typer.Option(
         None, help="Run folder; rerunning into it resumes [default: lvlm-judge-run]."
@@ -396,6 +402,8 @@ def _make_runner(settings: dict[str, Any], name: str, resolver: Any, items: list
         base_url=settings.get("base_url"),
         concurrency=int(settings["concurrency"]),
         log=console.print,
+        templates=_templates(settings),
+        max_model_len=int(settings["max_model_len"]) if settings.get("max_model_len") else None,
     )
 
 
