@@ -349,3 +349,11 @@ def test_torn_tail_is_tolerated_only_when_asked(tmp_path: Path) -> None:
     assert len(list(read_jsonl(path, QAPair, tolerate_torn_tail=True))) == 1
     with pytest.raises(SchemaError, match="not valid JSON"):
         list(read_jsonl(path, QAPair))
+
+
+def test_mmlb_prompt_format_needs_the_users_checkout() -> None:
+    from mmprolong_schemas.recipe import EvalConfig
+
+    with pytest.raises(ValidationError, match="set eval.mmlb_source"):
+        EvalConfig(prompt_format="mmlb-v1.1")
+    assert EvalConfig(prompt_format="mmlb-v1.1", mmlb_source="/src/MMLongBench").subset == "mmlb"

@@ -125,7 +125,10 @@ def score_figure(scores: dict[str, ScoreTable], path: Path) -> Path:
 def _score_markdown(scores: dict[str, ScoreTable]) -> list[str]:
     lengths = sorted({length for table in scores.values() for length in table.lengths})
     datasets = sorted({name for table in scores.values() for name in table.datasets})
-    header = ["model", *(f"{format_tokens(n)} {d}" for n in lengths for d in datasets), "macro"]
+    header = [
+        "model", "protocol", *(f"{format_tokens(n)} {d}" for n in lengths for d in datasets),
+        "macro", "excluded",
+    ]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, table in scores.items():
         cells = []
@@ -134,7 +137,11 @@ def _score_markdown(scores: dict[str, ScoreTable]) -> list[str]:
                 cell = table.cell(dataset, length)
                 cells.append(f"{cell.score:.2f} (n={cell.n})" if cell else "-")
         macro = table.macro()
-        lines.append(f"| {label}: {table.model} | " + " | ".join(cells) + f" | {_fmt(macro)} |")
+        protocol = f"{table.protocol or table.prompt_format}, {table.judge} judge"
+        lines.append(
+            f"| {label}: {table.model} | {protocol} | " + " | ".join(cells)
+            + f" | {_fmt(macro)} | {table.excluded} |"
+        )  # fmt: skip
     return lines
 
 
@@ -247,7 +254,15 @@ def write_report(data: ReportData, out_dir: Path) -> Path:
         ]
     if data.scores:
         first_table = next(iter(data.scores.values()))
-        md += [f"Judge: {first_table.judge}; prompt format: {first_table.prompt_format}.", ""]
+        protocol = first_table.protocol or first_table.prompt_format
+        md += [
+            f"Protocol: {protocol} ({first_table.judge} judge; prompt format "
+            f"{first_table.prompt_format}); items: {first_table.item_set or 'not recorded'}. "
+            "lvlm-judge-v1 is this toolkit's wording, not MMLongBench's; mmlb-v1.1 is "
+            "MMLongBench's, read from its checkout. Excluded items (empty output, runner or "
+            "judge failure) are counted, not scored.",
+            "",
+        ]
         md += [*_score_markdown(data.scores), ""]
         if "scores" not in data.package_figures:
             score_figure(data.scores, out_dir / SCORES_PNG)
