@@ -98,6 +98,7 @@ def _load_config(path: Path | None) -> dict[str, Any]:
     known = set(RUN_DEFAULTS) | {
         "model", "data", "image_root", "pool", "base_url", "judge_model", "judge_base_url",
         "judge_cache", "limit", "model_name", "rope_spec", "all", "mmlb_source", "max_model_len",
+        "answer_nll",
     }  # fmt: skip
     unknown = set(section) - known
     if unknown:
@@ -218,6 +219,12 @@ def run(
         help="vllm runner: cap the engine's max_model_len (GPU memory); a longer prompt fails "
         "its own item [default: the longest prompt's estimate plus the answer].",
     ),
+    answer_nll: bool | None = typer.Option(
+        None,
+        "--answer-nll/--no-answer-nll",
+        help="transformers runner: also write answer-nll.json, the teacher-forced likelihood of "
+        "the gold answer per length (nats per token; no judge needed) [default: off].",
+    ),
     out: Path | None = typer.Option(
         None, help="Run folder; rerunning into it resumes [default: lvlm-judge-run]."
     ),
@@ -314,6 +321,7 @@ def run(
         prompt_format=templates, judge=settings["judge"], llm_judge=llm_judge,
         console=console, settings={k: str(v) for k, v in settings.items()}, executor=steps,
         item_set=report.item_set, skipped_records=report.skipped,
+        answer_nll=bool(settings.get("answer_nll")),
     )  # fmt: skip
     close = getattr(model_runner, "close", None)
     if callable(close):

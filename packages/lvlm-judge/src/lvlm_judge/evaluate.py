@@ -28,6 +28,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from lvlm_judge.answer_nll import run_answer_nll
 from lvlm_judge.judge.llm import LLMJudge
 from lvlm_judge.prompting import (
     MMLB_FORMAT,
@@ -76,6 +77,7 @@ class RunSummary:
     empty_outputs: list[str] = field(default_factory=list)
     skipped_records: list[str] = field(default_factory=list)
     judge_errors: list[str] = field(default_factory=list)
+    answer_nll: dict[str, Any] | None = None
 
     @property
     def failures(self) -> int:
@@ -94,6 +96,7 @@ class RunSummary:
             "judge_errors": self.judge_errors,
             "empty_outputs": self.empty_outputs,
             "skipped_records": self.skipped_records,
+            "answer_nll": self.answer_nll,
             "judge": self.judge_stats,
             "doc_scores": self.doc_scores,
             "tables": {stem: table_row(table) for stem, table in self.tables.items()},
@@ -146,12 +149,14 @@ def run_eval(
     executor: Executor | None = None,
     item_set: str = "given items",
     skipped_records: Sequence[str] = (),
+    answer_nll: bool = False,
 ) -> RunSummary:
     """Evaluate ``runner`` on ``items`` into ``out_dir``; items already predicted are skipped.
     ``prompt_format`` is a PromptTemplates (ours, or MMLongBench's from mmlb_source) or the
     name of one we ship. ``item_set`` and ``skipped_records`` (from the LoadReport) are
-    recorded. ``executor`` (such as a RayExecutor) runs the per-item rule scoring; the driver
-    writes every output."""
+    recorded. ``answer_nll`` adds the judge-free answer-nll metric (transformers runner).
+    ``executor`` (such as a RayExecutor) runs the per-item rule scoring; the driver writes
+    every output."""
     console = console or Console(stderr=True)
     templates = (
         shipped_templates(prompt_format) if isinstance(prompt_format, str) else prompt_format
@@ -213,6 +218,7 @@ def run_eval(
         write_text(out / f"{stem}.md", markdown(row))
         write_text(out / f"{stem}.csv", csv_text(row))
         plot([table], out / f"{stem}.png")
+    nll_table = run_answer_nll(items, runner, out, templates) if answer_nll else None
     summary = RunSummary(
         out_dir=out,
         tables=tables,
@@ -227,6 +233,7 @@ def run_eval(
         empty_outputs=sorted(r.item_id for r in results if r.judge_source == "empty"),
         skipped_records=list(skipped_records),
         judge_errors=list(llm_judge.stats.errors) if llm_judge else [],
+        answer_nll=nll_table,
     )
     manifest = manifest.finish(
         "done", items=len(items), generated=len(requests), reused=reused,
