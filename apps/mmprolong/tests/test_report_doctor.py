@@ -44,9 +44,18 @@ def test_report_has_every_section_and_figure(tmp_path: Path) -> None:
             "trained": _table("tiny-ft", {1024: 20.0, 2048: 15.0}),
         },
         paper_rows=rows_for(recipe),
+        answer_nll={
+            label: {
+                "model": model,
+                "metric": "answer-nll",
+                "cells": [{"dataset": "held-out", "length": 1024, "n": 4, "nll": nll}],
+            }
+            for label, model, nll in (("base", "tiny", 2.5), ("trained", "tiny-ft", 1.25))
+        },  # fmt: skip
     )
     path = write_report(data, tmp_path / "report")
     text = path.read_text()
+    assert "| base: tiny | 2.500 (n=4) |" in text and "| trained: tiny-ft | 1.250 (n=4) |" in text
     for heading in (
         "## Stages",
         "## Document pool",

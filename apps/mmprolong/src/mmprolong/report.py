@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -45,6 +46,8 @@ class ReportData:
     """Label ("base", "trained") -> the model's score table."""
     evaluated: dict[str, str] = field(default_factory=dict)
     """Label -> the checkpoint evaluated under it, in words (which stage's export)."""
+    answer_nll: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Label -> lvlm-judge's answer-nll table (mean nats per gold-answer token per length)."""
     paper_rows: list[PaperRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     """Parts of the report that could not be filled, and why."""
@@ -142,6 +145,17 @@ def _score_markdown(scores: dict[str, ScoreTable]) -> list[str]:
             f"| {label}: {table.model} | {protocol} | " + " | ".join(cells)
             + f" | {_fmt(macro)} | {table.excluded} |"
         )  # fmt: skip
+    return lines
+
+
+def _nll_markdown(tables: dict[str, dict[str, Any]]) -> list[str]:
+    keys = sorted({(c["length"], c["dataset"]) for t in tables.values() for c in t["cells"]})
+    header = ["model", *(f"{format_tokens(n)} {d}" for n, d in keys)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, table in tables.items():
+        found = {(c["length"], c["dataset"]): c for c in table["cells"]}
+        cells = [f"{found[k]['nll']:.3f} (n={found[k]['n']})" if k in found else "-" for k in keys]
+        lines.append(f"| {label}: {table['model']} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -271,6 +285,14 @@ def write_report(data: ReportData, out_dir: Path) -> Path:
         )
     else:
         md += ["No evaluation scores found.", ""]
+    if data.answer_nll:
+        md += [
+            "Answer likelihood (answer-nll): the teacher-forced negative log-likelihood of the "
+            "gold answer, in nats per answer token; lower is better. It needs no judge.",
+            "",
+            *_nll_markdown(data.answer_nll),
+            "",
+        ]
 
     if data.notes:
         md += ["## Notes", "", *(f"- {note}" for note in data.notes), ""]

@@ -11,6 +11,7 @@ own lvlm-judge run folder, so a rerun resumes item by item.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from mmprolong_schemas import EvalItem, K, Recipe, ScoreTable
 HELD_OUT_DATASET = "held-out"
 MODELS = ("base", "trained")
 SCORES = "scores.json"
+ANSWER_NLL = "answer-nll.json"
 COMPARISON_FIGURE = "score_vs_length.png"
 MMLB_JSONL_MAX = 128 * K
 """MMLongBench's JSONL release stops at 128K; longer items come from VLMEvalKit's TSVs."""
@@ -207,6 +209,7 @@ class EvalStage(Contributor):
                 executor=ctx.execution.steps(),
                 item_set=report.item_set if recipe.demo is None else "held-out QA pairs, all",
                 skipped_records=report.skipped,
+                answer_nll=recipe.eval.runner == "transformers",
             )
             close = getattr(runner, "close", None)
             if callable(close):
@@ -241,6 +244,10 @@ class EvalStage(Contributor):
 
     def contribute(self, ctx: StageContext, data: ReportData) -> None:
         data.scores.update(_score_tables(ctx))
+        for label in MODELS:
+            nll = ctx.stage_dir(EvalStage.name) / label / ANSWER_NLL
+            if nll.exists():
+                data.answer_nll[label] = json.loads(nll.read_text(encoding="utf-8"))
         if data.scores:
             trained, how = final_checkpoint(ctx)
             data.evaluated = {
