@@ -43,6 +43,11 @@ def test_folder_as_downloaded_finds_documents_niah_and_sibling_images(tmp_path: 
         items = load_data([given], lengths=[8 * K], datasets=names, report=report)
         assert len(items) == 2 * 5 + 3 * 3
     assert report.skipped == []
+    # "all" names every set; a set the folder lacks is an error naming what is there.
+    with pytest.raises(
+        DatasetError, match=r"no longdocurl file for 8K .*no longdocurl file at any"
+    ):
+        load_data([data], lengths=[8 * K], datasets=["all"])
     by_set = {item.dataset: item for item in items}
     assert by_set["mm-niah-retrieval-text"].metric is NiahMetric.SUB_EM
     assert by_set["mm-niah-counting-image"].metric is NiahMetric.SOFT_ACC

@@ -161,8 +161,9 @@ def run(
     ),
     datasets: str | None = typer.Option(
         None,
-        help="MMLongBench sets: mmlongdoc, longdocurl, slidevqa and the MM-NIAH "
-        "mm-niah-{retrieval,counting,reasoning}-{text,image} [default: the three documents].",
+        help="MMLongBench sets: mmlongdoc, longdocurl, slidevqa, the MM-NIAH "
+        "mm-niah-{retrieval,counting,reasoning}-{text,image}, or the groups documents, niah, "
+        "all [default: the three documents].",
     ),
     judge: JudgeChoice | None = typer.Option(
         None, help="rules (MMLongBench v1.0) or llm (v1.1) [default: rules]."

@@ -424,6 +424,24 @@ def load_niah_file(
     return _collect(rows, indices, lambda w, r: _niah_item(w, r, path, size, resolver), report)
 
 
+DATASET_GROUPS = {
+    "documents": DOC_DATASETS,
+    "niah": NIAH_DATASETS,
+    "all": DOC_DATASETS + NIAH_DATASETS,
+}
+"""Names for several MMLongBench sets at once."""
+
+
+def expand_datasets(names: Iterable[str]) -> list[str]:
+    """Dataset names with the groups (documents, niah, all) spelled out, in order, once."""
+    expanded: list[str] = []
+    for name in names:
+        for member in DATASET_GROUPS.get(name, (name,)):
+            if member not in expanded:
+                expanded.append(member)
+    return expanded
+
+
 def image_folder_for(data: Path) -> Path | None:
     """MMLongBench's image folder beside its data folder (mmlb_data/ -> mmlb_image/)."""
     sibling = data.parent / IMAGE_FOLDER
@@ -451,6 +469,12 @@ def _shown(lengths: Iterable[int]) -> str:
     return ", ".join(format_tokens(n) for n in sorted(lengths)) or "none"
 
 
+def _has(name: str, lengths: list[int]) -> str:
+    if not lengths:
+        return f"the data has no {name} file at any length"
+    return f"the data has {name} at {_shown(lengths)}"
+
+
 def _niah_file(root: Path, dataset: str, length: int) -> Path:
     stem = dataset.removeprefix("mm-niah-")
     folder = root / "NIAH"
@@ -460,7 +484,7 @@ def _niah_file(root: Path, dataset: str, length: int) -> Path:
     present = sorted(folder.glob(f"{stem}_test_K*_dep*.jsonl")) if folder.is_dir() else []
     raise DatasetError(
         f"{folder}: no {dataset} file for {format_tokens(length)} ({wanted.name}); "
-        f"the data has {stem} at {_shown(_lengths_on_disk(present))}"
+        f"{_has(stem, _lengths_on_disk(present))}"
     )
 
 
@@ -483,11 +507,11 @@ def load_mmlb_folder(
     if image_root is None:
         image_root = image_folder_for(folder) or folder
     items: list[EvalItem] = []
-    for name in datasets:
+    for name in expand_datasets(datasets):
         if name not in DOC_DATASETS and name not in NIAH_DATASETS:
             raise DatasetError(
                 f"unknown MMLongBench dataset {name!r}; known: {', '.join(DOC_DATASETS)}, "
-                f"{', '.join(NIAH_DATASETS)}"
+                f"{', '.join(NIAH_DATASETS)}, and the groups {', '.join(DATASET_GROUPS)}"
             )
         for length in lengths:
             if name in NIAH_DATASETS:
@@ -501,7 +525,7 @@ def load_mmlb_folder(
                 present = _lengths_on_disk((folder / "documentQA").glob(f"{name}_K*.jsonl"))
                 raise DatasetError(
                     f"{folder / 'documentQA'}: no {name} file for {format_tokens(length)} "
-                    f"({path.name}); the data has {name} at {_shown(present)}. 256K and 512K "
+                    f"({path.name}); {_has(name, present)}. 256K and 512K "
                     "are VLMEvalKit's MMLongBench_256K.tsv / _512K.tsv (pass them with --data) "
                     "or our padding (lvlm-judge extend)"
                 )
