@@ -59,6 +59,7 @@ def test_documents_and_niah_in_one_run(chat_server: ChatServer, tmp_path: Path) 
     record = json.loads((out / "run.json").read_text())
     assert record["complete"] is False and record["manifest"]["counts"]["runner_errors"] == 1
     assert record["manifest"]["config"]["protocol"] == "lvlm-judge-v1"
+    assert "| served [lvlm-judge-v1, rules judge] |" in (out / "scores.md").read_text()
     niah_result = next(r for r in read_results(out) if r.metric is not None)
     assert niah_result.scores == {"soft_acc": 1.0, "soft_acc_positional": 1.0}
     assert (out / "niah-scores.png").is_file()

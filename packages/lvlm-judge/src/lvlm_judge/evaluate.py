@@ -44,6 +44,7 @@ from lvlm_judge.results import (
     markdown,
     plot,
     score_table,
+    table_label,
     table_row,
     write_text,
 )
@@ -212,7 +213,7 @@ def run_eval(
             protocol=protocol, item_set=item_set,
         )  # fmt: skip
         tables[stem] = table
-        row = [(runner.model_name, table_row(table))]
+        row = [(table_label(table), table_row(table))]
         rows += row
         write_text(out / f"{stem}.json", table.model_dump_json(indent=1) + "\n")
         write_text(out / f"{stem}.md", markdown(row))
@@ -244,7 +245,7 @@ def run_eval(
     )  # fmt: skip
     run_record = {"manifest": manifest.model_dump(mode="json"), **summary.as_dict()}
     write_text(out / "run.json", _json(run_record))
-    _print_summary(console, summary, rows, f"{runner.model_name} [{protocol}, {judge} judge]")
+    _print_summary(console, summary, rows)
     return summary
 
 
@@ -272,12 +273,12 @@ def read_results(out_dir: str | Path) -> list[ItemResult]:
 
 
 def _print_summary(
-    console: Console, summary: RunSummary, rows: list[tuple[str, dict[str, float]]], title: str
+    console: Console, summary: RunSummary, rows: list[tuple[str, dict[str, float]]]
 ) -> None:
     from rich.table import Table
 
-    for _, row in rows:
-        table = Table(title=f"lvlm-judge: {title}")
+    for label, row in rows:
+        table = Table(title=f"lvlm-judge: {label}")
         for column in row:
             table.add_column(column, justify="right")
         table.add_row(*(f"{value:.2f}" for value in row.values()))
