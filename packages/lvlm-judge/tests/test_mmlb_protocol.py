@@ -211,14 +211,16 @@ def test_failed_judge_call_is_recorded_counted_and_retried_next_run(
     summary = run_eval(items, runner, out, judge="llm", llm_judge=judge)
     assert len(summary.judge_failed) == 1 and summary.failures == 1
     assert len(summary.empty_outputs) == 1
-    assert summary.tables["scores"].excluded == 2 and summary.tables["scores"].cells == []
+    # Under our protocol the empty output scores 0; the judge failure is left out.
+    table = summary.tables["scores"]
+    assert table.excluded == 1 and table.cells[0].n == 1 and table.cells[0].score == 0.0
     failed = next(r for r in read_results(out) if r.judge_source == "judge-failed")
     assert failed.excluded and failed.error
     record = json.loads((out / "run.json").read_text())
     assert record["complete"] is False and record["manifest"]["counts"]["judge_failures"] == 1
     assert "503" in record["judge_errors"][0]
     summary = run_eval(items, runner, out, judge="llm", llm_judge=LLMJudge(settings, "judge"))
-    assert summary.judge_failed == [] and summary.tables["scores"].excluded == 1
+    assert summary.judge_failed == [] and summary.tables["scores"].excluded == 0
 
 
 SECRET = "sk-test-DO-NOT-LEAK-4242"

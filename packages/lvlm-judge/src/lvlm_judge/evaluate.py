@@ -11,7 +11,9 @@ Layout of a run directory:
                         and item set, judge cost (calls made / cached / skipped / failed,
                         tokens) and errors, failures and exclusions, doc accuracy and F1
 Every table, the manifest and the summary name the protocol: ``lvlm-judge-v1`` (our prompts
-and judge) or ``mmlb-v1.1`` (MMLongBench's, read from the user's checkout). A run with
+and judge) or ``mmlb-v1.1`` (MMLongBench's, read from the user's checkout). Under mmlb-v1.1 an
+empty output is left out of the means, as MMLongBench v1.1 does; under ours it scores 0. Both
+count them. A run with
 failures (runner errors, judge failures, skipped records) ends "done" with them counted in
 run.json and said in its summary line. A rerun reuses every prediction without an error; the
 judge cache makes re-judging free.
@@ -197,7 +199,7 @@ def run_eval(
         judged = progress.add_task("judge", total=sum(1 for i in items if i.metric is None))
         results = judge_predictions(
             items, predictions, judge, llm_judge, lambda n: progress.advance(judged, n),
-            executor, templates,
+            executor, templates, exclude_empty=protocol == MMLB_FORMAT,
         )  # fmt: skip
     write_jsonl(out / "results.jsonl", results)
     tables: dict[str, ScoreTable] = {}
@@ -295,7 +297,7 @@ def _print_summary(
         f"protocol {summary.protocol}; items: {summary.item_set}; generated "
         f"{summary.generated}, reused {summary.reused}, runner errors "
         f"{len(summary.failed_items)}, judge failures {len(summary.judge_failed)}, empty "
-        f"outputs {len(summary.empty_outputs)} (left out of the means), skipped records "
+        f"outputs {len(summary.empty_outputs)}, skipped records "
         f"{len(summary.skipped_records)}{cost}; results in {summary.out_dir}",
         markup=False,
     )

@@ -55,8 +55,8 @@ class ItemResult(Model):
     error: str | None = None
     excluded: str | None = Field(
         default=None,
-        description="Why the item is left out of the means (empty output, runner or judge "
-        "failure), as MMLongBench v1.1 leaves empty outputs out; counted in the table.",
+        description="Why the item is left out of the means (a runner or judge failure; an "
+        "empty output under mmlb-v1.1, as MMLongBench v1.1 leaves it out); counted in the table.",
     )
 
 

@@ -25,8 +25,9 @@ from mmprolong_schemas.executor import Executor
 JudgeName = Literal["rules", "llm"]
 
 
-def rule_result(item: EvalItem, prediction: Prediction) -> ItemResult:
-    """The v1.0 rule score (documents) or the NIAH metric scores of one prediction."""
+def rule_result(item: EvalItem, prediction: Prediction, exclude_empty: bool = True) -> ItemResult:
+    """The v1.0 rule score (documents) or the NIAH metric scores of one prediction. An empty
+    output is left out of the means (``exclude_empty``, MMLongBench v1.1) or scores 0."""
     base = {
         "item_id": item.item_id, "dataset": item.dataset, "length": item.length,
         "question": item.question, "answer": item.answer, "answer_format": item.answer_format,
@@ -49,7 +50,7 @@ def rule_result(item: EvalItem, prediction: Prediction) -> ItemResult:
             score=0.0,
             scores={},
             judge_source="empty",
-            excluded="empty output",
+            excluded="empty output" if exclude_empty else None,
             **base,
         )
     if item.metric is not None:
@@ -73,16 +74,19 @@ RULE_CHUNK = 256
 """Items per rule-scoring task on an executor (one item takes microseconds)."""
 
 
-def rule_results(pairs: Sequence[tuple[EvalItem, Prediction]]) -> list[ItemResult]:
+def rule_results(
+    pairs: Sequence[tuple[EvalItem, Prediction]], exclude_empty: bool = True
+) -> list[ItemResult]:
     """The rule step over a chunk of (item, prediction) pairs."""
-    return [rule_result(item, prediction) for item, prediction in pairs]
+    return [rule_result(item, prediction, exclude_empty) for item, prediction in pairs]
 
 
 def _rule_results_on(
-    executor: Executor, pairs: list[tuple[EvalItem, Prediction]]
+    executor: Executor, pairs: list[tuple[EvalItem, Prediction]], exclude_empty: bool
 ) -> list[ItemResult]:
     tasks = (
-        (start, (pairs[start : start + RULE_CHUNK],)) for start in range(0, len(pairs), RULE_CHUNK)
+        (start, (pairs[start : start + RULE_CHUNK], exclude_empty))
+        for start in range(0, len(pairs), RULE_CHUNK)
     )
     chunks: dict[int, list[ItemResult]] = {}
     for outcome in executor.run(rule_results, tasks):
@@ -100,20 +104,30 @@ def judge_predictions(
     on_judged: Callable[[int], None] | None = None,
     executor: Executor | None = None,
     templates: PromptTemplates = OUR_TEMPLATES,
+    exclude_empty: bool = True,
 ) -> list[ItemResult]:
     """Results for every item that has a prediction; ``on_judged(n)`` follows the LLM judge's
     progress. The judge sees each question as the model saw it (``templates``' document
-    prefix). With an ``executor`` the rule scores are computed there in chunks (same results,
-    same order)."""
+    prefix). An empty output is never judged: left out of the means with ``exclude_empty``
+    (MMLongBench v1.1), else scored 0. With an ``executor`` the rule scores are computed there
+    in chunks (same results, same order)."""
     if judge == "llm" and llm_judge is None:
         raise ValueError("judge 'llm' needs an LLMJudge (a judge model and server)")
     pairs = [(item, predictions[item.item_id]) for item in items if item.item_id in predictions]
-    results = rule_results(pairs) if executor is None else _rule_results_on(executor, pairs)
+    results = (
+        rule_results(pairs, exclude_empty)
+        if executor is None
+        else _rule_results_on(executor, pairs, exclude_empty)
+    )
     if judge == "rules":
         return results
     assert llm_judge is not None
     by_id = {item.item_id: item for item in items}
-    to_judge = [r for r in results if r.answer_format is not None and r.excluded is None]
+    to_judge = [
+        r
+        for r in results
+        if r.answer_format is not None and r.excluded is None and r.judge_source != "empty"
+    ]
     requests = [
         JudgeRequest(
             r.item_id,
