@@ -273,8 +273,8 @@ def write_report(data: ReportData, out_dir: Path) -> Path:
             f"Protocol: {protocol} ({first_table.judge} judge; prompt format "
             f"{first_table.prompt_format}); items: {first_table.item_set or 'not recorded'}. "
             "lvlm-judge-v1 is this toolkit's wording, not MMLongBench's; mmlb-v1.1 is "
-            "MMLongBench's, read from its checkout. Excluded items (empty output, runner or "
-            "judge failure) are counted, not scored.",
+            "MMLongBench's, read from its checkout. Excluded items (runner or judge failures; "
+            "empty outputs under mmlb-v1.1) are counted, not scored.",
             "",
         ]
         md += [*_score_markdown(data.scores), ""]
