@@ -94,7 +94,7 @@ def _runner(
     name: str,
     resolver: Any,
     items: list[EvalItem],
-    templates: Any,
+    templates: Any = None,
 ) -> Any:
     """The recipe's runner for one checkpoint: transformers or vllm. An openai runner would
     need each checkpoint served first, which is outside a pipeline run."""
@@ -116,7 +116,7 @@ def _runner(
         model_name=name,
         device_map="auto" if torch.cuda.is_available() else "cpu",
         log=ctx.log,
-        templates=templates,
+        templates=templates if templates is not None else _templates(recipe),
     )
 
 
