@@ -82,6 +82,14 @@ def test_every_stage_is_done_with_its_artefacts(demo_run: Path) -> None:
     }
     for table in scores.values():
         assert len(table.lengths) == 2
+        assert table.protocol == "lvlm-judge-v1"
+    # The judge-free metric shows base vs trained where rule scores of a tiny model are 0.
+    nll = {
+        label: json.loads((demo_run / "eval" / label / "answer-nll.json").read_text())
+        for label in ("base", "trained")
+    }
+    for table in nll.values():
+        assert len(table["cells"]) == 2 and all(c["nll"] > 0 for c in table["cells"])
 
     report = demo_run / "report" / "report.md"
     text = report.read_text()
@@ -92,6 +100,7 @@ def test_every_stage_is_done_with_its_artefacts(demo_run: Path) -> None:
         assert (demo_run / "report" / figure).read_bytes()[:4] == b"\x89PNG", figure
     assert "Reference: the paper's published numbers" in text
     assert "## Run manifests" in text
+    assert "Answer likelihood (answer-nll)" in text
 
 
 def test_rerun_skips_everything(demo_run: Path) -> None:

@@ -118,7 +118,8 @@ def test_a_killed_runner_actor_is_restarted_and_its_chunk_retried(
     killer = ray_steps.kill_when_written(tmp_path / "runner.pid", killed)
     factory = functools.partial(
         ray_steps.stalling_tiny_runner,
-        str(tmp_path), victim, str(checkpoint), str(data_root), MAX_NEW_TOKENS,
+        str(tmp_path), victim, str(checkpoint), str(data_root.parent / "mmlb_image"),
+        MAX_NEW_TOKENS,
     )  # fmt: skip
     runner = ActorRunner(factory, 2, num_gpus=0, chunk=4)
     try:

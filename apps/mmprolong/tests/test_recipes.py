@@ -50,7 +50,8 @@ def test_final_recipe_is_the_papers_table_6() -> None:
     assert (recipe.train.schedule.peak_lr, recipe.train.schedule.final_lr) == (1e-5, 1e-6)
     assert recipe.train.parallel.sp == 2
     assert recipe.train.parallel.fsdp == 4
-    assert recipe.eval.lengths == [64 * K, 128 * K]
+    assert recipe.eval.lengths == [64 * K, 128 * K, 256 * K, 512 * K]  # Tables 4 and 5
+    assert recipe.eval.prompt_format == "lvlm-judge-v1" and recipe.eval.subset == "mmlb"
 
 
 def test_qwen3_recipe_uses_its_family_resize_factor() -> None:

@@ -17,8 +17,11 @@ def _table(model: str, scores: dict[int, float]) -> ScoreTable:
     return ScoreTable(
         model=model,
         judge="rules",
-        prompt_format="mmlb-v1.1",
+        prompt_format="lvlm-judge-v1",
         cells=[ScoreCell(dataset="held-out", length=n, n=4, score=s) for n, s in scores.items()],
+        protocol="lvlm-judge-v1",
+        item_set="held-out QA pairs, all",
+        excluded=1,
     )
 
 
@@ -41,9 +44,18 @@ def test_report_has_every_section_and_figure(tmp_path: Path) -> None:
             "trained": _table("tiny-ft", {1024: 20.0, 2048: 15.0}),
         },
         paper_rows=rows_for(recipe),
+        answer_nll={
+            label: {
+                "model": model,
+                "metric": "answer-nll",
+                "cells": [{"dataset": "held-out", "length": 1024, "n": 4, "nll": nll}],
+            }
+            for label, model, nll in (("base", "tiny", 2.5), ("trained", "tiny-ft", 1.25))
+        },  # fmt: skip
     )
     path = write_report(data, tmp_path / "report")
     text = path.read_text()
+    assert "| base: tiny | 2.500 (n=4) |" in text and "| trained: tiny-ft | 1.250 (n=4) |" in text
     for heading in (
         "## Stages",
         "## Document pool",
@@ -61,6 +73,9 @@ def test_report_has_every_section_and_figure(tmp_path: Path) -> None:
     assert "not" in text.split("## Reference")[1].split("\n\n")[1]  # labelled: not our results
     assert "| MMProLong | 36.00 |" in text
     assert "20.00 (n=4)" in text
+    # Every eval row names the protocol that produced it, and excluded items are counted.
+    assert "| base: tiny | lvlm-judge-v1, rules judge |" in text
+    assert "Protocol: lvlm-judge-v1" in text and "items: held-out QA pairs, all" in text
     assert "tiny random-weight stand-in" in text
     assert 'name = "demo-tiny"' in text
 

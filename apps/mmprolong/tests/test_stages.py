@@ -204,3 +204,39 @@ def test_the_executor_is_checked_and_local_runs_in_process() -> None:
         Execution("slurm")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="needs the ray executor"):
         Execution("local", "127.0.0.1:6379")
+
+
+def test_eval_sources_reach_256k_and_512k_from_a_recipe(tmp_path: Path) -> None:
+    """A recipe's data_dir as MMLongBench downloads it (mmlb_data/ beside mmlb_image/, per its
+    README) plus VLMEvalKit's MMLongBench_256K/512K.tsv: the eval stage loads 128K-512K."""
+    import json
+
+    from PIL import Image
+
+    from lvlm_judge import LoadReport, load_data
+    from lvlm_judge.testing import make_doc_benchmark
+    from mmprolong.stages.evaluate import benchmark_sources
+    from mmprolong_schemas import K
+
+    make_doc_benchmark(tmp_path, datasets=("longdocurl",), lengths=(128,), docs=1)
+    # Rows in the layout of VLMEvalKit's scripts/build_mmlongbench_tsv.py (make_tsv_row).
+    columns = ["index", "question_id", "question", "answer", "image_path", "mmlb_subset",
+               "task", "source_dataset", "question_type", "tags", "extra_info"]  # fmt: skip
+    for length in ("256K", "512K"):
+        page = f"{length}/doc-x/doc-x_page0.jpg"
+        (tmp_path / "mmlb_image" / page).parent.mkdir(parents=True)
+        Image.new("RGB", (56, 56), "white").save(tmp_path / "mmlb_image" / page)
+        extra = {"doc_name": "doc-x", "question": "How many?", "answer": 3,
+                 "answer_format": "Integer", "ans_page_list": [0]}  # fmt: skip
+        row = ["0", "longdocurl_1", "prompt", "3", json.dumps(["doc-x/doc-x_page0.jpg"]),
+               f"documentQA_{length}", "documentQA", "longdocurl", "open", "[]",
+               json.dumps(extra)]  # fmt: skip
+        (tmp_path / f"MMLongBench_{length}.tsv").write_text(
+            "\t".join(columns) + "\n" + "\t".join(row) + "\n"
+        )
+    lengths = [128 * K, 256 * K, 512 * K]
+    sources, image_root = benchmark_sources(tmp_path, lengths)
+    assert image_root == tmp_path / "mmlb_image"
+    items = load_data(sources, image_root=image_root, lengths=lengths, datasets=["longdocurl"],
+                      report=LoadReport())  # fmt: skip
+    assert sorted({item.length for item in items}) == lengths

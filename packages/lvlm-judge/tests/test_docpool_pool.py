@@ -39,7 +39,7 @@ def test_heldout_items_from_a_docpool_pool(tmp_path: Path) -> None:
     (item,) = load_data([tmp_path / "heldout.jsonl"], pool=pool)
     assert len(item.context) == document.num_pages
     assert item.est_tokens == sum(page_tokens(p.width, p.height) for p in document.pages)
-    prompt = build_prompt(item, "mmlb-v1.1-page-index")
+    prompt = build_prompt(item, "lvlm-judge-v1-page-index")
     assert f"Document {doc_id[:15]} (page 2): <image>" in prompt.text()
     image = ContextResolver(pool=pool).load(prompt.images[0])
     page = document.page(1)

@@ -64,7 +64,7 @@ def test_tiny_model_run_resume_and_llm_judge(
     runner = CountingRunner(
         TransformersRunner(
             tiny_checkpoint,
-            ContextResolver(data_root),
+            ContextResolver(data_root.parent / "mmlb_image"),
             max_new_tokens=6,
             device_map="cpu",
             model_name="tiny-qwen2.5-vl",
@@ -75,7 +75,7 @@ def test_tiny_model_run_resume_and_llm_judge(
     assert runner.asked == 20 and summary.generated == 20
     results = read_results(out)
     assert len(results) == 20
-    assert {r.prompt_format for r in results} == {"mmlb-v1.1"}
+    assert {r.prompt_format for r in results} == {"lvlm-judge-v1"}
     assert all(0.0 <= r.score <= 1.0 and r.judge == "rules" for r in results)
     table = ScoreTable.model_validate_json((out / "scores.json").read_text())
     assert table.lengths == [8192, 16384]
@@ -131,9 +131,9 @@ def test_cli_run_report_extend(tiny_checkpoint: Path, data_root: Path, tmp_path:
     result = cli.invoke(app, ["run", str(config), "--out", str(out_a)])
     assert result.exit_code == 0, result.output
     result = cli.invoke(app, ["run", str(config), "--out", str(out_b), "--prompt-format",
-                              "mmlb-v1.1-page-index", "--model-name", "tiny-b"])  # fmt: skip
+                              "lvlm-judge-v1-page-index", "--model-name", "tiny-b"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert {r.prompt_format for r in read_results(out_b)} == {"mmlb-v1.1-page-index"}
+    assert {r.prompt_format for r in read_results(out_b)} == {"lvlm-judge-v1-page-index"}
 
     paper = tmp_path / "paper.json"
     paper.write_text(json.dumps({"t4": {"MMProLong": {"64K.MMLB-D": 36.0, "AVG": 57.7}}}))
@@ -141,8 +141,11 @@ def test_cli_run_report_extend(tiny_checkpoint: Path, data_root: Path, tmp_path:
                               "--paper-section", "t4", "--paper-row", "MMProLong",
                               "--out", str(tmp_path / "report")])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "| tiny [rules] |" in result.output
-    assert "| Δ tiny-b [rules] - tiny [rules] |" in result.output
+    assert "| tiny [lvlm-judge-v1, rules judge] |" in result.output
+    assert (
+        "| Δ tiny-b [lvlm-judge-v1-page-index, rules judge] - tiny [lvlm-judge-v1, rules judge] |"
+        in result.output
+    )
     assert "| paper: MMProLong (t4) |" in result.output
     assert (tmp_path / "report" / "report.png").is_file()
 
@@ -173,7 +176,8 @@ def test_rope_spec_is_applied(tiny_checkpoint: Path, data_root: Path, tmp_path: 
                      target_context=131072, base=4e6)  # fmt: skip
     path = tmp_path / "rope.json"
     path.write_text(type(spec).model_dump_json(spec))
-    runner = TransformersRunner(tiny_checkpoint, ContextResolver(data_root), device_map="cpu",
+    images = ContextResolver(data_root.parent / "mmlb_image")
+    runner = TransformersRunner(tiny_checkpoint, images, device_map="cpu",
                                 rope_spec=read_rope_spec(path))  # fmt: skip
     text = runner.model.config.get_text_config()
     assert text.rope_parameters["rope_theta"] == 4e6

@@ -24,16 +24,17 @@ def test_doc_prompt_layout() -> None:
     prompt = build_prompt(item)
     text = prompt.text()
     assert "Document report2024-annu: <image>\n\nDocument report2024-annu: <image>" in text
-    assert text.endswith(
-        "Question: Based on Document report2024-annu, answer the following question. How many rows?"
-    )
+    assert text.endswith("Question: Question about document report2024-annu: How many rows?")
+    assert prompt.question == "Question about document report2024-annu: How many rows?"
     assert "Not answerable." in text
     assert prompt.prefill == "Answer:"
     assert prompt.images == item.context
-    indexed = build_prompt(item, "mmlb-v1.1-page-index").text()
+    indexed = build_prompt(item, "lvlm-judge-v1-page-index").text()
     assert "Document report2024-annu (page 4): <image>" in indexed
     with pytest.raises(ValueError, match="unknown prompt format"):
         build_prompt(item, "v2")
+    with pytest.raises(ValueError, match="MMLongBench's own wording, read from your checkout"):
+        build_prompt(item, "mmlb-v1.1")
 
 
 def test_page_label_of_pool_pages_and_odd_names() -> None:

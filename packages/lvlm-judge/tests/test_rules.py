@@ -12,6 +12,7 @@ from lvlm_judge.rules import (
     is_certain_match,
     merged_list,
     needs_exact_match,
+    parse_generation,
     parse_output,
     score_answer,
     score_output,
@@ -113,10 +114,21 @@ def test_parse_output(output: str, parsed: str) -> None:
     assert parse_output(output) == parsed
 
 
-def test_score_output_scores_the_parsed_answer() -> None:
-    assert score_output("7", "Reading the table.\nAnswer: 7", "Integer") == (1.0, "7")
-    # The text before "Answer:" is ignored: its 3 would not count.
-    assert score_output("3", "There are 3 rows.\nAnswer: 4", "Integer") == (0.0, "4")
+def test_score_output_prefixes_answer_before_parsing_as_mmlongbench_does() -> None:
+    """MMLongBench eval.py (run_test) prepends the prompt's system_template ("Answer:") to the
+    generation, then data.py's post-processing parses it with utils.parse_output: the first
+    "Answer:" is the prepended one, so an answer later in the text is not cut out."""
+    assert score_output("7", "Answer: 7", "Integer") == (1.0, "7")
+    assert score_output("7", " 7", "Integer") == (1.0, "7")
+    parsed = "Reading the table.\nFinal answer: 10"
+    assert score_output("10", parsed, "Integer") == (1.0, parsed)
+    # The whole generation is scored: the 3 before "Answer:" counts for an Integer.
+    assert score_output("3", "There are 3 rows.\nAnswer: 4", "Integer") == (
+        1.0,
+        "There are 3 rows.\nAnswer: 4",
+    )
+    assert parse_generation("Answer: Answer: Paris") == "Answer: Paris"
+    assert parse_generation("") == ""
 
 
 @pytest.mark.parametrize(

@@ -21,9 +21,11 @@ from mmprolong_schemas.chat_client import ClientSettings
 
 @pytest.fixture
 def doc_items(tmp_path: Path) -> tuple[Path, list[GenerationRequest]]:
-    root = make_doc_benchmark(tmp_path, datasets=("slidevqa",), docs=1, pages=2)
-    items = load_data([root], lengths=[8192], datasets=["slidevqa"])
-    return root, [GenerationRequest(item.item_id, build_prompt(item)) for item in items]
+    data = make_doc_benchmark(tmp_path, datasets=("slidevqa",), docs=1, pages=2)
+    items = load_data([data], lengths=[8192], datasets=["slidevqa"], subset="all")
+    return tmp_path / "mmlb_image", [
+        GenerationRequest(item.item_id, build_prompt(item)) for item in items
+    ]
 
 
 def test_openai_runner_sends_pages_and_prefill(
@@ -38,7 +40,7 @@ def test_openai_runner_sends_pages_and_prefill(
     predictions = list(runner.generate(requests))
     assert [p.item_id for p in predictions] == [r.item_id for r in requests]
     assert all(p.output == "12" and p.error is None for p in predictions)
-    assert predictions[0].prompt_format == "mmlb-v1.1"
+    assert predictions[0].prompt_format == "lvlm-judge-v1"
     assert chat_server.count == len(requests) + 2
     body = chat_server.requests[-1]["body"]
     assert body["model"] == "served-model"
@@ -90,7 +92,7 @@ def test_chat_messages_places_images() -> None:
     from lvlm_judge.prompting import Prompt
     from mmprolong_schemas import ImagePart
 
-    prompt = Prompt(["a ", ImagePart(path="x.png"), " b"], "Answer:", "mmlb-v1.1")
+    prompt = Prompt(["a ", ImagePart(path="x.png"), " b"], "Answer:", "lvlm-judge-v1")
     assert chat_messages(prompt) == [{"role": "user", "content": [
         {"type": "text", "text": "a "}, {"type": "image"}, {"type": "text", "text": " b"},
     ]}]  # fmt: skip

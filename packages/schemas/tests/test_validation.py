@@ -270,7 +270,7 @@ def test_eval_item_needs_exactly_one_scoring_rule() -> None:
         answer="['a']",
         answer_format="List",
     )
-    assert item.answer == ["a"]
+    assert item.answer == "['a']"  # kept as released: the scorers read it as MMLongBench does
 
 
 def test_score_table_macro_and_micro() -> None:
@@ -395,3 +395,11 @@ def test_read_parquet_row_reads_one_record(tmp_path: Path) -> None:
         read_parquet_row(path, Item, 10)
     with pytest.raises(SchemaError, match="holds Item records, not Other"):
         read_parquet_row(path, Other, 0)
+
+
+def test_mmlb_prompt_format_needs_the_users_checkout() -> None:
+    from mmprolong_schemas.recipe import EvalConfig
+
+    with pytest.raises(ValidationError, match="set eval.mmlb_source"):
+        EvalConfig(prompt_format="mmlb-v1.1")
+    assert EvalConfig(prompt_format="mmlb-v1.1", mmlb_source="/src/MMLongBench").subset == "mmlb"

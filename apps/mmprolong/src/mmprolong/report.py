@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -47,6 +48,8 @@ class ReportData:
     """Label ("base", "trained") -> the lvlm-judge suite's scores under the paper's columns."""
     evaluated: dict[str, str] = field(default_factory=dict)
     """Label -> the checkpoint evaluated under it, in words (which stage's export)."""
+    answer_nll: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Label -> lvlm-judge's answer-nll table (mean nats per gold-answer token per length)."""
     paper_rows: list[PaperRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     """Parts of the report that could not be filled, and why."""
@@ -153,7 +156,10 @@ def _generalization_markdown(rows: dict[str, dict[str, float]]) -> list[str]:
 def _score_markdown(scores: dict[str, ScoreTable]) -> list[str]:
     lengths = sorted({length for table in scores.values() for length in table.lengths})
     datasets = sorted({name for table in scores.values() for name in table.datasets})
-    header = ["model", *(f"{format_tokens(n)} {d}" for n in lengths for d in datasets), "macro"]
+    header = [
+        "model", "protocol", *(f"{format_tokens(n)} {d}" for n in lengths for d in datasets),
+        "macro", "excluded",
+    ]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, table in scores.items():
         cells = []
@@ -162,7 +168,22 @@ def _score_markdown(scores: dict[str, ScoreTable]) -> list[str]:
                 cell = table.cell(dataset, length)
                 cells.append(f"{cell.score:.2f} (n={cell.n})" if cell else "-")
         macro = table.macro()
-        lines.append(f"| {label}: {table.model} | " + " | ".join(cells) + f" | {_fmt(macro)} |")
+        protocol = f"{table.protocol or table.prompt_format}, {table.judge} judge"
+        lines.append(
+            f"| {label}: {table.model} | {protocol} | " + " | ".join(cells)
+            + f" | {_fmt(macro)} | {table.excluded} |"
+        )  # fmt: skip
+    return lines
+
+
+def _nll_markdown(tables: dict[str, dict[str, Any]]) -> list[str]:
+    keys = sorted({(c["length"], c["dataset"]) for t in tables.values() for c in t["cells"]})
+    header = ["model", *(f"{format_tokens(n)} {d}" for n, d in keys)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, table in tables.items():
+        found = {(c["length"], c["dataset"]): c for c in table["cells"]}
+        cells = [f"{found[k]['nll']:.3f} (n={found[k]['n']})" if k in found else "-" for k in keys]
+        lines.append(f"| {label}: {table['model']} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -275,7 +296,15 @@ def write_report(data: ReportData, out_dir: Path) -> Path:
         ]
     if data.scores:
         first_table = next(iter(data.scores.values()))
-        md += [f"Judge: {first_table.judge}; prompt format: {first_table.prompt_format}.", ""]
+        protocol = first_table.protocol or first_table.prompt_format
+        md += [
+            f"Protocol: {protocol} ({first_table.judge} judge; prompt format "
+            f"{first_table.prompt_format}); items: {first_table.item_set or 'not recorded'}. "
+            "lvlm-judge-v1 is this toolkit's wording, not MMLongBench's; mmlb-v1.1 is "
+            "MMLongBench's, read from its checkout. Excluded items (runner or judge failures; "
+            "empty outputs under mmlb-v1.1) are counted, not scored.",
+            "",
+        ]
         md += [*_score_markdown(data.scores), ""]
         if "scores" not in data.package_figures:
             score_figure(data.scores, out_dir / SCORES_PNG)
@@ -284,6 +313,14 @@ def write_report(data: ReportData, out_dir: Path) -> Path:
         )
     else:
         md += ["No evaluation scores found.", ""]
+    if data.answer_nll:
+        md += [
+            "Answer likelihood (answer-nll): the teacher-forced negative log-likelihood of the "
+            "gold answer, in nats per answer token; lower is better. It needs no judge.",
+            "",
+            *_nll_markdown(data.answer_nll),
+            "",
+        ]
 
     if data.generalization:
         md += ["## Generalization (lvlm-judge suite, this run)", ""]

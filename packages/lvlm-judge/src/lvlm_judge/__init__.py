@@ -9,10 +9,13 @@ MMLongBench's rule scorer and a cached v1.1 LLM judge.
 from lvlm_judge.context import ContextResolver, MissingImageError, PoolLike, open_pool
 from lvlm_judge.datasets import (
     DatasetError,
+    LoadReport,
     load_data,
     load_doc_benchmark,
     load_doc_file,
     load_heldout,
+    load_mmlb_folder,
+    load_mmlb_tsv,
     load_niah_file,
     load_vlmevalkit_tsv,
     read_eval_items,
@@ -23,10 +26,17 @@ from lvlm_judge.factory import make_llm_judge, make_runner
 from lvlm_judge.judge.cache import JudgeCache, cache_key
 from lvlm_judge.judge.llm import JudgeRequest, JudgeStats, LLMJudge
 from lvlm_judge.judge.parse import list_f1, parse_list_verdict, parse_single_verdict
-from lvlm_judge.judge.prompts import PROMPT_VERSION
+from lvlm_judge.judge.prompts import OUR_JUDGE, PROMPT_VERSION, JudgePrompts
 from lvlm_judge.metrics import ScoredAnswer, accuracy, generalized_f1
+from lvlm_judge.mmlb_source import MMLBSourceError, read_judge_prompts, read_templates
 from lvlm_judge.niah import count_positional, count_sum_match, score_niah
-from lvlm_judge.prompting import PROMPT_FORMATS, Prompt, build_prompt
+from lvlm_judge.prompting import (
+    OUR_TEMPLATES,
+    PROMPT_FORMATS,
+    Prompt,
+    PromptTemplates,
+    build_prompt,
+)
 from lvlm_judge.results import ItemResult, score_table, table_row
 from lvlm_judge.rules import is_certain_match, parse_output, score_answer, score_output
 from lvlm_judge.runners import (
@@ -44,7 +54,9 @@ from mmprolong_schemas.chat_client import ClientSettings
 __version__ = "0.1.0"
 
 __all__ = [
-    "PROMPT_FORMATS", "PROMPT_VERSION", "ClientSettings",
+    "OUR_JUDGE", "OUR_TEMPLATES", "PROMPT_FORMATS", "PROMPT_VERSION", "ClientSettings",
+    "JudgePrompts", "LoadReport", "MMLBSourceError", "PromptTemplates", "load_mmlb_folder",
+    "load_mmlb_tsv", "read_judge_prompts", "read_templates",
     "ContextResolver", "DatasetError", "EngineSizing", "Extender", "ExtensionError",
     "GenerationRequest", "ItemResult", "JudgeCache", "JudgeRequest", "JudgeStats", "LLMJudge",
     "MissingImageError", "OpenAIRunner", "PoolLike", "Prompt", "RunSummary", "Runner",

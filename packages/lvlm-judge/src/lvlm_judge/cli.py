@@ -29,6 +29,7 @@ app = package_app(
     __version__,
     help="Evaluate long-context VLMs on MMLongBench documents (8K-512K) and MM-NIAH, "
     "with MMLongBench's rule scorer or a cached LLM judge.",
+    pretty_exceptions_show_locals=False,  # a traceback never prints locals (API keys)
 )
 console = Console(stderr=True)
 
@@ -49,7 +50,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "lengths": "64K,128K",
     "datasets": "mmlongdoc,longdocurl,slidevqa",
     "judge": "rules",
-    "prompt_format": "mmlb-v1.1",
+    "prompt_format": "lvlm-judge-v1",
     "max_new_tokens": 128,
     "out": "lvlm-judge-run",
     "pre_judge": True,
@@ -96,7 +97,8 @@ def _load_config(path: Path | None) -> dict[str, Any]:
     section = data.get("run", data)
     known = set(RUN_DEFAULTS) | {
         "model", "data", "image_root", "pool", "base_url", "judge_model", "judge_base_url",
-        "judge_cache", "limit", "model_name", "rope_spec",
+        "judge_cache", "limit", "model_name", "rope_spec", "all", "mmlb_source", "max_model_len",
+        "answer_nll",
     }  # fmt: skip
     unknown = set(section) - known
     if unknown:
@@ -147,14 +149,21 @@ def run(
         "pairs (.jsonl/.parquet, with --pool) or extended items.",
     ),
     image_root: Path | None = typer.Option(
-        None, help="Root of page/needle images [default: the data folder]."
+        None,
+        help="Root of page/needle images [default: mmlb_image/ beside the data folder, else "
+        "the data folder].",
     ),
     pool: Path | None = typer.Option(None, help="docpool pool of held-out QA pairs."),
     lengths: str | None = typer.Option(
-        None, help="Context lengths, e.g. 64K,128K [default: 64K,128K]."
+        None,
+        help="Context lengths, e.g. 64K,128K [default: 64K,128K]. MMLongBench's JSONL has "
+        "8K-128K; 256K/512K come from VLMEvalKit's MMLongBench_256K/_512K.tsv given with --data.",
     ),
     datasets: str | None = typer.Option(
-        None, help="MMLongBench document sets [default: mmlongdoc,longdocurl,slidevqa]."
+        None,
+        help="MMLongBench sets: mmlongdoc, longdocurl, slidevqa, the MM-NIAH "
+        "mm-niah-{retrieval,counting,reasoning}-{text,image}, or the groups documents, niah, "
+        "all [default: the three documents].",
     ),
     judge: JudgeChoice | None = typer.Option(
         None, help="rules (MMLongBench v1.0) or llm (v1.1) [default: rules]."
@@ -169,9 +178,28 @@ def run(
     pre_judge: bool | None = typer.Option(
         None,
         "--pre-judge/--no-pre-judge",
-        help="Skip the LLM call when a rule proves the answer right [default: on].",
+        help="Skip the LLM call when a rule proves the answer right [default: on; off with "
+        "--mmlb-source, whose official score judges every document-QA item].",
     ),
-    prompt_format: str | None = typer.Option(None, help="mmlb-v1.1 or mmlb-v1.1-page-index."),
+    prompt_format: str | None = typer.Option(
+        None,
+        help="Our prompts: lvlm-judge-v1 or lvlm-judge-v1-page-index [default: lvlm-judge-v1; "
+        "mmlb-v1.1 with --mmlb-source].",
+    ),
+    mmlb_source: Path | None = typer.Option(
+        None,
+        help="Your checkout of github.com/EdinburghNLP/MMLongBench: its instruction templates "
+        "and v1.1 judge prompts are read from it at run time (protocol mmlb-v1.1). This "
+        "package ships none of MMLongBench's wording.",
+        file_okay=False,
+    ),
+    all_items: bool | None = typer.Option(
+        None,
+        "--all/--mmlb-subset",
+        help="Every item, or MMLongBench's seeded subsets (document QA: shuffled with seed 42 "
+        "as Hugging Face datasets shuffles, first 100; NIAH: 50 ids sampled after seeding 42) "
+        "[default: --mmlb-subset]. Results record which set ran.",
+    ),
     max_new_tokens: int | None = typer.Option(None, help="Greedy answer length [default: 128]."),
     limit: int | None = typer.Option(None, help="At most this many items per dataset and length."),
     family: str | None = typer.Option(
@@ -183,8 +211,20 @@ def run(
     concurrency: int | None = typer.Option(None, help="Parallel HTTP requests [default: 8]."),
     rope_spec: Path | None = typer.Option(
         None,
-        help="transformers runner: a longctx-rope RopeSpec JSON applied after loading "
-        "[default: the checkpoint's rope settings].",
+        help="A longctx-rope RopeSpec JSON: applied after loading (transformers) or passed as "
+        "hf_overrides with max_position_embeddings raised (vllm) [default: the checkpoint's "
+        "rope settings].",
+    ),
+    max_model_len: int | None = typer.Option(
+        None,
+        help="vllm runner: cap the engine's max_model_len (GPU memory); a longer prompt fails "
+        "its own item [default: the longest prompt's estimate plus the answer].",
+    ),
+    answer_nll: bool | None = typer.Option(
+        None,
+        "--answer-nll/--no-answer-nll",
+        help="transformers runner: also write answer-nll.json, the teacher-forced likelihood of "
+        "the gold answer per length (nats per token; no judge needed) [default: off].",
     ),
     out: Path | None = typer.Option(
         None, help="Run folder; rerunning into it resumes [default: lvlm-judge-run]."
@@ -205,6 +245,8 @@ def run(
 ) -> None:
     """Generate answers for every item, judge them, and write tables and a plot. Resumable."""
     given = {k: v for k, v in locals().items() if k != "config" and v is not None}
+    if "all_items" in given:
+        given["all"] = given.pop("all_items")
     settings = {**RUN_DEFAULTS, **_load_config(config), **given}
     settings = {k: (v.value if isinstance(v, StrEnum) else v) for k, v in settings.items()}
     if not settings.get("model"):
@@ -212,22 +254,30 @@ def run(
     if not settings.get("data"):
         _fail("no data: pass --data or set data in the config")
     from lvlm_judge.context import ContextResolver, open_pool
-    from lvlm_judge.datasets import DatasetError, load_data
+    from lvlm_judge.datasets import DatasetError, LoadReport, load_data
     from lvlm_judge.evaluate import run_eval
 
+    templates = _templates(settings)
     spec = VisionTokenSpec.for_family(ModelFamily(settings["family"]))
     opened_pool = open_pool(settings["pool"]) if settings.get("pool") else None
+    report = LoadReport()
     try:
         items = load_data(
             [Path(p) for p in settings["data"]],
-            image_root=settings.get("image_root"),
+            image_root=_image_root(settings),
             pool=opened_pool,
             lengths=_lengths(str(settings["lengths"])),
             datasets=[d.strip() for d in str(settings["datasets"]).split(",") if d.strip()],
             spec=spec,
+            subset="all" if settings.get("all") else "mmlb",
+            report=report,
         )
     except DatasetError as error:
         _fail(str(error))
+    for problem in report.skipped:
+        console.print(f"[yellow]skipped:[/yellow] {problem}", highlight=False)
+    for source, count in report.not_loaded.items():
+        console.print(f"not loaded: {count} rows of {source} (lvlm-judge runs document QA)")
     items = _limit(items, settings.get("limit"))
     if not items:
         _fail("the data holds no item at the requested lengths")
@@ -253,31 +303,66 @@ def run(
     if settings["judge"] == "llm":
         if not settings.get("judge_model"):
             _fail("--judge llm needs --judge-model")
+        official = settings.get("mmlb_source") is not None
+        if official and given.get("pre_judge"):
+            _fail("--pre-judge is off for the official mmlb-v1.1 score: it judges every item")
         try:
             llm_judge = make_llm_judge(
                 settings.get("judge_model"),
                 settings.get("judge_cache") or out_dir / "judge-cache.sqlite",
                 base_url=settings.get("judge_base_url"),
                 concurrency=int(settings["concurrency"]),
-                pre_judge=bool(settings["pre_judge"]),
+                pre_judge=bool(settings["pre_judge"]) and not official,
+                mmlb_source=settings.get("mmlb_source"),
             )
         except ValueError as error:
             _fail(f"--judge llm: {error}")
     run_eval(
         items, model_runner, out_dir,
-        prompt_format=settings["prompt_format"], judge=settings["judge"], llm_judge=llm_judge,
+        prompt_format=templates, judge=settings["judge"], llm_judge=llm_judge,
         console=console, settings={k: str(v) for k, v in settings.items()}, executor=steps,
+        item_set=report.item_set, skipped_records=report.skipped,
+        answer_nll=bool(settings.get("answer_nll")),
     )  # fmt: skip
     close = getattr(model_runner, "close", None)
     if callable(close):
         close()
 
 
+def _templates(settings: dict[str, Any]) -> Any:
+    """The prompt templates: MMLongBench's from --mmlb-source, else ours by name."""
+    from lvlm_judge.mmlb_source import MMLBSourceError, read_templates
+    from lvlm_judge.prompting import MMLB_FORMAT, shipped_templates
+
+    source = settings.get("mmlb_source")
+    if source is not None:
+        if settings["prompt_format"] not in (MMLB_FORMAT, RUN_DEFAULTS["prompt_format"]):
+            _fail(f"--mmlb-source reads MMLongBench's prompts; not {settings['prompt_format']!r}")
+        try:
+            return read_templates(source)
+        except MMLBSourceError as error:
+            _fail(f"--mmlb-source: {error}")
+    try:
+        return shipped_templates(str(settings["prompt_format"]))
+    except ValueError as error:
+        _fail(str(error))
+
+
 def _image_root(settings: dict[str, Any]) -> Path:
+    """Where page images are: --image-root, else mmlb_image/ beside the first data folder
+    (MMLongBench's download layout), else the data folder (or a TSV's image folder)."""
+    from lvlm_judge.datasets import data_folder, image_folder_for, is_mmlb_tsv, tsv_image_root
+
     image_root = settings.get("image_root")
     if image_root is None:
         first = Path(settings["data"][0])
-        image_root = first if first.is_dir() else first.parent
+        if first.is_dir():
+            folder = data_folder(first)
+            image_root = image_folder_for(folder) or folder
+        elif is_mmlb_tsv(first):
+            image_root = tsv_image_root(first) or first.parent
+        else:
+            image_root = image_folder_for(first.parent.parent) or first.parent
     return Path(image_root)
 
 
@@ -326,6 +411,8 @@ def _make_runner(settings: dict[str, Any], name: str, resolver: Any, items: list
         base_url=settings.get("base_url"),
         concurrency=int(settings["concurrency"]),
         log=console.print,
+        templates=_templates(settings),
+        max_model_len=int(settings["max_model_len"]) if settings.get("max_model_len") else None,
     )
 
 
@@ -359,24 +446,27 @@ def extend(
         Path("extended"), help="Folder for <dataset>_K<n>.jsonl EvalItem files."
     ),
 ) -> None:
-    """Pad document items with pages of other documents up to 256K / 512K tokens."""
+    """Our padding option: pad document items with pages of other documents up to 256K /
+    512K tokens (each image at most once). MMLongBench's own 256K/512K items are VLMEvalKit's
+    MMLongBench_256K/_512K.tsv, which `run --data` reads directly."""
     from lvlm_judge.context import ContextResolver, open_pool
     from lvlm_judge.datasets import DatasetError, load_data
     from lvlm_judge.extend import Extender, ExtensionError, donor_documents
 
     spec = _spec(family, dpi, min_pixels, max_pixels)
     opened_pool = open_pool(pool) if pool else None
+    root = _image_root({"image_root": image_root, "data": data})
     try:
         items = load_data(
-            data, image_root=image_root, pool=opened_pool, lengths=_lengths(source_lengths),
+            data, image_root=root, pool=opened_pool, lengths=_lengths(source_lengths),
             datasets=[d.strip() for d in datasets.split(",") if d.strip()], spec=spec,
+            subset="all",
         )  # fmt: skip
     except DatasetError as error:
         _fail(str(error))
     items = [item for item in items if item.metric is None]
     if not items:
         _fail("no document items to extend")
-    root = image_root or (data[0] if data[0].is_dir() else data[0].parent)
     try:
         text_tokens = text_token_counter(tokenizer)
     except ImportError as error:
@@ -441,7 +531,15 @@ def report(
 ) -> None:
     """Print runs side by side in the paper's layout (macro and micro averages). Suite folders
     (their suite.json) are shown in a second table of generalization scores."""
-    from lvlm_judge.results import comparison_rows, csv_text, markdown, plot, table_row, write_text
+    from lvlm_judge.results import (
+        comparison_rows,
+        csv_text,
+        markdown,
+        plot,
+        table_label,
+        table_row,
+        write_text,
+    )
     from lvlm_judge.results import paper_row as read_paper_row
     from lvlm_judge.suite import generalization_rows, read_suite_reports
     from mmprolong_schemas import ScoreTable
@@ -453,9 +551,7 @@ def report(
         if not paths or not all(path.is_file() for path in paths):
             _fail(f"{folder}: no scores.json (is it a run folder?)")
         tables += [ScoreTable.model_validate_json(p.read_text(encoding="utf-8")) for p in paths]
-    rows = comparison_rows(
-        [(f"{t.model} [{t.judge}]", table_row(t)) for t in tables], differences=compare
-    )
+    rows = comparison_rows([(table_label(t), table_row(t)) for t in tables], differences=compare)
     if paper_table is not None:
         try:
             rows += [read_paper_row(paper_table, paper_section, name) for name in paper_row]

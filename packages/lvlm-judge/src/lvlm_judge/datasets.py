@@ -1,13 +1,21 @@
 """Loaders: every source becomes a list of mmprolong_schemas.EvalItem.
 
-- MMLongBench document QA as released: documentQA/{longdocurl,mmlongdoc,slidevqa}_K{8..128}.jsonl
-  with page_list images under an image root.
-- MMLongBench's MM-NIAH files (ctxs, image_list, needle_image_list, choices_image, depth).
-- VLMEvalKit's MMLongBench TSV split (page images already dumped under its image root).
+- MMLongBench as released (its README, "Data"): ``mmlb_data/documentQA/{longdocurl,mmlongdoc,
+  slidevqa}_K{8,16,32,64,128}.jsonl`` and ``mmlb_data/NIAH/{retrieval,counting,reasoning}-{text,
+  image}_test_K{n}_dep{3,6}.jsonl``, with the page images in the sibling ``mmlb_image/`` (paths
+  in the records are relative to it). Answers are kept as released; ``ans_page_list`` is
+  0-based (README tip 6) and becomes our 1-based ``evidence_pages``.
+- VLMEvalKit's MMLongBench_{32K,128K,256K,512K}.tsv (its scripts/build_mmlongbench_tsv.py):
+  the official items at 256K and 512K. Its older MMLongBench_DOC.tsv loads too.
 - Our held-out sets: qasynth QAPair records (JSONL or Parquet) over a docpool pool.
 
-A record that does not validate, or an image that is not there, is an error naming the file,
-the line and the problem: an evaluation never skips an item silently.
+By default MMLongBench's own seeded subsets run, as its configs and data.py choose them:
+document QA shuffled as Hugging Face ``datasets`` shuffles with seed 42, first 100; MM-NIAH 50
+ids drawn by ``random.sample`` after seeding 42. ``subset="all"`` keeps every item.
+
+A malformed record (bad JSON, a missing field, an answer MMLongBench's scorer cannot read, a
+missing image) is reported with its file and line in the LoadReport and skipped; it never
+aborts the load. A requested length the data lacks is an error naming the lengths it has.
 """
 
 from __future__ import annotations
@@ -15,13 +23,19 @@ from __future__ import annotations
 import ast
 import csv
 import json
+import logging
+import random
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import numpy as np
 
 from lvlm_judge.context import ContextResolver, PoolLike
+from lvlm_judge.rules import score_answer
 from mmprolong_schemas import (
     AnswerFormat,
     EvalItem,
@@ -35,15 +49,43 @@ from mmprolong_schemas import (
     TextPart,
     VisionTokenSpec,
     atomic_path,
+    format_tokens,
     read_jsonl,
     read_parquet,
 )
 
+log = logging.getLogger("lvlm_judge")
+
 DOC_DATASETS = ("mmlongdoc", "longdocurl", "slidevqa")
 DOC_LENGTHS = (8 * K, 16 * K, 32 * K, 64 * K, 128 * K)
+NIAH_DATASETS = tuple(
+    f"mm-niah-{task}-{modality}"
+    for modality in ("text", "image")
+    for task in ("retrieval", "counting", "reasoning")
+)
+NIAH_DEPTHS = {
+    "retrieval-text": 6, "counting-text": 3, "reasoning-text": 3,
+    "retrieval-image": 6, "counting-image": 3, "reasoning-image": 6,
+}  # fmt: skip
+"""The needle-depth file each task runs on: MMLongBench's configs/mm_niah_{text,image}_all.yaml."""
 IMAGE_PLACEHOLDER = "<image>"
+IMAGE_FOLDER = "mmlb_image"
+DATA_FOLDER = "mmlb_data"
+
+SUBSET_SEED = 42
+"""MMLongBench's --seed default (arguments.py), set by set_seed before each file is loaded."""
+DOC_SUBSET_SIZE = 100
+"""max_test_samples of configs/docqa_all.yaml."""
+NIAH_SUBSET_SIZE = 50
+"""max_test_samples of configs/mm_niah_{text,image}_all.yaml."""
+Subset = Literal["mmlb", "all"]
+SUBSET_NAMES = {
+    "mmlb": "mmlb-seeded (doc QA: HF shuffle seed 42, first 100; NIAH: 50 ids, seed 42)",
+    "all": "all items",
+}
 
 _LENGTH_IN_NAME = re.compile(r"_K(\d+)(?:_dep\d+)?\.[A-Za-z]+$")
+_TSV_LENGTH = re.compile(r"MMLongBench_(\d+)K\.tsv$", re.IGNORECASE)
 _VLMEVALKIT_FORMATS = {
     "Str": AnswerFormat.STRING,
     "Int": AnswerFormat.INTEGER,
@@ -57,8 +99,44 @@ class DatasetError(ValueError):
     """Bad input data, naming where it is."""
 
 
+@dataclass
+class LoadReport:
+    """What a load skipped (file:line and why) and which item sets it took, per source."""
+
+    skipped: list[str] = field(default_factory=list)
+    item_sets: dict[str, str] = field(default_factory=dict)
+    not_loaded: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, problem: str) -> None:
+        self.skipped.append(problem)
+        log.warning("skipped: %s", problem)
+
+    @property
+    def item_set(self) -> str:
+        """One label for the whole load (the sets of its sources, joined)."""
+        return "; ".join(sorted(set(self.item_sets.values()))) or "none"
+
+
+def hf_shuffle_first(count: int, seed: int = SUBSET_SEED, keep: int = DOC_SUBSET_SIZE) -> list[int]:
+    """Row indices ``Dataset.shuffle(seed=seed).select(range(keep))`` keeps, in that order.
+    Hugging Face datasets' shuffle draws ``np.random.default_rng(seed).permutation(len(self))``
+    (src/datasets/arrow_dataset.py, Dataset.shuffle) and select keeps the permutation's order."""
+    permutation = np.random.default_rng(seed).permutation(count)
+    return [int(index) for index in permutation[: min(count, keep)]]
+
+
+def seeded_ids(
+    ids: Iterable[Any], seed: int = SUBSET_SEED, keep: int = NIAH_SUBSET_SIZE
+) -> set[Any]:
+    """The ids MMLongBench's NIAH loaders keep: after set_seed(seed),
+    ``random.sample(sorted(set(ids)), min(keep, n))`` (data.py, load_mm_niah_*)."""
+    unique = sorted(set(ids))
+    return set(random.Random(seed).sample(unique, min(keep, len(unique))))
+
+
 def length_from_name(path: Path) -> int:
-    """The context length a file name declares: mmlongdoc_K128.jsonl -> 131072."""
+    """The context length a file name declares: mmlongdoc_K128.jsonl -> 131072;
+    retrieval-text_test_K8_dep6.jsonl -> 8192."""
     match = _LENGTH_IN_NAME.search(path.name)
     if not match:
         raise DatasetError(f"{path}: the file name has no _K<length> part (e.g. _K128)")
@@ -69,9 +147,12 @@ def doc_file(root: Path, dataset: str, length: int) -> Path:
     return root / "documentQA" / f"{dataset}_K{length // K}.jsonl"
 
 
-def _json_lines(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+def _json_records(path: Path, report: LoadReport) -> list[tuple[str, dict[str, Any] | None]]:
+    """Every non-blank line as (file:line, record); a line that is not a JSON object is
+    reported and kept as None, so it still takes its place in the seeded shuffle."""
     if not path.is_file():
         raise DatasetError(f"{path}: no such data file")
+    rows: list[tuple[str, dict[str, Any] | None]] = []
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -80,10 +161,24 @@ def _json_lines(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
-                raise DatasetError(f"{where}: not valid JSON ({error.msg})") from None
+                report.skip(f"{where}: not valid JSON ({error.msg})")
+                rows.append((where, None))
+                continue
             if not isinstance(record, dict):
-                raise DatasetError(f"{where}: a record must be a JSON object")
-            yield where, record
+                report.skip(f"{where}: a record must be a JSON object")
+                rows.append((where, None))
+                continue
+            rows.append((where, record))
+    return rows
+
+
+def _json_lines(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Records of a JSONL file, raising on the first malformed line (for our own files)."""
+    report = LoadReport()
+    for where, record in _json_records(path, report):
+        if record is None:
+            raise DatasetError(report.skipped[-1])
+        yield where, record
 
 
 def _build(where: str, resolver: ContextResolver | None, **fields: Any) -> EvalItem:
@@ -109,9 +204,78 @@ def _field(where: str, record: dict[str, Any], name: str) -> Any:
 
 
 def _pages(values: object) -> list[int]:
+    """1-based page numbers (our own sets)."""
     if not isinstance(values, list):
         return []
     return [v for v in values if isinstance(v, int) and not isinstance(v, bool) and v >= 1]
+
+
+def _zero_based_pages(where: str, values: object) -> list[int]:
+    """MMLongBench's 0-based ans_page_list as our 1-based evidence pages."""
+    if values is None:
+        return []
+    if not isinstance(values, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values
+    ):
+        raise DatasetError(f"{where}: ans_page_list must be a list of 0-based page indices")
+    return [v + 1 for v in values]
+
+
+def _check_answer(where: str, answer: object, answer_format: str) -> None:
+    """The answer must be one MMLongBench's scorer can read (it would crash on it otherwise)."""
+    try:
+        score_answer(answer, "", answer_format)
+    except (ValueError, TypeError, OverflowError) as error:
+        raise DatasetError(f"{where}: answer {answer!r} ({answer_format}): {error}") from None
+
+
+def _doc_item(
+    where: str,
+    record: dict[str, Any],
+    dataset: str,
+    length: int,
+    resolver: ContextResolver | None,
+) -> EvalItem:
+    answer_format = str(_field(where, record, "answer_format"))
+    answer = _field(where, record, "answer")
+    if answer_format not in {f.value for f in AnswerFormat}:
+        raise DatasetError(f"{where}: unknown answer_format {answer_format!r}")
+    _check_answer(where, answer, answer_format)
+    pages = _field(where, record, "page_list")
+    if not isinstance(pages, list) or not all(isinstance(p, str) for p in pages):
+        raise DatasetError(f"{where}: page_list must be a list of image paths")
+    return _build(
+        where,
+        resolver,
+        item_id=f"{dataset}:{length // K}K:{_field(where, record, 'id')}",
+        dataset=dataset,
+        length=length,
+        context=[ImagePart(path=page) for page in pages],
+        question=_field(where, record, "question"),
+        answer=answer,
+        answer_format=answer_format,
+        doc_name=str(_field(where, record, "doc_name")),
+        evidence_pages=_zero_based_pages(where, record.get("ans_page_list")),
+        answer_sources=[str(s) for s in record.get("answer_sources") or []],
+    )
+
+
+def _collect(
+    rows: Sequence[tuple[str, dict[str, Any] | None]],
+    indices: Iterable[int],
+    make: Any,
+    report: LoadReport,
+) -> list[EvalItem]:
+    items = []
+    for index in indices:
+        where, record = rows[index]
+        if record is None:
+            continue  # already reported
+        try:
+            items.append(make(where, record))
+        except DatasetError as error:
+            report.skip(str(error))
+    return items
 
 
 def load_doc_file(
@@ -121,56 +285,20 @@ def load_doc_file(
     dataset: str | None = None,
     length: int | None = None,
     check_images: bool = True,
+    subset: Subset = "all",
+    report: LoadReport | None = None,
 ) -> list[EvalItem]:
-    """One MMLongBench documentQA file. ``dataset`` and ``length`` default to the file name's."""
+    """One MMLongBench documentQA file. ``dataset`` and ``length`` default to the file name's;
+    ``subset="mmlb"`` keeps MMLongBench's seeded 100 (HF shuffle, seed 42)."""
     path = Path(path)
-    dataset = dataset or path.name.split("_K")[0]
-    length = length or length_from_name(path)
+    report = report if report is not None else LoadReport()
+    name = dataset or path.name.split("_K")[0]
+    size = length or length_from_name(path)
     resolver = ContextResolver(image_root) if check_images else None
-    items = []
-    for where, record in _json_lines(path):
-        answer_format = str(_field(where, record, "answer_format"))
-        answer = _field(where, record, "answer")
-        pages = _field(where, record, "page_list")
-        if not isinstance(pages, list) or not all(isinstance(p, str) for p in pages):
-            raise DatasetError(f"{where}: page_list must be a list of image paths")
-        items.append(
-            _build(
-                where,
-                resolver,
-                item_id=f"{dataset}:{length // K}K:{_field(where, record, 'id')}",
-                dataset=dataset,
-                length=length,
-                context=[ImagePart(path=page) for page in pages],
-                question=_field(where, record, "question"),
-                answer=answer,
-                answer_format=answer_format,
-                doc_name=str(_field(where, record, "doc_name")),
-                evidence_pages=_pages(record.get("ans_page_list")),
-                answer_sources=[str(s) for s in record.get("answer_sources") or []],
-            )
-        )
-    return items
-
-
-def load_doc_benchmark(
-    root: str | Path,
-    image_root: str | Path | None = None,
-    *,
-    datasets: Iterable[str] = DOC_DATASETS,
-    lengths: Iterable[int] = (64 * K, 128 * K),
-    check_images: bool = True,
-) -> list[EvalItem]:
-    """Every (dataset, length) file of MMLongBench's documentQA folder under ``root``."""
-    root = Path(root)
-    image_root = image_root if image_root is not None else root
-    items: list[EvalItem] = []
-    for length in lengths:
-        for dataset in datasets:
-            items += load_doc_file(
-                doc_file(root, dataset, length), image_root, check_images=check_images
-            )
-    return items
+    rows = _json_records(path, report)
+    indices = hf_shuffle_first(len(rows)) if subset == "mmlb" else range(len(rows))
+    report.item_sets[str(path)] = SUBSET_NAMES[subset]
+    return _collect(rows, indices, lambda w, r: _doc_item(w, r, name, size, resolver), report)
 
 
 def niah_task(path: Path) -> tuple[str, str, NiahMetric]:
@@ -210,57 +338,219 @@ def _strings(where: str, record: dict[str, Any], name: str) -> list[str]:
     return values
 
 
+def _niah_item(
+    where: str,
+    record: dict[str, Any],
+    path: Path,
+    length: int,
+    resolver: ContextResolver | None,
+) -> EvalItem:
+    """As MMLongBench's loaders build it (data.py): text needles use the haystack images;
+    image counting adds needle_image_list (its question holds their <image> places); image
+    retrieval/reasoning add one lettered <image> option per choices_image."""
+    task, modality, metric = niah_task(path)
+    dataset = f"mm-niah-{task}-{modality}"
+    ctxs = _field(where, record, "ctxs")
+    if not isinstance(ctxs, list):
+        raise DatasetError(f"{where}: ctxs must be a list of paragraphs")
+    texts = [c["text"] if isinstance(c, dict) and "text" in c else str(c) for c in ctxs]
+    haystack = _strings(where, record, "image_list")
+    question = str(_field(where, record, "question"))
+    choices: list[str] = []
+    if modality == "text":
+        question_images: list[str] = []
+    elif metric is NiahMetric.SOFT_ACC:
+        question_images = _strings(where, record, "needle_image_list")
+    else:
+        choices = _strings(where, record, "choices_image")
+        question += "".join(
+            f"\n{chr(ord('A') + i)}. {IMAGE_PLACEHOLDER}" for i in range(len(choices))
+        )
+        question_images = choices
+    if question.count(IMAGE_PLACEHOLDER) != len(question_images):
+        raise DatasetError(
+            f"{where}: the question has {question.count(IMAGE_PLACEHOLDER)} "
+            f"{IMAGE_PLACEHOLDER} places but {len(question_images)} needle/choice images"
+        )
+    context = _interleave("\n\n".join(texts), haystack, where)
+    context += [ImagePart(path=image) for image in question_images]
+    answer = _field(where, record, "answer")
+    if metric is NiahMetric.SOFT_ACC and isinstance(answer, str):
+        try:
+            answer = json.loads(answer)
+        except json.JSONDecodeError:
+            raise DatasetError(f"{where}: counting answer {answer!r} is not a JSON list") from None
+    return _build(
+        where,
+        resolver,
+        item_id=f"{dataset}:{length // K}K:{_field(where, record, 'id')}",
+        dataset=dataset,
+        length=length,
+        context=context,
+        question=question,
+        answer=answer,
+        metric=metric,
+        choices=choices or None,
+    )
+
+
 def load_niah_file(
     path: str | Path,
     image_root: str | Path | None = None,
     *,
     length: int | None = None,
     check_images: bool = True,
+    subset: Subset = "all",
+    report: LoadReport | None = None,
 ) -> list[EvalItem]:
-    """One MM-NIAH file. The context holds the haystack (text and images interleaved), then
-    the images that the question's own <image> places refer to, in order."""
+    """One MM-NIAH file (``..._K8_dep6.jsonl``). The context holds the haystack (text and
+    images interleaved), then the images the question's own <image> places refer to.
+    ``subset="mmlb"`` keeps the 50 ids MMLongBench samples, in file order."""
     path = Path(path)
-    task, modality, metric = niah_task(path)
-    dataset = f"mm-niah-{task}-{modality}"
-    length = length or length_from_name(path)
+    report = report if report is not None else LoadReport()
+    niah_task(path)
+    size = length or length_from_name(path)
     resolver = ContextResolver(image_root) if check_images else None
-    items = []
-    for where, record in _json_lines(path):
-        ctxs = _field(where, record, "ctxs")
-        texts = [c["text"] if isinstance(c, dict) else str(c) for c in ctxs]
-        haystack = _strings(where, record, "image_list")
-        needles = _strings(where, record, "needle_image_list")
-        choices = _strings(where, record, "choices_image")
-        question = str(_field(where, record, "question"))
-        question += "".join(
-            f"\n{chr(ord('A') + i)}. {IMAGE_PLACEHOLDER}" for i in range(len(choices))
-        )
-        context = _interleave("\n\n".join(texts), haystack, where)
-        question_images = needles + choices
-        if question.count(IMAGE_PLACEHOLDER) != len(question_images):
+    rows = _json_records(path, report)
+    indices: Iterable[int] = range(len(rows))
+    if subset == "mmlb":
+        ids = [r["id"] for _, r in rows if r is not None and "id" in r]
+        try:
+            kept = seeded_ids(ids)
+        except TypeError:
+            raise DatasetError(f"{path}: ids of mixed types cannot be sorted") from None
+        indices = [i for i, (_, r) in enumerate(rows) if r is not None and r.get("id") in kept]
+    report.item_sets[str(path)] = SUBSET_NAMES[subset]
+    return _collect(rows, indices, lambda w, r: _niah_item(w, r, path, size, resolver), report)
+
+
+DATASET_GROUPS = {
+    "documents": DOC_DATASETS,
+    "niah": NIAH_DATASETS,
+    "all": DOC_DATASETS + NIAH_DATASETS,
+}
+"""Names for several MMLongBench sets at once."""
+
+
+def expand_datasets(names: Iterable[str]) -> list[str]:
+    """Dataset names with the groups (documents, niah, all) spelled out, in order, once."""
+    expanded: list[str] = []
+    for name in names:
+        for member in DATASET_GROUPS.get(name, (name,)):
+            if member not in expanded:
+                expanded.append(member)
+    return expanded
+
+
+def image_folder_for(data: Path) -> Path | None:
+    """MMLongBench's image folder beside its data folder (mmlb_data/ -> mmlb_image/)."""
+    sibling = data.parent / IMAGE_FOLDER
+    return sibling if sibling.is_dir() else None
+
+
+def data_folder(path: Path) -> Path:
+    """The folder that holds documentQA/ and NIAH/: ``path`` or its mmlb_data/."""
+    if (path / DATA_FOLDER).is_dir() and not (path / "documentQA").is_dir():
+        return path / DATA_FOLDER
+    return path
+
+
+def _lengths_on_disk(files: Iterable[Path]) -> list[int]:
+    found = set()
+    for file in files:
+        try:
+            found.add(length_from_name(file))
+        except DatasetError:
+            continue
+    return sorted(found)
+
+
+def _shown(lengths: Iterable[int]) -> str:
+    return ", ".join(format_tokens(n) for n in sorted(lengths)) or "none"
+
+
+def _has(name: str, lengths: list[int]) -> str:
+    if not lengths:
+        return f"the data has no {name} file at any length"
+    return f"the data has {name} at {_shown(lengths)}"
+
+
+def _niah_file(root: Path, dataset: str, length: int) -> Path:
+    stem = dataset.removeprefix("mm-niah-")
+    folder = root / "NIAH"
+    wanted = folder / f"{stem}_test_K{length // K}_dep{NIAH_DEPTHS[stem]}.jsonl"
+    if wanted.is_file():
+        return wanted
+    present = sorted(folder.glob(f"{stem}_test_K*_dep*.jsonl")) if folder.is_dir() else []
+    raise DatasetError(
+        f"{folder}: no {dataset} file for {format_tokens(length)} ({wanted.name}); "
+        f"{_has(stem, _lengths_on_disk(present))}"
+    )
+
+
+def load_mmlb_folder(
+    root: str | Path,
+    image_root: str | Path | None = None,
+    *,
+    datasets: Iterable[str] = DOC_DATASETS,
+    lengths: Iterable[int] = (64 * K, 128 * K),
+    check_images: bool = True,
+    subset: Subset = "mmlb",
+    report: LoadReport | None = None,
+) -> list[EvalItem]:
+    """MMLongBench's released ``mmlb_data`` folder: the documentQA and NIAH files of
+    ``datasets`` at ``lengths``. Images come from ``image_root``, else the sibling
+    ``mmlb_image/``, else the folder itself. A length a dataset lacks is an error naming the
+    lengths it has."""
+    folder = data_folder(Path(root))
+    report = report if report is not None else LoadReport()
+    if image_root is None:
+        image_root = image_folder_for(folder) or folder
+    items: list[EvalItem] = []
+    for name in expand_datasets(datasets):
+        if name not in DOC_DATASETS and name not in NIAH_DATASETS:
             raise DatasetError(
-                f"{where}: the question has {question.count(IMAGE_PLACEHOLDER)} "
-                f"{IMAGE_PLACEHOLDER} places but {len(question_images)} needle/choice images"
+                f"unknown MMLongBench dataset {name!r}; known: {', '.join(DOC_DATASETS)}, "
+                f"{', '.join(NIAH_DATASETS)}, and the groups {', '.join(DATASET_GROUPS)}"
             )
-        context += [ImagePart(path=image) for image in question_images]
-        answer = _field(where, record, "answer")
-        if metric is NiahMetric.SOFT_ACC and isinstance(answer, str):
-            answer = json.loads(answer)
-        items.append(
-            _build(
-                where,
-                resolver,
-                item_id=f"{dataset}:{length // K}K:{_field(where, record, 'id')}",
-                dataset=dataset,
-                length=length,
-                context=context,
-                question=question,
-                answer=answer,
-                metric=metric,
-                choices=choices or None,
-            )
-        )
+        for length in lengths:
+            if name in NIAH_DATASETS:
+                items += load_niah_file(
+                    _niah_file(folder, name, length), image_root, length=length,
+                    check_images=check_images, subset=subset, report=report,
+                )  # fmt: skip
+                continue
+            path = doc_file(folder, name, length)
+            if not path.is_file():
+                present = _lengths_on_disk((folder / "documentQA").glob(f"{name}_K*.jsonl"))
+                raise DatasetError(
+                    f"{folder / 'documentQA'}: no {name} file for {format_tokens(length)} "
+                    f"({path.name}); {_has(name, present)}. 256K and 512K "
+                    "are VLMEvalKit's MMLongBench_256K.tsv / _512K.tsv (pass them with --data) "
+                    "or our padding (lvlm-judge extend)"
+                )
+            items += load_doc_file(
+                path, image_root, dataset=name, length=length, check_images=check_images,
+                subset=subset, report=report,
+            )  # fmt: skip
     return items
+
+
+def load_doc_benchmark(
+    root: str | Path,
+    image_root: str | Path | None = None,
+    *,
+    datasets: Iterable[str] = DOC_DATASETS,
+    lengths: Iterable[int] = (64 * K, 128 * K),
+    check_images: bool = True,
+    subset: Subset = "all",
+    report: LoadReport | None = None,
+) -> list[EvalItem]:
+    """Every (dataset, length) documentQA file under ``root`` (see load_mmlb_folder)."""
+    return load_mmlb_folder(
+        root, image_root, datasets=datasets, lengths=lengths, check_images=check_images,
+        subset=subset, report=report,
+    )  # fmt: skip
 
 
 VLMEVALKIT_MAX_PAGES = 120
@@ -345,6 +635,20 @@ def render_tsv_pages(
     return written
 
 
+def _doc_tsv_answer(where: str, answer: str, raw_format: str) -> Any:
+    """MMLongBench-Doc's TSV writes List answers as Python literals ("['a', 'b']"): read them
+    into a list, which the scorer takes as it takes MMLongBench's JSON strings."""
+    if raw_format != "List":
+        return answer
+    try:
+        items = ast.literal_eval(answer)
+    except (ValueError, SyntaxError):
+        raise DatasetError(f"{where}: List answer {answer!r} is not a list literal") from None
+    if not isinstance(items, list):
+        raise DatasetError(f"{where}: List answer {answer!r} is not a list")
+    return items
+
+
 def load_vlmevalkit_tsv(
     path: str | Path,
     image_root: str | Path,
@@ -379,13 +683,119 @@ def load_vlmevalkit_tsv(
                 length=length,
                 context=[ImagePart(path=str(page)) for page in pages],
                 question=_field(where, row, "question"),
-                answer=_field(where, row, "answer"),
+                answer=_doc_tsv_answer(where, _field(where, row, "answer"), raw_format),
                 answer_format=_VLMEVALKIT_FORMATS[raw_format],
                 doc_name=row.get("doc_id") or None,
                 evidence_pages=_pages(evidence),
                 answer_sources=[str(s) for s in sources],
             )
         )
+    return items
+
+
+_QUESTION_PREFIX = "Based on Document {doc_id:.15}, answer the following question. "
+"""The document-QA prompt's question prefix (MMLongBench data.py); the TSVs store it."""
+
+
+def _tsv_json(where: str, row: dict[str, str], name: str) -> Any:
+    try:
+        return json.loads(_field(where, row, name))
+    except json.JSONDecodeError as error:
+        raise DatasetError(f"{where}: column {name} is not JSON ({error.msg})") from None
+
+
+def _tsv_image(root: Path | None, length: int, name: str) -> str:
+    """An image_path entry relative to ``root``: VLMEvalKit looks under <root>/<length>/
+    first, then <root>/ (vlmeval/dataset/mmlongbench.py, _resolve_image_path)."""
+    if root is not None and (root / format_tokens(length) / name).is_file():
+        return f"{format_tokens(length)}/{name}"
+    return name
+
+
+def _mmlb_tsv_item(
+    where: str, row: dict[str, str], length: int, root: Path | None,
+    resolver: ContextResolver | None,
+) -> EvalItem:  # fmt: skip
+    extra = _tsv_json(where, row, "extra_info")
+    pages = _tsv_json(where, row, "image_path")
+    if not isinstance(extra, dict):
+        raise DatasetError(f"{where}: extra_info must be a JSON object")
+    if not isinstance(pages, list) or not all(isinstance(p, str) for p in pages):
+        raise DatasetError(f"{where}: image_path must be a JSON list of file names")
+    dataset = str(_field(where, row, "source_dataset"))
+    answer_format = str(_field(where, extra, "answer_format"))
+    answer = extra.get("answer", _field(where, row, "answer"))  # extra_info keeps it typed
+    _check_answer(where, answer, answer_format)
+    doc_name = str(_field(where, extra, "doc_name"))
+    question = str(_field(where, extra, "question"))
+    question = question.removeprefix(_QUESTION_PREFIX.format(doc_id=doc_name))
+    return _build(
+        where,
+        resolver,
+        item_id=f"{dataset}:{format_tokens(length)}:{_field(where, row, 'question_id')}",
+        dataset=dataset,
+        length=length,
+        context=[ImagePart(path=_tsv_image(root, length, page)) for page in pages],
+        question=question,
+        answer=answer,
+        answer_format=answer_format,
+        doc_name=doc_name,
+        evidence_pages=_zero_based_pages(where, extra.get("ans_page_list")),
+        answer_sources=[str(s) for s in extra.get("answer_sources") or []],
+    )
+
+
+def is_mmlb_tsv(path: Path) -> bool:
+    """VLMEvalKit's MMLongBench_<n>K.tsv (task, source_dataset, extra_info columns), as
+    opposed to its older MMLongBench_DOC.tsv."""
+    if not path.is_file():
+        return False
+    with open(path, encoding="utf-8", newline="") as handle:
+        header = handle.readline().rstrip("\r\n").split("\t")
+    return {"task", "source_dataset", "extra_info"} <= set(header)
+
+
+def tsv_image_root(path: Path) -> Path | None:
+    """Where VLMEvalKit puts MMLongBench's images: <LMUData>/images/mmlb_image beside the
+    TSV's folder, or an mmlb_image/ beside the TSV."""
+    for candidate in (path.parent / "images" / IMAGE_FOLDER, path.parent / IMAGE_FOLDER):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def load_mmlb_tsv(
+    path: str | Path,
+    image_root: str | Path | None = None,
+    *,
+    check_images: bool = True,
+    report: LoadReport | None = None,
+) -> list[EvalItem]:
+    """The document-QA rows of VLMEvalKit's MMLongBench_{32K,128K,256K,512K}.tsv: the official
+    items (all of them: the file is already the released subset). Columns as its
+    scripts/build_mmlongbench_tsv.py writes them: question_id, image_path (JSON list),
+    task, source_dataset and extra_info (the original record, typed answer included). Rows
+    of other tasks are counted in the report, not loaded."""
+    path = Path(path)
+    report = report if report is not None else LoadReport()
+    match = _TSV_LENGTH.search(path.name)
+    if not match:
+        raise DatasetError(f"{path}: not named MMLongBench_<n>K.tsv, so its length is unknown")
+    length = int(match.group(1)) * K
+    root = Path(image_root) if image_root is not None else tsv_image_root(path)
+    resolver = ContextResolver(root) if check_images else None
+    items = []
+    for where, row in _tsv_rows(path):
+        task = row.get("task")
+        if task != "documentQA":
+            key = f"{path.name}:{task}"
+            report.not_loaded[key] = report.not_loaded.get(key, 0) + 1
+            continue
+        try:
+            items.append(_mmlb_tsv_item(where, row, length, root, resolver))
+        except DatasetError as error:
+            report.skip(str(error))
+    report.item_sets[str(path)] = "vlmevalkit-tsv (the released rows, all of them)"
     return items
 
 
@@ -456,8 +866,9 @@ def read_eval_items(path: str | Path) -> list[EvalItem]:
 
 
 def _first_record(path: Path) -> dict[str, Any]:
-    for _, record in _json_lines(path):
-        return record
+    for _, record in _json_records(path, LoadReport()):
+        if record is not None:
+            return record
     raise DatasetError(f"{path}: the file holds no record")
 
 
@@ -470,25 +881,32 @@ def load_data(
     datasets: Iterable[str] = DOC_DATASETS,
     spec: VisionTokenSpec | None = None,
     check_images: bool = True,
+    subset: Subset = "mmlb",
+    report: LoadReport | None = None,
 ) -> list[EvalItem]:
-    """Items from any mix of sources, recognised by their shape:
-    a folder with documentQA/ (MMLongBench), a .tsv (VLMEvalKit), a .parquet of QA pairs, or a
-    .jsonl of MMLongBench documents, MM-NIAH records, QA pairs or EvalItems. ``lengths``
-    picks the MMLongBench files and filters every other source."""
+    """Items from any mix of sources, recognised by their shape: an MMLongBench data folder
+    (with documentQA/, or holding mmlb_data/), a .tsv (VLMEvalKit), a .parquet of QA pairs,
+    or a .jsonl of MMLongBench documents, MM-NIAH records, QA pairs or EvalItems. ``lengths``
+    picks the MMLongBench files and filters every other source; a requested length no source
+    has is an error naming the lengths there are. ``subset`` applies to MMLongBench's JSONL."""
+    report = report if report is not None else LoadReport()
     wanted = sorted(set(lengths)) if lengths else None
     items: list[EvalItem] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            if not (path / "documentQA").is_dir():
-                raise DatasetError(f"{path}: a data folder must hold documentQA/")
-            doc_lengths = [n for n in (wanted or [64 * K, 128 * K]) if n in DOC_LENGTHS]
-            items += load_doc_benchmark(
-                path, image_root if image_root is not None else path,
-                datasets=datasets, lengths=doc_lengths, check_images=check_images,
+            folder = data_folder(path)
+            if not (folder / "documentQA").is_dir() and not (folder / "NIAH").is_dir():
+                raise DatasetError(f"{path}: a data folder must hold documentQA/ or NIAH/")
+            folder_lengths = [n for n in (wanted or [64 * K, 128 * K]) if n <= max(DOC_LENGTHS)]
+            items += load_mmlb_folder(
+                folder, image_root, datasets=datasets, lengths=folder_lengths,
+                check_images=check_images, subset=subset, report=report,
             )  # fmt: skip
             continue
-        if path.suffix == ".tsv":
+        if path.suffix == ".tsv" and is_mmlb_tsv(path):
+            found = load_mmlb_tsv(path, image_root, check_images=check_images, report=report)
+        elif path.suffix == ".tsv":
             if image_root is None:
                 raise DatasetError(f"{path}: a VLMEvalKit TSV needs --image-root")
             tsv_length = wanted[0] if wanted and len(wanted) == 1 else 128 * K
@@ -498,18 +916,37 @@ def load_data(
             found = _heldout(path, pool, spec)
         else:
             record = _first_record(path)
-            root = image_root if image_root is not None else path.parent
+            root = (
+                image_root
+                if image_root is not None
+                else (image_folder_for(path.parent.parent) or path.parent)
+            )
             if "context" in record:
                 found = read_eval_items(path)
             elif "qa_id" in record:
                 found = _heldout(path, pool, spec)
             elif "page_list" in record:
-                found = load_doc_file(path, root, check_images=check_images)
+                found = load_doc_file(
+                    path, root, check_images=check_images, subset=subset, report=report
+                )
             elif "ctxs" in record:
-                found = load_niah_file(path, root, check_images=check_images)
+                found = load_niah_file(
+                    path, root, check_images=check_images, subset=subset, report=report
+                )
             else:
                 raise DatasetError(f"{path}: not a data file lvlm-judge knows")
+            if "context" in record or "qa_id" in record:
+                report.item_sets.setdefault(str(path), SUBSET_NAMES["all"])
         items += [item for item in found if wanted is None or item.length in wanted]
+    if wanted:
+        have = {item.length for item in items}
+        missing = [n for n in wanted if n not in have]
+        if missing:
+            raise DatasetError(
+                f"no item at {_shown(missing)}: the data given has {_shown(have)}. "
+                "256K and 512K are VLMEvalKit's MMLongBench_256K.tsv / _512K.tsv or our padding "
+                "(lvlm-judge extend)"
+            )
     return items
 
 

@@ -7,9 +7,16 @@ Layout of a run directory:
     scores.json         the ScoreTable of document QA; scores.md / scores.csv the paper-style
                         table; scores.png score against context length
     niah-scores.*       the same for MM-NIAH items
-    run.json            the RunManifest (redacted settings, versions, counts), judge cost
-                        (calls made / cached / skipped / failed, tokens), doc accuracy and F1
-A rerun reuses every prediction without an error; the judge cache makes re-judging free.
+    run.json            the RunManifest (redacted settings, versions, counts), the protocol
+                        and item set, judge cost (calls made / cached / skipped / failed,
+                        tokens) and errors, failures and exclusions, doc accuracy and F1
+Every table, the manifest and the summary name the protocol: ``lvlm-judge-v1`` (our prompts
+and judge) or ``mmlb-v1.1`` (MMLongBench's, read from the user's checkout). Under mmlb-v1.1 an
+empty output is left out of the means, as MMLongBench v1.1 does; under ours it scores 0. Both
+count them. A run with
+failures (runner errors, judge failures, skipped records) ends "done" with them counted in
+run.json and said in its summary line. A rerun reuses every prediction without an error; the
+judge cache makes re-judging free.
 """
 
 from __future__ import annotations
@@ -23,14 +30,23 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from lvlm_judge.answer_nll import run_answer_nll
 from lvlm_judge.judge.llm import LLMJudge
-from lvlm_judge.prompting import build_prompt
+from lvlm_judge.prompting import (
+    MMLB_FORMAT,
+    OUR_FORMAT,
+    OUR_TEMPLATES,
+    PromptTemplates,
+    build_prompt,
+    shipped_templates,
+)
 from lvlm_judge.results import (
     ItemResult,
     csv_text,
     markdown,
     plot,
     score_table,
+    table_label,
     table_row,
     write_text,
 )
@@ -58,12 +74,32 @@ class RunSummary:
     failed_items: list[str]
     judge_stats: dict[str, int] = field(default_factory=dict)
     doc_scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    protocol: str = OUR_FORMAT
+    item_set: str = "given items"
+    judge_failed: list[str] = field(default_factory=list)
+    empty_outputs: list[str] = field(default_factory=list)
+    skipped_records: list[str] = field(default_factory=list)
+    judge_errors: list[str] = field(default_factory=list)
+    answer_nll: dict[str, Any] | None = None
+
+    @property
+    def failures(self) -> int:
+        """Runner errors, judge failures and skipped records: what makes a run incomplete."""
+        return len(self.failed_items) + len(self.judge_failed) + len(self.skipped_records)
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "protocol": self.protocol,
+            "item_set": self.item_set,
+            "complete": self.failures == 0,
             "generated": self.generated,
             "reused": self.reused,
             "failed_items": self.failed_items,
+            "judge_failed": self.judge_failed,
+            "judge_errors": self.judge_errors,
+            "empty_outputs": self.empty_outputs,
+            "skipped_records": self.skipped_records,
+            "answer_nll": self.answer_nll,
             "judge": self.judge_stats,
             "doc_scores": self.doc_scores,
             "tables": {stem: table_row(table) for stem, table in self.tables.items()},
@@ -108,21 +144,33 @@ def run_eval(
     runner: Runner,
     out_dir: str | Path,
     *,
-    prompt_format: str = "mmlb-v1.1",
+    prompt_format: PromptTemplates | str = OUR_TEMPLATES,
     judge: JudgeName = "rules",
     llm_judge: LLMJudge | None = None,
     console: Console | None = None,
     settings: dict[str, Any] | None = None,
     executor: Executor | None = None,
+    item_set: str = "given items",
+    skipped_records: Sequence[str] = (),
+    answer_nll: bool = False,
 ) -> RunSummary:
     """Evaluate ``runner`` on ``items`` into ``out_dir``; items already predicted are skipped.
+    ``prompt_format`` is a PromptTemplates (ours, or MMLongBench's from mmlb_source) or the
+    name of one we ship. ``item_set`` and ``skipped_records`` (from the LoadReport) are
+    recorded. ``answer_nll`` adds the judge-free answer-nll metric (transformers runner).
     ``executor`` (such as a RayExecutor) runs the per-item rule scoring; the driver writes
     every output."""
     console = console or Console(stderr=True)
+    templates = (
+        shipped_templates(prompt_format) if isinstance(prompt_format, str) else prompt_format
+    )
+    protocol = run_protocol(templates, judge, llm_judge)
     manifest = RunManifest.start(
         "lvlm-judge run",
-        {**(settings or {}), "model": runner.model_name, "prompt_format": prompt_format,
-         "judge": judge, "items": len(items)},
+        {**(settings or {}), "model": runner.model_name, "prompt_format": templates.name,
+         "prompt_source": templates.source, "protocol": protocol, "item_set": item_set,
+         "judge": judge, "items": len(items),
+         "judge_prompts": llm_judge.prompts.version if llm_judge else None},
         command=sys.argv,
     )  # fmt: skip
     out = Path(out_dir)
@@ -133,7 +181,7 @@ def run_eval(
     done = {key for key, p in predictions.items() if p.error is None}
     todo = [item for item in items if item.item_id not in done]
     reused = len(items) - len(todo)
-    requests = [GenerationRequest(item.item_id, build_prompt(item, prompt_format)) for item in todo]
+    requests = [GenerationRequest(item.item_id, build_prompt(item, templates)) for item in todo]
     with Progress(
         TextColumn("[bold]generate"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, transient=False, disable=not requests,
@@ -150,8 +198,9 @@ def run_eval(
     ) as progress:  # fmt: skip
         judged = progress.add_task("judge", total=sum(1 for i in items if i.metric is None))
         results = judge_predictions(
-            items, predictions, judge, llm_judge, lambda n: progress.advance(judged, n), executor
-        )
+            items, predictions, judge, llm_judge, lambda n: progress.advance(judged, n),
+            executor, templates, exclude_empty=protocol == MMLB_FORMAT,
+        )  # fmt: skip
     write_jsonl(out / "results.jsonl", results)
     tables: dict[str, ScoreTable] = {}
     rows: list[tuple[str, dict[str, float]]] = []
@@ -161,32 +210,58 @@ def run_eval(
     ):
         if not members:
             continue
-        table = score_table(members, runner.model_name, judge, prompt_format)
+        table = score_table(
+            members, runner.model_name, judge, templates.name,
+            protocol=protocol, item_set=item_set,
+        )  # fmt: skip
         tables[stem] = table
-        row = [(runner.model_name, table_row(table))]
+        row = [(table_label(table), table_row(table))]
         rows += row
         write_text(out / f"{stem}.json", table.model_dump_json(indent=1) + "\n")
         write_text(out / f"{stem}.md", markdown(row))
         write_text(out / f"{stem}.csv", csv_text(row))
         plot([table], out / f"{stem}.png")
+    nll_table = run_answer_nll(items, runner, out, templates) if answer_nll else None
     summary = RunSummary(
         out_dir=out,
         tables=tables,
         generated=len(requests),
         reused=reused,
-        failed_items=sorted(r.item_id for r in results if r.error is not None),
+        failed_items=sorted(r.item_id for r in results if r.judge_source == "error"),
         judge_stats=llm_judge.stats.as_dict() if llm_judge else {},
         doc_scores=doc_summary(results),
+        protocol=protocol,
+        item_set=item_set,
+        judge_failed=sorted(r.item_id for r in results if r.judge_source == "judge-failed"),
+        empty_outputs=sorted(r.item_id for r in results if r.judge_source == "empty"),
+        skipped_records=list(skipped_records),
+        judge_errors=list(llm_judge.stats.errors) if llm_judge else [],
+        answer_nll=nll_table,
     )
     manifest = manifest.finish(
         "done", items=len(items), generated=len(requests), reused=reused,
-        runner_errors=len(summary.failed_items), **{f"judge_{k}": v
-                                                    for k, v in summary.judge_stats.items()},
+        runner_errors=len(summary.failed_items), judge_failures=len(summary.judge_failed),
+        empty_outputs=len(summary.empty_outputs), skipped_records=len(skipped_records),
+        failures=summary.failures,
+        **{f"judge_{k}": v for k, v in summary.judge_stats.items()},
     )  # fmt: skip
     run_record = {"manifest": manifest.model_dump(mode="json"), **summary.as_dict()}
     write_text(out / "run.json", _json(run_record))
-    _print_summary(console, summary, rows, f"{runner.model_name} ({judge} judge)")
+    _print_summary(console, summary, rows)
     return summary
+
+
+def run_protocol(templates: PromptTemplates, judge: str, llm_judge: LLMJudge | None) -> str:
+    """The label of what produces the scores. ``mmlb-v1.1`` only when MMLongBench's own
+    prompts (and, with the LLM judge, its judge prompts) were read from its checkout."""
+    mmlb_prompts = templates.name == MMLB_FORMAT
+    mmlb_judge = llm_judge is not None and llm_judge.prompts.version.startswith(MMLB_FORMAT)
+    if judge == "llm" and mmlb_prompts != mmlb_judge:
+        return (
+            f"mixed: {MMLB_FORMAT if mmlb_prompts else templates.name} prompts, "
+            f"{MMLB_FORMAT if mmlb_judge else OUR_FORMAT} judge"
+        )
+    return MMLB_FORMAT if mmlb_prompts else templates.name
 
 
 def _json(data: dict[str, Any]) -> str:
@@ -200,12 +275,12 @@ def read_results(out_dir: str | Path) -> list[ItemResult]:
 
 
 def _print_summary(
-    console: Console, summary: RunSummary, rows: list[tuple[str, dict[str, float]]], title: str
+    console: Console, summary: RunSummary, rows: list[tuple[str, dict[str, float]]]
 ) -> None:
     from rich.table import Table
 
-    for _, row in rows:
-        table = Table(title=f"lvlm-judge: {title}")
+    for label, row in rows:
+        table = Table(title=f"lvlm-judge: {label}")
         for column in row:
             table.add_column(column, justify="right")
         table.add_row(*(f"{value:.2f}" for value in row.values()))
@@ -219,6 +294,15 @@ def _print_summary(
         else ""
     )
     console.print(
-        f"generated {summary.generated}, reused {summary.reused}, runner errors "
-        f"{len(summary.failed_items)}{cost}; results in {summary.out_dir}"
+        f"protocol {summary.protocol}; items: {summary.item_set}; generated "
+        f"{summary.generated}, reused {summary.reused}, runner errors "
+        f"{len(summary.failed_items)}, judge failures {len(summary.judge_failed)}, empty "
+        f"outputs {len(summary.empty_outputs)}, skipped records "
+        f"{len(summary.skipped_records)}{cost}; results in {summary.out_dir}",
+        markup=False,
     )
+    if summary.failures:
+        console.print(
+            f"[red]incomplete:[/red] {summary.failures} failures (see run.json); "
+            "rerun into the same folder to retry them"
+        )

@@ -1,8 +1,12 @@
 """Length extension to 256K / 512K: pad an item with pages of other documents.
 
-Negative documents are drawn at random (seeded per item and target, so results do not depend
-on the order items are processed) and placed alternately left and right of the item's own
-pages, each as a contiguous block, until the next page would pass the target. The item's own
+This is our padding, a named option (``lvlm-judge extend``); MMLongBench's own 256K/512K items
+are VLMEvalKit's MMLongBench_256K/_512K.tsv (lvlm_judge.datasets.load_mmlb_tsv). Negative
+documents are drawn at random (seeded per item and target, so results do not depend on the
+order items are processed) and placed alternately left and right of the item's own pages, each
+as a contiguous block, until the next page would pass the target. Donor pages are deduplicated
+by image: a page already in the context (the same file or pool page, e.g. a gold page that
+another item's document shares) is never put in twice. The item's own
 pages stay in order and intact; their new places are recorded in ``original_positions``.
 Tokens are counted like the model under test: the vision formula for every page plus the text
 tokenizer for each page's "Document <id>:" label and the question.
@@ -12,10 +16,20 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import PurePosixPath
 
 from lvlm_judge.context import ContextResolver, TextTokenizer
 from lvlm_judge.prompting import page_label
-from mmprolong_schemas import EvalItem, Part, TextPart, format_tokens
+from mmprolong_schemas import EvalItem, ImagePart, PagePart, Part, TextPart, format_tokens
+
+
+def image_key(part: Part) -> str:
+    """What makes two pages the same image: the file (normalised path) or the pool page."""
+    if isinstance(part, PagePart):
+        return f"pool:{part.doc_id}:{part.page}"
+    if isinstance(part, ImagePart):
+        return "file:" + str(PurePosixPath(part.path.replace("\\", "/")))
+    return "text:" + part.text
 
 
 class ExtensionError(ValueError):
@@ -65,9 +79,14 @@ class Extender:
         right: list[Part] = []
         on_left = True
         full = False
+        seen = {image_key(part) for part in item.context}
         for doc in candidates:
             block: list[Part] = []
             for position, part in enumerate(donors[doc]):
+                key = image_key(part)
+                if key in seen:
+                    continue
+                seen.add(key)
                 cost = self.page_cost(part, position)
                 if total + cost > target:
                     full = True

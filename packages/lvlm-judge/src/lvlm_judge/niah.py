@@ -12,7 +12,12 @@ import json
 import re
 from collections.abc import Sequence
 
-from lvlm_judge.rules import normalize_answer, normalize_keep_punctuation, parse_output
+from lvlm_judge.rules import (
+    ANSWER_PREFIX,
+    normalize_answer,
+    normalize_keep_punctuation,
+    parse_output,
+)
 from mmprolong_schemas import NiahMetric
 
 _COUNT_LIST = re.compile(r"\[[\d\s,]+\]", re.IGNORECASE | re.DOTALL)
@@ -142,9 +147,11 @@ def _one(output: str, answer: object, metric: NiahMetric) -> dict[str, float]:
 
 
 def score_niah(output: str, answer: object, metric: NiahMetric | str) -> dict[str, float]:
-    """Every score of ``metric`` for a raw output, each the better of raw and parsed output.
-    The first key is the headline score (MMLongBench's)."""
+    """Every score of ``metric`` for a generation, each the better of the prefixed and the
+    parsed output: MMLongBench prefixes "Answer:" to the generation first (eval.py), multiple
+    choice included. The first key is the headline score (MMLongBench's)."""
     metric = NiahMetric(metric)
-    raw = _one(output, answer, metric)
-    parsed = _one(parse_output(output), answer, metric)
+    text = ANSWER_PREFIX + output
+    raw = _one(text, answer, metric)
+    parsed = _one(parse_output(text), answer, metric)
     return {key: max(value, parsed[key]) for key, value in raw.items()}

@@ -1,11 +1,15 @@
-"""Prompts in MMLongBench's v1.1 layout, in our own words.
+"""Prompts in MMLongBench's layout, from templates: ours, or MMLongBench's own read at run time.
 
-Document QA: an instruction (short answer, "Not answerable." when the pages do not say), one
-"Document <id>: <image>" line per page, the question prefixed with "Based on Document <id>, ",
-and "Answer:" as the start of the model's reply. The page-index variant labels each page
-"Document <id> (page <n>):". MM-NIAH: an instruction for the task, the interleaved haystack,
-the question. Ids are cut to 15 characters, as MMLongBench does. The format's name is stored
-with every prediction.
+The layout (MMLongBench data.py, load_doc_qa / load_mm_niah_*): a user template with
+``{context}`` and ``{question}``; for document QA the context is one page template per page
+(``Document <id>: <image>``, ids cut to 15 characters) joined by blank lines, and the question
+gets a prefix naming the document; for MM-NIAH the context is the haystack text with its
+``<image>`` places. The reply starts with the prefill ("Answer:"). Every ``<image>`` of the
+filled template takes the item's next page or image, in order.
+
+``lvlm-judge-v1`` (and its page-index variant) is our own wording, shipped here. ``mmlb-v1.1``
+is MMLongBench's wording, read from the user's checkout (lvlm_judge.mmlb_source); this package
+ships none of it. The format's name is stored with every prediction.
 """
 
 from __future__ import annotations
@@ -14,38 +18,93 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from mmprolong_schemas import EvalItem, ImagePart, NiahMetric, PagePart, Part, TextPart
+from mmprolong_schemas import EvalItem, ImagePart, NiahMetric, PagePart, TextPart
 
 ANSWER_PREFILL = "Answer:"
 DOC_ID_CHARS = 15
-PROMPT_FORMATS = ("mmlb-v1.1", "mmlb-v1.1-page-index")
+IMAGE = "<image>"
+OUR_FORMAT = "lvlm-judge-v1"
+OUR_PAGE_INDEX_FORMAT = "lvlm-judge-v1-page-index"
+MMLB_FORMAT = "mmlb-v1.1"
+PROMPT_FORMATS = (OUR_FORMAT, OUR_PAGE_INDEX_FORMAT, MMLB_FORMAT)
+NIAH_KINDS = ("text", "text_count", "image_count", "image_mc")
+"""Which MM-NIAH template an item takes: MMLongBench uses one for every text-needle task,
+one for image counting and one for image multiple choice (data.py, load_data)."""
 
+_ANSWER_LAYOUT = "Use this layout:\nAnswer: [{what}]"
 DOC_INSTRUCTION = (
     "Below are the pages of one or more documents, followed by a question. Reply as briefly as "
     "the question allows: a number, a name, a short phrase or one sentence. If the pages do not "
-    "contain what the question asks for, reply 'Not answerable.' Use this layout:\n"
-    "Answer: [your answer]"
+    "contain what the question asks for, reply 'Not answerable.' "
+    + _ANSWER_LAYOUT.format(what="your answer")
 )
-NIAH_INSTRUCTIONS = {
-    NiahMetric.SUB_EM: (
-        "Below is a long context of text and images, followed by a question about it. Answer "
-        "from the context. Use this layout:\nAnswer: [your answer]"
-    ),
-    NiahMetric.MC_ACC: (
-        "Below is a long context of text and images, followed by a question with lettered "
-        "options. Reply with the letter of the right option (A, B, ...). Use this layout:\n"
-        "Answer: [letter]"
-    ),
-    NiahMetric.SOFT_ACC: (
-        "Below is a long context of text and images, followed by a counting question. Reply "
-        "with a list of counts, one per item asked about, like [1, 0, 2]. Use this layout:\n"
-        "Answer: [list]"
-    ),
-}
+_SUB_EM = (
+    "Below is a long context of text and images, followed by a question about it. Answer "
+    "from the context. " + _ANSWER_LAYOUT.format(what="your answer")
+)
+_COUNT = (
+    "Below is a long context of text and images, followed by a counting question. Reply "
+    "with a list of counts, one per item asked about, like [1, 0, 2]. "
+    + _ANSWER_LAYOUT.format(what="list")
+)
+_MC = (
+    "Below is a long context of text and images, followed by a question with lettered "
+    "options. Reply with the letter of the right option (A, B, ...). "
+    + _ANSWER_LAYOUT.format(what="letter")
+)
+_USER = "{instruction}\n\n{{context}}\n\nQuestion: {{question}}"
 
-_PAGE_NUMBER = re.compile(r"page[_-]?(\d+)", re.IGNORECASE)
+_PAGE_NUMBER = re.compile(r"page[_-]?(\d+)|-(\d+)-\d+\.\w+$", re.IGNORECASE)
 
 Segment = str | ImagePart | PagePart
+
+
+@dataclass(frozen=True)
+class PromptTemplates:
+    """One prompt format. ``doc_page`` may use {doc_id} and {page_id}; ``doc_question``
+    {doc_id}; every user template {context} and {question}."""
+
+    name: str
+    doc_user: str
+    doc_page: str
+    doc_question: str
+    niah_user: dict[str, str]
+    prefill: str = ANSWER_PREFILL
+    source: str = "lvlm-judge"
+
+
+OUR_TEMPLATES = PromptTemplates(
+    name=OUR_FORMAT,
+    doc_user=_USER.format(instruction=DOC_INSTRUCTION),
+    doc_page="Document {doc_id:.15}: " + IMAGE,
+    doc_question="Question about document {doc_id:.15}: ",
+    niah_user={
+        "text": _USER.format(instruction=_SUB_EM),
+        "text_count": _USER.format(instruction=_COUNT),
+        "image_count": _USER.format(instruction=_COUNT),
+        "image_mc": _USER.format(instruction=_MC),
+    },
+)
+OUR_PAGE_INDEX_TEMPLATES = PromptTemplates(
+    name=OUR_PAGE_INDEX_FORMAT,
+    doc_user=OUR_TEMPLATES.doc_user,
+    doc_page="Document {doc_id:.15} (page {page_id}): " + IMAGE,
+    doc_question=OUR_TEMPLATES.doc_question,
+    niah_user=OUR_TEMPLATES.niah_user,
+)
+SHIPPED = {t.name: t for t in (OUR_TEMPLATES, OUR_PAGE_INDEX_TEMPLATES)}
+
+
+def shipped_templates(prompt_format: str) -> PromptTemplates:
+    """Our own templates by name; ``mmlb-v1.1`` needs the user's MMLongBench checkout."""
+    if prompt_format == MMLB_FORMAT:
+        raise ValueError(
+            "prompt format mmlb-v1.1 is MMLongBench's own wording, read from your checkout: "
+            "pass --mmlb-source DIR (a clone of github.com/EdinburghNLP/MMLongBench)"
+        )
+    if prompt_format not in SHIPPED:
+        raise ValueError(f"unknown prompt format {prompt_format!r}; use one of {PROMPT_FORMATS}")
+    return SHIPPED[prompt_format]
 
 
 @dataclass(frozen=True)
@@ -55,79 +114,93 @@ class Prompt:
     segments: list[Segment]
     prefill: str
     prompt_format: str
+    question: str = ""
+    """The question as the model saw it (document prefix included): what the judge gets."""
 
     @property
     def images(self) -> list[ImagePart | PagePart]:
         return [s for s in self.segments if not isinstance(s, str)]
 
-    def text(self, placeholder: str = "<image>") -> str:
+    def text(self, placeholder: str = IMAGE) -> str:
         return "".join(s if isinstance(s, str) else placeholder for s in self.segments)
 
 
 def page_label(part: ImagePart | PagePart, position: int) -> tuple[str, int]:
-    """(document id, page number) shown for a page. Image files follow MMLongBench's layout
-    <root>/<doc>/<...page12.png>; a name without a page number gets its position (1-based)."""
+    """(document id, page number) shown for a page. MMLongBench reads the id from the image's
+    folder (``image_path.split("/")[-2]``); the page number comes from "page<n>" or SlideVQA's
+    "-<n>-1024.jpg" in the name, else the position (1-based)."""
     if isinstance(part, PagePart):
         return part.doc_id[:DOC_ID_CHARS], part.page
     path = PurePosixPath(part.path.replace("\\", "/"))
     doc_id = path.parent.name or path.stem
     match = _PAGE_NUMBER.search(path.name)
-    return doc_id[:DOC_ID_CHARS], int(match.group(1)) if match else position + 1
+    number = int(match.group(1) or match.group(2)) if match else position + 1
+    return doc_id[:DOC_ID_CHARS], number
 
 
-def _merge(segments: list[Segment]) -> list[Segment]:
-    merged: list[Segment] = []
-    for segment in segments:
-        if isinstance(segment, str) and merged and isinstance(merged[-1], str):
-            merged[-1] += segment
-        elif segment != "":
-            merged.append(segment)
-    return merged
+def _fill(text: str, visual: list[ImagePart | PagePart], where: str) -> list[Segment]:
+    pieces = text.split(IMAGE)
+    if len(pieces) - 1 != len(visual):
+        raise ValueError(
+            f"{where}: the filled template has {len(pieces) - 1} {IMAGE} places for "
+            f"{len(visual)} pages/images"
+        )
+    segments: list[Segment] = []
+    for index, piece in enumerate(pieces):
+        if piece:
+            segments.append(piece)
+        if index < len(visual):
+            segments.append(visual[index])
+    return segments
 
 
-def doc_prompt(item: EvalItem, prompt_format: str = "mmlb-v1.1") -> Prompt:
-    if prompt_format not in PROMPT_FORMATS:
-        raise ValueError(f"unknown prompt format {prompt_format!r}; use one of {PROMPT_FORMATS}")
-    segments: list[Segment] = [DOC_INSTRUCTION, "\n\n"]
+def doc_question(item: EvalItem, templates: PromptTemplates) -> str:
+    """The question as the model sees it, with the template's document prefix."""
     pages = [part for part in item.context if not isinstance(part, TextPart)]
+    doc_name = item.doc_name or (page_label(pages[0], 0)[0] if pages else "")
+    return templates.doc_question.format(doc_id=doc_name) + item.question
+
+
+def doc_prompt(item: EvalItem, templates: PromptTemplates = OUR_TEMPLATES) -> Prompt:
+    pages = [part for part in item.context if not isinstance(part, TextPart)]
+    labels = []
     for position, part in enumerate(pages):
         doc_id, page = page_label(part, position)
-        label = f"Document {doc_id}"
-        if prompt_format == "mmlb-v1.1-page-index":
-            label += f" (page {page})"
-        if position:
-            segments.append("\n\n")
-        segments += [f"{label}: ", part]
-    doc_name = (item.doc_name or (page_label(pages[0], 0)[0] if pages else ""))[:DOC_ID_CHARS]
-    question = f"Based on Document {doc_name}, answer the following question. {item.question}"
-    segments += ["\n\nQuestion: ", question]
-    return Prompt(_merge(segments), ANSWER_PREFILL, prompt_format)
+        labels.append(templates.doc_page.format(doc_id=doc_id, page_id=page))
+    question = doc_question(item, templates)
+    text = templates.doc_user.format(context="\n\n".join(labels), question=question)
+    return Prompt(_fill(text, pages, item.item_id), templates.prefill, templates.name, question)
 
 
-def niah_prompt(item: EvalItem, prompt_format: str = "mmlb-v1.1") -> Prompt:
-    """The haystack, then the question; the question's <image> places take the context's
-    trailing images (needles or option images), in order."""
+def niah_kind(item: EvalItem) -> str:
+    """The MM-NIAH template of an item: by needle modality (in the dataset name) and metric."""
+    image_needles = item.dataset.endswith("-image") or item.metric is NiahMetric.MC_ACC
+    if item.metric is NiahMetric.MC_ACC:
+        return "image_mc"
+    if item.metric is NiahMetric.SOFT_ACC:
+        return "image_count" if image_needles else "text_count"
+    return "text"
+
+
+def niah_prompt(item: EvalItem, templates: PromptTemplates = OUR_TEMPLATES) -> Prompt:
+    """The haystack (its text with <image> places), then the question, whose own <image>
+    places take the context's trailing images (needles or option images), in order."""
     assert item.metric is not None
-    question_images = item.question.count("<image>")
-    visual = [i for i, part in enumerate(item.context) if not isinstance(part, TextPart)]
-    split = visual[-question_images] if question_images else len(item.context)
-    segments: list[Segment] = [NIAH_INSTRUCTIONS[item.metric], "\n\n"]
-    segments += [_segment(part) for part in item.context[:split]]
-    segments.append("\n\nQuestion: ")
-    tail = iter(item.context[split:])
-    pieces = item.question.split("<image>")
-    for index, piece in enumerate(pieces):
-        segments.append(piece)
-        if index < len(pieces) - 1:
-            segments.append(_segment(next(tail)))
-    return Prompt(_merge(segments), ANSWER_PREFILL, prompt_format)
+    question_images = item.question.count(IMAGE)
+    visual = [part for part in item.context if not isinstance(part, TextPart)]
+    positions = [i for i, part in enumerate(item.context) if not isinstance(part, TextPart)]
+    split = positions[-question_images] if question_images else len(item.context)
+    haystack = "".join(
+        part.text if isinstance(part, TextPart) else IMAGE for part in item.context[:split]
+    )
+    text = templates.niah_user[niah_kind(item)].format(context=haystack, question=item.question)
+    return Prompt(
+        _fill(text, visual, item.item_id), templates.prefill, templates.name, item.question
+    )
 
 
-def _segment(part: Part) -> Segment:
-    return part.text if isinstance(part, TextPart) else part
-
-
-def build_prompt(item: EvalItem, prompt_format: str = "mmlb-v1.1") -> Prompt:
-    if prompt_format not in PROMPT_FORMATS:
-        raise ValueError(f"unknown prompt format {prompt_format!r}; use one of {PROMPT_FORMATS}")
-    return niah_prompt(item, prompt_format) if item.metric else doc_prompt(item, prompt_format)
+def build_prompt(item: EvalItem, templates: PromptTemplates | str = OUR_TEMPLATES) -> Prompt:
+    """The prompt of ``item`` in a format: templates, or the name of one we ship."""
+    if isinstance(templates, str):
+        templates = shipped_templates(templates)
+    return niah_prompt(item, templates) if item.metric else doc_prompt(item, templates)

@@ -53,6 +53,11 @@ class ItemResult(Model):
     judge_model: str | None = None
     rationale: str = ""
     error: str | None = None
+    excluded: str | None = Field(
+        default=None,
+        description="Why the item is left out of the means (a runner or judge failure; an "
+        "empty output under mmlb-v1.1, as MMLongBench v1.1 leaves it out); counted in the table.",
+    )
 
 
 def column_name(dataset: str, length: int) -> str:
@@ -60,18 +65,38 @@ def column_name(dataset: str, length: int) -> str:
 
 
 def score_table(
-    results: Iterable[ItemResult], model: str, judge: str, prompt_format: str
+    results: Iterable[ItemResult],
+    model: str,
+    judge: str,
+    prompt_format: str,
+    *,
+    protocol: str | None = None,
+    item_set: str | None = None,
 ) -> ScoreTable:
-    """Mean headline score (percent) per (dataset, length)."""
+    """Mean headline score (percent) per (dataset, length) over the items not excluded; the
+    excluded ones are counted."""
     groups: dict[tuple[str, int], list[float]] = defaultdict(list)
+    excluded = 0
     for result in results:
+        if result.excluded is not None:
+            excluded += 1
+            continue
         groups[(result.dataset, result.length)].append(result.score)
     cells = [
         ScoreCell(dataset=dataset, length=length, n=len(scores),
                   score=100.0 * sum(scores) / len(scores))
         for (dataset, length), scores in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0]))
     ]  # fmt: skip
-    return ScoreTable(model=model, judge=judge, prompt_format=prompt_format, cells=cells)
+    return ScoreTable(
+        model=model, judge=judge, prompt_format=prompt_format, cells=cells,
+        protocol=protocol, item_set=item_set, excluded=excluded,
+    )  # fmt: skip
+
+
+def table_label(table: ScoreTable) -> str:
+    """How a table's row is named everywhere: model, protocol and judge."""
+    protocol = table.protocol or table.prompt_format
+    return f"{table.model} [{protocol}, {table.judge} judge]"
 
 
 def table_row(table: ScoreTable) -> dict[str, float]:

@@ -79,11 +79,19 @@ def token_f1(prediction: str, reference: str) -> float:
 
 
 def parse_output(output: str, prefix: str = ANSWER_PREFIX) -> str:
-    """The text after the first ``prefix`` (or all of it), with a repeated prefix removed."""
+    """The text after the first ``prefix`` (or all of it), with a repeated prefix removed
+    (MMLongBench utils.py, parse_output)."""
     match = re.search(f"(?:{re.escape(prefix)})(.*)", output, flags=re.IGNORECASE | re.DOTALL)
     text = (match[1] if match else output).strip()
     text = re.sub(f"^{re.escape(prefix)}", "", text, flags=re.IGNORECASE)
     return text.strip()
+
+
+def parse_generation(generation: str, prefix: str = ANSWER_PREFIX) -> str:
+    """The answer in a model's generation as MMLongBench reads it: its eval prefixes the
+    prompt's prefill ("Answer:") to the generation, then parses (eval.py, run_test). So
+    "... Final answer: 10" parses to the whole generation, not "10"."""
+    return parse_output(prefix + generation, prefix)
 
 
 def clean_number_string(value: object) -> str:
@@ -211,9 +219,9 @@ def score_answer(reference: object, prediction: str, answer_format: AnswerFormat
 def score_output(
     reference: object, output: str, answer_format: AnswerFormat | str
 ) -> tuple[float, str]:
-    """Score a raw model output as MMLongBench does: the answer after "Answer:" is scored.
-    Returns (score, parsed answer)."""
-    parsed = parse_output(output)
+    """Score a model's generation as MMLongBench does (parse_generation, then the rule
+    score). Returns (score, parsed answer)."""
+    parsed = parse_generation(output)
     return score_answer(reference, parsed, answer_format), parsed
 
 

@@ -1,8 +1,10 @@
 """Judging predictions of EvalItems: rules always, the LLM judge on top for document QA.
 
-MM-NIAH items are scored by their metric (MMLongBench uses no LLM judge there). A prediction
-that failed in the runner scores 0 and carries its error. When the LLM judge could not reach a
-verdict for an item, the item is left out, so a rerun judges it again (the cache keeps the rest).
+MM-NIAH items are scored by their metric (MMLongBench uses no LLM judge there). As in
+MMLongBench v1.1 (eval_api_batch.py), an item whose parsed output is empty (no answer, or a
+failed model call) is left out of the means; here it is kept in the results with the reason in
+``excluded`` and counted. A runner error and a judge call that failed for good are recorded
+the same way, so a rerun judges them again (the judge cache keeps the rest).
 """
 
 from __future__ import annotations
@@ -14,16 +16,18 @@ from typing import Literal
 from lvlm_judge.judge.llm import JudgeRequest, LLMJudge
 from lvlm_judge.metrics import ScoredAnswer, accuracy, generalized_f1
 from lvlm_judge.niah import score_niah
+from lvlm_judge.prompting import OUR_TEMPLATES, PromptTemplates, doc_question
 from lvlm_judge.results import ItemResult
-from lvlm_judge.rules import parse_output, score_output
+from lvlm_judge.rules import parse_generation, score_output
 from mmprolong_schemas import EvalItem, Prediction
 from mmprolong_schemas.executor import Executor
 
 JudgeName = Literal["rules", "llm"]
 
 
-def rule_result(item: EvalItem, prediction: Prediction) -> ItemResult:
-    """The v1.0 rule score (documents) or the NIAH metric scores of one prediction."""
+def rule_result(item: EvalItem, prediction: Prediction, exclude_empty: bool = True) -> ItemResult:
+    """The v1.0 rule score (documents) or the NIAH metric scores of one prediction. An empty
+    output is left out of the means (``exclude_empty``, MMLongBench v1.1) or scores 0."""
     base = {
         "item_id": item.item_id, "dataset": item.dataset, "length": item.length,
         "question": item.question, "answer": item.answer, "answer_format": item.answer_format,
@@ -37,12 +41,22 @@ def rule_result(item: EvalItem, prediction: Prediction) -> ItemResult:
             score=0.0,
             scores={},
             judge_source="error",
+            excluded=f"runner error: {prediction.error}",
+            **base,
+        )
+    if not parse_generation(prediction.output):
+        return ItemResult(
+            parsed_answer="",
+            score=0.0,
+            scores={},
+            judge_source="empty",
+            excluded="empty output" if exclude_empty else None,
             **base,
         )
     if item.metric is not None:
         scores = score_niah(prediction.output, item.answer, item.metric)
         headline = next(iter(scores.values()))
-        parsed = parse_output(prediction.output)
+        parsed = parse_generation(prediction.output)
     else:
         assert item.answer_format is not None
         headline, parsed = score_output(item.answer, prediction.output, item.answer_format)
@@ -60,16 +74,19 @@ RULE_CHUNK = 256
 """Items per rule-scoring task on an executor (one item takes microseconds)."""
 
 
-def rule_results(pairs: Sequence[tuple[EvalItem, Prediction]]) -> list[ItemResult]:
+def rule_results(
+    pairs: Sequence[tuple[EvalItem, Prediction]], exclude_empty: bool = True
+) -> list[ItemResult]:
     """The rule step over a chunk of (item, prediction) pairs."""
-    return [rule_result(item, prediction) for item, prediction in pairs]
+    return [rule_result(item, prediction, exclude_empty) for item, prediction in pairs]
 
 
 def _rule_results_on(
-    executor: Executor, pairs: list[tuple[EvalItem, Prediction]]
+    executor: Executor, pairs: list[tuple[EvalItem, Prediction]], exclude_empty: bool
 ) -> list[ItemResult]:
     tasks = (
-        (start, (pairs[start : start + RULE_CHUNK],)) for start in range(0, len(pairs), RULE_CHUNK)
+        (start, (pairs[start : start + RULE_CHUNK], exclude_empty))
+        for start in range(0, len(pairs), RULE_CHUNK)
     )
     chunks: dict[int, list[ItemResult]] = {}
     for outcome in executor.run(rule_results, tasks):
@@ -86,22 +103,38 @@ def judge_predictions(
     llm_judge: LLMJudge | None = None,
     on_judged: Callable[[int], None] | None = None,
     executor: Executor | None = None,
+    templates: PromptTemplates = OUR_TEMPLATES,
+    exclude_empty: bool = True,
 ) -> list[ItemResult]:
-    """Results for every item that has a prediction (and, with the LLM judge, a verdict);
-    ``on_judged(n)`` follows the LLM judge's progress. With an ``executor`` the rule scores
-    are computed there in chunks (same results, same order)."""
+    """Results for every item that has a prediction; ``on_judged(n)`` follows the LLM judge's
+    progress. The judge sees each question as the model saw it (``templates``' document
+    prefix). An empty output is never judged: left out of the means with ``exclude_empty``
+    (MMLongBench v1.1), else scored 0. With an ``executor`` the rule scores are computed there
+    in chunks (same results, same order)."""
     if judge == "llm" and llm_judge is None:
         raise ValueError("judge 'llm' needs an LLMJudge (a judge model and server)")
     pairs = [(item, predictions[item.item_id]) for item in items if item.item_id in predictions]
-    results = rule_results(pairs) if executor is None else _rule_results_on(executor, pairs)
+    results = (
+        rule_results(pairs, exclude_empty)
+        if executor is None
+        else _rule_results_on(executor, pairs, exclude_empty)
+    )
     if judge == "rules":
         return results
     assert llm_judge is not None
     by_id = {item.item_id: item for item in items}
-    to_judge = [r for r in results if r.answer_format is not None and r.error is None]
+    to_judge = [
+        r
+        for r in results
+        if r.answer_format is not None and r.excluded is None and r.judge_source != "empty"
+    ]
     requests = [
         JudgeRequest(
-            r.item_id, r.question, by_id[r.item_id].answer, r.answer_format, r.parsed_answer
+            r.item_id,
+            doc_question(by_id[r.item_id], templates),
+            by_id[r.item_id].answer,
+            r.answer_format,
+            r.parsed_answer,
         )
         for r in to_judge
         if r.answer_format is not None
@@ -117,6 +150,16 @@ def judge_predictions(
             continue
         verdict = verdict_by_id[result.item_id]
         if verdict is None:
+            judged.append(
+                result.model_copy(
+                    update={
+                        "judge": "llm",
+                        "judge_source": "judge-failed",
+                        "excluded": "judge call failed after retries",
+                        "error": "the LLM judge gave no verdict (see run.json judge errors)",
+                    }
+                )
+            )
             continue
         judged.append(
             result.model_copy(
@@ -137,7 +180,7 @@ def doc_summary(results: Sequence[ItemResult]) -> dict[str, dict[str, float]]:
     """MMLongBench-Doc accuracy and generalised F1 (percent) per dataset@length of doc items."""
     groups: dict[str, list[ScoredAnswer]] = defaultdict(list)
     for r in results:
-        if r.answer_format is not None:
+        if r.answer_format is not None and r.excluded is None:
             key = f"{r.dataset}@{r.length}"
             groups[key].append(ScoredAnswer(r.answer, r.parsed_answer, r.score))
     return {

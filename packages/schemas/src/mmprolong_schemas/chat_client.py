@@ -14,7 +14,7 @@ import json
 import os
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -47,7 +47,7 @@ class ChatReply:
 @dataclass(frozen=True)
 class ClientSettings:
     base_url: str
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # a printed settings shows no key
     concurrency: int = 8
     max_retries: int = 4
     timeout_s: float = 120.0

@@ -17,7 +17,10 @@ def package_app(
     **options: Any,
 ) -> typer.Typer:
     """A Typer app that shows its help when called bare, installs no shell completion, and
-    answers ``--version`` with "<name> <version>". ``on_start`` runs before any command."""
+    answers ``--version`` with "<name> <version>" and never prints locals in a traceback.
+    ``on_start`` runs before any command."""
+    # A crash never prints local variables (API keys): some typer versions show them.
+    options.setdefault("pretty_exceptions_show_locals", False)
     app = typer.Typer(help=help, no_args_is_help=True, add_completion=False, **options)
 
     @app.callback(invoke_without_command=True)

@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 
 from mmprolong_schemas.base import Model, Record
 from mmprolong_schemas.document import PageNumber
-from mmprolong_schemas.qa import Answer, AnswerFormat, coerce_answer_field
+from mmprolong_schemas.qa import Answer, AnswerFormat
 from mmprolong_schemas.sample import Part
 
 
@@ -28,7 +28,10 @@ class EvalItem(Record):
     length: int = Field(ge=1, description="Context-length bucket in tokens, e.g. 131072.")
     context: list[Part] = Field(description="Pages, images and text in the order shown.")
     question: str = Field(min_length=1)
-    answer: Answer
+    answer: Answer = Field(
+        description='As the benchmark gives it (a Float "18.29%", a List as a JSON string): '
+        "the scorers and the judge read it the way the benchmark's own scorer does."
+    )
     answer_format: AnswerFormat | None = None
     metric: NiahMetric | None = None
     choices: list[str] | None = None
@@ -39,8 +42,6 @@ class EvalItem(Record):
         default=None, description="Where the item's own pages sit in context after extension."
     )
     est_tokens: int | None = Field(default=None, ge=0)
-
-    _coerce_answer = model_validator(mode="before")(coerce_answer_field)
 
     @model_validator(mode="after")
     def _check(self) -> EvalItem:
@@ -95,6 +96,20 @@ class ScoreTable(Record):
     judge: str
     prompt_format: str
     cells: list[ScoreCell]
+    protocol: str | None = Field(
+        default=None,
+        description="What produced the scores: our prompts and judge (lvlm-judge-v1) or "
+        "MMLongBench's, read from the user's checkout (mmlb-v1.1).",
+    )
+    item_set: str | None = Field(
+        default=None, description="Which items ran, e.g. MMLongBench's seeded subsets or all."
+    )
+    excluded: int = Field(
+        default=0,
+        ge=0,
+        description="Items left out of the means (empty output, runner or "
+        "judge failure), counted here.",
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> ScoreTable:

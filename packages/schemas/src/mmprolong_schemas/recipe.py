@@ -208,12 +208,27 @@ class EvalConfig(Model):
         description="OpenAI-compatible server of the LLM judge (else OPENAI_BASE_URL); the key "
         "comes from OPENAI_API_KEY, never from the recipe.",
     )
-    prompt_format: Literal["mmlb-v1.1", "mmlb-v1.1-page-index"] = "mmlb-v1.1"
+    prompt_format: Literal["lvlm-judge-v1", "lvlm-judge-v1-page-index", "mmlb-v1.1"] = Field(
+        default="lvlm-judge-v1",
+        description="Our prompts (lvlm-judge-v1, -page-index) or MMLongBench's (mmlb-v1.1), "
+        "read at run time from mmlb_source.",
+    )
+    mmlb_source: str | None = Field(
+        default=None,
+        description="The user's checkout of MMLongBench: its templates and v1.1 judge prompts "
+        "(protocol mmlb-v1.1; the judge then runs on every document-QA item).",
+    )
+    subset: Literal["mmlb", "all"] = Field(
+        default="mmlb",
+        description="MMLongBench's seeded subsets (doc QA 100, NIAH 50, seed 42) or every item.",
+    )
     max_new_tokens: int = Field(default=128, ge=1)
     runner: Literal["vllm", "openai", "transformers"] = "vllm"
     data_dir: str | None = Field(
         default=None,
-        description="Folder of the benchmark files (MMLongBench's documentQA/*.jsonl and images).",
+        description="MMLongBench as downloaded: mmlb_data/ (or the folder holding it) with the "
+        "images in mmlb_image/ beside it; VLMEvalKit's MMLongBench_256K.tsv / _512K.tsv there "
+        "give the 256K and 512K items (their images under mmlb_image/256K, /512K).",
     )
     suite: list[Literal["video", "short", "niah", "vtc"]] = Field(
         default_factory=list,
@@ -234,6 +249,15 @@ class EvalConfig(Model):
     )
     max_num_frames: int = Field(default=32, ge=1, description="Frames sampled per video.")
     attn_implementation: Literal["flash_attention_2", "sdpa", "eager"] | None = None
+
+    @model_validator(mode="after")
+    def _mmlb_needs_source(self) -> EvalConfig:
+        if self.prompt_format == "mmlb-v1.1" and not self.mmlb_source:
+            raise ValueError(
+                "eval.prompt_format mmlb-v1.1 is MMLongBench's own wording: set eval.mmlb_source "
+                "to your checkout of github.com/EdinburghNLP/MMLongBench"
+            )
+        return self
 
 
 class DemoConfig(Model):

@@ -11,6 +11,7 @@ own lvlm-judge run folder, so a rerun resumes item by item.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -23,27 +24,51 @@ from mmprolong.stages.rope import base_checkpoint
 from mmprolong.stages.sft import sft_checkpoint
 from mmprolong.stages.synth import HELD_OUT_RUN, SynthStage
 from mmprolong.stages.train import trained_checkpoint
-from mmprolong_schemas import EvalItem, Recipe, ScoreTable
+from mmprolong_schemas import EvalItem, K, Recipe, ScoreTable
 
 HELD_OUT_DATASET = "held-out"
 MODELS = ("base", "trained")
 SCORES = "scores.json"
+ANSWER_NLL = "answer-nll.json"
 COMPARISON_FIGURE = "score_vs_length.png"
+MMLB_JSONL_MAX = 128 * K
+"""MMLongBench's JSONL release stops at 128K; longer items come from VLMEvalKit's TSVs."""
 
 
-def _items(ctx: StageContext, resolver: Any, tokenizer_dir: Path) -> list[EvalItem]:
+def benchmark_sources(data_dir: Path, lengths: list[int]) -> tuple[list[Path], Path]:
+    """MMLongBench as downloaded under ``data_dir`` (its JSONL for 8K-128K) plus VLMEvalKit's
+    MMLongBench_<n>K.tsv beside it for longer lengths, and the image folder of both."""
+    (data_folder, image_folder_for) = require(
+        "eval", "lvlm_judge.datasets", "data_folder", "image_folder_for"
+    )
+    folder = data_folder(data_dir)
+    sources: list[Path] = [data_dir]
+    for length in lengths:
+        if length > MMLB_JSONL_MAX:
+            name = f"MMLongBench_{length // K}K.tsv"
+            found = [d / name for d in (data_dir, folder.parent) if (d / name).is_file()]
+            sources.append(found[0] if found else data_dir / name)
+    return sources, image_folder_for(folder) or folder
+
+
+def _items(ctx: StageContext, resolver: Any, tokenizer_dir: Path, report: Any) -> list[EvalItem]:
     recipe = ctx.recipe
     (load_data,) = require("eval", "lvlm_judge", "load_data")
     if recipe.demo is None:
         if recipe.eval.data_dir is None:
             raise ValueError(
-                "eval.data_dir is not set: point it at the MMLongBench folder (with documentQA/)"
+                "eval.data_dir is not set: point it at MMLongBench as downloaded "
+                "(mmlb_data/ beside mmlb_image/)"
             )
+        sources, image_root = benchmark_sources(Path(recipe.eval.data_dir), recipe.eval.lengths)
         items: list[EvalItem] = load_data(
-            [Path(recipe.eval.data_dir)],
+            sources,
+            image_root=image_root,
             lengths=recipe.eval.lengths,
             datasets=recipe.eval.datasets,
             spec=recipe.vision,
+            subset=recipe.eval.subset,
+            report=report,
         )
         return items
     load_heldout, extender_class = require("eval", "lvlm_judge", "load_heldout", "Extender")
@@ -64,7 +89,12 @@ def _items(ctx: StageContext, resolver: Any, tokenizer_dir: Path) -> list[EvalIt
 
 
 def _runner(
-    ctx: StageContext, model_path: Path, name: str, resolver: Any, items: list[EvalItem]
+    ctx: StageContext,
+    model_path: Path,
+    name: str,
+    resolver: Any,
+    items: list[EvalItem],
+    templates: Any = None,
 ) -> Any:
     """The recipe's runner for one checkpoint: transformers or vllm. An openai runner would
     need each checkpoint served first, which is outside a pipeline run."""
@@ -86,6 +116,7 @@ def _runner(
         model_name=name,
         device_map="auto" if torch.cuda.is_available() else "cpu",
         log=ctx.log,
+        templates=templates if templates is not None else _templates(recipe),
     )
 
 
@@ -102,11 +133,23 @@ def _llm_judge(ctx: StageContext) -> Any:
     if ctx.recipe.eval.judge != "llm":
         return None
     (make_llm_judge,) = require("eval", "lvlm_judge", "make_llm_judge")
+    official = ctx.recipe.eval.mmlb_source is not None
     return make_llm_judge(
         ctx.recipe.eval.judge_model,
         ctx.dir / "judge-cache.sqlite",
         base_url=ctx.recipe.eval.judge_base_url,
+        pre_judge=not official,  # the official v1.1 score judges every item
+        mmlb_source=ctx.recipe.eval.mmlb_source,
     )
+
+
+def _templates(recipe: Recipe) -> Any:
+    """The recipe's prompts: MMLongBench's from its checkout, or ours by name."""
+    if recipe.eval.mmlb_source is not None:
+        (read_templates,) = require("eval", "lvlm_judge", "read_templates")
+        return read_templates(recipe.eval.mmlb_source)
+    (shipped,) = require("eval", "lvlm_judge.prompting", "shipped_templates")
+    return shipped(recipe.eval.prompt_format)
 
 
 def _score_tables(ctx: StageContext) -> dict[str, ScoreTable]:
@@ -131,13 +174,21 @@ class EvalStage(Contributor):
     def run(self, ctx: StageContext) -> dict[str, int]:
         (pool_class,) = require(self.name, "docpool", "Pool")
         resolver_class, run_eval = require(self.name, "lvlm_judge", "ContextResolver", "run_eval")
+        (load_report_class,) = require(self.name, "lvlm_judge", "LoadReport")
         recipe = ctx.recipe
         llm_judge = _llm_judge(ctx)
+        templates = _templates(recipe)
         base = base_checkpoint(ctx)
-        resolver = resolver_class(None, pool_class(pool_path(ctx)), recipe.vision)
-        items = _items(ctx, resolver, base)
+        image_root = None
+        if recipe.demo is None and recipe.eval.data_dir is not None:
+            _, image_root = benchmark_sources(Path(recipe.eval.data_dir), recipe.eval.lengths)
+        resolver = resolver_class(image_root, pool_class(pool_path(ctx)), recipe.vision)
+        report = load_report_class()
+        items = _items(ctx, resolver, base, report)
         if not items:
             raise ValueError("the evaluation set is empty")
+        for problem in report.skipped:
+            ctx.log(f"eval: skipped {problem}")
         trained, _ = final_checkpoint(ctx)
         suffix = "trained+sft" if recipe.sft_stage is not None else "trained"
         models = {
@@ -146,21 +197,33 @@ class EvalStage(Contributor):
         }
         counts = {"items": len(items)}
         for label, (path, model_name) in models.items():
-            runner = _runner(ctx, path, model_name, resolver, items)
+            runner = _runner(ctx, path, model_name, resolver, items, templates)
             summary = run_eval(
                 items,
                 runner,
                 ctx.dir / label,
-                prompt_format=recipe.eval.prompt_format,
+                prompt_format=templates,
                 judge=recipe.eval.judge,
                 llm_judge=llm_judge,
                 settings={"model": str(path), "recipe": recipe.name},
                 executor=ctx.execution.steps(),
+                item_set=report.item_set if recipe.demo is None else "held-out QA pairs, all",
+                skipped_records=report.skipped,
+                answer_nll=recipe.eval.runner == "transformers",
             )
             close = getattr(runner, "close", None)
             if callable(close):
                 close()  # free the first model's engine before the second is loaded
             counts[f"{label}_failed"] = len(summary.failed_items)
+            counts[f"{label}_failures"] = summary.failures
+            counts[f"{label}_excluded"] = sum(t.excluded for t in summary.tables.values())
+            if summary.failures:
+                ctx.log(
+                    f"eval/{label}: INCOMPLETE, {summary.failures} failures (runner errors, judge "
+                    f"failures, skipped records; see {ctx.dir / label / 'run.json'}); rerun to "
+                    "retry them"
+                )
+            ctx.log(f"eval/{label}: protocol {summary.protocol}; items: {summary.item_set}")
             for stem, table in summary.tables.items():
                 macro = table.macro()
                 shown = f"{macro:.2f}" if macro is not None else "n/a"
@@ -181,6 +244,10 @@ class EvalStage(Contributor):
 
     def contribute(self, ctx: StageContext, data: ReportData) -> None:
         data.scores.update(_score_tables(ctx))
+        for label in MODELS:
+            nll = ctx.stage_dir(EvalStage.name) / label / ANSWER_NLL
+            if nll.exists():
+                data.answer_nll[label] = json.loads(nll.read_text(encoding="utf-8"))
         if data.scores:
             trained, how = final_checkpoint(ctx)
             data.evaluated = {

@@ -11,19 +11,17 @@ import httpx
 
 from lvlm_judge.judge.cache import CachedVerdict, JudgeCache, cache_key
 from lvlm_judge.judge.parse import JudgeVerdict, parse_list_verdict, parse_single_verdict
-from lvlm_judge.judge.prompts import PROMPT_VERSION, list_answer_prompt, single_answer_prompt
+from lvlm_judge.judge.prompts import OUR_JUDGE, JudgePrompts
 from lvlm_judge.rules import is_certain_match, list_items
 from mmprolong_schemas import AnswerFormat, Judgement, JudgeSource
 from mmprolong_schemas.chat_client import ChatClient, ChatError, ClientSettings
-
-DEFAULT_MAX_TOKENS = 1024
-"""Room for a rationale and the JSON; MMLongBench's 256 can cut the JSON off."""
 
 
 @dataclass(frozen=True)
 class JudgeRequest:
     item_id: str
     question: str
+    """The question as the model saw it (with the prompt's document prefix)."""
     reference: object
     answer_format: AnswerFormat
     prediction: str
@@ -54,14 +52,20 @@ class JudgeStats:
 
 
 def reference_text(reference: object, answer_format: AnswerFormat) -> str:
-    """The reference as the judge sees it; lists as MMLongBench's JSON string."""
+    """The reference as the judge sees it: the answer as released (MMLongBench formats the
+    released string into the prompt); a list made here becomes a JSON string."""
+    if isinstance(reference, str):
+        return reference
     if answer_format is AnswerFormat.LIST:
         return json.dumps(list_items(reference), ensure_ascii=False)
     return str(reference)
 
 
 class LLMJudge:
-    """Judge predictions with an OpenAI-compatible model at temperature 0."""
+    """Judge predictions with an OpenAI-compatible model. ``prompts`` are ours (greedy, room
+    for a rationale) or MMLongBench's read from its checkout (its max_tokens, no temperature
+    sent). A call that fails is retried by the client, then counted in ``stats.failed`` and
+    answered None."""
 
     def __init__(
         self,
@@ -70,16 +74,20 @@ class LLMJudge:
         *,
         cache: JudgeCache | None = None,
         pre_judge: bool = True,
-        max_tokens: int = DEFAULT_MAX_TOKENS,
+        prompts: JudgePrompts = OUR_JUDGE,
         transport: httpx.AsyncBaseTransport | None = None,
     ):
         self.settings = settings
         self.model = model
         self.cache = cache
         self.pre_judge = pre_judge
-        self.max_tokens = max_tokens
+        self.prompts = prompts
         self.transport = transport
         self.stats = JudgeStats()
+
+    @property
+    def max_tokens(self) -> int:
+        return self.prompts.max_tokens
 
     def _judgement(self, request: JudgeRequest, score: float, source: JudgeSource,
                    rationale: str, tokens: int = 0) -> Judgement:  # fmt: skip
@@ -91,15 +99,15 @@ class LLMJudge:
             parsed_answer=request.prediction,
             rationale=rationale,
             judge_model=self.model,
-            prompt_version=PROMPT_VERSION,
+            prompt_version=self.prompts.version,
             judge_tokens=tokens,
         )
 
     def _prompt(self, request: JudgeRequest, reference: str) -> str:
         build = (
-            list_answer_prompt
+            self.prompts.list_prompt
             if request.answer_format is AnswerFormat.LIST
-            else single_answer_prompt
+            else self.prompts.single_prompt
         )
         return build(request.question, reference, request.prediction)
 
@@ -111,12 +119,14 @@ class LLMJudge:
     async def _call(
         self, client: ChatClient, request: JudgeRequest, reference: str
     ) -> CachedVerdict:
-        reply = await client.chat(
-            [{"role": "user", "content": self._prompt(request, reference)}],
-            model=self.model,
-            max_tokens=self.max_tokens,
-            temperature=0.0,
-        )
+        body: dict[str, object] = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": self._prompt(request, reference)}],
+            "max_tokens": self.prompts.max_tokens,
+        }
+        if self.prompts.temperature is not None:
+            body["temperature"] = self.prompts.temperature
+        reply = await client.post(body)
         self.stats.made += 1
         self.stats.prompt_tokens += reply.prompt_tokens
         self.stats.completion_tokens += reply.completion_tokens
@@ -148,7 +158,7 @@ class LLMJudge:
                 notify(1)
                 continue
             key = cache_key(
-                self.model, PROMPT_VERSION, request.question, reference, request.prediction
+                self.model, self.prompts.version, request.question, reference, request.prediction
             )
             cached = self.cache.get(key) if self.cache else None
             if cached is not None:

@@ -9,6 +9,8 @@ every cache key.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 PROMPT_VERSION = "lvlm-judge-2025.1"
 
 SINGLE_ANSWER_TASK = """\
@@ -57,11 +59,39 @@ Reply in exactly this layout:
 LIST_ANSWER_CASE = SINGLE_ANSWER_CASE
 
 
-def single_answer_prompt(question: str, reference: str, prediction: str) -> str:
-    case = SINGLE_ANSWER_CASE.format(question=question, reference=reference, prediction=prediction)
-    return SINGLE_ANSWER_TASK + case
+@dataclass(frozen=True)
+class JudgePrompts:
+    """The judge's request: task text + case template per answer kind, and its parameters.
+    ``temperature`` None sends none (the server's default), as MMLongBench's request does."""
+
+    single_task: str
+    single_case: str
+    list_task: str
+    list_case: str
+    version: str
+    max_tokens: int
+    temperature: float | None = 0.0
+    source: str = "lvlm-judge"
+
+    def single_prompt(self, question: str, reference: str, prediction: str) -> str:
+        case = self.single_case.format(
+            question=question, reference=reference, prediction=prediction
+        )
+        return self.single_task + case
+
+    def list_prompt(self, question: str, reference: str, prediction: str) -> str:
+        case = self.list_case.format(question=question, reference=reference, prediction=prediction)
+        return self.list_task + case
 
 
-def list_answer_prompt(question: str, reference: str, prediction: str) -> str:
-    case = LIST_ANSWER_CASE.format(question=question, reference=reference, prediction=prediction)
-    return LIST_ANSWER_TASK + case
+DEFAULT_MAX_TOKENS = 1024
+"""Room for a rationale and the JSON in our wording."""
+
+OUR_JUDGE = JudgePrompts(
+    SINGLE_ANSWER_TASK,
+    SINGLE_ANSWER_CASE,
+    LIST_ANSWER_TASK,
+    LIST_ANSWER_CASE,
+    version=PROMPT_VERSION,
+    max_tokens=DEFAULT_MAX_TOKENS,
+)

@@ -92,6 +92,28 @@ class TransformersRunner:
             latency_s=time.perf_counter() - started,
         )
 
+    def answer_nll(self, request: GenerationRequest, answer: str) -> tuple[float, int]:
+        """(summed negative log-likelihood in nats, answer tokens) of ``answer`` written after
+        the prompt and its prefill, teacher-forced: one forward pass, the model's own loss
+        over the answer's tokens (transformers shifts the labels)."""
+        import torch
+
+        images = [self.resolver.load(part) for part in request.prompt.images]
+        target = " " + answer.strip()
+        answer_tokens = len(self.processor.tokenizer(target, add_special_tokens=False)["input_ids"])
+        if answer_tokens == 0:
+            raise ValueError(f"{request.item_id}: the answer has no tokens")
+        inputs = self.processor(
+            text=[chat_text(self.processor, request.prompt) + target],
+            images=images or None,
+            return_tensors="pt",
+        ).to(self.model.device)
+        labels = inputs["input_ids"].clone()
+        labels[:, :-answer_tokens] = -100
+        with torch.inference_mode():
+            loss = self.model(**inputs, labels=labels, use_cache=False).loss
+        return float(loss) * answer_tokens, answer_tokens
+
     def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[Prediction]:
         for request in requests:
             try:
