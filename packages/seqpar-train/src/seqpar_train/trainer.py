@@ -24,7 +24,7 @@ from torch.distributed.fsdp import FSDPModule
 
 from mmprolong_schemas import Model
 from seqpar_train.activation_checkpoint import apply_activation_checkpointing
-from seqpar_train.attention import resolve_backend
+from seqpar_train.attention import choose_backend
 from seqpar_train.batch import PackedRow, mask_documents, to_device
 from seqpar_train.checkpoint import (
     StopSignal,
@@ -144,7 +144,10 @@ def _prepare_model(
     torch.manual_seed(config.seed)
     hf_model = build_training_model(config, device)
     hf_model.train()
-    install_attention(hf_model, sp_group, resolve_backend(config.parallel.attention, device))
+    choice = choose_backend(config.parallel.attention, device)
+    if _rank() == 0:
+        log.info("%s", choice.explain())
+    install_attention(hf_model, sp_group, choice.name)
     model_config = hf_model.config
     model = PackedLossModel(
         hf_model,
@@ -224,7 +227,7 @@ def _accumulate_gradients(
 
 def train(config: TrainConfig) -> TrainResult:
     """Train on this process's rank (torchrun, ``launch_local`` or a single process)."""
-    init_distributed()
+    init_distributed(cpu_offload=config.parallel.cpu_offload)
     world = dist.get_world_size() if dist.is_initialized() else 1
     device = device_for_rank()
     dims = ParallelDims.for_world(world, sp=config.parallel.sp, dp_shard=config.parallel.dp_shard)

@@ -66,6 +66,10 @@ def on_rank_zero(fn: Callable[[], ResultT]) -> ResultT:
         return fn()
     import torch.distributed as dist
 
+    from seqpar_train.distributed import init_process_group
+
+    # The group exists; this binds LOCAL_RANK's device, where NCCL stages the objects.
+    init_process_group()
     message: list[Any] = [None]
     if dist.get_rank() == 0:
         try:
