@@ -133,3 +133,32 @@ def test_checkpoint_keys_of_both_layouts() -> None:
     assert checkpoint_key_candidates("lm_head.weight") == ["lm_head.weight"]
     wrapped = "model.visual.blocks.0._checkpoint_wrapped_module.norm1.weight"
     assert checkpoint_key_candidates(wrapped)[1] == "visual.blocks.0.norm1.weight"
+
+
+class _Built(Exception):
+    pass
+
+
+@pytest.mark.parametrize("offload", [True, False])
+def test_cpu_offload_builds_on_the_cpu_never_on_the_gpu(tmp_path: Path, offload: bool) -> None:
+    """With CPU offload the model is built (and its shards materialised) on the CPU; only
+    fully_shard moves a unit at a time to the GPU. Checked at the build call on a fake CUDA
+    machine (the build is stopped there: this CPU cannot run CUDA)."""
+    from seqpar_train.contract_fakes import kernel_fakes
+
+    config = _config(str(tmp_path), str(tmp_path / "run"))
+    config.parallel.cpu_offload = offload
+    seen: list[tuple[torch.device, bool]] = []
+
+    def record(config, device, meta=False):
+        seen.append((device, meta))
+        raise _Built
+
+    mesh = mock.Mock(sp_group=None)
+    with (
+        kernel_fakes(),
+        mock.patch.object(trainer, "build_training_model", record),
+        pytest.raises(_Built),
+    ):
+        trainer._prepare_model(config, torch.device("cuda", 1), mesh)
+    assert seen == [(torch.device("cpu") if offload else torch.device("cuda", 1), True)]

@@ -153,7 +153,7 @@ def _prepare_model(
     # parameters, sharded, and each rank loads its own rows. With CPU offload the weights
     # live on the CPU and fully_shard moves one unit at a time, never the whole model.
     sharded_load = mesh is not None and config.model.path is not None
-    home = torch.device("cpu") if config.parallel.cpu_offload else device
+    home = torch.device("cpu") if config.parallel.cpu_offload and mesh is not None else device
     hf_model = build_training_model(config, home, meta=sharded_load)
     hf_model.train()
     choice = choose_backend(config.parallel.attention, device)
