@@ -106,10 +106,12 @@ def check_kernels(
     kv_heads: int = 2,
     head_dim: int = 64,
     seed: int = 0,
+    reference_device: torch.device | str = "cpu",
 ) -> list[Comparison]:
     """Every backend that trains on ``device`` (or ``backends``), fed bf16 q/k/v of one packed
     multi-document row with grouped KV heads, against a float64 reference (the SDPA loop in
-    float64 on the CPU): the output and the q/k/v gradients, at the bf16 tolerance."""
+    float64 on ``reference_device``): the output and the q/k/v gradients, at the bf16
+    tolerance."""
     device = torch.device(device) if device is not None else device_for_rank()
     names = backends if backends is not None else available_backends(device)
     cu = [0]
@@ -137,7 +139,7 @@ def check_kernels(
             **{n: g.cpu() for n, g in grads.items() if g is not None},
         }
 
-    reference = run("sdpa", torch.float64, torch.device("cpu"))
+    reference = run("sdpa", torch.float64, torch.device(reference_device))
     rows = sum(doc_lens)
     return [
         compare(
