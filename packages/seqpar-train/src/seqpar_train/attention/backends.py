@@ -172,7 +172,12 @@ def _expand_kv(kv: torch.Tensor, groups: int) -> torch.Tensor:
 
 
 def _sdpa_loop(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: list[int], scale: float
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens: list[int],
+    scale: float,
+    causal: bool = True,
 ) -> torch.Tensor:
     groups = q.shape[1] // k.shape[1]
     outputs = []
@@ -182,7 +187,7 @@ def _sdpa_loop(
         # (len, heads, dim) -> (1, heads, len, dim)
         qd, kd, vd = (t[start:end].transpose(0, 1).unsqueeze(0) for t in (q, k, v))
         out = F.scaled_dot_product_attention(
-            qd, _expand_kv(kd, groups), _expand_kv(vd, groups), is_causal=True, scale=scale
+            qd, _expand_kv(kd, groups), _expand_kv(vd, groups), is_causal=causal, scale=scale
         )
         outputs.append(out.squeeze(0).transpose(0, 1))
     return torch.cat(outputs, dim=0)
@@ -203,12 +208,16 @@ def document_ids(cu_seqlens: list[int], device: torch.device | str = "cpu") -> t
 
 
 def document_block_mask(
-    cu_seqlens: list[int], device: torch.device | str = "cpu", block: int = FLEX_BLOCK
+    cu_seqlens: list[int],
+    device: torch.device | str = "cpu",
+    block: int = FLEX_BLOCK,
+    causal: bool = True,
 ) -> Any:
-    """flex_attention's BlockMask of the document-causal mask, built from the document
-    boundaries: per block row, the kv blocks from the block holding its first token's
-    document start up to the diagonal; blocks inside one document strictly below the
-    diagonal are full, the rest partial (resolved by the mask_mod per token). Memory is the
+    """flex_attention's BlockMask of the document-causal mask (or, not ``causal``, the
+    document mask), built from the document boundaries: per block row, the kv blocks from the
+    block holding its first token's document start up to the diagonal (up to its last
+    token's document end); blocks inside one document (strictly below the diagonal) are
+    full, the rest partial (resolved by the mask_mod per token). Memory is the
     O(S) document index plus block tables of (S / 128)^2 int32 (4 MiB each at 128K), where
     torch's uncompiled ``create_block_mask`` evaluates the mask_mod on the dense S x S grid."""
     from torch.nn.attention.flex_attention import BlockMask
@@ -216,6 +225,7 @@ def document_block_mask(
     total = cu_seqlens[-1]
     doc_of = document_ids(cu_seqlens, device)
     starts = torch.tensor(cu_seqlens[:-1], device=device)
+    ends = torch.tensor(cu_seqlens[1:], device=device)
     blocks = -(-total // block)
     rows = torch.arange(blocks, device=device)
     first_q = rows * block
@@ -226,10 +236,11 @@ def document_block_mask(
     full_lo = -(-doc_start // block)  # first kv block lying wholly inside that document
     # Full blocks need the whole (unpadded) query block inside one document, kv block j < i.
     whole = (first_doc == last_doc) & (first_q + block <= total)
-    full_hi = torch.where(whole, rows, full_lo)
+    highest = rows if causal else (ends[last_doc] - 1) // block
+    full_hi = torch.where(whole, rows if causal else ends[first_doc] // block, full_lo)
     cols = torch.arange(blocks, device=device)
     full = (cols >= full_lo[:, None]) & (cols < full_hi[:, None])
-    partial = (cols >= lowest[:, None]) & (cols <= rows[:, None]) & ~full
+    partial = (cols >= lowest[:, None]) & (cols <= highest[:, None]) & ~full
 
     def ordered(dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         counts = dense.sum(-1, dtype=torch.int32)
@@ -241,6 +252,11 @@ def document_block_mask(
     ) -> torch.Tensor:
         return (doc_of[q_idx] == doc_of[kv_idx]) & (kv_idx <= q_idx)
 
+    def same_document(
+        b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor
+    ) -> torch.Tensor:
+        return doc_of[q_idx] == doc_of[kv_idx]
+
     kv_num, kv_indices = ordered(partial)
     full_num, full_indices = ordered(full)
     return BlockMask.from_kv_blocks(
@@ -249,7 +265,7 @@ def document_block_mask(
         full_num,
         full_indices,
         BLOCK_SIZE=block,
-        mask_mod=document_causal,
+        mask_mod=document_causal if causal else same_document,
         seq_lengths=(total, total),
     )
 
@@ -267,9 +283,14 @@ def _flex_kernel(compiled: bool) -> Callable[..., object]:
 
 
 def _flex(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: list[int], scale: float
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens: list[int],
+    scale: float,
+    causal: bool = True,
 ) -> torch.Tensor:
-    mask = document_block_mask(cu_seqlens, q.device)
+    mask = document_block_mask(cu_seqlens, q.device, causal=causal)
     groups = q.shape[1] // k.shape[1]
     qd, kd, vd = (t.transpose(0, 1).unsqueeze(0) for t in (q, k, v))
     out = _flex_kernel(q.is_cuda)(qd, kd, vd, block_mask=mask, scale=scale, enable_gqa=groups > 1)
@@ -285,20 +306,30 @@ def _cu_seqlens(cu_seqlens: list[int], device: torch.device) -> tuple[torch.Tens
 
 
 def _flash(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: list[int], scale: float
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens: list[int],
+    scale: float,
+    causal: bool = True,
 ) -> torch.Tensor:
     from flash_attn import flash_attn_varlen_func
 
     cu, longest = _cu_seqlens(cu_seqlens, q.device)
     out = flash_attn_varlen_func(
-        q, k, v, cu, cu, longest, longest, softmax_scale=scale, causal=True
+        q, k, v, cu, cu, longest, longest, softmax_scale=scale, causal=causal
     )
     result: torch.Tensor = out
     return result
 
 
 def _torch_varlen(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: list[int], scale: float
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens: list[int],
+    scale: float,
+    causal: bool = True,
 ) -> torch.Tensor:
     from torch.nn.attention.varlen import varlen_attn
 
@@ -310,7 +341,8 @@ def _torch_varlen(
         else:  # torch 2.11: equal head counts only
             groups = q.shape[1] // k.shape[1]
             k, v = _expand_kv(k, groups), _expand_kv(v, groups)
-    out = varlen_attn(q, k, v, cu, cu, longest, longest, scale=scale, window_size=(-1, 0), **gqa)
+    window = (-1, 0) if causal else (-1, -1)
+    out = varlen_attn(q, k, v, cu, cu, longest, longest, scale=scale, window_size=window, **gqa)
     assert isinstance(out, torch.Tensor)
     return out
 
@@ -341,8 +373,10 @@ def varlen_attention(
     *,
     scale: float | None = None,
     backend: AttentionBackend = "sdpa",
+    causal: bool = True,
 ) -> torch.Tensor:
-    """Document-causal attention over a packed row.
+    """Document-causal attention over a packed row (``causal=False``: each token attends to
+    its whole document, as the vision tower's windows and images do).
 
     q: (total, q_heads, dim); k, v: (total, kv_heads, dim) with q_heads a multiple of kv_heads;
     cu_seqlens: [0, len_0, len_0 + len_1, ..., total]. Returns (total, q_heads, dim) in q's
@@ -359,9 +393,9 @@ def varlen_attention(
         dtype = kernel_dtype(q, k, v)
         # The kernels read only a contiguous last dimension (flash_api.cpp's stride checks).
         q_in, k_in, v_in = (t.to(dtype).contiguous() for t in (q, k, v))
-        out = _IMPLEMENTATIONS[backend](q_in, k_in, v_in, list(cu_seqlens), scale)
+        out = _IMPLEMENTATIONS[backend](q_in, k_in, v_in, list(cu_seqlens), scale, causal)
         return out.to(q.dtype)
     if not (q.dtype == k.dtype == v.dtype):
         common = torch.promote_types(torch.promote_types(q.dtype, k.dtype), v.dtype)
         q, k, v = q.to(common), k.to(common), v.to(common)
-    return _IMPLEMENTATIONS[backend](q, k, v, list(cu_seqlens), scale)
+    return _IMPLEMENTATIONS[backend](q, k, v, list(cu_seqlens), scale, causal)
