@@ -243,12 +243,21 @@ def kernel_fakes(
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch.object(backends, "cuda_capability", fake_capability))
-        stack.enter_context(mock.patch.dict(sys.modules))
-        module = _flash_module(flash)
-        if module is None:
-            sys.modules["flash_attn"] = None  # type: ignore[assignment]  # import fails
-        else:
-            sys.modules["flash_attn"] = module
+        # Only flash_attn's entry: restoring all of sys.modules would drop (and later
+        # re-import, as new objects) modules first imported inside the context.
+        # (mock.patch.dict restores the whole dict on exit, so it is not used here.)
+        missing = object()
+        previous = sys.modules.get("flash_attn", missing)
+
+        def restore_flash() -> None:
+            if previous is missing:
+                sys.modules.pop("flash_attn", None)
+            else:
+                sys.modules["flash_attn"] = previous  # type: ignore[assignment]
+
+        stack.callback(restore_flash)
+        # None makes `import flash_attn` fail, as when it is not installed.
+        sys.modules["flash_attn"] = _flash_module(flash)  # type: ignore[assignment]
         if torch_varlen is None:
             stack.enter_context(mock.patch.object(varlen_module, "varlen_attn", None))
             absent = mock.patch.object(backends, "torch_varlen_parameters", return_value=None)
