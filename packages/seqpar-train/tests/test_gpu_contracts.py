@@ -195,8 +195,8 @@ def test_selfcheck_checks_the_bf16_kernels_training_uses(torch_version):
 
 
 def test_selfcheck_catches_a_wrong_kernel(monkeypatch):
-    def off_by_one(q, k, v, cu_seqlens, scale):  # attends one token past the causal edge
-        return attention._sdpa_loop(q, k.roll(-1, 0), v.roll(-1, 0), cu_seqlens, scale)
+    def off_by_one(q, k, v, cu_seqlens, scale, causal):  # one token past the causal edge
+        return attention._sdpa_loop(q, k.roll(-1, 0), v.roll(-1, 0), cu_seqlens, scale, causal)
 
     monkeypatch.setitem(attention._IMPLEMENTATIONS, "flash", off_by_one)
     (comparison,) = check_kernels("cpu", backends=["flash"])
