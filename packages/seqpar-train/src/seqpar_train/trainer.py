@@ -157,8 +157,10 @@ def _prepare_model(
     hf_model = build_training_model(config, home, meta=sharded_load)
     hf_model.train()
     choice = choose_backend(config.parallel.attention, device)
-    if _rank() == 0:
-        log.info("%s", choice.explain())
+    if _rank() == 0:  # in the training log: the backend, and why not the better ones
+        from rich.console import Console
+
+        Console(stderr=True).print(choice.explain(), markup=False, highlight=False)
     install_attention(hf_model, sp_group, choice.name)
     model_config = hf_model.config
     model = PackedLossModel(
