@@ -4,6 +4,9 @@
     nox -s demo              the end-to-end demo on the embedded default (CPU, no downloads)
     nox -s bench             benchmarks: JSON under .reports/bench/ and a printed table
     nox -s lmms-eval         the real lmms-eval end to end (slow; .ci/run runs it after nox)
+    nox -s gpu               on a CUDA machine only (not a default session): attention kernels in
+                             bf16 against float64, training steps at 7B widths, the selfcheck;
+                             .reports/gpu/gpu_report.{json,md} (docs/seqpar-train.md)
     nox -s tests-docpool     one package alone, in a virtualenv holding only it, its declared
                              dependencies and the test tools: the proof it installs on its own
 
@@ -182,4 +185,14 @@ def bench(session: nox.Session) -> None:
     install(session, *PACKAGES, extras=("test", "ray"))
     session.run(
         "python", str(ROOT / "benchmarks/run.py"), "--out", str(REPORTS / "bench"), *session.posargs
+    )
+
+
+@nox.session(venv_backend="none")
+def gpu(session: nox.Session) -> None:
+    """The GPU check, in the interpreter that runs nox: a GPU machine's own torch (with CUDA)
+    and our packages installed from wheels (docs/seqpar-train.md). Fails at once, saying so,
+    without CUDA; JSON and a table land in .reports/gpu/."""
+    session.run(
+        "python", "-m", "seqpar_train.gpu_report", "--out", str(REPORTS / "gpu"), *session.posargs
     )

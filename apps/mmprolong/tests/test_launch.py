@@ -228,3 +228,23 @@ def test_short_image_paths_resolve_under_one_folder(tmp_path: Path) -> None:
     assert image_root([str(tmp_path), str(tmp_path / ".")]) == str(tmp_path.resolve())
     with pytest.raises(ValueError, match="several folders"):
         image_root([str(tmp_path / "a"), str(tmp_path / "b")])
+
+
+def test_launched_ranks_bind_one_device_each_before_rank_zero_speaks() -> None:
+    """launch-train's group and on_rank_zero's broadcast on a fake 4-GPU node that enforces
+    NCCL's one-device-per-rank rule (seqpar_train.contract_fakes.FakeNcclNode)."""
+    from mmprolong.launch import _broadcast, _join_group
+    from mmprolong.stages._training import on_rank_zero
+    from seqpar_train.contract_fakes import FakeNcclNode
+
+    node = FakeNcclNode(gpus=4)
+    results = []
+    for rank in range(4):
+        with node.process(rank, world=4):
+            _join_group(timeout_s=60)
+            results.append(on_rank_zero(lambda: {"plan": 7}))
+            _broadcast("run")
+    assert results == [{"plan": 7}] * 4
+    assert node.communicator == {0: 0, 1: 1, 2: 2, 3: 3}
+    assert all(node.bound_before_first_collective(rank) for rank in range(4))
+    assert set(node.backends.values()) == {"nccl"}

@@ -162,6 +162,22 @@ def test_doctor_on_a_gpu_node() -> None:
     assert picks[("train", "devices")].detail.startswith("nccl on cuda")
 
 
+def test_doctor_says_why_better_attention_backends_were_not_chosen() -> None:
+    """On a GPU node whose torch varlen_attn has 2.10's signature and whose flash_attn is
+    flash-attn-4's namespace package (seqpar_train.contract_fakes stand in for both)."""
+    from seqpar_train.contract_fakes import kernel_fakes
+
+    machine = _machine(gpus=["H100 (80 GiB)"] * 8, gpu_capability=(9, 0), nccl=True)
+    with kernel_fakes(flash="4", torch_varlen="2.10"):
+        picks = {
+            (f.area, f.name): f
+            for f in stage_picks(load_recipe("mmprolong-qwen2.5-vl-7b"), machine)
+        }
+    detail = picks[("train", "attention")].detail
+    assert detail.startswith("sdpa; not flash: `from flash_attn import flash_attn_varlen_func`")
+    assert "not torch-varlen: torch" in detail and "takes no scale or window_size" in detail
+
+
 def test_a_package_figure_replaces_the_reports_own(tmp_path: Path) -> None:
     drawn = tmp_path / "loss_curve.png"
     drawn.write_bytes(b"\x89PNG\r\n\x1a\nfrom-the-package")

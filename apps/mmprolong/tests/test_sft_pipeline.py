@@ -86,6 +86,14 @@ def test_the_sft_stage_runs_between_train_and_eval(sft_run: tuple[Path, Path]) -
     assert metrics[0]["lr"] == pytest.approx(1e-3) and metrics[-1]["lr"] == pytest.approx(1e-4)
     # Same rope as LongPT's export, which already carries the extended base.
     assert _rope_base(run_dir / "sft" / "hf") == _rope_base(run_dir / "train" / "hf") == 4e6
+    # Both exports in both forms: transformers 5 reads rope_parameters, 4.x and vLLM
+    # rope_theta + rope_scaling{mrope_section} (longctx_rope's loader views restate theirs).
+    from longctx_rope.loaders import transformers4_view, vllm_view
+
+    for stage in ("train", "sft"):
+        config = json.loads((run_dir / stage / "hf" / "config.json").read_text())
+        for view in (transformers4_view(config), vllm_view(config)):
+            assert view.theta == 4e6 and view.mrope, (stage, view)
 
 
 def test_eval_scores_the_sft_export_and_the_report_says_so(sft_run: tuple[Path, Path]) -> None:

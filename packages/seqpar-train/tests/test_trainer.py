@@ -81,8 +81,11 @@ def test_clipping_norm_does_not_depend_on_how_gradients_are_split():
 
 
 @pytest.mark.slow
-def test_stop_and_resume_reproduces_the_loss_curve(tmp_path):
+def test_stop_and_resume_reproduces_the_loss_curve(tmp_path, capsys):
     whole = train(_config(tmp_path / "whole"))
+    log = capsys.readouterr().err  # the chosen attention backend, and why not the better ones
+    assert "attention backend sdpa (asked for auto)" in log
+    assert "not flash: needs a CUDA device" in log and "not torch-varlen:" in log
     first = train(_config(tmp_path / "cut", "stop_after_steps=3"))
     assert first.stopped_early and first.steps_done == 3
     assert latest_checkpoint(tmp_path / "cut" / "checkpoints").name == "step-00000003"

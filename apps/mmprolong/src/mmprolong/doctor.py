@@ -184,11 +184,15 @@ def machine_findings(machine: Machine) -> list[Finding]:
 
 def _attention_pick(requested: str, device: str) -> tuple[Status, str]:
     try:
-        from seqpar_train.attention import resolve_backend
+        from seqpar_train.attention import choose_backend
     except ImportError as error:
         return "missing", f"seqpar-train's attention API is not available ({error})"
     try:
-        return "ok", resolve_backend(requested, device)
+        choice = choose_backend(requested, device)
+        # The chosen backend, then why each better one was not chosen.
+        return "ok", "; ".join(
+            [choice.name, *(f"not {n}: {r}" for n, r in choice.rejected.items())]
+        )
     except ValueError as error:
         return "warn", str(error)
 

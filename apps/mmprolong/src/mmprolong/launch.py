@@ -10,7 +10,6 @@ Slurm variables are translated into torch.distributed's.
 
 from __future__ import annotations
 
-import datetime
 import os
 import shlex
 import sys
@@ -149,15 +148,12 @@ def slurm_to_torch_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def _join_group(timeout_s: float) -> None:
-    import torch
-    import torch.distributed as dist
+    """Join the launched job's process group with seqpar-train's helper, which binds this
+    process to its LOCAL_RANK device before the first collective (NCCL allows one process
+    per device)."""
+    from seqpar_train.distributed import init_distributed
 
-    if dist.is_initialized() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return
-    dist.init_process_group(
-        "nccl" if torch.cuda.is_available() else "gloo",
-        timeout=datetime.timedelta(seconds=timeout_s),
-    )
+    init_distributed(timeout_s=timeout_s)
 
 
 def _broadcast(value: Any) -> Any:

@@ -160,11 +160,13 @@ def selfcheck(
     ),
     family: str = typer.Option("qwen2.5-vl", help="Tiny model family: qwen2.5-vl or qwen3-vl."),
 ) -> None:
-    """Check a cluster before spending GPU hours: a tiny model, SP-vs-single gradients and
-    FSDP-vs-single training on the devices present; prints the largest differences."""
-    from seqpar_train.selfcheck import Scenario, check_fsdp, check_sp
+    """Check a cluster before spending GPU hours: the attention kernels in bf16 against a
+    float64 reference, then a tiny model's SP-vs-single gradients and FSDP-vs-single
+    training on the devices present; prints the largest differences."""
+    from seqpar_train.selfcheck import Scenario, check_fsdp, check_kernels, check_sp
 
-    comparisons = []
+    # First the attention kernels training will use here, in bf16 against float64.
+    comparisons = check_kernels()
     if sp > 1:
         comparisons += check_sp([Scenario(family, attention=attn)], sp=sp)
     if fsdp > 1:

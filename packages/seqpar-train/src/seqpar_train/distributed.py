@@ -20,26 +20,72 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def default_backend() -> str:
-    return "nccl" if torch.cuda.is_available() else "gloo"
+def process_group_backend(*, cuda: bool, cpu_offload: bool = False) -> str:
+    """The backend string of ``init_process_group``: NCCL for CUDA tensors; with CPU offload
+    also gloo for CPU tensors (gradient clipping then reduces CPU DTensors); gloo alone on
+    a machine without CUDA."""
+    if not cuda:
+        return "gloo"
+    return "cuda:nccl,cpu:gloo" if cpu_offload else "nccl"
 
 
 def device_for_rank() -> torch.device:
-    if torch.cuda.is_available():
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        return torch.device("cuda", local)
-    return torch.device("cpu")
+    """This process's device, made the current CUDA device: ``cuda:LOCAL_RANK`` (or the one
+    visible device when the scheduler gives each process its own), else the CPU.
+
+    NCCL needs one device per rank: object collectives (``broadcast_object_list``) and
+    barriers stage on ``torch.cuda.current_device()`` (torch/distributed/distributed_c10d.py,
+    broadcast_object_list's note), so a process that never calls set_device puts every local
+    rank on cuda:0 and NCCL's communicator set-up fails ("Duplicate GPU detected : rank %d
+    and rank %d both on CUDA device", ncclInvalidUsage, NCCL src/init.cc) or hangs."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    count = torch.cuda.device_count()
+    if local >= count:
+        if count != 1:
+            raise RuntimeError(
+                f"LOCAL_RANK {local} has no CUDA device: this process sees {count} devices; "
+                "start at most one process per device on each node"
+            )
+        local = 0  # CUDA_VISIBLE_DEVICES gave this process its own single device
+    torch.cuda.set_device(local)
+    return torch.device("cuda", local)
 
 
-def init_distributed(backend: str | None = None) -> bool:
+def init_process_group(
+    *, cpu_offload: bool = False, timeout_s: float | None = None
+) -> torch.device:
+    """Join the process group described by the environment (torchrun's, or ``spawn_local``'s
+    variables), binding this rank's CUDA device before anything touches NCCL. Returns this
+    rank's device. The one place seqpar-train and the mmprolong app create process groups."""
+    device = device_for_rank()
+    if dist.is_initialized():
+        if cpu_offload and device.type == "cuda" and not _has_cpu_backend():
+            raise RuntimeError(
+                "CPU offload needs a process group with a CPU backend ('cuda:nccl,cpu:gloo'); "
+                "the group was created without one: create it with "
+                "seqpar_train.distributed.init_process_group(cpu_offload=True)"
+            )
+        return device
+    timeout = datetime.timedelta(seconds=timeout_s) if timeout_s is not None else None
+    dist.init_process_group(
+        backend=process_group_backend(cuda=device.type == "cuda", cpu_offload=cpu_offload),
+        timeout=timeout,
+    )
+    return device
+
+
+def _has_cpu_backend() -> bool:
+    return torch.device("cpu") in dist.group.WORLD._device_types  # type: ignore[union-attr]
+
+
+def init_distributed(*, cpu_offload: bool = False, timeout_s: float | None = None) -> bool:
     """Join the process group torchrun (or ``spawn_local``) described in the environment.
     Returns False, and does nothing, when the process runs alone."""
-    if dist.is_initialized():
-        return True
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
-    dist.init_process_group(backend=backend or default_backend())
+    init_process_group(cpu_offload=cpu_offload, timeout_s=timeout_s)
     return True
 
 
@@ -51,7 +97,10 @@ def _worker(
     args: tuple[Any, ...],
     out_dir: str,
     timeout_s: float,
+    on_cpu: bool,
 ) -> None:
+    if on_cpu:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # read when CUDA first initialises, not yet
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -61,10 +110,7 @@ def _worker(
         LOCAL_WORLD_SIZE=str(world),
     )
     torch.set_num_threads(1)
-    backend = "nccl" if torch.cuda.is_available() and torch.cuda.device_count() >= world else "gloo"
-    dist.init_process_group(
-        backend, rank=rank, world_size=world, timeout=datetime.timedelta(seconds=timeout_s)
-    )
+    init_process_group(timeout_s=timeout_s)
     try:
         result = fn(*args)
         # Through a file, not a queue: tensors in a queue live in the (exiting) child's memory.
@@ -77,14 +123,16 @@ def spawn_local(
     fn: Callable[..., Any], nprocs: int, *args: Any, timeout_s: float = 600.0
 ) -> list[Any]:
     """Run ``fn(*args)`` in ``nprocs`` fresh processes joined in a process group on this
-    machine (NCCL with one GPU each when there are enough GPUs, else gloo on CPU);
+    machine (NCCL with one GPU each when there are enough GPUs, else gloo on the CPU with
+    CUDA hidden: NCCL allows one process per device);
     returns every rank's return value in rank order (they must be picklable).
     ``fn`` must be importable (defined at module level). A collective that waits longer than
     ``timeout_s`` fails instead of hanging."""
+    on_cpu = not torch.cuda.is_available() or torch.cuda.device_count() < nprocs
     with tempfile.TemporaryDirectory(prefix="seqpar-spawn-") as out_dir:
         mp.start_processes(
             _worker,
-            args=(nprocs, free_port(), fn, args, out_dir, timeout_s),
+            args=(nprocs, free_port(), fn, args, out_dir, timeout_s, on_cpu),
             nprocs=nprocs,
             join=True,
             start_method="spawn",

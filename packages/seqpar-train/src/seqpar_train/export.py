@@ -46,8 +46,14 @@ def export_hf(
     out_dir: str | Path,
     checkpoint: str | Path | None = None,
     dtype: torch.dtype = torch.bfloat16,
+    rope: RopeConfig | None = None,
 ) -> Path:
-    """Write checkpoint ``checkpoint`` (default: the run's latest) as an HF model directory."""
+    """Write checkpoint ``checkpoint`` (default: the run's latest) as an HF model directory.
+
+    The config gets the rope in both forms (transformers 5's rope_parameters; rope_theta and
+    rope_scaling for transformers 4.x and vLLM): the training config's ``model.rope``, or
+    ``rope``, the extension a model extended before training already carries (transformers
+    5's save_pretrained would write only rope_parameters). Its base must be the model's."""
     from seqpar_train.trainer import build_training_model
 
     run_checkpoints = Path(config.output_dir) / "checkpoints"
@@ -67,14 +73,28 @@ def export_hf(
         hf_model.save_pretrained(scratch, safe_serialization=True)
         if config.model.path is not None:
             _copy_processor(config.model.path, scratch)
-        if config.model.rope is not None:
+        written = config.model.rope if config.model.rope is not None else rope
+        if written is not None:
             from longctx_rope import write_rope_config
 
-            write_rope_config(scratch, rope_spec(hf_model, config.model.rope))
+            spec = rope_spec(hf_model, written)
+            if config.model.rope is None:
+                _check_carried_base(hf_model, spec.base)
+            write_rope_config(scratch, spec)
         os.replace(scratch, target)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return target
+
+
+def _check_carried_base(model: torch.nn.Module, base: float) -> None:
+    parameters = getattr(text_config(model), "rope_parameters", None) or {}
+    carried = parameters.get("rope_theta")
+    if carried is None or abs(float(carried) - base) > 1e-6 * base:
+        raise ValueError(
+            f"the model's rope base is {carried}, the rope to export says {base:.6g}: export "
+            "with the rope the model was extended with"
+        )
 
 
 def _copy_processor(model_path: str, out_dir: Path) -> None:

@@ -16,7 +16,8 @@ import torch
 import torch.distributed as dist
 
 from mmprolong_schemas import ModelFamily, OptimizerConfig, ScheduleConfig
-from seqpar_train.attention import resolve_backend
+from seqpar_train.attention import resolve_backend, varlen_attention
+from seqpar_train.attention.backends import KERNEL_BACKENDS, available_backends
 from seqpar_train.batch import IGNORE_INDEX, to_device
 from seqpar_train.checkpoint import load_model_weights
 from seqpar_train.collectives import all_reduce_sum, group_rank, group_size
@@ -82,6 +83,73 @@ def compare(
         max_abs = max(max_abs, diff)
         max_rel = max(max_rel, diff / scale if scale > 0 else diff)
     return Comparison(name, max_abs, max_rel, tolerance)
+
+
+BF16_TOLERANCE = 2e-2
+"""Largest difference, relative to the reference's scale, allowed where a bf16 kernel computes
+(bf16 keeps 8 significant bits: 3.9e-3 per rounding, a few roundings deep here)."""
+FP32_TOLERANCE = 1e-5
+
+
+def tolerance_for(backend: str) -> float:
+    """The selfcheck's tolerance for a run whose attention uses ``backend``: the flash and
+    torch-varlen kernels compute in bf16 whatever the model's dtype."""
+    return BF16_TOLERANCE if backend in KERNEL_BACKENDS else FP32_TOLERANCE
+
+
+def check_kernels(
+    device: torch.device | str | None = None,
+    *,
+    backends: list[str] | None = None,
+    doc_lens: tuple[int, ...] = (300, 1, 77, 512, 134),
+    q_heads: int = 8,
+    kv_heads: int = 2,
+    head_dim: int = 64,
+    seed: int = 0,
+    reference_device: torch.device | str = "cpu",
+) -> list[Comparison]:
+    """Every backend that trains on ``device`` (or ``backends``), fed bf16 q/k/v of one packed
+    multi-document row with grouped KV heads, against a float64 reference (the SDPA loop in
+    float64 on ``reference_device``): the output and the q/k/v gradients, at the bf16
+    tolerance."""
+    device = torch.device(device) if device is not None else device_for_rank()
+    names = backends if backends is not None else available_backends(device)
+    cu = [0]
+    for length in doc_lens:
+        cu.append(cu[-1] + length)
+    generator = torch.Generator().manual_seed(seed)
+    shapes = [
+        (cu[-1], q_heads, head_dim),
+        *[(cu[-1], kv_heads, head_dim)] * 2,
+        (cu[-1], q_heads, head_dim),
+    ]
+    # Rounded to bf16 first, so the reference sees exactly the kernels' inputs.
+    q, k, v, grad_out = (
+        torch.randn(shape, generator=generator, dtype=torch.float64).to(torch.bfloat16).double()
+        for shape in shapes
+    )
+
+    def run(backend: str, dtype: torch.dtype, where: torch.device) -> dict[str, torch.Tensor]:
+        qi, ki, vi = (t.to(where, dtype, copy=True).requires_grad_() for t in (q, k, v))
+        out = varlen_attention(qi, ki, vi, cu, backend=backend)  # type: ignore[arg-type]
+        out.backward(grad_out.to(where, out.dtype))
+        grads = {"dq": qi.grad, "dk": ki.grad, "dv": vi.grad}
+        return {
+            "out": out.detach().cpu(),
+            **{n: g.cpu() for n, g in grads.items() if g is not None},
+        }
+
+    reference = run("sdpa", torch.float64, torch.device(reference_device))
+    rows = sum(doc_lens)
+    return [
+        compare(
+            f"{name} bf16 vs float64 ({rows} tokens, {len(doc_lens)} docs)",
+            run(name, torch.bfloat16, device),
+            reference,
+            BF16_TOLERANCE,
+        )
+        for name in names
+    ]
 
 
 @dataclass(frozen=True)
@@ -205,8 +273,9 @@ def check_sp(scenarios: list[Scenario], sp: int = 2) -> list[Comparison]:
         reference_loss, reference = references[index]
         got = {"loss": torch.tensor([loss]), **grads}
         want = {"loss": torch.tensor([reference_loss]), **reference}
-        name = f"SP={sp} vs single {scenario.family}"
-        comparisons.append(compare(name, got, want, 1e-5))
+        backend = resolve_backend(scenario.attention, device_for_rank())
+        name = f"SP={sp} vs single {scenario.family} ({backend})"
+        comparisons.append(compare(name, got, want, tolerance_for(backend)))
     return comparisons
 
 
@@ -289,6 +358,7 @@ def check_fsdp(
         got = _final_weights(sharded[0], family)
         norms = (_grad_norms(sharded[0]), _grad_norms(single))
     dims = ParallelDims.for_world(nproc, sp=sp, dp_shard=dp_shard)
+    tolerance = tolerance_for(resolve_backend(attention, device_for_rank()))
     label = (
         f"FSDP x{nproc} (replicate {dims.dp_replicate}, shard {dims.dp_shard}, sp {dims.sp}) "
         f"vs single {family}"
@@ -297,10 +367,10 @@ def check_fsdp(
         f"{label} losses",
         {"loss": torch.tensor(sharded[0].losses)},
         {"loss": torch.tensor(single.losses)},
-        1e-5,
+        tolerance,
     )
     # The norm before clipping: AdamW and clipping are blind to a wrong gradient scale
     # (a missing or doubled reduction), this is not.
-    grad_norms = compare(f"{label} grad norms", {"norm": norms[0]}, {"norm": norms[1]}, 1e-5)
-    params = compare(f"{label} params", got, want, 1e-5, scale_floor=FSDP_CHECK_PARAM_FLOOR)
+    grad_norms = compare(f"{label} grad norms", {"norm": norms[0]}, {"norm": norms[1]}, tolerance)
+    params = compare(f"{label} params", got, want, tolerance, scale_floor=FSDP_CHECK_PARAM_FLOOR)
     return [losses, grad_norms, params]

@@ -24,7 +24,7 @@ from torch.distributed.fsdp import FSDPModule
 
 from mmprolong_schemas import Model
 from seqpar_train.activation_checkpoint import apply_activation_checkpointing
-from seqpar_train.attention import resolve_backend
+from seqpar_train.attention import choose_backend
 from seqpar_train.batch import PackedRow, mask_documents, to_device
 from seqpar_train.checkpoint import (
     StopSignal,
@@ -43,7 +43,12 @@ from seqpar_train.flops import ArchSpec, arch_from_config, training_flops
 from seqpar_train.forward import PackedLossModel, count_label_tokens
 from seqpar_train.fsdp import apply_fsdp
 from seqpar_train.metrics import MetricsWriter, peak_memory_bytes, plot_loss_curve
-from seqpar_train.modeling import build_model
+from seqpar_train.modeling import (
+    build_meta_model,
+    build_model,
+    load_safetensors_shards,
+    materialize,
+)
 from seqpar_train.optim import build_optimizer, build_scheduler, clip_grad_norm
 from seqpar_train.parallel_dims import Mesh, ParallelDims, build_mesh
 from seqpar_train.ulysses import install_attention
@@ -114,20 +119,22 @@ def _row_source(config: TrainConfig, model_config: Any) -> RowSource:
     return MixtureRows.from_config(config, model_config)
 
 
-def build_training_model(config: TrainConfig, device: torch.device) -> Any:
-    """The HF model named by ``config.model`` (fp32 master weights), rope extended if asked."""
+def build_training_model(config: TrainConfig, device: torch.device, meta: bool = False) -> Any:
+    """The HF model named by ``config.model`` (fp32 master weights), rope extended if asked.
+    ``meta``: a checkpoint's model with meta parameters, to be sharded before its weights
+    are loaded (``load_safetensors_shards``); it stays where it is built."""
     if config.model.tiny is not None:
         from longctx_rope import tiny_config
 
         model = build_model(tiny_config(config.model.tiny), seed=config.seed)
     else:
         assert config.model.path is not None
-        model = build_model(config.model.path)
+        model = build_meta_model(config.model.path) if meta else build_model(config.model.path)
     if config.model.rope is not None:
         from seqpar_train.export import extend_rope
 
         extend_rope(model, config.model.rope)
-    return model.to(device)
+    return model if meta else model.to(device)
 
 
 def _prepare_model(
@@ -142,9 +149,19 @@ def _prepare_model(
             f"this run already trains on {device.type}, so set it to false"
         )
     torch.manual_seed(config.seed)
-    hf_model = build_training_model(config, device)
+    # A sharded run of a checkpoint never holds the whole model: it is built with meta
+    # parameters, sharded, and each rank loads its own rows. With CPU offload the weights
+    # live on the CPU and fully_shard moves one unit at a time, never the whole model.
+    sharded_load = mesh is not None and config.model.path is not None
+    home = torch.device("cpu") if config.parallel.cpu_offload and mesh is not None else device
+    hf_model = build_training_model(config, home, meta=sharded_load)
     hf_model.train()
-    install_attention(hf_model, sp_group, resolve_backend(config.parallel.attention, device))
+    choice = choose_backend(config.parallel.attention, device)
+    if _rank() == 0:  # in the training log: the backend, and why not the better ones
+        from rich.console import Console
+
+        Console(stderr=True).print(choice.explain(), markup=False, highlight=False)
+    install_attention(hf_model, sp_group, choice.name)
     model_config = hf_model.config
     model = PackedLossModel(
         hf_model,
@@ -160,6 +177,10 @@ def _prepare_model(
         apply_fsdp(
             model, mesh.fsdp_mesh, param_dtype=param_dtype, cpu_offload=config.parallel.cpu_offload
         )
+        if sharded_load:
+            assert config.model.path is not None
+            materialize(model, home)
+            load_safetensors_shards(hf_model, config.model.path)
     elif param_dtype != torch.float32:
 
         def autocast() -> Any:
@@ -224,7 +245,7 @@ def _accumulate_gradients(
 
 def train(config: TrainConfig) -> TrainResult:
     """Train on this process's rank (torchrun, ``launch_local`` or a single process)."""
-    init_distributed()
+    init_distributed(cpu_offload=config.parallel.cpu_offload)
     world = dist.get_world_size() if dist.is_initialized() else 1
     device = device_for_rank()
     dims = ParallelDims.for_world(world, sp=config.parallel.sp, dp_shard=config.parallel.dp_shard)

@@ -164,15 +164,53 @@ def make_hf_attention(
     return seqpar_attention
 
 
-def install_attention(model: Any, group: ProcessGroup | None, backend: AttentionBackend) -> str:
-    """Register the Ulysses attention for ``group`` and switch the text decoder to it.
+VISION_ATTENTION_NAME = "seqpar_flash_varlen_vision"
+"""The vision tower's attention. transformers' Qwen2.5-VL / Qwen3-VL vision attention hands
+the image and window boundaries (cu_seq_lens_q) to the attention function in one call only
+when the implementation's name contains "flash" (utils/generic.py,
+is_flash_attention_requested); any other name gets a Python loop of one call per window."""
 
-    The vision tower keeps its own attention: images are never split across ranks.
-    """
+
+def make_vision_attention(backend: AttentionBackend) -> Callable[..., tuple[torch.Tensor, None]]:
+    """Non-causal varlen attention over the ViT's own boundaries (windows or whole images),
+    with transformers' flash-style signature."""
+
+    def vision_attention(
+        module: torch.nn.Module,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        scaling: float | None = None,
+        dropout: float = 0.0,
+        cu_seq_lens_q: torch.Tensor | None = None,
+        is_causal: bool = False,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, None]:
+        if cu_seq_lens_q is None or query.shape[0] != 1:
+            raise ValueError("the vision attention needs one packed sequence and cu_seq_lens_q")
+        if dropout or is_causal:
+            raise ValueError("the vision attention is non-causal and without dropout")
+        q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))
+        bounds = [int(b) for b in cu_seq_lens_q.tolist()]
+        out = varlen_attention(q, k, v, bounds, scale=scaling, backend=backend, causal=False)
+        return out.unsqueeze(0), None  # (1, S, heads, D), as the flash path returns
+
+    return vision_attention
+
+
+def install_attention(model: Any, group: ProcessGroup | None, backend: AttentionBackend) -> str:
+    """Register the Ulysses attention for ``group`` and switch the text decoder to it; the
+    vision tower (images are never split across ranks) gets ``backend`` over its own
+    windows and images, in one call per block instead of transformers' loop per window."""
     from transformers import AttentionInterface
 
     AttentionInterface.register(ATTENTION_NAME, make_hf_attention(group, backend))
+    AttentionInterface.register(VISION_ATTENTION_NAME, make_vision_attention(backend))
     config = model.config
     text_config = getattr(config, "text_config", config)
     text_config._attn_implementation = ATTENTION_NAME
+    vision_config = getattr(config, "vision_config", None)
+    if vision_config is not None:
+        vision_config._attn_implementation = VISION_ATTENTION_NAME
     return ATTENTION_NAME

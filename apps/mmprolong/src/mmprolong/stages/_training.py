@@ -66,6 +66,10 @@ def on_rank_zero(fn: Callable[[], ResultT]) -> ResultT:
         return fn()
     import torch.distributed as dist
 
+    from seqpar_train.distributed import init_process_group
+
+    # The group exists; this binds LOCAL_RANK's device, where NCCL stages the objects.
+    init_process_group()
     message: list[Any] = [None]
     if dist.get_rank() == 0:
         try:
@@ -132,7 +136,8 @@ def train_and_export(
         import torch
 
         dtype = torch.float32 if dtype_name == "float32" else torch.bfloat16
-        export_hf(config, hf_dir, dtype=dtype)
+        # The model was extended by the rope stage: the export writes that rope in both forms.
+        export_hf(config, hf_dir, dtype=dtype, rope=ctx.recipe.rope)
     return {
         "steps": result.steps_done,
         "resumed_from_step": resumed_from,

@@ -8,7 +8,11 @@ its own document.
 from seqpar_train.attention.backends import (
     BACKENDS,
     AttentionBackend,
+    BackendChoice,
     available_backends,
+    backend_support,
+    choose_backend,
+    document_block_mask,
     resolve_backend,
     varlen_attention,
 )
@@ -16,7 +20,11 @@ from seqpar_train.attention.backends import (
 __all__ = [
     "BACKENDS",
     "AttentionBackend",
+    "BackendChoice",
     "available_backends",
+    "backend_support",
+    "choose_backend",
+    "document_block_mask",
     "resolve_backend",
     "varlen_attention",
 ]
