@@ -33,13 +33,16 @@ class Sweep:
     base: str = "mmprolong-qwen2.5-vl-7b"
 
     def recipes(self, base: Recipe | None = None) -> list[tuple[SweepRun, Recipe]]:
-        """Each run's full recipe: the base with the run's overrides, validated."""
+        """Each run's full recipe: the base with the run's overrides, validated. The paper
+        scores its ablations on MMLongBench only, so a run leaves out the base's generalization
+        suite unless its overrides name one."""
         start = base if base is not None else load_recipe(self.base)
         built = []
         for run in self.runs:
             overrides = {
                 "name": f"{self.name}-{run.name}",
                 "description": f"{self.description} Run {run.name}.",
+                "eval.suite": [],
                 **run.overrides,
             }
             built.append((run, apply_overrides(start, overrides, f"sweep {self.name}/{run.name}")))
