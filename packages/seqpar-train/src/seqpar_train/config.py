@@ -136,6 +136,12 @@ class TrainConfig(Model):
         "the full run's schedule: for time-sliced jobs that resume later.",
     )
     loss_chunk: int = Field(default=4096, ge=1, description="Labelled positions per CE chunk.")
+    peak_tflops: float | None = Field(
+        default=None,
+        gt=0,
+        description="Dense bf16 peak per device for MFU; default: looked up by device name "
+        "(seqpar_train.hardware). An unknown device reports no MFU.",
+    )
     tensorboard: bool = False
     seed: int = 0
 
@@ -154,6 +160,8 @@ class TrainConfig(Model):
 
     @property
     def steps(self) -> int:
+        """Steps if every row were full: an upper bound. The trainer counts the steps that
+        train ``token_budget`` real tokens on the packing plan (``data.budget``)."""
         budget_steps = steps_for_budget(self.token_budget, self.global_batch_tokens)
         return min(budget_steps, self.max_steps) if self.max_steps else budget_steps
 
@@ -230,6 +238,6 @@ def config_table(config: TrainConfig) -> list[tuple[str, str]]:
             rows.append((prefix, json.dumps(value) if not isinstance(value, str) else value))
 
     walk("", config.model_dump(mode="json"))
-    rows.append(("(derived) steps", str(config.steps)))
+    rows.append(("(derived) steps if rows were full", str(config.steps)))
     rows.append(("(derived) rows_per_step", str(config.rows_per_step)))
     return rows
