@@ -52,6 +52,29 @@ def logged_losses(ctx: StageContext) -> list[tuple[int, float]]:
     ]
 
 
+def training_books(ctx: StageContext) -> dict[str, str]:
+    """Report rows from the last step seqpar-train logged: tokens trained against the
+    budget, and MFU in our causal convention beside VeOmni's 12*sum(s^2) one."""
+    (read_metrics,) = require(ctx.name, "seqpar_train.metrics", "read_metrics")
+    records = read_metrics(ctx.dir / METRICS)
+    if not records:
+        return {}
+    last = records[-1]
+    books: dict[str, str] = {}
+    if "tokens_trained" in last and last.get("token_budget"):
+        trained, budget = int(last["tokens_trained"]), int(last["token_budget"])
+        books["tokens trained / budget"] = f"{trained:,} / {budget:,} ({trained / budget:.1%})"
+    if "row_fill" in last:
+        books["row fill (last step)"] = f"{float(last['row_fill']):.1%}"
+    causal, veomni = last.get("mfu_causal"), last.get("mfu_veomni")
+    books["MFU causal (ours) / 12*sum(s^2) (VeOmni)"] = (
+        f"{causal:.1%} / {veomni:.1%}"
+        if causal is not None and veomni is not None
+        else "not reported: no peak known for the device (set peak_tflops)"
+    )
+    return books
+
+
 def in_launched_job() -> bool:
     """True in a process of a launched multi-process job (its process group is joined)."""
     import torch.distributed as dist

@@ -22,6 +22,7 @@ from mmprolong.stages._training import (
     checkpoint_progress,
     logged_losses,
     train_and_export,
+    training_books,
 )
 from mmprolong.stages.mix import MixStage
 from mmprolong.stages.pool import pool_path
@@ -101,6 +102,7 @@ class TrainStage(Contributor):
 
     def contribute(self, ctx: StageContext, data: ReportData) -> None:
         data.loss = logged_losses(ctx)
+        data.training_books = training_books(ctx)
         if (ctx.dir / LOSS_CURVE).exists():
             data.package_figures["loss"] = (
                 "Training loss and learning rate (drawn by seqpar-train)",
