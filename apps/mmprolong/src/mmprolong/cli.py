@@ -354,9 +354,16 @@ def doctor(
     disk: Annotated[Path, typer.Option(help="Where runs will be written (for free space).")] = Path(
         "."
     ),
+    gpu: Annotated[
+        str | None,
+        typer.Option(
+            help="GPU to plan training memory for (default: this machine's); the planner "
+            "runs the step on the CPU, a few minutes at 128K."
+        ),
+    ] = None,
 ) -> None:
     """Report GPUs, CUDA, attention kernels, engines, disk and versions, and what each stage
-    would use with RECIPE on this machine."""
+    would use with RECIPE on this machine, and whether its training step fits the GPU."""
     from mmprolong.doctor import machine_findings, probe, stage_picks
     from mmprolong.recipes import load_recipe
 
@@ -381,6 +388,16 @@ def doctor(
                 finding.detail,
             )
         out.print(table)
+    target = gpu or (machine.gpus[0] if machine.gpus else None)
+    if target and chosen.demo is None:
+        from mmprolong.memory_plan import check_recipe, refusal
+        from seqpar_train.planner import plan_table
+
+        result, alternatives = check_recipe(chosen, target)
+        if result is not None:
+            out.print(plan_table(result))
+            if result.fits is False:
+                out.print(f"[red]{refusal(result, alternatives)}[/red]")
 
 
 @app.command()

@@ -163,6 +163,78 @@ def flops(
 
 
 @app.command()
+def plan(
+    model: str = typer.Option(
+        "qwen2.5-vl-7b", help="Preset (qwen2.5-vl-7b, qwen3-vl-8b) or a checkpoint folder."
+    ),
+    gpus: int = typer.Option(8, help="GPUs in the job."),
+    gpus_per_node: int = typer.Option(8, "--gpus-per-node", help="GPUs per node."),
+    gpu: str = typer.Option("H20", help="GPU name: its memory and bf16 peak (H20, H100, ...)."),
+    memory_gb: float = typer.Option(None, "--memory-gb", help="GPU memory, overrides --gpu's."),
+    peak_tflops: float = typer.Option(None, "--peak-tflops", help="Overrides --gpu's peak."),
+    seq_len: str = typer.Option("128K", help="Row length in tokens."),
+    sp: int = typer.Option(2, help="Ulysses SP size."),
+    fsdp: int = typer.Option(-1, help="FSDP shard size (-1: every rank left by SP)."),
+    activation_checkpointing: bool = typer.Option(
+        True, "--ac/--no-ac", help="Activation checkpointing."
+    ),
+    cpu_offload: bool = typer.Option(False, "--offload/--no-offload", help="FSDP CPU offload."),
+    margin: float = typer.Option(0.1, help="Share of GPU memory kept free."),
+    mfu: float = typer.Option(0.35, help="Assumed MFU (causal FLOPs) for step time."),
+    budget: str = typer.Option("5B", help="Token budget (tokens trained)."),
+    global_batch: str = typer.Option("4M", help="Row tokens per optimizer step."),
+    row_fill: float = typer.Option(0.77, help="Real tokens per row slot, for step count."),
+    search: bool = typer.Option(
+        False, "--search", help="Try SP / checkpointing / offload settings; list those that fit."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Peak memory per GPU and step time of a training setup, before the job is scheduled.
+
+    The real training step (model wrapping, SP forward, fully_shard, AdamW) runs on this
+    CPU under torch's FakeTensorMode as rank 0 of a fake process group of --gpus ranks, on a
+    row of pages rendered at 144 DPI; torch's FSDPMemTracker records the memory. Figures are
+    estimates, not measurements. Exit code 1 when nothing fits."""
+    import json
+
+    from seqpar_train.planner import PlanSetup, plan_table, search_setups
+    from seqpar_train.planner import plan as make_plan
+
+    try:
+        setup = PlanSetup(
+            model=model,
+            gpus=gpus,
+            gpus_per_node=gpus_per_node,
+            gpu=gpu,
+            memory_gb=memory_gb,
+            peak_tflops=peak_tflops,
+            seq_len=parse_tokens(seq_len),
+            sp=sp,
+            fsdp=fsdp,
+            activation_checkpointing=activation_checkpointing,
+            cpu_offload=cpu_offload,
+            margin=margin,
+            mfu=mfu,
+            token_budget=parse_tokens(budget),
+            global_batch_tokens=parse_tokens(global_batch),
+            row_fill=row_fill,
+        )
+        plans = search_setups(setup) if search else [make_plan(setup)]
+    except ValueError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps([p.model_dump(mode="json") for p in plans], indent=1))
+    else:
+        for result in plans:
+            Console().print(plan_table(result))
+        if search and not plans:
+            console.print("[red]no SP / checkpointing / offload setting fits[/red]")
+    if not plans or (not search and plans[0].fits is False):
+        raise typer.Exit(1)
+
+
+@app.command()
 def export(
     config: Path = typer.Argument(..., exists=True, dir_okay=False, help="The run's TOML config."),
     out: Path = typer.Option(..., "--out", help="New directory for the HF model."),

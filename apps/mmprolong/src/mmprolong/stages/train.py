@@ -65,6 +65,27 @@ def _short_image_root(ctx: StageContext) -> str | None:
     return image_root(roots.values())
 
 
+def _refuse_what_wont_fit(ctx: StageContext) -> None:
+    """Before a first launch on GPUs: the planner's verdict on the recipe's step (a launched
+    job's ranks already passed it, and a resumed run already fitted)."""
+    from mmprolong.stages._training import in_launched_job
+
+    if in_launched_job() or (ctx.dir / "checkpoints").is_dir():
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        return
+    from mmprolong.memory_plan import ensure_fits
+
+    result = ensure_fits(ctx.recipe, torch.cuda.get_device_name(0))
+    if result is not None:
+        ctx.log(
+            f"{ctx.name}: planned peak {result.memory.peak / 2**30:.1f} GiB per GPU, fits "
+            f"{(result.usable_bytes or 0) / 2**30:.1f} GiB (estimate)"
+        )
+
+
 class TrainStage(Contributor):
     name = "train"
 
@@ -81,6 +102,7 @@ class TrainStage(Contributor):
     def run(self, ctx: StageContext) -> dict[str, int]:
         (train_config,) = require(self.name, "seqpar_train", "TrainConfig")
         recipe = ctx.recipe
+        _refuse_what_wont_fit(ctx)
         config = train_config.from_recipe(
             recipe,
             output_dir=str(ctx.dir),
