@@ -147,3 +147,23 @@ def test_search_candidates_are_ordered_fastest_first():
     first, last = ordered[0], ordered[-1]
     assert (first.sp, first.activation_checkpointing, first.cpu_offload) == (1, False, False)
     assert (last.sp, last.activation_checkpointing, last.cpu_offload) == (8, True, True)
+
+
+def test_plan_cli_reads_a_checkpoint_folder_and_prints_json(tmp_path):
+    from typer.testing import CliRunner
+
+    from seqpar_train.cli import app
+
+    _tiny().save_pretrained(tmp_path)
+    # preprocessor_config.json as Qwen2.5-VL checkpoints publish it (min/max_pixels, patch).
+    (tmp_path / "preprocessor_config.json").write_text(
+        json.dumps({"min_pixels": 3136, "max_pixels": 80000, "patch_size": 14, "merge_size": 2})
+    )
+    args = ["plan", "--model", str(tmp_path), "--gpus", "4", "--sp", "2", "--seq-len", "1024"]
+    result = CliRunner().invoke(app, [*args, "--gpu", "H100", "--json"])
+    assert result.exit_code == 0, result.output
+    (planned,) = json.loads(result.stdout)
+    assert planned["fits"] is True and planned["setup"]["sp"] == 2
+    assert planned["memory"]["peak"] > planned["memory"]["optimizer_state"] > 0
+    tiny_gpu = CliRunner().invoke(app, [*args, "--memory-gb", "0.001"])
+    assert tiny_gpu.exit_code == 1 and "does NOT fit" in tiny_gpu.stdout
