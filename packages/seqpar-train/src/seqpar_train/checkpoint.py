@@ -234,7 +234,9 @@ def load_checkpoint(
     else:
         extra = torch.load(state_file, weights_only=False)
     if extra["step"] != manifest["step"]:
-        raise CheckpointError(f"{source}'s train state is for step {extra['step']}, not {manifest['step']}")
+        raise CheckpointError(
+            f"{source}'s train state is for step {extra['step']}, not {manifest['step']}"
+        )
     return TrainState(extra["step"], extra["scheduler"], extra["data_cursor"], extra["rng"])
 
 
