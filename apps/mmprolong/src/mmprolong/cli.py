@@ -96,6 +96,7 @@ def _run_recipe(
     dry_run: bool,
     executor: str = "local",
     ray_address: str | None = None,
+    restart: bool = False,
 ) -> Path:
     from mmprolong.orchestrator import (
         Execution,
@@ -134,6 +135,7 @@ def _run_recipe(
             command=sys.argv,
             log=lambda message: console.print(message),
             on_plan=_announce,
+            restart=restart,
         )
     except StageLaunched as error:
         _stopped_for_launch(error, target, recipe)
@@ -215,6 +217,14 @@ def run(
         str | None,
         typer.Option(help="Ray cluster to join with --executor ray [default: a local instance]."),
     ] = None,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart",
+            help="Let a stale stage's folder be cleared even when it holds checkpoints or "
+            "predictions (without it such a stage is refused).",
+        ),
+    ] = False,
 ) -> None:
     """Run a recipe through pool -> synth -> mix -> rope -> train -> eval -> report.
 
@@ -223,7 +233,9 @@ def run(
     A recipe with train.extra_sft adds an sft stage after train. A training stage on more
     than one node stops the run (exit code 3) after writing its launch files (torchrun per
     node, sbatch) into RUN/<stage>/launch/; rerun once that job has finished."""
-    _run_recipe(recipe, run_dir, from_stage, until, pdfs or [], dry_run, executor, ray_address)
+    _run_recipe(
+        recipe, run_dir, from_stage, until, pdfs or [], dry_run, executor, ray_address, restart
+    )
 
 
 @app.command("launch-train")

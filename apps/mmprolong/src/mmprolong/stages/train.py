@@ -94,8 +94,11 @@ class TrainStage(Contributor):
         # Whole rows ignore row_min_keep, and leaving both out when rows are whole keeps the
         # hashes of runs made before cut filling existed.
         cut = {"row_fill", "row_min_keep"} if recipe.train.row_fill == "whole" else set()
+        # Only what changes the result: the cluster layout, attention kernel, recompute and
+        # checkpoint cadence do not, so changing them resumes the run (checkpoints reshard).
+        layout = {"parallel", "attention", "activation_checkpointing", "checkpoint_every"}
         return {
-            "train": recipe.train.model_dump(mode="json", exclude={"extra_sft", *cut}),
+            "train": recipe.train.model_dump(mode="json", exclude={"extra_sft", *cut, *layout}),
             "vision": recipe.vision.model_dump(mode="json"),
         }
 
