@@ -146,7 +146,9 @@ def test_search_candidates_are_ordered_fastest_first():
     ordered = sorted(candidate_setups(setup), key=relative_cost)
     first, last = ordered[0], ordered[-1]
     assert (first.sp, first.activation_checkpointing, first.cpu_offload) == (1, False, False)
-    assert (last.sp, last.activation_checkpointing, last.cpu_offload) == (8, True, True)
+    assert (last.sp, last.activation_checkpointing, last.cpu_offload) == (8, True, False)
+    with pytest.raises(ValueError, match="does not measure CPU offload"):
+        plan(setup.model_copy(update={"cpu_offload": True}))
 
 
 def test_plan_cli_reads_a_checkpoint_folder_and_prints_json(tmp_path):

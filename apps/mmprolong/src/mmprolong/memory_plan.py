@@ -73,7 +73,7 @@ def refusal(result: Any, alternatives: list[Any]) -> str:
             f"{describe(a.setup)} ({a.memory.peak / gib:.1f} GiB)" for a in alternatives[:3]
         )
         return f"{text}. Settings that fit, fastest first: {fits}"
-    return f"{text}. No SP / checkpointing / offload setting fits: shorten max_length"
+    return f"{text}. No SP / activation checkpointing setting fits: shorten max_length"
 
 
 def ensure_fits(recipe: Recipe, gpu: str | None) -> Any | None:

@@ -178,14 +178,16 @@ def plan(
     activation_checkpointing: bool = typer.Option(
         True, "--ac/--no-ac", help="Activation checkpointing."
     ),
-    cpu_offload: bool = typer.Option(False, "--offload/--no-offload", help="FSDP CPU offload."),
+    cpu_offload: bool = typer.Option(
+        False, "--offload/--no-offload", help="FSDP CPU offload (not measured yet: refused)."
+    ),
     margin: float = typer.Option(0.1, help="Share of GPU memory kept free."),
     mfu: float = typer.Option(0.35, help="Assumed MFU (causal FLOPs) for step time."),
     budget: str = typer.Option("5B", help="Token budget (tokens trained)."),
     global_batch: str = typer.Option("4M", help="Row tokens per optimizer step."),
     row_fill: float = typer.Option(0.77, help="Real tokens per row slot, for step count."),
     search: bool = typer.Option(
-        False, "--search", help="Try SP / checkpointing / offload settings; list those that fit."
+        False, "--search", help="Try SP / checkpointing settings; list those that fit."
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
@@ -229,7 +231,7 @@ def plan(
         for result in plans:
             Console().print(plan_table(result))
         if search and not plans:
-            console.print("[red]no SP / checkpointing / offload setting fits[/red]")
+            console.print("[red]no SP / checkpointing setting fits[/red]")
     if not plans or (not search and plans[0].fits is False):
         raise typer.Exit(1)
 
