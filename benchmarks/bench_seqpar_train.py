@@ -384,6 +384,50 @@ def _loss_memory() -> Result:
     )
 
 
+RECIPE_HELDOUT_ROWS = 8  # data.heldout_rows default
+RECIPE_EVAL_EVERY = 50
+RECIPE_ROWS_PER_RANK = 1  # 32 rows per step over 32 data-parallel groups (64 GPUs, SP 2)
+
+
+def _validation_cost() -> Result:
+    """A held-out row's forward (no grad) against a training step's row (forward, backward
+    with activation checkpointing, as the trainer runs it), then scaled to the recipe: every
+    rank runs all held-out rows, and trains one row per step."""
+    from seqpar_train.activation_checkpoint import apply_activation_checkpointing
+    from seqpar_train.forward import PackedLossModel
+
+    config = _mid_config()
+    hf = build_model(config, seed=0)
+    install_attention(hf, None, "sdpa")
+    model = PackedLossModel(hf)
+    apply_activation_checkpointing(model)
+    row = synthetic_row(config, _docs(4096, 4), seed=0)
+
+    def validate() -> None:
+        with torch.no_grad():
+            model(row)
+
+    def train_row() -> None:
+        model(row)[0].backward()
+
+    validate_s, train_s = best_of(validate, 3), best_of(train_row, 3)
+    share = RECIPE_HELDOUT_ROWS * validate_s / (RECIPE_EVAL_EVERY * RECIPE_ROWS_PER_RANK * train_s)
+    return Result(
+        name="validation loss: one held-out row (forward only), 4 docs x 1K tokens",
+        value=validate_s * 1000,
+        unit="ms",
+        baseline=train_s * 1000,
+        baseline_name="one training row (fwd + bwd with activation checkpointing)",
+        target="report",
+        details={
+            "cost_per_step_at_recipe_shape": share,
+            "assumes": f"{RECIPE_HELDOUT_ROWS} held-out rows every {RECIPE_EVAL_EVERY} steps, "
+            f"{RECIPE_ROWS_PER_RANK} training row per rank per step; the forward/training "
+            "ratio measured here carried to 128K rows",
+        },
+    )
+
+
 PLAN_ROW = 2048
 PLAN_OPTIONS = {
     "sp": 1,
@@ -488,5 +532,6 @@ def run(work: Path) -> list[Result]:
         _step_time(),
         _sp_memory(),
         _loss_memory(),
+        _validation_cost(),
         *_planner_accuracy(),
     ]
