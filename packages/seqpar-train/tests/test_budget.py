@@ -38,15 +38,21 @@ class _Rows:
 def test_steps_are_counted_on_the_plan_until_the_budget_is_trained():
     # Rows of a 100-token slot holding 77 real tokens: a 1000-token budget needs 13 rows.
     rows = _Rows([77])
-    plan = plan_budget(rows, token_budget=1000, rows_per_step=2)
+    plan = plan_budget(rows, token_budget=1000, rows_per_step=2, row_length=100)
     assert (plan.steps, plan.planned_tokens, plan.capped) == (7, 14 * 77, False)
     # The old rule, budget / (rows x slot) = 5 steps, would train 770 tokens.
-    capped = plan_budget(rows, token_budget=1000, rows_per_step=2, max_steps=3)
+    capped = plan_budget(rows, token_budget=1000, rows_per_step=2, row_length=100, max_steps=3)
     assert (capped.steps, capped.capped) == (3, True)
     with pytest.raises(ValueError, match="lower token_budget or set max_steps"):
-        plan_budget(_Rows([1]), token_budget=10**9, rows_per_step=1)
-    with pytest.raises(ValueError, match="hold no tokens"):
-        plan_budget(_Rows([0]), token_budget=10, rows_per_step=1)
+        plan_budget(_Rows([1]), token_budget=10**9, rows_per_step=1, row_length=100)
+
+
+def test_rows_that_hold_nothing_keep_the_slot_rule_with_a_warning(caplog):
+    # Every sample skipped (e.g. all longer than a row): no step count spends the budget.
+    with caplog.at_level("WARNING", logger="seqpar_train.data"):
+        plan = plan_budget(_Rows([0]), token_budget=1000, rows_per_step=2, row_length=100)
+    assert (plan.steps, plan.planned_tokens) == (5, 0)
+    assert "hold no tokens" in caplog.text
 
 
 def test_synthetic_row_tokens_match_the_built_rows():

@@ -238,6 +238,7 @@ def train(config: TrainConfig) -> TrainResult:
         source,
         token_budget=config.token_budget,
         rows_per_step=rows_per_step,
+        row_length=config.max_length,
         max_steps=config.max_steps,
     )
     total_steps = budget.steps

@@ -9,11 +9,15 @@ same plan, and the schedule spans exactly these steps.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from seqpar_train.data.loader import RowSource
 
 MAX_PLANNED_STEPS = 1_000_000
+EMPTY_STEPS_CHECKED = 8
+
+log = logging.getLogger("seqpar_train.data")
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,12 @@ class BudgetPlan:
 
 
 def plan_budget(
-    source: RowSource, *, token_budget: int, rows_per_step: int, max_steps: int | None = None
+    source: RowSource,
+    *,
+    token_budget: int,
+    rows_per_step: int,
+    row_length: int,
+    max_steps: int | None = None,
 ) -> BudgetPlan:
     """The steps whose rows hold ``token_budget`` real tokens (the last step may pass it),
     or ``max_steps`` if that comes first."""
@@ -39,8 +48,18 @@ def plan_budget(
         for index in range(step * rows_per_step, (step + 1) * rows_per_step):
             tokens += source.row_tokens(index)
         step += 1
-        if tokens == 0 and step >= 8:
-            raise ValueError("the data's rows hold no tokens: nothing can spend the budget")
+        if tokens == 0 and step >= EMPTY_STEPS_CHECKED:
+            # Every sample so far was skipped (too long for a row, unreadable): no count of
+            # steps spends the budget. Keep the slot rule, and say so loudly.
+            slots = -(-token_budget // (rows_per_step * row_length))
+            steps = min(slots, max_steps) if max_steps is not None else slots
+            log.warning(
+                "the first %d steps' rows hold no tokens (every sample skipped); running "
+                "%d steps of empty rows: check max_length against the samples' lengths",
+                EMPTY_STEPS_CHECKED,
+                steps,
+            )
+            return BudgetPlan(steps, 0, token_budget, capped=True)
     if tokens < token_budget and max_steps is None:
         raise ValueError(
             f"a token budget of {token_budget} needs more than {MAX_PLANNED_STEPS} steps of "
