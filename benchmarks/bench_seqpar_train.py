@@ -437,6 +437,145 @@ def _flex_mask_memory() -> list[Result]:
     ]
 
 
+RECIPE_HELDOUT_ROWS = 8  # data.heldout_rows default
+RECIPE_EVAL_EVERY = 50
+RECIPE_ROWS_PER_RANK = 1  # 32 rows per step over 32 data-parallel groups (64 GPUs, SP 2)
+
+
+def _validation_cost() -> Result:
+    """A held-out row's forward (no grad) against a training step's row (forward, backward
+    with activation checkpointing, as the trainer runs it), then scaled to the recipe: every
+    rank runs all held-out rows, and trains one row per step."""
+    from seqpar_train.activation_checkpoint import apply_activation_checkpointing
+    from seqpar_train.forward import PackedLossModel
+
+    config = _mid_config()
+    hf = build_model(config, seed=0)
+    install_attention(hf, None, "sdpa")
+    model = PackedLossModel(hf)
+    apply_activation_checkpointing(model)
+    row = synthetic_row(config, _docs(4096, 4), seed=0)
+
+    def validate() -> None:
+        with torch.no_grad():
+            model(row)
+
+    def train_row() -> None:
+        model(row)[0].backward()
+
+    validate_s, train_s = best_of(validate, 3), best_of(train_row, 3)
+    share = RECIPE_HELDOUT_ROWS * validate_s / (RECIPE_EVAL_EVERY * RECIPE_ROWS_PER_RANK * train_s)
+    return Result(
+        name="validation loss: one held-out row (forward only), 4 docs x 1K tokens",
+        value=validate_s * 1000,
+        unit="ms",
+        baseline=train_s * 1000,
+        baseline_name="one training row (fwd + bwd with activation checkpointing)",
+        target="report",
+        details={
+            "cost_per_step_at_recipe_shape": share,
+            "assumes": f"{RECIPE_HELDOUT_ROWS} held-out rows every {RECIPE_EVAL_EVERY} steps, "
+            f"{RECIPE_ROWS_PER_RANK} training row per rank per step; the forward/training "
+            "ratio measured here carried to 128K rows",
+        },
+    )
+
+
+PLAN_ROW = 2048
+PLAN_OPTIONS = {
+    "sp": 1,
+    "fsdp": -1,
+    "activation_checkpointing": True,
+    "cpu_offload": False,
+    "loss_chunk": 256,
+}
+
+
+def _plan_row(config: object) -> object:
+    from seqpar_train.flops import arch_from_config, page_row
+    from seqpar_train.planner import planned_row
+
+    shape = page_row(
+        arch_from_config(config),
+        seq_len=PLAN_ROW,
+        page_px=(280, 224),
+        factor=28,
+        min_pixels=3136,
+        max_pixels=12845056,
+        answer_tokens=32,
+    )
+    return planned_row(config, shape, 0)
+
+
+def planner_measure_worker(size: str) -> dict[str, float]:
+    """The step the planner plans, for real in a one-rank gloo group: torch's tracker on
+    real tensors, and the process's peak RSS growth over the step (model build included)."""
+    from seqpar_train.planner import run_step
+
+    config = _plan_config(size)
+    row = _plan_row(config)
+    _reset_peak_rss()
+    before = _peak_rss_kib()
+    tracked = run_step(config, row, world_size=1, fake=False, **PLAN_OPTIONS)  # type: ignore[arg-type]
+    return {"tracked": float(tracked.peak), "rss": (_peak_rss_kib() - before) * 1024.0}
+
+
+def _plan_config(size: str) -> object:
+    from longctx_rope import tiny_config
+
+    if size == "tiny":
+        return tiny_config("qwen2.5-vl")
+    hidden = 512
+    return tiny_config(
+        "qwen2.5-vl",
+        text_config={
+            "hidden_size": hidden,
+            "intermediate_size": 4 * hidden,
+            "num_hidden_layers": 8,
+            "num_attention_heads": 8,
+            "num_key_value_heads": 2,
+            "vocab_size": 16384,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 1e6,
+                "mrope_section": [8, 12, 12],
+            },
+        },
+    )
+
+
+def _planner_accuracy() -> list[Result]:
+    """Predicted (fake mode, fake group) against measured (the same step for real) peak."""
+    from seqpar_train.planner import run_step
+
+    results = []
+    for size in ("tiny", "medium"):
+        config = _plan_config(size)
+        params = sum(p.numel() for p in build_model(config).parameters())
+        predicted = run_step(config, _plan_row(config), world_size=1, **PLAN_OPTIONS)  # type: ignore[arg-type]
+        measured = spawn_local(planner_measure_worker, 1, size)[0]
+        ratio = predicted.peak / measured["tracked"]
+        results.append(
+            Result(
+                name=f"planner: predicted / measured peak, {size} model ({params / 1e6:.0f}M "
+                f"params, fp32 master + AdamW), {PLAN_ROW}-token row",
+                value=predicted.peak / 2**20,
+                unit="MiB",
+                baseline=measured["tracked"] / 2**20,
+                baseline_name="live tensor bytes of the real step (torch's tracker, CPU)",
+                target="within 10%",
+                passed=abs(ratio - 1) <= 0.10,
+                details={
+                    # RSS also holds what no tensor owns: the CPU attention's transient
+                    # S x S scores, allocator slack, libraries' first-use buffers.
+                    "rss_growth_mib": measured["rss"] / 2**20,
+                    "predicted_vs_rss": predicted.peak / measured["rss"],
+                },
+            )
+        )
+    return results
+
+
 def run(work: Path) -> list[Result]:
     del work  # everything is built in memory
     torch.set_num_threads(1)
@@ -447,4 +586,6 @@ def run(work: Path) -> list[Result]:
         _sp_memory(),
         _loss_memory(),
         *_flex_mask_memory(),
+        _validation_cost(),
+        *_planner_accuracy(),
     ]

@@ -26,11 +26,11 @@ runner = CliRunner()
 TWO_NODES = {
     "name": "two-nodes",
     "mixture.token_budget": "16K",
-    "train.token_budget": "8K",  # 4 steps
+    "train.token_budget": "8K",  # 5 steps: 8K tokens trained in partly filled 2K rows
     "train.checkpoint_every": 2,
     "train.parallel": {"sp": 2, "fsdp": 1, "gpus_per_node": 1, "nodes": 2},
     "train.extra_sft": True,
-    "sft.token_budget": "4K",  # 2 steps
+    "sft.token_budget": "4K",  # 3 steps: 4K tokens trained in partly filled 2K rows
     "sft.checkpoint_every": 2,
     "eval.lengths": ["1.5K"],
     "eval.max_new_tokens": 4,
@@ -88,7 +88,7 @@ def test_run_writes_launch_files_then_continues_after_the_job(tmp_path: Path) ->
 
     train = read_manifest(run_dir / "train")
     assert train is not None and train.status == "done"
-    assert train.counts["steps"] == 4 and AWAITING_LAUNCH not in train.counts
+    assert train.counts["steps"] == 5 and AWAITING_LAUNCH not in train.counts
     assert (run_dir / "train" / "hf" / "config.json").exists()
 
     # The next run stops again at the SFT stage, which trains on the same two nodes.
@@ -97,7 +97,7 @@ def test_run_writes_launch_files_then_continues_after_the_job(tmp_path: Path) ->
     assert read_manifest(run_dir / "train").finished_at == train.finished_at  # type: ignore[union-attr]
     _launch_two_nodes(launch_folder(run_dir, "sft"))
     sft = read_manifest(run_dir / "sft")
-    assert sft is not None and sft.status == "done" and sft.counts["steps"] == 2
+    assert sft is not None and sft.status == "done" and sft.counts["steps"] == 3
     assert (run_dir / "sft" / "hf" / "config.json").exists()
 
     resumed = runner.invoke(app, ["run", str(recipe_file), "--run-dir", str(run_dir)])

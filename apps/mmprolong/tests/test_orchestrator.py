@@ -223,3 +223,43 @@ def test_manifest_records_upstream_hash(tmp_path: Path) -> None:
     assert synth["config"]["upstream"] == hashes[0]
     assert synth["config_hash"] == hashes[1]
     assert synth["command"] == ["mmprolong", "run", "x.toml"]
+
+
+def test_a_stale_stage_with_checkpoints_or_predictions_needs_restart(tmp_path: Path) -> None:
+    pipeline, stages = _pipeline(tmp_path)
+    recipe = Recipe()
+    pipeline.run(recipe, command=["test"])
+    stage_dirs = [tmp_path / name for name in stages]
+    (stage_dirs[-1] / "checkpoints" / "step-00000002").mkdir(parents=True)
+    (stage_dirs[-1] / "base" / "predictions.jsonl").parent.mkdir()
+    (stage_dirs[-1] / "base" / "predictions.jsonl").write_text("{}\n")
+    changed = recipe.model_copy(update={"synth": recipe.synth.model_copy(update={"seed": 7})})
+    with pytest.raises(ValueError, match=r"holds checkpoints, 1 prediction file.*--restart"):
+        pipeline.run(changed, command=["test"])
+    assert (stage_dirs[-1] / "checkpoints" / "step-00000002").is_dir()  # nothing was removed
+    pipeline.run(changed, command=["test"], restart=True)
+    assert not (stage_dirs[-1] / "checkpoints").exists()
+
+
+def test_the_train_hash_ignores_cluster_layout_and_cadence() -> None:
+    from mmprolong.stages.train import TrainStage
+
+    recipe = Recipe()
+    train = recipe.train
+    moved = recipe.model_copy(
+        update={
+            "train": train.model_copy(
+                update={
+                    "parallel": train.parallel.model_copy(update={"nodes": 4, "sp": 4}),
+                    "attention": "sdpa",
+                    "activation_checkpointing": False,
+                    "checkpoint_every": 7,
+                }
+            )
+        }
+    )
+    stage = TrainStage()
+    assert stage.config(moved) == stage.config(recipe)
+    for change in ({"seed": 1}, {"token_budget": 2**30}, {"max_length": 65536}):
+        other = recipe.model_copy(update={"train": train.model_copy(update=change)})
+        assert stage.config(other) != stage.config(recipe)

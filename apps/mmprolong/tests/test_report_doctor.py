@@ -215,3 +215,33 @@ def test_a_missing_reader_costs_its_section_not_the_report(tmp_path: Path) -> No
     assert "## Notes" in text
     assert "- stage 'broken' needs pkg.reader" in text
     assert counts["sections"] >= 5
+
+
+def test_report_shows_tokens_trained_against_the_budget_and_both_mfus(tmp_path: Path) -> None:
+    import json
+
+    from mmprolong.orchestrator import StageContext
+    from mmprolong.stages._training import training_books
+
+    recipe = load_recipe("demo-tiny")
+    ctx = StageContext(tmp_path, recipe, "train", lambda _: None)
+    ctx.dir.mkdir(parents=True)
+    step = {"step": 1, "loss": 5.0, "tokens_trained": 3_860_000, "token_budget": 5_000_000}
+    last = step | {"step": 2, "row_fill": 0.77, "mfu_causal": 0.31, "mfu_veomni": 0.52}
+    (ctx.dir / "metrics.jsonl").write_text(json.dumps(step) + "\n" + json.dumps(last) + "\n")
+    books = training_books(ctx)
+    assert books["tokens trained / budget"] == "3,860,000 / 5,000,000 (77.2%)"
+    assert not any(key.startswith("validation") for key in books)
+    assert books["MFU causal (ours) / 12*sum(s^2) (VeOmni)"] == "31.0% / 52.0%"
+    text = write_report(
+        ReportData(recipe=recipe, run_dir=tmp_path, training_books=books), tmp_path / "r"
+    ).read_text()
+    assert "| tokens trained / budget | 3,860,000 / 5,000,000 (77.2%) |" in text
+    validated = last | {"val_loss": 2.5, "val_loss_64K": 2.25, "val_loss_128K": 2.75}
+    (ctx.dir / "metrics.jsonl").write_text(json.dumps(validated) + "\n")
+    assert training_books(ctx)["validation loss, held-out (step 2)"] == (
+        "2.5000 (by length: 64K 2.2500, 128K 2.7500)"
+    )
+    # A device without a known peak: no MFU, and the report says why.
+    (ctx.dir / "metrics.jsonl").write_text(json.dumps(step | {"mfu_causal": None}) + "\n")
+    assert "not reported" in training_books(ctx)["MFU causal (ours) / 12*sum(s^2) (VeOmni)"]

@@ -31,7 +31,7 @@ TINY = {
     "train.token_budget": "8K",  # 4 steps
     "train.checkpoint_every": 2,
     "train.parallel": {"sp": 1, "fsdp": 1, "gpus_per_node": 1, "nodes": 1},
-    "sft.token_budget": "6K",  # 3 steps
+    "sft.token_budget": "6K",  # 4 steps: 6K tokens trained in partly filled 2K rows
     "sft.checkpoint_every": 2,
     "eval.lengths": ["1.5K"],
     "eval.max_new_tokens": 4,
@@ -74,7 +74,7 @@ def test_the_sft_stage_runs_between_train_and_eval(sft_run: tuple[Path, Path]) -
     assert train.counts["steps"] == 4  # LongPT on OCR-needle samples only
     mixture = json.loads((run_dir / "mix" / "mixture.json").read_text())
     assert set(mixture["tasks"]) == {"ocr-needle"}
-    assert sft.counts["steps"] == 3 and sft.counts["samples"] > 0
+    assert sft.counts["steps"] == 4 and sft.counts["samples"] > 0
     assert sft.counts["tokens"] >= 6 * 1024
     assert sft.counts["resumed_from_step"] == 0  # a fresh optimizer, not LongPT's state
     # The SFT data is the generated short set, token-budgeted into a mixture shard.
@@ -82,7 +82,7 @@ def test_the_sft_stage_runs_between_train_and_eval(sft_run: tuple[Path, Path]) -
     assert summary["tokens"] == sft.counts["tokens"] and summary["shards"]
     # Its own schedule from its peak down to its final lr, not the end of LongPT's.
     metrics = [json.loads(line) for line in (run_dir / "sft" / "metrics.jsonl").open()]
-    assert [record["step"] for record in metrics] == [1, 2, 3]
+    assert [record["step"] for record in metrics] == [1, 2, 3, 4]
     assert metrics[0]["lr"] == pytest.approx(1e-3) and metrics[-1]["lr"] == pytest.approx(1e-4)
     # Same rope as LongPT's export, which already carries the extended base.
     assert _rope_base(run_dir / "sft" / "hf") == _rope_base(run_dir / "train" / "hf") == 4e6
@@ -103,7 +103,7 @@ def test_eval_scores_the_sft_export_and_the_report_says_so(sft_run: tuple[Path, 
     report = (run_dir / "report" / "report.md").read_text()
     assert "Checkpoints evaluated:" in report
     assert str(run_dir / "sft" / "hf") in report
-    assert "SFT after LongPT: 3 logged steps" in report
+    assert "SFT after LongPT: 4 logged steps" in report
 
 
 def test_rerun_skips_and_an_sft_change_redoes_sft_and_after(sft_run: tuple[Path, Path]) -> None:

@@ -5,7 +5,7 @@ import torch
 
 from mmprolong_schemas import B, M, Recipe, ScheduleConfig
 from seqpar_train.config import TrainConfig, config_table, load_config
-from seqpar_train.flops import PRESETS, training_flops
+from seqpar_train.flops import preset_arch, training_flops
 from seqpar_train.optim import build_optimizer, build_scheduler, lr_at, steps_for_budget
 from seqpar_train.parallel_dims import ParallelDims
 
@@ -64,12 +64,14 @@ def test_mesh_dimensions():
 
 
 def test_causal_attention_flops_are_half_the_non_causal_share():
-    arch = PRESETS["qwen2.5-vl-7b"]
-    one = training_flops(arch, [131072])
-    split = training_flops(arch, [65536, 65536])
-    attention_full = one.non_causal - one.causal
-    assert math.isclose(one.non_causal - one.causal, attention_full)
+    arch = preset_arch("qwen2.5-vl-7b")
+    one = training_flops(arch, [131072], label_tokens=131072)
+    split = training_flops(arch, [65536, 65536], label_tokens=131072)
+    # With every token labelled the conventions differ by half the attention and the
+    # embedding VeOmni counts as a matmul.
+    embedding = 6 * arch.hidden * arch.vocab * 131072
+    attention_full = 2 * (one.veomni - one.causal - embedding)
     # Two half-length documents cost half the attention of one long one.
-    assert math.isclose(split.non_causal - split.causal, attention_full / 2)
+    assert math.isclose(split.veomni - split.causal - embedding, attention_full / 4)
     # ~7.6B matmul parameters: 6 N per token dominates the row's non-attention FLOPs.
     assert 6.5e9 < arch.matmul_params < 8e9

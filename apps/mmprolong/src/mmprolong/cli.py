@@ -96,6 +96,7 @@ def _run_recipe(
     dry_run: bool,
     executor: str = "local",
     ray_address: str | None = None,
+    restart: bool = False,
 ) -> Path:
     from mmprolong.orchestrator import (
         Execution,
@@ -134,6 +135,7 @@ def _run_recipe(
             command=sys.argv,
             log=lambda message: console.print(message),
             on_plan=_announce,
+            restart=restart,
         )
     except StageLaunched as error:
         _stopped_for_launch(error, target, recipe)
@@ -215,6 +217,14 @@ def run(
         str | None,
         typer.Option(help="Ray cluster to join with --executor ray [default: a local instance]."),
     ] = None,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart",
+            help="Let a stale stage's folder be cleared even when it holds checkpoints or "
+            "predictions (without it such a stage is refused).",
+        ),
+    ] = False,
 ) -> None:
     """Run a recipe through pool -> synth -> mix -> rope -> train -> eval -> report.
 
@@ -223,7 +233,9 @@ def run(
     A recipe with train.extra_sft adds an sft stage after train. A training stage on more
     than one node stops the run (exit code 3) after writing its launch files (torchrun per
     node, sbatch) into RUN/<stage>/launch/; rerun once that job has finished."""
-    _run_recipe(recipe, run_dir, from_stage, until, pdfs or [], dry_run, executor, ray_address)
+    _run_recipe(
+        recipe, run_dir, from_stage, until, pdfs or [], dry_run, executor, ray_address, restart
+    )
 
 
 @app.command("launch-train")
@@ -354,9 +366,16 @@ def doctor(
     disk: Annotated[Path, typer.Option(help="Where runs will be written (for free space).")] = Path(
         "."
     ),
+    gpu: Annotated[
+        str | None,
+        typer.Option(
+            help="GPU to plan training memory for (default: this machine's); the planner "
+            "runs the step on the CPU, a few minutes at 128K."
+        ),
+    ] = None,
 ) -> None:
     """Report GPUs, CUDA, attention kernels, engines, disk and versions, and what each stage
-    would use with RECIPE on this machine."""
+    would use with RECIPE on this machine, and whether its training step fits the GPU."""
     from mmprolong.doctor import machine_findings, probe, stage_picks
     from mmprolong.recipes import load_recipe
 
@@ -381,6 +400,16 @@ def doctor(
                 finding.detail,
             )
         out.print(table)
+    target = gpu or (machine.gpus[0] if machine.gpus else None)
+    if target and chosen.demo is None:
+        from mmprolong.memory_plan import check_recipe, refusal
+        from seqpar_train.planner import plan_table
+
+        result, alternatives = check_recipe(chosen, target)
+        if result is not None:
+            out.print(plan_table(result))
+            if result.fits is False:
+                out.print(f"[red]{refusal(result, alternatives)}[/red]")
 
 
 @app.command()

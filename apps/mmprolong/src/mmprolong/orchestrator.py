@@ -7,7 +7,8 @@ all the bookkeeping needs:
 
 - manifest done and hash unchanged          -> done: skipped
 - manifest running/failed, hash unchanged   -> partial: run again, the stage resumes itself
-- manifest with another hash                -> stale: its folder is cleared, then it runs
+- manifest with another hash                -> stale: its folder is cleared, then it runs;
+  a folder holding checkpoints or predictions is cleared only with ``restart=True``
 - no manifest                               -> pending: it runs
 
 A stage too big for this machine (multi-node training) raises StageLaunched after writing
@@ -37,6 +38,19 @@ RECIPE_FILE = "recipe.json"
 LOCK_FILE = ".lock"
 
 StageState = Literal["done", "partial", "stale", "pending"]
+
+
+def precious_outputs(stage_dir: Path) -> list[str]:
+    """What in a stage folder costs GPU time to make again: training checkpoints and model
+    predictions (files named *predictions*)."""
+    found = []
+    checkpoints = stage_dir / "checkpoints"
+    if checkpoints.is_dir() and any(checkpoints.iterdir()):
+        found.append("checkpoints")
+    predictions = sorted(p.name for p in stage_dir.rglob("*predictions*") if p.is_file())
+    if predictions:
+        found.append(f"{len(predictions)} prediction file(s)")
+    return found
 
 
 class StageFailed(RuntimeError):
@@ -322,12 +336,16 @@ class Pipeline:
         command: list[str] | None = None,
         log: Callable[[str], None] = print,
         on_plan: Callable[[list[StagePlan]], None] | None = None,
+        restart: bool = False,
     ) -> list[StagePlan]:
         """Run what the plan says, in order. ``on_plan`` sees the plan before anything changes
-        on disk (the CLI prints it there: which stages are stale and will be redone)."""
+        on disk (the CLI prints it there: which stages are stale and will be redone). A stale
+        stage whose folder holds checkpoints or predictions is refused unless ``restart``."""
         with RunLock(self.run_dir):
             plans = self.plan(recipe, from_stage=from_stage, until=until)
             self.check_bounds(plans, from_stage)
+            if not restart:
+                self.check_nothing_lost(recipe, plans)
             if on_plan is not None:
                 on_plan(plans)
             save_recipe(self.run_dir, recipe)
@@ -342,6 +360,19 @@ class Pipeline:
                 plan.counts = self._run_stage(stage, ctx, previous, plan.config_hash, command)
                 plan.state = "done"
             return plans
+
+    def check_nothing_lost(self, recipe: Recipe, plans: list[StagePlan]) -> None:
+        """Refuse to clear a stale stage's checkpoints or predictions without ``restart``."""
+        for stage, plan in zip(self.stages, plans, strict=True):
+            if not plan.will_run or plan.state != "stale":
+                continue
+            kept = precious_outputs(self.context(recipe, stage).dir)
+            if kept:
+                raise ValueError(
+                    f"stage {stage.name!r} is stale ({plan.reason}) and its folder holds "
+                    f"{', '.join(kept)}: redoing it deletes them. Rerun with --restart to "
+                    "do that, or restore the settings it was run with"
+                )
 
     def run_one(
         self,
@@ -373,6 +404,12 @@ class Pipeline:
             stage = self.stages[position]
             ctx = self.context(recipe, stage, log)
             if plan.state == "stale":
+                kept = precious_outputs(ctx.dir)
+                if kept:
+                    raise ValueError(
+                        f"stage {name!r} is stale ({plan.reason}) and its folder holds "
+                        f"{', '.join(kept)}; clear it with `mmprolong run --restart` first"
+                    )
                 shutil.rmtree(ctx.dir, ignore_errors=True)
             upstream = plans[position - 1].config_hash if position else None
             return self._run_stage(stage, ctx, upstream, plan.config_hash, command, on_start)

@@ -42,6 +42,9 @@ class ReportData:
     loss: list[tuple[int, float]] = field(default_factory=list)
     sft_loss: list[tuple[int, float]] = field(default_factory=list)
     """Loss of the SFT stage after LongPT, when the recipe has one."""
+    training_books: dict[str, str] = field(default_factory=dict)
+    """What the run trained, from its last metrics record: tokens trained against the budget,
+    MFU in both conventions, ..."""
     scores: dict[str, ScoreTable] = field(default_factory=dict)
     """Label ("base", "trained") -> the model's score table."""
     generalization: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -276,6 +279,10 @@ def write_report(data: ReportData, out_dir: Path) -> Path:
     )
 
     md += ["## Training", ""]
+    if data.training_books:
+        md += ["| quantity | value |", "|---|---|"]
+        md += [f"| {key} | {value} |" for key, value in data.training_books.items()]
+        md.append("")
     if data.loss:
         md += [_loss_summary(data.loss), ""]
         if "loss" not in data.package_figures:

@@ -26,7 +26,7 @@ from seqpar_train.config import (
 from seqpar_train.data.packing import min_rows_bound, pack_cut, pack_ffd, packing_stats
 from seqpar_train.distributed import spawn_local
 from seqpar_train.export import export_hf, extend_rope
-from seqpar_train.flops import PRESETS, ArchSpec, estimate, training_flops
+from seqpar_train.flops import ArchSpec, estimate, preset_arch, training_flops
 from seqpar_train.forward import PackedLossModel, row_loss
 from seqpar_train.loss import labelled_cross_entropy
 from seqpar_train.optim import lr_at, steps_for_budget
@@ -38,7 +38,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "IGNORE_INDEX",
-    "PRESETS",
     "ArchSpec",
     "CheckpointError",
     "CheckpointSettings",
@@ -70,6 +69,7 @@ __all__ = [
     "pack_ffd",
     "packing_stats",
     "plan_heads",
+    "preset_arch",
     "resolve_backend",
     "row_loss",
     "shard_row",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import random
 import re
 import shutil
@@ -89,9 +90,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
+TRAIN_STATE_KEY = "train_state"
+
+
 @dataclass
 class TrainState:
-    """What besides model and optimizer a resumed run needs, per rank."""
+    """What besides model and optimizer a resumed run needs: the step, the scheduler, the
+    global data cursor and (rank 0's) RNG states. It goes through DCP with the model and
+    optimizer, so a run saved on N ranks resumes on M."""
 
     step: int
     scheduler: dict[str, Any]
@@ -153,17 +159,21 @@ def save_checkpoint(
         partial.mkdir(parents=True, exist_ok=True)
     _barrier()
     model_state, optim_state = get_state_dict(model, optimizer)
-    with _quiet_single_process():
-        dcp.save({"model": model_state, "optimizer": optim_state}, checkpoint_id=str(partial))
-    torch.save(
+    # One pickled blob: DCP stores a non-tensor value once (deduplicated across ranks), and
+    # every rank of any later world size reads it back.
+    blob = pickle.dumps(
         {
             "step": state.step,
             "scheduler": state.scheduler,
             "data_cursor": state.data_cursor,
             "rng": state.rng,
-        },
-        partial / f"train_state-rank{_rank():05d}.pt",
+        }
     )
+    with _quiet_single_process():
+        dcp.save(
+            {"model": model_state, "optimizer": optim_state, TRAIN_STATE_KEY: blob},
+            checkpoint_id=str(partial),
+        )
     _barrier()
     if _rank() == 0:
         files = {
@@ -192,17 +202,21 @@ def load_checkpoint(
     """Load model (and optimizer) state in place; returns this rank's TrainState."""
     source = Path(path)
     manifest = _verify(source)
+    # Checkpoints written before the train state went through DCP keep it per rank.
     state_file = source / f"train_state-rank{_rank():05d}.pt"
-    if not state_file.is_file():
+    in_dcp = not any(source.glob("train_state-rank*.pt"))
+    if not in_dcp and not state_file.is_file():
         raise CheckpointError(
-            f"{source} has no train state for rank {_rank()}: it was written by a run with a "
-            "different number of ranks"
+            f"{source} has no train state for rank {_rank()}: it was written per rank by a "
+            "run with a different number of ranks"
         )
     if optimizer is not None:
         model_state, optim_state = get_state_dict(model, optimizer)
         target: dict[str, Any] = {"model": model_state, "optimizer": optim_state}
     else:
         target = {"model": get_state_dict(model, [])[0]}
+    if in_dcp:
+        target[TRAIN_STATE_KEY] = b""
     try:
         with _quiet_single_process():
             dcp.load(target, checkpoint_id=str(source))
@@ -215,9 +229,14 @@ def load_checkpoint(
         optim_state_dict=target.get("optimizer", {}),
         options=StateDictOptions(strict=True),
     )
-    extra = torch.load(state_file, weights_only=False)
+    if in_dcp:
+        extra = pickle.loads(target[TRAIN_STATE_KEY])
+    else:
+        extra = torch.load(state_file, weights_only=False)
     if extra["step"] != manifest["step"]:
-        raise CheckpointError(f"{state_file} is for step {extra['step']}, not {manifest['step']}")
+        raise CheckpointError(
+            f"{source}'s train state is for step {extra['step']}, not {manifest['step']}"
+        )
     return TrainState(extra["step"], extra["scheduler"], extra["data_cursor"], extra["rng"])
 
 

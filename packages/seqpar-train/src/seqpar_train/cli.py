@@ -83,48 +83,157 @@ def train(
 
 @app.command()
 def flops(
-    model: str = typer.Option("qwen2.5-vl-7b", help="Preset: qwen2.5-vl-7b or qwen3-vl-8b."),
+    model: str = typer.Option(
+        "qwen2.5-vl-7b", help="Preset (qwen2.5-vl-7b, qwen3-vl-8b) or a checkpoint folder."
+    ),
     seq_len: str = typer.Option("128K", help="Row length in tokens."),
     doc_len: str = typer.Option(
         None, help="Document length inside a row (attention is per document); default = row."
     ),
     gpus: int = typer.Option(64, help="Devices in the job."),
-    peak_tflops: float = typer.Option(148.0, help="Dense bf16 peak per device (H20: 148)."),
-    budget: str = typer.Option("5B", help="Training token budget."),
-    global_batch: str = typer.Option("4M", help="Tokens per optimizer step."),
+    gpu: str = typer.Option("H20", help="Device name, e.g. H20, 'H100 PCIe', 'NVIDIA H200'."),
+    peak_tflops: float = typer.Option(
+        None, "--peak-tflops", help="Dense bf16 peak per device; default: the --gpu's figure."
+    ),
+    budget: str = typer.Option("5B", help="Training token budget (tokens trained)."),
+    global_batch: str = typer.Option("4M", help="Row tokens per optimizer step."),
+    row_fill: float = typer.Option(
+        1.0, help="Share of a row that is real tokens (whole-sample packing: about 0.77)."
+    ),
     mfu: float = typer.Option(0.35, help="Assumed model FLOPs utilisation (causal FLOPs)."),
 ) -> None:
-    """Estimate step FLOPs, step time, time to budget and GPU-hours for a model and cluster."""
-    from seqpar_train.flops import PRESETS, estimate
+    """Step FLOPs (text and vision tower) in our causal convention and VeOmni's 12*sum(s^2)
+    one, step time, time to budget and GPU-hours for a model and cluster. Rows are made of
+    pages rendered at 144 DPI (US letter) as the recipe's documents are."""
+    from seqpar_train.flops import estimate, page_row, preset_arch
+    from seqpar_train.hardware import device_peak_tflops
+    from seqpar_train.presets import preset_vision
 
-    if model not in PRESETS:
-        console.print(f"[red]unknown model preset {model!r}[/red]; choose one of {sorted(PRESETS)}")
+    try:
+        arch = preset_arch(model)
+        vision = preset_vision(model)
+    except (ValueError, OSError) as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    if not 0 < row_fill <= 1:
+        console.print(f"[red]--row-fill {row_fill} is not in (0, 1][/red]")
         raise typer.Exit(2)
-    result = estimate(
-        PRESETS[model],
-        seq_len=parse_tokens(seq_len),
+    peak = device_peak_tflops(gpu, peak_tflops)
+    if peak is None:
+        console.print(f"[red]no peak known for --gpu {gpu!r}[/red]; give --peak-tflops")
+        raise typer.Exit(2)
+    length = parse_tokens(seq_len)
+    row = page_row(
+        arch,
+        seq_len=int(length * row_fill),
         doc_len=parse_tokens(doc_len) if doc_len else None,
+        factor=vision.factor,
+        min_pixels=vision.min_pixels,
+        max_pixels=vision.max_pixels,
+    )
+    result = estimate(
+        arch,
+        row=row,
+        row_length=length,
         global_batch_tokens=parse_tokens(global_batch),
         token_budget=parse_tokens(budget),
         gpus=gpus,
-        peak_tflops=peak_tflops,
+        peak_tflops=peak,
         mfu=mfu,
     )
-    table = Table(title=f"{model}, {seq_len} rows, {gpus} x {peak_tflops:g} TFLOP/s")
+    ratio = result.step_flops_veomni / result.step_flops_causal
+    table = Table(title=f"{model}, {seq_len} rows, {gpus} x {gpu} ({peak:g} TFLOP/s bf16 dense)")
     table.add_column("quantity")
-    table.add_column("value", justify="right")
+    table.add_column("causal (ours)", justify="right")
+    table.add_column("12*sum(s^2) (VeOmni)", justify="right")
     rows = [
-        ("tokens per step", format_tokens(result.tokens_per_step)),
-        ("steps (budget / batch)", str(result.steps)),
-        ("step FLOPs, causal attention", f"{result.step_flops_causal:.3e}"),
-        ("step FLOPs, non-causal (peers' convention)", f"{result.step_flops_non_causal:.3e}"),
-        (f"step time at MFU {mfu:.0%}", f"{result.step_seconds:.1f} s"),
-        ("time to budget", f"{result.total_hours:.1f} h"),
-        ("GPU-hours", f"{result.gpu_hours:.0f}"),
+        ("tokens trained per step", format_tokens(result.tokens_per_step), ""),
+        ("page images per row", str(len(row.image_grids)), ""),
+        ("steps (budget / tokens per step)", str(result.steps), ""),
+        ("step FLOPs", f"{result.step_flops_causal:.3e}", f"{result.step_flops_veomni:.3e}"),
+        ("vision tower share", f"{result.vision_share_causal:.1%}", ""),
+        ("MFU", f"{mfu:.1%} (assumed)", f"{mfu * ratio:.1%} (same step time)"),
+        ("step time", f"{result.step_seconds:.1f} s", ""),
+        ("time to budget", f"{result.total_hours:.1f} h", ""),
+        ("GPU-hours", f"{result.gpu_hours:.0f}", ""),
     ]
-    for key, value in rows:
-        table.add_row(key, value)
+    for key, ours, peers in rows:
+        table.add_row(key, ours, peers)
     Console().print(table)
+
+
+@app.command()
+def plan(
+    model: str = typer.Option(
+        "qwen2.5-vl-7b", help="Preset (qwen2.5-vl-7b, qwen3-vl-8b) or a checkpoint folder."
+    ),
+    gpus: int = typer.Option(8, help="GPUs in the job."),
+    gpus_per_node: int = typer.Option(8, "--gpus-per-node", help="GPUs per node."),
+    gpu: str = typer.Option("H20", help="GPU name: its memory and bf16 peak (H20, H100, ...)."),
+    memory_gb: float = typer.Option(None, "--memory-gb", help="GPU memory, overrides --gpu's."),
+    peak_tflops: float = typer.Option(None, "--peak-tflops", help="Overrides --gpu's peak."),
+    seq_len: str = typer.Option("128K", help="Row length in tokens."),
+    sp: int = typer.Option(2, help="Ulysses SP size."),
+    fsdp: int = typer.Option(-1, help="FSDP shard size (-1: every rank left by SP)."),
+    activation_checkpointing: bool = typer.Option(
+        True, "--ac/--no-ac", help="Activation checkpointing."
+    ),
+    cpu_offload: bool = typer.Option(
+        False, "--offload/--no-offload", help="FSDP CPU offload (not measured yet: refused)."
+    ),
+    margin: float = typer.Option(0.1, help="Share of GPU memory kept free."),
+    mfu: float = typer.Option(0.35, help="Assumed MFU (causal FLOPs) for step time."),
+    budget: str = typer.Option("5B", help="Token budget (tokens trained)."),
+    global_batch: str = typer.Option("4M", help="Row tokens per optimizer step."),
+    row_fill: float = typer.Option(0.77, help="Real tokens per row slot, for step count."),
+    search: bool = typer.Option(
+        False, "--search", help="Try SP / checkpointing settings; list those that fit."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Peak memory per GPU and step time of a training setup, before the job is scheduled.
+
+    The real training step (model wrapping, SP forward, fully_shard, AdamW) runs on this
+    CPU under torch's FakeTensorMode as rank 0 of a fake process group of --gpus ranks, on a
+    row of pages rendered at 144 DPI; torch's FSDPMemTracker records the memory. Figures are
+    estimates, not measurements. Exit code 1 when nothing fits."""
+    import json
+
+    from seqpar_train.planner import PlanSetup, plan_table, search_setups
+    from seqpar_train.planner import plan as make_plan
+
+    try:
+        setup = PlanSetup(
+            model=model,
+            gpus=gpus,
+            gpus_per_node=gpus_per_node,
+            gpu=gpu,
+            memory_gb=memory_gb,
+            peak_tflops=peak_tflops,
+            seq_len=parse_tokens(seq_len),
+            sp=sp,
+            fsdp=fsdp,
+            activation_checkpointing=activation_checkpointing,
+            cpu_offload=cpu_offload,
+            margin=margin,
+            mfu=mfu,
+            token_budget=parse_tokens(budget),
+            global_batch_tokens=parse_tokens(global_batch),
+            row_fill=row_fill,
+        )
+        plans = search_setups(setup) if search else [make_plan(setup)]
+    except ValueError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps([p.model_dump(mode="json") for p in plans], indent=1))
+    else:
+        for result in plans:
+            Console().print(plan_table(result))
+        if search and not plans:
+            console.print("[red]no SP / checkpointing setting fits[/red]")
+    if not plans or (not search and plans[0].fits is False):
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -85,6 +85,12 @@ class DataSettings(Model):
         description="With fill='cut': the least share of a sample's tokens a cut keeps.",
     )
     num_workers: int = Field(default=2, ge=0, description="Rendering worker processes per rank.")
+    heldout: str | None = Field(
+        default=None,
+        description="Directory of held-out samples-*.parquet shards (pages from data.pool) for "
+        "the validation loss; each sample is one row. Synthetic data generates its own.",
+    )
+    heldout_rows: int = Field(default=8, ge=1, description="Validation rows (the first N).")
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSettings:
@@ -136,6 +142,18 @@ class TrainConfig(Model):
         "the full run's schedule: for time-sliced jobs that resume later.",
     )
     loss_chunk: int = Field(default=4096, ge=1, description="Labelled positions per CE chunk.")
+    eval_every: int | None = Field(
+        default=None,
+        ge=1,
+        description="Steps between validation losses (teacher-forced answer loss on held-out "
+        "rows, per length bucket) and at the last step; None: no validation.",
+    )
+    peak_tflops: float | None = Field(
+        default=None,
+        gt=0,
+        description="Dense bf16 peak per device for MFU; default: looked up by device name "
+        "(seqpar_train.hardware). An unknown device reports no MFU.",
+    )
     tensorboard: bool = False
     seed: int = 0
 
@@ -154,6 +172,8 @@ class TrainConfig(Model):
 
     @property
     def steps(self) -> int:
+        """Steps if every row were full: an upper bound. The trainer counts the steps that
+        train ``token_budget`` real tokens on the packing plan (``data.budget``)."""
         budget_steps = steps_for_budget(self.token_budget, self.global_batch_tokens)
         return min(budget_steps, self.max_steps) if self.max_steps else budget_steps
 
@@ -230,6 +250,6 @@ def config_table(config: TrainConfig) -> list[tuple[str, str]]:
             rows.append((prefix, json.dumps(value) if not isinstance(value, str) else value))
 
     walk("", config.model_dump(mode="json"))
-    rows.append(("(derived) steps", str(config.steps)))
+    rows.append(("(derived) steps if rows were full", str(config.steps)))
     rows.append(("(derived) rows_per_step", str(config.rows_per_step)))
     return rows

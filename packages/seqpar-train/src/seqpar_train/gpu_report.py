@@ -103,11 +103,12 @@ def step_row(device: torch.device, tokens: int, text_layers: int, backend: str) 
     """One optimizer step (forward, backward, AdamW) of a ``tokens``-token packed row."""
     from seqpar_train.activation_checkpoint import apply_activation_checkpointing
     from seqpar_train.batch import to_device
-    from seqpar_train.flops import arch_from_config, training_flops
+    from seqpar_train.flops import arch_from_config, mfu, training_flops
     from seqpar_train.forward import count_label_tokens, row_loss
+    from seqpar_train.hardware import device_peak_tflops
     from seqpar_train.modeling import build_model
     from seqpar_train.synthetic import synthetic_row
-    from seqpar_train.trainer import CPU_PEAK_TFLOPS, device_peak_tflops
+    from seqpar_train.trainer import device_name
     from seqpar_train.ulysses import install_attention
 
     config = wide_config(text_layers)
@@ -118,7 +119,10 @@ def step_row(device: torch.device, tokens: int, text_layers: int, backend: str) 
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
     row = synthetic_row(config, page_documents(tokens), seed=0)
     labels = count_label_tokens(row, 0, 1)
-    flops = training_flops(arch_from_config(config), row.doc_lens, labels)
+    grids = [] if row.image_grid_thw is None else row.image_grid_thw.tolist()
+    flops = training_flops(
+        arch_from_config(config), row.doc_lens, labels, [tuple(g) for g in grids]
+    )
     row = to_device(row, device)
 
     def step() -> float:
@@ -135,8 +139,7 @@ def step_row(device: torch.device, tokens: int, text_layers: int, backend: str) 
     step()  # warm-up: kernel selection, allocator growth
     torch.cuda.reset_peak_memory_stats(device)
     seconds = step()
-    peak = device_peak_tflops(device)
-    known = peak != CPU_PEAK_TFLOPS
+    peak = device_peak_tflops(device_name(device))  # None on a GPU the peak table lacks
     result = {
         "check": f"train step {tokens // K}K tokens, {text_layers} text layers + 32-block ViT",
         "backend": backend,
@@ -144,8 +147,8 @@ def step_row(device: torch.device, tokens: int, text_layers: int, backend: str) 
         "documents": len(row.doc_lens),
         "seconds": seconds,
         "tokens_per_s": row.num_tokens / seconds,
-        "mfu_causal": flops.causal / seconds / (peak * 1e12) if known else None,
-        "mfu_non_causal": flops.non_causal / seconds / (peak * 1e12) if known else None,
+        "mfu_causal": mfu(flops.causal, seconds, 1, peak),
+        "mfu_veomni": mfu(flops.veomni, seconds, 1, peak),
         "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30,
     }
     return result

@@ -37,11 +37,13 @@ from seqpar_train.checkpoint import (
 )
 from seqpar_train.collectives import all_reduce_sum
 from seqpar_train.config import TrainConfig, config_table
+from seqpar_train.data.budget import plan_budget
 from seqpar_train.data.loader import RowSource, rank_rows
 from seqpar_train.distributed import device_for_rank, init_distributed
-from seqpar_train.flops import ArchSpec, arch_from_config, training_flops
+from seqpar_train.flops import ArchSpec, RowFlops, arch_from_config, mfu, training_flops
 from seqpar_train.forward import PackedLossModel, count_label_tokens
 from seqpar_train.fsdp import apply_fsdp
+from seqpar_train.hardware import device_peak_tflops
 from seqpar_train.metrics import MetricsWriter, peak_memory_bytes, plot_loss_curve
 from seqpar_train.modeling import (
     build_meta_model,
@@ -55,25 +57,9 @@ from seqpar_train.ulysses import install_attention
 
 log = logging.getLogger("seqpar_train")
 
-CPU_PEAK_TFLOPS = 1.0
-"""A nominal CPU peak, so CPU runs report a (comparable, not absolute) MFU."""
-GPU_PEAK_TFLOPS = {  # dense bf16 TFLOP/s by device name, for MFU
-    "H100": 989.0,
-    "H800": 989.0,
-    "H20": 148.0,
-    "A100": 312.0,
-    "A800": 312.0,
-    "L40S": 362.0,
-}
 
-
-def device_peak_tflops(device: torch.device) -> float:
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        for key, peak in GPU_PEAK_TFLOPS.items():
-            if key in name:
-                return peak
-    return CPU_PEAK_TFLOPS
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
 
 
 class TrainResult(Model):
@@ -86,6 +72,8 @@ class TrainResult(Model):
     loss_curve: str | None
     skipped_samples: int
     stopped_early: bool
+    tokens_trained: int = Field(default=0, description="Real tokens of the rows trained on.")
+    token_budget: int = 0
 
 
 def _rank() -> int:
@@ -207,8 +195,7 @@ class _StepStats:
     label_tokens: torch.Tensor  # labelled tokens of the whole global batch
     tokens: int
     pad_tokens: int
-    flops_causal: float
-    flops_non_causal: float
+    flops: RowFlops
 
 
 def _accumulate_gradients(
@@ -226,7 +213,7 @@ def _accumulate_gradients(
     world = dist.group.WORLD if dist.is_initialized() else None
     local_labels = sum(count_label_tokens(r, sp_rank, dims.sp) for r in micro)
     global_labels = all_reduce_sum(torch.tensor(float(local_labels), device=device), world)
-    stats = _StepStats(torch.zeros((), device=device), global_labels, 0, 0, 0.0, 0.0)
+    stats = _StepStats(torch.zeros((), device=device), global_labels, 0, 0, RowFlops(0.0, 0.0))
     for index, row in enumerate(micro):
         if isinstance(model, FSDPModule):
             # reduce-scatter once per step, after the last micro-row
@@ -237,9 +224,11 @@ def _accumulate_gradients(
         stats.loss_sum += loss_sum.detach()
         stats.tokens += model.last_tokens[0]
         stats.pad_tokens += model.last_tokens[1]
-        row_flops = training_flops(arch, row.doc_lens, count_label_tokens(row, 0, 1))
-        stats.flops_causal += row_flops.causal / dims.sp
-        stats.flops_non_causal += row_flops.non_causal / dims.sp
+        grids = [] if row.image_grid_thw is None else row.image_grid_thw.tolist()
+        row_flops = training_flops(
+            arch, row.doc_lens, count_label_tokens(row, 0, 1), [tuple(g) for g in grids]
+        )
+        stats.flops = stats.flops + row_flops.scaled(1 / dims.sp)
     return stats
 
 
@@ -264,13 +253,30 @@ def train(config: TrainConfig) -> TrainResult:
 
     model, autocast = _prepare_model(config, device, mesh)
     model_config = model.hf_model.config
-    total_steps = config.steps
+    source = _row_source(config, model_config)
+    rows_per_step = accumulation * dims.dp
+    budget = plan_budget(
+        source,
+        token_budget=config.token_budget,
+        rows_per_step=rows_per_step,
+        row_length=config.max_length,
+        max_steps=config.max_steps,
+    )
+    total_steps = budget.steps
+    if _rank() == 0:
+        log.info(
+            "%d steps: their rows hold %d tokens against a budget of %d%s",
+            total_steps,
+            budget.planned_tokens,
+            config.token_budget,
+            " (max_steps ends the run first)" if budget.capped else "",
+        )
     optimizer = build_optimizer(model, config.optimizer, config.schedule)
     scheduler = build_scheduler(optimizer, total_steps, config.schedule)
     out_dir = Path(config.output_dir)
     ckpt_root = out_dir / "checkpoints"
 
-    start_step, cursor, skipped_before = 0, 0, 0
+    start_step, cursor, skipped_before, trained_before = 0, 0, 0, 0
     resume_from = latest_checkpoint(ckpt_root) if config.checkpoint.resume else None
     if resume_from is not None:
         state = load_checkpoint(resume_from, model, optimizer)
@@ -278,11 +284,10 @@ def train(config: TrainConfig) -> TrainResult:
         set_rng_state(state.rng)
         start_step, cursor = state.step, int(state.data_cursor["next_row"])
         skipped_before = int(state.data_cursor.get("skipped_samples", 0))
+        trained_before = int(state.data_cursor.get("tokens_trained", 0))
         if _rank() == 0:
             log.info("resumed from %s (step %d, next row %d)", resume_from, start_step, cursor)
 
-    source = _row_source(config, model_config)
-    rows_per_step = accumulation * dims.dp
     loader = rank_rows(
         source,
         start=cursor,
@@ -296,7 +301,7 @@ def train(config: TrainConfig) -> TrainResult:
     )
     rows = iter(loader)
     arch = arch_from_config(model_config)
-    peak = device_peak_tflops(device) * 1e12
+    peak = device_peak_tflops(device_name(device), config.peak_tflops)
     writer = (
         MetricsWriter(
             out_dir / "metrics.jsonl",
@@ -308,9 +313,15 @@ def train(config: TrainConfig) -> TrainResult:
     )
     losses: list[float] = []
     skipped = skipped_all = 0
+    tokens_trained = trained_before
     last_ckpt: Path | None = resume_from
     stopped = False
     sp_rank = mesh.sp_rank if mesh else 0
+    heldout = None
+    if config.eval_every is not None:
+        from seqpar_train.validation import heldout_rows
+
+        heldout = heldout_rows(config, model_config)
     progress = _Progress(total_steps, start_step) if _rank() == 0 else None
 
     with StopSignal() as stop:
@@ -349,8 +360,27 @@ def train(config: TrainConfig) -> TrainResult:
             )
             skipped_all = int(seen[0]) // dims.sp + skipped_before
             row_fill = float(seen[1]) / dims.sp / (rows_per_step * config.max_length)
+            tokens_trained += int(seen[1]) // dims.sp
             left_out_share = float(seen[2]) / max(1.0, float(seen[1] + seen[2]))
             elapsed = time.perf_counter() - began
+            validation: dict[str, float] = {}
+            if (
+                heldout is not None
+                and config.eval_every is not None
+                and (step % config.eval_every == 0 or step == total_steps)
+            ):
+                from seqpar_train.validation import validation_losses
+
+                validation = validation_losses(
+                    model,
+                    heldout[0],
+                    heldout[1],
+                    autocast=autocast,
+                    device=device,
+                    sp_rank=sp_rank,
+                    sp=dims.sp,
+                    sp_group=mesh.sp_group if mesh else None,
+                )
             if writer is not None:
                 record = {
                     "step": step,
@@ -362,11 +392,16 @@ def train(config: TrainConfig) -> TrainResult:
                     "padding_share": stats.pad_tokens / max(1, stats.tokens + stats.pad_tokens),
                     "row_fill": row_fill,
                     "left_out_share": left_out_share,
+                    "tokens_trained": tokens_trained,
+                    "token_budget": config.token_budget,
                     "memory_bytes": peak_memory_bytes(device),
-                    "mfu_causal": stats.flops_causal / elapsed / peak,
-                    "mfu_non_causal": stats.flops_non_causal / elapsed / peak,
+                    # per device: this rank's share of the step's FLOPs in its step time
+                    "mfu_causal": mfu(stats.flops.causal, elapsed, 1, peak),
+                    "mfu_veomni": mfu(stats.flops.veomni, elapsed, 1, peak),
+                    "vision_flops_share": stats.flops.vision_causal / max(stats.flops.causal, 1.0),
                     "step_seconds": elapsed,
                     "skipped_samples": skipped_all,
+                    **validation,
                 }
                 writer.write(record)
             if progress is not None:
@@ -386,7 +421,11 @@ def train(config: TrainConfig) -> TrainResult:
                     TrainState(
                         step,
                         scheduler.state_dict(),
-                        {"next_row": next_row, "skipped_samples": skipped_all},
+                        {
+                            "next_row": next_row,
+                            "skipped_samples": skipped_all,
+                            "tokens_trained": tokens_trained,
+                        },
                         rng_state(),
                     ),
                     keep=config.checkpoint.keep,
@@ -411,6 +450,8 @@ def train(config: TrainConfig) -> TrainResult:
         loss_curve=curve,
         skipped_samples=skipped_all if losses else skipped_before,
         stopped_early=stopped,
+        tokens_trained=tokens_trained,
+        token_budget=config.token_budget,
     )
     if _rank() == 0:
         _summary(result)
@@ -459,7 +500,8 @@ def _summary(result: TrainResult) -> None:
     Console(stderr=True).print(
         f"[bold]seqpar-train[/bold] {'stopped' if result.stopped_early else 'finished'} at step "
         f"{result.steps_done}: loss {result.final_loss:.4f}, skipped samples "
-        f"{result.skipped_samples}, checkpoint {result.checkpoint}, metrics {result.metrics_path}"
+        f"{result.skipped_samples}, tokens trained {result.tokens_trained} of a budget of "
+        f"{result.token_budget}, checkpoint {result.checkpoint}, metrics {result.metrics_path}"
     )
 
 

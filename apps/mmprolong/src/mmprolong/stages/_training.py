@@ -52,6 +52,40 @@ def logged_losses(ctx: StageContext) -> list[tuple[int, float]]:
     ]
 
 
+def training_books(ctx: StageContext) -> dict[str, str]:
+    """Report rows from the last step seqpar-train logged: tokens trained against the
+    budget, and MFU in our causal convention beside VeOmni's 12*sum(s^2) one."""
+    (read_metrics,) = require(ctx.name, "seqpar_train.metrics", "read_metrics")
+    records = read_metrics(ctx.dir / METRICS)
+    if not records:
+        return {}
+    last = records[-1]
+    books: dict[str, str] = {}
+    if "tokens_trained" in last and last.get("token_budget"):
+        trained, budget = int(last["tokens_trained"]), int(last["token_budget"])
+        books["tokens trained / budget"] = f"{trained:,} / {budget:,} ({trained / budget:.1%})"
+    if "row_fill" in last:
+        books["row fill (last step)"] = f"{float(last['row_fill']):.1%}"
+    validated = [r for r in records if "val_loss" in r]
+    if validated:
+        final = validated[-1]
+        buckets = ", ".join(
+            f"{key.removeprefix('val_loss_')} {value:.4f}"
+            for key, value in final.items()
+            if key.startswith("val_loss_")
+        )
+        books[f"validation loss, held-out (step {final['step']})"] = f"{final['val_loss']:.4f}" + (
+            f" (by length: {buckets})" if buckets else ""
+        )
+    causal, veomni = last.get("mfu_causal"), last.get("mfu_veomni")
+    books["MFU causal (ours) / 12*sum(s^2) (VeOmni)"] = (
+        f"{causal:.1%} / {veomni:.1%}"
+        if causal is not None and veomni is not None
+        else "not reported: no peak known for the device (set peak_tflops)"
+    )
+    return books
+
+
 def in_launched_job() -> bool:
     """True in a process of a launched multi-process job (its process group is joined)."""
     import torch.distributed as dist

@@ -22,6 +22,7 @@ from mmprolong.stages._training import (
     checkpoint_progress,
     logged_losses,
     train_and_export,
+    training_books,
 )
 from mmprolong.stages.mix import MixStage
 from mmprolong.stages.pool import pool_path
@@ -64,6 +65,27 @@ def _short_image_root(ctx: StageContext) -> str | None:
     return image_root(roots.values())
 
 
+def _refuse_what_wont_fit(ctx: StageContext) -> None:
+    """Before a first launch on GPUs: the planner's verdict on the recipe's step (a launched
+    job's ranks already passed it, and a resumed run already fitted)."""
+    from mmprolong.stages._training import in_launched_job
+
+    if in_launched_job() or (ctx.dir / "checkpoints").is_dir():
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        return
+    from mmprolong.memory_plan import ensure_fits
+
+    result = ensure_fits(ctx.recipe, torch.cuda.get_device_name(0))
+    if result is not None:
+        ctx.log(
+            f"{ctx.name}: planned peak {result.memory.peak / 2**30:.1f} GiB per GPU, fits "
+            f"{(result.usable_bytes or 0) / 2**30:.1f} GiB (estimate)"
+        )
+
+
 class TrainStage(Contributor):
     name = "train"
 
@@ -72,14 +94,18 @@ class TrainStage(Contributor):
         # Whole rows ignore row_min_keep, and leaving both out when rows are whole keeps the
         # hashes of runs made before cut filling existed.
         cut = {"row_fill", "row_min_keep"} if recipe.train.row_fill == "whole" else set()
+        # Only what changes the result: the cluster layout, attention kernel, recompute and
+        # checkpoint cadence do not, so changing them resumes the run (checkpoints reshard).
+        layout = {"parallel", "attention", "activation_checkpointing", "checkpoint_every"}
         return {
-            "train": recipe.train.model_dump(mode="json", exclude={"extra_sft", *cut}),
+            "train": recipe.train.model_dump(mode="json", exclude={"extra_sft", *cut, *layout}),
             "vision": recipe.vision.model_dump(mode="json"),
         }
 
     def run(self, ctx: StageContext) -> dict[str, int]:
         (train_config,) = require(self.name, "seqpar_train", "TrainConfig")
         recipe = ctx.recipe
+        _refuse_what_wont_fit(ctx)
         config = train_config.from_recipe(
             recipe,
             output_dir=str(ctx.dir),
@@ -101,6 +127,7 @@ class TrainStage(Contributor):
 
     def contribute(self, ctx: StageContext, data: ReportData) -> None:
         data.loss = logged_losses(ctx)
+        data.training_books = training_books(ctx)
         if (ctx.dir / LOSS_CURVE).exists():
             data.package_figures["loss"] = (
                 "Training loss and learning rate (drawn by seqpar-train)",

@@ -24,6 +24,10 @@ class RowSource(Protocol):
         > 1 the row may carry only the pixels SP rank ``sp_rank`` encodes (``pixel_share``)."""
         ...
 
+    def row_tokens(self, index: int) -> int:
+        """Real (non-padding) tokens row ``index`` is planned to hold, without building it."""
+        ...
+
 
 class _Rows(Dataset[tuple[PackedRow, list[str]]]):
     def __init__(self, source: RowSource, sp_rank: int, sp: int) -> None:

@@ -165,6 +165,9 @@ class MixtureRows:
             self._plan_window()
         return self._plans[index]
 
+    def row_tokens(self, index: int) -> int:
+        return sum(member.tokens for member in self.plan(index)[0])
+
     def row(self, index: int, sp_rank: int = 0, sp: int = 1) -> tuple[PackedRow, list[str]]:
         """Row ``index`` and the reasons of samples skipped while building it. With ``sp`` > 1
         only the images SP rank ``sp_rank`` encodes are rendered (see ``_share_row``)."""

@@ -36,21 +36,27 @@ class SyntheticRows:
                 f"synthetic rows of {longest} tokens do not fit max_length {max_length}"
             )
 
+    def _prompts(self, index: int) -> list[int]:
+        s = self.settings
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        low = max(1, s.prompt_tokens * 7 // 10)
+        return [
+            int(torch.randint(low, s.prompt_tokens + 1, (1,), generator=generator))
+            for _ in range(s.docs_per_row)
+        ]
+
+    def row_tokens(self, index: int) -> int:
+        s = self.settings
+        per_doc = s.images_per_doc * self.image_tokens + s.answer_tokens
+        return sum(prompt + per_doc for prompt in self._prompts(index))
+
     def row(self, index: int, sp_rank: int = 0, sp: int = 1) -> tuple[PackedRow, list[str]]:
         """Row ``index``; with ``sp`` > 1 it keeps the pixels of SP rank ``sp_rank``'s images."""
         s = self.settings
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
-        docs = []
-        for _ in range(s.docs_per_row):
-            prompt = int(
-                torch.randint(
-                    max(1, s.prompt_tokens * 7 // 10),
-                    s.prompt_tokens + 1,
-                    (1,),
-                    generator=generator,
-                )
-            )
-            docs.append((prompt, [s.image_grid] * s.images_per_doc, s.answer_tokens))
+        docs = [
+            (prompt, [s.image_grid] * s.images_per_doc, s.answer_tokens)
+            for prompt in self._prompts(index)
+        ]
         row = synthetic_row(self.model_config, docs, seed=self.seed * 1_000_003 + index)
         return (take_pixel_share(row, sp_rank, sp) if sp > 1 else row), []
 

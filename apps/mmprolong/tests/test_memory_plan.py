@@ -1,0 +1,73 @@
+"""The app asks seqpar-train's planner before training and refuses what will not fit."""
+
+from __future__ import annotations
+
+import pytest
+
+from mmprolong.memory_plan import WontFit, ensure_fits, plan_setup
+from mmprolong.recipes import load_recipe
+
+
+def _plan(setup, peak_gib: float, usable_gib: float):
+    from seqpar_train.planner import MemoryBreakdown, Plan
+
+    gib = 2**30
+    memory = MemoryBreakdown(
+        parameters=0,
+        gradients=0,
+        optimizer_state=0,
+        text_activations=int(peak_gib * gib),
+        vit_activations=0,
+        loss_chunk=0,
+        comm_buffers=0,
+        inputs=0,
+        peak=int(peak_gib * gib),
+    )
+    return Plan(
+        setup=setup,
+        memory=memory,
+        capacity_bytes=int(usable_gib / 0.9 * gib),
+        usable_bytes=int(usable_gib * gib),
+        fits=peak_gib <= usable_gib,
+        images_per_row=52,
+        step_seconds=None,
+        steps=1,
+        hours_to_budget=None,
+        gpu_hours=None,
+    )
+
+
+def test_the_recipes_setup_is_what_the_planner_runs():
+    recipe = load_recipe("mmprolong-qwen2.5-vl-7b")
+    setup = plan_setup(recipe, "NVIDIA H20")
+    assert setup is not None
+    assert (setup.model, setup.gpus, setup.sp, setup.fsdp, setup.seq_len) == (
+        "Qwen/Qwen2.5-VL-7B-Instruct",
+        recipe.train.parallel.world_size,
+        2,
+        4,
+        131072,
+    )
+    # A demo's tiny model and a machine without a GPU name have nothing to plan.
+    assert plan_setup(load_recipe("demo-tiny"), "NVIDIA H20") is None
+    assert plan_setup(recipe, None) is None
+
+
+def test_a_recipe_that_will_not_fit_is_refused_naming_settings_that_would(monkeypatch):
+    import seqpar_train.planner as planner
+
+    recipe = load_recipe("mmprolong-qwen2.5-vl-7b")
+
+    def fake_plan(setup, **_):
+        return _plan(setup, 70.0 if setup.sp == 2 else 40.0, 64.0)
+
+    def fake_search(setup, **_):
+        better = setup.model_copy(update={"sp": 4, "fsdp": -1})
+        return [fake_plan(better)]
+
+    monkeypatch.setattr(planner, "plan", fake_plan)
+    monkeypatch.setattr(planner, "search_setups", fake_search)
+    with pytest.raises(WontFit, match=r"70\.0 GiB.*SP 4 x FSDP 16.*40\.0 GiB"):
+        ensure_fits(recipe, "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(planner, "plan", lambda setup, **_: _plan(setup, 50.0, 64.0))
+    assert ensure_fits(recipe, "NVIDIA H100 80GB HBM3").fits is True

@@ -1,0 +1,171 @@
+"""The planner: the real training step under FakeTensorMode on a fake process group."""
+
+import json
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from seqpar_train.flops import arch_from_config, page_row
+from seqpar_train.planner import (
+    PlanSetup,
+    candidate_setups,
+    flash_memory_attention,
+    flash_profile_attention,
+    plan,
+    planned_row,
+    relative_cost,
+    run_step,
+)
+
+
+def _tiny(family="qwen2.5-vl"):
+    from longctx_rope import tiny_config
+
+    return tiny_config(family)
+
+
+def _row(config, seq_len=1024):
+    shape = page_row(
+        arch_from_config(config),
+        seq_len=seq_len,
+        page_px=(280, 224),
+        factor=28 if config.model_type == "qwen2_5_vl" else 32,
+        min_pixels=3136,
+        max_pixels=12845056,
+        answer_tokens=16,
+    )
+    return planned_row(config, shape, 0)
+
+
+def test_flash_profile_attention_equals_document_causal_sdpa_with_gradients():
+    from seqpar_train.attention import varlen_attention
+
+    torch.manual_seed(0)
+    q = torch.randn(12, 4, 8, requires_grad=True)
+    k = torch.randn(12, 2, 8, requires_grad=True)
+    v = torch.randn(12, 2, 8, requires_grad=True)
+    cu = [0, 5, 12]
+    ours = flash_profile_attention(q, k, v, cu, 8**-0.5)
+    reference = varlen_attention(q, k, v, cu, backend="sdpa")
+    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
+    grads = torch.autograd.grad(ours.square().sum(), (q, k, v))
+    expected = torch.autograd.grad(reference.square().sum(), (q, k, v))
+    for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    with flash_memory_attention():
+        routed = varlen_attention(q, k, v, cu, backend="sdpa")
+    torch.testing.assert_close(routed, ours)
+
+
+def test_flash_profile_saves_o_of_s_not_s_squared():
+    """What autograd keeps for backward: q, k, v, out and the log-sum-exp, as flash-attn."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel() * t.element_size())
+        return t
+
+    with FakeTensorMode(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        s, heads, kv, dim = 65536, 4, 2, 64
+        q = torch.empty(s, heads, dim, dtype=torch.bfloat16, requires_grad=True)
+        k = torch.empty(s, kv, dim, dtype=torch.bfloat16, requires_grad=True)
+        v = torch.empty(s, kv, dim, dtype=torch.bfloat16, requires_grad=True)
+        flash_profile_attention(q, k, v, [0, s], dim**-0.5)
+    expected = 2 * s * (heads + 2 * kv + heads) * dim + 4 * heads * s
+    assert sum(saved) == expected  # no S x S term
+
+
+@pytest.mark.slow
+def test_fake_step_agrees_with_the_real_step_on_one_rank():
+    """The same step for real (gloo group of one, real tensors) and under fake mode: the
+    tracked peaks agree, so the fake path allocates what the real kernels do."""
+    config = _tiny()
+    row = _row(config)
+    options = {
+        "sp": 1,
+        "fsdp": -1,
+        "activation_checkpointing": True,
+        "cpu_offload": False,
+        "loss_chunk": 64,
+    }
+    fake = run_step(config, row, world_size=1, **options)
+    from seqpar_train.distributed import free_port
+
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1
+    )
+    try:
+        torch.manual_seed(0)
+        real = run_step(config, row, world_size=1, fake=False, **options)
+    finally:
+        dist.destroy_process_group()
+    assert real.peak == pytest.approx(fake.peak, rel=0.02)
+    assert real.optimizer_state == fake.optimizer_state > 0
+    assert fake.vit_activations > 0 and fake.text_activations > 0
+
+
+@pytest.mark.slow
+def test_sharding_and_sp_shrink_the_measured_peak():
+    config = _tiny()
+    row = _row(config, 2048)
+    base = {"activation_checkpointing": True, "cpu_offload": False, "loss_chunk": 64}
+    alone = run_step(config, row, world_size=1, sp=1, fsdp=-1, **base)
+    sharded = run_step(config, row, world_size=8, sp=2, fsdp=-1, **base)
+    # Parameters, gradients and optimizer state are sharded 8 ways (up to padding).
+    assert sharded.optimizer_state == pytest.approx(alone.optimizer_state / 8, rel=0.1)
+    assert sharded.text_activations < alone.text_activations
+    no_ac = run_step(
+        config, row, world_size=8, sp=2, fsdp=-1, **(base | {"activation_checkpointing": False})
+    )
+    assert no_ac.text_activations > 2 * sharded.text_activations
+
+
+def test_plan_fits_or_not_against_the_gpu_and_names_its_label(tmp_path):
+    from mmprolong_schemas import VisionTokenSpec
+
+    config = _tiny()
+    vision = VisionTokenSpec(min_pixels=3136, max_pixels=80000)
+    setup = PlanSetup(model="tiny", gpus=8, sp=2, seq_len=2048, gpu="H20", answer_tokens=16)
+    result = plan(setup, config=config, vision=vision)
+    assert result.fits is True and result.capacity_bytes == 96 * 10**9
+    assert "estimate" in result.label and result.step_seconds is not None
+    tight = plan(
+        setup.model_copy(update={"memory_gb": result.memory.peak / 1e9}),
+        config=config,
+        vision=vision,
+    )
+    assert tight.fits is False  # the margin keeps 10% free
+    assert json.loads(tight.model_dump_json())["memory"]["peak"] == result.memory.peak
+
+
+def test_search_candidates_are_ordered_fastest_first():
+    setup = PlanSetup(model="qwen2.5-vl-7b", gpus=64)
+    ordered = sorted(candidate_setups(setup), key=relative_cost)
+    first, last = ordered[0], ordered[-1]
+    assert (first.sp, first.activation_checkpointing, first.cpu_offload) == (1, False, False)
+    assert (last.sp, last.activation_checkpointing, last.cpu_offload) == (8, True, False)
+    with pytest.raises(ValueError, match="does not measure CPU offload"):
+        plan(setup.model_copy(update={"cpu_offload": True}))
+
+
+def test_plan_cli_reads_a_checkpoint_folder_and_prints_json(tmp_path):
+    from typer.testing import CliRunner
+
+    from seqpar_train.cli import app
+
+    _tiny().save_pretrained(tmp_path)
+    # preprocessor_config.json as Qwen2.5-VL checkpoints publish it (min/max_pixels, patch).
+    (tmp_path / "preprocessor_config.json").write_text(
+        json.dumps({"min_pixels": 3136, "max_pixels": 80000, "patch_size": 14, "merge_size": 2})
+    )
+    args = ["plan", "--model", str(tmp_path), "--gpus", "4", "--sp", "2", "--seq-len", "1024"]
+    result = CliRunner().invoke(app, [*args, "--gpu", "H100", "--json"])
+    assert result.exit_code == 0, result.output
+    (planned,) = json.loads(result.stdout)
+    assert planned["fits"] is True and planned["setup"]["sp"] == 2
+    assert planned["memory"]["peak"] > planned["memory"]["optimizer_state"] > 0
+    tiny_gpu = CliRunner().invoke(app, [*args, "--memory-gb", "0.001"])
+    assert tiny_gpu.exit_code == 1 and "does NOT fit" in tiny_gpu.stdout
