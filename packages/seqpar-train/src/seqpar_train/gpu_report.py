@@ -20,31 +20,17 @@ from typing import Any
 import torch
 
 K = 1024
-QWEN2_5_VL_7B_TEXT = {
-    # Qwen/Qwen2.5-VL-7B-Instruct config.json (Hugging Face hub), text part.
-    "hidden_size": 3584,
-    "intermediate_size": 18944,
-    "num_attention_heads": 28,
-    "num_key_value_heads": 4,
-    "vocab_size": 152064,
-    "rms_norm_eps": 1e-6,
-    "max_position_embeddings": 128000,
-    "rope_parameters": {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]},
-}
-QWEN2_5_VL_7B_VISION = {
-    # The same file's vision_config: the full ViT, all 32 blocks.
-    "depth": 32,
-    "hidden_size": 1280,
-    "intermediate_size": 3420,
-    "num_heads": 16,
-    "out_hidden_size": 3584,
-    "patch_size": 14,
-    "spatial_merge_size": 2,
-    "temporal_patch_size": 2,
-    "window_size": 112,
-    "fullatt_block_indexes": [7, 15, 23, 31],
-    "tokens_per_second": 2,
-}
+TEXT_WIDTHS = (
+    "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
+    "vocab_size", "rms_norm_eps", "max_position_embeddings",
+)  # fmt: skip
+VISION_FIELDS = (
+    "depth", "hidden_size", "intermediate_size", "num_heads", "out_hidden_size", "patch_size",
+    "spatial_merge_size", "temporal_patch_size", "window_size", "fullatt_block_indexes",
+    "tokens_per_second",
+)  # fmt: skip
+"""What the check takes from Qwen2.5-VL-7B-Instruct's published config (seqpar_train.presets):
+every width of the text model, and the whole ViT, all 32 blocks."""
 LETTER_PAGE_GRID = (88, 114)
 """A US-letter page at 144 DPI (1232 x 1596 px) in 14-px patches: 2508 tokens after merging."""
 
@@ -52,11 +38,20 @@ LETTER_PAGE_GRID = (88, 114)
 def wide_config(text_layers: int) -> Any:
     """Qwen2.5-VL-7B's widths and ViT with ``text_layers`` decoder layers."""
     from longctx_rope import tiny_config
+    from seqpar_train.presets import preset_config
 
+    published = preset_config("qwen2.5-vl-7b")
+    text = {key: getattr(published.text_config, key) for key in TEXT_WIDTHS}
+    rope = published.text_config.rope_parameters
+    text["rope_parameters"] = {
+        "rope_type": "default",
+        "rope_theta": rope["rope_theta"],
+        "mrope_section": rope["mrope_section"],
+    }
     return tiny_config(
         "qwen2.5-vl",
-        text_config={**QWEN2_5_VL_7B_TEXT, "num_hidden_layers": text_layers},
-        vision_config=QWEN2_5_VL_7B_VISION,
+        text_config={**text, "num_hidden_layers": text_layers},
+        vision_config={key: getattr(published.vision_config, key) for key in VISION_FIELDS},
     )
 
 
