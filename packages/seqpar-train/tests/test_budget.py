@@ -82,24 +82,3 @@ def test_a_run_trains_its_budget_in_real_tokens_and_the_schedule_spans_it(tmp_pa
     assert given.steps_done == 2
     assert 0 < record["mfu_causal"] < record["mfu_veomni"]
     assert 0 < record["vision_flops_share"] < 1
-
-
-def test_validation_loss_on_held_out_rows_every_n_steps(tmp_path):
-    from seqpar_train.validation import length_bucket
-
-    assert (length_bucket(100), length_bucket(131072), length_bucket(70000)) == (
-        "128",
-        "128K",
-        "128K",
-    )
-    result = train(_config(tmp_path, "max_steps=3", "eval_every=2", "data.heldout_rows=3"))
-    records = read_metrics(tmp_path / "metrics.jsonl")
-    assert result.steps_done == 3
-    # at step 2 and at the last step, not at step 1
-    assert ["val_loss" in r for r in records] == [False, True, True]
-    last = records[-1]
-    buckets = [key for key in last if key.startswith("val_loss_")]
-    assert buckets and all(0 < last[key] < 20 for key in ["val_loss", *buckets])
-    # held-out rows are not training rows: the validation loss is its own number
-    assert last["val_loss"] != pytest.approx(last["loss"])
-    assert (tmp_path / "loss_curve.png").stat().st_size > 0

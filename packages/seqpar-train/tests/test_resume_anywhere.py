@@ -38,17 +38,3 @@ def test_checkpoint_on_2_ranks_resumes_on_4_and_back_with_the_unbroken_loss(tmp_
         assert resumed.steps_done == 4 and len(resumed.losses) == 2
         # FSDP over another number of ranks sums in another order: equal to float noise.
         assert stopped.losses + resumed.losses == pytest.approx(unbroken, rel=1e-4)
-
-
-@pytest.mark.slow
-@pytest.mark.distributed
-def test_validation_loss_under_sp_equals_one_process(tmp_path):
-    from seqpar_train.metrics import read_metrics
-
-    extra = ("max_steps=2", "eval_every=1", "data.heldout_rows=2")
-    launch_local(_config(tmp_path / "one", *extra), 1)
-    launch_local(_config(tmp_path / "sp2", *extra, "parallel.sp=2"), 2)
-    one = read_metrics(tmp_path / "one" / "metrics.jsonl")
-    sp2 = read_metrics(tmp_path / "sp2" / "metrics.jsonl")
-    for a, b in zip(one, sp2, strict=True):
-        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)

@@ -85,12 +85,6 @@ class DataSettings(Model):
         description="With fill='cut': the least share of a sample's tokens a cut keeps.",
     )
     num_workers: int = Field(default=2, ge=0, description="Rendering worker processes per rank.")
-    heldout: str | None = Field(
-        default=None,
-        description="Directory of held-out samples-*.parquet shards (pages from data.pool) for "
-        "the validation loss; each sample is one row. Synthetic data generates its own.",
-    )
-    heldout_rows: int = Field(default=8, ge=1, description="Validation rows (the first N).")
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSettings:
@@ -142,12 +136,6 @@ class TrainConfig(Model):
         "the full run's schedule: for time-sliced jobs that resume later.",
     )
     loss_chunk: int = Field(default=4096, ge=1, description="Labelled positions per CE chunk.")
-    eval_every: int | None = Field(
-        default=None,
-        ge=1,
-        description="Steps between validation losses (teacher-forced answer loss on held-out "
-        "rows, per length bucket) and at the last step; None: no validation.",
-    )
     peak_tflops: float | None = Field(
         default=None,
         gt=0,

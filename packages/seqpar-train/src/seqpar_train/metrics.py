@@ -77,17 +77,7 @@ def plot_loss_curve(metrics_path: str | Path, out_png: str | Path) -> Path:
     records = read_metrics(metrics_path)
     fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
     steps = [r["step"] for r in records]
-    ax_loss.plot(steps, [r["loss"] for r in records], lw=1.2, label="training")
-    validated = [r for r in records if "val_loss" in r]
-    if validated:
-        ax_loss.plot(
-            [r["step"] for r in validated],
-            [r["val_loss"] for r in validated],
-            marker="o",
-            lw=1.2,
-            label="validation (held-out)",
-        )
-        ax_loss.legend()
+    ax_loss.plot(steps, [r["loss"] for r in records], lw=1.2)
     ax_loss.set_ylabel("loss")
     ax_loss.grid(alpha=0.3)
     ax_lr.plot(steps, [r["lr"] for r in records], lw=1.2, color="tab:orange")

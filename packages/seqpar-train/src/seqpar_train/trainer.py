@@ -317,11 +317,6 @@ def train(config: TrainConfig) -> TrainResult:
     last_ckpt: Path | None = resume_from
     stopped = False
     sp_rank = mesh.sp_rank if mesh else 0
-    heldout = None
-    if config.eval_every is not None:
-        from seqpar_train.validation import heldout_rows
-
-        heldout = heldout_rows(config, model_config)
     progress = _Progress(total_steps, start_step) if _rank() == 0 else None
 
     with StopSignal() as stop:
@@ -363,24 +358,6 @@ def train(config: TrainConfig) -> TrainResult:
             tokens_trained += int(seen[1]) // dims.sp
             left_out_share = float(seen[2]) / max(1.0, float(seen[1] + seen[2]))
             elapsed = time.perf_counter() - began
-            validation: dict[str, float] = {}
-            if (
-                heldout is not None
-                and config.eval_every is not None
-                and (step % config.eval_every == 0 or step == total_steps)
-            ):
-                from seqpar_train.validation import validation_losses
-
-                validation = validation_losses(
-                    model,
-                    heldout[0],
-                    heldout[1],
-                    autocast=autocast,
-                    device=device,
-                    sp_rank=sp_rank,
-                    sp=dims.sp,
-                    sp_group=mesh.sp_group if mesh else None,
-                )
             if writer is not None:
                 record = {
                     "step": step,
@@ -401,7 +378,6 @@ def train(config: TrainConfig) -> TrainResult:
                     "vision_flops_share": stats.flops.vision_causal / max(stats.flops.causal, 1.0),
                     "step_seconds": elapsed,
                     "skipped_samples": skipped_all,
-                    **validation,
                 }
                 writer.write(record)
             if progress is not None:

@@ -66,17 +66,6 @@ def training_books(ctx: StageContext) -> dict[str, str]:
         books["tokens trained / budget"] = f"{trained:,} / {budget:,} ({trained / budget:.1%})"
     if "row_fill" in last:
         books["row fill (last step)"] = f"{float(last['row_fill']):.1%}"
-    validated = [r for r in records if "val_loss" in r]
-    if validated:
-        final = validated[-1]
-        buckets = ", ".join(
-            f"{key.removeprefix('val_loss_')} {value:.4f}"
-            for key, value in final.items()
-            if key.startswith("val_loss_")
-        )
-        books[f"validation loss, held-out (step {final['step']})"] = f"{final['val_loss']:.4f}" + (
-            f" (by length: {buckets})" if buckets else ""
-        )
     causal, veomni = last.get("mfu_causal"), last.get("mfu_veomni")
     books["MFU causal (ours) / 12*sum(s^2) (VeOmni)"] = (
         f"{causal:.1%} / {veomni:.1%}"
