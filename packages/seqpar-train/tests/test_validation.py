@@ -117,12 +117,13 @@ def test_validation_needs_held_out_samples_for_mixture_data(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_sp2_validation_equals_single_process(tmp_path):
+@pytest.mark.parametrize("sp", [2, 1])  # an SP group of 2; 2 data-parallel ranks, 5 samples
+def test_two_ranks_validation_equals_single_process(tmp_path, sp):
     extra = ("validation.every=3", "validation.samples=5")
     single = train(_config(tmp_path / "one", *extra))
     ranks = launch_local(
         _config(
-            tmp_path / "sp2", *extra, "parallel.sp=2", "parallel.activation_checkpointing=false"
+            tmp_path / "two", *extra, f"parallel.sp={sp}", "parallel.activation_checkpointing=false"
         ),
         2,
     )

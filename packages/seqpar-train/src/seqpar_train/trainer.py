@@ -321,6 +321,7 @@ def train(config: TrainConfig) -> TrainResult:
             prepare=lambda row: (
                 row if sp_group is None else agree_failed_documents(row, sp_group, device)
             ),
+            num_workers=config.data.num_workers if config.validation.mixture is not None else 0,
         )
         validation_loss.clear()
         validation_loss.update({b: v["loss"] for b, v in record["buckets"].items()})

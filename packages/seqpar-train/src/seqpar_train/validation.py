@@ -6,7 +6,7 @@ mode, over held-out rows built by the trainer's own row builders, one sample per
 is the cross-entropy over the tokens training labels (the answers), exactly as a training step
 computes it. Held-out sample ``i`` goes to data-parallel rank ``i % dp``; the ranks of an SP
 group share its rows, as in training. Every rank runs the same number of forwards (a rank
-short of samples repeats its first one without counting it), so FSDP's collectives stay in
+short of samples runs one more row without counting it), so FSDP's collectives stay in
 step. The held-out set is a fixed, seeded order, so every pass scores the same samples.
 
 Length buckets are powers of two: a sample of ``n`` tokens falls in ``(2^(e-1), 2^e]`` with
@@ -30,7 +30,7 @@ from mmprolong_schemas import Sample, format_tokens, read_parquet
 from seqpar_train.batch import IGNORE_INDEX, PackedRow, to_device
 from seqpar_train.collectives import all_reduce_sum
 from seqpar_train.config import TrainConfig
-from seqpar_train.data.loader import RowSource
+from seqpar_train.data.loader import RowSource, rank_rows
 
 VALIDATION = "validation"
 """The ``kind`` of validation records in metrics.jsonl (training records carry no kind)."""
@@ -103,22 +103,33 @@ def validate(
     device: torch.device,
     autocast: Callable[[], Any],
     prepare: Callable[[PackedRow], PackedRow] = lambda row: row,
+    num_workers: int = 0,
 ) -> dict[str, Any]:
     """The validation record of ``step`` (the same on every rank): loss, answer tokens and
     samples per length bucket and over all, and the seconds the pass took. ``prepare``
-    agrees a row's failed documents across its SP group, as training does."""
+    agrees a row's failed documents across its SP group, as training does; rows are built
+    by ``num_workers`` loader processes, as training rows are."""
     began = time.perf_counter()
     # rows: loss sum, answer tokens, samples, samples without an answer token (skipped)
     totals = torch.zeros(4, _EXPONENTS, dtype=torch.float64, device=device)
+    # Rows past ``count`` (a rank short of samples) are run and not counted.
+    rows = rank_rows(
+        source,
+        start=0,
+        stop=math.ceil(count / dp) * dp,
+        dp_rank=dp_rank,
+        dp=dp,
+        num_workers=num_workers,
+        sp_rank=sp_rank,
+        sp=sp,
+    )
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            for local in range(math.ceil(count / dp)):
-                index = local * dp + dp_rank
-                counted = index < count
-                row, _ = source.row(index if counted else 0, sp_rank=sp_rank, sp=sp)
-                row = prepare(row)
+            for local, (built, _) in enumerate(rows):
+                counted = local * dp + dp_rank < count
+                row = prepare(built)
                 with autocast():
                     loss_sum, label_tokens = model(to_device(row, device))
                 if not counted:
