@@ -138,3 +138,23 @@ def test_two_ranks_validation_equals_single_process(tmp_path, sp):
         for name, bucket in a["buckets"].items():
             assert b["buckets"][name]["loss"] == pytest.approx(bucket["loss"], rel=1e-4)
     assert ranks[0].validation_loss == ranks[1].validation_loss
+
+
+def test_resume_keeps_validation_records_up_to_the_resumed_step(tmp_path):
+    from seqpar_train.metrics import MetricsWriter
+
+    path = tmp_path / "metrics.jsonl"
+    writer = MetricsWriter(path)
+    for step in (1, 2, 3, 4):
+        writer.write({"step": step, "loss": 1.0, "lr": 1e-3})
+        if step % 2 == 0:
+            writer.write({"kind": "validation", "step": step, "loss": 2.0, "buckets": {}})
+    writer.close()
+    MetricsWriter(path, resume_step=2).close()  # a run resumed from the step-2 checkpoint
+    assert [r["step"] for r in read_metrics(path)] == [1, 2]
+    assert [r["step"] for r in read_metrics(path, kind="validation")] == [2]
+    assert [r.get("kind", "train") for r in read_metrics(path, kind=None)] == [
+        "train",
+        "train",
+        "validation",
+    ]
