@@ -68,6 +68,14 @@ def test_every_stage_is_done_with_its_artefacts(demo_run: Path) -> None:
     assert counts["synth"]["qa_pairs"] > 0
     assert counts["mix"]["samples"] > 0
     assert counts["train"]["steps"] >= 10
+    assert counts["synth"]["heldout_samples"] > 0
+    # Validation loss on the held-out documents' samples: at start, every 8 steps, at the end.
+    from seqpar_train.metrics import read_metrics
+
+    validation = read_metrics(demo_run / "train" / "metrics.jsonl", kind="validation")
+    steps = counts["train"]["steps"]
+    assert [r["step"] for r in validation] == sorted({0, *range(8, steps + 1, 8), steps})
+    assert all(r["samples"] > 0 and r["buckets"] for r in validation)
     assert counts["eval"]["items"] > 0
 
     assert (demo_run / "rope" / "extended" / "config.json").exists()
@@ -99,6 +107,7 @@ def test_every_stage_is_done_with_its_artefacts(demo_run: Path) -> None:
     for figure in figures:
         assert (demo_run / "report" / figure).read_bytes()[:4] == b"\x89PNG", figure
     assert "Reference: the paper's published numbers" in text
+    assert "Held-out answer loss" in text
     assert "## Run manifests" in text
     assert "Answer likelihood (answer-nll)" in text
 

@@ -239,3 +239,54 @@ def test_report_shows_tokens_trained_against_the_budget_and_both_mfus(tmp_path: 
     # A device without a known peak: no MFU, and the report says why.
     (ctx.dir / "metrics.jsonl").write_text(json.dumps(step | {"mfu_causal": None}) + "\n")
     assert "not reported" in training_books(ctx)["MFU causal (ours) / 12*sum(s^2) (VeOmni)"]
+
+
+def test_report_shows_the_held_out_loss_per_length_bucket(tmp_path: Path) -> None:
+    import json
+
+    from mmprolong.orchestrator import StageContext
+    from mmprolong.stages._training import logged_losses, validation_losses
+
+    recipe = load_recipe("demo-tiny")
+    ctx = StageContext(tmp_path, recipe, "train", lambda _: None)
+    ctx.dir.mkdir(parents=True)
+
+    def validation(step: int, short: float, long: float) -> dict[str, object]:
+        # the record seqpar-train's validation pass writes (seqpar_train.validation)
+        return {
+            "kind": "validation",
+            "step": step,
+            "loss": (short * 10 + long * 30) / 40,
+            "label_tokens": 40,
+            "samples": 3,
+            "skipped_samples": 0,
+            "buckets": {
+                "512-1K": {"loss": short, "label_tokens": 10, "samples": 1, "max_tokens": 1024},
+                "1K-2K": {"loss": long, "label_tokens": 30, "samples": 2, "max_tokens": 2048},
+            },
+            "seconds": 0.5,
+        }
+
+    lines = [
+        validation(0, 6.0, 7.0),
+        {"step": 1, "loss": 5.0, "lr": 1e-3},
+        {"step": 2, "loss": 4.0, "lr": 1e-3},
+        validation(2, 3.5, 4.5),
+    ]
+    (ctx.dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    # The training loss reader is not confused by validation records.
+    assert logged_losses(ctx) == [(1, 5.0), (2, 4.0)]
+    losses = validation_losses(ctx)
+    assert list(losses) == ["512-1K", "1K-2K", "all"]
+    assert losses["1K-2K"] == [(0, 7.0, 2), (2, 4.5, 2)]
+    assert losses["all"][-1] == (2, 4.25, 3)
+    text = write_report(
+        ReportData(
+            recipe=recipe, run_dir=tmp_path, loss=logged_losses(ctx), validation_loss=losses
+        ),
+        tmp_path / "r",
+    ).read_text()
+    assert "| length bucket (tokens) | samples | step 0 | step 2 |" in text
+    assert "| 1K-2K | 2 | 7.0000 | 4.5000 |" in text
+    assert "| all | 3 | 6.7500 | 4.2500 |" in text
+    assert (tmp_path / "r" / "loss.png").read_bytes()[:4] == b"\x89PNG"

@@ -240,3 +240,43 @@ def test_eval_sources_reach_256k_and_512k_from_a_recipe(tmp_path: Path) -> None:
     items = load_data(sources, image_root=image_root, lengths=lengths, datasets=["longdocurl"],
                       report=LoadReport())  # fmt: skip
     assert sorted({item.length for item in items}) == lengths
+
+
+def test_validation_cadence_keeps_the_train_hash(tmp_path: Path) -> None:
+    # The held-out loss is reporting only: changing when or on how much it runs resumes
+    # training instead of restarting it.
+    pipeline = Pipeline(default_stages(), tmp_path)
+    recipe = load_recipe("demo-tiny")
+    for override in (
+        {"train.eval_every": 3},
+        {"train.eval_every": None},
+        {"train.eval_samples": 5},
+    ):
+        assert pipeline.hashes(apply_overrides(recipe, override, "test")) == pipeline.hashes(recipe)
+
+
+def test_validation_scores_the_held_out_samples_synth_assembled(tmp_path: Path) -> None:
+    from mmprolong.stages.train import validation_settings
+
+    logged: list[str] = []
+    recipe = load_recipe("demo-tiny")
+    ctx = StageContext(tmp_path, recipe, "train", logged.append)
+    assert validation_settings(ctx) == {}
+    assert "no validation loss" in logged[-1]
+    samples = tmp_path / "synth" / "heldout" / "samples"
+    samples.mkdir(parents=True)
+    (samples / "summary.json").write_text(json.dumps({"samples": {"vqa": 0}}))
+    assert validation_settings(ctx) == {}  # held-out documents gave no sample
+    (samples / "summary.json").write_text(json.dumps({"samples": {"vqa": 6}}))
+    settings = validation_settings(ctx)
+    assert settings == {"every": 8, "mixture": str(samples), "samples": 32}
+    off = apply_overrides(recipe, {"train.eval_every": None}, "test")
+    assert validation_settings(StageContext(tmp_path, off, "train", logged.append)) == {}
+    # The settings are seqpar-train's validation section, as the train stage passes them.
+    seqpar = pytest.importorskip("seqpar_train")
+    config = seqpar.TrainConfig.from_recipe(
+        recipe,
+        data={"mixture": str(tmp_path), "pool": str(tmp_path)},
+        validation=settings,
+    )
+    assert config.validation.every == 8 and config.validation.mixture == str(samples)

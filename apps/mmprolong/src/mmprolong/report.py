@@ -45,6 +45,9 @@ class ReportData:
     training_books: dict[str, str] = field(default_factory=dict)
     """What the run trained, from its last metrics record: tokens trained against the budget,
     MFU in both conventions, ..."""
+    validation_loss: dict[str, list[tuple[int, float, int]]] = field(default_factory=dict)
+    """Held-out answer loss while training: length bucket ("32K-64K", ..., "all") ->
+    (step, loss, samples) of every validation pass."""
     scores: dict[str, ScoreTable] = field(default_factory=dict)
     """Label ("base", "trained") -> the model's score table."""
     generalization: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -102,10 +105,44 @@ def _histogram(values: Sequence[int], title: str, xlabel: str, path: Path) -> Pa
     return _save(figure, path)
 
 
-def loss_figure(loss: Sequence[tuple[int, float]], path: Path) -> Path:
+def _validation_markdown(validation: dict[str, list[tuple[int, float, int]]]) -> list[str]:
+    """Held-out answer loss per length bucket at the first and the last validation pass."""
+    first_step, last_step = (
+        min(p[0] for v in validation.values() for p in v),
+        max(p[0] for v in validation.values() for p in v),
+    )
+    md = [
+        "Held-out answer loss (teacher-forced, answer tokens only, per sample length):",
+        "",
+        f"| length bucket (tokens) | samples | step {first_step} | step {last_step} |",
+        "|---|---|---|---|",
+    ]
+    for bucket, points in validation.items():
+        at = {step: loss for step, loss, _ in points}
+        cells = [f"{at[s]:.4f}" if s in at else "-" for s in (first_step, last_step)]
+        md.append(f"| {bucket} | {points[-1][2]} | {cells[0]} | {cells[1]} |")
+    return [*md, ""]
+
+
+def loss_figure(
+    loss: Sequence[tuple[int, float]],
+    path: Path,
+    validation: dict[str, list[tuple[int, float, int]]] | None = None,
+) -> Path:
     figure, axes = plt.subplots(figsize=(6, 3.5))
     steps, values = zip(*loss, strict=True)
     axes.plot(steps, values, marker="." if len(loss) < 60 else None, color="#c0504d")
+    for bucket, points in (validation or {}).items():
+        axes.plot(
+            [p[0] for p in points],
+            [p[1] for p in points],
+            marker="o",
+            ms=3,
+            lw=0.8,
+            label=f"held-out {bucket}",
+        )
+    if validation:
+        axes.legend(fontsize=7)
     axes.set_title("Training loss")
     axes.set_xlabel("optimizer step")
     axes.set_ylabel("loss (answer tokens)")
@@ -285,8 +322,10 @@ def write_report(data: ReportData, out_dir: Path) -> Path:
         md.append("")
     if data.loss:
         md += [_loss_summary(data.loss), ""]
+        if data.validation_loss:
+            md += _validation_markdown(data.validation_loss)
         if "loss" not in data.package_figures:
-            loss_figure(data.loss, out_dir / LOSS_PNG)
+            loss_figure(data.loss, out_dir / LOSS_PNG, data.validation_loss)
         md += _figure(data, "loss", out_dir, ("Training loss", LOSS_PNG))
     else:
         md += ["No training log found.", ""]

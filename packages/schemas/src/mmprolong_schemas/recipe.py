@@ -149,6 +149,16 @@ class TrainConfig(Model):
         description="Follow LongPT with the short SFT stage (the OCR ablations); its settings "
         "are the recipe's [sft] section (the paper's when absent).",
     )
+    eval_every: int | None = Field(
+        default=100,
+        ge=1,
+        description="Optimizer steps between held-out answer-loss passes (per length bucket, "
+        "on training-format samples of the held-out documents); None: off. Reporting only: "
+        "it is not part of the train stage's hash.",
+    )
+    eval_samples: int = Field(
+        default=32, ge=1, description="Held-out samples each validation pass scores."
+    )
     seed: int = 0
 
     @property

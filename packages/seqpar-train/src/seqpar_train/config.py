@@ -114,6 +114,24 @@ class CheckpointSettings(Model):
     resume: bool = Field(default=True, description="Continue from the latest complete checkpoint.")
 
 
+class ValidationSettings(Model):
+    """The teacher-forced answer loss on held-out samples, per length bucket, every
+    ``every`` steps (seqpar_train.validation); reporting only, it changes no trained weight."""
+
+    every: int | None = Field(
+        default=None, ge=1, description="Optimizer steps between validation passes; None: off."
+    )
+    mixture: str | None = Field(
+        default=None,
+        description="Held-out samples in the training format: a Parquet file or a folder of "
+        "them, pages rendered from data.pool. None with synthetic data: synthetic samples "
+        "of another seed.",
+    )
+    samples: int = Field(
+        default=32, ge=1, description="Held-out samples evaluated (the first of a seeded order)."
+    )
+
+
 class TrainConfig(Model):
     """Everything a run needs. ``steps`` derives from token_budget / global_batch_tokens
     unless ``max_steps`` caps it."""
@@ -125,6 +143,7 @@ class TrainConfig(Model):
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     checkpoint: CheckpointSettings = Field(default_factory=CheckpointSettings)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
     max_length: TokenCount = Field(default=128 * K, ge=8)
     token_budget: TokenCount = Field(default=5 * 2**30, ge=1)
     global_batch_tokens: TokenCount = Field(default=4 * 2**20, ge=1)
@@ -151,6 +170,20 @@ class TrainConfig(Model):
             raise ValueError(
                 f"global_batch_tokens {self.global_batch_tokens} is not a whole number of "
                 f"{self.max_length}-token rows"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _held_out_source(self) -> TrainConfig:
+        held_out = self.validation.mixture
+        if self.validation.every is not None and self.data.mixture is not None and not held_out:
+            raise ValueError(
+                "validation.every with data.mixture needs validation.mixture, the held-out "
+                "samples to score"
+            )
+        if self.validation.mixture is not None and self.data.pool is None:
+            raise ValueError(
+                "validation.mixture needs data.pool, where its pages are rendered from"
             )
         return self
 

@@ -27,7 +27,9 @@ class MetricsWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         kept = (
-            [r for r in read_metrics(self.path) if r["step"] <= resume_step] if resume_step else []
+            [r for r in read_metrics(self.path, kind=None) if r["step"] <= resume_step]
+            if resume_step
+            else []
         )
         self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         self._tb: Any = None
@@ -45,26 +47,33 @@ class MetricsWriter:
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
         if self._tb is not None:
+            prefix = f"{record['kind']}/" if "kind" in record else ""
             for key, value in record.items():
                 if key != "step" and isinstance(value, int | float):
-                    self._tb.add_scalar(key, value, record["step"])
+                    self._tb.add_scalar(prefix + key, value, record["step"])
+            for bucket, values in record.get("buckets", {}).items():
+                self._tb.add_scalar(f"{prefix}loss {bucket}", values["loss"], record["step"])
 
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
 
 
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """Records of a metrics file; a torn last line (killed mid-write) is skipped."""
+def read_metrics(path: str | Path, kind: str | None = "train") -> list[dict[str, Any]]:
+    """Records of a metrics file of one ``kind``: "train" (one per step, no ``kind`` key),
+    "validation" (seqpar_train.validation), or None for all. A torn last line (killed
+    mid-write) is skipped."""
     source = Path(path)
     if not source.is_file():
         return []
     records = []
     for line in source.read_text(encoding="utf-8").splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if kind is None or record.get("kind", "train") == kind:
+            records.append(record)
     return records
 
 
@@ -77,8 +86,19 @@ def plot_loss_curve(metrics_path: str | Path, out_png: str | Path) -> Path:
     records = read_metrics(metrics_path)
     fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
     steps = [r["step"] for r in records]
-    ax_loss.plot(steps, [r["loss"] for r in records], lw=1.2)
-    ax_loss.set_ylabel("loss")
+    ax_loss.plot(steps, [r["loss"] for r in records], lw=1.2, label="training")
+    validation = read_metrics(metrics_path, kind="validation")
+    bounds = {b: v["max_tokens"] for r in validation for b, v in r["buckets"].items()}
+    for bucket in sorted(bounds, key=bounds.__getitem__):
+        points = [
+            (r["step"], r["buckets"][bucket]["loss"]) for r in validation if bucket in r["buckets"]
+        ]
+        ax_loss.plot(
+            *zip(*points, strict=True), marker="o", ms=3, lw=0.8, label=f"held-out {bucket}"
+        )
+    if validation:
+        ax_loss.legend(fontsize=7)
+    ax_loss.set_ylabel("loss (answer tokens)")
     ax_loss.grid(alpha=0.3)
     ax_lr.plot(steps, [r["lr"] for r in records], lw=1.2, color="tab:orange")
     ax_lr.set_ylabel("learning rate")

@@ -54,6 +54,7 @@ from seqpar_train.modeling import (
 from seqpar_train.optim import build_optimizer, build_scheduler, clip_grad_norm
 from seqpar_train.parallel_dims import Mesh, ParallelDims, build_mesh
 from seqpar_train.ulysses import install_attention
+from seqpar_train.validation import held_out_rows, validate
 
 log = logging.getLogger("seqpar_train")
 
@@ -74,6 +75,11 @@ class TrainResult(Model):
     stopped_early: bool
     tokens_trained: int = Field(default=0, description="Real tokens of the rows trained on.")
     token_budget: int = 0
+    validation_loss: dict[str, float] = Field(
+        default_factory=dict,
+        description="The last validation pass: held-out answer loss per length bucket and "
+        "over all ('all'); empty without validation.every.",
+    )
 
 
 def _rank() -> int:
@@ -318,6 +324,37 @@ def train(config: TrainConfig) -> TrainResult:
     stopped = False
     sp_rank = mesh.sp_rank if mesh else 0
     progress = _Progress(total_steps, start_step) if _rank() == 0 else None
+    held_out = held_out_rows(config, model_config) if config.validation.every else None
+    validation_loss: dict[str, float] = {}
+
+    def run_validation(at_step: int) -> None:
+        assert held_out is not None
+        sp_group = mesh.sp_group if mesh is not None else None
+        record = validate(
+            model,
+            *held_out,
+            step=at_step,
+            dp_rank=dp_rank,
+            dp=dims.dp,
+            sp_rank=sp_rank,
+            sp=dims.sp,
+            device=device,
+            autocast=autocast,
+            prepare=lambda row: (
+                row if sp_group is None else agree_failed_documents(row, sp_group, device)
+            ),
+            num_workers=config.data.num_workers if config.validation.mixture is not None else 0,
+        )
+        validation_loss.clear()
+        validation_loss.update({b: v["loss"] for b, v in record["buckets"].items()})
+        validation_loss["all"] = record["loss"]
+        if writer is not None:
+            writer.write(record)
+            per_bucket = ", ".join(f"{b} {v['loss']:.4f}" for b, v in record["buckets"].items())
+            log.info("step %d: held-out loss %.4f (%s)", at_step, record["loss"], per_bucket)
+
+    if held_out is not None and start_step == 0:
+        run_validation(0)  # the starting point of every bucket's curve
 
     with StopSignal() as stop:
         step = start_step
@@ -382,6 +419,10 @@ def train(config: TrainConfig) -> TrainResult:
                 writer.write(record)
             if progress is not None:
                 progress.update(step, loss, float(lr))
+            if held_out is not None and (
+                step % (config.validation.every or 1) == 0 or step == total_steps
+            ):
+                run_validation(step)
             next_row = step * rows_per_step
             launch_limit = config.stop_after_steps
             stop_now = stop.agreed(device) or (
@@ -428,6 +469,7 @@ def train(config: TrainConfig) -> TrainResult:
         stopped_early=stopped,
         tokens_trained=tokens_trained,
         token_budget=config.token_budget,
+        validation_loss=validation_loss,
     )
     if _rank() == 0:
         _summary(result)
@@ -478,6 +520,11 @@ def _summary(result: TrainResult) -> None:
         f"{result.steps_done}: loss {result.final_loss:.4f}, skipped samples "
         f"{result.skipped_samples}, tokens trained {result.tokens_trained} of a budget of "
         f"{result.token_budget}, checkpoint {result.checkpoint}, metrics {result.metrics_path}"
+        + (
+            f", held-out loss {result.validation_loss['all']:.4f}"
+            if "all" in result.validation_loss
+            else ""
+        )
     )
 
 

@@ -75,6 +75,24 @@ def training_books(ctx: StageContext) -> dict[str, str]:
     return books
 
 
+def validation_losses(ctx: StageContext) -> dict[str, list[tuple[int, float, int]]]:
+    """Held-out answer loss seqpar-train logged, per length bucket and over all ("all"):
+    (step, loss, samples) of every validation pass."""
+    (read_metrics,) = require(ctx.name, "seqpar_train.metrics", "read_metrics")
+    losses: dict[str, list[tuple[int, float, int]]] = {}
+    for record in read_metrics(ctx.dir / METRICS, kind="validation"):
+        step = int(record["step"])
+        for bucket, values in record.get("buckets", {}).items():
+            losses.setdefault(bucket, []).append(
+                (step, float(values["loss"]), int(values["samples"]))
+            )
+        if record.get("samples"):
+            losses.setdefault("all", []).append(
+                (step, float(record["loss"]), int(record["samples"]))
+            )
+    return losses
+
+
 def in_launched_job() -> bool:
     """True in a process of a launched multi-process job (its process group is joined)."""
     import torch.distributed as dist

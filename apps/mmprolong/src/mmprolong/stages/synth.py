@@ -1,8 +1,9 @@
 """Stage synth: pool -> segments -> teacher QA pairs -> training samples (qasynth).
 
 Two qasynth runs share the pool: ``train/`` over the documents used for training, and, when
-the pool holds held-out documents, ``heldout/`` over those (QA pairs only: evaluation builds
-its own contexts from them). A view of the pool restricted to a set of documents is all the
+the pool holds held-out documents, ``heldout/`` over those: its QA pairs (evaluation builds
+its own contexts from them) and their training-format samples (VQA only), which the train
+stage's validation loss scores. A view of the pool restricted to a set of documents is all the
 app adds; segmenting, the teacher loop, validation and assembly are qasynth's.
 """
 
@@ -146,6 +147,11 @@ class SynthStage(Contributor):
             max_length=mixture.max_length,
         )
         tasks = tuple(task for task in recipe.synth.tasks if task in VQA_TASKS)
+        assembly = assemble_config(
+            spec=recipe.vision,
+            page_labels=recipe.synth.page_index_text,
+            max_length=mixture.max_length,
+        )
         counts: dict[str, int] = {}
         for which, doc_ids in ((TRAIN_RUN, training), (HELD_OUT_RUN, held_out)):
             if not doc_ids:
@@ -175,11 +181,6 @@ class SynthStage(Contributor):
             counts[f"{prefix}qa_pairs"] = int(stats["accepted_total"])
             if which == TRAIN_RUN:
                 ocr = any(task in OCR_TASKS for task in recipe.synth.tasks)
-                assembly = assemble_config(
-                    spec=recipe.vision,
-                    page_labels=recipe.synth.page_index_text,
-                    max_length=mixture.max_length,
-                )
                 summary = assemble_samples(
                     view,
                     out,
@@ -193,6 +194,11 @@ class SynthStage(Contributor):
                 counts["samples"] = sum(int(n) for n in summary["samples"].values())
                 if ocr and not tasks:
                     counts["samples"] += _ocr_only_samples(view, out, assembly, recipe.synth.seed)
+            else:
+                held = assemble_samples(
+                    view, out, assembly, seed=recipe.synth.seed, executor=ctx.execution.steps()
+                )
+                counts["heldout_samples"] = sum(int(n) for n in held["samples"].values())
             ctx.log(
                 f"synth/{which}: {len(doc_ids)} documents, {segments['segments']} segments, "
                 f"{stats['accepted_total']} QA pairs"

@@ -23,12 +23,13 @@ from mmprolong.stages._training import (
     logged_losses,
     train_and_export,
     training_books,
+    validation_losses,
 )
 from mmprolong.stages.mix import MixStage
 from mmprolong.stages.pool import pool_path
 from mmprolong.stages.report import Contributor
 from mmprolong.stages.rope import extended_checkpoint
-from mmprolong.stages.synth import TRAIN_RUN, run_dir
+from mmprolong.stages.synth import HELD_OUT_RUN, TRAIN_RUN, run_dir
 from mmprolong_schemas import Recipe
 
 LOSS_CURVE = "loss_curve.png"
@@ -65,6 +66,26 @@ def _short_image_root(ctx: StageContext) -> str | None:
     return image_root(roots.values())
 
 
+def validation_settings(ctx: StageContext) -> dict[str, Any]:
+    """seqpar-train's validation section: the training-format samples of the held-out
+    documents, scored every ``train.eval_every`` steps; off when the recipe turns it off or
+    the run holds no held-out samples (a pool without held-out documents, or a synth stage
+    that predates them), which the log says."""
+    train = ctx.recipe.train
+    if train.eval_every is None:
+        return {}
+    samples = run_dir(ctx, HELD_OUT_RUN) / "samples"
+    summary = samples / "summary.json"
+    counts = json.loads(summary.read_text(encoding="utf-8"))["samples"] if summary.exists() else {}
+    if not sum(int(n) for n in counts.values()):
+        ctx.log(
+            f"{ctx.name}: no validation loss: the run has no held-out samples (a pool without "
+            "held-out documents, or a synth stage run before they were assembled)"
+        )
+        return {}
+    return {"every": train.eval_every, "mixture": str(samples), "samples": train.eval_samples}
+
+
 def _refuse_what_wont_fit(ctx: StageContext) -> None:
     """Before a first launch on GPUs: the planner's verdict on the recipe's step (a launched
     job's ranks already passed it, and a resumed run already fitted)."""
@@ -95,10 +116,14 @@ class TrainStage(Contributor):
         # hashes of runs made before cut filling existed.
         cut = {"row_fill", "row_min_keep"} if recipe.train.row_fill == "whole" else set()
         # Only what changes the result: the cluster layout, attention kernel, recompute and
-        # checkpoint cadence do not, so changing them resumes the run (checkpoints reshard).
+        # checkpoint cadence do not, so changing them resumes the run (checkpoints reshard);
+        # the validation loss is reporting only, so its cadence changes no trained weight.
         layout = {"parallel", "attention", "activation_checkpointing", "checkpoint_every"}
+        validation = {"eval_every", "eval_samples"}
         return {
-            "train": recipe.train.model_dump(mode="json", exclude={"extra_sft", *cut, *layout}),
+            "train": recipe.train.model_dump(
+                mode="json", exclude={"extra_sft", *cut, *layout, *validation}
+            ),
             "vision": recipe.vision.model_dump(mode="json"),
         }
 
@@ -119,6 +144,7 @@ class TrainStage(Contributor):
                 "fill": recipe.train.row_fill,
                 "min_keep": recipe.train.row_min_keep,
             },
+            validation=validation_settings(ctx),
         )
         return train_and_export(ctx, config, trained_checkpoint(ctx), recipe.train.dtype)
 
@@ -128,6 +154,12 @@ class TrainStage(Contributor):
     def contribute(self, ctx: StageContext, data: ReportData) -> None:
         data.loss = logged_losses(ctx)
         data.training_books = training_books(ctx)
+        data.validation_loss = validation_losses(ctx)
+        if ctx.recipe.train.eval_every is not None and not data.validation_loss and data.loss:
+            data.notes.append(
+                "no held-out validation loss: the run has no held-out samples (see the train "
+                "stage's log)"
+            )
         if (ctx.dir / LOSS_CURVE).exists():
             data.package_figures["loss"] = (
                 "Training loss and learning rate (drawn by seqpar-train)",
