@@ -163,45 +163,15 @@ def flash_profile_attention(
     return out
 
 
-VISION_ATTENTION = "seqpar_plan_flash"
-"""The vision tower's attention under the planner. transformers' Qwen-VL vision attention
-hands implementations whose name contains "flash" the image/window boundaries in one varlen
-call (``cu_seq_lens_q``); others get one call per window, thousands per layer at 128K."""
-
-
-def _vision_flash(
-    module: torch.nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    scaling: float | None = None,
-    dropout: float = 0.0,
-    **kwargs: Any,
-) -> tuple[torch.Tensor, None]:
-    cu = kwargs["cu_seq_lens_q"]
-    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (S, heads, dim)
-    scale = q.shape[-1] ** -0.5 if scaling is None else scaling
-    out = flash_profile_attention(q, k, v, cu.tolist(), scale, causal=False)
-    return out.unsqueeze(0), None  # (1, S, heads, dim)
-
-
 @contextlib.contextmanager
 def flash_memory_attention() -> Iterator[None]:
-    """Every varlen backend runs ``flash_profile_attention`` while this is active."""
+    """Every varlen backend runs ``flash_profile_attention`` while this is active: the text
+    decoder's Ulysses attention and the vision tower's (``ulysses.install_attention``)."""
     from seqpar_train.attention import backends
 
     table = dict.fromkeys(backends._IMPLEMENTATIONS, flash_profile_attention)
     with mock.patch.dict(backends._IMPLEMENTATIONS, table):
         yield
-
-
-def use_flash_profile_vision(model: Any) -> None:
-    """Switch ``model``'s vision tower to the flash-profile varlen attention."""
-    from transformers import AttentionInterface
-
-    AttentionInterface.register(VISION_ATTENTION, _vision_flash)
-    model.config.vision_config._attn_implementation = VISION_ATTENTION
 
 
 # --- real integer work under fake mode ------------------------------------------------------
@@ -451,8 +421,8 @@ def run_step(
                 stack.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
                 stack.enter_context(_RealIntegerOps())
             hf_model = model_class(config)(_float32(config))  # fp32 master weights
+            # The text decoder and the vision tower both call the (patched) varlen backends.
             install_attention(hf_model, mesh.sp_group, "sdpa")
-            use_flash_profile_vision(hf_model)
             model = PackedLossModel(
                 hf_model, sp_group=mesh.sp_group, pad_token_id=0, loss_chunk=loss_chunk
             )
