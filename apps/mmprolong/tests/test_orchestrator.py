@@ -263,3 +263,21 @@ def test_the_train_hash_ignores_cluster_layout_and_cadence() -> None:
     for change in ({"seed": 1}, {"token_budget": 2**30}, {"max_length": 65536}):
         other = recipe.model_copy(update={"train": train.model_copy(update=change)})
         assert stage.config(other) != stage.config(recipe)
+
+
+def test_from_does_not_delete_predictions_without_restart(tmp_path: Path) -> None:
+    pipeline, stages = _pipeline(tmp_path)
+    recipe = Recipe()
+    pipeline.run(recipe, command=["test"])
+    predictions = tmp_path / "eval" / "base" / "predictions.jsonl"
+    predictions.parent.mkdir()
+    predictions.write_text("{}\n")
+    with pytest.raises(
+        ValueError, match=r"--from train redoes stage 'eval'.*1 prediction.*--restart"
+    ):
+        pipeline.run(recipe, command=["test"], from_stage="train")
+    assert predictions.exists()
+    assert [stages[name].calls for name in stages] == [1, 1, 1, 1]  # nothing ran either
+    pipeline.run(recipe, command=["test"], from_stage="train", restart=True)
+    assert not predictions.exists()
+    assert [stages[name].calls for name in stages] == [1, 1, 2, 2]

@@ -221,8 +221,8 @@ def run(
         bool,
         typer.Option(
             "--restart",
-            help="Let a stale stage's folder be cleared even when it holds checkpoints or "
-            "predictions (without it such a stage is refused).",
+            help="Let a stale stage's folder (or one --from redoes) be cleared even when it "
+            "holds checkpoints or predictions (without it such a stage is refused).",
         ),
     ] = False,
 ) -> None:

@@ -53,6 +53,12 @@ def precious_outputs(stage_dir: Path) -> list[str]:
     return found
 
 
+def _clears(plan: StagePlan, from_stage: str | None) -> bool:
+    """Whether running ``plan`` starts from an empty folder: a stale stage, or a done one
+    that ``--from`` redoes."""
+    return plan.state == "stale" or (plan.state == "done" and from_stage is not None)
+
+
 class StageFailed(RuntimeError):
     """A stage raised; its manifest records the failure and a rerun resumes it."""
 
@@ -345,7 +351,7 @@ class Pipeline:
             plans = self.plan(recipe, from_stage=from_stage, until=until)
             self.check_bounds(plans, from_stage)
             if not restart:
-                self.check_nothing_lost(recipe, plans)
+                self.check_nothing_lost(recipe, plans, from_stage)
             if on_plan is not None:
                 on_plan(plans)
             save_recipe(self.run_dir, recipe)
@@ -355,24 +361,33 @@ class Pipeline:
                 if not plan.will_run:
                     continue
                 ctx = self.context(recipe, stage, log)
-                if plan.state == "stale" or (plan.state == "done" and from_stage is not None):
+                if _clears(plan, from_stage):
                     shutil.rmtree(ctx.dir, ignore_errors=True)
                 plan.counts = self._run_stage(stage, ctx, previous, plan.config_hash, command)
                 plan.state = "done"
             return plans
 
-    def check_nothing_lost(self, recipe: Recipe, plans: list[StagePlan]) -> None:
-        """Refuse to clear a stale stage's checkpoints or predictions without ``restart``."""
+    def check_nothing_lost(
+        self, recipe: Recipe, plans: list[StagePlan], from_stage: str | None = None
+    ) -> None:
+        """Refuse to clear checkpoints or predictions without ``restart``: a stale stage's, or
+        a done one's that ``--from`` would redo."""
         for stage, plan in zip(self.stages, plans, strict=True):
-            if not plan.will_run or plan.state != "stale":
+            if not plan.will_run or not _clears(plan, from_stage):
                 continue
             kept = precious_outputs(self.context(recipe, stage).dir)
-            if kept:
+            if not kept:
+                continue
+            if plan.state == "stale":
                 raise ValueError(
                     f"stage {stage.name!r} is stale ({plan.reason}) and its folder holds "
                     f"{', '.join(kept)}: redoing it deletes them. Rerun with --restart to "
                     "do that, or restore the settings it was run with"
                 )
+            raise ValueError(
+                f"--from {from_stage} redoes stage {stage.name!r}, whose folder holds "
+                f"{', '.join(kept)}: redoing it deletes them. Rerun with --restart to do that"
+            )
 
     def run_one(
         self,
