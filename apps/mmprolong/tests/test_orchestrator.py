@@ -281,3 +281,25 @@ def test_from_does_not_delete_predictions_without_restart(tmp_path: Path) -> Non
     pipeline.run(recipe, command=["test"], from_stage="train", restart=True)
     assert not predictions.exists()
     assert [stages[name].calls for name in stages] == [1, 1, 2, 2]
+
+
+def test_a_stage_with_failures_is_shown_done_with_its_failure_count(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    import mmprolong.stages
+    from mmprolong.cli import app
+
+    pipeline, stages = _pipeline(tmp_path)
+    # What the eval stage records per model (runner errors, judge failures, skipped records).
+    counts = {"items": 4, "base_failures": 2, "trained_failures": 1}
+    stages["eval"].run = lambda ctx: counts  # type: ignore[method-assign]
+    pipeline.run(Recipe(), command=["test"])
+    plans = {plan.name: plan for plan in pipeline.plan(Recipe())}
+    assert (plans["eval"].state, plans["eval"].reason) == ("done", "3 failures")
+    assert (plans["train"].state, plans["train"].reason) == ("done", "")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mmprolong.stages, "default_stages", lambda *_: list(stages.values()))
+        status = CliRunner().invoke(app, ["status", str(tmp_path)])
+    assert status.exit_code == 0, status.output
+    assert "done (3 failures)" in status.output

@@ -290,3 +290,18 @@ def test_report_shows_the_held_out_loss_per_length_bucket(tmp_path: Path) -> Non
     assert "| 1K-2K | 2 | 7.0000 | 4.5000 |" in text
     assert "| all | 3 | 6.7500 | 4.2500 |" in text
     assert (tmp_path / "r" / "loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_stages_table_shows_a_done_stage_with_its_failures(tmp_path: Path) -> None:
+    start = RunManifest.start("mmprolong.eval", {"x": 1}, ["mmprolong"])
+    data = ReportData(
+        recipe=load_recipe("demo-tiny"),
+        run_dir=tmp_path,
+        manifests={
+            "eval": start.finish(items=4, base_failures=1, trained_failures=0),
+            "pool": start.finish(documents=3),
+        },
+    )
+    text = write_report(data, tmp_path / "report").read_text()
+    assert "| eval | done (1 failure) |" in text
+    assert "| pool | done |" in text

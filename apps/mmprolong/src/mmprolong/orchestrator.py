@@ -53,6 +53,24 @@ def precious_outputs(stage_dir: Path) -> list[str]:
     return found
 
 
+def failure_count(counts: dict[str, int]) -> int:
+    """The failures a stage recorded in its counts: keys ``failures`` or ``*_failures`` (the
+    eval stage's runner errors, judge failures and skipped records, per model) and
+    ``*_failed_tasks`` (the suite stage's)."""
+    return sum(
+        value
+        for key, value in counts.items()
+        if key == "failures" or key.endswith(("_failures", "_failed_tasks"))
+    )
+
+
+def failures_note(counts: dict[str, int]) -> str:
+    """ "3 failures", or "" for none: shown beside "done", so that a stage with failures is
+    never shown as plainly done."""
+    failures = failure_count(counts)
+    return f"{failures} failure{'s' if failures != 1 else ''}" if failures else ""
+
+
 def _clears(plan: StagePlan, from_stage: str | None) -> bool:
     """Whether running ``plan`` starts from an empty folder: a stale stage, or a done one
     that ``--from`` redoes."""
@@ -311,7 +329,8 @@ class Pipeline:
                 )
                 plan = StagePlan(stage.name, expected, "stale", reason, manifest.counts)
             elif manifest.status == "done":
-                plan = StagePlan(stage.name, expected, "done", "", manifest.counts)
+                note = failures_note(manifest.counts)
+                plan = StagePlan(stage.name, expected, "done", note, manifest.counts)
             else:
                 reason = "failed" if manifest.status == "failed" else "interrupted"
                 if manifest.counts.get(AWAITING_LAUNCH):

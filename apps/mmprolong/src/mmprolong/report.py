@@ -21,6 +21,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never open a window
 import matplotlib.pyplot as plt
 
+from mmprolong.orchestrator import failures_note
 from mmprolong.paper import PaperRow
 from mmprolong.recipes import recipe_to_toml
 from mmprolong_schemas import Recipe, RunManifest, ScoreTable, atomic_path, format_tokens
@@ -286,9 +287,9 @@ def write_report(data: ReportData, out_dir: Path) -> Path:
             if manifest.finished_at
             else "-"
         )
-        md.append(
-            f"| {name} | {manifest.status} | {counts} | `{manifest.config_hash[:12]}` | {took} |"
-        )
+        note = failures_note(manifest.counts) if manifest.status == "done" else ""
+        status = f"{manifest.status} ({note})" if note else manifest.status
+        md.append(f"| {name} | {status} | {counts} | `{manifest.config_hash[:12]}` | {took} |")
     md.append("")
 
     md += ["## Document pool", ""]
