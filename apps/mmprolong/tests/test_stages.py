@@ -280,3 +280,94 @@ def test_validation_scores_the_held_out_samples_synth_assembled(tmp_path: Path) 
         validation=settings,
     )
     assert config.validation.every == 8 and config.validation.mixture == str(samples)
+
+
+class _WrongAnswers:
+    """A stand-in runner: the same wrong answer to every item (no model behind it)."""
+
+    max_new_tokens = 8
+
+    def __init__(self, model_name: str):
+        self.model_name = model_name
+
+    def generate(self, requests: Any) -> Any:
+        from mmprolong_schemas import Prediction
+
+        for request in requests:
+            yield Prediction(
+                item_id=request.item_id,
+                model=self.model_name,
+                output="Answer: zzz",
+                prompt_format=request.prompt.prompt_format,
+            )
+
+
+def test_a_judge_only_change_rescores_the_kept_predictions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from docpool.pool import MARKER
+    from lvlm_judge.testing import ChatServer, make_doc_benchmark
+    from mmprolong.stages import evaluate
+    from mmprolong.stages.evaluate import EvalStage
+    from mmprolong.stages.report import ReportStage
+    from mmprolong_schemas import ScoreTable
+
+    data = make_doc_benchmark(tmp_path / "mmlb", datasets=("longdocurl",), docs=1, pages=2)
+    run_dir = tmp_path / "run"
+    (run_dir / "pool" / "pool").mkdir(parents=True)
+    (run_dir / "pool" / "pool" / MARKER).write_text("{}")  # an empty pool: the items are MMLB's
+    made: list[str] = []
+
+    def runner(ctx: Any, path: Path, name: str, *args: Any) -> _WrongAnswers:
+        made.append(name)
+        return _WrongAnswers(name)
+
+    monkeypatch.setattr(evaluate, "_runner", runner)
+    monkeypatch.setattr(evaluate, "base_checkpoint", lambda ctx: tmp_path / "base")
+    monkeypatch.setattr(evaluate, "final_checkpoint", lambda ctx: (tmp_path / "ft", "after"))
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    rules = apply_overrides(
+        load_recipe("mmprolong-qwen2.5-vl-7b"),
+        {"eval.data_dir": str(data), "eval.lengths": ["8K"], "eval.datasets": ["longdocurl"],
+         "eval.judge": "rules", "eval.subset": "all"},
+        "test",
+    )  # fmt: skip
+    eval_stage = EvalStage()
+    pipeline = Pipeline([eval_stage, ReportStage([eval_stage])], run_dir)
+    pipeline.run(rules, command=["test"])
+    assert len(made) == 2
+    predictions = {
+        label: (run_dir / "eval" / label / "predictions.jsonl") for label in ("base", "trained")
+    }
+    before = {label: (p.read_bytes(), p.stat().st_mtime_ns) for label, p in predictions.items()}
+    table = ScoreTable.model_validate_json((run_dir / "eval" / "base" / "scores.json").read_text())
+    assert table.judge == "rules" and table.macro() == 0.0
+
+    server = ChatServer().start()
+    server.responder = lambda body: (
+        '[Rationale]: x\n[JSON]: {"student_answer_count": 1, "covered_count": 1}'
+        if "student_answer_count" in body["messages"][0]["content"]
+        else "[Scoring Rationale]: right.\n[Score]: 1 points"
+    )
+    try:
+        llm = apply_overrides(
+            rules,
+            {"eval.judge": "llm", "eval.judge_model": "judge", "eval.judge_base_url": server.url},
+            "test",
+        )
+        assert pipeline.hashes(llm) == pipeline.hashes(rules)  # nothing is stale or deleted
+        plans = {plan.name: plan for plan in pipeline.plan(llm)}
+        assert plans["eval"].state == "partial" and "judge changed" in plans["eval"].reason
+        assert plans["report"].state == "partial"
+        pipeline.run(llm, command=["test"])
+        assert server.count > 0
+    finally:
+        server.stop()
+    assert len(made) == 2  # no model was loaded again
+    after = {label: (p.read_bytes(), p.stat().st_mtime_ns) for label, p in predictions.items()}
+    assert after == before
+    for label in ("base", "trained"):
+        path = run_dir / "eval" / label / "scores.json"
+        table = ScoreTable.model_validate_json(path.read_text())
+        assert table.judge == "llm" and (table.macro() or 0.0) > 0.0
+    assert {plan.state for plan in pipeline.plan(llm)} == {"done"}

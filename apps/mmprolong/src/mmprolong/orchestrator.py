@@ -6,7 +6,8 @@ changing one stage's settings changes the hash of that stage and of every later 
 all the bookkeeping needs:
 
 - manifest done and hash unchanged          -> done: skipped
-- manifest running/failed, hash unchanged   -> partial: run again, the stage resumes itself
+- manifest running/failed, hash unchanged   -> partial: run again, the stage resumes itself;
+  so is a done stage that says it is ``outdated`` (eval, when only the judge changed)
 - manifest with another hash                -> stale: its folder is cleared, then it runs;
   a folder holding checkpoints or predictions is cleared only with ``restart=True``
 - no manifest                               -> pending: it runs
@@ -174,6 +175,11 @@ class Stage(ABC):
         """Counts of what is on disk now, for a stage that has not finished."""
         return {}
 
+    def outdated(self, ctx: StageContext) -> str:
+        """Why this done stage must run again over its kept folder ("" when it need not): a
+        setting left out of its hash changed how its outputs are read (eval: the judge)."""
+        return ""
+
 
 @dataclass
 class StagePlan:
@@ -328,6 +334,8 @@ class Pipeline:
                     else "its config changed"
                 )
                 plan = StagePlan(stage.name, expected, "stale", reason, manifest.counts)
+            elif manifest.status == "done" and (rerun := stage.outdated(ctx)):
+                plan = StagePlan(stage.name, expected, "partial", rerun, manifest.counts)
             elif manifest.status == "done":
                 note = failures_note(manifest.counts)
                 plan = StagePlan(stage.name, expected, "done", note, manifest.counts)

@@ -12,6 +12,8 @@ own lvlm-judge run folder, so a rerun resumes item by item.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +26,18 @@ from mmprolong.stages.rope import base_checkpoint
 from mmprolong.stages.sft import sft_checkpoint
 from mmprolong.stages.synth import HELD_OUT_RUN, SynthStage
 from mmprolong.stages.train import trained_checkpoint
-from mmprolong_schemas import EvalItem, K, Recipe, ScoreTable
+from mmprolong_schemas import EvalItem, K, Recipe, ScoreTable, atomic_path, config_hash
 
 HELD_OUT_DATASET = "held-out"
 MODELS = ("base", "trained")
 SCORES = "scores.json"
 ANSWER_NLL = "answer-nll.json"
 COMPARISON_FIGURE = "score_vs_length.png"
+JUDGE_RECORD = "judge.json"
+"""The hash of the judge settings the stage's scores came from."""
+JUDGE_FIELDS = ("judge", "judge_model", "judge_base_url")
+"""Settings that change only how predictions are scored: left out of the stage's hash, so a
+change rescores the kept predictions instead of deleting them."""
 MMLB_JSONL_MAX = 128 * K
 """MMLongBench's JSONL release stops at 128K; longer items come from VLMEvalKit's TSVs."""
 
@@ -152,6 +159,41 @@ def _templates(recipe: Recipe) -> Any:
     return shipped(recipe.eval.prompt_format)
 
 
+def judge_hash(recipe: Recipe) -> str:
+    return config_hash({field: getattr(recipe.eval, field) for field in JUDGE_FIELDS})
+
+
+class _RunnerOnDemand:
+    """The recipe's runner, loaded at its first use: rescoring predictions that are all kept
+    (a judge-only change) loads no model."""
+
+    def __init__(self, make: Callable[[], Any], model_name: str, max_new_tokens: int):
+        self._make = make
+        self._runner: Any = None
+        self.model_name = model_name
+        self.max_new_tokens = max_new_tokens
+
+    def _loaded(self) -> Any:
+        if self._runner is None:
+            self._runner = self._make()
+        return self._runner
+
+    def generate(self, requests: Sequence[Any]) -> Iterator[Any]:
+        if not requests:
+            return iter(())
+        generated: Iterator[Any] = self._loaded().generate(requests)
+        return generated
+
+    def answer_nll(self, request: Any, answer: str) -> tuple[float, int]:
+        result: tuple[float, int] = self._loaded().answer_nll(request, answer)
+        return result
+
+    def close(self) -> None:
+        close = getattr(self._runner, "close", None)
+        if callable(close):
+            close()
+
+
 def _score_tables(ctx: StageContext) -> dict[str, ScoreTable]:
     """Each model's document-QA score table, as lvlm-judge wrote it."""
     tables = {}
@@ -167,9 +209,15 @@ class EvalStage(Contributor):
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
         return {
-            "eval": recipe.eval.model_dump(mode="json"),
+            "eval": recipe.eval.model_dump(mode="json", exclude=set(JUDGE_FIELDS)),
             "vision": recipe.vision.model_dump(mode="json"),
         }
+
+    def outdated(self, ctx: StageContext) -> str:
+        record = ctx.dir / JUDGE_RECORD
+        if record.exists() and json.loads(record.read_text())["hash"] == judge_hash(ctx.recipe):
+            return ""
+        return "the judge changed: rescoring the kept predictions"
 
     def run(self, ctx: StageContext) -> dict[str, int]:
         (pool_class,) = require(self.name, "docpool", "Pool")
@@ -197,7 +245,11 @@ class EvalStage(Contributor):
         }
         counts = {"items": len(items)}
         for label, (path, model_name) in models.items():
-            runner = _runner(ctx, path, model_name, resolver, items, templates)
+            runner = _RunnerOnDemand(
+                partial(_runner, ctx, path, model_name, resolver, items, templates),
+                model_name,
+                recipe.eval.max_new_tokens,
+            )
             summary = run_eval(
                 items,
                 runner,
@@ -211,9 +263,7 @@ class EvalStage(Contributor):
                 skipped_records=report.skipped,
                 answer_nll=recipe.eval.runner == "transformers",
             )
-            close = getattr(runner, "close", None)
-            if callable(close):
-                close()  # free the first model's engine before the second is loaded
+            runner.close()  # free the first model's engine before the second is loaded
             counts[f"{label}_failed"] = len(summary.failed_items)
             counts[f"{label}_failures"] = summary.failures
             counts[f"{label}_excluded"] = sum(t.excluded for t in summary.tables.values())
@@ -232,6 +282,8 @@ class EvalStage(Contributor):
         if tables:
             (plot,) = require(self.name, "lvlm_judge.results", "plot")
             plot(tables, ctx.dir / COMPARISON_FIGURE)
+        with atomic_path(ctx.dir / JUDGE_RECORD) as tmp:
+            tmp.write_text(json.dumps({"hash": judge_hash(recipe)}) + "\n", encoding="utf-8")
         return counts
 
     def progress(self, ctx: StageContext) -> dict[str, int]:

@@ -64,6 +64,23 @@ class ReportStage(Stage):
     def progress(self, ctx: StageContext) -> dict[str, int]:
         return {"written": int((ctx.dir / REPORT_FILE).exists())}
 
+    def outdated(self, ctx: StageContext) -> str:
+        # An upstream stage that reruns over its kept folder (eval after a judge change)
+        # keeps its hash, so the report's hash cannot tell: compare with what they say.
+        own = read_manifest(ctx.dir)
+        for stage in self.upstream:
+            stage_ctx = StageContext(ctx.run_dir, ctx.recipe, stage.name, ctx.log)
+            manifest = read_manifest(stage_ctx.dir)
+            ran_since = (
+                own is not None
+                and manifest is not None
+                and manifest.finished_at is not None
+                and manifest.finished_at > own.started_at
+            )
+            if ran_since or (manifest is not None and stage.outdated(stage_ctx)):
+                return f"stage {stage.name!r} reruns or reran over its kept outputs"
+        return ""
+
 
 def _sections(markdown: str) -> int:
     return sum(line.startswith("## ") for line in markdown.splitlines())
