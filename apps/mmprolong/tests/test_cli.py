@@ -148,6 +148,9 @@ class _RecordingStage:
     def progress(self, ctx: object) -> dict[str, int]:
         return {}
 
+    def outdated(self, ctx: object) -> str:
+        return ""
+
 
 def test_sweep_runs_its_grid_in_turn_and_survives_a_failed_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
