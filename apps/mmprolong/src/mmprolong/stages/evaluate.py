@@ -214,8 +214,11 @@ class EvalStage(Contributor):
         }
 
     def outdated(self, ctx: StageContext) -> str:
-        record = ctx.dir / JUDGE_RECORD
-        if record.exists() and json.loads(record.read_text())["hash"] == judge_hash(ctx.recipe):
+        try:
+            recorded = json.loads((ctx.dir / JUDGE_RECORD).read_text(encoding="utf-8"))["hash"]
+        except (OSError, ValueError, KeyError, TypeError):
+            recorded = None  # no readable record: which judge scored it is unknown
+        if recorded == judge_hash(ctx.recipe):
             return ""
         return "the judge changed: rescoring the kept predictions"
 
