@@ -186,9 +186,33 @@ def test_vlmevalkit_tsv(tmp_path: Path) -> None:
     assert [item.answer for item in items] == ["3", ["a", "b"], "Not answerable"]
     assert items[0].context == [ImagePart(path="doc_1.png"), ImagePart(path="doc_2.png")]
     assert items[0].evidence_pages == [2]
-    (tmp_path / "doc_2.png").unlink()
-    with pytest.raises(DatasetError, match=r"MMLongBench_DOC.tsv:2: .*doc_2.png"):
-        load_vlmevalkit_tsv(path, tmp_path)
+
+
+def test_vlmevalkit_doc_tsv_reports_a_malformed_row_and_goes_on(tmp_path: Path) -> None:
+    # MMLongBench_DOC.tsv's columns as VLMEvalKit's vlmeval/dataset/mmlongbenchdoc.py reads them
+    _image(tmp_path / "doc_1.png")
+    columns = ["index", "image", "image_path", "question", "answer", "answer_format",
+               "doc_id", "evidence_pages", "evidence_sources", "doc_type"]  # fmt: skip
+    good = ["0", "JVBERi0=", "['doc_1.png']", "How many?", "3", "Int", "doc.pdf", "[1]", "[]",
+            "Report"]  # fmt: skip
+    rows = [
+        good,
+        ["1", "JVBERi0=", "['doc_2.png']", *good[3:]],  # its page image is missing
+        ["2", "JVBERi0=", "['doc_1.png']", "Who?", "x", "Text", *good[6:]],  # unknown format
+        ["3", "JVBERi0=", "['doc_1.png']", "Short row"],  # fewer fields than the header
+        ["4", "JVBERi0=", "['doc_1.png'", *good[3:]],  # image_path cut off
+        ["5", *good[1:]],
+    ]
+    path = tmp_path / "MMLongBench_DOC.tsv"
+    path.write_text("".join("\t".join(row) + "\n" for row in [columns, *rows]))
+    report = LoadReport()
+    items = load_vlmevalkit_tsv(path, tmp_path, report=report)
+    assert [item.item_id for item in items] == ["mmlongdoc:vlmevalkit:0", "mmlongdoc:vlmevalkit:5"]
+    assert [problem.split(": ", 1)[0] for problem in report.skipped] == [
+        f"{path}:{line}" for line in (3, 4, 5, 6)
+    ]
+    assert "doc_2.png" in report.skipped[0] and "'Text'" in report.skipped[1]
+    assert "header's 10 fields" in report.skipped[2] and "image_path" in report.skipped[3]
 
 
 def test_heldout_pairs_over_a_pool(tmp_path: Path) -> None:

@@ -8,8 +8,10 @@ and in the TSV layout of VLMEvalKit's scripts/build_mmlongbench_tsv.py, with gen
 
 from __future__ import annotations
 
+import csv
 import json
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from PIL import Image
 from lvlm_judge.context import ContextResolver
 from lvlm_judge.datasets import (
     DatasetError,
+    TSV_NOT_SCORED,
     LoadReport,
     hf_shuffle_first,
     load_data,
@@ -125,12 +128,63 @@ def _tsv_image(root: Path, name: str) -> None:
     Image.new("RGB", (56, 56), "white").save(target)
 
 
+TSV_COLUMNS = ["index", "question_id", "question", "answer", "image_path", "mmlb_subset", "task",
+               "source_dataset", "question_type", "tags", "extra_info"]  # fmt: skip
+"""VLMEvalKit's MMLongBench_<n>K.tsv columns (scripts/build_mmlongbench_tsv.py, make_tsv_row)."""
+
+
+def _write_tsv(path: Path, rows: list[dict[str, object]]) -> Path:
+    """As the build script writes it: pandas to_csv(sep="\t", index=False), which quotes a
+    field holding a newline or a quote (csv's QUOTE_MINIMAL)."""
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(TSV_COLUMNS)
+        for index, row in enumerate(rows):
+            writer.writerow([index if c == "index" else row.get(c, "") for c in TSV_COLUMNS])
+    return path
+
+
+def _tsv_row(task: str, source: str, question_id: str, prompt: str, answer: object,
+             images: list[str], extra: dict[str, object]) -> dict[str, object]:  # fmt: skip
+    return {
+        "question_id": question_id, "question": prompt, "answer": str(answer),
+        "image_path": json.dumps(images), "mmlb_subset": f"{task}_256_sr50", "task": task,
+        "source_dataset": source, "question_type": "open", "tags": json.dumps(["multi"]),
+        "extra_info": json.dumps(extra),
+    }  # fmt: skip
+
+
+def _niah_tsv_row(record: dict[str, object], source: str) -> dict[str, object]:
+    """A TSV row made from an MM-NIAH record as build_mmlongbench_tsv.py's convert_niah makes
+    it: the prompt is <instruction>\n\n<haystack>\n\nQuestion: <question>, with <image token>
+    where the record has <image>; image_path is the haystack images, then the needle images
+    (counting) or option images (multiple choice, whose letters end the question); extra_info
+    is the record less id and ctxs, with that question. Our instruction text stands in for
+    VLMEvalKit's (one paragraph, one newline inside, as its are)."""
+    sample = dict(record)
+    question_id = str(sample.pop("id"))
+    ctxs = sample.pop("ctxs")
+    haystack = "\n\n".join(
+        "<image token>" if c["text"] == "<image>" else c["text"]  # type: ignore[index]
+        for c in ctxs  # type: ignore[attr-defined]
+    )
+    images = list(sample.pop("image_list"))  # type: ignore[call-overload]
+    question = str(sample["question"])
+    if source == "counting-image":
+        images += sample["needle_image_list"]  # type: ignore[operator]
+        question = question.replace("<image>", "<image token>")
+    elif source.endswith("-image"):
+        choices = sample["choices_image"]
+        question += "".join(f"\n{chr(65 + i)}. <image token>" for i in range(len(choices)))  # type: ignore[arg-type]
+        images += choices  # type: ignore[operator]
+    sample["question"] = question
+    sample["dataset_name"] = source
+    prompt = f"Read what follows.\nEnd with the answer.\n\n{haystack}\n\nQuestion: {question}"
+    return _tsv_row("NIAH", source, question_id, prompt, sample["answer"], images, sample)
+
+
 def _mmlb_tsv(tmp_path: Path, length: str) -> Path:
-    """MMLongBench_<n>K.tsv rows as VLMEvalKit's scripts/build_mmlongbench_tsv.py writes them
-    (make_tsv_row): question is the filled prompt, image_path and extra_info are JSON, and
-    extra_info holds the record with its typed answer and the prefixed question."""
-    columns = ["index", "question_id", "question", "answer", "image_path", "mmlb_subset",
-               "task", "source_dataset", "question_type", "tags", "extra_info"]  # fmt: skip
+    """A document-QA row, a malformed one, and rows of the categories we do not score."""
     images = tmp_path / "images" / "mmlb_image"
     pages = ["doc-a/doc-a_page0.jpg", "doc-b/doc-b_page3.jpg"]
     for page in pages:
@@ -141,18 +195,17 @@ def _mmlb_tsv(tmp_path: Path, length: str) -> Path:
         "ans_page_list": [0], "answer_sources": ["Table"], "length": 262144,
         "dataset_name": "longdocurl",
     }  # fmt: skip
+    prompt = "<filled prompt>\n\nDocument doc-a: <image token>\n\nQuestion: ..."
     rows = [
-        ["0", "longdocurl_7", "<filled prompt with <image token> places>", "12",
-         json.dumps(pages), "documentQA_256_sr50", "documentQA", "longdocurl", "open",
-         json.dumps(["multi"]), json.dumps(extra)],
-        ["1", "3", "<niah prompt>", "42", json.dumps([]), "NIAH_256_sr25", "NIAH",
-         "retrieval-text", "open", json.dumps(["multi"]), json.dumps({"answer": "42"})],
-        ["2", "longdocurl_8", "q", "x", json.dumps(pages), "documentQA_256_sr50", "documentQA",
-         "longdocurl", "open", "[]", "{not json"],
+        _tsv_row("documentQA", "longdocurl", "longdocurl_7", prompt, 12, pages, extra),
+        _tsv_row("NIAH", "vh_single", "5", "<vh prompt>", 1, pages, {"answer": 1}),
+        _tsv_row("ICL", "cars196", "9", "<icl prompt>", 3, pages, {"answer": 3}),
+        _tsv_row("summ", "gov", "2", "<summ prompt>", "a summary", pages, {}),
+        _tsv_row("vrag", "infoseek", "4", "<vrag prompt>", "['x']", pages[:1], {}),
+        {**_tsv_row("documentQA", "longdocurl", "longdocurl_8", "q", "x", pages, {}),
+         "extra_info": "{not json"},
     ]  # fmt: skip
-    path = tmp_path / f"MMLongBench_{length}.tsv"
-    path.write_text("".join("\t".join(row) + "\n" for row in [columns, *rows]))
-    return path
+    return _write_tsv(tmp_path / f"MMLongBench_{length}.tsv", rows)
 
 
 def test_vlmevalkit_mmlongbench_tsv_gives_the_official_256k_items(tmp_path: Path) -> None:
@@ -169,11 +222,55 @@ def test_vlmevalkit_mmlongbench_tsv_gives_the_official_256k_items(tmp_path: Path
         ImagePart(path="256K/doc-a/doc-a_page0.jpg"),
         ImagePart(path="256K/doc-b/doc-b_page3.jpg"),
     ]  # under <root>/<length>/ first, as VLMEvalKit's _resolve_image_path looks
-    assert report.not_loaded == {"MMLongBench_256K.tsv:NIAH": 1}
+    # vlmeval/dataset/mmlongbench.py, _metric_for: vh_* -> binary_acc, ICL -> cls_acc,
+    # summ -> rouge, vrag -> sub_em on its own prompt; none of them is scored here, each counted
+    assert report.not_scored == {
+        f"MMLongBench_256K.tsv: NIAH vh_single ({TSV_NOT_SCORED['vh']})": 1,
+        f"MMLongBench_256K.tsv: ICL cars196 ({TSV_NOT_SCORED['ICL']})": 1,
+        f"MMLongBench_256K.tsv: summ gov ({TSV_NOT_SCORED['summ']})": 1,
+        f"MMLongBench_256K.tsv: vrag infoseek ({TSV_NOT_SCORED['vrag']})": 1,
+    }
+    assert "4 rows not scored" in report.item_set
     assert (
         len(report.skipped) == 1
-        and "MMLongBench_256K.tsv:4: column extra_info" in (report.skipped[0])
-    )
+        and "MMLongBench_256K.tsv:11: column extra_info" in (report.skipped[0])
+    )  # the line its row starts on: the first row's quoted prompt spans lines 2-6
+
+
+def test_tsv_niah_rows_give_the_items_of_the_records_they_were_built_from(
+    tmp_path: Path,
+) -> None:
+    sources = {"retrieval-text": 6, "counting-text": 3, "counting-image": 3,
+               "reasoning-image": 6}  # fmt: skip
+    from_folder: list[EvalItem] = []
+    rows = []
+    for source, depth in sources.items():
+        task, modality = source.split("-")
+        niah = make_niah_file(tmp_path, task, modality, length=32, depth=depth, records=2)
+        from_folder += load_data([niah], subset="all")
+        rows += [_niah_tsv_row(json.loads(line), source) for line in niah.read_text().splitlines()]
+    broken = {**rows[0], "question": rows[0]["question"] + " (edited)"}  # type: ignore[operator]
+    path = _write_tsv(tmp_path / "MMLongBench_32K.tsv", [*rows, broken])
+    report = LoadReport()
+    from_tsv = load_mmlb_tsv(path, datasets=["niah"], report=report)  # mmlb_image beside it
+    assert from_tsv == from_folder
+    # the metric of each category is VLMEvalKit's (mmlongbench.py, _metric_for) and
+    # MMLongBench's (data.py): counting soft_acc, image retrieval/reasoning mc_acc, else sub_em
+    assert {item.dataset: item.metric for item in from_tsv} == {
+        "mm-niah-retrieval-text": NiahMetric.SUB_EM,
+        "mm-niah-counting-text": NiahMetric.SOFT_ACC,
+        "mm-niah-counting-image": NiahMetric.SOFT_ACC,
+        "mm-niah-reasoning-image": NiahMetric.MC_ACC,
+    }
+    (problem,) = report.skipped  # named by the line its (multi-line, quoted) row starts on
+    line = int(re.search(r"MMLongBench_32K.tsv:(\d+): the prompt is not", problem).group(1))  # type: ignore[union-attr]
+    assert path.read_text().splitlines()[line - 1].startswith(f"{len(rows)}\t")
+    only_docs = LoadReport()
+    assert load_mmlb_tsv(path, datasets=["documents"], report=only_docs) == []
+    assert only_docs.not_scored == {
+        f"MMLongBench_32K.tsv: {name} (not asked for (--datasets))": 3 if name == "mm-niah-"
+        "retrieval-text" else 2 for name in {item.dataset for item in from_folder}
+    }  # fmt: skip
 
 
 def test_folder_and_tsvs_together_cover_128k_to_512k(tmp_path: Path) -> None:

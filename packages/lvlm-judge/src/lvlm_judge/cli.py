@@ -276,8 +276,8 @@ def run(
         _fail(str(error))
     for problem in report.skipped:
         console.print(f"[yellow]skipped:[/yellow] {problem}", highlight=False)
-    for source, count in report.not_loaded.items():
-        console.print(f"not loaded: {count} rows of {source} (lvlm-judge runs document QA)")
+    for category, count in report.not_scored.items():
+        console.print(f"not scored: {count} rows of {category}", highlight=False)
     items = _limit(items, settings.get("limit"))
     if not items:
         _fail("the data holds no item at the requested lengths")

@@ -101,11 +101,12 @@ class DatasetError(ValueError):
 
 @dataclass
 class LoadReport:
-    """What a load skipped (file:line and why) and which item sets it took, per source."""
+    """What a load skipped (file:line and why), which item sets it took per source, and how
+    many rows of each category it does not score (and why)."""
 
     skipped: list[str] = field(default_factory=list)
     item_sets: dict[str, str] = field(default_factory=dict)
-    not_loaded: dict[str, int] = field(default_factory=dict)
+    not_scored: dict[str, int] = field(default_factory=dict)
 
     def skip(self, problem: str) -> None:
         self.skipped.append(problem)
@@ -301,12 +302,14 @@ def load_doc_file(
     return _collect(rows, indices, lambda w, r: _doc_item(w, r, name, size, resolver), report)
 
 
-def niah_task(path: Path) -> tuple[str, str, NiahMetric]:
-    """(task, needle modality, metric) from an MM-NIAH file name, as MMLongBench decides."""
-    name = path.name
+def niah_task(source: Path | str) -> tuple[str, str, NiahMetric]:
+    """(task, needle modality, metric) from an MM-NIAH file name (or a TSV's source_dataset,
+    e.g. counting-image), as MMLongBench decides (its data.py) and VLMEvalKit's
+    MMLongBench._metric_for (vlmeval/dataset/mmlongbench.py) does too."""
+    name = source.name if isinstance(source, Path) else source
     task = next((t for t in ("retrieval", "counting", "reasoning") if t in name), None)
     if task is None:
-        raise DatasetError(f"{path}: not an MM-NIAH file (no retrieval/counting/reasoning)")
+        raise DatasetError(f"{source}: not an MM-NIAH file (no retrieval/counting/reasoning)")
     modality = "text" if "text" in name else "image"
     if task == "counting":
         metric = NiahMetric.SOFT_ACC
@@ -341,14 +344,14 @@ def _strings(where: str, record: dict[str, Any], name: str) -> list[str]:
 def _niah_item(
     where: str,
     record: dict[str, Any],
-    path: Path,
+    kind: tuple[str, str, NiahMetric],
     length: int,
     resolver: ContextResolver | None,
 ) -> EvalItem:
     """As MMLongBench's loaders build it (data.py): text needles use the haystack images;
     image counting adds needle_image_list (its question holds their <image> places); image
     retrieval/reasoning add one lettered <image> option per choices_image."""
-    task, modality, metric = niah_task(path)
+    task, modality, metric = kind
     dataset = f"mm-niah-{task}-{modality}"
     ctxs = _field(where, record, "ctxs")
     if not isinstance(ctxs, list):
@@ -408,7 +411,7 @@ def load_niah_file(
     ``subset="mmlb"`` keeps the 50 ids MMLongBench samples, in file order."""
     path = Path(path)
     report = report if report is not None else LoadReport()
-    niah_task(path)
+    kind = niah_task(path)
     size = length or length_from_name(path)
     resolver = ContextResolver(image_root) if check_images else None
     rows = _json_records(path, report)
@@ -421,7 +424,7 @@ def load_niah_file(
             raise DatasetError(f"{path}: ids of mixed types cannot be sorted") from None
         indices = [i for i, (_, r) in enumerate(rows) if r is not None and r.get("id") in kept]
     report.item_sets[str(path)] = SUBSET_NAMES[subset]
-    return _collect(rows, indices, lambda w, r: _niah_item(w, r, path, size, resolver), report)
+    return _collect(rows, indices, lambda w, r: _niah_item(w, r, kind, size, resolver), report)
 
 
 DATASET_GROUPS = {
@@ -557,13 +560,24 @@ VLMEVALKIT_MAX_PAGES = 120
 """VLMEvalKit shows a document's first 120 pages."""
 
 
-def _tsv_rows(path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+def _tsv_rows(path: Path, report: LoadReport) -> Iterator[tuple[str, dict[str, str]]]:
+    """Rows as (file:line, columns), the line being where the row starts (a quoted field may
+    span lines, as pandas writes them). A row with more or fewer fields than the header is
+    reported and skipped."""
     if not path.is_file():
         raise DatasetError(f"{path}: no such data file")
     csv.field_size_limit(sys.maxsize)
     with open(path, encoding="utf-8", newline="") as handle:
-        for number, row in enumerate(csv.DictReader(handle, delimiter="\t"), start=2):
-            yield f"{path}:{number}", row
+        reader = csv.DictReader(handle, delimiter="\t")
+        start = 2
+        for row in reader:
+            where = f"{path}:{start}"
+            start = reader.line_num + 1
+            if None in row or None in row.values():
+                columns = len(reader.fieldnames or [])
+                report.skip(f"{where}: the row does not have the header's {columns} fields")
+                continue
+            yield where, row
 
 
 def _tsv_pages(where: str, row: dict[str, str], max_pages: int) -> list[str]:
@@ -598,7 +612,7 @@ def render_tsv_pages(
 
     root = Path(image_root)
     written = 0
-    for where, row in _tsv_rows(Path(path)):
+    for where, row in _tsv_rows(Path(path), LoadReport()):
         targets = []
         for name in _tsv_pages(where, row, max_pages):
             try:
@@ -649,6 +663,35 @@ def _doc_tsv_answer(where: str, answer: str, raw_format: str) -> Any:
     return items
 
 
+def _doc_tsv_item(
+    where: str, row: dict[str, str], length: int, dataset: str, max_pages: int,
+    resolver: ContextResolver | None,
+) -> EvalItem:  # fmt: skip
+    raw_format = _field(where, row, "answer_format")
+    if raw_format not in _VLMEVALKIT_FORMATS:
+        raise DatasetError(f"{where}: unknown answer_format {raw_format!r}")
+    pages = _tsv_pages(where, row, max_pages)
+    try:
+        evidence = ast.literal_eval(row.get("evidence_pages") or "[]")
+        sources = ast.literal_eval(row.get("evidence_sources") or "[]")
+    except (ValueError, SyntaxError) as error:
+        raise DatasetError(f"{where}: unreadable list column ({error})") from None
+    return _build(
+        where,
+        resolver,
+        item_id=f"{dataset}:vlmevalkit:{_field(where, row, 'index')}",
+        dataset=dataset,
+        length=length,
+        context=[ImagePart(path=str(page)) for page in pages],
+        question=_field(where, row, "question"),
+        answer=_doc_tsv_answer(where, _field(where, row, "answer"), raw_format),
+        answer_format=_VLMEVALKIT_FORMATS[raw_format],
+        doc_name=row.get("doc_id") or None,
+        evidence_pages=_pages(evidence),
+        answer_sources=[str(s) for s in sources],
+    )
+
+
 def load_vlmevalkit_tsv(
     path: str | Path,
     image_root: str | Path,
@@ -657,39 +700,22 @@ def load_vlmevalkit_tsv(
     dataset: str = "mmlongdoc",
     check_images: bool = True,
     max_pages: int = VLMEVALKIT_MAX_PAGES,
+    report: LoadReport | None = None,
 ) -> list[EvalItem]:
     """VLMEvalKit's MMLongBench_DOC.tsv with its page images under ``image_root`` (image_path
     column; ``render_tsv_pages`` makes them from the TSV's PDFs). Whole documents, first
-    ``max_pages`` pages: ``length`` labels the bucket they are reported in."""
+    ``max_pages`` pages: ``length`` labels the bucket they are reported in. A malformed row
+    is reported in ``report`` with its file and row and skipped."""
     path = Path(path)
+    report = report if report is not None else LoadReport()
     resolver = ContextResolver(image_root) if check_images else None
     items = []
-    for where, row in _tsv_rows(path):
-        raw_format = _field(where, row, "answer_format")
-        if raw_format not in _VLMEVALKIT_FORMATS:
-            raise DatasetError(f"{where}: unknown answer_format {raw_format!r}")
-        pages = _tsv_pages(where, row, max_pages)
+    for where, row in _tsv_rows(path, report):
         try:
-            evidence = ast.literal_eval(row.get("evidence_pages") or "[]")
-            sources = ast.literal_eval(row.get("evidence_sources") or "[]")
-        except (ValueError, SyntaxError) as error:
-            raise DatasetError(f"{where}: unreadable list column ({error})") from None
-        items.append(
-            _build(
-                where,
-                resolver,
-                item_id=f"{dataset}:vlmevalkit:{_field(where, row, 'index')}",
-                dataset=dataset,
-                length=length,
-                context=[ImagePart(path=str(page)) for page in pages],
-                question=_field(where, row, "question"),
-                answer=_doc_tsv_answer(where, _field(where, row, "answer"), raw_format),
-                answer_format=_VLMEVALKIT_FORMATS[raw_format],
-                doc_name=row.get("doc_id") or None,
-                evidence_pages=_pages(evidence),
-                answer_sources=[str(s) for s in sources],
-            )
-        )
+            items.append(_doc_tsv_item(where, row, length, dataset, max_pages, resolver))
+        except DatasetError as error:
+            report.skip(str(error))
+    report.item_sets[str(path)] = SUBSET_NAMES["all"]
     return items
 
 
@@ -764,38 +790,139 @@ def tsv_image_root(path: Path) -> Path | None:
     return None
 
 
+TSV_NOT_SCORED = {
+    "vrag": "visual RAG: its prompt is not built here",
+    "ICL": "many-shot classification (cls_acc): no scorer here",
+    "summ": "summarisation (ROUGE): no scorer here",
+    "vh": "visual haystack yes/no (binary_acc): no scorer here",
+}
+"""Why rows of the other MMLongBench categories in VLMEvalKit's TSVs are not scored here
+(its vlmeval/dataset/mmlongbench.py, _metric_for, names each category's metric)."""
+_TSV_IMAGE_TOKEN = "<image token>"
+"""What the TSV prompts hold where MMLongBench's own prompts hold <image>."""
+
+
+def _tsv_niah_record(
+    where: str, row: dict[str, str], kind: tuple[str, str, NiahMetric]
+) -> dict[str, Any]:
+    """The MM-NIAH record a TSV row was built from (scripts/build_mmlongbench_tsv.py,
+    convert_niah): the haystack is the filled prompt's middle (after the one-paragraph
+    instruction, before "Question: <question>"), image_path is the haystack images followed by
+    the needle or option images, and extra_info is the record less its id and ctxs."""
+    extra = _tsv_json(where, row, "extra_info")
+    images = _tsv_json(where, row, "image_path")
+    if not isinstance(extra, dict):
+        raise DatasetError(f"{where}: extra_info must be a JSON object")
+    if not isinstance(images, list) or not all(isinstance(p, str) for p in images):
+        raise DatasetError(f"{where}: image_path must be a JSON list of file names")
+    question = str(_field(where, extra, "question"))
+    prompt = str(_field(where, row, "question"))
+    ending = f"\n\nQuestion: {question}"
+    _, found, haystack = prompt.removesuffix(ending).partition("\n\n")
+    if not prompt.endswith(ending) or not found:
+        raise DatasetError(
+            f"{where}: the prompt is not <instruction>, the haystack and 'Question: "
+            "<extra_info question>', each two newlines apart"
+        )
+    _, modality, metric = kind
+    record: dict[str, Any] = {
+        "id": _field(where, row, "question_id"),
+        "ctxs": [{"text": haystack.replace(_TSV_IMAGE_TOKEN, IMAGE_PLACEHOLDER)}],
+        "answer": extra.get("answer", _field(where, row, "answer")),
+    }
+    question_images: list[str] = []
+    if modality == "image" and metric is NiahMetric.SOFT_ACC:
+        question_images = _strings(where, extra, "needle_image_list")
+        record["needle_image_list"] = question_images
+        question = question.replace(_TSV_IMAGE_TOKEN, IMAGE_PLACEHOLDER)
+    elif modality == "image":
+        question_images = _strings(where, extra, "choices_image")
+        record["choices_image"] = question_images
+        options = "".join(
+            f"\n{chr(ord('A') + i)}. {_TSV_IMAGE_TOKEN}" for i in range(len(question_images))
+        )
+        if not question.endswith(options):
+            raise DatasetError(f"{where}: the question does not end with its lettered options")
+        question = question.removesuffix(options)
+    haystack_count = len(images) - len(question_images)
+    if haystack_count < 0 or images[haystack_count:] != question_images:
+        raise DatasetError(f"{where}: image_path does not end with the question's images")
+    record["image_list"] = images[:haystack_count]
+    record["question"] = question
+    return record
+
+
+def _mmlb_tsv_niah_item(
+    where: str, row: dict[str, str], length: int, root: Path | None,
+    resolver: ContextResolver | None,
+) -> EvalItem:  # fmt: skip
+    kind = niah_task(str(_field(where, row, "source_dataset")))
+    record = _tsv_niah_record(where, row, kind)
+    for name in ("image_list", "needle_image_list", "choices_image"):
+        if name in record:
+            record[name] = [_tsv_image(root, length, image) for image in record[name]]
+    return _niah_item(where, record, kind, length, resolver)
+
+
+def _tsv_category(row: dict[str, str]) -> tuple[str, str | None]:
+    """(our dataset name, None) for a row we score, else (its category, why not)."""
+    task, source = row.get("task", ""), row.get("source_dataset", "")
+    if task == "documentQA":
+        return source, None
+    if task == "NIAH" and source.startswith("vh_"):
+        return f"NIAH {source}", TSV_NOT_SCORED["vh"]
+    if task == "NIAH":
+        try:
+            niah, modality, _ = niah_task(source)
+        except DatasetError:
+            return f"NIAH {source}", "an MM-NIAH task this loader does not know"
+        return f"mm-niah-{niah}-{modality}", None
+    return f"{task} {source}", TSV_NOT_SCORED.get(task, "a task this loader does not know")
+
+
 def load_mmlb_tsv(
     path: str | Path,
     image_root: str | Path | None = None,
     *,
+    datasets: Iterable[str] = DATASET_GROUPS["all"],
     check_images: bool = True,
     report: LoadReport | None = None,
 ) -> list[EvalItem]:
-    """The document-QA rows of VLMEvalKit's MMLongBench_{32K,128K,256K,512K}.tsv: the official
-    items (all of them: the file is already the released subset). Columns as its
-    scripts/build_mmlongbench_tsv.py writes them: question_id, image_path (JSON list),
-    task, source_dataset and extra_info (the original record, typed answer included). Rows
-    of other tasks are counted in the report, not loaded."""
+    """VLMEvalKit's MMLongBench_{32K,128K,256K,512K}.tsv: the official items (all of them:
+    the file is already the released subset), the document-QA and MM-NIAH rows of
+    ``datasets``. Columns as its scripts/build_mmlongbench_tsv.py writes them: question_id,
+    question (the filled prompt), image_path (JSON list), task, source_dataset and extra_info
+    (the original record, typed answer included). Rows of the categories we do not score
+    (visual RAG, visual haystack, ICL, summarisation) and of datasets not asked for are
+    counted in ``report.not_scored`` with the reason; a malformed row is reported and
+    skipped."""
     path = Path(path)
     report = report if report is not None else LoadReport()
     match = _TSV_LENGTH.search(path.name)
     if not match:
         raise DatasetError(f"{path}: not named MMLongBench_<n>K.tsv, so its length is unknown")
     length = int(match.group(1)) * K
+    wanted = set(expand_datasets(datasets))
     root = Path(image_root) if image_root is not None else tsv_image_root(path)
     resolver = ContextResolver(root) if check_images else None
     items = []
-    for where, row in _tsv_rows(path):
-        task = row.get("task")
-        if task != "documentQA":
-            key = f"{path.name}:{task}"
-            report.not_loaded[key] = report.not_loaded.get(key, 0) + 1
+    for where, row in _tsv_rows(path, report):
+        category, not_scored = _tsv_category(row)
+        if not_scored is None and category not in wanted:
+            not_scored = "not asked for (--datasets)"
+        if not_scored is not None:
+            key = f"{path.name}: {category} ({not_scored})"
+            report.not_scored[key] = report.not_scored.get(key, 0) + 1
             continue
+        make = _mmlb_tsv_item if row.get("task") == "documentQA" else _mmlb_tsv_niah_item
         try:
-            items.append(_mmlb_tsv_item(where, row, length, root, resolver))
+            items.append(make(where, row, length, root, resolver))
         except DatasetError as error:
             report.skip(str(error))
-    report.item_sets[str(path)] = "vlmevalkit-tsv (the released rows, all of them)"
+    unscored = sum(n for key, n in report.not_scored.items() if key.startswith(f"{path.name}:"))
+    report.item_sets[str(path)] = (
+        f"vlmevalkit-tsv (the released rows, all of them; {unscored} rows not scored)"
+    )
     return items
 
 
@@ -905,13 +1032,14 @@ def load_data(
             )  # fmt: skip
             continue
         if path.suffix == ".tsv" and is_mmlb_tsv(path):
-            found = load_mmlb_tsv(path, image_root, check_images=check_images, report=report)
+            found = load_mmlb_tsv(path, image_root, datasets=datasets, check_images=check_images,
+                                  report=report)  # fmt: skip
         elif path.suffix == ".tsv":
             if image_root is None:
                 raise DatasetError(f"{path}: a VLMEvalKit TSV needs --image-root")
             tsv_length = wanted[0] if wanted and len(wanted) == 1 else 128 * K
             found = load_vlmevalkit_tsv(path, image_root, length=tsv_length,
-                                        check_images=check_images)  # fmt: skip
+                                        check_images=check_images, report=report)  # fmt: skip
         elif path.suffix == ".parquet":
             found = _heldout(path, pool, spec)
         else:
