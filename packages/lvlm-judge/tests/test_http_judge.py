@@ -83,27 +83,46 @@ def test_client_concurrency_is_bounded(chat_server: ChatServer) -> None:
 
 
 # --- judge-reply parsing ------------------------------------------------------------------
+# Restated from MMLongBench's utils.py (EdinburghNLP/MMLongBench, v1.1): parse_judge_output
+# takes the first "[Score]: <digits> point(s)" as an int, else robust_json_extraction's
+# answer_score (the object after "[JSON]:", else a regex per key), else 0.0, and
+# eval_docqa_score_with_llm_judge returns it unclamped; eval_docqa_list_score_with_llm_judge
+# needs both counts (cover_key), gives 0.0 when covered_count <= 0, else the F1 of
+# covered/len(json.loads(gt)) and covered/student_answer_count clamped by max(min(., 1), 0).
 
 
 @pytest.mark.parametrize(
-    ("reply", "score", "parsed"),
+    ("reply", "score", "parsed", "in_range"),
     [
-        ('[Scoring Rationale]: same.\n[Score]: 1 points\n[JSON]: {"answer_score": 1}', 1.0, True),
-        ('[Scoring Rationale]: no.\n[Score]: 0 points\n[JSON]: {"answer_score": 1}', 0.0, True),
-        ('[Scoring Rationale]: same.\n[JSON]: {"answer_score": 1}', 1.0, True),
-        ('[Scoring Rationale]: cut off\n[JSON]: {"answer_score": 1', 1.0, True),  # truncated
-        ("[Scoring Rationale]: cut off before the score", 0.0, False),  # truncated earlier
-        ("I think it is right", 0.0, False),  # garbage
-        ("", 0.0, False),
-        ("[Score]: 1 point", 1.0, True),
-        ("[Score]: 7 points", 1.0, True),  # out of range: clamped
-        ('{"answer_score": 0.5}', 0.5, True),  # no [JSON] marker: key looked up alone
+        ('[Scoring Rationale]: same.\n[Score]: 1 points\n[JSON]: {"answer_score": 1}', 1, True,
+         True),
+        ('[Scoring Rationale]: no.\n[Score]: 0 points\n[JSON]: {"answer_score": 1}', 0, True,
+         True),  # the [Score] line wins over the JSON
+        ('[Scoring Rationale]: same.\n[JSON]: {"answer_score": 1}', 1, True, True),
+        ('[Scoring Rationale]: cut off\n[JSON]: {"answer_score": 1', 1, True, True),  # regex
+        ("[Scoring Rationale]: cut off before the score", 0, False, True),  # MMLongBench: 0.0
+        ("I think it is right", 0, False, True),
+        ("", 0, False, True),
+        ("[Score]: 1 point", 1, True, True),
+        ("[Score]: 7 points", 7, True, False),  # not clamped: 7 goes into the mean there too
+        ("[Score]: 1", 0, False, True),  # no "point": the line does not count, no JSON
+        ('[Score]: 1\n[JSON]: {"answer_score": 0}', 0, True, True),
+        ('[Score]: -1 points\n[JSON]: {"answer_score": -1}', -1, True, False),  # \d+ misses "-"
+        ('[Score]: 0.5 points\n[JSON]: {"answer_score": 0.5}', 0.5, True, True),
+        ('{"answer_score": 0.5}', 0.5, True, True),  # no [JSON] marker: the key looked up alone
+        ('[JSON]: {"verdict": 1}', 0, False, True),  # an object without the key: 0.0
+        ('[JSON]: {"answer_score": "1"}', 0, False, True),  # a string its mean cannot take
+        ('[JSON]: {"answer_score": null}', 0, False, True),
+        ('[JSON]: {"answer_score": true}', 1, True, True),  # a bool averages as 1
     ],
-)
-def test_parse_single_verdict(reply: str, score: float, parsed: bool) -> None:
+)  # fmt: skip
+def test_parse_single_verdict_as_mmlongbench(
+    reply: str, score: float, parsed: bool, in_range: bool
+) -> None:
     verdict = parse_single_verdict(reply)
     assert verdict.score == score
     assert verdict.parsed is parsed
+    assert verdict.in_range is in_range
 
 
 def test_single_verdict_keeps_the_rationale() -> None:
@@ -111,33 +130,53 @@ def test_single_verdict_keeps_the_rationale() -> None:
     assert verdict.rationale == "Same city."
 
 
+def _f1(recall: float, precision: float) -> float:
+    return 2 * recall * precision / (recall + precision)
+
+
 @pytest.mark.parametrize(
     ("reply", "reference_count", "score", "parsed"),
     [
-        (
-            '[Rationale]: ok\n[JSON]: {"student_answer_count": 3, "covered_count": 2}',
-            4,
-            2 * (0.5 * 2 / 3) / (0.5 + 2 / 3),
-            True,
-        ),
+        ('[Rationale]: ok\n[JSON]: {"student_answer_count": 3, "covered_count": 2}', 4,
+         _f1(2 / 4, 2 / 3), True),
         ('[JSON]: {"student_answer_count": 2, "covered_count": 2}', 2, 1.0, True),
         ('[JSON]: {"student_answer_count": 2, "covered_count": 0}', 2, 0.0, True),
-        ('[JSON]: {"student_answer_count": 2}', 2, 0.0, False),  # missing key
+        ('[JSON]: {"student_answer_count": 2, "covered_count": -1}', 2, 0.0, True),
+        ('[JSON]: {"student_answer_count": 2}', 2, 0.0, False),  # a key missing: 0.0
         ('[JSON]: {"student_answer_count": 2, "covered_co', 2, 0.0, False),  # truncated
-        ('[JSON]: {"student_answer_count": 1, "covered_count": 1, "no', 2, 2 / 3, True),
+        ('[JSON]: {"student_answer_count": 1, "covered_count": 1, "no', 2, _f1(1 / 2, 1), True),
         ("nothing useful", 2, 0.0, False),
-        ('[JSON]: {"student_answer_count": 0, "covered_count": 3}', 2, 0.0, True),
+        ('[JSON]: {"student_answer_count": 1, "covered_count": 3}', 2, 1.0, True),  # clamped
+        ('[JSON]: {"student_answer_count": -1, "covered_count": 2}', 2, 1.0, True),  # F1 4.0
+        ('[JSON]: {"student_answer_count": 0, "covered_count": 3}', 2, 0.0, False),  # x / 0
+        ('[JSON]: {"student_answer_count": 2, "covered_count": 1}', 0, 0.0, False),  # x / 0
+        ('[JSON]: {"student_answer_count": "2", "covered_count": 1}', 2, 0.0, False),  # str
     ],
-)
-def test_parse_list_verdict(reply: str, reference_count: int, score: float, parsed: bool) -> None:
+)  # fmt: skip
+def test_parse_list_verdict_as_mmlongbench(
+    reply: str, reference_count: int, score: float, parsed: bool
+) -> None:
     verdict = parse_list_verdict(reply, reference_count)
     assert verdict.score == pytest.approx(score)
     assert verdict.parsed is parsed
+    assert verdict.in_range
 
 
-def test_list_f1_is_bounded() -> None:
+def test_list_f1_is_clamped_and_none_where_mmlongbench_divides_by_zero() -> None:
     assert list_f1(1, 5, 2) == 1.0  # more covered than given: clamped
     assert list_f1(3, 0, 3) == 0.0
+    assert list_f1(0, 2, 3) is None
+    assert list_f1(-1, 1, 1) is None  # recall 1 + precision -1 = 0
+
+
+def test_a_judge_score_out_of_range_is_kept_and_counted(
+    chat_server: ChatServer, tmp_path: Path
+) -> None:
+    chat_server.responder = lambda body: "[Scoring Rationale]: very good.\n[Score]: 3 points"
+    judge = LLMJudge(fast(chat_server.url), "judge-model", pre_judge=False)
+    (judgement,) = judge.judge([JudgeRequest("q", "Capital?", "Paris", AnswerFormat.STRING, "x")])
+    assert judgement is not None and judgement.score == 3.0
+    assert judge.stats.out_of_range == 1 and judge.stats.unparsed == 0
 
 
 # --- the judge end to end -----------------------------------------------------------------
@@ -178,7 +217,7 @@ def test_llm_judge_scores_caches_and_skips(chat_server: ChatServer, tmp_path: Pa
     ]  # fmt: skip
     assert chat_server.count == 3
     assert judge.stats.as_dict() == {
-        "made": 3, "cached": 1, "skipped": 2, "failed": 0,
+        "made": 3, "cached": 1, "skipped": 2, "failed": 0, "unparsed": 0, "out_of_range": 0,
         "prompt_tokens": 33, "completion_tokens": 21,
     }  # fmt: skip
     assert first[1] is not None and first[1].rationale == "different city."

@@ -288,7 +288,8 @@ def _print_summary(
     stats = summary.judge_stats
     cost = (
         f"; judge calls made {stats['made']}, cached {stats['cached']}, skipped "
-        f"{stats['skipped']}, failed {stats['failed']}, tokens "
+        f"{stats['skipped']}, failed {stats['failed']}, unparsed replies {stats['unparsed']}, "
+        f"scores outside 0-1 (kept, as MMLongBench keeps them) {stats['out_of_range']}, tokens "
         f"{stats['prompt_tokens'] + stats['completion_tokens']}"
         if stats
         else ""

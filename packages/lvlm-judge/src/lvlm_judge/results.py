@@ -46,7 +46,11 @@ class ItemResult(Model):
     prompt_format: str
     prediction: str
     parsed_answer: str
-    score: float = Field(ge=0.0, le=1.0, description="The headline score of the item.")
+    score: float = Field(
+        allow_inf_nan=False,
+        description="The headline score of the item: in [0, 1] but for an LLM judge's score "
+        "outside it, kept as MMLongBench v1.1 keeps it.",
+    )
     scores: dict[str, float] = Field(default_factory=dict)
     judge: Literal["rules", "llm"]
     judge_source: str

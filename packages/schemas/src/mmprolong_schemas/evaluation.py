@@ -73,7 +73,11 @@ class JudgeSource(StrEnum):
 class Judgement(Record):
     item_id: str
     judge: Literal["rules", "llm"]
-    score: float = Field(ge=0.0, le=1.0)
+    score: float = Field(
+        allow_inf_nan=False,
+        description="Usually in [0, 1]; MMLongBench's v1.1 LLM judge keeps a score outside it "
+        "as the judge gave it, and so does lvlm-judge, counting it.",
+    )
     source: JudgeSource
     parsed_answer: Answer = None
     rationale: str = ""
@@ -86,7 +90,10 @@ class ScoreCell(Model):
     dataset: str
     length: int = Field(ge=1)
     n: int = Field(ge=0)
-    score: float = Field(ge=0.0, le=100.0, description="Mean score in percent.")
+    score: float = Field(
+        allow_inf_nan=False,
+        description="Mean score in percent (outside [0, 100] only when a judge's scores are).",
+    )
 
 
 class ScoreTable(Record):

@@ -35,6 +35,10 @@ class JudgeStats:
     cached: int = 0
     skipped: int = 0
     failed: int = 0
+    unparsed: int = 0
+    """Replies that held no score MMLongBench's parsing can use (scored 0, as there)."""
+    out_of_range: int = 0
+    """Scores outside [0, 1], kept as MMLongBench keeps them."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     errors: list[str] = field(default_factory=list)
@@ -46,7 +50,8 @@ class JudgeStats:
     def as_dict(self) -> dict[str, int]:
         return {
             "made": self.made, "cached": self.cached, "skipped": self.skipped,
-            "failed": self.failed, "prompt_tokens": self.prompt_tokens,
+            "failed": self.failed, "unparsed": self.unparsed,
+            "out_of_range": self.out_of_range, "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
         }  # fmt: skip
 
@@ -91,6 +96,8 @@ class LLMJudge:
 
     def _judgement(self, request: JudgeRequest, score: float, source: JudgeSource,
                    rationale: str, tokens: int = 0) -> Judgement:  # fmt: skip
+        if not 0.0 <= score <= 1.0:
+            self.stats.out_of_range += 1
         return Judgement(
             item_id=request.item_id,
             judge="llm",
@@ -131,6 +138,7 @@ class LLMJudge:
         self.stats.prompt_tokens += reply.prompt_tokens
         self.stats.completion_tokens += reply.completion_tokens
         verdict = self._verdict(request, reply.text)
+        self.stats.unparsed += not verdict.parsed
         tokens = reply.prompt_tokens + reply.completion_tokens
         rationale = verdict.rationale if verdict.parsed else f"unparsed reply: {verdict.rationale}"
         return CachedVerdict(verdict.score, rationale, reply.text, tokens)
