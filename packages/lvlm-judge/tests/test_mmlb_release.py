@@ -103,6 +103,28 @@ def test_doc_qa_subset_is_hf_shuffle_seed_42_first_100(tmp_path: Path) -> None:
     assert hf_shuffle_first(7) == [int(i) for i in np.random.default_rng(42).permutation(7)]
 
 
+def test_doc_qa_subset_is_what_hugging_face_datasets_picks(tmp_path: Path) -> None:
+    """Against the real package: MMLongBench's data.py (load_doc_qa_with_llm_judge, the v1.1
+    document-QA loader) reads a file with load_dataset("json", data_files=path)["train"] and,
+    as configs/docqa_all.yaml sets max_test_samples 100, keeps
+    data.shuffle(seed=args.seed).select(range(min(len(data), 100))), seed 42 (arguments.py)."""
+    import datasets
+
+    data = make_doc_benchmark(tmp_path, datasets=("mmlongdoc",), docs=1, pages=1)
+    ids = _doc_rows(data, 317)
+    path = data / "documentQA" / "mmlongdoc_K8.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    in_memory = datasets.Dataset.from_list(rows).shuffle(seed=42).select(range(100))
+    from_file = datasets.load_dataset("json", data_files=str(path), cache_dir=str(tmp_path))
+    picked = from_file["train"].shuffle(seed=42).select(range(min(len(rows), 100)))
+    assert picked["id"] == in_memory["id"]
+    items = load_data([data], lengths=[8 * K], datasets=["mmlongdoc"], report=LoadReport())
+    assert [item.item_id for item in items] == [f"mmlongdoc:8K:{i}" for i in picked["id"]]
+    assert len(set(ids) - {item.item_id for item in items}) == 217
+    few = datasets.Dataset.from_list(rows[:37]).shuffle(seed=42)  # fewer rows than 100
+    assert hf_shuffle_first(37) == [int(row["id"].split("_")[1]) for row in few]
+
+
 def test_niah_subset_is_50_ids_sampled_after_seeding_42_in_file_order(tmp_path: Path) -> None:
     path = make_niah_file(tmp_path, "reasoning", "text", depth=3, records=1)
     record = json.loads(path.read_text())
