@@ -128,6 +128,20 @@ def test_templates_and_judge_prompts_are_read_from_the_checkout(checkout: Path) 
         read_templates(checkout)
 
 
+def test_a_checkout_prefixing_generations_otherwise_is_refused(checkout: Path) -> None:
+    # MMLongBench's eval.py prepends data["system_template"] to each generation and data.py's
+    # post-processing parses after the same prefix (parse_output(..., prefix=system_template));
+    # our scoring does both with "Answer:", so a checkout with another prefix cannot be exact.
+    text = (checkout / "data.py").read_text()
+    count_loader = text.index("def load_mm_niah_image_count")
+    changed = text[:count_loader] + text[count_loader:].replace('"Answer:"', '"Response:"', 1)
+    (checkout / "data.py").write_text(changed)
+    with pytest.raises(
+        MMLBSourceError, match=r"load_mm_niah_image_count prefixes generations with 'Response:'"
+    ):
+        read_templates(checkout)
+
+
 def test_prompt_built_from_mmlongbench_templates(checkout: Path, tmp_path: Path) -> None:
     data = make_doc_benchmark(tmp_path, datasets=("mmlongdoc",), docs=1, pages=2)
     item = load_data([data], lengths=[8 * K], datasets=["mmlongdoc"], subset="all")[0]

@@ -20,8 +20,8 @@ from PIL import Image
 
 from lvlm_judge.context import ContextResolver
 from lvlm_judge.datasets import (
-    DatasetError,
     TSV_NOT_SCORED,
+    DatasetError,
     LoadReport,
     hf_shuffle_first,
     load_data,

@@ -8,7 +8,8 @@ github.com/EdinburghNLP/MMLongBench) the templates are read from its source file
   assignments ``user_template``, ``item_template`` and ``system_template``, and the document
   prefix its inner ``update`` adds to the question (``question = "<prefix>".format(...) +
   question``); the same three of ``load_mm_niah_text``, ``load_mm_niah_image_count`` and
-  ``load_mm_niah_image_mc``.
+  ``load_mm_niah_image_mc``. Every system_template must be the "Answer:" our scoring
+  prepends and parses after, as its eval.py does with it.
 - utils.py: in ``eval_docqa_score_with_llm_judge`` and ``eval_docqa_list_score_with_llm_judge``
   the two prompt names joined into the judge prompt (``prompt = TASK + CASE.format(...)``) and
   the ``max_tokens`` of its request; utils_prompt.py: the values of those names.
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from lvlm_judge.judge.prompts import JudgePrompts
 from lvlm_judge.prompting import MMLB_FORMAT, PromptTemplates
+from lvlm_judge.rules import ANSWER_PREFIX
 
 DOC_LOADERS = ("load_doc_qa_with_llm_judge", "load_doc_qa")
 NIAH_LOADERS = {
@@ -100,6 +102,17 @@ def _question_prefix(function: ast.FunctionDef, path: Path) -> str:
     raise MMLBSourceError(f"{path}: {function.name} adds no document prefix to the question")
 
 
+def _check_prefix(path: Path, loader: str, system_template: str) -> None:
+    """MMLongBench's eval.py prepends a loader's system_template to each generation and its
+    post-processing parses after it; our scoring prepends and parses after ANSWER_PREFIX. A
+    checkout whose prefix differs would be scored differently, so it is refused."""
+    if system_template != ANSWER_PREFIX:
+        raise MMLBSourceError(
+            f"{path}: {loader} prefixes generations with {system_template!r}; lvlm-judge "
+            f"prefixes and parses after {ANSWER_PREFIX!r}, so its scores would differ"
+        )
+
+
 def read_templates(checkout: str | Path) -> PromptTemplates:
     """MMLongBench's document-QA and MM-NIAH templates from ``checkout``/data.py."""
     path = Path(checkout) / "data.py"
@@ -108,16 +121,19 @@ def read_templates(checkout: str | Path) -> PromptTemplates:
     doc_strings = _templates_of(doc, path)
     if "item_template" not in doc_strings:
         raise MMLBSourceError(f"{path}: {doc.name} assigns no string item_template")
-    niah = {
-        kind: _templates_of(_function(module, (name,), path), path)["user_template"]
+    niah_strings = {
+        kind: _templates_of(_function(module, (name,), path), path)
         for kind, name in NIAH_LOADERS.items()
     }
+    _check_prefix(path, doc.name, doc_strings["system_template"])
+    for kind, strings in niah_strings.items():
+        _check_prefix(path, NIAH_LOADERS[kind], strings["system_template"])
     return PromptTemplates(
         name=MMLB_FORMAT,
         doc_user=doc_strings["user_template"],
         doc_page=doc_strings["item_template"],
         doc_question=_question_prefix(doc, path),
-        niah_user=niah,
+        niah_user={kind: strings["user_template"] for kind, strings in niah_strings.items()},
         prefill=doc_strings["system_template"],
         source=str(Path(checkout).resolve()),
     )
