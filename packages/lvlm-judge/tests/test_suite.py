@@ -278,6 +278,42 @@ def test_niah_group_through_our_mmlongbench_loaders(tmp_path: Path, chat_server:
     assert (tmp_path / "out" / "niah" / "niah-scores.json").is_file()
 
 
+def test_niah_group_reads_vlmevalkits_256k_tsv(tmp_path: Path, chat_server: Any) -> None:
+    """256K MM-NIAH from VLMEvalKit's MMLongBench_256K.tsv (columns of its
+    scripts/build_mmlongbench_tsv.py; the prompt <instruction>\n\n<haystack>\n\nQuestion: <q>,
+    images under <LMUData>/images/mmlb_image/<length>/ as its mmlongbench.py looks)."""
+    import csv
+
+    from PIL import Image
+
+    from lvlm_judge.suite import mm_niah
+
+    Image.new("RGB", (56, 56), "white").save(tmp_path / "h.png")
+    (tmp_path / "images" / "mmlb_image" / "256K").mkdir(parents=True)
+    (tmp_path / "h.png").rename(tmp_path / "images" / "mmlb_image" / "256K" / "h.png")
+    extra = {"question": "What is the key?", "answer": "42", "depth": 0.5,
+             "dataset_name": "retrieval-text"}  # fmt: skip
+    prompt = (
+        "Read on.\nReply briefly.\n\nHay\n\n<image token>\n\nThe key is 42.\n\n"
+        "Question: What is the key?"
+    )
+    path = tmp_path / "MMLongBench_256K.tsv"
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(["index", "question_id", "question", "answer", "image_path",
+                         "mmlb_subset", "task", "source_dataset", "question_type", "tags",
+                         "extra_info"])  # fmt: skip
+        writer.writerow([0, "7", prompt, "42", json.dumps(["h.png"]), "NIAH_256_sr25", "NIAH",
+                         "retrieval-text", "open", "[]", json.dumps(extra)])  # fmt: skip
+    chat_server.responder = lambda body: "42"
+    niah = mm_niah("served", path, lengths=[256 * 1024], runner="openai",
+                   base_url=chat_server.url)  # fmt: skip
+    report = run_suite(["niah"], _checkpoint(tmp_path), tmp_path / "out", niah=niah,
+                       log=lambda _: None)  # fmt: skip
+    assert report.failures == {}
+    assert {s.task: s.score for s in report.scores} == {"256K.Ret": 100.0}
+
+
 def test_cli_suite_on_a_served_checkpoint_calls_lmms_evals_openai_model(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

@@ -109,7 +109,8 @@ def niah_scores(table: ScoreTable, source: str) -> list[SuiteScore]:
 
 def niah_files(data: str | Path, lengths: Sequence[int]) -> list[Path]:
     """MMLongBench's MM-NIAH files for ``lengths`` under ``data`` (its mmlb_data/ folder, its
-    NIAH/ folder, or one file), named {task}-{modality}_test_K{n}_dep{d}.jsonl."""
+    NIAH/ folder, or one file: a {task}-{modality}_test_K{n}_dep{d}.jsonl or VLMEvalKit's
+    MMLongBench_<n>K.tsv, whose MM-NIAH rows are 256K and 512K's official items)."""
     path = Path(data)
     if path.is_file():
         return [path]
@@ -125,7 +126,12 @@ def niah_files(data: str | Path, lengths: Sequence[int]) -> list[Path]:
 
 
 def _mmlb_image_root(data: str | Path) -> Path:
-    """mmlb_image/ beside mmlb_data/ as MMLongBench releases them, else the data folder."""
+    """mmlb_image/ beside mmlb_data/ as MMLongBench releases them (for a TSV, where VLMEvalKit
+    puts them), else the data folder."""
+    from lvlm_judge.datasets import is_mmlb_tsv, tsv_image_root
+
+    if is_mmlb_tsv(Path(data)):
+        return tsv_image_root(Path(data)) or Path(data).parent
     base = Path(data) if Path(data).is_dir() else Path(data).parent
     if base.name == "NIAH":
         base = base.parent
@@ -151,13 +157,14 @@ def mm_niah(
 
     def evaluate(out: Path) -> ScoreTable:
         from lvlm_judge.context import ContextResolver
-        from lvlm_judge.datasets import load_data
+        from lvlm_judge.datasets import DATASET_GROUPS, load_data
         from lvlm_judge.evaluate import run_eval
         from lvlm_judge.factory import make_runner
 
         files = niah_files(data, lengths)
         root = Path(image_root) if image_root is not None else _mmlb_image_root(data)
-        items = [i for i in load_data(files, image_root=root, lengths=lengths) if i.metric]
+        items = load_data(files, image_root=root, lengths=lengths, datasets=DATASET_GROUPS["niah"])
+        items = [item for item in items if item.metric]
         if limit:
             seen: dict[tuple[str, int], int] = defaultdict(int)
             kept = []
