@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from lvlm_judge.judge.cache import JudgeCache
+from lvlm_judge.judge.cache import CachedVerdict, JudgeCache, cache_key
 from lvlm_judge.judge.llm import JudgeRequest, LLMJudge
 from lvlm_judge.judge.parse import list_f1, parse_list_verdict, parse_single_verdict
+from lvlm_judge.judge.prompts import OUR_JUDGE
 from lvlm_judge.testing import ChatServer, Scripted
 from mmprolong_schemas import AnswerFormat, JudgeSource
 from mmprolong_schemas.chat_client import ChatClient, ChatError, ClientSettings
@@ -177,6 +178,21 @@ def test_a_judge_score_out_of_range_is_kept_and_counted(
     (judgement,) = judge.judge([JudgeRequest("q", "Capital?", "Paris", AnswerFormat.STRING, "x")])
     assert judgement is not None and judgement.score == 3.0
     assert judge.stats.out_of_range == 1 and judge.stats.unparsed == 0
+
+
+def test_a_cached_verdict_is_read_again_from_its_reply(
+    chat_server: ChatServer, tmp_path: Path
+) -> None:
+    """A verdict cached when scores were clamped scores as its stored reply reads today."""
+    cache = JudgeCache(tmp_path / "judge.sqlite")
+    request = JudgeRequest("q", "Capital?", "Paris", AnswerFormat.STRING, "x")
+    key = cache_key("judge-model", OUR_JUDGE.version, "Capital?", "Paris", "x")
+    cache.put(key, CachedVerdict(1.0, "clamped", "[Score]: 2 points", 10))
+    judge = LLMJudge(fast(chat_server.url), "judge-model", cache=cache, pre_judge=False)
+    (judgement,) = judge.judge([request])
+    assert judgement is not None and judgement.score == 2.0
+    assert judgement.source is JudgeSource.CACHE
+    assert judge.stats.cached == 1 and judge.stats.out_of_range == 1 and chat_server.count == 0
 
 
 # --- the judge end to end -----------------------------------------------------------------

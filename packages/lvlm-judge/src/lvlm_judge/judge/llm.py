@@ -17,6 +17,11 @@ from mmprolong_schemas import AnswerFormat, Judgement, JudgeSource
 from mmprolong_schemas.chat_client import ChatClient, ChatError, ClientSettings
 
 
+def _stored(verdict: JudgeVerdict, reply: str, tokens: int) -> CachedVerdict:
+    rationale = verdict.rationale if verdict.parsed else f"unparsed reply: {verdict.rationale}"
+    return CachedVerdict(verdict.score, rationale, reply, tokens)
+
+
 @dataclass(frozen=True)
 class JudgeRequest:
     item_id: str
@@ -139,9 +144,7 @@ class LLMJudge:
         self.stats.completion_tokens += reply.completion_tokens
         verdict = self._verdict(request, reply.text)
         self.stats.unparsed += not verdict.parsed
-        tokens = reply.prompt_tokens + reply.completion_tokens
-        rationale = verdict.rationale if verdict.parsed else f"unparsed reply: {verdict.rationale}"
-        return CachedVerdict(verdict.score, rationale, reply.text, tokens)
+        return _stored(verdict, reply.text, reply.prompt_tokens + reply.completion_tokens)
 
     async def judge_async(
         self,
@@ -170,6 +173,10 @@ class LLMJudge:
             )
             cached = self.cache.get(key) if self.cache else None
             if cached is not None:
+                # the stored reply is read again, so a verdict cached under older parsing
+                # scores as the reply reads now
+                verdict = self._verdict(request, cached.reply)
+                cached = _stored(verdict, cached.reply, cached.tokens)
                 self.stats.cached += 1
                 results[index] = self._judgement(
                     request, cached.score, JudgeSource.CACHE, cached.rationale
