@@ -6,7 +6,8 @@
   in the records are relative to it). Answers are kept as released; ``ans_page_list`` is
   0-based (README tip 6) and becomes our 1-based ``evidence_pages``.
 - VLMEvalKit's MMLongBench_{32K,128K,256K,512K}.tsv (its scripts/build_mmlongbench_tsv.py):
-  the official items at 256K and 512K. Its older MMLongBench_DOC.tsv loads too.
+  the official items at 256K and 512K, document QA and MM-NIAH; rows of the categories not
+  scored here are counted with the reason. Its older MMLongBench_DOC.tsv loads too.
 - Our held-out sets: qasynth QAPair records (JSONL or Parquet) over a docpool pool.
 
 By default MMLongBench's own seeded subsets run, as its configs and data.py choose them:
