@@ -157,11 +157,13 @@ def test_niah_scores_average_text_and_image_needles_per_paper_column() -> None:
         ("magic number is 6822442", ["6822442"], 1.0),
         ("magic number is 6822442", ["1234567", "6822442"], 0.5),
         ("magic number is 1234567", ["6822442"], 0.0),
-        # calc_metrics drops <think> blocks, strips golds and compares them as text.
+        # src/vtcbench/metric.py calc_metrics drops <think> blocks, strips golds, compares
+        # them as text, and lower-cases both sides (since its commit b21255d).
         ("<think>6822442</think> no idea", ["6822442"], 0.0),
         ("the answer is 42", [" 42 "], 1.0),
         ("the answer is 42", [42], 1.0),
-        ("Paris", ["paris"], 0.0),  # case-sensitive
+        ("Paris", ["paris"], 1.0),
+        ("PARIS is the capital", ["Paris", "Lyon"], 0.5),
     ],
 )
 def test_contains_all_restates_vtcbench(response: str, gold: list[object], expected: float) -> None:

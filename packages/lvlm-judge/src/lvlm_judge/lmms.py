@@ -39,6 +39,9 @@ class TaskSpec:
     dataset: str
     paper_table: str | None = None
     paper_column: str | None = None
+    protocol: str | None = None
+    """How this task's number stands to the paper's column, where they are not plainly the
+    same (the paper evaluated these benchmarks with VLMEvalKit, its Appendix B.7)."""
 
 
 LMMS_TASKS: dict[str, TaskSpec] = {
@@ -58,7 +61,9 @@ LMMS_TASKS: dict[str, TaskSpec] = {
     ),
     # tasks/mmbench/en_utils.py mmbench_aggregate_dev_results_eval returns percent.
     "mmbench_en_dev": TaskSpec(
-        "gpt_eval_score", 1.0, "lmms-lab-encoder/MMBench", "table3_short_context", "MMBench"
+        "gpt_eval_score", 1.0, "lmms-lab-encoder/MMBench", "table3_short_context", "MMBench",
+        "MMBench dev split of lmms-eval's data set; the paper's is MMBench-V1.1 (VLMEvalKit "
+        "MMBench_DEV_EN_V11), which lmms-eval has no task for: not the same items",
     ),
     # tasks/realworldqa/realworldqa.yaml: exact_match, aggregation mean (a fraction).
     "realworldqa": TaskSpec(
@@ -66,9 +71,16 @@ LMMS_TASKS: dict[str, TaskSpec] = {
     ),
     # tasks/mmmu/utils.py and tasks/mmmu_pro/utils.py aggregate to a fraction.
     "mmmu_val": TaskSpec(
-        "mmmu_acc", 100.0, "lmms-lab-encoder/MMMU", "table3_short_context", "MMMU"
+        "mmmu_acc", 100.0, "lmms-lab-encoder/MMMU", "table3_short_context", "MMMU",
+        "MMMU validation split (900 items); the paper names VLMEvalKit's MMMU_DEV_VAL, and "
+        "every MMMU figure of its Table 3 is a whole number of 900ths, the validation split",
     ),
-    "mmmu_pro_standard": TaskSpec("mmmu_acc", 100.0, "MMMU/MMMU_Pro"),
+    # mmmu_pro_standard.yaml: dataset_name "standard (10 options)", the setting the paper
+    # reports (VLMEvalKit MMMU_Pro_10c, Appendix B.7); the vision setting is not in the paper.
+    "mmmu_pro_standard": TaskSpec(
+        "mmmu_acc", 100.0, "MMMU/MMMU_Pro", "table3_short_context", "MMMU-Pro",
+        "MMMU-Pro standard setting, 10 options (the paper: VLMEvalKit MMMU_Pro_10c)",
+    ),
     "mmmu_pro_vision": TaskSpec("mmmu_acc", 100.0, "MMMU/MMMU_Pro"),
     # tasks/mathvista/utils.py mathvista_aggregate_results: round(correct / total * 100, 2).
     "mathvista_testmini_format": TaskSpec(
@@ -79,8 +91,8 @@ LMMS_TASKS: dict[str, TaskSpec] = {
         "ocrbench_accuracy", 100.0, "echo840/OCRBench", "table3_short_context", "OCRBench"
     ),
 }  # fmt: skip
-"""The paper's long-video and short-context benchmarks, as lmms-eval names them. MMMU-Pro is
-reported per setting (standard, vision); the paper's single MMMU-Pro column is not derived."""
+"""The paper's long-video and short-context benchmarks, as lmms-eval names them (and
+mmmu_pro_vision, which the paper does not report, so an imported result keeps its scale)."""
 
 
 class SuiteScore(Model):
@@ -98,6 +110,8 @@ class SuiteScore(Model):
     """What produced the number, e.g. 'lmms-eval 0.7.3 (qwen2_5_vl)'."""
     paper_table: str | None = None
     paper_column: str | None = None
+    protocol: str | None = None
+    """How the number stands to the paper's column where they differ or the paper is silent."""
 
 
 @dataclass(frozen=True)
@@ -327,6 +341,7 @@ def import_results(
                     score=float(value) * spec.to_percent if spec else None, n=n, source=source,
                     paper_table=spec.paper_table if spec else None,
                     paper_column=spec.paper_column if spec else None,
+                    protocol=spec.protocol if spec else None,
                 )
             )  # fmt: skip
         if spec is not None and not any(s.task == task for s in scores):
