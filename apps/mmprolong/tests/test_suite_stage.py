@@ -58,7 +58,7 @@ def test_suite_scores_reach_the_report_beside_the_paper(tmp_path: Path) -> None:
         )  # fmt: skip
         vtc = SuiteScore(
             group="vtc", task="Retrieval", metric="containsAll", value=value, score=value, n=2,
-            source="lvlm-judge VTCBench-Wild (containsAll)",
+            source="lvlm-judge VTCBench-Wild", protocol="VTCBench's containsAll, restated",
             paper_table="table18_vtcbench_wild", paper_column="VTC.Ret",
         )  # fmt: skip
         SuiteReport(
@@ -73,4 +73,12 @@ def test_suite_scores_reach_the_report_beside_the_paper(tmp_path: Path) -> None:
     assert "| trained | 66.50 | 66.50 |" in section
     assert "| paper: MMProLong | 67.78 | 91.75 |" in section  # tables 19 and 18
     assert "video/mlvu_dev produced no score: data set not reachable" in text
-    assert "scores by lmms-eval 0.7.3 (qwen2_5_vl)" in text
+    # What produced each score, column by column.
+    assert (
+        "suite, trained: Video-MME by lmms-eval 0.7.3 (qwen2_5_vl); videomme_perception_score, "
+        "n=2700" in text
+    )
+    assert (
+        "suite, base: VTC.Ret by lvlm-judge VTCBench-Wild; containsAll, n=2; VTCBench's "
+        "containsAll, restated" in text
+    )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -44,20 +45,23 @@ class TaskSpec:
     same (the paper evaluated these benchmarks with VLMEvalKit, its Appendix B.7)."""
 
 
+PAPER_VIDEO_SAMPLING = "the paper samples 1 fps, at most 768 frames, 24,576 video tokens (B.6)"
+
 LMMS_TASKS: dict[str, TaskSpec] = {
     # tasks/videomme/utils.py videomme_aggregate_results returns 100 * correct / answered.
     "videomme": TaskSpec(
         "videomme_perception_score", 1.0, "lmms-eval/Video-MME",
-        "table19_long_video", "Video-MME",
+        "table19_long_video", "Video-MME", PAPER_VIDEO_SAMPLING,
     ),
     # tasks/mlvu/utils.py mlvu_aggregate_results_dev returns 100 * correct / answered.
     "mlvu_dev": TaskSpec(
-        "mlvu_percetion_score", 1.0, "sy1998/MLVU_dev", "table19_long_video", "MLVU"
+        "mlvu_percetion_score", 1.0, "sy1998/MLVU_dev", "table19_long_video", "MLVU",
+        PAPER_VIDEO_SAMPLING,
     ),
     # tasks/longvideobench/utils.py longvideobench_aggregate_results returns a fraction.
     "longvideobench_val_v": TaskSpec(
         "lvb_acc", 100.0, "longvideobench/LongVideoBench",
-        "table19_long_video", "LongVideoBench",
+        "table19_long_video", "LongVideoBench", PAPER_VIDEO_SAMPLING,
     ),
     # tasks/mmbench/en_utils.py mmbench_aggregate_dev_results_eval returns percent.
     "mmbench_en_dev": TaskSpec(
@@ -320,6 +324,7 @@ def import_results(
     config = data.get("config") or {}
     version = data.get("lmms_eval_version", "unknown")
     source = f"lmms-eval {version} ({config.get('model', 'unknown model')})"
+    frames = re.search(r"(?:^|,)max_num_frames=(\d+)", str(config.get("model_args") or ""))
     scores: list[SuiteScore] = []
     for task, values in results.items():
         spec = tasks.get(task)
@@ -341,12 +346,22 @@ def import_results(
                     score=float(value) * spec.to_percent if spec else None, n=n, source=source,
                     paper_table=spec.paper_table if spec else None,
                     paper_column=spec.paper_column if spec else None,
-                    protocol=spec.protocol if spec else None,
+                    protocol=_protocol(spec, frames.group(1) if frames else None),
                 )
             )  # fmt: skip
         if spec is not None and not any(s.task == task for s in scores):
             raise LmmsEvalError(f"{path}: task {task} has no {spec.metric} in its results")
     return scores
+
+
+def _protocol(spec: TaskSpec | None, max_num_frames: str | None) -> str | None:
+    """The task's protocol note; a video task's also names the frames it was run with."""
+    if spec is None or spec.protocol is None:
+        return None
+    if spec.protocol == PAPER_VIDEO_SAMPLING:
+        used = f"max_num_frames={max_num_frames}" if max_num_frames else "frames not recorded"
+        return f"{used}; {spec.protocol}"
+    return spec.protocol
 
 
 def run_tasks(
