@@ -82,3 +82,27 @@ def test_suite_scores_reach_the_report_beside_the_paper(tmp_path: Path) -> None:
         "suite, base: VTC.Ret by lvlm-judge VTCBench-Wild; containsAll, n=2; VTCBench's "
         "containsAll, restated" in text
     )
+
+
+def test_vtc_memory_gets_the_recipes_judge(tmp_path: Path) -> None:
+    recipe = load_recipe("mmprolong-qwen2.5-vl-7b")
+    assert "judge_model" in SuiteStage().config(recipe)["eval"]  # the Memory judge counts
+    no_vtc = recipe.model_copy(update={"eval": recipe.eval.model_copy(update={"suite": ["video"]})})
+    assert "judge_model" not in SuiteStage().config(no_vtc)["eval"]
+
+    instructions = tmp_path / "instructions.json"
+    instructions.write_text('{"Retrieval": "r", "Reasoning": "q", "Memory": "m"}')
+    for folder in (tmp_path / "base", tmp_path / "run" / "train" / "hf"):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+    evaluation = recipe.eval.model_copy(update={
+        "suite": ["vtc"], "vtc_data": str(tmp_path / "absent"),
+        "vtc_instructions": str(instructions), "judge_model": "judge",
+        "judge_base_url": "http://127.0.0.1:9/v1",
+    })  # fmt: skip
+    recipe = recipe.model_copy(update={"init_model": str(tmp_path / "base"), "eval": evaluation})
+    ctx = StageContext(tmp_path / "run", recipe, "suite", log=lambda _: None)
+    SuiteStage().run(ctx)
+    report = SuiteReport.model_validate_json((ctx.dir / "trained" / "suite.json").read_text())
+    # Memory reached its data (here absent): the judge was given, so it was not skipped.
+    assert "hf download" in report.failures["vtc/Memory"]

@@ -32,9 +32,12 @@ class SuiteStage(Contributor):
     name = "suite"
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
-        keys = ("suite", "lmms_python", "max_num_frames", "attn_implementation", "data_dir",
-                "lengths", "runner", "max_new_tokens", "vtc_data", "vtc_instructions",
-                "vtc_source", "judge_model", "judge_base_url")  # fmt: skip
+        keys: tuple[str, ...] = (
+            "suite", "lmms_python", "max_num_frames", "attn_implementation", "data_dir",
+            "lengths", "runner", "max_new_tokens", "vtc_data", "vtc_instructions", "vtc_source",
+        )  # fmt: skip
+        if "vtc" in recipe.eval.suite:  # the Memory judge; other groups do not use it
+            keys += ("judge_model", "judge_base_url")
         evaluation = recipe.eval.model_dump(mode="json")
         return {
             "eval": {key: evaluation[key] for key in keys},
