@@ -157,3 +157,26 @@ def test_vtc_group_with_memory_judged_on_a_local_server(
     before = chat_server.count  # a rerun answers from the predictions and the judge cache
     again = run_suite(["vtc"], ckpt, tmp_path / "out", vtc=vtc, log=lambda _: None)
     assert chat_server.count == before and again.scores == report.scores
+
+
+def test_cli_vtc_group_builds_the_memory_judge_from_the_checkout(
+    tmp_path: Path, vtc_checkout: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from lvlm_judge.cli import app
+
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}")
+    checkout = vtc_checkout(tmp_path / "src")
+    base = ["suite", str(ckpt), "--groups", "vtc", "--vtc-data", str(tmp_path / "absent"),
+            "--vtc-source", str(checkout), "--out", str(tmp_path / "out")]  # fmt: skip
+    no_server = CliRunner().invoke(app, base)
+    assert no_server.exit_code == 1 and "--judge-base-url" in no_server.output
+    result = CliRunner().invoke(app, [*base, "--judge-base-url", "http://127.0.0.1:9/v1"])
+    assert result.exit_code == 1 and "no score was produced" in result.output
+    failures = json.loads((tmp_path / "out" / "suite.json").read_text())["failures"]
+    # Every split, Memory included (its judge was built), reached the absent release.
+    assert all("hf download" in failures[f"vtc/{s}"] for s in ("Retrieval", "Memory"))

@@ -85,7 +85,7 @@ def suite(
     skills through lmms-eval, MM-NIAH through lvlm-judge. A failing task is reported and the
     others go on; scores are labelled with what produced them."""
     from lvlm_judge.lmms import LmmsEvalError, LmmsModel, qwen2_5_vl_model
-    from lvlm_judge.suite import LMMS_GROUPS, mm_niah, run_suite, suite_row, vtc_wild
+    from lvlm_judge.suite import LMMS_GROUPS, mm_niah, provenance, run_suite, suite_row, vtc_wild
     from lvlm_judge.vtc_judge import make_memory_judge
 
     chosen = [g.strip() for g in groups.split(",") if g.strip()]
@@ -127,6 +127,8 @@ def suite(
     from lvlm_judge.results import markdown
 
     typer.echo(markdown([(f"{checkpoint.name} (suite)", suite_row(report))]))
+    for column, what in provenance(report):
+        console.print(f"{column}: {what}", markup=False, highlight=False)
     for task, why in report.failures.items():
         console.print(f"[red]failed[/red] {task}: {why}", markup=True, highlight=False)
     if not report.scores:

@@ -352,5 +352,11 @@ def make_memory_judge(
     model = judge_model or prompt.model
     if not model:
         raise ValueError("the VTCBench-Wild Memory judge needs a judge model (--judge-model)")
-    settings = ClientSettings.from_env(base_url, concurrency=concurrency)
+    try:
+        settings = ClientSettings.from_env(base_url, concurrency=concurrency)
+    except ValueError:
+        raise ValueError(
+            "the VTCBench-Wild Memory judge has no server: pass --judge-base-url or set "
+            "OPENAI_BASE_URL"
+        ) from None
     return MemoryJudge(settings, model, prompt=prompt, cache=JudgeCache(cache_path))
