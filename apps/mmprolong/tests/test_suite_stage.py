@@ -58,7 +58,7 @@ def test_suite_scores_reach_the_report_beside_the_paper(tmp_path: Path) -> None:
         )  # fmt: skip
         vtc = SuiteScore(
             group="vtc", task="Retrieval", metric="containsAll", value=value, score=value, n=2,
-            source="lvlm-judge VTCBench-Wild (containsAll)",
+            source="lvlm-judge VTCBench-Wild", protocol="VTCBench's containsAll, restated",
             paper_table="table18_vtcbench_wild", paper_column="VTC.Ret",
         )  # fmt: skip
         SuiteReport(
@@ -73,4 +73,36 @@ def test_suite_scores_reach_the_report_beside_the_paper(tmp_path: Path) -> None:
     assert "| trained | 66.50 | 66.50 |" in section
     assert "| paper: MMProLong | 67.78 | 91.75 |" in section  # tables 19 and 18
     assert "video/mlvu_dev produced no score: data set not reachable" in text
-    assert "scores by lmms-eval 0.7.3 (qwen2_5_vl)" in text
+    # What produced each score, column by column.
+    assert (
+        "suite, trained: Video-MME by lmms-eval 0.7.3 (qwen2_5_vl); videomme_perception_score, "
+        "n=2700" in text
+    )
+    assert (
+        "suite, base: VTC.Ret by lvlm-judge VTCBench-Wild; containsAll, n=2; VTCBench's "
+        "containsAll, restated" in text
+    )
+
+
+def test_vtc_memory_gets_the_recipes_judge(tmp_path: Path) -> None:
+    recipe = load_recipe("mmprolong-qwen2.5-vl-7b")
+    assert "judge_model" in SuiteStage().config(recipe)["eval"]  # the Memory judge counts
+    no_vtc = recipe.model_copy(update={"eval": recipe.eval.model_copy(update={"suite": ["video"]})})
+    assert "judge_model" not in SuiteStage().config(no_vtc)["eval"]
+
+    instructions = tmp_path / "instructions.json"
+    instructions.write_text('{"Retrieval": "r", "Reasoning": "q", "Memory": "m"}')
+    for folder in (tmp_path / "base", tmp_path / "run" / "train" / "hf"):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+    evaluation = recipe.eval.model_copy(update={
+        "suite": ["vtc"], "vtc_data": str(tmp_path / "absent"),
+        "vtc_instructions": str(instructions), "judge_model": "judge",
+        "judge_base_url": "http://127.0.0.1:9/v1",
+    })  # fmt: skip
+    recipe = recipe.model_copy(update={"init_model": str(tmp_path / "base"), "eval": evaluation})
+    ctx = StageContext(tmp_path / "run", recipe, "suite", log=lambda _: None)
+    SuiteStage().run(ctx)
+    report = SuiteReport.model_validate_json((ctx.dir / "trained" / "suite.json").read_text())
+    # Memory reached its data (here absent): the judge was given, so it was not skipped.
+    assert "hf download" in report.failures["vtc/Memory"]

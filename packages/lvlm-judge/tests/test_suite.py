@@ -58,6 +58,17 @@ def test_import_results_scales_to_percent_and_labels_the_producer(tmp_path: Path
     assert scores["longvideobench_val_v"].score == pytest.approx(60.43)  # a fraction upstream
     assert scores["videomme"].n == 3  # the samples log wins over n-samples
     assert scores["longvideobench_val_v"].n == 1337
+    # The paper's video sampling differs from lmms-eval's frame cap: the label says both.
+    assert scores["videomme"].protocol == (
+        "frames not recorded; the paper samples 1 fps, at most 768 frames, 24,576 video tokens "
+        "(B.6)"
+    )
+    path = _results_file(tmp_path / "framed")
+    data = json.loads(path.read_text())
+    data["config"]["model_args"] = "pretrained=/ckpt,max_num_frames=64,device_map=auto"
+    path.write_text(json.dumps(data))
+    framed = {s.task: s for s in import_results(path, group="video")}
+    assert (framed["videomme"].protocol or "").startswith("max_num_frames=64; the paper")
     assert scores["videomme"].source == "lmms-eval 0.7.3 (qwen2_5_vl)"
     assert scores["longvideobench_val_v"].paper_column == "LongVideoBench"
     report = SuiteReport(checkpoint="/ckpt", groups=["video"], scores=list(scores.values()))
@@ -148,6 +159,49 @@ def test_niah_scores_average_text_and_image_needles_per_paper_column() -> None:
     assert scores["64K.Ret"].score == pytest.approx(70.0) and scores["64K.Ret"].n == 100
     assert scores["64K.Count"].score == pytest.approx(10.0)
     assert scores["64K.Ret"].paper_table == "table17_mm_niah"
+    assert "Appendix B.4" in (scores["64K.Ret"].protocol or "")
+    assert (scores["64K.Count"].protocol or "").startswith("image needles only")
+
+
+def _score(group: str, task: str, value: float, n: int = 10, column: str | None = None) -> Any:
+    from lvlm_judge.lmms import SuiteScore
+
+    return SuiteScore(group=group, task=task, metric="m", value=value, score=value, n=n,
+                      source="s", paper_column=column)  # fmt: skip
+
+
+def test_paper_averages_are_computed_the_papers_way() -> None:
+    from lvlm_judge.suite import paper_averages
+
+    # Paper Table 18, MMProLong: Ret 91.75, Reas 22.88, Mem 40.5 on 800/800/600 items give
+    # the overall 52.73 (weighted by items, Appendix B.5); the plain mean would be 51.71.
+    vtc = [_score("vtc", "Retrieval", 91.75, 800, "VTC.Ret"),
+           _score("vtc", "Reasoning", 22.88, 800, "VTC.Reas"),
+           _score("vtc", "Memory", 40.5, 600, "VTC.Mem")]  # fmt: skip
+    assert paper_averages(vtc) == {"VTC.AVG": pytest.approx(52.73, abs=0.005)}
+    assert paper_averages(vtc[:2]) == {}  # a split missing: no overall
+    # Table 17, 64K MMProLong: the macro average of the three families is 56.61.
+    niah = [_score("niah", f"64K.{c}", v) for c, v in
+            (("Ret", 74.83), ("Count", 27.67), ("Reas", 67.33))]  # fmt: skip
+    assert paper_averages(niah) == {"64K.AVG": pytest.approx(56.61, abs=0.005)}
+    # Table 3, Qwen2.5-VL-7B: the macro average of the six benchmarks is 66.47.
+    short = [_score("short", c, v, column=c) for c, v in (
+        ("MMBench", 80.68), ("RWQA", 68.76), ("MMMU", 53.0), ("MMMU-Pro", 37.8),
+        ("MathVista", 70.5), ("OCRBench", 88.1))]  # fmt: skip
+    assert paper_averages(short) == {"Short.AVG": pytest.approx(66.47, abs=0.005)}
+    assert paper_averages(short[1:]) == {}
+
+
+def test_the_short_group_runs_the_mmmu_pro_setting_the_paper_reports() -> None:
+    from lvlm_judge.lmms import LMMS_TASKS
+    from lvlm_judge.suite import LMMS_GROUPS, SHORT_COLUMNS
+
+    # The paper (Appendix B.7) reports VLMEvalKit's MMMU_Pro_10c, the standard 10-option
+    # setting: lmms-eval's mmmu_pro_standard (dataset_name "standard (10 options)").
+    assert LMMS_TASKS["mmmu_pro_standard"].paper_column == "MMMU-Pro"
+    assert "mmmu_pro_vision" not in LMMS_GROUPS["short"]
+    assert SHORT_COLUMNS == ("MMBench", "RWQA", "MMMU", "MMMU-Pro", "MathVista", "OCRBench")
+    assert all(LMMS_TASKS[t].paper_column in SHORT_COLUMNS for t in LMMS_GROUPS["short"])
 
 
 @pytest.mark.parametrize(
@@ -157,11 +211,13 @@ def test_niah_scores_average_text_and_image_needles_per_paper_column() -> None:
         ("magic number is 6822442", ["6822442"], 1.0),
         ("magic number is 6822442", ["1234567", "6822442"], 0.5),
         ("magic number is 1234567", ["6822442"], 0.0),
-        # calc_metrics drops <think> blocks, strips golds and compares them as text.
+        # src/vtcbench/metric.py calc_metrics drops <think> blocks, strips golds, compares
+        # them as text, and lower-cases both sides (since its commit b21255d).
         ("<think>6822442</think> no idea", ["6822442"], 0.0),
         ("the answer is 42", [" 42 "], 1.0),
         ("the answer is 42", [42], 1.0),
-        ("Paris", ["paris"], 0.0),  # case-sensitive
+        ("Paris", ["paris"], 1.0),
+        ("PARIS is the capital", ["Paris", "Lyon"], 0.5),
     ],
 )
 def test_contains_all_restates_vtcbench(response: str, gold: list[object], expected: float) -> None:
@@ -239,6 +295,10 @@ def test_cli_suite_and_report_beside_the_paper(tmp_path: Path) -> None:
     assert "Video-MME" in shown.output
     assert "65.10" in shown.output and "67.78" in shown.output
     assert "Δ other [suite] - ckpt [suite]" in shown.output  # --compare is the default
+    assert "What produced each score of ckpt [suite]:" in shown.output
+    assert "- Video-MME: lmms-eval 0.7.3 (qwen2_5_vl); videomme_perception_score, n=3" in (
+        shown.output
+    )
 
 
 def test_niah_group_through_our_mmlongbench_loaders(tmp_path: Path, chat_server: Any) -> None:

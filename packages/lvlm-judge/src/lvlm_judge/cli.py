@@ -541,7 +541,7 @@ def report(
         write_text,
     )
     from lvlm_judge.results import paper_row as read_paper_row
-    from lvlm_judge.suite import generalization_rows, read_suite_reports
+    from lvlm_judge.suite import generalization_rows, provenance, read_suite_reports
     from mmprolong_schemas import ScoreTable
 
     suites, results = read_suite_reports(results)
@@ -563,6 +563,9 @@ def report(
         if paper_table is not None:
             extra += generalization_rows([], paper_table, paper_row)
         text += ("\n" if text else "") + markdown(extra)
+        for report in suites:
+            text += f"\nWhat produced each score of {Path(report.checkpoint).name} [suite]:\n"
+            text += "".join(f"- {column}: {label}\n" for column, label in provenance(report))
     typer.echo(text)
     if out is not None:
         write_text(out / "report.md", text)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,26 +40,34 @@ class TaskSpec:
     dataset: str
     paper_table: str | None = None
     paper_column: str | None = None
+    protocol: str | None = None
+    """How this task's number stands to the paper's column, where they are not plainly the
+    same (the paper evaluated these benchmarks with VLMEvalKit, its Appendix B.7)."""
 
+
+PAPER_VIDEO_SAMPLING = "the paper samples 1 fps, at most 768 frames, 24,576 video tokens (B.6)"
 
 LMMS_TASKS: dict[str, TaskSpec] = {
     # tasks/videomme/utils.py videomme_aggregate_results returns 100 * correct / answered.
     "videomme": TaskSpec(
         "videomme_perception_score", 1.0, "lmms-eval/Video-MME",
-        "table19_long_video", "Video-MME",
+        "table19_long_video", "Video-MME", PAPER_VIDEO_SAMPLING,
     ),
     # tasks/mlvu/utils.py mlvu_aggregate_results_dev returns 100 * correct / answered.
     "mlvu_dev": TaskSpec(
-        "mlvu_percetion_score", 1.0, "sy1998/MLVU_dev", "table19_long_video", "MLVU"
+        "mlvu_percetion_score", 1.0, "sy1998/MLVU_dev", "table19_long_video", "MLVU",
+        PAPER_VIDEO_SAMPLING,
     ),
     # tasks/longvideobench/utils.py longvideobench_aggregate_results returns a fraction.
     "longvideobench_val_v": TaskSpec(
         "lvb_acc", 100.0, "longvideobench/LongVideoBench",
-        "table19_long_video", "LongVideoBench",
+        "table19_long_video", "LongVideoBench", PAPER_VIDEO_SAMPLING,
     ),
     # tasks/mmbench/en_utils.py mmbench_aggregate_dev_results_eval returns percent.
     "mmbench_en_dev": TaskSpec(
-        "gpt_eval_score", 1.0, "lmms-lab-encoder/MMBench", "table3_short_context", "MMBench"
+        "gpt_eval_score", 1.0, "lmms-lab-encoder/MMBench", "table3_short_context", "MMBench",
+        "MMBench dev split of lmms-eval's data set; the paper's is MMBench-V1.1 (VLMEvalKit "
+        "MMBench_DEV_EN_V11), which lmms-eval has no task for: not the same items",
     ),
     # tasks/realworldqa/realworldqa.yaml: exact_match, aggregation mean (a fraction).
     "realworldqa": TaskSpec(
@@ -66,9 +75,16 @@ LMMS_TASKS: dict[str, TaskSpec] = {
     ),
     # tasks/mmmu/utils.py and tasks/mmmu_pro/utils.py aggregate to a fraction.
     "mmmu_val": TaskSpec(
-        "mmmu_acc", 100.0, "lmms-lab-encoder/MMMU", "table3_short_context", "MMMU"
+        "mmmu_acc", 100.0, "lmms-lab-encoder/MMMU", "table3_short_context", "MMMU",
+        "MMMU validation split (900 items); the paper names VLMEvalKit's MMMU_DEV_VAL, and "
+        "every MMMU figure of its Table 3 is a whole number of 900ths, the validation split",
     ),
-    "mmmu_pro_standard": TaskSpec("mmmu_acc", 100.0, "MMMU/MMMU_Pro"),
+    # mmmu_pro_standard.yaml: dataset_name "standard (10 options)", the setting the paper
+    # reports (VLMEvalKit MMMU_Pro_10c, Appendix B.7); the vision setting is not in the paper.
+    "mmmu_pro_standard": TaskSpec(
+        "mmmu_acc", 100.0, "MMMU/MMMU_Pro", "table3_short_context", "MMMU-Pro",
+        "MMMU-Pro standard setting, 10 options (the paper: VLMEvalKit MMMU_Pro_10c)",
+    ),
     "mmmu_pro_vision": TaskSpec("mmmu_acc", 100.0, "MMMU/MMMU_Pro"),
     # tasks/mathvista/utils.py mathvista_aggregate_results: round(correct / total * 100, 2).
     "mathvista_testmini_format": TaskSpec(
@@ -79,8 +95,8 @@ LMMS_TASKS: dict[str, TaskSpec] = {
         "ocrbench_accuracy", 100.0, "echo840/OCRBench", "table3_short_context", "OCRBench"
     ),
 }  # fmt: skip
-"""The paper's long-video and short-context benchmarks, as lmms-eval names them. MMMU-Pro is
-reported per setting (standard, vision); the paper's single MMMU-Pro column is not derived."""
+"""The paper's long-video and short-context benchmarks, as lmms-eval names them (and
+mmmu_pro_vision, which the paper does not report, so an imported result keeps its scale)."""
 
 
 class SuiteScore(Model):
@@ -98,6 +114,8 @@ class SuiteScore(Model):
     """What produced the number, e.g. 'lmms-eval 0.7.3 (qwen2_5_vl)'."""
     paper_table: str | None = None
     paper_column: str | None = None
+    protocol: str | None = None
+    """How the number stands to the paper's column where they differ or the paper is silent."""
 
 
 @dataclass(frozen=True)
@@ -306,6 +324,7 @@ def import_results(
     config = data.get("config") or {}
     version = data.get("lmms_eval_version", "unknown")
     source = f"lmms-eval {version} ({config.get('model', 'unknown model')})"
+    frames = re.search(r"(?:^|,)max_num_frames=(\d+)", str(config.get("model_args") or ""))
     scores: list[SuiteScore] = []
     for task, values in results.items():
         spec = tasks.get(task)
@@ -327,11 +346,22 @@ def import_results(
                     score=float(value) * spec.to_percent if spec else None, n=n, source=source,
                     paper_table=spec.paper_table if spec else None,
                     paper_column=spec.paper_column if spec else None,
+                    protocol=_protocol(spec, frames.group(1) if frames else None),
                 )
             )  # fmt: skip
         if spec is not None and not any(s.task == task for s in scores):
             raise LmmsEvalError(f"{path}: task {task} has no {spec.metric} in its results")
     return scores
+
+
+def _protocol(spec: TaskSpec | None, max_num_frames: str | None) -> str | None:
+    """The task's protocol note; a video task's also names the frames it was run with."""
+    if spec is None or spec.protocol is None:
+        return None
+    if spec.protocol == PAPER_VIDEO_SAMPLING:
+        used = f"max_num_frames={max_num_frames}" if max_num_frames else "frames not recorded"
+        return f"{used}; {spec.protocol}"
+    return spec.protocol
 
 
 def run_tasks(

@@ -2,10 +2,11 @@
 
     video  long video through lmms-eval: videomme, mlvu_dev, longvideobench_val_v
     short  short-context skills through lmms-eval: the paper's MMBench, RealWorldQA, MMMU,
-           MMMU-Pro (standard and vision), MathVista, OCRBench
+           MMMU-Pro (its standard 10-option setting, as the paper reports), MathVista, OCRBench
     niah   MM-NIAH through lvlm-judge's own MMLongBench loaders, runners and scorer
-    vtc    VTCBench-Wild (Retrieval, Reasoning) from its Hugging Face release, scored with
-           containsAll by lvlm-judge; its Memory split needs an LLM judge and is not scored
+    vtc    VTCBench-Wild from its Hugging Face release: Retrieval and Reasoning scored with
+           containsAll, Memory by an LLM judge (VTCBench's prompt read from the user's
+           checkout with --vtc-source, else ours)
 
 Each group's scores land in ``<out>/suite.json`` (a SuiteReport), labelled with what produced
 them; a task that fails is recorded there with its reason and the others go on.
@@ -17,7 +18,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -29,19 +30,24 @@ from lvlm_judge.lmms import (
     lmms_version,
     run_tasks,
 )
+from lvlm_judge.vtcbench import PAPER_COLUMNS as VTC_PAPER_COLUMNS
 from mmprolong_schemas import Model, ScoreTable, atomic_path, format_tokens
+
+if TYPE_CHECKING:
+    from lvlm_judge.vtc_judge import MemoryJudge
 
 LMMS_GROUPS: dict[str, tuple[str, ...]] = {
     "video": ("videomme", "mlvu_dev", "longvideobench_val_v"),
     "short": (
-        "mmbench_en_dev", "realworldqa", "mmmu_val", "mmmu_pro_standard", "mmmu_pro_vision",
+        "mmbench_en_dev", "realworldqa", "mmmu_val", "mmmu_pro_standard",
         "mathvista_testmini_format", "ocrbench",
     ),
 }  # fmt: skip
 GROUPS: tuple[str, ...] = (*LMMS_GROUPS, "niah", "vtc")
 
 NIAH_COLUMNS = {"retrieval": "Ret", "counting": "Count", "reasoning": "Reas"}
-"""MM-NIAH task -> the paper's column (table17_mm_niah); text and image needles are averaged."""
+"""MM-NIAH task family -> the paper's column (table17_mm_niah). The paper (Appendix B.4) first
+averages a family's text- and image-needle variants, then macro-averages the three families."""
 
 
 class SuiteReport(Model):
@@ -92,19 +98,29 @@ def niah_scores(table: ScoreTable, source: str) -> list[SuiteScore]:
     """The paper's MM-NIAH columns per length (the mean of text and image needles) from
     lvlm-judge's niah-scores table."""
     by_column: dict[tuple[int, str], list[tuple[float, int]]] = defaultdict(list)
+    kinds: dict[tuple[int, str], set[str]] = defaultdict(set)
     for cell in table.cells:
         match = re.fullmatch(r"mm-niah-(retrieval|counting|reasoning)-(text|image)", cell.dataset)
         if match and cell.n:
-            by_column[(cell.length, NIAH_COLUMNS[match.group(1)])].append((cell.score, cell.n))
+            key = (cell.length, NIAH_COLUMNS[match.group(1)])
+            by_column[key].append((cell.score, cell.n))
+            kinds[key].add(match.group(2))
     return [
         SuiteScore(
             group="niah", task=f"{format_tokens(length)}.{column}", metric="mean over needles",
             value=sum(s for s, _ in cells) / len(cells),
             score=sum(s for s, _ in cells) / len(cells), n=sum(n for _, n in cells),
             source=source, paper_table="table17_mm_niah", paper_column=column,
+            protocol=_niah_protocol(sorted(kinds[(length, column)])),
         )
         for (length, column), cells in sorted(by_column.items())
     ]  # fmt: skip
+
+
+def _niah_protocol(kinds: list[str]) -> str:
+    if kinds == ["image", "text"]:
+        return "mean of the text- and image-needle variants, as the paper's Appendix B.4"
+    return f"{kinds[0]} needles only: the paper's column also averages the other variant"
 
 
 def niah_files(data: str | Path, lengths: Sequence[int]) -> list[Path]:
@@ -191,21 +207,24 @@ def vtc_wild(
     release: str | Path,
     instructions: str | Path | None,
     *,
+    vtc_source: str | Path | None = None,
+    memory_judge: MemoryJudge | None = None,
     runner: str = "transformers",
     max_new_tokens: int = 128,
     device_map: str = "auto",
     base_url: str | None = None,
     limit: int | None = None,
 ) -> Callable[[Path], tuple[list[SuiteScore], dict[str, str]]]:
-    """VTCBench-Wild on ``checkpoint``: per split, lvlm-judge's runner answers and containsAll
-    scores (Retrieval, Reasoning); a split that cannot run is returned as a failure."""
+    """VTCBench-Wild on ``checkpoint``: per split, lvlm-judge's runner answers; containsAll
+    scores Retrieval and Reasoning, ``memory_judge`` scores Memory. The instructions come from
+    the ``instructions`` JSON, else from the VTCBench checkout ``vtc_source``. A split that
+    cannot run is returned as a failure."""
 
     def evaluate(out: Path) -> tuple[list[SuiteScore], dict[str, str]]:
         from lvlm_judge.context import ContextResolver
         from lvlm_judge.factory import make_runner
+        from lvlm_judge.vtc_judge import read_instructions_from_source
         from lvlm_judge.vtcbench import (
-            PAPER_COLUMNS,
-            SCORED_SPLITS,
             VTC_SPLITS,
             VtcDataError,
             evaluate_split,
@@ -213,20 +232,25 @@ def vtc_wild(
             read_instructions,
         )  # fmt: skip
 
-        failures = {"Memory": "scored by an LLM judge in the paper; not written in lvlm-judge"}
-        if instructions is None:
+        failures: dict[str, str] = {}
+        if instructions is not None:
+            texts, given = read_instructions(instructions), str(instructions)
+        elif vtc_source is not None:
+            texts, given = read_instructions_from_source(vtc_source), str(vtc_source)
+        else:
             why = (
-                "no --vtc-instructions: copy VTCBench's per-split instructions (its "
-                "examples/run_wild.py) into a JSON file of split -> text"
+                "no instructions: pass --vtc-source (a VTCBench checkout) or --vtc-instructions "
+                "(a JSON file of split -> text)"
             )
-            failures.update(dict.fromkeys(SCORED_SPLITS, why))
-            return [], failures
-        texts = read_instructions(instructions)
+            return [], dict.fromkeys(VTC_SPLITS, why)
         scores: list[SuiteScore] = []
         model_runner = None
-        for split in (s for s in VTC_SPLITS if s in SCORED_SPLITS):
+        for split in VTC_SPLITS:
+            if split == "Memory" and memory_judge is None:
+                failures[split] = "scored by an LLM judge: pass --judge-model (and --vtc-source)"
+                continue
             if split not in texts:
-                failures[split] = f"{instructions} has no instruction for {split}"
+                failures[split] = f"{given} has no instruction for {split}"
                 continue
             try:
                 items = load_vtc_split(release, split, out / "images")[: limit or None]
@@ -238,15 +262,30 @@ def vtc_wild(
                     runner, checkpoint, ContextResolver(out / "images"), (),
                     max_new_tokens=max_new_tokens, device_map=device_map, base_url=base_url,
                 )  # fmt: skip
-            scored = evaluate_split(items, model_runner, texts[split], out / f"{split}.jsonl")
-            if len(scored) < len(items):
-                failures[split] = f"{len(items) - len(scored)} of {len(items)} items failed"
-            if scored:
-                mean = 100.0 * sum(s for _, _, s in scored) / len(scored)
+            answered = evaluate_split(items, model_runner, texts[split], out / f"{split}.jsonl")
+            problems = []
+            if len(answered) < len(items):
+                problems.append(f"{len(items) - len(answered)} of {len(items)} items got no answer")
+            if split == "Memory" and memory_judge is not None:
+                values = _judge_memory(answered, memory_judge, out)
+                metric, protocol = "LLM accuracy", memory_judge.label
+                if len(values) < len(answered):
+                    first = memory_judge.stats.errors[0] if memory_judge.stats.errors else ""
+                    problems.append(
+                        f"{len(answered) - len(values)} of {len(items)} answers got no judge "
+                        f"verdict (a rerun asks again; first: {first})"
+                    )
+            else:
+                values = [score for _, _, score in answered]
+                metric, protocol = "containsAll", "VTCBench's containsAll, restated"
+            if problems:
+                failures[split] = "; ".join(problems)
+            if values:
+                mean = 100.0 * sum(values) / len(values)
                 scores.append(SuiteScore(
-                    group="vtc", task=split, metric="containsAll", value=mean, score=mean,
-                    n=len(scored), source="lvlm-judge VTCBench-Wild (containsAll)",
-                    paper_table="table18_vtcbench_wild", paper_column=PAPER_COLUMNS[split],
+                    group="vtc", task=split, metric=metric, value=mean, score=mean,
+                    n=len(values), source="lvlm-judge VTCBench-Wild", protocol=protocol,
+                    paper_table="table18_vtcbench_wild", paper_column=VTC_PAPER_COLUMNS[split],
                 ))  # fmt: skip
         close = getattr(model_runner, "close", None)
         if callable(close):
@@ -254,6 +293,26 @@ def vtc_wild(
         return scores, failures
 
     return evaluate
+
+
+def _judge_memory(
+    answered: Sequence[tuple[Any, str, float]], judge: MemoryJudge, out: Path
+) -> list[float]:
+    """The scores of the items judged; their verdicts land in Memory-judged.jsonl."""
+    import json
+
+    verdicts = judge.judge(
+        [(item.item_id, item.problem, item.answers, prediction) for item, prediction, _ in answered]
+    )
+    path = out / "Memory-judged.jsonl"
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(
+            json.dumps({"item_id": v.item_id, "verdict": v.verdict, "score": v.score,
+                        "source": v.source, "judge_model": judge.model,
+                        "prompt_version": judge.prompt.version}) + "\n"
+            for v in verdicts if v is not None
+        ), encoding="utf-8")  # fmt: skip
+    return [v.score for v in verdicts if v is not None]
 
 
 def run_suite(
@@ -320,13 +379,61 @@ def run_suite(
 
 
 def suite_row(report: SuiteReport) -> dict[str, float]:
-    """Scores under the paper's column names where there is one, else the task name."""
-    return {
+    """Scores under the paper's column names where there is one, else the task name, and the
+    paper's averages (``paper_averages``) where all their parts were scored."""
+    row = {
         (score.paper_column or score.task)
         if score.group != "niah" else score.task: score.score
         for score in report.scores
         if score.score is not None
     }  # fmt: skip
+    return row | paper_averages(report.scores)
+
+
+SHORT_COLUMNS = tuple(
+    spec.paper_column
+    for spec in LMMS_TASKS.values()
+    if spec.paper_table == "table3_short_context" and spec.paper_column
+)
+
+
+def paper_averages(scores: Sequence[SuiteScore]) -> dict[str, float]:
+    """The paper's AVG columns, computed its way, where every part was scored:
+    Short.AVG, the macro average of the six short-context benchmarks (Table 3, Appendix B.7);
+    '<length>.AVG', MM-NIAH's macro average of its three task families at one length (Table
+    17, Appendix B.4); VTC.AVG, VTCBench-Wild's overall score, the average of the three splits
+    weighted by their item counts (Table 18, Appendix B.5: 800, 800 and 600 items)."""
+    by_column = {s.paper_column: s for s in scores if s.score is not None and s.group != "niah"}
+    averages: dict[str, float] = {}
+    if all(column in by_column for column in SHORT_COLUMNS):
+        parts = [by_column[column].score or 0.0 for column in SHORT_COLUMNS]
+        averages["Short.AVG"] = sum(parts) / len(parts)
+    niah: dict[str, list[float]] = defaultdict(list)
+    for score in scores:
+        if score.group == "niah" and score.score is not None:
+            niah[score.task.split(".")[0]].append(score.score)
+    for length, parts in niah.items():
+        if len(parts) == len(NIAH_COLUMNS):
+            averages[f"{length}.AVG"] = sum(parts) / len(parts)
+    vtc = [by_column.get(column) for column in VTC_PAPER_COLUMNS.values()]
+    if all(part is not None for part in vtc):
+        weighted = [(part.score or 0.0, part.n) for part in vtc if part is not None]
+        total = sum(n for _, n in weighted)
+        if total:
+            averages["VTC.AVG"] = sum(value * n for value, n in weighted) / total
+    return averages
+
+
+def provenance(report: SuiteReport) -> list[tuple[str, str]]:
+    """(column, what produced its score and how it stands to the paper's column) per score."""
+    rows = []
+    for score in report.scores:
+        column = (score.paper_column or score.task) if score.group != "niah" else score.task
+        label = f"{score.source}; {score.metric}, n={score.n}"
+        if score.protocol:
+            label += f"; {score.protocol}"
+        rows.append((column, label))
+    return rows
 
 
 PAPER_GENERALIZATION = (
@@ -351,22 +458,23 @@ def read_suite_reports(paths: Sequence[Path]) -> tuple[list[SuiteReport], list[P
 
 def paper_generalization_row(data: dict[str, Any], row: str) -> dict[str, float]:
     """One paper row's generalization scores under suite_row's column names; MM-NIAH's table
-    is per length, so its columns become '<length>.<column>'."""
+    is per length, so its columns become '<length>.<column>'; VTCBench-Wild's 'VTC.<column>';
+    the short-context AVG 'Short.AVG'."""
     values: dict[str, float] = {}
     for table in PAPER_GENERALIZATION:
         section = data.get(table, {})
         if table == "table17_mm_niah":
             for length, rows in section.items():
                 for column, value in rows.get(row, {}).items():
-                    if column != "AVG":
-                        values[f"{length}.{column}"] = float(value)
+                    values[f"{length}.{column}"] = float(value)
         elif table == "table18_vtcbench_wild":
-            names = {"Ret": "VTC.Ret", "Reas": "VTC.Reas", "Mem": "VTC.Mem"}
             for column, value in section.get(row, {}).items():
-                if column in names:
-                    values[names[column]] = float(value)
+                values[f"VTC.{column}"] = float(value)
+        elif table == "table3_short_context":
+            for column, value in section.get(row, {}).items():
+                values["Short.AVG" if column == "AVG" else column] = float(value)
         else:
-            values.update({k: float(v) for k, v in section.get(row, {}).items() if k != "AVG"})
+            values.update({k: float(v) for k, v in section.get(row, {}).items()})
     return values
 
 

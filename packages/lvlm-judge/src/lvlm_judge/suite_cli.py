@@ -19,7 +19,7 @@ def suite(
         "video,short,niah,vtc",
         help="Comma-separated groups: video (videomme, mlvu_dev, longvideobench_val_v), short "
         "(MMBench, RealWorldQA, MMMU, MMMU-Pro, MathVista, OCRBench), niah (MM-NIAH), vtc "
-        "(VTCBench-Wild Retrieval and Reasoning).",
+        "(VTCBench-Wild Retrieval, Reasoning and Memory).",
     ),
     out: Path = typer.Option(
         Path("lvlm-judge-suite"), help="Output folder; suite.json lands here."
@@ -59,14 +59,34 @@ def suite(
         None, help="VTCBench-Wild release (hf download --repo-type dataset MLLM-CL/VTCBench)."
     ),
     vtc_instructions: Path | None = typer.Option(
-        None, help="JSON of split -> instruction, copied from VTCBench's examples/run_wild.py."
+        None,
+        help="JSON of split -> instruction given before each problem [default: read from "
+        "--vtc-source].",
+    ),
+    vtc_source: Path | None = typer.Option(
+        None,
+        exists=True,
+        file_okay=False,
+        help="Your checkout of github.com/Moenupa/VTCBench: its per-split instructions and its "
+        "Memory judge prompt, model and request parameters are read from it at run time "
+        "(Memory then labelled as VTCBench's protocol). Without it, our judge wording.",
+    ),
+    judge_model: str | None = typer.Option(
+        None, help="Memory judge model [default: the one --vtc-source names (gpt-4o-mini)]."
+    ),
+    judge_base_url: str | None = typer.Option(
+        None, help="Memory judge server [default: $OPENAI_BASE_URL]; key from $OPENAI_API_KEY."
+    ),
+    judge_cache: Path | None = typer.Option(
+        None, help="Judge cache (SQLite) [default: OUT/judge-cache.sqlite]."
     ),
 ) -> None:
     """Run the paper's generalization groups on a checkpoint: long video and short-context
     skills through lmms-eval, MM-NIAH through lvlm-judge. A failing task is reported and the
     others go on; scores are labelled with what produced them."""
     from lvlm_judge.lmms import LmmsEvalError, LmmsModel, qwen2_5_vl_model
-    from lvlm_judge.suite import LMMS_GROUPS, mm_niah, run_suite, suite_row, vtc_wild
+    from lvlm_judge.suite import LMMS_GROUPS, mm_niah, provenance, run_suite, suite_row, vtc_wild
+    from lvlm_judge.vtc_judge import make_memory_judge
 
     chosen = [g.strip() for g in groups.split(",") if g.strip()]
     try:
@@ -87,19 +107,28 @@ def suite(
             )  # fmt: skip
         vtc = None
         if "vtc" in chosen and vtc_data is not None:
+            memory_judge = None
+            if judge_model is not None or vtc_source is not None:
+                memory_judge = make_memory_judge(
+                    judge_model, judge_cache or out / "judge-cache.sqlite",
+                    base_url=judge_base_url, vtc_source=vtc_source,
+                )  # fmt: skip
             vtc = vtc_wild(
-                checkpoint, vtc_data, vtc_instructions, max_new_tokens=max_new_tokens,
+                checkpoint, vtc_data, vtc_instructions, vtc_source=vtc_source,
+                memory_judge=memory_judge, max_new_tokens=max_new_tokens,
                 device_map=device_map, limit=limit,
             )  # fmt: skip
         report = run_suite(
             chosen, checkpoint, out, lmms_model=model, lmms_python=lmms_python, limit=limit,
             include_path=include_path, niah=niah, vtc=vtc, log=console.print,
         )  # fmt: skip
-    except LmmsEvalError as error:
+    except (LmmsEvalError, ValueError) as error:  # ValueError: bad judge or --vtc-source
         _fail(str(error))
     from lvlm_judge.results import markdown
 
     typer.echo(markdown([(f"{checkpoint.name} (suite)", suite_row(report))]))
+    for column, what in provenance(report):
+        console.print(f"{column}: {what}", markup=False, highlight=False)
     for task, why in report.failures.items():
         console.print(f"[red]failed[/red] {task}: {why}", markup=True, highlight=False)
     if not report.scores:

@@ -1,11 +1,11 @@
 """VTCBench's containsAll score, restated from its definition.
 
-VTCBench (github.com/Moenupa/VTCBench, docs/DATA.md and src/locoxim/metric.py ``calc_metrics``)
+VTCBench (github.com/Moenupa/VTCBench, docs/DATA.md and src/vtcbench/metric.py ``calc_metrics``)
 scores its Retrieval and Reasoning splits with containsAll: after dropping ``<think>...</think>``
 blocks and surrounding whitespace from the response, and stripping each gold answer (taken as
-text), the share of gold answers that occur in the response as substrings (case-sensitive).
-Its Memory split is scored differently (ROUGE-L upstream; the paper uses an LLM judge) and is
-not scored here.
+text), the share of gold answers that occur in the response as substrings. Both sides are
+lower-cased first (since its commit b21255d, 2025-12-08, "does not affect existing results").
+Its Memory split is scored by an LLM judge (lvlm_judge.vtc_judge).
 """
 
 from __future__ import annotations
@@ -24,16 +24,16 @@ _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 
 def contains_all(response: str, gold_answers: Sequence[object]) -> float:
     """Share of ``gold_answers`` contained in ``response`` (1.0 when all are)."""
-    golds = [str(answer).strip() for answer in gold_answers]
+    golds = [str(answer).strip().lower() for answer in gold_answers]
     if not golds:
         raise ValueError("containsAll needs at least one gold answer")
-    text = _THINK.sub("", response).strip()
+    text = _THINK.sub("", response).strip().lower()
     return sum(gold in text for gold in golds) / len(golds)
 
 
 VTC_SPLITS = ("Retrieval", "Reasoning", "Memory")
-SCORED_SPLITS = ("Retrieval", "Reasoning")
-"""Splits scored by containsAll; Memory needs an LLM judge (not written here)."""
+CONTAINS_ALL_SPLITS = ("Retrieval", "Reasoning")
+"""Splits scored by containsAll; Memory is scored by an LLM judge."""
 PAPER_COLUMNS = {"Retrieval": "VTC.Ret", "Reasoning": "VTC.Reas", "Memory": "VTC.Mem"}
 """Split -> column of table18_vtcbench_wild (prefixed to keep MM-NIAH's Ret/Reas apart)."""
 

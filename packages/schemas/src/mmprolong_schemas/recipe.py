@@ -251,7 +251,14 @@ class EvalConfig(Model):
     )
     vtc_instructions: str | None = Field(
         default=None,
-        description="JSON of VTCBench split -> instruction, copied from VTCBench's run_wild.py.",
+        description="JSON of VTCBench split -> instruction [default: read from vtc_source].",
+    )
+    vtc_source: str | None = Field(
+        default=None,
+        description="The user's checkout of VTCBench: its per-split instructions and its Memory "
+        "judge prompt, model (gpt-4o-mini unless judge_model names another) and request are "
+        "read from it at run time (Memory labelled as VTCBench's protocol); without it, the "
+        "Memory judge uses our wording and needs judge_model.",
     )
     lmms_python: str | None = Field(
         default=None,

@@ -4,8 +4,11 @@ checkpoint, after training, through lvlm-judge's suite.
 ``video`` and ``short`` run lmms-eval in the interpreter ``eval.lmms_python`` names (a separate
 environment, so its pins stay out of ours); ``niah`` runs MM-NIAH from the NIAH/ files of
 ``eval.data_dir`` through lvlm-judge's own loaders and scorer; ``vtc`` runs VTCBench-Wild from
-``eval.vtc_data`` with the instructions in ``eval.vtc_instructions``. Each checkpoint gets a
-``suite.json``; a failing task is recorded there (and in the report's notes), the others go on.
+``eval.vtc_data``: the instructions from ``eval.vtc_instructions`` or the VTCBench checkout
+``eval.vtc_source``, and Memory judged by ``eval.judge_model`` (VTCBench's judge prompt when
+``eval.vtc_source`` is set, else ours; the verdicts are cached in the stage folder, shared by
+both checkpoints). Each checkpoint gets a ``suite.json``; a failing task is recorded there
+(and in the report's notes), the others go on.
 """
 
 from __future__ import annotations
@@ -29,8 +32,12 @@ class SuiteStage(Contributor):
     name = "suite"
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
-        keys = ("suite", "lmms_python", "max_num_frames", "attn_implementation", "data_dir",
-                "lengths", "runner", "max_new_tokens", "vtc_data", "vtc_instructions")  # fmt: skip
+        keys: tuple[str, ...] = (
+            "suite", "lmms_python", "max_num_frames", "attn_implementation", "data_dir",
+            "lengths", "runner", "max_new_tokens", "vtc_data", "vtc_instructions", "vtc_source",
+        )  # fmt: skip
+        if "vtc" in recipe.eval.suite:  # the Memory judge; other groups do not use it
+            keys += ("judge_model", "judge_base_url")
         evaluation = recipe.eval.model_dump(mode="json")
         return {
             "eval": {key: evaluation[key] for key in keys},
@@ -47,6 +54,14 @@ class SuiteStage(Contributor):
 
         device_map = "auto" if torch.cuda.is_available() else "cpu"
         trained, _ = final_checkpoint(ctx)
+        memory_judge = None
+        evaluation = recipe.eval
+        if "vtc" in evaluation.suite and (evaluation.judge_model or evaluation.vtc_source):
+            (make_memory_judge,) = require(self.name, "lvlm_judge.vtc_judge", "make_memory_judge")
+            memory_judge = make_memory_judge(
+                evaluation.judge_model, ctx.dir / "judge-cache.sqlite",
+                base_url=evaluation.judge_base_url, vtc_source=evaluation.vtc_source,
+            )  # fmt: skip
         counts: dict[str, int] = {}
         for label, path in zip(MODELS, (base_checkpoint(ctx), trained), strict=True):
             model = qwen2_5_vl_model(
@@ -64,8 +79,10 @@ class SuiteStage(Contributor):
             vtc = None
             if "vtc" in recipe.eval.suite and recipe.eval.vtc_data is not None:
                 vtc = vtc_wild(
-                    path, recipe.eval.vtc_data, recipe.eval.vtc_instructions, runner=runner,
-                    max_new_tokens=recipe.eval.max_new_tokens, device_map=device_map,
+                    path, recipe.eval.vtc_data, recipe.eval.vtc_instructions,
+                    vtc_source=recipe.eval.vtc_source, memory_judge=memory_judge,
+                    runner=runner, max_new_tokens=recipe.eval.max_new_tokens,
+                    device_map=device_map,
                 )  # fmt: skip
             report = run_suite(
                 recipe.eval.suite, path, ctx.dir / label, lmms_model=model,
@@ -80,16 +97,16 @@ class SuiteStage(Contributor):
         reports = _reports(ctx.dir)
         if not reports:
             return
-        (suite_row,) = require(self.name, "lvlm_judge.suite", "suite_row")
+        suite_row, provenance = require(self.name, "lvlm_judge.suite", "suite_row", "provenance")
         for label, report in reports.items():
             data.generalization[label] = suite_row(report)
             data.notes += [
                 f"suite, {label}: {task} produced no score: {why}"
                 for task, why in report.failures.items()
             ]
-            sources = sorted({score.source for score in report.scores})
-            if sources:
-                data.notes.append(f"suite, {label}: scores by {'; '.join(sources)}")
+            data.notes += [
+                f"suite, {label}: {column} by {what}" for column, what in provenance(report)
+            ]
 
 
 def _reports(folder: Path) -> dict[str, Any]:
