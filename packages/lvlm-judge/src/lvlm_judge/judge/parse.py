@@ -12,6 +12,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from mmprolong_schemas.numbers import parse_number
+
 _RATIONALE = re.compile(r"\[Scoring Rationale\]:(.*?)(?=\[Score\]:|\[JSON\]:|$)", re.DOTALL)
 _LIST_RATIONALE = re.compile(r"\[Rationale\]:(.*?)(?=\[JSON\]:|$)", re.DOTALL)
 _SCORE_LINE = re.compile(r"\[Score\]:\s*(\d+)\s*points?")
@@ -39,21 +41,20 @@ def extract_json(text: str, keys: list[str]) -> dict[str, object]:
     for key in keys:
         number = re.search(rf'"{re.escape(key)}"\s*:\s*(-?\d+(?:\.\d+)?)', text)
         if number:
-            found[key] = float(number.group(1))
+            found[key] = parse_number(number.group(1))
     return found
 
 
 def _number(value: object) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
+    """A JSON value or a reply's digits as a score; None when it is no number."""
     if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
+        value = parse_number(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an integer too long for a float
+        return None
 
 
 def _clamp(score: float) -> float:
@@ -64,8 +65,9 @@ def parse_single_verdict(reply: str) -> JudgeVerdict:
     rationale_match = _RATIONALE.search(reply)
     rationale = rationale_match.group(1).strip() if rationale_match else ""
     score_line = _SCORE_LINE.search(reply)
-    if score_line:
-        return JudgeVerdict(_clamp(float(score_line.group(1))), rationale)
+    line_score = _number(score_line.group(1)) if score_line else None
+    if line_score is not None:
+        return JudgeVerdict(_clamp(line_score), rationale)
     score = _number(extract_json(reply, ["answer_score"]).get("answer_score"))
     if score is not None:
         return JudgeVerdict(_clamp(score), rationale)
