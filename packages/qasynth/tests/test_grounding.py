@@ -98,6 +98,38 @@ def test_normalisation_folds_case_width_and_number_formats() -> None:
     assert contains(normalize_text("東京都の人口"), normalize_text("東京"))
 
 
+def test_words_broken_at_a_line_end_are_joined() -> None:
+    assert (
+        normalize_text("infor-\nmation") == normalize_text("infor\u00ad\nmation") == "information"
+    )
+    assert normalize_text("Paris-\nLyon") == "paris lyon"  # a capital: no broken word
+    assert normalize_text("2019-\n2020") == "2019 2020"
+    doc = _document(
+        [
+            _page(
+                1,
+                "The archive keeps infor-\nmation on state-of-the-\nart sites and docu\u00adments.",
+            )
+        ],
+        lang="en",
+    )
+    segment = Segment(
+        segment_id="h", doc_id=doc.doc_id, pages=PageRange(first=1, last=1), doc_pages=1
+    )
+
+    def validate(answer: str):  # type: ignore[no-untyped-def]
+        text = _reply("On Page 1, what is kept?", answer, "String", [1])
+        return QAValidator().validate(
+            text, segment, Task.EXTRACT_SINGLE, "t", "v", EvidenceText.of(doc)
+        )
+
+    for answer in ("information", "state-of-the-art", "documents"):
+        assert validate(answer).grounding == "grounded"
+    with pytest.raises(Rejected) as caught:
+        validate("informatics")
+    assert caught.value.reason is RejectReason.NOT_GROUNDED
+
+
 @pytest.mark.parametrize(
     ("answer", "answer_format", "page"),
     [
