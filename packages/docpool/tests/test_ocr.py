@@ -1,6 +1,7 @@
 """OCR settings: Tesseract language codes, the default from the detected language, and OCR
-and parse-error pages flagged in the statistics. Tesseract is not installed here: OCR itself
-is a contract fake of PyMuPDF's ``Page.get_textpage_ocr``."""
+and parse-error pages flagged in the statistics. Most tests use a contract fake of PyMuPDF's
+``Page.get_textpage_ocr``; one reads a scanned page with the real Tesseract where it is
+installed (Debian: ``apt-get install -y tesseract-ocr tesseract-ocr-eng``)."""
 
 from __future__ import annotations
 
@@ -80,6 +81,33 @@ def test_pages_without_text_are_ocrd_in_the_documents_language(
     assert probe.parsed is not None
     last = probe.parsed.pages[-1]
     assert last.flags == ["ocr"] and not last.has_text_layer
+
+
+@pytest.mark.skipif(
+    not layout_fast.ocr_available() or "eng" not in (ocr.installed_languages() or ()),
+    reason="Tesseract with its English data is not installed",
+)
+def test_real_tesseract_reads_a_scanned_page(tmp_path: Path) -> None:
+    doc = pymupdf.open()
+    for _ in range(2):  # text pages, from which the document's language is detected
+        page = doc.new_page()
+        sentence = "The annual report describes the operations of the company in detail. "
+        page.insert_textbox(pymupdf.Rect(72, 72, 540, 720), sentence * 12, fontsize=11)
+    printed = pymupdf.open()
+    original = printed.new_page()
+    original.insert_text((72, 120), "Invoice total for the Lisbon warehouse", fontsize=22)
+    original.insert_text((72, 170), "was 4512 euros in March", fontsize=22)
+    scan = doc.new_page()  # the printed page as pixels only: a scan
+    scan.insert_image(scan.rect, pixmap=original.get_pixmap(dpi=150))
+    doc.save(tmp_path / "scanned.pdf")
+    probe = probe_document(str(tmp_path / "scanned.pdf"), ParseOptions(min_pages=1))
+    assert probe.lang == "en" and probe.ocr_language == "eng"
+    assert probe.parsed is not None
+    read = probe.parsed.pages[-1]
+    assert read.flags == ["ocr"] and not read.has_text_layer
+    words = read.text().split()
+    for word in ("Invoice", "Lisbon", "warehouse", "4512", "euros", "March"):
+        assert word in words, f"{word!r} not in the OCR text {read.text()!r}"
 
 
 def test_ingest_refuses_iso_codes_as_ocr_language(tmp_path: Path) -> None:

@@ -98,6 +98,38 @@ def test_normalisation_folds_case_width_and_number_formats() -> None:
     assert contains(normalize_text("東京都の人口"), normalize_text("東京"))
 
 
+def test_words_broken_at_a_line_end_are_joined() -> None:
+    assert (
+        normalize_text("infor-\nmation") == normalize_text("infor\u00ad\nmation") == "information"
+    )
+    assert normalize_text("Paris-\nLyon") == "paris lyon"  # a capital: no broken word
+    assert normalize_text("2019-\n2020") == "2019 2020"
+    doc = _document(
+        [
+            _page(
+                1,
+                "The archive keeps infor-\nmation on state-of-the-\nart sites and docu\u00adments.",
+            )
+        ],
+        lang="en",
+    )
+    segment = Segment(
+        segment_id="h", doc_id=doc.doc_id, pages=PageRange(first=1, last=1), doc_pages=1
+    )
+
+    def validate(answer: str):  # type: ignore[no-untyped-def]
+        text = _reply("On Page 1, what is kept?", answer, "String", [1])
+        return QAValidator().validate(
+            text, segment, Task.EXTRACT_SINGLE, "t", "v", EvidenceText.of(doc)
+        )
+
+    for answer in ("information", "state-of-the-art", "documents"):
+        assert validate(answer).grounding == "grounded"
+    with pytest.raises(Rejected) as caught:
+        validate("informatics")
+    assert caught.value.reason is RejectReason.NOT_GROUNDED
+
+
 @pytest.mark.parametrize(
     ("answer", "answer_format", "page"),
     [
@@ -190,6 +222,37 @@ def test_empty_answers_and_items_are_rejected_and_items_deduplicated() -> None:
 def test_page_anchors_in_any_language(question: str, pages: list[int]) -> None:
     assert anchored_pages(question) == pages
     assert _check(_reply(question, 3.7, "Float", [2])).evidence_pages == [2]
+
+
+@pytest.mark.parametrize(
+    ("question", "without_page_count"),
+    [
+        ("Which values are on Pages 1 and 2, 2019 edition?", [1, 2]),
+        ("Which values are on Pages 1, 2, 2019 edition?", [1, 2]),
+        ("Quelles valeurs figurent aux pages 1 et 2, 2019 ?", [1, 2]),
+        ("Welche Werte nennen die Seiten 1 und 2, 2019?", [1, 2]),
+        ("¿Qué valores dan las páginas 1 y 2, 2019?", [1, 2]),
+        ("第1、2页，2019年的数值是多少？", [1, 2]),
+        ("1ページと2ページ、2019年版の値は？", [1, 2]),
+        # Beyond the document's 4 pages: known only with the page count.
+        ("Which values do Pages 1 and 2, 150 sites, report?", [1, 2, 150]),
+        ("第1、2、150页的数值是多少？", [1, 2, 150]),
+    ],
+)
+def test_a_page_list_stops_at_a_number_that_is_no_page(
+    question: str, without_page_count: list[int]
+) -> None:
+    assert anchored_pages(question) == without_page_count
+    assert anchored_pages(question, doc_pages=4) == [1, 2]
+    pair = _check(_reply(question, [4512, "Porto"], "List", [1, 2]), Task.EXTRACT_MULTI)
+    assert pair.grounding == "grounded"
+
+
+def test_page_lists_keep_their_pages() -> None:
+    assert anchored_pages("Pages 1, 2 and 4", doc_pages=4) == [1, 2, 4]
+    assert anchored_pages("Pages 1200, 1300", doc_pages=2000) == [1200, 1300]  # in thousands
+    assert anchored_pages("Page 9 of Pages 1, 2", doc_pages=4) == [9, 1, 2]  # first one kept
+    assert anchored_pages("第3、5页", doc_pages=4) == [3]
 
 
 @pytest.mark.parametrize(

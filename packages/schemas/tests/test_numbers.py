@@ -4,6 +4,7 @@ from hypothesis import strategies as st
 
 from mmprolong_schemas import AnswerFormat, coerce_answer
 from mmprolong_schemas.numbers import (
+    Reading,
     canonical_number,
     decimal_mark,
     find_numbers,
@@ -99,6 +100,56 @@ def test_decimals_read_back(whole: int, cents: int, lang: str) -> None:
     assert parse_number(text, lang) == pytest.approx(whole + cents / 100)
 
 
+# The two MMLongBench readings restate EdinburghNLP/MMLongBench utils.py: document QA reads a
+# whole answer with float(get_docqa_clean_string(...)) and a prediction's numbers with
+# extract_number_list (commas deleted, then -?\d+(\.\d*)?|-?\.\d+, finite values only); NIAH
+# counting reads extract_cnt_list's last resort (\d+) and turn_int_list's int().
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1,2", 12.0),  # the locale reading says 1.2
+        ("1,2,3", 123.0),  # the locale reading says no number
+        ("1,234.5", 1234.5),
+        ("1.234", 1.234),
+        ("1e3", 1000.0),  # Python's float() syntax
+        (" -5 ", -5.0),
+        ("inf", None),  # float() reads it, but it is no finite number
+        ("nan", None),
+        ("1" * 400, None),  # too large: inf
+        ("3,7 kg", None),
+        ("", None),
+    ],
+)
+def test_commas_dropped_reading_of_a_whole_string(text: str, value: float | None) -> None:
+    parsed = parse_number(text, "fr", reading=Reading.COMMAS_DROPPED)  # the language is ignored
+    assert parsed == value
+    if value is not None:
+        assert type(parsed) is float
+
+
+def test_commas_dropped_reading_in_running_text() -> None:
+    text = "In 2019-2020, A4 and 1,204 rose 5. or .5 then 1.234.567"
+    spans = list(find_numbers(text, "de", reading=Reading.COMMAS_DROPPED))
+    assert [s.value for s in spans] == [2019, -2020, 4, 1204, 5, 0.5, 1.234, 0.567]
+    assert all(type(s.value) is float for s in spans)
+    assert [s.text for s in spans][3:5] == ["1,204", "5."]  # spans index the text as given
+    assert all(text[s.start : s.end] == s.text for s in spans)
+    huge = find_numbers("1" * 400 + " and 7", reading=Reading.COMMAS_DROPPED)
+    assert [s.value for s in huge] == [7]
+    # The locale reading of the same text, for contrast.
+    assert [s.value for s in find_numbers("In 2019-2020, A4 and 1,204")] == [2019, 2020, 1204]
+
+
+def test_digit_runs_reading() -> None:
+    text = "counts: 1.5, -3 and 1,234 on A4"
+    runs = list(find_numbers(text, reading=Reading.DIGIT_RUNS))
+    assert [r.value for r in runs] == [1, 5, 3, 1, 234, 4]
+    assert all(text[r.start : r.end] == r.text for r in runs)
+    assert parse_number(" -3 ", reading=Reading.DIGIT_RUNS) == -3  # Python's int() syntax
+    assert parse_number("3.0", reading=Reading.DIGIT_RUNS) is None
+    assert parse_number("three", reading=Reading.DIGIT_RUNS) is None
+
+
 def test_canonical_number() -> None:
     assert canonical_number(1234.0) == "1234"
     assert canonical_number(3.7) == "3.7"
@@ -115,3 +166,15 @@ def test_coerce_answer_reads_numbers_in_the_documents_language() -> None:
             coerce_answer(bad, AnswerFormat.INTEGER)
     with pytest.raises(ValueError, match="not a Float"):
         coerce_answer("1,2,3", AnswerFormat.FLOAT)
+
+
+@pytest.mark.parametrize("reading", list(Reading))
+def test_a_digit_run_no_quantity_has_is_read_without_failing(reading: Reading) -> None:
+    # An untrusted text layer can hold a run of thousands of digits; Python's int() refuses
+    # strings past 4300 digits and a float overflows past 308.
+    for digits in ("9" * 400, "9" * 5000):
+        text = f"page 12 then {digits} and 3"
+        values = [span.value for span in find_numbers(text, "en", reading=reading)]
+        assert 3 in values
+        parse_number(digits, "en", reading=reading)  # no exception
+    assert parse_number("9" * 5000, "en") is None

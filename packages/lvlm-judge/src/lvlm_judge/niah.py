@@ -3,7 +3,9 @@
 MMLongBench scores every NIAH metric on the raw output and on the answer after "Answer:" and
 keeps the better of the two; ``score_niah`` does the same. Counting has two scores: MMLongBench
 compares the sums of the predicted and expected count lists ("soft_acc" in its code), the
-original MM-NIAH gives the share of positions whose count is right.
+original MM-NIAH gives the share of positions whose count is right. Counts are read by the
+shared parser (``mmprolong_schemas.numbers``) in MMLongBench's counting reading,
+``Reading.DIGIT_RUNS``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from lvlm_judge.rules import (
     parse_output,
 )
 from mmprolong_schemas import NiahMetric
+from mmprolong_schemas.numbers import Reading, find_numbers, parse_number
 
 _COUNT_LIST = re.compile(r"\[[\d\s,]+\]", re.IGNORECASE | re.DOTALL)
 _ANY_LIST = re.compile(r"\[.*?\]", re.IGNORECASE | re.DOTALL)
@@ -61,6 +64,11 @@ def _int_items(values: object) -> list[int]:
         return []
     items = []
     for value in values:
+        if isinstance(value, str):  # a quoted count ("3")
+            count = parse_number(value, reading=Reading.DIGIT_RUNS)
+            if count is not None:
+                items.append(int(count))
+            continue
         try:
             items.append(int(value))
         except (TypeError, ValueError, OverflowError):
@@ -80,7 +88,7 @@ def count_list(prediction: str) -> list[int]:
             except json.JSONDecodeError:
                 continue
             return _int_items(loaded) if as_ints else loaded
-    return [int(number) for number in re.findall(r"\d+", text)]
+    return [int(run.value) for run in find_numbers(text, reading=Reading.DIGIT_RUNS)]
 
 
 def count_sum_match(prediction: str, answer: Sequence[int]) -> float:
@@ -130,7 +138,10 @@ def _mc_answer(answer: object) -> int:
         answer = answer.strip()
         if len(answer) == 1 and answer.isalpha():
             return ord(answer.upper()) - ord("A")
-        return int(answer)
+        index = parse_number(answer)
+        if not isinstance(index, int):
+            raise ValueError(f"multiple-choice answer {answer!r} is not an option index or letter")
+        return index
     return answer
 
 

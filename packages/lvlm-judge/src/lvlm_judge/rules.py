@@ -15,12 +15,14 @@ Quirks kept on purpose so scores match the published numbers: the exact-match pa
 case-sensitive ("Page 3" is not exact-match, "page 3" is), unit suffixes are stripped from the
 end of a number string without a word boundary ("12m" -> "12"), and "Not answerable" answers are
 scored by token F1, so "not answerable." scores 1 and "the question is not answerable" 0.67.
+Numbers are read by the shared parser (``mmprolong_schemas.numbers``) in MMLongBench's own
+reading, ``Reading.COMMAS_DROPPED``: every comma is deleted ("1,2" is 12), a dot is decimal,
+whatever the language of the document.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 import string
 from collections import Counter
@@ -28,6 +30,7 @@ from collections.abc import Sequence
 from math import isclose
 
 from mmprolong_schemas import AnswerFormat
+from mmprolong_schemas.numbers import Number, Reading, find_numbers, parse_number
 
 ANSWER_PREFIX = "Answer:"
 
@@ -53,8 +56,6 @@ _EXACT_MATCH_PATTERNS = [
         r"^[a-zA-Z0-9._%+-]+@[a-zA-Z0-9.-]+\.[a-zA-Z]{2,}$",
     )
 ]
-_NUMBER = re.compile(r"(-?\d+(\.\d*)?|-?\.\d+)")
-_PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?")
 
 
 def normalize_answer(text: str) -> str:
@@ -110,27 +111,31 @@ def needs_exact_match(text: str) -> bool:
     return any(pattern.search(text) for pattern in _EXACT_MATCH_PATTERNS)
 
 
-def extract_numbers(text: str) -> list[float]:
-    """Every finite number written in ``text`` (thousands commas ignored)."""
-    numbers = []
-    for match in _NUMBER.finditer(text.replace(",", "")):
-        number = float(match.group(0))
-        if math.isfinite(number):
-            numbers.append(number)
-    return numbers
+def _number(value: object) -> Number | None:
+    """A whole answer string as MMLongBench reads it: cleaned, then one number or None."""
+    return parse_number(clean_number_string(value), reading=Reading.COMMAS_DROPPED)
+
+
+def _numbers_in(prediction: str) -> list[Number]:
+    """Every number MMLongBench finds in a cleaned prediction."""
+    cleaned = clean_number_string(prediction)
+    return [span.value for span in find_numbers(cleaned, reading=Reading.COMMAS_DROPPED)]
+
+
+def _reference_number(reference: object, answer_format: AnswerFormat) -> Number:
+    number = _number(reference)
+    if number is None:
+        raise ValueError(f"answer {reference!r} is marked {answer_format.value} but is no number")
+    return number
 
 
 def string_type(value: str) -> AnswerFormat:
     """How MMLongBench reads a list item given as a string: Integer, Float or String."""
-    try:
-        number = float(clean_number_string(value))
-        return (
-            AnswerFormat.INTEGER
-            if number == int(number) and "%" not in value
-            else (AnswerFormat.FLOAT)
-        )
-    except (ValueError, OverflowError):
+    number = _number(value)
+    if number is None:
         return AnswerFormat.STRING
+    whole = number == int(number) and "%" not in value
+    return AnswerFormat.INTEGER if whole else AnswerFormat.FLOAT
 
 
 def float_matches(reference: float, prediction: float) -> bool:
@@ -142,17 +147,16 @@ def float_matches(reference: float, prediction: float) -> bool:
 
 
 def _integer_score(reference: object, prediction: str) -> float:
-    expected = float(clean_number_string(reference))
+    expected = _reference_number(reference, AnswerFormat.INTEGER)
     if int(expected) != expected:
         raise ValueError(f"answer {reference!r} is marked Integer but is not a whole number")
-    found = extract_numbers(clean_number_string(prediction))
+    found = _numbers_in(prediction)
     return float(any(int(expected) == int(number) for number in found if int(number) == number))
 
 
 def _float_score(reference: object, prediction: str) -> float:
-    expected = float(clean_number_string(reference))
-    found = extract_numbers(clean_number_string(prediction))
-    return float(any(float_matches(expected, number) for number in found))
+    expected = _reference_number(reference, AnswerFormat.FLOAT)
+    return float(any(float_matches(expected, number) for number in _numbers_in(prediction)))
 
 
 def _string_score(reference: str, prediction: str) -> float:
@@ -232,13 +236,12 @@ def is_certain_match(reference: object, prediction: str, answer_format: AnswerFo
     answer_format = AnswerFormat(answer_format)
     text = prediction.strip().rstrip(".").strip()
     if answer_format in (AnswerFormat.INTEGER, AnswerFormat.FLOAT):
+        # Only a prediction that is one plain number and nothing else ("1e3" is two numbers).
         predicted = clean_number_string(text)
-        if not _PLAIN_NUMBER.fullmatch(predicted):
+        spans = list(find_numbers(predicted, reading=Reading.COMMAS_DROPPED))
+        if len(spans) != 1 or (spans[0].start, spans[0].end) != (0, len(predicted)):
             return False
-        try:
-            return float(predicted) == float(clean_number_string(reference))
-        except ValueError:
-            return False
+        return spans[0].value == _number(reference)
     if answer_format is AnswerFormat.LIST:
         items = _prediction_items(text)
         if items is None:

@@ -1,10 +1,13 @@
 """Is an answer written on its evidence pages? The check behind the validator's grounding rule.
 
-Answers and page texts are compared after the same normalisation: Unicode NFKC, case folding,
-punctuation and symbols as spaces, whitespace collapsed (none kept between two CJK characters,
-whose text has no word spaces), and every number rewritten in one spelling, read the way the
-document's language prints it ("1 234,5" in French and "1,234.5" both become "1234.5"). A
-number answer is found when a number of that value is printed on an evidence page.
+Answers and page texts are compared after the same normalisation: words broken at a line end
+joined again ("infor-\nmation" is "information"; soft hyphens dropped), Unicode NFKC, case
+folding, punctuation and symbols as spaces, whitespace collapsed (none kept between two CJK
+characters, whose text has no word spaces), and every number rewritten in one spelling, read
+the way the document's language prints it ("1 234,5" in French and "1,234.5" both become
+"1234.5"). A number answer is found when a number of that value is printed on an evidence page.
+A hyphen at a line end may also be a compound's own ("well-\nknown"): a page whose text has one
+is searched in both readings.
 
 A page without text (a scan, a chart) cannot show an answer is absent, and an OCR text layer
 may misread it: such evidence makes a pair ``unverified`` when its answer is not found. So does
@@ -28,6 +31,10 @@ from mmprolong_schemas.numbers import Number, canonical_number, find_numbers, pa
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"  # kana, han, hangul
 _SPACE_IN_CJK = re.compile(rf"(?<=[{_CJK}]) (?=[{_CJK}])")
 _HAS_CJK = re.compile(rf"[{_CJK}]")
+# A letter, a hyphen, a line break: joined when a lowercase letter follows (docpool's fast
+# layout joins wrapped lines the same way; other text sources keep the break).
+_LINE_END_HYPHEN = re.compile(r"(?<=[^\W\d_])[-\u2010][ \t]*\r?\n\s*(?=[^\W\d_])")
+_SOFT_HYPHEN = re.compile(r"\u00ad(?:[ \t]*\r?\n\s*)?")
 
 VERBATIM_MIN_WORDS = 4
 """A reasoning answer of at least this many words (CJK: twice as many characters) that is
@@ -50,8 +57,17 @@ def _words(chunk: str) -> str:
     return "".join(" " if unicodedata.category(c)[0] in "PSZC" else c for c in chunk)
 
 
-def normalize_text(text: str, lang: str | None = None) -> str:
-    """``text`` as the grounding check compares it (see the module docstring)."""
+def _join_broken_word(match: re.Match[str]) -> str:
+    after = match.string[match.end()]
+    return "" if after.islower() else match.group(0)
+
+
+def normalize_text(text: str, lang: str | None = None, *, join_broken_words: bool = True) -> str:
+    """``text`` as the grounding check compares it (see the module docstring);
+    ``join_broken_words=False`` keeps a line-end hyphen as a word break."""
+    text = _SOFT_HYPHEN.sub("", text)
+    if join_broken_words:
+        text = _LINE_END_HYPHEN.sub(_join_broken_word, text)
     parts = []
     position = 0
     for number in find_numbers(text, lang):
@@ -119,7 +135,15 @@ class EvidenceText:
         return found
 
     def normalized(self, pages: Sequence[int]) -> str:
-        return " \n ".join(normalize_text(self.texts.get(p, ""), self.lang) for p in pages)
+        """The pages' normalised texts, each also with its line-end hyphens kept where it has
+        any (a compound broken at a line end is found either way)."""
+        readings = []
+        for page in pages:
+            text = self.texts.get(page, "")
+            readings.append(normalize_text(text, self.lang))
+            if _LINE_END_HYPHEN.search(text):
+                readings.append(normalize_text(text, self.lang, join_broken_words=False))
+        return " \n ".join(readings)
 
 
 def _same(a: Number, b: Number) -> bool:

@@ -149,16 +149,22 @@ def _description_before_json(text: str, json_start: int | None) -> str:
 
 
 # Page anchors in en, fr, de, es, zh and ja. One page word names one page or a range ("Page
-# 12", "Seite 12-14", "第12页", "12ページ"); a plural word may list pages ("Pages 3, 5 and 9").
-# "Page 12, 2019" names page 12 only: the comma after a singular word does not continue it.
+# 12", "Seite 12-14", "第12页", "12ページ"); a plural word may list pages ("Pages 3, 5 and 9",
+# "第3、5页"). "Page 12, 2019" names page 12 only: the comma after a singular word does not
+# continue it. A list stops at a number that cannot be one of its pages (``_ends_list``), so
+# "Pages 12, 2019" names page 12 only too.
 _RANGE = r"(?:-|–|~|～|to|à|a|bis|au|至|到|から)"
-_LIST = r"(?:,|、|and|&|et|und|y|e|和|及|と)"
+_LIST = r"(?:,|、|，|and|&|et|und|y|e|和|及|と)"
 _ONE = rf"\d+(?:\s*{_RANGE}\s*\d+)?"
 _MANY = rf"{_ONE}(?:(?:\s*{_LIST})+\s*{_ONE})*"
+_LIST_ITEM = re.compile(
+    rf"(?P<separator>(?:\s*{_LIST})*)\s*(?P<low>\d+)(?:\s*{_RANGE}\s*(?P<high>\d+))?",
+    re.IGNORECASE,
+)
 _PAGE_ANCHOR = re.compile(
     rf"\b(?:pages|pp\.|seiten|páginas|paginas)\s*(?P<many>{_MANY})\b"
     rf"|\b(?:page|p\.|seite|s\.|página|pagina|pág\.|pag\.)\s*(?P<one>{_ONE})\b"
-    rf"|第\s*(?P<cjk>{_ONE})\s*(?:页|頁|ページ)"
+    rf"|第\s*(?P<cjk>{_MANY})\s*(?:页|頁|ページ)"
     rf"|(?P<cjk_after>{_ONE})\s*(?:页|頁|ページ)"
     rf"|(?:ページ|页|頁)\s*(?P<cjk_before>{_ONE})",
     re.IGNORECASE,
@@ -182,15 +188,31 @@ _BROAD = re.compile(
 )
 
 
-def anchored_pages(question: str) -> list[int]:
-    """Page indices the question names ("Page 12", "Pages 12-14", "Pages 3, 5 and 9",
-    "Seite 4", "第12页", "12ページ")."""
+def _ends_list(separator: str, number: int, previous: int, doc_pages: int | None) -> bool:
+    """Whether a number after the first of a page list is no page of it: beyond the
+    document's last page (where known), or a year after a comma ("Pages 12, 2019 edition")
+    unless the list already counts pages in the thousands."""
+    if doc_pages is not None and number > doc_pages:
+        return True
+    after_comma = any(comma in separator for comma in ",、，")
+    return after_comma and 1000 <= number <= 2999 and previous < 1000
+
+
+def anchored_pages(question: str, doc_pages: int | None = None) -> list[int]:
+    """Page numbers the question names ("Page 12", "Pages 12-14", "Pages 3, 5 and 9",
+    "Seite 4", "第12页", "12ページ"). ``doc_pages``, the document's page count, ends a list at a
+    number beyond it; the first number is always kept (a wrong anchor must show)."""
     pages: list[int] = []
     for match in _PAGE_ANCHOR.finditer(question):
         spec = next(group for group in match.groups() if group)
-        for low, high in re.findall(rf"(\d+)(?:\s*{_RANGE}\s*(\d+))?", spec, re.IGNORECASE):
-            first, last = int(low), int(high or low)
+        previous: int | None = None
+        for item in _LIST_ITEM.finditer(spec):
+            first = int(item["low"])
+            if previous is not None and _ends_list(item["separator"], first, previous, doc_pages):
+                break
+            last = int(item["high"] or first)
             pages.extend(range(first, min(last, first + 500) + 1))
+            previous = last
     return pages
 
 
@@ -326,7 +348,7 @@ class QAValidator:
             )
         if _BROAD.search(question):
             raise Rejected(RejectReason.BROAD_SCOPE, "the question refers to the whole document")
-        named = anchored_pages(question)
+        named = anchored_pages(question, segment.doc_pages)
         if named:
             if any(p not in segment.pages for p in named):
                 raise Rejected(

@@ -25,6 +25,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from mmprolong_schemas.numbers import parse_number
+
 _RATIONALE = re.compile(r"\[Scoring Rationale\]:(.*?)(?=\[Score\]:|\[JSON\]:|$)", re.DOTALL)
 _LIST_RATIONALE = re.compile(r"\[Rationale\]:(.*?)(?=\[JSON\]:|$)", re.DOTALL)
 _SCORE_LINE = re.compile(r"\[Score\]:\s*(\d+)\s*points?")
@@ -53,15 +55,19 @@ def extract_json(text: str, keys: list[str]) -> dict[str, object]:
     for key in keys:
         number = re.search(rf'"{re.escape(key)}"\s*:\s*(-?\d+(?:\.\d+)?)', text)
         if number:
-            found[key] = float(number.group(1))
+            found[key] = parse_number(number.group(1))
     return found
 
 
 def _number(value: object) -> float | None:
     """A JSON value as MMLongBench's arithmetic takes it (numbers, booleans), else None."""
-    if isinstance(value, bool | int | float) and math.isfinite(value):
-        return float(value)
-    return None
+    if not isinstance(value, bool | int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too long for a float
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _unscorable(rationale: str, reply: str) -> JudgeVerdict:
@@ -73,7 +79,10 @@ def parse_single_verdict(reply: str) -> JudgeVerdict:
     rationale = rationale_match.group(1).strip() if rationale_match else ""
     score_line = _SCORE_LINE.search(reply)
     if score_line:
-        score = float(int(score_line.group(1)))
+        line_score = _number(int(score_line.group(1)))
+        if line_score is None:
+            return _unscorable(rationale, reply)
+        score = line_score
     else:
         data = extract_json(reply, ["answer_score"])
         if "answer_score" not in data:
