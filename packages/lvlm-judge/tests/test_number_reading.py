@@ -62,7 +62,9 @@ def test_multiple_choice_answer_as_an_index_string() -> None:
 @pytest.mark.parametrize(
     ("reply", "score", "parsed"),
     [
-        ('[JSON]: {"answer_score": "0.5"}', 0.5, True),  # a quoted number
+        # A quoted score is a string, which MMLongBench's mean cannot take (utils.py,
+        # eval_docqa_score_with_llm_judge): unparsed, 0.
+        ('[JSON]: {"answer_score": "0.5"}', 0.0, False),
         ('[JSON]: {"answer_score": "nan"}', 0.0, False),  # float("nan") would clamp to 1
         ('[JSON]: {"answer_score": "1e0"}', 0.0, False),
         ('"answer_score": 1, cut', 1.0, True),
@@ -74,8 +76,11 @@ def test_judge_reply_numbers(reply: str, score: float, parsed: bool) -> None:
     assert (verdict.score, verdict.parsed) == (score, parsed)
 
 
-def test_list_verdict_reads_counts_with_the_shared_parser() -> None:
+def test_list_verdict_reads_counts_of_a_cut_off_reply_with_the_shared_parser() -> None:
+    # A reply cut off inside its JSON: each count is looked up on its own and read as a number.
+    cut = '[JSON]: {"student_answer_count": 2, "covered_count": 1, "ration'
+    assert parse_list_verdict(cut, 2).score == 0.5
+    # A quoted count is a string, which MMLongBench's division cannot take (utils.py,
+    # eval_docqa_list_score_with_llm_judge): unparsed, 0.
     quoted = '[JSON]: {"student_answer_count": "2", "covered_count": 1}'
-    assert parse_list_verdict(quoted, 2).score == 0.5
-    worded = '[JSON]: {"student_answer_count": "two", "covered_count": 1}'
-    assert not parse_list_verdict(worded, 2).parsed
+    assert not parse_list_verdict(quoted, 2).parsed
