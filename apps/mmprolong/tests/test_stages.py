@@ -371,3 +371,49 @@ def test_a_judge_only_change_rescores_the_kept_predictions(
         table = ScoreTable.model_validate_json(path.read_text())
         assert table.judge == "llm" and (table.macro() or 0.0) > 0.0
     assert {plan.state for plan in pipeline.plan(llm)} == {"done"}
+
+
+class _IdPool:
+    """A pool as the held-out choice and the synth split see it: doc_ids, documents."""
+
+    def __init__(self, doc_ids: list[str]):
+        self.ids = doc_ids
+
+    def doc_ids(self) -> list[str]:
+        return sorted(self.ids)
+
+    def documents(self) -> Any:
+        return iter(())
+
+
+@pytest.mark.parametrize("name", ["mmprolong-qwen2.5-vl-7b", "qwen3-vl-8b"])
+def test_a_shipped_recipe_holds_documents_out_of_training_for_validation(
+    tmp_path: Path, name: str
+) -> None:
+    from mmprolong.stages.pool import HELD_OUT_FILE, held_out_choice
+    from mmprolong.stages.synth import document_split
+
+    recipe = load_recipe(name)
+    wanted = recipe.pool.held_out_documents
+    assert wanted > 0 and recipe.train.eval_every is not None
+    doc_ids = [f"{n:064x}" for n in range(wanted * 3, 0, -1)]
+    held_out = held_out_choice(recipe, _IdPool(doc_ids), [])
+    assert held_out == sorted(doc_ids)[:wanted]  # the first by doc_id, whatever the order
+    # The pool stage records them; the synth stage trains on the rest only.
+    (tmp_path / "pool").mkdir()
+    (tmp_path / "pool" / HELD_OUT_FILE).write_text(json.dumps({"doc_ids": held_out}))
+    training, evaluated = document_split(
+        StageContext(tmp_path, recipe, "synth"), _IdPool(doc_ids)
+    )
+    assert evaluated == held_out
+    assert len(training) == 2 * wanted and not set(training) & set(held_out)
+    with pytest.raises(ValueError, match=r"pool\.held_out_documents is \d+ but the pool holds"):
+        held_out_choice(recipe, _IdPool(doc_ids[:wanted]), [])
+
+
+def test_holding_no_documents_out_keeps_the_pool_hash_of_older_runs(tmp_path: Path) -> None:
+    pipeline = Pipeline(default_stages(), tmp_path)
+    recipe = load_recipe("mmprolong-qwen2.5-vl-7b")
+    none = apply_overrides(recipe, {"pool.held_out_documents": 0}, "test")
+    assert "held_out_documents" not in default_stages()[0].config(none)["pool"]
+    assert pipeline.hashes(none)[0] != pipeline.hashes(recipe)[0]

@@ -29,6 +29,13 @@ class PoolConfig(Model):
         default_factory=list,
         description="PDF files or folders to ingest; left empty when the run generates its corpus.",
     )
+    held_out_documents: int = Field(
+        default=0,
+        ge=0,
+        description="Pooled documents never trained on: their QA samples score the validation "
+        "loss while training (train.eval_every). Chosen by doc_id (a content hash), so the "
+        "choice does not depend on file names or input order. A demo holds out its own.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> PoolConfig:
