@@ -13,9 +13,11 @@ from seqpar_train.planner import (
     flash_memory_attention,
     flash_profile_attention,
     plan,
+    plan_pair,
     planned_row,
     relative_cost,
     run_step,
+    search_setups,
 )
 
 
@@ -146,9 +148,59 @@ def test_search_candidates_are_ordered_fastest_first():
     ordered = sorted(candidate_setups(setup), key=relative_cost)
     first, last = ordered[0], ordered[-1]
     assert (first.sp, first.activation_checkpointing, first.cpu_offload) == (1, False, False)
-    assert (last.sp, last.activation_checkpointing, last.cpu_offload) == (8, True, False)
-    with pytest.raises(ValueError, match="does not measure CPU offload"):
-        plan(setup.model_copy(update={"cpu_offload": True}))
+    assert (last.sp, last.activation_checkpointing, last.cpu_offload) == (8, True, True)
+    assert len(ordered) == 16
+
+
+def test_offload_moves_the_sharded_state_to_the_host_and_adds_its_copies():
+    from mmprolong_schemas import VisionTokenSpec
+
+    config = _tiny()
+    vision = VisionTokenSpec(min_pixels=3136, max_pixels=80000)
+    setup = PlanSetup(model="tiny", gpus=8, sp=2, seq_len=2048, gpu="H20", answer_tokens=16)
+    pair = plan_pair(setup, config=config, vision=vision)  # one measured step, both plans
+    plain, offloaded = pair[False], pair[True]
+    off = offloaded.memory
+    assert offloaded.setup.cpu_offload and not plain.setup.cpu_offload
+    assert off.optimizer_state == 0 and plain.memory.optimizer_state > 0
+    # The host holds at least the sharded fp32 parameters, their gradients and AdamW's two
+    # moments: four times the parameter shards.
+    assert off.host >= 4 * off.host_parameters > 0
+    assert off.offload_staging > 0 and off.peak < plain.memory.peak
+    # The copies: two parameter shards in per micro-row (forward, backward), gradients out
+    # once; 4M-token steps of 2K rows over 4 data-parallel groups are 512 micro-rows.
+    expected = (512 * 2 + 1) * off.host_parameters / 25e9
+    assert offloaded.offload_copy_seconds == pytest.approx(expected)
+    assert offloaded.step_seconds == pytest.approx(plain.step_seconds + expected)
+
+
+def test_search_measures_each_sp_and_checkpointing_once_for_both_offload_settings(monkeypatch):
+    import seqpar_train.planner as planner
+    from mmprolong_schemas import VisionTokenSpec
+
+    measured = []
+
+    def fake_measure(config, row, *, sp, activation_checkpointing, **_):
+        measured.append((sp, activation_checkpointing))
+        gib = 2**30
+        base = 40 * gib // sp - (10 * gib if activation_checkpointing else 0)
+        zero = dict.fromkeys(planner.MemoryBreakdown.model_fields, 0)
+        return {
+            False: planner.MemoryBreakdown(**(zero | {"peak": base + 20 * gib})),
+            True: planner.MemoryBreakdown(**(zero | {"peak": base, "host": 30 * gib})),
+        }
+
+    monkeypatch.setattr(planner, "measure_step", fake_measure)
+    setup = PlanSetup(model="tiny", gpus=4, gpus_per_node=4, seq_len=2048, memory_gb=40.0)
+    found = search_setups(setup, config=_tiny(), vision=VisionTokenSpec())
+    assert sorted(measured) == sorted({(sp, ac) for sp in (1, 2, 4) for ac in (False, True)})
+    assert len(measured) == 6  # not 12: one step serves both offload settings
+    # 36 GiB usable: only offload fits at SP 1 (30 GiB with AC); fastest first.
+    names = [(p.setup.sp, p.setup.activation_checkpointing, p.setup.cpu_offload) for p in found]
+    assert names == sorted(names, key=lambda n: relative_cost(setup.model_copy(
+        update={"sp": n[0], "activation_checkpointing": n[1], "cpu_offload": n[2]})))  # fmt: skip
+    assert (1, True, True) in names and (1, True, False) not in names
+    assert all(p.fits for p in found)
 
 
 def test_plan_cli_reads_a_checkpoint_folder_and_prints_json(tmp_path):

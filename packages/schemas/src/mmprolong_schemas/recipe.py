@@ -109,6 +109,11 @@ class ParallelConfig(Model):
     fsdp: int = Field(default=4, ge=1, description="FSDP shard size.")
     gpus_per_node: int = Field(default=8, ge=1)
     nodes: int = Field(default=8, ge=1)
+    cpu_offload: bool = Field(
+        default=False,
+        description="FSDP CPU offload: sharded parameters, gradients and optimizer state in "
+        "host memory (the optimizer steps on the CPU).",
+    )
 
     @property
     def world_size(self) -> int:
