@@ -40,7 +40,8 @@ def _row(config, seq_len=1024):
     return planned_row(config, shape, 0)
 
 
-def test_flash_profile_attention_equals_document_causal_sdpa_with_gradients():
+@pytest.mark.parametrize("causal", [True, False])  # the decoder's, the vision tower's
+def test_flash_profile_attention_equals_document_sdpa_with_gradients(causal):
     from seqpar_train.attention import varlen_attention
 
     torch.manual_seed(0)
@@ -48,15 +49,15 @@ def test_flash_profile_attention_equals_document_causal_sdpa_with_gradients():
     k = torch.randn(12, 2, 8, requires_grad=True)
     v = torch.randn(12, 2, 8, requires_grad=True)
     cu = [0, 5, 12]
-    ours = flash_profile_attention(q, k, v, cu, 8**-0.5)
-    reference = varlen_attention(q, k, v, cu, backend="sdpa")
+    ours = flash_profile_attention(q, k, v, cu, 8**-0.5, causal)
+    reference = varlen_attention(q, k, v, cu, backend="sdpa", causal=causal)
     torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
     grads = torch.autograd.grad(ours.square().sum(), (q, k, v))
     expected = torch.autograd.grad(reference.square().sum(), (q, k, v))
     for got, want in zip(grads, expected, strict=True):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     with flash_memory_attention():
-        routed = varlen_attention(q, k, v, cu, backend="sdpa")
+        routed = varlen_attention(q, k, v, cu, backend="sdpa", causal=causal)
     torch.testing.assert_close(routed, ours)
 
 
@@ -123,6 +124,22 @@ def test_sharding_and_sp_shrink_the_measured_peak():
         config, row, world_size=8, sp=2, fsdp=-1, **(base | {"activation_checkpointing": False})
     )
     assert no_ac.text_activations > 2 * sharded.text_activations
+
+
+def test_gradient_accumulation_holds_every_unsharded_gradient_between_rows():
+    """The trainer reduce-scatters only after a step's last micro-row: FSDP keeps each
+    unit's unsharded fp32 gradient in between, the whole model's on every rank."""
+    from seqpar_train.modeling import model_class
+
+    config = _tiny()
+    row = _row(config)
+    options = {"world_size": 8, "sp": 2, "fsdp": -1, "activation_checkpointing": True,
+               "cpu_offload": False, "loss_chunk": 64}  # fmt: skip
+    one = run_step(config, row, **options)
+    two = run_step(config, row, micro_rows=2, **options)
+    params = sum(p.numel() for p in model_class(config)(config).parameters())
+    assert two.gradients == 4 * params  # fp32 (the reduce dtype), unsharded
+    assert two.peak > one.peak + 0.8 * 4 * params
 
 
 def test_plan_fits_or_not_against_the_gpu_and_names_its_label(tmp_path):

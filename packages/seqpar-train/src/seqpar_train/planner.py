@@ -56,6 +56,18 @@ OFFLOADED = ("Sharded Param", "Sharded Grad", "OptState")
 # --- an attention op with flash-attn's memory profile -------------------------------------
 
 
+# The real bodies run torch's CPU flash-attention kernels document by document, so a real
+# step on the CPU (the planner's accuracy check) allocates O(S) for attention as the GPU
+# kernels do; under fake mode only the shapes below matter.
+_CPU_FLASH = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+_CPU_FLASH_BACKWARD = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+
+
+def _heads_first(t: torch.Tensor, repeats: int = 1) -> torch.Tensor:
+    """(n, heads, d) -> (1, heads * repeats, n, d), each head repeated (GQA's expansion)."""
+    return t.transpose(0, 1).repeat_interleave(repeats, 0).unsqueeze(0)
+
+
 @torch.library.custom_op("seqpar_plan::flash_profile_fwd", mutates_args=())
 def _flash_fwd(
     q: torch.Tensor,
@@ -69,16 +81,18 @@ def _flash_fwd(
     (S, Hq, D) and log-sum-exp (Hq, S) in float32, as flash-attn returns them."""
     out = torch.empty_like(q)
     lse = torch.empty((q.shape[1], q.shape[0]), dtype=torch.float32, device=q.device)
+    groups = q.shape[1] // k.shape[1]
     for start, end in zip(cu_seqlens[:-1], cu_seqlens[1:], strict=True):
-        qd, kd, vd = (t[start:end].transpose(0, 1) for t in (q, k, v))
-        groups = qd.shape[0] // kd.shape[0]
-        kd, vd = kd.repeat_interleave(groups, 0), vd.repeat_interleave(groups, 0)
-        scores = (qd.float() @ kd.float().transpose(1, 2)) * scale
-        if causal:
-            keep = torch.ones(end - start, end - start, dtype=torch.bool, device=q.device).tril()
-            scores = scores.masked_fill(~keep, float("-inf"))
-        lse[:, start:end] = torch.logsumexp(scores, dim=-1)
-        out[start:end] = (scores.softmax(-1) @ vd.float()).to(q.dtype).transpose(0, 1)
+        doc_out, doc_lse = _CPU_FLASH(
+            _heads_first(q[start:end]),
+            _heads_first(k[start:end], groups),
+            _heads_first(v[start:end], groups),
+            0.0,
+            causal,
+            scale=scale,
+        )
+        out[start:end] = doc_out[0].transpose(0, 1)
+        lse[:, start:end] = doc_lse[0]
     return out, lse
 
 
@@ -107,27 +121,27 @@ def _flash_bwd(
     scale: float,
     causal: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Gradients of q, k, v, recomputing each document's probabilities from q and k (as
-    flash's backward does from the saved log-sum-exp); the softmax backward by hand, since
-    autograd does not run inside a custom op."""
+    """Gradients of q, k, v from the saved output and log-sum-exp, one document at a time
+    (the CPU flash kernel's backward; k and v gradients summed over each GQA group)."""
     dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    groups = q.shape[1] // k.shape[1]
     for start, end in zip(cu_seqlens[:-1], cu_seqlens[1:], strict=True):
-        qd, kd, vd, go = (t[start:end].float() for t in (q, k, v, grad))
-        groups = qd.shape[1] // kd.shape[1]
-        ke, ve = kd.repeat_interleave(groups, 1), vd.repeat_interleave(groups, 1)
-        scores = torch.einsum("qhd,khd->hqk", qd, ke) * scale
-        if causal:
-            keep = torch.ones(end - start, end - start, dtype=torch.bool, device=q.device).tril()
-            scores = scores.masked_fill(~keep, float("-inf"))
-        probs = scores.softmax(-1)
-        grad_v = torch.einsum("hqk,qhd->khd", probs, go)
-        grad_p = torch.einsum("qhd,khd->hqk", go, ve)
-        grad_s = probs * (grad_p - (grad_p * probs).sum(-1, keepdim=True)) * scale
-        dq[start:end] = torch.einsum("hqk,khd->qhd", grad_s, ke).to(q.dtype)
-        grad_k = torch.einsum("hqk,qhd->khd", grad_s, qd)
-        n, heads, dim = grad_k.shape
-        dk[start:end] = grad_k.reshape(n, heads // groups, groups, dim).sum(2).to(k.dtype)
-        dv[start:end] = grad_v.reshape(n, heads // groups, groups, dim).sum(2).to(v.dtype)
+        grad_q, grad_k, grad_v = _CPU_FLASH_BACKWARD(
+            _heads_first(grad[start:end]),
+            _heads_first(q[start:end]),
+            _heads_first(k[start:end], groups),
+            _heads_first(v[start:end], groups),
+            _heads_first(out[start:end]),
+            lse[:, start:end].unsqueeze(0).contiguous(),
+            0.0,
+            causal,
+            scale=scale,
+        )
+        n, dim = end - start, q.shape[2]
+        dq[start:end] = grad_q[0].transpose(0, 1)
+        for full, target in ((grad_k, dk), (grad_v, dv)):
+            per_group = full[0].reshape(k.shape[1], groups, n, dim).sum(1)
+            target[start:end] = per_group.transpose(0, 1).to(target.dtype)
     return dq, dk, dv
 
 
@@ -398,6 +412,22 @@ def _plan_tracker(model: torch.nn.Module, optimizer: Any) -> Any:
                 self.host_peak = max(self.host_peak, offloaded)
                 self.sharded_params = max(self.sharded_params, _category(snapshot, "Sharded Param"))
 
+        def tag_accumulated_gradients(self) -> None:
+            """FSDP keeps a row's gradients without reduce-scatter (gradient accumulation)
+            as each parameter's ``unsharded_accumulated_grad``, made in the post-backward
+            the tracker counts as temporaries: count them as unsharded gradients."""
+            from torch.distributed._tools.fsdp2_mem_tracker import _FSDPRefType
+            from torch.distributed.fsdp import FSDPModule
+
+            for module in model.modules():
+                if not isinstance(module, FSDPModule):
+                    continue
+                group = module._get_fsdp_state()._fsdp_param_group
+                for fsdp_param in group.fsdp_params if group is not None else ():
+                    grad = fsdp_param.unsharded_accumulated_grad
+                    if grad is not None:
+                        self._update_and_maybe_create_winfos(grad, _FSDPRefType.UNSHARDED_GRAD)
+
     return PlanTracker()
 
 
@@ -492,11 +522,13 @@ def run_step(
     loss_chunk: int,
     fake: bool = True,
     steps: int = 1,
+    micro_rows: int = 1,
 ) -> MemoryBreakdown:
-    """Run ``steps`` training steps of ``row`` on rank 0 of ``world_size`` and return the
-    peak GPU memory FSDPMemTracker records, under CPU offload when ``cpu_offload``.
-    ``fake``: under FakeTensorMode with a fake process group (the plan); otherwise for real
-    in a group this process already joined (the planner's accuracy check)."""
+    """Run ``steps`` training steps of ``micro_rows`` rows each on rank 0 of ``world_size``
+    and return the peak GPU memory FSDPMemTracker records, under CPU offload when
+    ``cpu_offload``. ``fake``: under FakeTensorMode with a fake process group (the plan);
+    otherwise for real in a group this process already joined (the planner's accuracy
+    check)."""
     measured = measure_step(
         config,
         row,
@@ -507,6 +539,7 @@ def run_step(
         loss_chunk=loss_chunk,
         fake=fake,
         steps=steps,
+        micro_rows=micro_rows,
     )
     return measured[cpu_offload]
 
@@ -522,9 +555,13 @@ def measure_step(
     loss_chunk: int,
     fake: bool = True,
     steps: int = 1,
+    micro_rows: int = 1,
 ) -> dict[bool, MemoryBreakdown]:
     """One measured step, two breakdowns: {False: without CPU offload, True: with it}. The
-    step runs without the offload policy either way (see the module's docstring)."""
+    step runs without the offload policy either way (see the module's docstring). With
+    ``micro_rows`` > 1 the rows accumulate gradients as the trainer does: no reduce-scatter
+    before the last, so FSDP keeps every unit's unsharded (fp32) gradient in between; two
+    micro-rows show the peak of any number."""
     from mmprolong_schemas import OptimizerConfig, ScheduleConfig
     from seqpar_train.activation_checkpoint import apply_activation_checkpointing
     from seqpar_train.forward import PackedLossModel
@@ -579,11 +616,15 @@ def measure_step(
             labels = float(max(1, int((row.labels != IGNORE_INDEX).sum())))
             with tracker:
                 for step in range(steps):
-                    if step:
-                        tracker.reset_mod_stats()  # module stats per step; the peak spans all
-                    with torch.autocast("cpu", enabled=False):
-                        loss_sum, _ = model(step_row)
-                    (loss_sum / labels).backward()
+                    for micro in range(micro_rows):
+                        if step or micro:
+                            # module stats per row (the tracker's rule); the peak spans all
+                            tracker.reset_mod_stats()
+                        model.set_requires_gradient_sync(micro == micro_rows - 1)
+                        with torch.autocast("cpu", enabled=False):
+                            loss_sum, _ = model(step_row)
+                        (loss_sum / labels).backward()
+                        tracker.tag_accumulated_gradients()
                     # (gradient clipping is left out: a float of the norm needs data, and
                     # its scalars per gradient are bytes)
                     optimizer.step()
@@ -656,6 +697,8 @@ def plan_pair(setup: PlanSetup, *, config: Any = None, vision: Any = None) -> di
         max_pixels=vision.max_pixels,
         answer_tokens=setup.answer_tokens,
     )
+    rows = max(1, setup.global_batch_tokens // setup.seq_len)
+    micro_rows = math.ceil(rows / dims.dp)  # each data-parallel group's rows per step
     measured = measure_step(
         config,
         planned_row(config, shape, 0),
@@ -664,6 +707,7 @@ def plan_pair(setup: PlanSetup, *, config: Any = None, vision: Any = None) -> di
         fsdp=setup.fsdp,
         activation_checkpointing=setup.activation_checkpointing,
         loss_chunk=setup.loss_chunk,
+        micro_rows=min(2, micro_rows),
     )
     spec = lookup_gpu(setup.gpu) if setup.gpu else None
     capacity = (
@@ -682,7 +726,6 @@ def plan_pair(setup: PlanSetup, *, config: Any = None, vision: Any = None) -> di
         max_pixels=vision.max_pixels,
         answer_tokens=setup.answer_tokens,
     )
-    rows = max(1, setup.global_batch_tokens // setup.seq_len)
     flops = training_flops(arch, filled.doc_lens, filled.label_tokens, filled.image_grids)
     steps = math.ceil(setup.token_budget / (rows * filled.tokens))
     compute_seconds = None
@@ -692,7 +735,6 @@ def plan_pair(setup: PlanSetup, *, config: Any = None, vision: Any = None) -> di
     # parameter shard twice (forward, and backward after resharding; the root once, counted
     # twice), each copied in from the host first; the gradient shards (fp32, as many bytes
     # as the parameter shards) go out once, at the reduce-scatter after the last micro-row.
-    micro_rows = math.ceil(rows / dims.dp)
     shards = measured[True].host_parameters
     copy_seconds = (micro_rows * 2 + 1) * shards / (setup.host_link_gbps * 1e9)
     plans = {}
