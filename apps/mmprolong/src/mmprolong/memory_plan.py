@@ -96,9 +96,9 @@ def check_recipe(
     alternatives = search_setups(setup) if search and result.fits is False else []
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        plans = [p.model_dump(mode="json") for p in (result, *alternatives)]
+        dumped = [p.model_dump(mode="json") for p in (result, *alternatives)]
         with atomic_path(cache) as tmp:
-            tmp.write_text(json.dumps({"key": key, "plans": plans}), encoding="utf-8")
+            tmp.write_text(json.dumps({"key": key, "plans": dumped}), encoding="utf-8")
     return result, alternatives
 
 

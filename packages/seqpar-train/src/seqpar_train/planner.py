@@ -562,6 +562,8 @@ def measure_step(
     ``micro_rows`` > 1 the rows accumulate gradients as the trainer does: no reduce-scatter
     before the last, so FSDP keeps every unit's unsharded (fp32) gradient in between; two
     micro-rows show the peak of any number."""
+    from torch.distributed.fsdp import FSDPModule
+
     from mmprolong_schemas import OptimizerConfig, ScheduleConfig
     from seqpar_train.activation_checkpoint import apply_activation_checkpointing
     from seqpar_train.forward import PackedLossModel
@@ -620,7 +622,8 @@ def measure_step(
                         if step or micro:
                             # module stats per row (the tracker's rule); the peak spans all
                             tracker.reset_mod_stats()
-                        model.set_requires_gradient_sync(micro == micro_rows - 1)
+                        if isinstance(model, FSDPModule):  # it is: apply_fsdp made it one
+                            model.set_requires_gradient_sync(micro == micro_rows - 1)
                         with torch.autocast("cpu", enabled=False):
                             loss_sum, _ = model(step_row)
                         (loss_sum / labels).backward()
