@@ -463,6 +463,7 @@ def test_an_eval_folder_from_the_old_hash_rule_is_adopted_not_stale(tmp_path: Pa
 
     (plan,) = pipeline.plan(recipe)
     assert (plan.state, plan.legacy) == ("done", True)  # same judge: nothing to redo
+    assert "earlier hash rule" in plan.reason
     other_judge = apply_overrides(recipe, {"eval.judge_model": "judge-b"}, "test")
     (rescore,) = pipeline.plan(other_judge)
     assert rescore.state == "partial" and "judge changed" in rescore.reason

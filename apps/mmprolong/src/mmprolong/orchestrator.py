@@ -210,7 +210,8 @@ class StagePlan:
     counts: dict[str, int] = field(default_factory=dict)
     will_run: bool = False
     legacy: bool = False
-    """Its folder's manifest holds a legacy hash of this config (see Stage.legacy_configs)."""
+    """Its folder's manifest holds an earlier hash rule's hash of this config (see
+    Stage.restate): kept, and its manifest rewritten by the next run."""
 
 
 def _stage_hash(name: str, config: dict[str, Any], upstream: str | None) -> str:
@@ -377,7 +378,9 @@ class Pipeline:
             elif manifest.status == "done" and (rerun := stage.outdated(ctx)):
                 plan = StagePlan(stage.name, expected, "partial", rerun, manifest.counts)
             elif manifest.status == "done":
-                note = failures_note(manifest.counts)
+                note = failures_note(manifest.counts) or (
+                    "kept: made under an earlier hash rule" if legacy else ""
+                )
                 plan = StagePlan(stage.name, expected, "done", note, manifest.counts)
             else:
                 reason = "failed" if manifest.status == "failed" else "interrupted"
