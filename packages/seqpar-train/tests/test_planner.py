@@ -238,3 +238,9 @@ def test_plan_cli_reads_a_checkpoint_folder_and_prints_json(tmp_path):
     assert planned["memory"]["peak"] > planned["memory"]["optimizer_state"] > 0
     tiny_gpu = CliRunner().invoke(app, [*args, "--memory-gb", "0.001"])
     assert tiny_gpu.exit_code == 1 and "does NOT fit" in tiny_gpu.stdout
+    offloaded = CliRunner().invoke(app, [*args, "--gpu", "H100", "--offload", "--link-gbps", "10"])
+    assert offloaded.exit_code == 0, offloaded.output
+    assert (
+        "offload on" in offloaded.stdout and "host memory for offloaded state" in offloaded.stdout
+    )
+    assert "host<->GPU copies at 10 GB/s (assumed" in offloaded.stdout
