@@ -240,7 +240,6 @@ def test_plan_cli_reads_a_checkpoint_folder_and_prints_json(tmp_path):
     assert tiny_gpu.exit_code == 1 and "does NOT fit" in tiny_gpu.stdout
     offloaded = CliRunner().invoke(app, [*args, "--gpu", "H100", "--offload", "--link-gbps", "10"])
     assert offloaded.exit_code == 0, offloaded.output
-    assert (
-        "offload on" in offloaded.stdout and "host memory for offloaded state" in offloaded.stdout
-    )
-    assert "host<->GPU copies at 10 GB/s (assumed" in offloaded.stdout
+    words = " ".join(offloaded.stdout.split())  # the table may wrap its labels
+    assert "offload on" in words and "host memory" in words
+    assert "host<->GPU copies" in words and "10 GB/s" in words
