@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from mmprolong import __version__
 from mmprolong.cli import PACKAGE_APPS, app
+from mmprolong.orchestrator import Stage
 
 runner = CliRunner()
 
@@ -127,7 +128,7 @@ def test_doctor_runs() -> None:
     assert "Stage choices for demo-tiny" in result.output
 
 
-class _RecordingStage:
+class _RecordingStage(Stage):
     """A stand-in for the real stages: records which recipe it ran, fails when told to."""
 
     def __init__(self, name: str, seen: list[str], fail_for: str | None = None):
@@ -144,12 +145,6 @@ class _RecordingStage:
             raise RuntimeError("boom")
         self.seen.append(f"{self.name}:{name}")
         return {"ran": 1}
-
-    def progress(self, ctx: object) -> dict[str, int]:
-        return {}
-
-    def outdated(self, ctx: object) -> str:
-        return ""
 
 
 def test_sweep_runs_its_grid_in_turn_and_survives_a_failed_run(

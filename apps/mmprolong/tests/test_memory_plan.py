@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mmprolong.memory_plan import WontFit, ensure_fits, plan_setup
-from mmprolong.recipes import load_recipe
+from mmprolong.recipes import apply_overrides, load_recipe
 
 
 def _plan(setup, peak_gib: float, usable_gib: float):
@@ -71,3 +71,57 @@ def test_a_recipe_that_will_not_fit_is_refused_naming_settings_that_would(monkey
         ensure_fits(recipe, "NVIDIA H100 80GB HBM3")
     monkeypatch.setattr(planner, "plan", lambda setup, **_: _plan(setup, 50.0, 64.0))
     assert ensure_fits(recipe, "NVIDIA H100 80GB HBM3").fits is True
+
+
+def test_the_refusal_names_offload_settings_as_recipe_lines(monkeypatch):
+    import seqpar_train.planner as planner
+
+    recipe = load_recipe("mmprolong-qwen2.5-vl-7b")
+
+    def fake_search(setup, **_):
+        offloaded = _plan(setup.model_copy(update={"cpu_offload": True}), 60.0, 64.0)
+        offloaded.memory.host = 20 * 2**30
+        return [offloaded]
+
+    monkeypatch.setattr(planner, "plan", lambda setup, **_: _plan(setup, 70.0, 64.0))
+    monkeypatch.setattr(planner, "search_setups", fake_search)
+    with pytest.raises(WontFit) as refused:
+        ensure_fits(recipe, "NVIDIA H100 80GB HBM3")
+    message = str(refused.value)
+    assert "CPU offload on (60.0 GiB, 20.0 GiB host memory per GPU" in message
+    assert "train.parallel.cpu_offload = true" in message
+    # The recipe can ask for it, and the planner then plans with it.
+    offload = apply_overrides(recipe, {"train.parallel.cpu_offload": True}, "test")
+    assert plan_setup(offload, "NVIDIA H100 80GB HBM3").cpu_offload is True
+
+
+def test_the_plan_is_kept_in_the_run_folder_under_its_inputs_hash(monkeypatch, tmp_path):
+    import seqpar_train.planner as planner
+    from mmprolong.memory_plan import PLAN_CACHE
+
+    recipe = load_recipe("mmprolong-qwen2.5-vl-7b")
+    planned = []
+
+    def counting_plan(setup, **_):
+        planned.append(setup.sp)
+        return _plan(setup, 50.0, 64.0)
+
+    monkeypatch.setattr(planner, "plan", counting_plan)
+    first = ensure_fits(recipe, "NVIDIA H100 80GB HBM3", cache_dir=tmp_path)
+    again = ensure_fits(recipe, "NVIDIA H100 80GB HBM3", cache_dir=tmp_path)
+    assert planned == [2] and again == first  # the second answer came from the folder
+    other = apply_overrides(recipe, {"train.parallel.sp": 4, "train.parallel.fsdp": 2}, "t")
+    ensure_fits(other, "NVIDIA H100 80GB HBM3", cache_dir=tmp_path)
+    assert planned == [2, 4]  # other inputs, another plan
+    (tmp_path / PLAN_CACHE).write_text("{not json")
+    ensure_fits(other, "NVIDIA H100 80GB HBM3", cache_dir=tmp_path)
+    assert planned == [2, 4, 4]  # an unreadable cache is planned again
+    # A refusal is kept too: the relaunch refuses without planning.
+    monkeypatch.setattr(planner, "plan", lambda setup, **_: _plan(setup, 70.0, 64.0))
+    monkeypatch.setattr(planner, "search_setups", lambda setup, **_: [])
+    with pytest.raises(WontFit):
+        ensure_fits(recipe, "NVIDIA H200", cache_dir=tmp_path)
+    monkeypatch.setattr(planner, "plan", counting_plan)
+    with pytest.raises(WontFit):
+        ensure_fits(recipe, "NVIDIA H200", cache_dir=tmp_path)
+    assert planned == [2, 4, 4]

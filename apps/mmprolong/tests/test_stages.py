@@ -371,3 +371,110 @@ def test_a_judge_only_change_rescores_the_kept_predictions(
         table = ScoreTable.model_validate_json(path.read_text())
         assert table.judge == "llm" and (table.macro() or 0.0) > 0.0
     assert {plan.state for plan in pipeline.plan(llm)} == {"done"}
+
+
+class _IdPool:
+    """A pool as the held-out choice and the synth split see it: doc_ids, documents."""
+
+    def __init__(self, doc_ids: list[str]):
+        self.ids = doc_ids
+
+    def doc_ids(self) -> list[str]:
+        return sorted(self.ids)
+
+    def documents(self) -> Any:
+        return iter(())
+
+
+@pytest.mark.parametrize("name", ["mmprolong-qwen2.5-vl-7b", "qwen3-vl-8b"])
+def test_a_shipped_recipe_holds_documents_out_of_training_for_validation(
+    tmp_path: Path, name: str
+) -> None:
+    from mmprolong.stages.pool import HELD_OUT_FILE, held_out_choice
+    from mmprolong.stages.synth import document_split
+
+    recipe = load_recipe(name)
+    wanted = recipe.pool.held_out_documents
+    assert wanted > 0 and recipe.train.eval_every is not None
+    doc_ids = [f"{n:064x}" for n in range(wanted * 3, 0, -1)]
+    held_out = held_out_choice(recipe, _IdPool(doc_ids), [])
+    assert held_out == sorted(doc_ids)[:wanted]  # the first by doc_id, whatever the order
+    # The pool stage records them; the synth stage trains on the rest only.
+    (tmp_path / "pool").mkdir()
+    (tmp_path / "pool" / HELD_OUT_FILE).write_text(json.dumps({"doc_ids": held_out}))
+    training, evaluated = document_split(StageContext(tmp_path, recipe, "synth"), _IdPool(doc_ids))
+    assert evaluated == held_out
+    assert len(training) == 2 * wanted and not set(training) & set(held_out)
+    with pytest.raises(ValueError, match=r"pool\.held_out_documents is \d+ but the pool holds"):
+        held_out_choice(recipe, _IdPool(doc_ids[:wanted]), [])
+
+
+def test_holding_no_documents_out_keeps_the_pool_hash_of_older_runs(tmp_path: Path) -> None:
+    pipeline = Pipeline(default_stages(), tmp_path)
+    recipe = load_recipe("mmprolong-qwen2.5-vl-7b")
+    none = apply_overrides(recipe, {"pool.held_out_documents": 0}, "test")
+    assert "held_out_documents" not in default_stages()[0].config(none)["pool"]
+    assert pipeline.hashes(none)[0] != pipeline.hashes(recipe)[0]
+
+
+def _old_eval_manifest(recipe: Any) -> dict[str, Any]:
+    """manifest.json as the eval stage wrote it before commit 376b79a took the judge settings
+    out of its hash: the stage config held the whole [eval] section."""
+    from mmprolong_schemas import config_hash
+
+    config = {
+        "stage": "eval",
+        "config": {
+            "eval": recipe.eval.model_dump(mode="json"),
+            "vision": recipe.vision.model_dump(mode="json"),
+        },
+        "upstream": None,
+    }
+    return {
+        "tool": "mmprolong.eval",
+        "command": ["mmprolong", "run", recipe.name],
+        "config": config,
+        "config_hash": config_hash(config),
+        "package_versions": {},
+        "python": "3.12.3",
+        "git_sha": None,
+        "started_at": "2026-12-01T10:00:00Z",
+        "finished_at": "2026-12-01T11:00:00Z",
+        "status": "done",
+        "counts": {"items": 3},
+    }
+
+
+def test_an_eval_folder_from_the_old_hash_rule_is_adopted_not_stale(tmp_path: Path) -> None:
+    from mmprolong.orchestrator import read_manifest
+    from mmprolong.stages.evaluate import JUDGE_RECORD, EvalStage, judge_hash
+
+    recipe = apply_overrides(
+        load_recipe("mmprolong-qwen2.5-vl-7b"),
+        {"eval.judge": "llm", "eval.judge_model": "judge-a", "eval.judge_base_url": "http://j/v1"},
+        "test",
+    )
+    folder = tmp_path / "eval"
+    (folder / "base").mkdir(parents=True)
+    (folder / "base" / "predictions.jsonl").write_text('{"item_id": "x"}\n')
+    (folder / "manifest.json").write_text(json.dumps(_old_eval_manifest(recipe)))
+    pipeline = Pipeline([EvalStage()], tmp_path)
+    assert read_manifest(folder).config_hash != pipeline.hashes(recipe)[0]  # the old rule
+
+    (plan,) = pipeline.plan(recipe)
+    assert (plan.state, plan.legacy) == ("done", True)  # same judge: nothing to redo
+    assert "earlier hash rule" in plan.reason
+    other_judge = apply_overrides(recipe, {"eval.judge_model": "judge-b"}, "test")
+    (rescore,) = pipeline.plan(other_judge)
+    assert rescore.state == "partial" and "judge changed" in rescore.reason
+    other_eval = apply_overrides(recipe, {"eval.max_new_tokens": 7}, "test")
+    assert pipeline.plan(other_eval)[0].state == "stale"  # a real change is still one
+
+    pipeline.run(recipe, command=["test"])  # adopts: today's hash, the judge recorded
+    manifest = read_manifest(folder)
+    assert manifest.config_hash == pipeline.hashes(recipe)[0] and manifest.counts == {"items": 3}
+    assert "judge" not in manifest.config["config"]["eval"]
+    assert json.loads((folder / JUDGE_RECORD).read_text())["hash"] == judge_hash(recipe)
+    assert (folder / "base" / "predictions.jsonl").exists()
+    (plan,) = pipeline.plan(recipe)
+    assert (plan.state, plan.legacy) == ("done", False)

@@ -13,9 +13,11 @@ from seqpar_train.planner import (
     flash_memory_attention,
     flash_profile_attention,
     plan,
+    plan_pair,
     planned_row,
     relative_cost,
     run_step,
+    search_setups,
 )
 
 
@@ -38,7 +40,8 @@ def _row(config, seq_len=1024):
     return planned_row(config, shape, 0)
 
 
-def test_flash_profile_attention_equals_document_causal_sdpa_with_gradients():
+@pytest.mark.parametrize("causal", [True, False])  # the decoder's, the vision tower's
+def test_flash_profile_attention_equals_document_sdpa_with_gradients(causal):
     from seqpar_train.attention import varlen_attention
 
     torch.manual_seed(0)
@@ -46,15 +49,15 @@ def test_flash_profile_attention_equals_document_causal_sdpa_with_gradients():
     k = torch.randn(12, 2, 8, requires_grad=True)
     v = torch.randn(12, 2, 8, requires_grad=True)
     cu = [0, 5, 12]
-    ours = flash_profile_attention(q, k, v, cu, 8**-0.5)
-    reference = varlen_attention(q, k, v, cu, backend="sdpa")
+    ours = flash_profile_attention(q, k, v, cu, 8**-0.5, causal)
+    reference = varlen_attention(q, k, v, cu, backend="sdpa", causal=causal)
     torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
     grads = torch.autograd.grad(ours.square().sum(), (q, k, v))
     expected = torch.autograd.grad(reference.square().sum(), (q, k, v))
     for got, want in zip(grads, expected, strict=True):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     with flash_memory_attention():
-        routed = varlen_attention(q, k, v, cu, backend="sdpa")
+        routed = varlen_attention(q, k, v, cu, backend="sdpa", causal=causal)
     torch.testing.assert_close(routed, ours)
 
 
@@ -123,6 +126,22 @@ def test_sharding_and_sp_shrink_the_measured_peak():
     assert no_ac.text_activations > 2 * sharded.text_activations
 
 
+def test_gradient_accumulation_holds_every_unsharded_gradient_between_rows():
+    """The trainer reduce-scatters only after a step's last micro-row: FSDP keeps each
+    unit's unsharded fp32 gradient in between, the whole model's on every rank."""
+    from seqpar_train.modeling import model_class
+
+    config = _tiny()
+    row = _row(config)
+    options = {"world_size": 8, "sp": 2, "fsdp": -1, "activation_checkpointing": True,
+               "cpu_offload": False, "loss_chunk": 64}  # fmt: skip
+    one = run_step(config, row, **options)
+    two = run_step(config, row, micro_rows=2, **options)
+    params = sum(p.numel() for p in model_class(config)(config).parameters())
+    assert two.gradients == 4 * params  # fp32 (the reduce dtype), unsharded
+    assert two.peak > one.peak + 0.8 * 4 * params
+
+
 def test_plan_fits_or_not_against_the_gpu_and_names_its_label(tmp_path):
     from mmprolong_schemas import VisionTokenSpec
 
@@ -146,9 +165,59 @@ def test_search_candidates_are_ordered_fastest_first():
     ordered = sorted(candidate_setups(setup), key=relative_cost)
     first, last = ordered[0], ordered[-1]
     assert (first.sp, first.activation_checkpointing, first.cpu_offload) == (1, False, False)
-    assert (last.sp, last.activation_checkpointing, last.cpu_offload) == (8, True, False)
-    with pytest.raises(ValueError, match="does not measure CPU offload"):
-        plan(setup.model_copy(update={"cpu_offload": True}))
+    assert (last.sp, last.activation_checkpointing, last.cpu_offload) == (8, True, True)
+    assert len(ordered) == 16
+
+
+def test_offload_moves_the_sharded_state_to_the_host_and_adds_its_copies():
+    from mmprolong_schemas import VisionTokenSpec
+
+    config = _tiny()
+    vision = VisionTokenSpec(min_pixels=3136, max_pixels=80000)
+    setup = PlanSetup(model="tiny", gpus=8, sp=2, seq_len=2048, gpu="H20", answer_tokens=16)
+    pair = plan_pair(setup, config=config, vision=vision)  # one measured step, both plans
+    plain, offloaded = pair[False], pair[True]
+    off = offloaded.memory
+    assert offloaded.setup.cpu_offload and not plain.setup.cpu_offload
+    assert off.optimizer_state == 0 and plain.memory.optimizer_state > 0
+    # The host holds at least the sharded fp32 parameters, their gradients and AdamW's two
+    # moments: four times the parameter shards.
+    assert off.host >= 4 * off.host_parameters > 0
+    assert off.offload_staging > 0 and off.peak < plain.memory.peak
+    # The copies: two parameter shards in per micro-row (forward, backward), gradients out
+    # once; 4M-token steps of 2K rows over 4 data-parallel groups are 512 micro-rows.
+    expected = (512 * 2 + 1) * off.host_parameters / 25e9
+    assert offloaded.offload_copy_seconds == pytest.approx(expected)
+    assert offloaded.step_seconds == pytest.approx(plain.step_seconds + expected)
+
+
+def test_search_measures_each_sp_and_checkpointing_once_for_both_offload_settings(monkeypatch):
+    import seqpar_train.planner as planner
+    from mmprolong_schemas import VisionTokenSpec
+
+    measured = []
+
+    def fake_measure(config, row, *, sp, activation_checkpointing, **_):
+        measured.append((sp, activation_checkpointing))
+        gib = 2**30
+        base = 40 * gib // sp - (10 * gib if activation_checkpointing else 0)
+        zero = dict.fromkeys(planner.MemoryBreakdown.model_fields, 0)
+        return {
+            False: planner.MemoryBreakdown(**(zero | {"peak": base + 20 * gib})),
+            True: planner.MemoryBreakdown(**(zero | {"peak": base, "host": 30 * gib})),
+        }
+
+    monkeypatch.setattr(planner, "measure_step", fake_measure)
+    setup = PlanSetup(model="tiny", gpus=4, gpus_per_node=4, seq_len=2048, memory_gb=40.0)
+    found = search_setups(setup, config=_tiny(), vision=VisionTokenSpec())
+    assert sorted(measured) == sorted({(sp, ac) for sp in (1, 2, 4) for ac in (False, True)})
+    assert len(measured) == 6  # not 12: one step serves both offload settings
+    # 36 GiB usable: only offload fits at SP 1 (30 GiB with AC); fastest first.
+    names = [(p.setup.sp, p.setup.activation_checkpointing, p.setup.cpu_offload) for p in found]
+    assert names == sorted(names, key=lambda n: relative_cost(setup.model_copy(
+        update={"sp": n[0], "activation_checkpointing": n[1], "cpu_offload": n[2]})))  # fmt: skip
+    assert (1, True, True) in names and (1, True, False) not in names
+    assert all(p.fits for p in found)
 
 
 def test_plan_cli_reads_a_checkpoint_folder_and_prints_json(tmp_path):
@@ -169,3 +238,8 @@ def test_plan_cli_reads_a_checkpoint_folder_and_prints_json(tmp_path):
     assert planned["memory"]["peak"] > planned["memory"]["optimizer_state"] > 0
     tiny_gpu = CliRunner().invoke(app, [*args, "--memory-gb", "0.001"])
     assert tiny_gpu.exit_code == 1 and "does NOT fit" in tiny_gpu.stdout
+    offloaded = CliRunner().invoke(app, [*args, "--gpu", "H100", "--offload", "--link-gbps", "10"])
+    assert offloaded.exit_code == 0, offloaded.output
+    words = " ".join(offloaded.stdout.split())  # the table may wrap its labels
+    assert "offload on" in words and "host memory" in words
+    assert "host<->GPU copies" in words and "10 GB/s" in words

@@ -7,9 +7,14 @@ runs the real step under FakeTensorMode on this CPU: figures are estimates.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
-from mmprolong_schemas import Recipe
+from mmprolong_schemas import Recipe, atomic_path, config_hash
+
+PLAN_CACHE = "memory-plan.json"
+"""The planner's answer for the train stage, kept in its folder under its inputs' hash."""
 
 
 class WontFit(RuntimeError):
@@ -33,6 +38,7 @@ def plan_setup(recipe: Recipe, gpu: str | None) -> Any | None:
         sp=train.parallel.sp,
         fsdp=train.parallel.fsdp,
         activation_checkpointing=train.activation_checkpointing,
+        cpu_offload=train.parallel.cpu_offload,
         global_batch_tokens=train.global_batch_tokens,
         token_budget=train.token_budget,
     )
@@ -47,15 +53,52 @@ def describe(setup: Any) -> str:
     )
 
 
-def check_recipe(recipe: Recipe, gpu: str | None, *, search: bool = True) -> tuple[Any, list[Any]]:
-    """(the recipe's plan, plans of settings that fit when it does not), or (None, [])."""
+def recipe_settings(setup: Any) -> str:
+    """The recipe lines that choose ``setup``'s layout."""
+    fsdp = setup.fsdp if setup.fsdp != -1 else setup.gpus // setup.sp
+    return (
+        f"train.parallel.sp = {setup.sp}, train.parallel.fsdp = {fsdp}, "
+        f"train.activation_checkpointing = {str(setup.activation_checkpointing).lower()}, "
+        f"train.parallel.cpu_offload = {str(setup.cpu_offload).lower()}"
+    )
+
+
+def _alternative(result: Any) -> str:
+    gib = 2**30
+    memory = result.memory
+    host = f", {memory.host / gib:.1f} GiB host memory per GPU" if memory.host else ""
+    settings = recipe_settings(result.setup)
+    return f"{describe(result.setup)} ({memory.peak / gib:.1f} GiB{host}; {settings})"
+
+
+def check_recipe(
+    recipe: Recipe, gpu: str | None, *, search: bool = True, cache_dir: Path | None = None
+) -> tuple[Any, list[Any]]:
+    """(the recipe's plan, plans of settings that fit when it does not), or (None, []).
+    With ``cache_dir`` the answer is kept there under the hash of the planner's inputs
+    (``seqpar_train.planner.plan_inputs_key``): a rerun of the same setup plans nothing."""
     setup = plan_setup(recipe, gpu)
     if setup is None:
         return None, []
-    from seqpar_train.planner import plan, search_setups
+    from seqpar_train.planner import Plan, plan, plan_inputs_key, search_setups
 
+    key = config_hash({"inputs": plan_inputs_key(setup), "search": search})
+    cache = cache_dir / PLAN_CACHE if cache_dir is not None else None
+    if cache is not None and cache.is_file():
+        try:
+            kept = json.loads(cache.read_text(encoding="utf-8"))
+            if kept["key"] == key:
+                plans = [Plan.model_validate(p) for p in kept["plans"]]
+                return plans[0], plans[1:]
+        except (ValueError, KeyError, TypeError, IndexError):
+            pass  # an unreadable cache is planned again and overwritten
     result = plan(setup)
     alternatives = search_setups(setup) if search and result.fits is False else []
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        dumped = [p.model_dump(mode="json") for p in (result, *alternatives)]
+        with atomic_path(cache) as tmp:
+            tmp.write_text(json.dumps({"key": key, "plans": dumped}), encoding="utf-8")
     return result, alternatives
 
 
@@ -69,16 +112,17 @@ def refusal(result: Any, alternatives: list[Any]) -> str:
         f"({s.margin:.0%} kept free; an estimate by seqpar-train's planner)"
     )
     if alternatives:
-        fits = "; ".join(
-            f"{describe(a.setup)} ({a.memory.peak / gib:.1f} GiB)" for a in alternatives[:3]
-        )
+        fits = "; ".join(_alternative(a) for a in alternatives[:3])
         return f"{text}. Settings that fit, fastest first: {fits}"
-    return f"{text}. No SP / activation checkpointing setting fits: shorten max_length"
+    return (
+        f"{text}. No SP / activation checkpointing / CPU offload setting fits: shorten max_length"
+    )
 
 
-def ensure_fits(recipe: Recipe, gpu: str | None) -> Any | None:
-    """Raise WontFit, naming settings that would fit, when the recipe's step does not fit."""
-    result, alternatives = check_recipe(recipe, gpu)
+def ensure_fits(recipe: Recipe, gpu: str | None, *, cache_dir: Path | None = None) -> Any | None:
+    """Raise WontFit, naming settings that would fit, when the recipe's step does not fit
+    (the plan kept in ``cache_dir``, see ``check_recipe``)."""
+    result, alternatives = check_recipe(recipe, gpu, cache_dir=cache_dir)
     if result is not None and result.fits is False:
         raise WontFit(refusal(result, alternatives))
     return result

@@ -9,7 +9,9 @@ all the bookkeeping needs:
 - manifest running/failed, hash unchanged   -> partial: run again, the stage resumes itself;
   so is a done stage that says it is ``outdated`` (eval, when only the judge changed)
 - manifest with another hash                -> stale: its folder is cleared, then it runs;
-  a folder holding checkpoints or predictions is cleared only with ``restart=True``
+  a folder holding checkpoints or predictions is cleared only with ``restart=True``;
+  unless the manifest's recorded config, restated under today's hash rule by the stage
+  (``restate``), has today's hash: the folder is adopted, its manifest rewritten
 - no manifest                               -> pending: it runs
 
 A stage too big for this machine (multi-node training) raises StageLaunched after writing
@@ -32,7 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from mmprolong_schemas import Recipe, RunManifest, SchemaError, atomic_path, config_hash
+from mmprolong_schemas import (
+    Recipe,
+    RunManifest,
+    SchemaError,
+    atomic_path,
+    config_hash,
+    redact,
+)
 
 MANIFEST = "manifest.json"
 RECIPE_FILE = "recipe.json"
@@ -175,6 +184,17 @@ class Stage(ABC):
         """Counts of what is on disk now, for a stage that has not finished."""
         return {}
 
+    def restate(self, recorded: dict[str, Any]) -> dict[str, Any] | None:
+        """A config that an earlier hash rule of this stage recorded in a manifest, restated
+        under today's rule (None when it is not one): a folder whose restated config has
+        today's hash was made for this recipe, and is kept."""
+        return None
+
+    def adopt(self, ctx: StageContext, manifest: RunManifest) -> None:
+        """Bring a folder written under a legacy hash rule up to date (its old ``manifest``
+        says what it was made with), before its manifest takes today's hash."""
+        return None
+
     def outdated(self, ctx: StageContext) -> str:
         """Why this done stage must run again over its kept folder ("" when it need not): a
         setting left out of its hash changed how its outputs are read (eval: the judge)."""
@@ -189,6 +209,25 @@ class StagePlan:
     reason: str = ""
     counts: dict[str, int] = field(default_factory=dict)
     will_run: bool = False
+    legacy: bool = False
+    """Its folder's manifest holds an earlier hash rule's hash of this config (see
+    Stage.restate): kept, and its manifest rewritten by the next run."""
+
+
+def _stage_hash(name: str, config: dict[str, Any], upstream: str | None) -> str:
+    """A stage's hash: its config chained with the hash of the stage before it."""
+    return config_hash({"stage": name, "config": config, "upstream": upstream})
+
+
+def _restated_hash(stage: Stage, manifest: RunManifest) -> str | None:
+    """The hash of a manifest's recorded config restated under today's rule, if the stage
+    recognises it as an earlier rule's."""
+    recorded = manifest.config
+    config = recorded.get("config")
+    restated = stage.restate(config) if isinstance(config, dict) else None
+    if restated is None:
+        return None
+    return _stage_hash(stage.name, restated, recorded.get("upstream"))
 
 
 def read_manifest(stage_dir: Path) -> RunManifest | None:
@@ -302,9 +341,7 @@ class Pipeline:
         hashes: list[str] = []
         upstream: str | None = None
         for stage in self.stages:
-            upstream = config_hash(
-                {"stage": stage.name, "config": stage.config(recipe), "upstream": upstream}
-            )
+            upstream = _stage_hash(stage.name, stage.config(recipe), upstream)
             hashes.append(upstream)
         return hashes
 
@@ -317,16 +354,20 @@ class Pipeline:
         if stop < start:
             raise ValueError(f"--until {until} comes before --from {from_stage}")
         plans: list[StagePlan] = []
-        for position, (stage, expected) in enumerate(
-            zip(self.stages, self.hashes(recipe), strict=True)
-        ):
+        hashes = self.hashes(recipe)
+        for position, (stage, expected) in enumerate(zip(self.stages, hashes, strict=True)):
             ctx = self.context(recipe, stage)
             manifest = read_manifest(ctx.dir)
+            legacy = (
+                manifest is not None
+                and manifest.config_hash != expected
+                and _restated_hash(stage, manifest) == expected
+            )
             if manifest is None:
                 plan = StagePlan(
                     stage.name, expected, "pending", "not started", stage.progress(ctx)
                 )
-            elif manifest.config_hash != expected:
+            elif manifest.config_hash != expected and not legacy:
                 upstream_changed = bool(plans) and plans[-1].state == "stale"
                 reason = (
                     "an earlier stage's config changed"
@@ -337,13 +378,16 @@ class Pipeline:
             elif manifest.status == "done" and (rerun := stage.outdated(ctx)):
                 plan = StagePlan(stage.name, expected, "partial", rerun, manifest.counts)
             elif manifest.status == "done":
-                note = failures_note(manifest.counts)
+                note = failures_note(manifest.counts) or (
+                    "kept: made under an earlier hash rule" if legacy else ""
+                )
                 plan = StagePlan(stage.name, expected, "done", note, manifest.counts)
             else:
                 reason = "failed" if manifest.status == "failed" else "interrupted"
                 if manifest.counts.get(AWAITING_LAUNCH):
                     reason = "waiting for its launched job"
                 plan = StagePlan(stage.name, expected, "partial", reason, stage.progress(ctx))
+            plan.legacy = legacy
             forced = from_stage is not None and position >= start
             plan.will_run = start <= position <= stop and (plan.state != "done" or forced)
             plans.append(plan)
@@ -379,6 +423,7 @@ class Pipeline:
             self.check_bounds(plans, from_stage)
             if not restart:
                 self.check_nothing_lost(recipe, plans, from_stage)
+            self.adopt_legacy(recipe, plans)
             if on_plan is not None:
                 on_plan(plans)
             save_recipe(self.run_dir, recipe)
@@ -393,6 +438,21 @@ class Pipeline:
                 plan.counts = self._run_stage(stage, ctx, previous, plan.config_hash, command)
                 plan.state = "done"
             return plans
+
+    def adopt_legacy(self, recipe: Recipe, plans: list[StagePlan]) -> None:
+        """Folders written under a legacy hash rule take today's hash (after the stage has
+        read what it needs from their old manifest), so later runs see them as current."""
+        upstream: str | None = None
+        for stage, plan in zip(self.stages, plans, strict=True):
+            old = read_manifest(self.context(recipe, stage).dir) if plan.legacy else None
+            if old is not None:
+                ctx = self.context(recipe, stage)
+                stage.adopt(ctx, old)
+                config = {"stage": stage.name, "config": stage.config(recipe), "upstream": upstream}
+                current = {"config": redact(config), "config_hash": plan.config_hash}
+                write_manifest(ctx.dir, old.model_copy(update=current))
+                plan.legacy = False
+            upstream = plan.config_hash
 
     def check_nothing_lost(
         self, recipe: Recipe, plans: list[StagePlan], from_stage: str | None = None
@@ -431,6 +491,7 @@ class Pipeline:
         is ready and before the stage runs, so the job's other processes can wait for it."""
         with RunLock(self.run_dir):
             plans = self.plan(recipe)
+            self.adopt_legacy(recipe, plans)
             position = self.index(name)
             for plan in plans[:position]:
                 if plan.state != "done":

@@ -29,6 +29,13 @@ class PoolConfig(Model):
         default_factory=list,
         description="PDF files or folders to ingest; left empty when the run generates its corpus.",
     )
+    held_out_documents: int = Field(
+        default=0,
+        ge=0,
+        description="Pooled documents never trained on: their QA samples score the validation "
+        "loss while training (train.eval_every). Chosen by doc_id (a content hash), so the "
+        "choice does not depend on file names or input order. A demo holds out its own.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> PoolConfig:
@@ -102,6 +109,11 @@ class ParallelConfig(Model):
     fsdp: int = Field(default=4, ge=1, description="FSDP shard size.")
     gpus_per_node: int = Field(default=8, ge=1)
     nodes: int = Field(default=8, ge=1)
+    cpu_offload: bool = Field(
+        default=False,
+        description="FSDP CPU offload: sharded parameters, gradients and optimizer state in "
+        "host memory (the optimizer steps on the CPU).",
+    )
 
     @property
     def world_size(self) -> int:

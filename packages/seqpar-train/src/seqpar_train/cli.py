@@ -179,7 +179,13 @@ def plan(
         True, "--ac/--no-ac", help="Activation checkpointing."
     ),
     cpu_offload: bool = typer.Option(
-        False, "--offload/--no-offload", help="FSDP CPU offload (not measured yet: refused)."
+        False,
+        "--offload/--no-offload",
+        help="FSDP CPU offload: sharded parameters, gradients and optimizer state in host "
+        "memory (reported); the copies are added to the step time at --link-gbps.",
+    ),
+    link_gbps: float = typer.Option(
+        25.0, "--link-gbps", help="Assumed host<->GPU copy bandwidth per GPU (GB/s), offload."
     ),
     margin: float = typer.Option(0.1, help="Share of GPU memory kept free."),
     mfu: float = typer.Option(0.35, help="Assumed MFU (causal FLOPs) for step time."),
@@ -187,7 +193,9 @@ def plan(
     global_batch: str = typer.Option("4M", help="Row tokens per optimizer step."),
     row_fill: float = typer.Option(0.77, help="Real tokens per row slot, for step count."),
     search: bool = typer.Option(
-        False, "--search", help="Try SP / checkpointing settings; list those that fit."
+        False,
+        "--search",
+        help="Try SP / checkpointing / offload settings; list those that fit, fastest first.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
@@ -215,6 +223,7 @@ def plan(
             fsdp=fsdp,
             activation_checkpointing=activation_checkpointing,
             cpu_offload=cpu_offload,
+            host_link_gbps=link_gbps,
             margin=margin,
             mfu=mfu,
             token_budget=parse_tokens(budget),
@@ -231,7 +240,7 @@ def plan(
         for result in plans:
             Console().print(plan_table(result))
         if search and not plans:
-            console.print("[red]no SP / checkpointing setting fits[/red]")
+            console.print("[red]no SP / checkpointing / offload setting fits[/red]")
     if not plans or (not search and plans[0].fits is False):
         raise typer.Exit(1)
 

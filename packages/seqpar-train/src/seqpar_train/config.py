@@ -208,6 +208,7 @@ class TrainConfig(Model):
             dp_shard=train.parallel.fsdp,
             nproc_per_node=train.parallel.gpus_per_node,
             nnodes=train.parallel.nodes,
+            cpu_offload=train.parallel.cpu_offload,
             attention=train.attention,
             activation_checkpointing=train.activation_checkpointing,
             param_dtype=train.dtype,

@@ -18,6 +18,16 @@ Two things make the fake step allocate what the GPU step allocates:
   mRoPE indices) needs values, which fake tensors do not have. The row's integer tensors are
   real, and ``_RealIntegerOps`` runs every op whose tensor inputs are all real for real;
   only tensors derived from parameters are fake. They are a few MB at 128K.
+
+CPU offload (FSDP2's ``CPUOffloadPolicy``) keeps the sharded parameters, the sharded gradients
+and the optimizer state (with the optimizer step) in host memory; the GPU holds the unsharded
+parameters and gradients of the layers in flight, activations, temporaries and buffers. On
+the CPU device host and device memory cannot be told apart, so the planned step runs without
+the policy and the tracker follows, op by op, both the peak of everything and the peak of what
+stays on the GPU (everything less those three categories) and the most those three hold at
+once (host memory). Offload adds one measured transient per FSDP unit: its reduce-scatter
+output waits on the GPU for its copy to the host, and its sharded fp32 parameters are copied
+to the GPU before their all-gather; both are at most the largest unit's sharded gradient bytes.
 """
 
 from __future__ import annotations
@@ -39,9 +49,23 @@ from seqpar_train.batch import IGNORE_INDEX, PackedRow
 from seqpar_train.flops import ArchSpec, RowShape, arch_from_config, page_row, training_flops
 
 GIB = 2**30
+OFFLOADED = ("Sharded Param", "Sharded Grad", "OptState")
+"""FSDPMemTracker's categories that CPU offload keeps in host memory."""
 
 
 # --- an attention op with flash-attn's memory profile -------------------------------------
+
+
+# The real bodies run torch's CPU flash-attention kernels document by document, so a real
+# step on the CPU (the planner's accuracy check) allocates O(S) for attention as the GPU
+# kernels do; under fake mode only the shapes below matter.
+_CPU_FLASH = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+_CPU_FLASH_BACKWARD = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+
+
+def _heads_first(t: torch.Tensor, repeats: int = 1) -> torch.Tensor:
+    """(n, heads, d) -> (1, heads * repeats, n, d), each head repeated (GQA's expansion)."""
+    return t.transpose(0, 1).repeat_interleave(repeats, 0).unsqueeze(0)
 
 
 @torch.library.custom_op("seqpar_plan::flash_profile_fwd", mutates_args=())
@@ -57,16 +81,18 @@ def _flash_fwd(
     (S, Hq, D) and log-sum-exp (Hq, S) in float32, as flash-attn returns them."""
     out = torch.empty_like(q)
     lse = torch.empty((q.shape[1], q.shape[0]), dtype=torch.float32, device=q.device)
+    groups = q.shape[1] // k.shape[1]
     for start, end in zip(cu_seqlens[:-1], cu_seqlens[1:], strict=True):
-        qd, kd, vd = (t[start:end].transpose(0, 1) for t in (q, k, v))
-        groups = qd.shape[0] // kd.shape[0]
-        kd, vd = kd.repeat_interleave(groups, 0), vd.repeat_interleave(groups, 0)
-        scores = (qd.float() @ kd.float().transpose(1, 2)) * scale
-        if causal:
-            keep = torch.ones(end - start, end - start, dtype=torch.bool, device=q.device).tril()
-            scores = scores.masked_fill(~keep, float("-inf"))
-        lse[:, start:end] = torch.logsumexp(scores, dim=-1)
-        out[start:end] = (scores.softmax(-1) @ vd.float()).to(q.dtype).transpose(0, 1)
+        doc_out, doc_lse = _CPU_FLASH(
+            _heads_first(q[start:end]),
+            _heads_first(k[start:end], groups),
+            _heads_first(v[start:end], groups),
+            0.0,
+            causal,
+            scale=scale,
+        )
+        out[start:end] = doc_out[0].transpose(0, 1)
+        lse[:, start:end] = doc_lse[0]
     return out, lse
 
 
@@ -95,27 +121,27 @@ def _flash_bwd(
     scale: float,
     causal: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Gradients of q, k, v, recomputing each document's probabilities from q and k (as
-    flash's backward does from the saved log-sum-exp); the softmax backward by hand, since
-    autograd does not run inside a custom op."""
+    """Gradients of q, k, v from the saved output and log-sum-exp, one document at a time
+    (the CPU flash kernel's backward; k and v gradients summed over each GQA group)."""
     dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    groups = q.shape[1] // k.shape[1]
     for start, end in zip(cu_seqlens[:-1], cu_seqlens[1:], strict=True):
-        qd, kd, vd, go = (t[start:end].float() for t in (q, k, v, grad))
-        groups = qd.shape[1] // kd.shape[1]
-        ke, ve = kd.repeat_interleave(groups, 1), vd.repeat_interleave(groups, 1)
-        scores = torch.einsum("qhd,khd->hqk", qd, ke) * scale
-        if causal:
-            keep = torch.ones(end - start, end - start, dtype=torch.bool, device=q.device).tril()
-            scores = scores.masked_fill(~keep, float("-inf"))
-        probs = scores.softmax(-1)
-        grad_v = torch.einsum("hqk,qhd->khd", probs, go)
-        grad_p = torch.einsum("qhd,khd->hqk", go, ve)
-        grad_s = probs * (grad_p - (grad_p * probs).sum(-1, keepdim=True)) * scale
-        dq[start:end] = torch.einsum("hqk,khd->qhd", grad_s, ke).to(q.dtype)
-        grad_k = torch.einsum("hqk,qhd->khd", grad_s, qd)
-        n, heads, dim = grad_k.shape
-        dk[start:end] = grad_k.reshape(n, heads // groups, groups, dim).sum(2).to(k.dtype)
-        dv[start:end] = grad_v.reshape(n, heads // groups, groups, dim).sum(2).to(v.dtype)
+        grad_q, grad_k, grad_v = _CPU_FLASH_BACKWARD(
+            _heads_first(grad[start:end]),
+            _heads_first(q[start:end]),
+            _heads_first(k[start:end], groups),
+            _heads_first(v[start:end], groups),
+            _heads_first(out[start:end]),
+            lse[:, start:end].unsqueeze(0).contiguous(),
+            0.0,
+            causal,
+            scale=scale,
+        )
+        n, dim = end - start, q.shape[2]
+        dq[start:end] = grad_q[0].transpose(0, 1)
+        for full, target in ((grad_k, dk), (grad_v, dv)):
+            per_group = full[0].reshape(k.shape[1], groups, n, dim).sum(1)
+            target[start:end] = per_group.transpose(0, 1).to(target.dtype)
     return dq, dk, dv
 
 
@@ -217,6 +243,12 @@ class PlanSetup(Model):
     fsdp: int = Field(default=-1, description="FSDP shard size; -1: all ranks left by SP.")
     activation_checkpointing: bool = True
     cpu_offload: bool = False
+    host_link_gbps: float = Field(
+        default=25.0,
+        gt=0,
+        description="Host<->GPU copy bandwidth per GPU under CPU offload, GB/s (assumed: about "
+        "half of PCIe Gen5 x16's 64 GB/s per direction, as GPUs share switches and the host).",
+    )
     loss_chunk: int = Field(default=4096, ge=1)
     answer_tokens: int = Field(default=64, ge=1, description="Labelled tokens per document.")
     margin: float = Field(default=0.1, ge=0, lt=1, description="Share of memory kept free.")
@@ -239,7 +271,20 @@ class MemoryBreakdown(Model):
     )
     comm_buffers: int = Field(description="All-gather and reduce-scatter buffers.")
     inputs: int
+    offload_staging: int = Field(
+        default=0,
+        description="CPU offload: a unit's reduce-scatter output waiting for its copy to the "
+        "host and its sharded parameters copied in for the all-gather.",
+    )
     peak: int
+    host: int = Field(
+        default=0,
+        description="CPU offload: host memory per rank for the sharded parameters, gradients "
+        "and optimizer state (not part of the GPU peak).",
+    )
+    host_parameters: int = Field(
+        default=0, description="CPU offload: of ``host``, the sharded (fp32) parameters."
+    )
 
     def rows(self) -> list[tuple[str, int]]:
         return [
@@ -251,6 +296,7 @@ class MemoryBreakdown(Model):
             ("loss chunk and temporaries", self.loss_chunk),
             ("communication buffers", self.comm_buffers),
             ("inputs", self.inputs),
+            *([("offload staging", self.offload_staging)] if self.offload_staging else []),
         ]
 
 
@@ -262,6 +308,11 @@ class Plan(Model):
     fits: bool | None
     images_per_row: int
     step_seconds: float | None
+    offload_copy_seconds: float | None = Field(
+        default=None,
+        description="CPU offload: the step's host<->GPU copies at setup.host_link_gbps, "
+        "included in step_seconds as if not overlapped with compute (an estimate).",
+    )
     steps: int
     hours_to_budget: float | None
     gpu_hours: float | None
@@ -335,38 +386,115 @@ def _category(snapshot: dict[str, int], *names: str) -> int:
     return sum(int(snapshot.get(name, 0)) for name in names)
 
 
-def _breakdown(tracker: Any, model: torch.nn.Module) -> MemoryBreakdown:
-    """The peak snapshot by category. ViT activations: what is held when the first decoder
-    layer starts, less what was held when the first vision block started (the tower's saved
-    tensors and the image embeddings); FSDPMemTracker snapshots FSDP modules only."""
+def _plan_tracker(model: torch.nn.Module, optimizer: Any) -> Any:
+    """torch's FSDPMemTracker, keeping besides the peak (``peak``) the peak of what stays on
+    the GPU under CPU offload (``resident_peak``: the snapshot where everything but
+    ``OFFLOADED`` is largest) and the most ``OFFLOADED`` holds at once (``host_peak``).
+    Per-module peaks are not kept: the planner reads none, and torch updates them on every op
+    by walking every module's weak reference, which cost half of a 7B plan's time."""
+    from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
+
+    class PlanTracker(FSDPMemTracker):
+        def __init__(self) -> None:
+            super().__init__(model, optimizer)
+            self.peak: dict[str, int] = {}
+            self.resident_peak: dict[str, int] = {}
+            self.host_peak = 0
+            self.sharded_params = 0
+
+        def _update_peak_stats(self, peak_state: Any) -> None:
+            for snapshot in self._curr_mem_snap.values():  # one device: the planner's
+                total, offloaded = _category(snapshot, "Total"), _category(snapshot, *OFFLOADED)
+                if total > _category(self.peak, "Total"):
+                    self.peak = dict(snapshot)
+                if total - offloaded > _resident(self.resident_peak):
+                    self.resident_peak = dict(snapshot)
+                self.host_peak = max(self.host_peak, offloaded)
+                self.sharded_params = max(self.sharded_params, _category(snapshot, "Sharded Param"))
+
+        def tag_accumulated_gradients(self) -> None:
+            """FSDP keeps a row's gradients without reduce-scatter (gradient accumulation)
+            as each parameter's ``unsharded_accumulated_grad``, made in the post-backward
+            the tracker counts as temporaries: count them as unsharded gradients."""
+            from torch.distributed._tools.fsdp2_mem_tracker import _FSDPRefType
+            from torch.distributed.fsdp import FSDPModule
+
+            for module in model.modules():
+                if not isinstance(module, FSDPModule):
+                    continue
+                group = module._get_fsdp_state()._fsdp_param_group
+                for fsdp_param in group.fsdp_params if group is not None else ():
+                    grad = fsdp_param.unsharded_accumulated_grad
+                    if grad is not None:
+                        self._update_and_maybe_create_winfos(grad, _FSDPRefType.UNSHARDED_GRAD)
+
+    return PlanTracker()
+
+
+def _resident(snapshot: dict[str, int]) -> int:
+    return _category(snapshot, "Total") - _category(snapshot, *OFFLOADED)
+
+
+def _largest_unit_sharded_grad(tracker: Any) -> int:
+    """The most one FSDP unit's post-backward adds to the sharded gradients (its
+    reduce-scatter output), read from the tracker's snapshots around each post-backward."""
+    from torch.distributed._tools.fsdp2_mem_tracker import _FSDPModState
+
+    largest = 0
+    for stats in tracker.memory_tracking.values():
+        before = stats.snapshots.get(_FSDPModState.BEF_POST_BW) or []
+        after = stats.snapshots.get(_FSDPModState.AFT_POST_BW) or []
+        for bef, aft in zip(before, after, strict=False):
+            for device, snapshot in aft.items():
+                grown = _category(snapshot, "Sharded Grad") - _category(
+                    bef.get(device, {}), "Sharded Grad"
+                )
+                largest = max(largest, grown)
+    return largest
+
+
+def _breakdown(tracker: Any, model: torch.nn.Module, *, offload: bool) -> MemoryBreakdown:
+    """The peak snapshot by category; with ``offload``, the GPU's under CPU offload (the
+    resident peak, the offloaded categories in ``host``). ViT activations: what is held when
+    the first decoder layer starts, less what was held when the first vision block started
+    (the tower's saved tensors and the image embeddings); FSDPMemTracker snapshots FSDP
+    modules only."""
     from torch.distributed._tools.fsdp2_mem_tracker import _FSDPModState
 
     from seqpar_train.modeling import decoder_layers, vision_blocks
 
-    peak_by_device = tracker.get_tracker_snapshot("peak")
-    device = next(iter(peak_by_device))
-    peak = peak_by_device[device]
+    peak = tracker.resident_peak if offload else tracker.peak
 
     def held_at_start(module: torch.nn.Module) -> int | None:
         stats = tracker.memory_tracking.get(module)
         if stats is None or not stats.snapshots.get(_FSDPModState.BEF_PRE_FW):
             return None
-        return _category(stats.snapshots[_FSDPModState.BEF_PRE_FW][-1][device], "Activation")
+        snapshots = stats.snapshots[_FSDPModState.BEF_PRE_FW][-1].values()
+        return sum(_category(snapshot, "Activation") for snapshot in snapshots)
 
     before = held_at_start(vision_blocks(model)[0])
     after = held_at_start(decoder_layers(model)[0])
     vit = max(0, after - before) if before is not None and after is not None else 0
     activations = _category(peak, "Activation")
+    # Under offload the sharded state is on the host; a unit's gradient shard and parameter
+    # shard pass through the GPU on their way (at most the largest unit's, each).
+    staging = 2 * _largest_unit_sharded_grad(tracker) if offload else 0
+    kept = (
+        ("Unsharded Param", "Buffer") if offload else ("Sharded Param", "Unsharded Param", "Buffer")
+    )
     return MemoryBreakdown(
-        parameters=_category(peak, "Sharded Param", "Unsharded Param", "Buffer"),
-        gradients=_category(peak, "Sharded Grad", "Unsharded Grad"),
-        optimizer_state=_category(peak, "OptState"),
+        parameters=_category(peak, *kept),
+        gradients=_category(peak, "Unsharded Grad", *(() if offload else ("Sharded Grad",))),
+        optimizer_state=0 if offload else _category(peak, "OptState"),
         text_activations=max(0, activations - vit),
         vit_activations=min(vit, activations),
         loss_chunk=_category(peak, "Temp"),
         comm_buffers=_category(peak, "All Gather", "Reduce Scatter"),
         inputs=_category(peak, "Inputs"),
-        peak=_category(peak, "Total"),
+        offload_staging=staging,
+        peak=(_resident(peak) if offload else _category(peak, "Total")) + staging,
+        host=tracker.host_peak if offload else 0,
+        host_parameters=tracker.sharded_params if offload else 0,
     )
 
 
@@ -394,12 +522,47 @@ def run_step(
     loss_chunk: int,
     fake: bool = True,
     steps: int = 1,
+    micro_rows: int = 1,
 ) -> MemoryBreakdown:
-    """Run ``steps`` training steps of ``row`` on rank 0 of ``world_size`` and return the
-    peak memory FSDPMemTracker records. ``fake``: under FakeTensorMode with a fake process
-    group (the plan); otherwise for real in a group this process already joined (the
-    planner's accuracy check)."""
-    from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
+    """Run ``steps`` training steps of ``micro_rows`` rows each on rank 0 of ``world_size``
+    and return the peak GPU memory FSDPMemTracker records, under CPU offload when
+    ``cpu_offload``. ``fake``: under FakeTensorMode with a fake process group (the plan);
+    otherwise for real in a group this process already joined (the planner's accuracy
+    check)."""
+    measured = measure_step(
+        config,
+        row,
+        world_size=world_size,
+        sp=sp,
+        fsdp=fsdp,
+        activation_checkpointing=activation_checkpointing,
+        loss_chunk=loss_chunk,
+        fake=fake,
+        steps=steps,
+        micro_rows=micro_rows,
+    )
+    return measured[cpu_offload]
+
+
+def measure_step(
+    config: Any,
+    row: PackedRow,
+    *,
+    world_size: int,
+    sp: int,
+    fsdp: int,
+    activation_checkpointing: bool,
+    loss_chunk: int,
+    fake: bool = True,
+    steps: int = 1,
+    micro_rows: int = 1,
+) -> dict[bool, MemoryBreakdown]:
+    """One measured step, two breakdowns: {False: without CPU offload, True: with it}. The
+    step runs without the offload policy either way (see the module's docstring). With
+    ``micro_rows`` > 1 the rows accumulate gradients as the trainer does: no reduce-scatter
+    before the last, so FSDP keeps every unit's unsharded (fp32) gradient in between; two
+    micro-rows show the peak of any number."""
+    from torch.distributed.fsdp import FSDPModule
 
     from mmprolong_schemas import OptimizerConfig, ScheduleConfig
     from seqpar_train.activation_checkpoint import apply_activation_checkpointing
@@ -428,7 +591,7 @@ def run_step(
             )
             if activation_checkpointing:
                 apply_activation_checkpointing(model)
-            apply_fsdp(model, mesh.fsdp_mesh, param_dtype=torch.bfloat16, cpu_offload=cpu_offload)
+            apply_fsdp(model, mesh.fsdp_mesh, param_dtype=torch.bfloat16)
             optimizer = build_optimizer(model, OptimizerConfig(), ScheduleConfig())
             # This rank's pixels: the patches of the images SP rank 0 encodes.
             owners = image_owners(row.image_grid_thw, sp)
@@ -450,24 +613,55 @@ def run_step(
                 param.grad = torch.zeros_like(param)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            tracker = FSDPMemTracker(model, optimizer)
+            tracker = _plan_tracker(model, optimizer)
             tracker.track_inputs((pixels,) if pixels is not None else ())
             labels = float(max(1, int((row.labels != IGNORE_INDEX).sum())))
             with tracker:
                 for step in range(steps):
-                    if step:
-                        tracker.reset_mod_stats()  # module stats per step; the peak spans all
-                    with torch.autocast("cpu", enabled=False):
-                        loss_sum, _ = model(step_row)
-                    (loss_sum / labels).backward()
+                    for micro in range(micro_rows):
+                        if step or micro:
+                            # module stats per row (the tracker's rule); the peak spans all
+                            tracker.reset_mod_stats()
+                        if isinstance(model, FSDPModule):  # it is: apply_fsdp made it one
+                            model.set_requires_gradient_sync(micro == micro_rows - 1)
+                        with torch.autocast("cpu", enabled=False):
+                            loss_sum, _ = model(step_row)
+                        (loss_sum / labels).backward()
+                        tracker.tag_accumulated_gradients()
                     # (gradient clipping is left out: a float of the norm needs data, and
                     # its scalars per gradient are bytes)
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
-            return _breakdown(tracker, model)
+            return {
+                offload: _breakdown(tracker, model, offload=offload) for offload in (False, True)
+            }
 
 
 # --- the plan -----------------------------------------------------------------------------------
+
+
+def plan_inputs_key(setup: PlanSetup) -> str:
+    """A hash of everything ``plan(setup)`` depends on: the setup, the model's config files,
+    seqpar-train's sources (the step it runs) and the torch and transformers versions. Equal
+    keys, equal plans: a caller may keep a plan under its key."""
+    import hashlib
+    from pathlib import Path
+
+    import transformers
+
+    from seqpar_train.presets import model_folder
+
+    digest = hashlib.sha256(setup.model_dump_json().encode())
+    digest.update(f"torch {torch.__version__} transformers {transformers.__version__}".encode())
+    folder = model_folder(setup.model)
+    for name in ("config.json", "preprocessor_config.json"):
+        if (folder / name).is_file():
+            digest.update((folder / name).read_bytes())
+    package = Path(__file__).parent
+    for source in sorted(package.rglob("*.py")):
+        digest.update(source.relative_to(package).as_posix().encode())
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
 
 
 def _model_parts(setup: PlanSetup) -> tuple[Any, ArchSpec, Any]:
@@ -479,25 +673,24 @@ def _model_parts(setup: PlanSetup) -> tuple[Any, ArchSpec, Any]:
 
 def plan(setup: PlanSetup, *, config: Any = None, vision: Any = None) -> Plan:
     """Measure rank 0's peak for ``setup`` under fake mode and say whether it fits the GPU
-    (less ``margin``); step time and time to budget from FLOPs at ``setup.mfu``. ``config``
-    and ``vision`` (a VisionTokenSpec) replace the preset's, e.g. for a tiny model."""
+    (less ``margin``); step time and time to budget from FLOPs at ``setup.mfu`` (plus the
+    offload copies at ``setup.host_link_gbps``). ``config`` and ``vision`` (a
+    VisionTokenSpec) replace the preset's, e.g. for a tiny model."""
+    return plan_pair(setup, config=config, vision=vision)[setup.cpu_offload]
+
+
+def plan_pair(setup: PlanSetup, *, config: Any = None, vision: Any = None) -> dict[bool, Plan]:
+    """The plans of ``setup`` without and with CPU offload, from one measured step."""
     from seqpar_train.hardware import lookup_gpu
     from seqpar_train.parallel_dims import ParallelDims
 
-    if setup.cpu_offload:
-        # The fake step runs on the CPU device, where offloaded state and device memory
-        # cannot be told apart (and fake tensors cannot be pinned).
-        raise ValueError(
-            "the planner does not measure CPU offload yet: plan without --offload, and "
-            "count on offload removing the parameters, gradients and optimizer state rows"
-        )
     if config is None:
         config, arch, vision = _model_parts(setup)
     else:
         arch = arch_from_config(config)
     if setup.gpus % setup.gpus_per_node and setup.gpus > setup.gpus_per_node:
         raise ValueError(f"{setup.gpus} GPUs are not whole nodes of {setup.gpus_per_node}")
-    ParallelDims.for_world(setup.gpus, sp=setup.sp, dp_shard=setup.fsdp)  # checks the sizes
+    dims = ParallelDims.for_world(setup.gpus, sp=setup.sp, dp_shard=setup.fsdp)
     shape = page_row(
         arch,
         seq_len=setup.seq_len,
@@ -507,15 +700,17 @@ def plan(setup: PlanSetup, *, config: Any = None, vision: Any = None) -> Plan:
         max_pixels=vision.max_pixels,
         answer_tokens=setup.answer_tokens,
     )
-    memory = run_step(
+    rows = max(1, setup.global_batch_tokens // setup.seq_len)
+    micro_rows = math.ceil(rows / dims.dp)  # each data-parallel group's rows per step
+    measured = measure_step(
         config,
         planned_row(config, shape, 0),
         world_size=setup.gpus,
         sp=setup.sp,
         fsdp=setup.fsdp,
         activation_checkpointing=setup.activation_checkpointing,
-        cpu_offload=setup.cpu_offload,
         loss_chunk=setup.loss_chunk,
+        micro_rows=min(2, micro_rows),
     )
     spec = lookup_gpu(setup.gpu) if setup.gpu else None
     capacity = (
@@ -534,37 +729,46 @@ def plan(setup: PlanSetup, *, config: Any = None, vision: Any = None) -> Plan:
         max_pixels=vision.max_pixels,
         answer_tokens=setup.answer_tokens,
     )
-    rows = max(1, setup.global_batch_tokens // setup.seq_len)
     flops = training_flops(arch, filled.doc_lens, filled.label_tokens, filled.image_grids)
     steps = math.ceil(setup.token_budget / (rows * filled.tokens))
-    step_seconds = hours = gpu_hours = None
+    compute_seconds = None
     if peak_tflops is not None:
-        step_seconds = rows * flops.causal / (setup.gpus * peak_tflops * 1e12 * setup.mfu)
-        if setup.cpu_offload:
-            step_seconds = None  # the CPU optimizer step's time is not a matter of FLOPs
-        else:
+        compute_seconds = rows * flops.causal / (setup.gpus * peak_tflops * 1e12 * setup.mfu)
+    # Offload copies per optimizer step and rank: every micro-row all-gathers each unit's
+    # parameter shard twice (forward, and backward after resharding; the root once, counted
+    # twice), each copied in from the host first; the gradient shards (fp32, as many bytes
+    # as the parameter shards) go out once, at the reduce-scatter after the last micro-row.
+    shards = measured[True].host_parameters
+    copy_seconds = (micro_rows * 2 + 1) * shards / (setup.host_link_gbps * 1e9)
+    plans = {}
+    for offload, memory in measured.items():
+        step_seconds = hours = gpu_hours = None
+        if compute_seconds is not None:
+            step_seconds = compute_seconds + (copy_seconds if offload else 0.0)
             hours = steps * step_seconds / 3600
             gpu_hours = hours * setup.gpus
-    return Plan(
-        setup=setup,
-        memory=memory,
-        capacity_bytes=capacity,
-        usable_bytes=usable,
-        fits=None if usable is None else memory.peak <= usable,
-        images_per_row=len(shape.image_grids),
-        step_seconds=step_seconds,
-        steps=steps,
-        hours_to_budget=hours,
-        gpu_hours=gpu_hours,
-    )
+        plans[offload] = Plan(
+            setup=setup.model_copy(update={"cpu_offload": offload}),
+            memory=memory,
+            capacity_bytes=capacity,
+            usable_bytes=usable,
+            fits=None if usable is None else memory.peak <= usable,
+            images_per_row=len(shape.image_grids),
+            step_seconds=step_seconds,
+            offload_copy_seconds=copy_seconds if offload else None,
+            steps=steps,
+            hours_to_budget=hours,
+            gpu_hours=gpu_hours,
+        )
+    return plans
 
 
 def candidate_setups(setup: PlanSetup) -> list[PlanSetup]:
-    """SP sizes (within a node, dividing the world) and activation checkpointing on/off
-    around ``setup``. CPU offload is not among them: the planner cannot measure it yet."""
+    """SP sizes (within a node, dividing the world), activation checkpointing on/off and
+    CPU offload off/on around ``setup``."""
     out = []
     sps = [s for s in (1, 2, 4, 8) if s <= setup.gpus_per_node and setup.gpus % s == 0]
-    for offload in (False,):
+    for offload in (False, True):
         for ac in (False, True):
             for sp in sps:
                 out.append(
@@ -592,10 +796,14 @@ def relative_cost(setup: PlanSetup) -> float:
 
 def search_setups(setup: PlanSetup, *, config: Any = None, vision: Any = None) -> list[Plan]:
     """Plans of the SP / checkpointing / offload settings that fit, fastest first (ordered
-    by ``relative_cost``). Every candidate is measured."""
+    by ``relative_cost``). One measured step serves a setting with and without offload."""
+    measured: dict[tuple[int, bool], dict[bool, Plan]] = {}
     plans = []
     for candidate in sorted(candidate_setups(setup), key=relative_cost):
-        result = plan(candidate, config=config, vision=vision)
+        key = (candidate.sp, candidate.activation_checkpointing)
+        if key not in measured:
+            measured[key] = plan_pair(candidate, config=config, vision=vision)
+        result = measured[key][candidate.cpu_offload]
         if result.fits:
             plans.append(result)
     return plans
@@ -629,8 +837,20 @@ def plan_table(result: Plan) -> Any:
             f"{_gib(result.usable_bytes)} of {_gib(result.capacity_bytes)}: {verdict}",
         )
     table.add_row("page images per row (144 DPI)", str(result.images_per_row))
+    if result.memory.host:
+        per_node = min(s.gpus, s.gpus_per_node)
+        table.add_row(
+            "host memory for offloaded state (per GPU / per node)",
+            f"{_gib(result.memory.host)} / {_gib(result.memory.host * per_node)}",
+        )
     if result.step_seconds is not None:
         table.add_row(f"step time at MFU {s.mfu:.0%}", f"{result.step_seconds:.1f} s")
+    if result.offload_copy_seconds is not None:
+        table.add_row(
+            f"of which host<->GPU copies at {s.host_link_gbps:g} GB/s (assumed; CPU "
+            "optimizer step not counted)",
+            f"{result.offload_copy_seconds:.1f} s",
+        )
     if result.hours_to_budget is not None and result.gpu_hours is not None:
         table.add_row(
             f"{result.steps} steps to the budget",

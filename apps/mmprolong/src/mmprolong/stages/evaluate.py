@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from mmprolong.orchestrator import StageContext
+from mmprolong.orchestrator import StageContext, read_manifest
 from mmprolong.report import ReportData
 from mmprolong.stages._require import require
 from mmprolong.stages.pool import pool_path
@@ -26,7 +26,15 @@ from mmprolong.stages.rope import base_checkpoint
 from mmprolong.stages.sft import sft_checkpoint
 from mmprolong.stages.synth import HELD_OUT_RUN, SynthStage
 from mmprolong.stages.train import trained_checkpoint
-from mmprolong_schemas import EvalItem, K, Recipe, ScoreTable, atomic_path, config_hash
+from mmprolong_schemas import (
+    EvalItem,
+    K,
+    Recipe,
+    RunManifest,
+    ScoreTable,
+    atomic_path,
+    config_hash,
+)
 
 HELD_OUT_DATASET = "held-out"
 MODELS = ("base", "trained")
@@ -163,6 +171,21 @@ def judge_hash(recipe: Recipe) -> str:
     return config_hash({field: getattr(recipe.eval, field) for field in JUDGE_FIELDS})
 
 
+def _legacy_judge_hash(manifest: RunManifest) -> str | None:
+    """The judge hash of a folder written when the judge settings were in the stage's
+    config: its manifest's config holds them (None when it does not)."""
+    stage_config = manifest.config.get("config")
+    settings = stage_config.get("eval") if isinstance(stage_config, dict) else None
+    if not isinstance(settings, dict) or not all(f in settings for f in JUDGE_FIELDS):
+        return None
+    return config_hash({field: settings[field] for field in JUDGE_FIELDS})
+
+
+def _write_judge_record(stage_dir: Path, hash_: str) -> None:
+    with atomic_path(stage_dir / JUDGE_RECORD) as tmp:
+        tmp.write_text(json.dumps({"hash": hash_}) + "\n", encoding="utf-8")
+
+
 class _RunnerOnDemand:
     """The recipe's runner, loaded at its first use: rescoring predictions that are all kept
     (a judge-only change) loads no model."""
@@ -213,11 +236,27 @@ class EvalStage(Contributor):
             "vision": recipe.vision.model_dump(mode="json"),
         }
 
+    def restate(self, recorded: dict[str, Any]) -> dict[str, Any] | None:
+        # Until judge.json existed the judge settings were part of the stage's hash.
+        settings = recorded.get("eval")
+        if not isinstance(settings, dict) or not all(f in settings for f in JUDGE_FIELDS):
+            return None
+        kept = {key: value for key, value in settings.items() if key not in JUDGE_FIELDS}
+        return {**recorded, "eval": kept}
+
+    def adopt(self, ctx: StageContext, manifest: RunManifest) -> None:
+        recorded = _legacy_judge_hash(manifest)
+        if recorded is not None and not (ctx.dir / JUDGE_RECORD).exists():
+            _write_judge_record(ctx.dir, recorded)
+
     def outdated(self, ctx: StageContext) -> str:
         try:
             recorded = json.loads((ctx.dir / JUDGE_RECORD).read_text(encoding="utf-8"))["hash"]
         except (OSError, ValueError, KeyError, TypeError):
-            recorded = None  # no readable record: which judge scored it is unknown
+            # No readable record: a folder from before judge.json names its judge in its
+            # manifest; otherwise which judge scored it is unknown.
+            manifest = read_manifest(ctx.dir)
+            recorded = None if manifest is None else _legacy_judge_hash(manifest)
         if recorded == judge_hash(ctx.recipe):
             return ""
         return "the judge changed: rescoring the kept predictions"
@@ -285,8 +324,7 @@ class EvalStage(Contributor):
         if tables:
             (plot,) = require(self.name, "lvlm_judge.results", "plot")
             plot(tables, ctx.dir / COMPARISON_FIGURE)
-        with atomic_path(ctx.dir / JUDGE_RECORD) as tmp:
-            tmp.write_text(json.dumps({"hash": judge_hash(recipe)}) + "\n", encoding="utf-8")
+        _write_judge_record(ctx.dir, judge_hash(recipe))
         return counts
 
     def progress(self, ctx: StageContext) -> dict[str, int]:

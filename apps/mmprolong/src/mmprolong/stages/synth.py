@@ -38,6 +38,14 @@ HELD_OUT_RUN = "heldout"
 OCR_TASKS = (Task.OCR_FULL, Task.OCR_NEEDLE)
 
 
+def document_split(ctx: StageContext, pool: Any) -> tuple[list[str], list[str]]:
+    """(training doc_ids, held-out doc_ids) of ``pool``: the pool stage's held-out
+    documents are never trained on."""
+    held_out = held_out_ids(StageContext(ctx.run_dir, ctx.recipe, PoolStage.name))
+    kept_back = set(held_out)
+    return [doc_id for doc_id in pool.doc_ids() if doc_id not in kept_back], held_out
+
+
 class PoolView:
     """The documents of a pool that pass ``keep``; rendering goes to the pool itself."""
 
@@ -137,8 +145,7 @@ class SynthStage(Contributor):
         )
         recipe = ctx.recipe
         pool = pool_class(pool_path(ctx))
-        held_out = held_out_ids(StageContext(ctx.run_dir, recipe, PoolStage.name))
-        training = [doc_id for doc_id in pool.doc_ids() if doc_id not in set(held_out)]
+        training, held_out = document_split(ctx, pool)
         mixture = recipe.mixture
         selection = selection_class(
             distribution=mixture.length_distribution,

@@ -99,7 +99,8 @@ def _refuse_what_wont_fit(ctx: StageContext) -> None:
         return
     from mmprolong.memory_plan import ensure_fits
 
-    result = ensure_fits(ctx.recipe, torch.cuda.get_device_name(0))
+    # The plan is kept in the stage folder: a relaunch of the same setup plans nothing.
+    result = ensure_fits(ctx.recipe, torch.cuda.get_device_name(0), cache_dir=ctx.dir)
     if result is not None:
         ctx.log(
             f"{ctx.name}: planned peak {result.memory.peak / 2**30:.1f} GiB per GPU, fits "

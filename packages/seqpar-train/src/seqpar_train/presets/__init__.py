@@ -35,19 +35,22 @@ def preset_dir(name: str) -> Path:
     return Path(str(resources.files(__name__).joinpath(folder)))
 
 
+def model_folder(name: str) -> Path:
+    """The folder of a local checkpoint named by path, else of the preset ``name``."""
+    source = Path(name)
+    return source if (source / "config.json").is_file() else preset_dir(name)
+
+
 def preset_config(name: str) -> Any:
     """The transformers config of a preset (or of a local checkpoint folder)."""
     from transformers import AutoConfig
 
-    source = Path(name)
-    folder = source if (source / "config.json").is_file() else preset_dir(name)
-    return AutoConfig.from_pretrained(str(folder))
+    return AutoConfig.from_pretrained(str(model_folder(name)))
 
 
 def preset_vision(name: str) -> VisionTokenSpec:
     """min/max pixels and resize factor of a preset's (or checkpoint's) image processor."""
-    source = Path(name)
-    folder = source if (source / "config.json").is_file() else preset_dir(name)
+    folder = model_folder(name)
     data = json.loads((folder / "preprocessor_config.json").read_text(encoding="utf-8"))
     size = data.get("size") or {}
     min_pixels = data.get("min_pixels", size.get("shortest_edge"))
