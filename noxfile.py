@@ -30,6 +30,7 @@ CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
 # Distribution name -> folder, bottom of the dependency graph first.
 PACKAGES: dict[str, Path] = {
     "mmprolong-schemas": ROOT / "packages/schemas",
+    "mmprolong-runtime": ROOT / "packages/runtime",
     "docpool": ROOT / "packages/docpool",
     "longctx-rope": ROOT / "packages/longctx-rope",
     "qasynth": ROOT / "packages/qasynth",
@@ -37,7 +38,7 @@ PACKAGES: dict[str, Path] = {
     "lvlm-judge": ROOT / "packages/lvlm-judge",
     "mmprolong": ROOT / "apps/mmprolong",
 }
-SHORT_NAMES = {"mmprolong-schemas": "schemas"}
+SHORT_NAMES = {"mmprolong-schemas": "schemas", "mmprolong-runtime": "runtime"}
 
 nox.options.sessions = [
     "lint",

@@ -20,8 +20,8 @@ from lvlm_judge.judge.cache import JudgeCache
 from lvlm_judge.judge.llm import JudgeRequest, LLMJudge
 from lvlm_judge.rules import normalize_answer, parse_output, score_output
 from lvlm_judge.testing import ChatServer
+from mmprolong_runtime.chat_client import ClientSettings
 from mmprolong_schemas import AnswerFormat
-from mmprolong_schemas.chat_client import ClientSettings
 
 REFERENCES: list[tuple[object, AnswerFormat, list[str]]] = [
     ("Paris", AnswerFormat.STRING, ["Paris", "It is Paris.", "Lyon", "paris"]),

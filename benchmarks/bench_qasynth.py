@@ -564,7 +564,7 @@ def _mixture_pool(path: Path) -> Path:
 
 
 def bench_mixture(work: Path) -> list[Result]:
-    from mmprolong_schemas.executor import LocalExecutor
+    from mmprolong_runtime.executor import LocalExecutor
 
     pool = _mixture_pool(work)
     spec = MixtureSpec(token_budget=4000 * M, seed=0)

@@ -20,7 +20,7 @@ from pathlib import Path
 from benchlib import Result
 
 from docpool import ingest, make_corpus
-from mmprolong_schemas.executor import Executor, LocalExecutor
+from mmprolong_runtime.executor import Executor, LocalExecutor
 
 WORKERS = 2
 REPEATS = 3
@@ -39,7 +39,7 @@ def _ingest_seconds(corpus: Path, work: Path, executor: Executor) -> tuple[float
 def run(work: Path) -> list[Result]:
     import ray
 
-    from mmprolong_schemas.ray_executor import RayExecutor
+    from mmprolong_runtime.ray_executor import RayExecutor
 
     load_before = os.getloadavg()[0]
     corpora = {}

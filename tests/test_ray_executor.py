@@ -18,14 +18,14 @@ from lvlm_judge.datasets import load_data
 from lvlm_judge.evaluate import read_results, run_eval
 from lvlm_judge.runners.actors import ActorRunner
 from lvlm_judge.testing import make_doc_benchmark
-from mmprolong_schemas import QAPair, Sample, Segment, Task, read_jsonl, read_parquet, write_jsonl
-from mmprolong_schemas.executor import (
+from mmprolong_runtime.executor import (
     TaskCrashed,
     TaskMemoryExceeded,
     TaskTimeout,
     make_executor,
 )
-from mmprolong_schemas.ray_executor import ModelActors, RayExecutor
+from mmprolong_runtime.ray_executor import ModelActors, RayExecutor
+from mmprolong_schemas import QAPair, Sample, Segment, Task, read_jsonl, read_parquet, write_jsonl
 from qasynth.cache import RequestCache
 from qasynth.generate import GenerateConfig
 from qasynth.pipeline import (

@@ -22,8 +22,8 @@ from lvlm_judge.datasets import load_data
 from lvlm_judge.evaluate import run_eval
 from lvlm_judge.runners.actors import ActorRunner
 from lvlm_judge.testing import make_doc_benchmark
+from mmprolong_runtime.ray_executor import RayExecutor
 from mmprolong_schemas import Prediction, read_jsonl
-from mmprolong_schemas.ray_executor import RayExecutor
 
 ray = pytest.importorskip("ray")
 tiny = pytest.importorskip("longctx_rope.tiny")

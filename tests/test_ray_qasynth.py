@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from docpool import Pool, ingest, make_corpus
+from mmprolong_runtime.ray_executor import RayExecutor
 from mmprolong_schemas import (
     M,
     MixtureSpec,
@@ -30,7 +31,6 @@ from mmprolong_schemas import (
     read_parquet,
     write_jsonl,
 )
-from mmprolong_schemas.ray_executor import RayExecutor
 from qasynth.cache import RequestCache
 from qasynth.generate import GenerateConfig, Rejection
 from qasynth.mix import build_mixture

@@ -10,7 +10,8 @@ from mmprolong.doctor import Machine, machine_findings, stage_picks
 from mmprolong.paper import paper_row, rows_for
 from mmprolong.recipes import load_recipe
 from mmprolong.report import ReportData, write_report
-from mmprolong_schemas import RunManifest, ScoreCell, ScoreTable
+from mmprolong_runtime import RunManifest
+from mmprolong_schemas import ScoreCell, ScoreTable
 
 
 def _table(model: str, scores: dict[int, float]) -> ScoreTable:

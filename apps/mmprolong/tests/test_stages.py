@@ -420,7 +420,7 @@ def test_holding_no_documents_out_keeps_the_pool_hash_of_older_runs(tmp_path: Pa
 def _old_eval_manifest(recipe: Any) -> dict[str, Any]:
     """manifest.json as the eval stage wrote it before commit 376b79a took the judge settings
     out of its hash: the stage config held the whole [eval] section."""
-    from mmprolong_schemas import config_hash
+    from mmprolong_runtime import config_hash
 
     config = {
         "stage": "eval",

@@ -208,7 +208,7 @@ def test_rejects_are_judged_again_when_the_verdict_may_change(tmp_path: Path) ->
 def test_failures_map_to_reject_reasons() -> None:
     from docpool.ingest import _verdict
     from docpool.parse import DocumentRejected, RejectReason
-    from mmprolong_schemas.executor import TaskCrashed, TaskMemoryExceeded, TaskTimeout
+    from mmprolong_runtime.executor import TaskCrashed, TaskMemoryExceeded, TaskTimeout
 
     assert _verdict(TaskTimeout("x"))[0] is RejectReason.TIMEOUT
     assert _verdict(TaskMemoryExceeded("x"))[0] is RejectReason.MEMORY

@@ -18,7 +18,7 @@ SCRIPT = """
 import json, sys
 from docpool import Pool, ingest
 from docpool.parse import ParseOptions, probe_document
-from mmprolong_schemas.executor import LocalExecutor
+from mmprolong_runtime.executor import LocalExecutor
 
 def worker_check(path):
     probe_document(path, ParseOptions(min_pages=1))

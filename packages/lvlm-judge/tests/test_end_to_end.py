@@ -19,8 +19,8 @@ from lvlm_judge.judge.llm import LLMJudge
 from lvlm_judge.runners import TransformersRunner
 from lvlm_judge.runners.base import GenerationRequest
 from lvlm_judge.testing import ChatServer, make_doc_benchmark
+from mmprolong_runtime.chat_client import ClientSettings
 from mmprolong_schemas import Prediction, ScoreTable
-from mmprolong_schemas.chat_client import ClientSettings
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from lvlm_judge.datasets import load_data
 from lvlm_judge.evaluate import read_results, run_eval
 from lvlm_judge.runners import OpenAIRunner
 from lvlm_judge.testing import ChatServer, Scripted, make_doc_benchmark
-from mmprolong_schemas.chat_client import ClientSettings
+from mmprolong_runtime.chat_client import ClientSettings
 
 
 def _answer(body: dict[str, object]) -> str:
@@ -81,8 +81,8 @@ def test_rule_scoring_through_an_executor_gives_the_same_results(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from lvlm_judge import scoring
+    from mmprolong_runtime.executor import LocalExecutor
     from mmprolong_schemas import Prediction
-    from mmprolong_schemas.executor import LocalExecutor
 
     root = make_doc_benchmark(tmp_path, datasets=("mmlongdoc", "slidevqa"), docs=3, pages=1)
     items = load_data([root], lengths=[8192], datasets=["mmlongdoc", "slidevqa"], subset="all")

@@ -14,8 +14,8 @@ from lvlm_judge.judge.llm import JudgeRequest, LLMJudge
 from lvlm_judge.judge.parse import list_f1, parse_list_verdict, parse_single_verdict
 from lvlm_judge.judge.prompts import OUR_JUDGE
 from lvlm_judge.testing import ChatServer, Scripted
+from mmprolong_runtime.chat_client import ChatClient, ChatError, ClientSettings
 from mmprolong_schemas import AnswerFormat, JudgeSource
-from mmprolong_schemas.chat_client import ChatClient, ChatError, ClientSettings
 
 
 def fast(url: str, **overrides: object) -> ClientSettings:

@@ -28,8 +28,8 @@ from lvlm_judge.mmlb_source import MMLBSourceError, read_judge_prompts, read_tem
 from lvlm_judge.prompting import build_prompt
 from lvlm_judge.runners.openai_runner import OpenAIRunner
 from lvlm_judge.testing import ChatServer, Scripted, make_doc_benchmark
+from mmprolong_runtime.chat_client import ClientSettings
 from mmprolong_schemas import K
-from mmprolong_schemas.chat_client import ClientSettings
 
 DATA_PY = """
 def load_doc_qa(args, path, max_test_samples=None):

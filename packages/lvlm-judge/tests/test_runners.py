@@ -16,7 +16,7 @@ from lvlm_judge.runners import OpenAIRunner, chat_messages, size_engine
 from lvlm_judge.runners.base import GenerationRequest
 from lvlm_judge.runners.vllm_runner import vllm_request
 from lvlm_judge.testing import ChatServer, Scripted, make_doc_benchmark
-from mmprolong_schemas.chat_client import ClientSettings
+from mmprolong_runtime.chat_client import ClientSettings
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from lvlm_judge.vtc_judge import (
     read_instructions_from_source,
     read_memory_judge,
 )
-from mmprolong_schemas.chat_client import ClientSettings
+from mmprolong_runtime.chat_client import ClientSettings
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """Teacher actors without Ray: a failing teacher or actor fails only its own requests.
 
-``FakeActors`` stands in for ``mmprolong_schemas.ray_executor.ModelActors`` and keeps its
+``FakeActors`` stands in for ``mmprolong_runtime.ray_executor.ModelActors`` and keeps its
 contract: ``map(function, items)`` yields ``(index, function(target, item))`` in completion
 order and stops with the exception of a call whose actor died (as ``ray.util.ActorPool``'s
 ``map_unordered`` does: it raises from ``ray.get`` and the iteration ends there);

@@ -216,7 +216,7 @@ def _written(folder) -> list[dict]:
 
 
 def test_executors_write_the_same_mixture(pool, tmp_path) -> None:
-    from mmprolong_schemas.executor import LocalExecutor
+    from mmprolong_runtime.executor import LocalExecutor
 
     spec = MixtureSpec.extraction_reasoning(8, 2, token_budget=12 * M, short_share=0.2, seed=4)
     runs = {

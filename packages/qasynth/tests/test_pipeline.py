@@ -90,7 +90,7 @@ def test_stages_write_their_layout_and_reuse_it(doc_factory, renderer, tmp_path)
 def test_assembly_through_an_executor_writes_the_same_samples(
     doc_factory, renderer, tmp_path
 ) -> None:
-    from mmprolong_schemas.executor import LocalExecutor
+    from mmprolong_runtime.executor import LocalExecutor
     from qasynth.teachers.actors import complete_slice
 
     pool = MemoryPool([doc_factory(f"e{i}", num_pages=36 + i) for i in range(3)], renderer)

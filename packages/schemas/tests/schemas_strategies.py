@@ -27,7 +27,6 @@ from mmprolong_schemas import (
     Prediction,
     QAPair,
     Recipe,
-    RunManifest,
     Sample,
     ScoreCell,
     ScoreTable,
@@ -244,13 +243,6 @@ def score_tables(draw: st.DrawFn) -> ScoreTable:
     return ScoreTable(model=draw(words), judge=draw(words), prompt_format=draw(words), cells=cells)
 
 
-@st.composite
-def run_manifests(draw: st.DrawFn) -> RunManifest:
-    config = draw(st.dictionaries(words, st.integers() | text | st.booleans(), max_size=4))
-    manifest = RunManifest.start(draw(words), config, draw(st.lists(text, max_size=3)))
-    return manifest.finish(**draw(st.dictionaries(words, st.integers(0, 10**6), max_size=3)))
-
-
 recipes = st.builds(Recipe, name=words, description=text)
 
 ALL_MODELS = {
@@ -264,7 +256,6 @@ ALL_MODELS = {
     "Prediction": predictions,
     "Judgement": judgements,
     "ScoreTable": score_tables(),
-    "RunManifest": run_manifests(),
 }
 
 

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mmprolong import __version__
-from mmprolong_schemas.cli_app import package_app
+from mmprolong_runtime.cli_app import package_app
 
 if TYPE_CHECKING:
     from mmprolong.orchestrator import StageLaunched

@@ -17,8 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Literal
 
+from mmprolong_runtime.manifest import installed_versions
 from mmprolong_schemas import Recipe
-from mmprolong_schemas.manifest import installed_versions
 
 Status = Literal["ok", "missing", "warn", "info"]
 

@@ -34,14 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from mmprolong_schemas import (
-    Recipe,
-    RunManifest,
-    SchemaError,
-    atomic_path,
-    config_hash,
-    redact,
-)
+from mmprolong_runtime import RunManifest, config_hash, redact
+from mmprolong_schemas import Recipe, SchemaError, atomic_path
 
 MANIFEST = "manifest.json"
 RECIPE_FILE = "recipe.json"
@@ -139,7 +133,7 @@ class Execution:
         if not self.on_ray:
             return None
         if self._steps is None:
-            from mmprolong_schemas.executor import make_executor
+            from mmprolong_runtime.executor import make_executor
 
             self._steps = make_executor("ray", ray_address=self.ray_address)
         return self._steps

@@ -24,7 +24,8 @@ import matplotlib.pyplot as plt
 from mmprolong.orchestrator import failures_note
 from mmprolong.paper import PaperRow
 from mmprolong.recipes import recipe_to_toml
-from mmprolong_schemas import Recipe, RunManifest, ScoreTable, atomic_path, format_tokens
+from mmprolong_runtime import RunManifest
+from mmprolong_schemas import Recipe, ScoreTable, atomic_path, format_tokens
 
 REPORT_FILE = "report.md"
 MIXTURE_PNG = "mixture_lengths.png"

@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from docpool import __version__
+from mmprolong_runtime.cli_app import package_app
 from mmprolong_schemas import ModelFamily
-from mmprolong_schemas.cli_app import package_app
 
 if TYPE_CHECKING:
     from docpool.ingest import IngestReport
@@ -168,7 +168,7 @@ def _run_ingest(
     retry_rejects: bool = False,
 ) -> IngestReport:
     from docpool.ingest import ingest
-    from mmprolong_schemas.executor import make_executor
+    from mmprolong_runtime.executor import make_executor
 
     runner = make_executor(
         executor,

@@ -58,8 +58,8 @@ from docpool.parse import (
 from docpool.pool import Alias, HashRecord, IngestLock, PoolWriter, Reject, _shards
 from docpool.sections import sections_from_headings, sections_from_outline
 from docpool.sources import SourceFile, expand_sources, load_domain_map, resolve_domain
-from mmprolong_schemas import Document, RunManifest, record_to_row
-from mmprolong_schemas.executor import (
+from mmprolong_runtime import RunManifest
+from mmprolong_runtime.executor import (
     Executor,
     LocalExecutor,
     TaskCrashed,
@@ -67,6 +67,7 @@ from mmprolong_schemas.executor import (
     TaskOutcome,
     TaskTimeout,
 )
+from mmprolong_schemas import Document, record_to_row
 
 DEFAULT_MAX_FILE_BYTES = 1 << 30
 

@@ -31,10 +31,10 @@ from pydantic import Field
 
 from docpool.identity import shard_path
 from docpool.render import ColorMode, render_pages
+from mmprolong_runtime import RunManifest
 from mmprolong_schemas import (
     Document,
     Model,
-    RunManifest,
     atomic_path,
     read_parquet,
     read_parquet_row,

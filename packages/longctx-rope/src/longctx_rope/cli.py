@@ -31,6 +31,7 @@ from longctx_rope.loaders import loader_views
 from longctx_rope.methods import make_spec
 from longctx_rope.span import Span, estimate_text_tokens, plot_spans, span_of_path, summarize
 from longctx_rope.wavelengths import ROWS, frequency_table, plot_wavelengths, summarize_sections
+from mmprolong_runtime.cli_app import package_app
 from mmprolong_schemas import (
     ModelFamily,
     RopeMethod,
@@ -39,7 +40,6 @@ from mmprolong_schemas import (
     atomic_path,
     parse_tokens,
 )
-from mmprolong_schemas.cli_app import package_app
 
 
 def _quiet_transformers() -> None:

@@ -49,7 +49,7 @@ from lvlm_judge.runners import (
     size_engine,
 )
 from lvlm_judge.score_file import score_records
-from mmprolong_schemas.chat_client import ClientSettings
+from mmprolong_runtime.chat_client import ClientSettings
 
 __version__ = "0.1.0"
 

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from lvlm_judge import __version__
 from lvlm_judge.factory import make_llm_judge, make_runner, text_token_counter
+from mmprolong_runtime.cli_app import package_app
 from mmprolong_schemas import (
     EvalItem,
     ModelFamily,
@@ -22,7 +23,6 @@ from mmprolong_schemas import (
     parse_tokens,
     write_jsonl,
 )
-from mmprolong_schemas.cli_app import package_app
 
 app = package_app(
     "lvlm-judge",
@@ -286,7 +286,7 @@ def run(
     name = settings.get("model_name") or str(settings["model"])
     steps = None
     if settings["executor"] == "ray":
-        from mmprolong_schemas.executor import make_executor
+        from mmprolong_runtime.executor import make_executor
 
         try:
             steps = make_executor("ray", ray_address=settings.get("ray_address"))

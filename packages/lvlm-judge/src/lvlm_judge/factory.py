@@ -15,8 +15,8 @@ from lvlm_judge.judge.prompts import OUR_JUDGE
 from lvlm_judge.prompting import OUR_TEMPLATES, PromptTemplates, build_prompt
 from lvlm_judge.runners import OpenAIRunner, TransformersRunner, VLLMRunner, size_engine
 from lvlm_judge.runners.base import DEFAULT_MAX_NEW_TOKENS
+from mmprolong_runtime.chat_client import ClientSettings
 from mmprolong_schemas import EvalItem
-from mmprolong_schemas.chat_client import ClientSettings
 
 RUNNERS = ("transformers", "vllm", "openai")
 

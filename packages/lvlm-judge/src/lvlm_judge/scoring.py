@@ -19,8 +19,8 @@ from lvlm_judge.niah import score_niah
 from lvlm_judge.prompting import OUR_TEMPLATES, PromptTemplates, doc_question
 from lvlm_judge.results import ItemResult
 from lvlm_judge.rules import parse_generation, score_output
+from mmprolong_runtime.executor import Executor
 from mmprolong_schemas import EvalItem, Prediction
-from mmprolong_schemas.executor import Executor
 
 JudgeName = Literal["rules", "llm"]
 

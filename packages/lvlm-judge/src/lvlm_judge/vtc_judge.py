@@ -35,7 +35,7 @@ import httpx
 from lvlm_judge.judge.cache import CachedVerdict, JudgeCache, cache_key
 from lvlm_judge.judge.llm import JudgeStats
 from lvlm_judge.mmlb_source import _string
-from mmprolong_schemas.chat_client import ChatClient, ChatError, ClientSettings
+from mmprolong_runtime.chat_client import ChatClient, ChatError, ClientSettings
 
 VERDICTS = ("A", "B", "C")
 """Correct, incorrect, invalid: the letters VTCBench's judge answers with."""

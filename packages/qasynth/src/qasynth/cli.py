@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from mmprolong_runtime.cli_app import package_app
 from mmprolong_schemas import (
     HistogramBin,
     LengthDistribution,
@@ -24,7 +25,6 @@ from mmprolong_schemas import (
     parse_tokens,
     read_jsonl,
 )
-from mmprolong_schemas.cli_app import package_app
 from qasynth import __version__
 
 app = package_app(
@@ -293,7 +293,7 @@ def assemble(
     ),
 ) -> None:
     """Put every QA pair back into its whole document as a training Sample."""
-    from mmprolong_schemas.executor import make_executor
+    from mmprolong_runtime.executor import make_executor
     from qasynth.assemble import AssembleConfig
     from qasynth.pipeline import PAIRS_FILE, assemble_samples
 
@@ -374,7 +374,7 @@ def mix(
 ) -> None:
     """Select samples until the token budget is met, by task ratio; write shards + report.
     A killed mix resumes: shards already written for the same selection are kept."""
-    from mmprolong_schemas.executor import Executor, make_executor
+    from mmprolong_runtime.executor import Executor, make_executor
     from qasynth.mix import MixtureError, build_mixture
 
     _check_executor(executor, ray_address)

@@ -35,16 +35,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmprolong_schemas import (
-    B,
-    K,
-    LengthDistribution,
-    MixtureSpec,
-    Task,
-    atomic_path,
-    config_hash,
-)
-from mmprolong_schemas.executor import Executor
+from mmprolong_runtime import config_hash
+from mmprolong_runtime.executor import Executor
+from mmprolong_schemas import B, K, LengthDistribution, MixtureSpec, Task, atomic_path
 from qasynth.steps import run_steps
 
 REPORT_FILE = "mixture.json"

@@ -30,6 +30,8 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from mmprolong_runtime import config_hash
+from mmprolong_runtime.executor import Executor
 from mmprolong_schemas import (
     Document,
     QAPair,
@@ -37,12 +39,10 @@ from mmprolong_schemas import (
     Segment,
     VisionTokenSpec,
     atomic_path,
-    config_hash,
     read_jsonl,
     write_jsonl,
     write_parquet,
 )
-from mmprolong_schemas.executor import Executor
 from qasynth.assemble import AssembleConfig, assemble_document
 from qasynth.cache import RequestCache
 from qasynth.generate import GenerateConfig, generate

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from mmprolong_schemas.executor import Executor
+from mmprolong_runtime.executor import Executor
 
 KeyT = TypeVar("KeyT")
 ResultT = TypeVar("ResultT")

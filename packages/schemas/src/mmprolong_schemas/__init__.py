@@ -2,7 +2,8 @@
 
 The data flow, one model per arrow: Document -> Segment -> QAPair -> Sample -> MixtureSpec
 shards -> (training) -> EvalItem -> Prediction -> Judgement -> ScoreTable; a Recipe holds
-every setting of a run and a RunManifest records what produced an output.
+every setting of a run. What produced an output (the RunManifest) and how stages run live in
+mmprolong-runtime.
 """
 
 from mmprolong_schemas.base import Model, Record, SchemaError, explain, validate_record
@@ -37,7 +38,6 @@ from mmprolong_schemas.io import (
     write_parquet,
     write_parquet_rows,
 )
-from mmprolong_schemas.manifest import RunManifest, config_hash, redact
 from mmprolong_schemas.qa import (
     NOT_ANSWERABLE,
     VQA_TASKS,
@@ -102,7 +102,6 @@ RECORD_MODELS: dict[str, type[Record]] = {
         Prediction,
         Judgement,
         ScoreTable,
-        RunManifest,
     )
 }
 """Every top-level record, by name, as the CLI and the readers know them."""
@@ -150,7 +149,6 @@ __all__ = [
     "Record",
     "RopeConfig",
     "RopeMethod",
-    "RunManifest",
     "Sample",
     "ScheduleConfig",
     "SchemaError",
@@ -169,7 +167,6 @@ __all__ = [
     "append_jsonl",
     "atomic_path",
     "coerce_answer",
-    "config_hash",
     "explain",
     "format_tokens",
     "image_tokens",
@@ -181,7 +178,6 @@ __all__ = [
     "read_parquet_row",
     "record_to_row",
     "records_to_table",
-    "redact",
     "smart_resize",
     "validate_record",
     "write_jsonl",

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from mmprolong_runtime.cli_app import package_app
 from mmprolong_schemas import (
     RECORD_MODELS,
     SCHEMA_VERSION,
@@ -20,7 +21,6 @@ from mmprolong_schemas import (
     read_jsonl,
     read_parquet,
 )
-from mmprolong_schemas.cli_app import package_app
 
 app = package_app(
     "mmprolong-schemas",

@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mmprolong_runtime.cli_app import package_app
 from mmprolong_schemas import format_tokens, parse_tokens
-from mmprolong_schemas.cli_app import package_app
 from seqpar_train import __version__
 
 app = package_app(

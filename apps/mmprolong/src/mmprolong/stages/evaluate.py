@@ -26,15 +26,8 @@ from mmprolong.stages.rope import base_checkpoint
 from mmprolong.stages.sft import sft_checkpoint
 from mmprolong.stages.synth import HELD_OUT_RUN, SynthStage
 from mmprolong.stages.train import trained_checkpoint
-from mmprolong_schemas import (
-    EvalItem,
-    K,
-    Recipe,
-    RunManifest,
-    ScoreTable,
-    atomic_path,
-    config_hash,
-)
+from mmprolong_runtime import RunManifest, config_hash
+from mmprolong_schemas import EvalItem, K, Recipe, ScoreTable, atomic_path
 
 HELD_OUT_DATASET = "held-out"
 MODELS = ("base", "trained")

@@ -32,15 +32,8 @@ from mmprolong.stages._training import (
 from mmprolong.stages.pool import pool_path
 from mmprolong.stages.report import Contributor
 from mmprolong.stages.train import image_root, render_workers, trained_checkpoint
-from mmprolong_schemas import (
-    ImagePart,
-    Recipe,
-    Sample,
-    SftConfig,
-    atomic_path,
-    config_hash,
-    write_parquet,
-)
+from mmprolong_runtime import config_hash
+from mmprolong_schemas import ImagePart, Recipe, Sample, SftConfig, atomic_path, write_parquet
 
 DATA_DIR = "data"
 SUMMARY = "summary.json"

@@ -13,8 +13,8 @@ from lvlm_judge.judge.cache import CachedVerdict, JudgeCache, cache_key
 from lvlm_judge.judge.parse import JudgeVerdict, parse_list_verdict, parse_single_verdict
 from lvlm_judge.judge.prompts import OUR_JUDGE, JudgePrompts
 from lvlm_judge.rules import is_certain_match, list_items
+from mmprolong_runtime.chat_client import ChatClient, ChatError, ClientSettings
 from mmprolong_schemas import AnswerFormat, Judgement, JudgeSource
-from mmprolong_schemas.chat_client import ChatClient, ChatError, ClientSettings
 
 
 def _stored(verdict: JudgeVerdict, reply: str, tokens: int) -> CachedVerdict:

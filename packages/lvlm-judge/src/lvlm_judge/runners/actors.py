@@ -37,7 +37,7 @@ class ActorRunner:
         chunk: int = 16,
         address: str | None = None,
     ):
-        from mmprolong_schemas.ray_executor import ModelActors
+        from mmprolong_runtime.ray_executor import ModelActors
 
         if chunk < 1:
             raise ValueError(f"chunk must be at least 1, got {chunk}")
@@ -59,7 +59,7 @@ class ActorRunner:
 
 def actor_count(address: str | None, num_gpus: float) -> int:
     """One actor per GPU of the cluster (per CPU when actors take no GPU)."""
-    from mmprolong_schemas.ray_executor import connect
+    from mmprolong_runtime.ray_executor import connect
 
     resources: dict[str, Any] = connect(address).cluster_resources()
     if num_gpus:

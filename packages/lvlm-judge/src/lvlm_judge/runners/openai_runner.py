@@ -13,8 +13,8 @@ import httpx
 
 from lvlm_judge.context import ContextResolver
 from lvlm_judge.runners.base import DEFAULT_MAX_NEW_TOKENS, GenerationRequest
+from mmprolong_runtime.chat_client import ChatClient, ChatError, ClientSettings
 from mmprolong_schemas import Prediction
-from mmprolong_schemas.chat_client import ChatClient, ChatError, ClientSettings
 
 
 def image_url(image: Any) -> dict[str, Any]:

@@ -59,7 +59,7 @@ class ActorTeacher(Teacher):
         num_gpus: float = 1.0,
         address: str | None = None,
     ):
-        from mmprolong_schemas.ray_executor import ModelActors
+        from mmprolong_runtime.ray_executor import ModelActors
 
         self._actors = ModelActors(factory, actors, num_gpus=num_gpus, address=address)
         backend, model, settings, prepares = self._actors.ask(_identity)
@@ -132,7 +132,7 @@ def make_actor_teacher(
     ``pool_path`` themselves (every node must see it). ``num_gpus`` defaults to 1 per actor
     for model backends and 0 otherwise; ``actors`` 0 means one per GPU of the cluster (model
     backends) or per CPU."""
-    from mmprolong_schemas.ray_executor import connect
+    from mmprolong_runtime.ray_executor import connect
 
     gpus = num_gpus if num_gpus is not None else (1.0 if kind in GPU_BACKENDS else 0.0)
     if not actors:

@@ -1,6 +1,6 @@
 """Any OpenAI-compatible chat-completions endpoint: ``vllm serve``, SGLang, hosted APIs.
 
-Requests go through the toolkit's shared client (``mmprolong_schemas.chat_client``):
+Requests go through the toolkit's shared client (``mmprolong_runtime.chat_client``):
 concurrent up to ``concurrency``; 429, 5xx, timeouts and dropped connections retried with
 exponential backoff and jitter (a Retry-After header is honoured); other 4xx fail at once.
 JSON-schema structured output is asked for when ``structured`` is on; a server that rejects
@@ -17,7 +17,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from mmprolong_schemas.chat_client import ChatClient, ChatError, ClientSettings
+from mmprolong_runtime.chat_client import ChatClient, ChatError, ClientSettings
 from qasynth.prompts import reply_json_schema
 from qasynth.render import DEFAULT_CACHE_BYTES, JPEG_QUALITY, PageImages, PageRenderer
 from qasynth.teachers.base import ReplyCallback, Teacher, TeacherReply, TeacherRequest

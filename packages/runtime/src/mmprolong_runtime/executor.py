@@ -5,7 +5,7 @@ outcome, whatever happened: a value, the exception the step raised, a timeout, a
 hit or a crash. The local executor runs tasks in forked worker processes (PyMuPDF is not
 thread-safe, and a hostile file must not take the run down), at most ``workers`` at once; a
 task past its wall-clock deadline is killed together with its worker, and a fresh worker takes
-its place. ``mmprolong_schemas.ray_executor.RayExecutor`` implements the same protocol on a Ray
+its place. ``mmprolong_runtime.ray_executor.RayExecutor`` implements the same protocol on a Ray
 cluster (the ``ray`` extra); ``make_executor`` builds either from a name.
 
 Forking (not spawning) lets every worker share what the parent loaded once (PyMuPDF,
@@ -365,7 +365,7 @@ def make_executor(
             **local_options,
         )
     if kind == "ray":
-        from mmprolong_schemas.ray_executor import RayExecutor
+        from mmprolong_runtime.ray_executor import RayExecutor
 
         if local_options:
             raise ValueError(f"options {sorted(local_options)} only apply to the local executor")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from mmprolong_schemas.chat_client import ChatClient, ChatError, ChatReply, ClientSettings
+from mmprolong_runtime.chat_client import ChatClient, ChatError, ChatReply, ClientSettings
 
 FAST = {"backoff_s": 0.001, "max_backoff_s": 0.01}
 

@@ -48,13 +48,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from mmprolong_schemas.executor import LocalExecutor, TaskCrashed, TaskOutcome
+from mmprolong_runtime.executor import LocalExecutor, TaskCrashed, TaskOutcome
 
 KeyT = TypeVar("KeyT")
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
 
-_INSTALL_HINT = "the ray executor needs Ray: pip install 'mmprolong-schemas[ray]'"
+_INSTALL_HINT = "the ray executor needs Ray: pip install 'mmprolong-runtime[ray]'"
 
 WINDOW_PER_WORKER = 128
 """Records per Ray Data window, per worker: enough that a window's start-up is noise."""

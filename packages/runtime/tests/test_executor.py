@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from mmprolong_schemas.executor import (
+from mmprolong_runtime.executor import (
     LocalExecutor,
     TaskCrashed,
     TaskMemoryExceeded,
@@ -124,7 +124,7 @@ def test_ray_executor_without_ray_says_how_to_install(monkeypatch) -> None:
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_ray)
-    with pytest.raises(ImportError, match=r"mmprolong-schemas\[ray\]"):
+    with pytest.raises(ImportError, match=r"mmprolong-runtime\[ray\]"):
         make_executor("ray", 2)
 
 
@@ -161,7 +161,7 @@ def test_workers_keep_only_their_pipe_and_the_standard_streams(tmp_path) -> None
 
 
 def test_ray_executor_checks_its_arguments_before_connecting() -> None:
-    from mmprolong_schemas.ray_executor import RayExecutor
+    from mmprolong_runtime.ray_executor import RayExecutor
 
     with pytest.raises(ValueError, match="timeout"):
         RayExecutor(timeout=0)
@@ -172,7 +172,7 @@ def test_ray_executor_checks_its_arguments_before_connecting() -> None:
 
 
 def test_ray_executor_rejects_an_unknown_mode() -> None:
-    from mmprolong_schemas.ray_executor import RayExecutor
+    from mmprolong_runtime.ray_executor import RayExecutor
 
     # Checked before Ray is imported or started.
     with pytest.raises(ValueError, match="mode"):

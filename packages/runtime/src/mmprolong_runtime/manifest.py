@@ -28,6 +28,7 @@ _SECRET_VALUE = re.compile(r"^(sk-|hf_|ghp_|gho_|xox[bp]-|Bearer\s)\S{8,}")
 
 TRACKED_DISTRIBUTIONS = (
     "mmprolong-schemas",
+    "mmprolong-runtime",
     "docpool",
     "qasynth",
     "longctx-rope",
