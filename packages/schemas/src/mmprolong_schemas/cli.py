@@ -1,17 +1,16 @@
-"""`mmprolong-schemas`: export JSON Schemas and check record files."""
+"""`mmprolong-schemas`: export JSON Schemas and check record files.
+
+Written with argparse so the records package needs nothing beyond pydantic and pyarrow.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated
 
-import typer
-from rich.console import Console
-from rich.markup import escape
-
-from mmprolong_runtime.cli_app import package_app
 from mmprolong_schemas import (
     RECORD_MODELS,
     SCHEMA_VERSION,
@@ -22,58 +21,43 @@ from mmprolong_schemas import (
     read_parquet,
 )
 
-app = package_app(
-    "mmprolong-schemas",
-    __version__,
-    help="Typed records of the MMProLong toolkit: export their JSON Schemas, validate files.",
-)
-console = Console(stderr=True, soft_wrap=True)
-
-ModelName = Annotated[
-    str, typer.Option("--model", "-m", help=f"Record type, one of: {', '.join(RECORD_MODELS)}.")
-]
+PROG = "mmprolong-schemas"
 
 
 def _model(name: str) -> type[Record]:
     if name not in RECORD_MODELS:
-        raise typer.BadParameter(
+        raise argparse.ArgumentTypeError(
             f"unknown record type {name!r}; choose from {', '.join(RECORD_MODELS)}"
         )
     return RECORD_MODELS[name]
 
 
-@app.command("json-schema")
-def json_schema(
-    model: Annotated[
-        str | None, typer.Argument(help="One record type; all of them when left out.")
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(help="Write <Model>.schema.json files into this folder instead of stdout."),
-    ] = None,
-) -> None:
+def _existing_file(value: str) -> Path:
+    path = Path(value)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"file {value!r} does not exist")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value!r} is a folder, not a file")
+    return path
+
+
+def json_schema(model: str | None, out: Path | None) -> int:
     """Print or write the JSON Schema of the records (schema version included)."""
     names = [model] if model else list(RECORD_MODELS)
     schemas = {name: _model(name).model_json_schema() for name in names}
     for schema in schemas.values():
         schema["$comment"] = f"mmprolong-schemas {SCHEMA_VERSION}"
     if out is None:
-        typer.echo(json.dumps(schemas[names[0]] if model else schemas, indent=2))
-        return
+        print(json.dumps(schemas[names[0]] if model else schemas, indent=2))
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     for name, schema in schemas.items():
         (out / f"{name}.schema.json").write_text(json.dumps(schema, indent=2) + "\n")
-    console.print(f"wrote {len(schemas)} schema(s) to {out}")
+    print(f"wrote {len(schemas)} schema(s) to {out}", file=sys.stderr)
+    return 0
 
 
-@app.command()
-def validate(
-    path: Annotated[
-        Path, typer.Argument(exists=True, dir_okay=False, help="A .jsonl or .parquet file.")
-    ],
-    model: ModelName,
-    max_errors: Annotated[int, typer.Option(help="Stop listing problems after this many.")] = 20,
-) -> None:
+def validate(path: Path, model: str, max_errors: int) -> int:
     """Check that every record in a file is a valid MODEL; list the problems in words."""
     cls = _model(model)
     problems: list[SchemaError] = []
@@ -89,11 +73,72 @@ def validate(
     except SchemaError as error:
         problems.append(error)
     for problem in problems[:max_errors]:
-        console.print(f"[red]invalid[/red] {escape(str(problem))}")
+        print(f"invalid {problem}", file=sys.stderr)
     if len(problems) > max_errors:
-        console.print(f"... and {len(problems) - max_errors} more")
-    console.print(f"{good} valid {model} record(s), {len(problems)} problem(s)")
-    raise typer.Exit(1 if problems else 0)
+        print(f"... and {len(problems) - max_errors} more", file=sys.stderr)
+    print(f"{good} valid {model} record(s), {len(problems)} problem(s)", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog=PROG,
+        description="Typed records of the MMProLong toolkit: export their JSON Schemas, "
+        "validate files.",
+    )
+    root.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = root.add_subparsers(dest="command", metavar="COMMAND")
+    schema = commands.add_parser(
+        "json-schema",
+        help="Print or write the JSON Schema of the records (schema version included).",
+        description=json_schema.__doc__,
+    )
+    schema.add_argument("model", nargs="?", help="One record type; all of them when left out.")
+    schema.add_argument(
+        "--out",
+        type=Path,
+        help="Write <Model>.schema.json files into this folder instead of stdout.",
+    )
+    check = commands.add_parser(
+        "validate",
+        help="Check that every record in a file is a valid MODEL; list the problems in words.",
+        description=validate.__doc__,
+    )
+    check.add_argument("path", type=_existing_file, help="A .jsonl or .parquet file.")
+    check.add_argument(
+        "--model",
+        "-m",
+        required=True,
+        help=f"Record type, one of: {', '.join(RECORD_MODELS)}.",
+    )
+    check.add_argument(
+        "--max-errors",
+        type=int,
+        default=20,
+        help="Stop listing problems after this many (default: 20).",
+    )
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; the exit code is 0 when all is well, 1 for invalid records, 2 for bad
+    usage (an unknown command, record type or file), with help when called bare."""
+    root = parser()
+    args = root.parse_args(argv)
+    try:
+        if args.command == "json-schema":
+            return json_schema(args.model, args.out)
+        if args.command == "validate":
+            return validate(args.path, args.model, args.max_errors)
+    except argparse.ArgumentTypeError as error:
+        root.error(str(error))
+    root.print_help(sys.stderr)
+    return 2
+
+
+def app() -> None:
+    """The console script."""
+    sys.exit(main())
 
 
 if __name__ == "__main__":
