@@ -1,10 +1,12 @@
-"""The package graph: schemas at the bottom, the app on top, no cycles, and no package imports
-a sibling it does not declare (as a dependency or in an optional extra)."""
+"""The package graph: schemas (records only) at the bottom, the runtime on it, the app on top,
+no cycles, and no package imports a sibling it does not declare (as a dependency or in an
+optional extra)."""
 
 from __future__ import annotations
 
 import ast
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -44,9 +46,9 @@ def _declared(folder: Path, *, extras: bool) -> set[str]:
     return {_requirement_name(r) for r in requirements}
 
 
-def _imported_siblings(folder: Path) -> dict[str, list[str]]:
-    """Workspace distributions imported by the package's own source, with where."""
-    own = _import_name(folder)
+def _imported_modules(folder: Path) -> dict[str, list[str]]:
+    """Top-level modules imported anywhere in the package's own source (function bodies
+    included), with where."""
     found: dict[str, list[str]] = {}
     for source in (folder / "src").rglob("*.py"):
         tree = ast.parse(source.read_text(), filename=str(source))
@@ -58,11 +60,19 @@ def _imported_siblings(folder: Path) -> dict[str, list[str]]:
             else:
                 continue
             for module in modules:
-                top = module.split(".")[0]
-                if top in DIST_OF_MODULE and top != own:
-                    where = f"{source.relative_to(ROOT)}:{node.lineno}"
-                    found.setdefault(DIST_OF_MODULE[top], []).append(where)
+                where = f"{source.relative_to(ROOT)}:{node.lineno}"
+                found.setdefault(module.split(".")[0], []).append(where)
     return found
+
+
+def _imported_siblings(folder: Path) -> dict[str, list[str]]:
+    """Workspace distributions imported by the package's own source, with where."""
+    own = _import_name(folder)
+    return {
+        DIST_OF_MODULE[top]: where
+        for top, where in _imported_modules(folder).items()
+        if top in DIST_OF_MODULE and top != own
+    }
 
 
 @pytest.mark.parametrize("folder", PROJECTS, ids=lambda p: p.name)
@@ -80,6 +90,34 @@ def test_schemas_is_the_bottom_and_depends_on_no_sibling() -> None:
     for folder in PROJECTS:
         if folder != schemas:
             assert "mmprolong-schemas" in _declared(folder, extras=False), folder.name
+
+
+def test_schemas_holds_records_only_on_pydantic_and_pyarrow() -> None:
+    schemas = ROOT / "packages/schemas"
+    assert _declared(schemas, extras=True) == {"pydantic", "pyarrow"}
+    allowed = {"pydantic", "pyarrow", "mmprolong_schemas", *sys.stdlib_module_names}
+    foreign = {m: w for m, w in _imported_modules(schemas).items() if m not in allowed}
+    assert not foreign, f"mmprolong-schemas imports beyond pydantic, pyarrow and stdlib: {foreign}"
+
+
+def test_runtime_builds_on_schemas_alone() -> None:
+    runtime = ROOT / "packages/runtime"
+    workspace = set(DIST_OF_MODULE.values())
+    assert _declared(runtime, extras=True) & workspace == {"mmprolong-schemas"}
+    assert set(_imported_siblings(runtime)) <= {"mmprolong-schemas"}
+
+
+def test_nothing_imports_upward() -> None:
+    """A package imports only what sits below it: schemas nothing, the runtime schemas, the
+    stage packages schemas, the runtime and each other, and no one the app."""
+    below = {"mmprolong-schemas": set(), "mmprolong-runtime": {"mmprolong-schemas"}}
+    for folder in PROJECTS:
+        name = _project(folder)["name"]
+        imported = set(_imported_siblings(folder))
+        if name in below:
+            assert imported <= below[name], f"{name} imports upward: {imported - below[name]}"
+        elif name != "mmprolong":
+            assert "mmprolong" not in imported, f"{name} imports the app"
 
 
 def test_the_graph_has_no_cycles() -> None:
