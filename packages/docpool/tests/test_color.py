@@ -14,7 +14,6 @@ from PIL import Image
 from typer.testing import CliRunner, Result
 
 from docpool import (
-    CorpusTruth,
     IngestReport,
     Pool,
     encode_image,
@@ -26,6 +25,7 @@ from docpool import (
     write_pages,
 )
 from docpool.cli import app
+from docpool.testing import CorpusTruth
 
 RED = (1.0, 0.0, 0.0)
 

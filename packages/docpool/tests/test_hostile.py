@@ -9,7 +9,8 @@ from pathlib import Path
 import pymupdf
 import pytest
 
-from docpool import CorpusTruth, Pool, ingest
+from docpool import Pool, ingest
+from docpool.testing import CorpusTruth
 
 
 def simple_pdf(pages: int, text: str = "page") -> bytes:

@@ -12,7 +12,7 @@ import pymupdf
 
 from docpool.render import PIXEL_BUDGET
 
-SCRIPT = """
+SCRIPT = r"""
 import json, re, sys
 from pathlib import Path
 from docpool import render_pages, write_pages

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from docpool import CorpusTruth, Pool, ingest, read_hash_file
+from docpool import Pool, ingest, read_hash_file
 from docpool.cli import app
 from docpool.identity import sha256_file
+from docpool.testing import CorpusTruth
 
 
 def test_dedup_aliases_and_exclusion(
