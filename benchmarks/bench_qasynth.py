@@ -44,10 +44,10 @@ from mmprolong_schemas import (
 )
 from qasynth.cache import RequestCache
 from qasynth.mix import build_mixture
+from qasynth.page_images import PageImages
 from qasynth.parsing import QAValidator, Rejected
 from qasynth.pixels import PagePixels
 from qasynth.prompts import PROMPT_VERSION, build_prompt
-from qasynth.render import PageImages
 from qasynth.segments import sample_segments
 from qasynth.teachers.base import Teacher, TeacherReply, TeacherRequest, request_key
 from qasynth.teachers.chat import chat_messages, encode_body

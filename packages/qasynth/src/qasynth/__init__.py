@@ -15,12 +15,13 @@ from qasynth.assemble import (
 from qasynth.cache import RequestCache
 from qasynth.generate import GenerateConfig, GenerateResult, GenerateStats, Rejection, generate
 from qasynth.mix import MixtureError, build_mixture, load_index, select
+from qasynth.page_images import EncodedPage, PageImages
 from qasynth.parsing import QAValidator, Rejected, RejectReason, parse_reply
 from qasynth.pipeline import assemble_samples, generate_pairs, segment_pool
 from qasynth.pixels import PagePixels, RasterPage
 from qasynth.prompts import PROMPT_VERSION, Prompt, build_prompt, reply_json_schema
-from qasynth.render import EncodedPage, PageImages
 from qasynth.review import ReviewSummary, ingest, wilson_interval, write_review
+from qasynth.run_stats import run_statistics
 from qasynth.segments import (
     DocInfo,
     DocOutline,
@@ -29,7 +30,6 @@ from qasynth.segments import (
     select_documents,
 )
 from qasynth.short import load_short_samples
-from qasynth.stats import run_statistics
 from qasynth.teachers import (
     OpenAITeacher,
     RulesTeacher,
@@ -40,7 +40,7 @@ from qasynth.teachers import (
     VLLMTeacher,
     make_teacher,
 )
-from qasynth.tokens import text_tokens
+from qasynth.token_estimates import text_tokens
 
 __version__ = "0.1.0"
 

@@ -31,7 +31,7 @@ from mmprolong_schemas import (
     TextPart,
     VisionTokenSpec,
 )
-from qasynth.tokens import messages_text_tokens
+from qasynth.token_estimates import messages_text_tokens
 
 OCR_LABELS = {
     BlockLabel.TITLE,

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qasynth.render import DEFAULT_CACHE_BYTES, PageRenderer
+from qasynth.page_images import DEFAULT_CACHE_BYTES, PageRenderer
 
 
 def _array_refs(page: RasterPage) -> int:

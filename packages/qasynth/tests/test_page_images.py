@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from qasynth.render import PageImages, data_uri
+from qasynth.page_images import PageImages, data_uri
 
 
 def decode(uri: str) -> np.ndarray:
