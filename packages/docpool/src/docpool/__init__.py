@@ -12,7 +12,7 @@ doc = pool.get(pool.doc_ids()[0]); images = pool.render(doc.doc_id, [1, 2])
 import docpool._pymupdf_layout  # noqa: F401  (isort: keep first)
 from docpool.hashes import read_hash_file, write_hash_file
 from docpool.ingest import IngestReport, ingest
-from docpool.parse import DocumentRejected, RejectReason
+from docpool.parse import DocumentRejected, DocumentRejectReason
 from docpool.pool import Alias, NotAPool, Pool, PoolLocked, Reject
 from docpool.render import (
     ColorMode,
@@ -38,7 +38,7 @@ __all__ = [
     "Pool",
     "PoolLocked",
     "Reject",
-    "RejectReason",
+    "DocumentRejectReason",
     "__version__",
     "encode_image",
     "ingest",

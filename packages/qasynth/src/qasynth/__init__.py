@@ -16,7 +16,7 @@ from qasynth.cache import RequestCache
 from qasynth.generate import GenerateConfig, GenerateResult, GenerateStats, Rejection, generate
 from qasynth.mix import MixtureError, build_mixture, load_index, select
 from qasynth.page_images import EncodedPage, PageImages
-from qasynth.parsing import QAValidator, Rejected, RejectReason, parse_reply
+from qasynth.parsing import QARejectReason, QAValidator, Rejected, parse_reply
 from qasynth.pipeline import assemble_samples, generate_pairs, segment_pool
 from qasynth.pixels import PagePixels, RasterPage
 from qasynth.prompts import PROMPT_VERSION, Prompt, build_prompt, reply_json_schema
@@ -62,7 +62,7 @@ __all__ = [
     "QAValidator",
     "RasterPage",
     "Rejected",
-    "RejectReason",
+    "QARejectReason",
     "Rejection",
     "RequestCache",
     "ReviewSummary",
