@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from docpool import Pool, ingest, read_hash_file
+from docpool import Pool, ingest
 from docpool.cli import app
+from docpool.hashes import read_hash_file
 from docpool.identity import sha256_file
 from docpool.testing import CorpusTruth
 

@@ -32,8 +32,8 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from docpool import ColorMode, jpeg_bytes, pixmap_pixels, rasterise
-from docpool.render import JPEG_QUALITY
+from docpool import ColorMode
+from docpool.render import JPEG_QUALITY, jpeg_bytes, pixmap_pixels, rasterise
 from qasynth.bounded_cache import ByteBoundedLRU
 
 DEFAULT_CACHE_BYTES = 256 << 20
