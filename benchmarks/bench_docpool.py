@@ -31,9 +31,10 @@ import pymupdf
 import simplejpeg
 from benchlib import Result
 
-from docpool import Pool, ingest, make_corpus, write_pages
+from docpool import Pool, ingest, write_pages
 from docpool.parse import ParseOptions, parse_page_range, probe_document, warm_up
 from docpool.pool import DOCUMENT_ROW_GROUP
+from docpool.testing import make_corpus
 from mmprolong_schemas import Document, read_parquet, record_to_row, write_parquet_rows
 
 R_MANUALS = Path("/usr/share/R/doc/manual")

@@ -44,10 +44,10 @@ from mmprolong_schemas import (
 )
 from qasynth.cache import RequestCache
 from qasynth.mix import build_mixture
+from qasynth.page_images import PageImages
 from qasynth.parsing import QAValidator, Rejected
 from qasynth.pixels import PagePixels
 from qasynth.prompts import PROMPT_VERSION, build_prompt
-from qasynth.render import PageImages
 from qasynth.segments import sample_segments
 from qasynth.teachers.base import Teacher, TeacherReply, TeacherRequest, request_key
 from qasynth.teachers.chat import chat_messages, encode_body
@@ -122,7 +122,7 @@ def _fifteen_page_request(work: Path) -> tuple[Any, str, Path, Segment]:
     """A docpool pool of one generated 20-page report, and a 15-page segment of it (cut from
     a stand-in record with the report's id and page count: prompts need its outline)."""
     from docpool import Pool, ingest
-    from docpool.corpus import make_corpus
+    from docpool.testing import make_corpus
 
     truth = make_corpus(work / "corpus", n_docs=1, seed=0, pages=(20, 20), langs=("en",))
     ingest([work / "corpus"], work / "render-pool", min_pages=1)
@@ -776,7 +776,7 @@ def bench_grounding(work: Path) -> list[Result]:
     """Grounding rate of accepted pairs per teacher (target: the rules teacher's extract pairs
     100% grounded), rejections per reason, and injected defects caught."""
     from docpool import Pool, ingest
-    from docpool.corpus import make_corpus
+    from docpool.testing import make_corpus
     from qasynth.generate import GenerateConfig, generate
     from qasynth.pipeline import generate_pairs, segment_pool
     from qasynth.teachers.rules import RulesTeacher

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from benchlib import Result
 
-from docpool import ingest, make_corpus
+from docpool import ingest
+from docpool.testing import make_corpus
 from mmprolong_runtime.executor import Executor, LocalExecutor
 
 WORKERS = 2

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from docpool import Pool, ingest, make_corpus
+from docpool import Pool, ingest
+from docpool.testing import make_corpus
 from lvlm_judge.datasets import load_data
 from lvlm_judge.evaluate import read_results, run_eval
 from lvlm_judge.runners.actors import ActorRunner

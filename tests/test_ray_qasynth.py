@@ -18,7 +18,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from docpool import Pool, ingest, make_corpus
+from docpool import Pool, ingest
+from docpool.testing import make_corpus
 from mmprolong_runtime.ray_executor import RayExecutor
 from mmprolong_schemas import (
     M,

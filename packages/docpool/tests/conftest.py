@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from docpool import CorpusTruth, IngestReport, Pool, ingest, make_corpus
+from docpool import IngestReport, Pool, ingest
+from docpool.testing import CorpusTruth, make_corpus
 
 
 @pytest.fixture(scope="session")

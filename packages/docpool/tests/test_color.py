@@ -13,19 +13,10 @@ import simplejpeg
 from PIL import Image
 from typer.testing import CliRunner, Result
 
-from docpool import (
-    CorpusTruth,
-    IngestReport,
-    Pool,
-    encode_image,
-    jpeg_bytes,
-    page_is_color,
-    pixmap_pixels,
-    rasterise,
-    render_pages,
-    write_pages,
-)
+from docpool import IngestReport, Pool, render_pages, write_pages
 from docpool.cli import app
+from docpool.render import encode_image, jpeg_bytes, page_is_color, pixmap_pixels, rasterise
+from docpool.testing import CorpusTruth
 
 RED = (1.0, 0.0, 0.0)
 

@@ -9,9 +9,10 @@ import pymupdf
 import pytest
 from PIL import Image
 
-from docpool import CorpusTruth, render_pages, write_pages
+from docpool import render_pages, write_pages
 from docpool.layout_fast import MIN_TABLE_VECTORS, extract_page
 from docpool.tables import find_ruled_tables
+from docpool.testing import CorpusTruth
 from docpool.textpage import TEXTPAGE_FLAGS, _from_dict, _from_json, read_textpage
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pymupdf
 
-from docpool import CorpusTruth, DocTruth, IngestReport, Pool, load_truth, make_corpus
+from docpool import IngestReport, Pool
+from docpool.testing import CorpusTruth, DocTruth, load_truth, make_corpus
 from mmprolong_schemas import BlockLabel, Document, SectionSource
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pymupdf
 import pytest
 
-from docpool import CorpusTruth, Pool, ingest
+from docpool import Pool, ingest
+from docpool.testing import CorpusTruth
 
 
 def simple_pdf(pages: int, text: str = "page") -> bytes:
@@ -207,15 +208,15 @@ def test_rejects_are_judged_again_when_the_verdict_may_change(tmp_path: Path) ->
 
 def test_failures_map_to_reject_reasons() -> None:
     from docpool.ingest import _verdict
-    from docpool.parse import DocumentRejected, RejectReason
+    from docpool.parse import DocumentRejected, DocumentRejectReason
     from mmprolong_runtime.executor import TaskCrashed, TaskMemoryExceeded, TaskTimeout
 
-    assert _verdict(TaskTimeout("x"))[0] is RejectReason.TIMEOUT
-    assert _verdict(TaskMemoryExceeded("x"))[0] is RejectReason.MEMORY
-    assert _verdict(TaskCrashed("x"))[0] is RejectReason.CRASHED
-    assert _verdict(DocumentRejected("encrypted", "pw")) == (RejectReason.ENCRYPTED, "pw")
+    assert _verdict(TaskTimeout("x"))[0] is DocumentRejectReason.TIMEOUT
+    assert _verdict(TaskMemoryExceeded("x"))[0] is DocumentRejectReason.MEMORY
+    assert _verdict(TaskCrashed("x"))[0] is DocumentRejectReason.CRASHED
+    assert _verdict(DocumentRejected("encrypted", "pw")) == (DocumentRejectReason.ENCRYPTED, "pw")
     reason, detail = _verdict(KeyError("boom"))
-    assert reason is RejectReason.PARSE_ERROR and "KeyError" in detail
+    assert reason is DocumentRejectReason.PARSE_ERROR and "KeyError" in detail
 
 
 def test_mupdf_allocation_failures_count_as_memory() -> None:

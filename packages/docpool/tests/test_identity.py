@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from docpool import CorpusTruth, Pool, ingest, read_hash_file
+from docpool import Pool, ingest
 from docpool.cli import app
+from docpool.hashes import read_hash_file
 from docpool.identity import sha256_file
+from docpool.testing import CorpusTruth
 
 
 def test_dedup_aliases_and_exclusion(

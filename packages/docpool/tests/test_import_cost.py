@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from docpool import CorpusTruth
+from docpool.testing import CorpusTruth
 
 SCRIPT = """
 import json, sys

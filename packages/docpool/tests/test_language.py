@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 
 from docpool import Pool, ingest
-from docpool.corpus import MixedScriptTruth, make_mixed_script_pdf
 from docpool.language import detect_document_language, detect_language
 from docpool.layout_fast import CAPTION, PAGE_NUMBER
+from docpool.testing import MixedScriptTruth, make_mixed_script_pdf
 from mmprolong_schemas import BlockLabel
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pymupdf
 import pytest
 
-from docpool import CorpusTruth
 from docpool.language import detect_language
 from docpool.layout_fast import build_profile, classify_page, extract_page, ocr_available
 from docpool.parse import ParseOptions, parse_page_range, probe_document
 from docpool.sections import sections_from_outline
+from docpool.testing import CorpusTruth
 from mmprolong_schemas import BlockLabel, Page, SectionSource
 
 

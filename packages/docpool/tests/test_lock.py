@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from docpool import CorpusTruth, Pool, PoolLocked, ingest
+from docpool import Pool, PoolLocked, ingest
 from docpool.cli import app
 from docpool.pool import LOCK_FILE, IngestLock, PoolWriter
+from docpool.testing import CorpusTruth
 
 HOLD = """
 import sys, time

@@ -15,10 +15,10 @@ import docpool.layout_fast as layout_fast
 import docpool.ocr as ocr
 import docpool.parse as parse
 from docpool.cli import app
-from docpool.corpus import make_mixed_script_pdf
 from docpool.ocr import OcrLanguageError, check_ocr_language, ocr_language_for
 from docpool.parse import ParseOptions, probe_document
 from docpool.stats import compute_stats, stats_table
+from docpool.testing import make_mixed_script_pdf
 from mmprolong_schemas import Document, Page
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pymupdf
 import pytest
 
-from docpool import CorpusTruth, IngestReport, NotAPool, Pool, ingest, render_pages
+from docpool import IngestReport, NotAPool, Pool, ingest, render_pages
+from docpool.testing import CorpusTruth
 
 
 def test_lookup_and_iteration(ingested: tuple[Pool, IngestReport]) -> None:

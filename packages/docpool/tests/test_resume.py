@@ -13,7 +13,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from docpool import CorpusTruth, Pool, ingest
+from docpool import Pool, ingest
+from docpool.testing import CorpusTruth
 
 SCRIPT = """
 import sys

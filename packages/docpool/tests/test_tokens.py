@@ -5,7 +5,7 @@ from __future__ import annotations
 import pymupdf
 import pytest
 
-from docpool import spec_for
+from docpool.tokens import spec_for
 from mmprolong_schemas import (
     Document,
     ModelFamily,

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.slow
 
 def test_heldout_items_from_a_docpool_pool(tmp_path: Path) -> None:
     docpool = pytest.importorskip("docpool")
-    docpool.make_corpus(tmp_path / "corpus", n_docs=2, pages=(6, 7), langs=("en",))
+    testing = pytest.importorskip("docpool.testing")
+    testing.make_corpus(tmp_path / "corpus", n_docs=2, pages=(6, 7), langs=("en",))
     docpool.ingest([tmp_path / "corpus"], tmp_path / "pool", min_pages=5)
     pool = open_pool(tmp_path / "pool")
     doc_id = pool.doc_ids()[0]  # type: ignore[attr-defined]  # beyond PoolLike

@@ -226,7 +226,7 @@ def completion_of():
 def corpus_pool(tmp_path_factory):
     """A docpool pool of generated reports (32-40 pages; en/fr/de; some without outline)
     and its ground truth: (pool, CorpusTruth, root)."""
-    corpus = pytest.importorskip("docpool.corpus")
+    corpus = pytest.importorskip("docpool.testing")
     from docpool.ingest import ingest
     from docpool.pool import Pool
 

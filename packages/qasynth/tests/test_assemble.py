@@ -23,7 +23,7 @@ from qasynth.assemble import (
     page_transcript,
     vqa_sample,
 )
-from qasynth.tokens import text_tokens
+from qasynth.token_estimates import text_tokens
 
 
 def _pair(document, answer=(3, 4.5), answer_format=AnswerFormat.LIST) -> QAPair:

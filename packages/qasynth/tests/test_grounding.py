@@ -10,7 +10,7 @@ from mmprolong_schemas import BBox, Block, BlockLabel, Document, Page, PageRange
 from qasynth.cache import RequestCache
 from qasynth.generate import GenerateConfig, generate
 from qasynth.grounding import EvidenceText, contains, grounding_rates, normalize_text
-from qasynth.parsing import QAValidator, Rejected, RejectReason, anchored_pages
+from qasynth.parsing import QARejectReason, QAValidator, Rejected, anchored_pages
 from qasynth.segments import sample_segments
 from qasynth.teachers.rules import RulesTeacher
 
@@ -83,7 +83,7 @@ def _check(text: str, task: Task = Task.EXTRACT_SINGLE, validator: QAValidator |
     return (validator or QAValidator()).validate(text, SEGMENT, task, "t", "v", EVIDENCE)
 
 
-def _reason(text: str, task: Task = Task.EXTRACT_SINGLE) -> RejectReason:
+def _reason(text: str, task: Task = Task.EXTRACT_SINGLE) -> QARejectReason:
     with pytest.raises(Rejected) as caught:
         _check(text, task)
     return caught.value.reason
@@ -127,7 +127,7 @@ def test_words_broken_at_a_line_end_are_joined() -> None:
         assert validate(answer).grounding == "grounded"
     with pytest.raises(Rejected) as caught:
         validate("informatics")
-    assert caught.value.reason is RejectReason.NOT_GROUNDED
+    assert caught.value.reason is QARejectReason.NOT_GROUNDED
 
 
 @pytest.mark.parametrize(
@@ -154,7 +154,7 @@ def test_lists_are_grounded_item_by_item() -> None:
     text = _reply("Which values are on Pages 1 and 2?", [4512, "Porto"], "List", [1, 2])
     assert _check(text, Task.EXTRACT_MULTI).grounding == "grounded"
     text = _reply("Which values are on Pages 1 and 2?", [4512, "Lisbon"], "List", [1, 2])
-    assert _reason(text, Task.EXTRACT_MULTI) is RejectReason.NOT_GROUNDED
+    assert _reason(text, Task.EXTRACT_MULTI) is QARejectReason.NOT_GROUNDED
 
 
 @pytest.mark.parametrize(
@@ -169,7 +169,7 @@ def test_lists_are_grounded_item_by_item() -> None:
 )
 def test_answers_not_on_their_pages_are_rejected(answer, answer_format, page) -> None:
     text = _reply(f"On Page {page}, what value?", answer, answer_format, [page])
-    assert _reason(text) is RejectReason.NOT_GROUNDED
+    assert _reason(text) is QARejectReason.NOT_GROUNDED
 
 
 def test_pages_without_text_make_a_pair_unverified_never_grounded() -> None:
@@ -191,7 +191,7 @@ def test_pages_without_text_make_a_pair_unverified_never_grounded() -> None:
 
 def test_reasoning_answers_must_not_be_copied() -> None:
     copied = _reply("Why, per Pages 1 and 2?", "Le site de Lyon a traité", "String", [1, 2])
-    assert _reason(copied, Task.REASONING) is RejectReason.REASONING_VERBATIM
+    assert _reason(copied, Task.REASONING) is QARejectReason.REASONING_VERBATIM
     derived = _reply("What is the sum of the values on Pages 1 and 2?", 4515.7, "Float", [1, 2])
     pair = _check(derived, Task.REASONING)
     assert pair.grounding is None  # derived, not printed: not checked
@@ -200,9 +200,9 @@ def test_reasoning_answers_must_not_be_copied() -> None:
 
 
 def test_empty_answers_and_items_are_rejected_and_items_deduplicated() -> None:
-    assert _reason(_reply("On Page 1, what?", "  ", "String", [1])) is RejectReason.EMPTY_ANSWER
+    assert _reason(_reply("On Page 1, what?", "  ", "String", [1])) is QARejectReason.EMPTY_ANSWER
     text = _reply("Which on Pages 1 and 2?", ["", "Porto"], "List", [1, 2])
-    assert _reason(text, Task.EXTRACT_MULTI) is RejectReason.EMPTY_ANSWER
+    assert _reason(text, Task.EXTRACT_MULTI) is QARejectReason.EMPTY_ANSWER
     text = _reply("Which on Pages 1 and 2?", ["Porto", " porto ", 4512, "Lyon"], "List", [1, 2])
     assert _check(text, Task.EXTRACT_MULTI).answer == ["Porto", 4512, "Lyon"]
 
@@ -278,7 +278,7 @@ def test_duplicates_keep_non_ascii_text() -> None:
             "t",
             "v",
         )
-    assert caught.value.reason is RejectReason.DUPLICATE
+    assert caught.value.reason is QARejectReason.DUPLICATE
 
 
 def _french_report(english: Document) -> Document:
@@ -341,7 +341,7 @@ def test_grounding_rates_per_teacher_and_task() -> None:
     ],
 )
 def test_whole_document_questions_are_broad_in_any_language(question: str) -> None:
-    assert _reason(_reply(question + " (Page 2)", 3.7, "Float", [2])) is RejectReason.BROAD_SCOPE
+    assert _reason(_reply(question + " (Page 2)", 3.7, "Float", [2])) is QARejectReason.BROAD_SCOPE
 
 
 def test_numbered_captions_in_any_language() -> None:

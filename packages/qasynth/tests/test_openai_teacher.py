@@ -193,8 +193,8 @@ def test_a_page_that_cannot_render_fails_alone(doc_factory, chat_server, complet
 
 
 def test_encoded_body_is_the_json_of_the_payload(document, renderer) -> None:
+    from qasynth.page_images import data_uri
     from qasynth.prompts import build_prompt
-    from qasynth.render import data_uri
     from qasynth.teachers.chat import chat_messages, encode_body
 
     (segment,) = sample_segments(document, 1)

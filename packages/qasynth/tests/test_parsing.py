@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mmprolong_schemas import AnswerFormat, EvidenceSource, PageRange, Segment, Task
-from qasynth.parsing import QAValidator, Rejected, RejectReason, anchored_pages, parse_reply
+from qasynth.parsing import QARejectReason, QAValidator, Rejected, anchored_pages, parse_reply
 
 DOC = "a" * 64
 SEGMENT = Segment(
@@ -33,7 +33,7 @@ def check(text: str, task: Task = Task.EXTRACT_SINGLE, validator: QAValidator | 
     return (validator or QAValidator()).validate(text, SEGMENT, task, "test", "v")
 
 
-def reason(text: str, task: Task = Task.EXTRACT_SINGLE) -> RejectReason:
+def reason(text: str, task: Task = Task.EXTRACT_SINGLE) -> QARejectReason:
     with pytest.raises(Rejected) as caught:
         check(text, task)
     return caught.value.reason
@@ -73,36 +73,40 @@ def test_decorated_numbers_parse() -> None:
 @pytest.mark.parametrize(
     ("text", "task", "expected"),
     [
-        ("no json here at all", Task.EXTRACT_SINGLE, RejectReason.NO_JSON),
-        ('JSON: {"question": "unterminated', Task.EXTRACT_SINGLE, RejectReason.NO_JSON),
-        (reply(evidence_pages=[25]), Task.EXTRACT_SINGLE, RejectReason.EVIDENCE_OUTSIDE_SEGMENT),
-        (reply(evidence_pages=[12, 13]), Task.EXTRACT_SINGLE, RejectReason.SINGLE_NOT_ONE_PAGE),
-        (reply(), Task.EXTRACT_MULTI, RejectReason.TOO_FEW_PAGES),
-        (reply(), Task.REASONING, RejectReason.TOO_FEW_PAGES),
-        (reply(answer="many"), Task.EXTRACT_SINGLE, RejectReason.ANSWER_FORMAT),
-        (reply(answer="a", answer_format="List"), Task.EXTRACT_SINGLE, RejectReason.ANSWER_FORMAT),
-        (reply(answer_format="None"), Task.EXTRACT_SINGLE, RejectReason.ANSWER_FORMAT),
-        (reply(question="What is the total?"), Task.EXTRACT_SINGLE, RejectReason.NO_ANCHOR),
+        ("no json here at all", Task.EXTRACT_SINGLE, QARejectReason.NO_JSON),
+        ('JSON: {"question": "unterminated', Task.EXTRACT_SINGLE, QARejectReason.NO_JSON),
+        (reply(evidence_pages=[25]), Task.EXTRACT_SINGLE, QARejectReason.EVIDENCE_OUTSIDE_SEGMENT),
+        (reply(evidence_pages=[12, 13]), Task.EXTRACT_SINGLE, QARejectReason.SINGLE_NOT_ONE_PAGE),
+        (reply(), Task.EXTRACT_MULTI, QARejectReason.TOO_FEW_PAGES),
+        (reply(), Task.REASONING, QARejectReason.TOO_FEW_PAGES),
+        (reply(answer="many"), Task.EXTRACT_SINGLE, QARejectReason.ANSWER_FORMAT),
+        (
+            reply(answer="a", answer_format="List"),
+            Task.EXTRACT_SINGLE,
+            QARejectReason.ANSWER_FORMAT,
+        ),
+        (reply(answer_format="None"), Task.EXTRACT_SINGLE, QARejectReason.ANSWER_FORMAT),
+        (reply(question="What is the total?"), Task.EXTRACT_SINGLE, QARejectReason.NO_ANCHOR),
         (
             reply(question="What part of the pump fails?"),
             Task.EXTRACT_SINGLE,
-            RejectReason.NO_ANCHOR,
+            QARejectReason.NO_ANCHOR,
         ),
         (
             reply(question="What is the total on Page 31?"),
             Task.EXTRACT_SINGLE,
-            RejectReason.NO_ANCHOR,
+            QARejectReason.NO_ANCHOR,
         ),
         (
             reply(question="What is the total across the document on Page 12?"),
             Task.EXTRACT_SINGLE,
-            RejectReason.BROAD_SCOPE,
+            QARejectReason.BROAD_SCOPE,
         ),
-        (reply(evidence_sources=["Sound"]), Task.EXTRACT_SINGLE, RejectReason.BAD_FIELDS),
-        (reply(evidence_pages=[]), Task.EXTRACT_SINGLE, RejectReason.BAD_FIELDS),
+        (reply(evidence_sources=["Sound"]), Task.EXTRACT_SINGLE, QARejectReason.BAD_FIELDS),
+        (reply(evidence_pages=[]), Task.EXTRACT_SINGLE, QARejectReason.BAD_FIELDS),
     ],
 )
-def test_rejections_carry_reasons(text: str, task: Task, expected: RejectReason) -> None:
+def test_rejections_carry_reasons(text: str, task: Task, expected: QARejectReason) -> None:
     assert reason(text, task) is expected
 
 
@@ -124,7 +128,7 @@ def test_duplicates_are_rejected() -> None:
     check(reply(), validator=validator)
     with pytest.raises(Rejected) as caught:
         check(reply(question="what is the TOTAL on page 12 ?"), validator=validator)
-    assert caught.value.reason is RejectReason.DUPLICATE
+    assert caught.value.reason is QARejectReason.DUPLICATE
 
 
 def test_anchored_pages() -> None:
@@ -166,6 +170,6 @@ def test_any_reply_becomes_a_pair_or_a_reasoned_rejection(text: str) -> None:
         outcome = check(text)
     except Rejected as rejection:
         outcome = rejection.reason
-    if isinstance(outcome, RejectReason):
+    if isinstance(outcome, QARejectReason):
         return
     assert all(p in SEGMENT.pages for p in outcome.evidence_pages)  # type: ignore[attr-defined]

@@ -17,8 +17,8 @@ from qasynth.pipeline import (
     segment_pool,
 )
 from qasynth.prompts import PROMPT_VERSION
+from qasynth.run_stats import run_statistics
 from qasynth.short import short_source
-from qasynth.stats import run_statistics
 from qasynth.teachers.rules import RulesTeacher
 
 

@@ -165,7 +165,8 @@ def _sample(sample_id, doc_id, pages, content, **fields):
 
 @pytest.fixture(scope="module")
 def pool_and_samples(tmp_path_factory):
-    from docpool import Pool, ingest, make_corpus
+    from docpool import Pool, ingest
+    from docpool.testing import make_corpus
 
     root = tmp_path_factory.mktemp("mixture")
     make_corpus(root / "corpus", n_docs=2, pages=(5, 6), langs=("en",))

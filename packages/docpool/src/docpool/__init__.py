@@ -1,6 +1,7 @@
 """docpool: PDFs to a deduplicated, layout-parsed document pool.
 
-from docpool import ingest, Pool, make_corpus
+from docpool import ingest, Pool
+from docpool.testing import make_corpus
 make_corpus(Path("corpus"), n_docs=8)          # test PDFs + ground_truth.json
 report = ingest(["corpus"], "pool", workers=2)  # parse in worker processes
 pool = Pool("pool")
@@ -9,66 +10,22 @@ doc = pool.get(pool.doc_ids()[0]); images = pool.render(doc.doc_id, [1, 2])
 
 # First: imports pymupdf without its layout model (see _pymupdf_layout).
 import docpool._pymupdf_layout  # noqa: F401  (isort: keep first)
-from docpool.corpus import (
-    CaptionTruth,
-    CorpusTruth,
-    DocTruth,
-    Fact,
-    PictureTruth,
-    SectionTruth,
-    TableTruth,
-    load_truth,
-    make_corpus,
-)
-from docpool.hashes import read_hash_file, write_hash_file
 from docpool.ingest import IngestReport, ingest
-from docpool.parse import DocumentRejected, RejectReason
-from docpool.pool import Alias, NotAPool, Pool, PoolLocked, Reject
-from docpool.render import (
-    ColorMode,
-    encode_image,
-    jpeg_bytes,
-    page_is_color,
-    pixmap_pixels,
-    rasterise,
-    render_pages,
-    save_image,
-    write_pages,
-)
-from docpool.tokens import spec_for
+from docpool.pool import NotAPool, Pool, PoolLocked
+from docpool.render import ColorMode, render_pages, write_pages
 
 __version__ = "0.1.0"
 
+# The stage and its main types; the rest is reachable by module path (docpool.render for the
+# encoders, docpool.parse for rejection reasons, docpool.hashes, docpool.stats, ...).
 __all__ = [
-    "Alias",
-    "CaptionTruth",
     "ColorMode",
-    "CorpusTruth",
-    "DocTruth",
-    "DocumentRejected",
-    "Fact",
     "IngestReport",
     "NotAPool",
-    "PictureTruth",
     "Pool",
     "PoolLocked",
-    "Reject",
-    "RejectReason",
-    "SectionTruth",
-    "TableTruth",
     "__version__",
-    "encode_image",
     "ingest",
-    "jpeg_bytes",
-    "load_truth",
-    "make_corpus",
-    "page_is_color",
-    "pixmap_pixels",
-    "rasterise",
-    "read_hash_file",
     "render_pages",
-    "save_image",
-    "spec_for",
-    "write_hash_file",
     "write_pages",
 ]

@@ -340,7 +340,7 @@ def make_corpus_command(
     langs: str = typer.Option("en,fr,de", help="Languages; every fourth document is non-English."),
 ) -> None:
     """Write realistic test PDFs with exact ground truth (sections, headers, facts, tables)."""
-    from docpool.corpus import make_corpus
+    from docpool.testing import make_corpus
 
     truth = make_corpus(
         out,

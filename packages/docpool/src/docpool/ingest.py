@@ -45,10 +45,10 @@ from docpool.parse import (
     PAGE_LIMIT_REASONS,
     TRANSIENT_REASONS,
     DocumentRejected,
+    DocumentRejectReason,
     ParsedPages,
     ParseOptions,
     Probe,
-    RejectReason,
     chunk_ranges,
     collector_paused,
     parse_page_range,
@@ -125,7 +125,7 @@ def _settled(reject: Reject, retry_rejects: bool, min_pages: int, max_pages: int
     if retry_rejects:
         return False
     try:
-        reason = RejectReason(reject.reason)
+        reason = DocumentRejectReason(reject.reason)
     except ValueError:
         return True
     if reason in TRANSIENT_REASONS:
@@ -181,21 +181,21 @@ class _Candidate:
     duplicates: list[str] = field(default_factory=list)
 
 
-_ERROR_REASONS: list[tuple[type[BaseException], RejectReason]] = [
-    (TaskTimeout, RejectReason.TIMEOUT),
-    (TaskMemoryExceeded, RejectReason.MEMORY),
-    (MemoryError, RejectReason.MEMORY),
-    (TaskCrashed, RejectReason.CRASHED),
+_ERROR_REASONS: list[tuple[type[BaseException], DocumentRejectReason]] = [
+    (TaskTimeout, DocumentRejectReason.TIMEOUT),
+    (TaskMemoryExceeded, DocumentRejectReason.MEMORY),
+    (MemoryError, DocumentRejectReason.MEMORY),
+    (TaskCrashed, DocumentRejectReason.CRASHED),
 ]
 
 
-def _verdict(error: BaseException) -> tuple[RejectReason, str]:
+def _verdict(error: BaseException) -> tuple[DocumentRejectReason, str]:
     if isinstance(error, DocumentRejected):
         return error.reason, error.detail
     for kind, reason in _ERROR_REASONS:
         if isinstance(error, kind):
             return reason, str(error)
-    return RejectReason.PARSE_ERROR, f"{type(error).__name__}: {error}"[:500]
+    return DocumentRejectReason.PARSE_ERROR, f"{type(error).__name__}: {error}"[:500]
 
 
 def _progress(enabled: bool) -> Progress:
@@ -306,7 +306,7 @@ def ingest(
 
         def reject(
             path: str,
-            reason: RejectReason,
+            reason: DocumentRejectReason,
             detail: str = "",
             doc_id: str | None = None,
             size: int | None = None,
@@ -360,7 +360,7 @@ def ingest(
                     if size > max_file_bytes:
                         reject(
                             path,
-                            RejectReason.TOO_LARGE,
+                            DocumentRejectReason.TOO_LARGE,
                             f"{size} bytes, above {max_file_bytes}",
                             size=size,
                         )
@@ -368,7 +368,7 @@ def ingest(
                     if not has_pdf_magic(source.path):
                         reject(
                             path,
-                            RejectReason.NOT_PDF,
+                            DocumentRejectReason.NOT_PDF,
                             "no %PDF- header in the first KiB",
                             size=size,
                         )
@@ -386,7 +386,7 @@ def ingest(
                         state.hashes[path] = (size, stat.st_mtime_ns, doc_id)
                     truncated = looks_truncated(source.path)
                 except OSError as error:
-                    reject(path, RejectReason.UNREADABLE, str(error))
+                    reject(path, DocumentRejectReason.UNREADABLE, str(error))
                     continue
                 if doc_id in state.source_of:
                     report.already_in_pool += 1
@@ -397,14 +397,18 @@ def ingest(
                     continue
                 if doc_id in excluded:
                     reject(
-                        path, RejectReason.EXCLUDED, "hash is on the exclusion list", doc_id, size
+                        path,
+                        DocumentRejectReason.EXCLUDED,
+                        "hash is on the exclusion list",
+                        doc_id,
+                        size,
                     )
                     continue
                 if doc_id in state.rejected_ids:
                     earlier = state.rejected_ids[doc_id]
                     reject(
                         path,
-                        RejectReason(earlier.reason),
+                        DocumentRejectReason(earlier.reason),
                         f"same bytes as {earlier.path}",
                         doc_id,
                         size,
@@ -414,7 +418,13 @@ def ingest(
                     candidates[doc_id].duplicates.append(path)
                     continue
                 if truncated:
-                    reject(path, RejectReason.TRUNCATED, "no %%EOF marker at the end", doc_id, size)
+                    reject(
+                        path,
+                        DocumentRejectReason.TRUNCATED,
+                        "no %%EOF marker at the end",
+                        doc_id,
+                        size,
+                    )
                     state.rejected_ids[doc_id] = writer.rejects[-1]
                     continue
                 candidates[doc_id] = _Candidate(

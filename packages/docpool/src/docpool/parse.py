@@ -33,7 +33,9 @@ from mmprolong_schemas import DocumentMetadata, Page
 PROFILE_SAMPLE_PAGES = 24
 
 
-class RejectReason(StrEnum):
+class DocumentRejectReason(StrEnum):
+    """Why a PDF was kept out of the pool (the ``reason`` written in ``rejects.parquet``)."""
+
     NOT_PDF = "not_pdf"
     UNREADABLE = "unreadable"
     TOO_LARGE = "too_large"
@@ -50,18 +52,24 @@ class RejectReason(StrEnum):
     PARSE_ERROR = "parse_error"
 
 
-TRANSIENT_REASONS = frozenset({RejectReason.TIMEOUT, RejectReason.MEMORY, RejectReason.CRASHED})
+TRANSIENT_REASONS = frozenset(
+    {DocumentRejectReason.TIMEOUT, DocumentRejectReason.MEMORY, DocumentRejectReason.CRASHED}
+)
 """Verdicts a busier machine, a tighter cap or a bad moment can give: retried by a rerun."""
-PAGE_LIMIT_REASONS = frozenset({RejectReason.TOO_FEW_PAGES, RejectReason.TOO_MANY_PAGES})
+PAGE_LIMIT_REASONS = frozenset(
+    {DocumentRejectReason.TOO_FEW_PAGES, DocumentRejectReason.TOO_MANY_PAGES}
+)
 """Verdicts of the page limits: judged again by a run with other limits."""
 
 
 class DocumentRejected(Exception):
     """The document cannot enter the pool; ``reason`` says why in one word."""
 
-    def __init__(self, reason: RejectReason | str, detail: str = "", num_pages: int | None = None):
+    def __init__(
+        self, reason: DocumentRejectReason | str, detail: str = "", num_pages: int | None = None
+    ):
         super().__init__(str(reason), detail, num_pages)  # all three survive pickling
-        self.reason = RejectReason(reason)
+        self.reason = DocumentRejectReason(reason)
         self.detail = detail
         self.num_pages = num_pages
 
@@ -157,10 +165,10 @@ def _open(path: str) -> pymupdf.Document:
     try:
         doc = pymupdf.open(path, filetype="pdf")
     except (pymupdf.FileDataError, RuntimeError, ValueError) as error:
-        raise DocumentRejected(RejectReason.CORRUPT, f"cannot open: {error}") from None
+        raise DocumentRejected(DocumentRejectReason.CORRUPT, f"cannot open: {error}") from None
     if doc.needs_pass or doc.is_encrypted:
         doc.close()
-        raise DocumentRejected(RejectReason.ENCRYPTED, "the PDF needs a password")
+        raise DocumentRejected(DocumentRejectReason.ENCRYPTED, "the PDF needs a password")
     return doc
 
 
@@ -289,16 +297,16 @@ def probe_document(path: str, options: ParseOptions) -> Probe:
     try:
         num_pages = doc.page_count
         if num_pages == 0:
-            raise DocumentRejected(RejectReason.ZERO_PAGES, "the PDF has no pages")
+            raise DocumentRejected(DocumentRejectReason.ZERO_PAGES, "the PDF has no pages")
         if num_pages < options.min_pages:
             raise DocumentRejected(
-                RejectReason.TOO_FEW_PAGES,
+                DocumentRejectReason.TOO_FEW_PAGES,
                 f"{num_pages} pages, below {options.min_pages}",
                 num_pages,
             )
         if num_pages > options.max_pages:
             raise DocumentRejected(
-                RejectReason.TOO_MANY_PAGES,
+                DocumentRejectReason.TOO_MANY_PAGES,
                 f"{num_pages} pages, above {options.max_pages}",
                 num_pages,
             )

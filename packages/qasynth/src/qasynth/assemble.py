@@ -23,15 +23,14 @@ from mmprolong_schemas import (
     Document,
     Message,
     Page,
-    PagePart,
-    Part,
     QAPair,
     Sample,
     Task,
     TextPart,
     VisionTokenSpec,
 )
-from qasynth.tokens import messages_text_tokens
+from qasynth.prompts import PAGE_LABEL, page_parts
+from qasynth.token_estimates import messages_text_tokens
 
 OCR_LABELS = {
     BlockLabel.TITLE,
@@ -71,15 +70,6 @@ def format_answer(answer: object) -> str:
     return str(answer)
 
 
-def _page_parts(doc: Document, pages: Iterable[int], labels: bool) -> list[Part]:
-    parts: list[Part] = []
-    for page in pages:
-        if labels:
-            parts.append(TextPart(text=f"Page {page}:"))
-        parts.append(PagePart(doc_id=doc.doc_id, page=page))
-    return parts
-
-
 def _sample(
     doc: Document,
     task: Task,
@@ -91,7 +81,10 @@ def _sample(
     cut_after: int | None = None,
 ) -> Sample | None:
     pages = list(range(1, doc.num_pages + 1))
-    content = [*_page_parts(doc, pages, config.page_labels), TextPart(text=prompt_text)]
+    content = [
+        *page_parts(doc.doc_id, pages, labels=config.page_labels),
+        TextPart(text=prompt_text),
+    ]
     messages = [Message(role="user", content=content)]
     tokens = doc.tokens(config.spec) + messages_text_tokens(messages, target)
     if tokens > config.max_length:
@@ -141,7 +134,7 @@ def page_transcript(doc: Document, page: int) -> str:
 
 
 def _transcripts(doc: Document, pages: Iterable[int]) -> str:
-    return "\n\n".join(f"Page {p}:\n{page_transcript(doc, p)}" for p in pages)
+    return "\n\n".join(f"{PAGE_LABEL.format(page=p)}\n{page_transcript(doc, p)}" for p in pages)
 
 
 UNTRUSTED_PAGE_FLAGS = ("ocr", "parse-error")

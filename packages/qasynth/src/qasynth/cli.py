@@ -499,7 +499,7 @@ def stats(
     run: Path = typer.Argument(..., help="Run directory or mixture directory."),
 ) -> None:
     """Print the statistics of a run (segments, QA, samples) or of a mixture."""
-    from qasynth.stats import run_statistics
+    from qasynth.run_stats import run_statistics
 
     found = run_statistics(run)
     if not found:

@@ -17,7 +17,7 @@ from typing import Any
 from mmprolong_schemas import Document, Model, QAPair, Segment, Task
 from qasynth.cache import RequestCache
 from qasynth.grounding import NOT_CHECKED, EvidenceText, grounding_table
-from qasynth.parsing import QAValidator, Rejected, RejectReason
+from qasynth.parsing import QARejectReason, QAValidator, Rejected
 from qasynth.prompts import PROMPT_VERSION, build_prompt
 from qasynth.teachers.base import Teacher, TeacherReply, TeacherRequest, request_key
 
@@ -29,7 +29,7 @@ class Rejection(Model):
     doc_id: str
     task: Task
     attempt: int
-    reason: RejectReason
+    reason: QARejectReason
     detail: str
     teacher: str
 
@@ -146,9 +146,9 @@ def generate(
             reply = replies[index]
             try:
                 if not reply.ok:
-                    raise Rejected(RejectReason.TEACHER_ERROR, reply.error or "no reply")
+                    raise Rejected(QARejectReason.TEACHER_ERROR, reply.error or "no reply")
                 if reply.truncated:
-                    raise Rejected(RejectReason.TRUNCATED, "the reply hit its token limit")
+                    raise Rejected(QARejectReason.TRUNCATED, "the reply hit its token limit")
                 assert reply.text is not None
                 evidence = texts(segment.doc_id) if texts else None
                 pair = validator.validate(

@@ -25,7 +25,6 @@ import hashlib
 import json
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ import pyarrow.parquet as pq
 from mmprolong_runtime import config_hash
 from mmprolong_runtime.executor import Executor
 from mmprolong_schemas import B, K, LengthDistribution, MixtureSpec, Task, atomic_path
+from qasynth.bounded_cache import ByteBoundedLRU
 from qasynth.steps import run_steps
 
 REPORT_FILE = "mixture.json"
@@ -470,7 +470,10 @@ def write_shard(
     return "written"
 
 
-_TABLES: OrderedDict[tuple[str, int, int], pa.Table] = OrderedDict()
+# The newest table stays even when it alone passes the bound: the next shard reads it again.
+_TABLES: ByteBoundedLRU[tuple[str, int, int], pa.Table] = ByteBoundedLRU(
+    TABLE_CACHE_BYTES, keep_newest=True
+)
 _TABLES_LOCK = threading.Lock()
 
 
@@ -483,11 +486,8 @@ def _input_table(path: str) -> pa.Table:
     with _TABLES_LOCK:
         table = _TABLES.get(key)
         if table is not None:
-            _TABLES.move_to_end(key)
             return table
     table = pq.read_table(path)
     with _TABLES_LOCK:
-        _TABLES[key] = table
-        while len(_TABLES) > 1 and sum(t.nbytes for t in _TABLES.values()) > TABLE_CACHE_BYTES:
-            _TABLES.popitem(last=False)
+        _TABLES.put(key, table, table.nbytes)
     return table

@@ -36,7 +36,9 @@ FALLBACK_MARK = "single-page fallback"
 """Written in the evidence description when extract-multi or reasoning uses one page."""
 
 
-class RejectReason(StrEnum):
+class QARejectReason(StrEnum):
+    """Why a teacher's reply gave no QA pair (counted per reason in the run's stats)."""
+
     TEACHER_ERROR = "teacher-error"
     TRUNCATED = "truncated-reply"
     NO_JSON = "no-json"
@@ -54,7 +56,7 @@ class RejectReason(StrEnum):
 
 
 class Rejected(ValueError):
-    def __init__(self, reason: RejectReason, detail: str):
+    def __init__(self, reason: QARejectReason, detail: str):
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason.value}: {detail}")
@@ -112,7 +114,7 @@ def _load_object(candidate: str) -> dict[str, Any] | None:
 def parse_reply(text: str) -> ParsedReply:
     """Find the evidence description and the JSON object in a reply."""
     if not text or not text.strip():
-        raise Rejected(RejectReason.NO_JSON, "the reply is empty")
+        raise Rejected(QARejectReason.NO_JSON, "the reply is empty")
     json_at = None
     for match in _MARKERS.finditer(text):
         if match.group(1).lower() == "json":
@@ -129,7 +131,7 @@ def parse_reply(text: str) -> ParsedReply:
             data = loaded
             break
     if data is None:
-        raise Rejected(RejectReason.NO_JSON, "no JSON object with a 'question' key was found")
+        raise Rejected(QARejectReason.NO_JSON, "no JSON object with a 'question' key was found")
     description = str(data.pop("evidence_description", "") or "").strip()
     if not description:
         description = _description_before_json(text, json_at.start() if json_at else None)
@@ -314,61 +316,63 @@ class QAValidator:
             raw_answer = data["answer"]
         except (KeyError, ValueError, TypeError) as error:
             raise Rejected(
-                RejectReason.BAD_FIELDS, f"missing or unreadable field ({error})"
+                QARejectReason.BAD_FIELDS, f"missing or unreadable field ({error})"
             ) from None
         if not question or not pages or not sources:
             raise Rejected(
-                RejectReason.BAD_FIELDS, "empty question, evidence_pages or evidence_sources"
+                QARejectReason.BAD_FIELDS, "empty question, evidence_pages or evidence_sources"
             )
         if answer_format is AnswerFormat.NONE:
-            raise Rejected(RejectReason.ANSWER_FORMAT, "answer_format 'None' is not asked for")
+            raise Rejected(QARejectReason.ANSWER_FORMAT, "answer_format 'None' is not asked for")
         if _is_empty(raw_answer):
-            raise Rejected(RejectReason.EMPTY_ANSWER, f"the answer {raw_answer!r} is empty")
+            raise Rejected(QARejectReason.EMPTY_ANSWER, f"the answer {raw_answer!r} is empty")
         try:
             answer = _answer(raw_answer, answer_format, evidence.lang if evidence else None)
         except ValueError as error:
-            raise Rejected(RejectReason.ANSWER_FORMAT, str(error)) from None
+            raise Rejected(QARejectReason.ANSWER_FORMAT, str(error)) from None
         if isinstance(answer, list):
             if any(_is_empty(item) for item in answer):
-                raise Rejected(RejectReason.EMPTY_ANSWER, f"the list {answer!r} has empty items")
+                raise Rejected(QARejectReason.EMPTY_ANSWER, f"the list {answer!r} has empty items")
             answer = _deduplicated(answer)
         outside = [p for p in pages if p not in segment.pages]
         if outside:
             raise Rejected(
-                RejectReason.EVIDENCE_OUTSIDE_SEGMENT,
+                QARejectReason.EVIDENCE_OUTSIDE_SEGMENT,
                 f"evidence pages {outside} are outside segment {segment.pages}",
             )
         fallback = FALLBACK_MARK in parsed.evidence_description.lower()
         if task is Task.EXTRACT_SINGLE and len(pages) != 1:
-            raise Rejected(RejectReason.SINGLE_NOT_ONE_PAGE, f"extract-single cites pages {pages}")
+            raise Rejected(
+                QARejectReason.SINGLE_NOT_ONE_PAGE, f"extract-single cites pages {pages}"
+            )
         if task in (Task.EXTRACT_MULTI, Task.REASONING) and len(pages) < 2 and not fallback:
             raise Rejected(
-                RejectReason.TOO_FEW_PAGES,
+                QARejectReason.TOO_FEW_PAGES,
                 f"{task.value} cites only page {pages[0]} without the single-page fallback",
             )
         if _BROAD.search(question):
-            raise Rejected(RejectReason.BROAD_SCOPE, "the question refers to the whole document")
+            raise Rejected(QARejectReason.BROAD_SCOPE, "the question refers to the whole document")
         named = anchored_pages(question, segment.doc_pages)
         if named:
             if any(p not in segment.pages for p in named):
                 raise Rejected(
-                    RejectReason.NO_ANCHOR,
+                    QARejectReason.NO_ANCHOR,
                     f"the question names pages {named} outside segment {segment.pages}",
                 )
         elif not _has_section_anchor(question, segment.section_titles):
-            raise Rejected(RejectReason.NO_ANCHOR, "the question names no page or section")
+            raise Rejected(QARejectReason.NO_ANCHOR, "the question names no page or section")
         grounding = None
         if evidence is not None:
             verdict, detail = check_grounding(answer, answer_format, task, pages, sources, evidence)
             if verdict is Verdict.NOT_FOUND:
-                raise Rejected(RejectReason.NOT_GROUNDED, detail)
+                raise Rejected(QARejectReason.NOT_GROUNDED, detail)
             if verdict is Verdict.VERBATIM:
-                raise Rejected(RejectReason.REASONING_VERBATIM, detail)
+                raise Rejected(QARejectReason.REASONING_VERBATIM, detail)
             if verdict is not Verdict.REASONED:
                 grounding = verdict.value
         key = (segment.doc_id, _normalize_question(question))
         if key in self._seen:
-            raise Rejected(RejectReason.DUPLICATE, "the same question was already accepted")
+            raise Rejected(QARejectReason.DUPLICATE, "the same question was already accepted")
         try:
             pair = validate_record(
                 QAPair,
@@ -390,7 +394,7 @@ class QAValidator:
                 "teacher reply",
             )
         except SchemaError as error:
-            raise Rejected(RejectReason.BAD_FIELDS, "; ".join(error.problems)) from None
+            raise Rejected(QARejectReason.BAD_FIELDS, "; ".join(error.problems)) from None
         self._seen.add(key)
         if fallback and task is not Task.EXTRACT_SINGLE and len(pages) < 2:
             self.fallbacks += 1

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from qasynth.render import DEFAULT_CACHE_BYTES, PageRenderer
+from qasynth.bounded_cache import ByteBoundedLRU
+from qasynth.page_images import DEFAULT_CACHE_BYTES, PageRenderer
 
 
 def _array_refs(page: RasterPage) -> int:
@@ -92,8 +92,7 @@ class PagePixels:
         # One lock for the cache and for rasterising: MuPDF runs on one thread at a time.
         self._lock = threading.Lock()
         self._pinned: dict[tuple[str, int], RasterPage] = {}
-        self._cache: OrderedDict[tuple[str, int], RasterPage] = OrderedDict()
-        self._cached_bytes = 0
+        self._cache: ByteBoundedLRU[tuple[str, int], RasterPage] = ByteBoundedLRU(cache_bytes)
         self._spares: dict[tuple[int, ...], list[np.ndarray]] = {}
         self._spared_bytes = 0
 
@@ -104,13 +103,12 @@ class PagePixels:
             found: dict[int, RasterPage] = {}
             for number in pages:
                 key = (doc_id, number)
-                page = self._pinned.get(key) or self._cache.get(key)
+                cached = self._cache.get(key)  # now the most recently used
+                page = self._pinned.get(key) or cached
                 if page is None:
                     continue
                 found[number] = page
                 self._pinned[key] = page
-                if key in self._cache:
-                    self._cache.move_to_end(key)
             missing = list(dict.fromkeys(n for n in pages if n not in found))
             self.hits += len(pages) - len(missing)
             self.misses += len(missing)
@@ -118,7 +116,7 @@ class PagePixels:
                 for number, page in zip(missing, self._rasterise(doc_id, missing), strict=True):
                     found[number] = page
                     self._pinned[(doc_id, number)] = page
-                    self._store((doc_id, number), page)
+                    self._cache.put((doc_id, number), page, page.nbytes)
             return [found[number] for number in pages]
 
     def release(self, recycle: bool = False) -> None:
@@ -139,13 +137,12 @@ class PagePixels:
         with self._lock:
             self._pinned.clear()
             self._cache.clear()
-            self._cached_bytes = 0
             self._spares.clear()
             self._spared_bytes = 0
 
     @property
     def cached_bytes(self) -> int:
-        return self._cached_bytes
+        return self._cache.nbytes
 
     @property
     def spared_bytes(self) -> int:
@@ -225,12 +222,3 @@ class PagePixels:
                     mupdf.fz_close_device(device)
                 made.append(RasterPage(array))
         return made
-
-    def _store(self, key: tuple[str, int], page: RasterPage) -> None:
-        if page.nbytes > self.cache_bytes:
-            return
-        self._cache[key] = page
-        self._cached_bytes += page.nbytes
-        while self._cached_bytes > self.cache_bytes:
-            _, dropped = self._cache.popitem(last=False)
-            self._cached_bytes -= dropped.nbytes

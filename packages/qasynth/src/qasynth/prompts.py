@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -294,13 +295,23 @@ def build_prompt(
         last=segment.pages.last,
         sections=sections,
     )
-    parts: list[TextPart | PagePart] = [TextPart(text=head)]
-    for page in segment.pages.pages:
-        if page_labels:
-            parts.append(TextPart(text=PAGE_LABEL.format(page=page)))
-        parts.append(PagePart(doc_id=segment.doc_id, page=page))
-    parts.append(TextPart(text=CLOSING))
+    parts: list[TextPart | PagePart] = [
+        TextPart(text=head),
+        *page_parts(segment.doc_id, segment.pages.pages, labels=page_labels),
+        TextPart(text=CLOSING),
+    ]
     return Prompt(PROMPT_VERSION, task, segment, SYSTEM_PROMPT, tuple(parts))
+
+
+def page_parts(doc_id: str, pages: Iterable[int], *, labels: bool) -> list[TextPart | PagePart]:
+    """Each page as an image part, preceded by its ``PAGE_LABEL`` text when ``labels``: the
+    one way teacher prompts and training samples put pages in a message."""
+    parts: list[TextPart | PagePart] = []
+    for page in pages:
+        if labels:
+            parts.append(TextPart(text=PAGE_LABEL.format(page=page)))
+        parts.append(PagePart(doc_id=doc_id, page=page))
+    return parts
 
 
 def _prompt_version() -> str:

@@ -23,7 +23,7 @@ from typing import Any
 from mmprolong_schemas import QAPair, atomic_path
 from qasynth.assemble import format_answer
 from qasynth.grounding import NOT_CHECKED, grounding_rates
-from qasynth.render import PageRenderer, data_uri
+from qasynth.page_images import PageRenderer, data_uri
 
 VERDICTS = ("correct", "wrong-answer", "wrong-evidence")
 

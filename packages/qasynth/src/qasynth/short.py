@@ -34,7 +34,7 @@ from mmprolong_schemas import (
     atomic_path,
     image_tokens,
 )
-from qasynth.tokens import messages_text_tokens
+from qasynth.token_estimates import messages_text_tokens
 
 IMAGE_TOKEN = "<image>"
 _ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}

@@ -71,9 +71,8 @@ class PoolStage(Contributor):
         }
 
     def run(self, ctx: StageContext) -> dict[str, int]:
-        make_corpus, ingest, pool_class = require(
-            self.name, "docpool", "make_corpus", "ingest", "Pool"
-        )
+        ingest, pool_class = require(self.name, "docpool", "ingest", "Pool")
+        (make_corpus,) = require(self.name, "docpool.testing", "make_corpus")
         compute_stats, write_stats = require(
             self.name, "docpool.stats", "compute_stats", "write_stats"
         )

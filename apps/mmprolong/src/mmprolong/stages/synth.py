@@ -75,7 +75,7 @@ def _ocr_only_samples(view: PoolView, out: Path, assembly: Any, seed: int) -> in
     """OCR samples of the selected documents for a recipe without VQA tasks, where there are
     no QA pairs for qasynth's assembly to find documents by; written beside its samples."""
     ocr_full_sample, ocr_needle_sample = require(
-        "synth", "qasynth", "ocr_full_sample", "ocr_needle_sample"
+        "synth", "qasynth.assemble", "ocr_full_sample", "ocr_needle_sample"
     )
     doc_ids = sorted({segment.doc_id for segment in read_jsonl(out / "segments.jsonl", Segment)})
     samples = []

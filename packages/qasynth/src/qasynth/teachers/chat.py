@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from mmprolong_schemas import PagePart
+from qasynth.page_images import DataURI
 from qasynth.prompts import Prompt
-from qasynth.render import DataURI
 
 
 def chat_messages(prompt: Prompt, image_urls: Sequence[str]) -> list[dict[str, Any]]:
@@ -50,7 +50,7 @@ _PLACEHOLDER = "@@qasynth-image-{}@@"
 def encode_body(body: dict[str, Any]) -> bytes:
     """``json.dumps(body).encode()``, fast for megabytes of images.
 
-    ``DataURI`` strings are base64 made by ``qasynth.render`` and need no JSON escaping, so
+    ``DataURI`` strings are base64 made by ``qasynth.page_images`` and need no JSON escaping, so
     they are swapped for placeholders, the small remainder is serialised, and the URIs are
     spliced back in as bytes: the JSON encoder never scans the image data.
     """

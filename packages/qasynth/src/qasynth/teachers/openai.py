@@ -5,7 +5,7 @@ concurrent up to ``concurrency``; 429, 5xx, timeouts and dropped connections ret
 exponential backoff and jitter (a Retry-After header is honoured); other 4xx fail at once.
 JSON-schema structured output is asked for when ``structured`` is on; a server that rejects
 ``response_format`` with a 400 is asked again without it, and it is not asked for again in
-this run. Page images travel as JPEG data URIs (``qasynth.render.PageImages``: rasterised
+this run. Page images travel as JPEG data URIs (``qasynth.page_images.PageImages``: rasterised
 one page at a time, encoded in threads, cached for the segment's other tasks). The API key is read
 from the argument or OPENAI_API_KEY and never logged.
 """
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from mmprolong_runtime.chat_client import ChatClient, ChatError, ClientSettings
+from qasynth.page_images import DEFAULT_CACHE_BYTES, JPEG_QUALITY, PageImages, PageRenderer
 from qasynth.prompts import reply_json_schema
-from qasynth.render import DEFAULT_CACHE_BYTES, JPEG_QUALITY, PageImages, PageRenderer
 from qasynth.teachers.base import ReplyCallback, Teacher, TeacherReply, TeacherRequest
 from qasynth.teachers.chat import chat_messages, encode_body
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mmprolong_schemas import PagePart
-from qasynth.render import PageRenderer
+from qasynth.page_images import PageRenderer
 from qasynth.teachers.base import ReplyCallback, Teacher, TeacherReply, TeacherRequest
 
 

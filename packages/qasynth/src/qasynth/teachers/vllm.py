@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmprolong_schemas import VisionTokenSpec, image_tokens, page_tokens
+from qasynth.page_images import DEFAULT_CACHE_BYTES, PageRenderer
 from qasynth.pixels import PagePixels, RasterPage
 from qasynth.prompts import reply_json_schema
-from qasynth.render import DEFAULT_CACHE_BYTES, PageRenderer
 from qasynth.teachers.base import ReplyCallback, Teacher, TeacherReply, TeacherRequest
 from qasynth.teachers.chat import template_messages
-from qasynth.tokens import CHAT_TURN_TOKENS, text_tokens
+from qasynth.token_estimates import CHAT_TURN_TOKENS, text_tokens
 
 LENGTH_ROUNDING = 1024
 

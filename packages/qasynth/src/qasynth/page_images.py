@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,8 +32,9 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from docpool import ColorMode, jpeg_bytes, pixmap_pixels, rasterise
-from docpool.render import JPEG_QUALITY
+from docpool import ColorMode
+from docpool.render import JPEG_QUALITY, jpeg_bytes, pixmap_pixels, rasterise
+from qasynth.bounded_cache import ByteBoundedLRU
 
 DEFAULT_CACHE_BYTES = 256 << 20
 _PREFIX = b"data:image/jpeg;base64,"
@@ -118,9 +118,10 @@ class PageImages:
         self.misses = 0
         self._lock = threading.Lock()  # the cache and its counters
         self._render_lock = threading.Lock()  # PyMuPDF: one rasteriser at a time
-        self._entries: OrderedDict[tuple[str, int], Future[EncodedPage]] = OrderedDict()
-        self._sizes: dict[tuple[str, int], int] = {}
-        self._cached_bytes = 0
+        # Pages being made are pinned entries, so a second request waits for them.
+        self._entries: ByteBoundedLRU[tuple[str, int], Future[EncodedPage]] = ByteBoundedLRU(
+            cache_bytes
+        )
         self._pool: ThreadPoolExecutor | None = None
         # Encoded pixmaps, released on a rasterising thread: freeing MuPDF memory is a MuPDF
         # call too, and must not run beside a rasterisation.
@@ -137,11 +138,10 @@ class PageImages:
                 future = self._entries.get(key)
                 if future is None:
                     future = Future()
-                    self._entries[key] = future
+                    self._entries.put(key, future, None)
                     missing.append((number, future))
                     self.misses += 1
                 else:
-                    self._entries.move_to_end(key)
                     self.hits += 1
                 wanted.append(future)
         if missing:
@@ -170,12 +170,10 @@ class PageImages:
             self._release_spent()
         with self._lock:
             self._entries.clear()
-            self._sizes.clear()
-            self._cached_bytes = 0
 
     @property
     def cached_bytes(self) -> int:
-        return self._cached_bytes
+        return self._entries.nbytes
 
     def _produce(self, doc_id: str, missing: list[tuple[int, Future[EncodedPage]]]) -> None:
         pdf_path = getattr(self.source, "pdf_path", None)
@@ -246,20 +244,8 @@ class PageImages:
             if future.done():  # its request failed on a later page and gave it up
                 return
             future.set_result(page)
-            if self._entries.get(key) is future:
-                # The text and its ASCII bytes.
-                self._sizes[key] = 2 * len(page.uri)
-                self._cached_bytes += 2 * len(page.uri)
-                self._evict()
-
-    def _evict(self) -> None:
-        """Drop the least recently used finished pages until the cache fits its bound."""
-        for key in list(self._entries):
-            if self._cached_bytes <= self.cache_bytes:
-                return
-            if key in self._sizes:
-                del self._entries[key]
-                self._cached_bytes -= self._sizes.pop(key)
+            if self._entries.peek(key) is future:
+                self._entries.set_size(key, 2 * len(page.uri))  # the text and its ASCII bytes
 
     def _fail(
         self, key: tuple[str, int], future: Future[EncodedPage], error: BaseException
@@ -268,5 +254,5 @@ class PageImages:
         with self._lock:
             if not future.done():
                 future.set_exception(error)
-            if self._entries.get(key) is future and key not in self._sizes:
-                del self._entries[key]
+            if self._entries.peek(key) is future and self._entries.is_pinned(key):
+                self._entries.discard(key)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from qasynth.render import PageImages, data_uri
+from qasynth.page_images import PageImages, data_uri
 
 
 def decode(uri: str) -> np.ndarray:
@@ -48,7 +48,7 @@ def test_pool_pages_match_the_pool_renderer(corpus_pool) -> None:
 def test_gray_pages_are_sent_as_one_channel_jpegs(corpus_pool) -> None:
     import pymupdf
 
-    from docpool import page_is_color
+    from docpool.render import page_is_color
 
     pool, _, _ = corpus_pool
     doc = next(pool.documents())
