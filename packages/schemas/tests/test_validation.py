@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from mmprolong_schemas import (
     K,
     MixtureSpec,
     PagePart,
+    PageRange,
     QAPair,
     Recipe,
     Sample,
@@ -403,3 +405,14 @@ def test_mmlb_prompt_format_needs_the_users_checkout() -> None:
     with pytest.raises(ValidationError, match="set eval.mmlb_source"):
         EvalConfig(prompt_format="mmlb-v1.1")
     assert EvalConfig(prompt_format="mmlb-v1.1", mmlb_source="/src/MMLongBench").subset == "mmlb"
+
+
+@pytest.mark.parametrize(("text", "pages"), [("12-14", [12, 13, 14]), (" 7 ", [7]), ("3-3", [3])])
+def test_a_page_range_is_read_as_written(text: str, pages: list[int]) -> None:
+    assert PageRange.parse(text).pages == pages
+
+
+@pytest.mark.parametrize("text", ["5-2", "0-3", "a-b", "", "1-", "-4", "2-3-4"])
+def test_a_page_range_that_is_none_names_its_text(text: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(repr(text))):
+        PageRange.parse(text)

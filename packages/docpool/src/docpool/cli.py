@@ -13,7 +13,7 @@ from rich.table import Table
 
 from docpool import __version__
 from mmprolong_runtime.cli_app import package_app
-from mmprolong_schemas import ModelFamily
+from mmprolong_schemas import ModelFamily, PageRange
 
 if TYPE_CHECKING:
     from docpool.ingest import IngestReport
@@ -291,21 +291,13 @@ def render_command(
 
 
 def parse_pages(text: str) -> list[int]:
+    """Pages and ranges separated by commas ("1,4,9-11"), in the order written."""
     numbers: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        low, _, high = part.partition("-")
+    for part in filter(None, (piece.strip() for piece in text.split(","))):
         try:
-            start, end = int(low), int(high or low)
-        except ValueError:
-            raise typer.BadParameter(
-                f"{part!r} is not a page or range", param_hint="--pages"
-            ) from None
-        if not 1 <= start <= end:
-            raise typer.BadParameter(f"{part!r} is not a 1-based range", param_hint="--pages")
-        numbers.extend(range(start, end + 1))
+            numbers.extend(PageRange.parse(part).pages)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--pages") from None
     return numbers
 
 

@@ -19,6 +19,7 @@ from mmprolong_schemas import (
     LengthDistribution,
     MixtureSpec,
     ModelFamily,
+    PageRange,
     QAPair,
     Task,
     VisionTokenSpec,
@@ -92,10 +93,10 @@ def _check_executor(executor: str, ray_address: str | None) -> None:
 
 def _pages(text: str) -> tuple[int, int]:
     try:
-        low, high = (int(x) for x in text.split("-"))
-    except ValueError:
-        raise typer.BadParameter(f"{text!r} is not a page range such as 32-50") from None
-    return low, high
+        pages = PageRange.parse(text)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    return pages.first, pages.last
 
 
 @app.command()

@@ -137,6 +137,17 @@ class PageRange(Model):
     def __str__(self) -> str:
         return f"{self.first}-{self.last}"
 
+    @classmethod
+    def parse(cls, text: str) -> PageRange:
+        """A range as written ("12-20"), or one page ("12"); ValueError naming ``text``."""
+        first, dash, last = text.strip().partition("-")
+        try:
+            return cls(first=int(first), last=int(last) if dash else int(first))
+        except ValueError:  # pydantic's ValidationError is a ValueError too
+            raise ValueError(
+                f"{text!r} is not a page or a 1-based page range such as 32-50"
+            ) from None
+
     def __contains__(self, page: object) -> bool:
         return isinstance(page, int) and self.first <= page <= self.last
 
