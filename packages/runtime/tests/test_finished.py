@@ -70,3 +70,21 @@ def test_an_old_record_that_kept_the_config_itself_matches_its_hash(tmp_path: Pa
 
 def _old_shards(report: dict[str, Any]) -> list[str]:
     return list(report["shards"])
+
+
+def test_a_parquet_shard_carries_the_key_it_was_written_under(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mmprolong_runtime.finished import keyed_metadata, parquet_key
+
+    field = b"stage.shard_key"
+    table = pa.table({"x": [1, 2]}).replace_schema_metadata({b"kept": b"yes"})
+    metadata = keyed_metadata(table.schema.metadata, field, "k1")
+    pq.write_table(table.replace_schema_metadata(metadata), tmp_path / "s.parquet")
+    assert parquet_key(tmp_path / "s.parquet", field) == "k1"
+    assert pq.read_schema(tmp_path / "s.parquet").metadata[b"kept"] == b"yes"
+    assert parquet_key(tmp_path / "s.parquet", b"other.field") is None
+    assert parquet_key(tmp_path / "absent.parquet", field) is None
+    (tmp_path / "cut.parquet").write_bytes((tmp_path / "s.parquet").read_bytes()[:20])
+    assert parquet_key(tmp_path / "cut.parquet", field) is None

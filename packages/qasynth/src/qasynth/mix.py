@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from mmprolong_runtime import config_hash
 from mmprolong_runtime.executor import Executor
-from mmprolong_runtime.finished import finish, read_finished
+from mmprolong_runtime.finished import finish, keyed_metadata, parquet_key, read_finished
 from mmprolong_schemas import B, K, LengthDistribution, MixtureSpec, Task, atomic_path
 from qasynth.steps import run_steps
 
@@ -427,16 +427,6 @@ def _write_shards(
     return names, sum(1 for name in names if written[name] == "reused")
 
 
-def shard_key(path: str | Path) -> str | None:
-    """The content key a mixture shard was written with (None: absent or unreadable)."""
-    try:
-        metadata = pq.read_schema(path).metadata or {}
-    except (pa.ArrowInvalid, OSError):
-        return None
-    value = metadata.get(SHARD_KEY)
-    return value.decode() if value else None
-
-
 def write_shard(
     target: str,
     key: str,
@@ -448,7 +438,7 @@ def write_shard(
     """Map step: write rows ``row_of`` of ``files[file_of]``, in that order, to ``target``
     atomically, in the schema of ``reference``, tagged with ``key``. A shard already written
     with ``key`` is kept ("reused"); else "written"."""
-    if shard_key(target) == key:
+    if parquet_key(target, SHARD_KEY) == key:
         return "reused"
     schema = pq.read_schema(reference)
     pieces, order = [], []
@@ -460,7 +450,7 @@ def write_shard(
     table = pa.concat_tables(pieces)
     # Restore the chosen order after taking per file.
     table = table.take(pa.array(np.argsort(np.concatenate(order), kind="stable")))
-    metadata = dict(schema.metadata or {}) | {SHARD_KEY: key.encode()}
+    metadata = keyed_metadata(schema.metadata, SHARD_KEY, key)
     with atomic_path(target) as tmp:
         pq.write_table(table.replace_schema_metadata(metadata), tmp, compression="zstd")
     return "written"

@@ -9,6 +9,11 @@ none, never half of one. ``read_finished`` gives the record back only when its k
 one asked for and every output it names is still there, so a rerun skips exactly the work
 that is complete.
 
+A step made of many items, where a kill should keep the finished ones, keys each item
+instead: a row of a ``SqliteCache`` under its request's hash, or a Parquet shard that
+carries its key in its schema metadata (``parquet_key``, ``keyed_metadata``). Items are
+written atomically, so an item present under its key is finished.
+
 Records written before this convention hold the same ``key`` but no ``outputs`` list, and
 some hold the config itself rather than its hash: ``read_finished`` reads both (the caller
 says which files such an old record covers).
@@ -18,9 +23,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from mmprolong_runtime.manifest import config_hash
 from mmprolong_schemas.io import atomic_path
@@ -90,6 +98,24 @@ def is_finished(
     record: str | os.PathLike[str], key: str, *, old_outputs: OldOutputs | None = None
 ) -> bool:
     return read_finished(record, key, old_outputs=old_outputs) is not None
+
+
+def keyed_metadata(
+    metadata: Mapping[bytes, bytes] | None, field: bytes, key: str
+) -> dict[bytes, bytes]:
+    """Parquet schema metadata that also says the shard was written under ``key``."""
+    return dict(metadata or {}) | {field: key.encode()}
+
+
+def parquet_key(path: str | os.PathLike[str], field: bytes) -> str | None:
+    """The key a Parquet shard was written under (``keyed_metadata``); None when the shard
+    is absent, unreadable or carries none, so it is written again."""
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (pa.ArrowInvalid, OSError):
+        return None
+    value = metadata.get(field)
+    return value.decode() if value else None
 
 
 def _stored_key(stored: Any) -> Any:
