@@ -202,6 +202,27 @@ def test_sft_rows_carry_the_short_data_pictures(tmp_path: Path) -> None:
     )
 
 
+def test_sft_data_is_reused_also_from_a_summary_written_before_the_completion_record(
+    tmp_path: Path,
+) -> None:
+    recipe = apply_overrides(load_recipe("demo-tiny"), {"train.extra_sft": True}, "test")
+    ctx = StageContext(tmp_path, recipe, "sft")
+    first = build_sft_data(ctx, _settings(recipe))
+    shard = ctx.dir / "data" / first["shards"][0]
+    written = shard.stat().st_mtime_ns
+    assert build_sft_data(ctx, _settings(recipe)) == first
+    # The old summary: "key" and the facts, no "outputs" list; its shards still count.
+    summary_path = ctx.dir / "data" / "summary.json"
+    old = json.loads(summary_path.read_text())
+    old.pop("outputs")
+    summary_path.write_text(json.dumps(old, indent=2))
+    assert build_sft_data(ctx, _settings(recipe)) == old
+    assert shard.stat().st_mtime_ns == written
+    shard.unlink()
+    assert build_sft_data(ctx, _settings(recipe))["shards"] == first["shards"]
+    assert shard.exists()
+
+
 def test_launch_train_refuses_what_it_cannot_join(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

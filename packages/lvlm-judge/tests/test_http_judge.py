@@ -286,3 +286,26 @@ def test_judge_sees_list_reference_as_json(chat_server: ChatServer) -> None:
     LLMJudge(fast(chat_server.url), "judge-model").judge(REQUESTS[2:3])
     prompt = chat_server.requests[0]["body"]["messages"][0]["content"]
     assert json.dumps(["red", "blue", "green"]) in prompt
+
+
+def test_a_judge_cache_written_before_the_runtime_cache_is_read(tmp_path: Path) -> None:
+    """A verdicts table as lvlm-judge's own SQLite code created and filled it, read and
+    extended through today's JudgeCache."""
+    import sqlite3
+
+    path = tmp_path / "judge.sqlite"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, score REAL NOT NULL, "
+        "rationale TEXT NOT NULL, reply TEXT NOT NULL, tokens INTEGER NOT NULL)"
+    )
+    db.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?)", ("k", 0.5, "r", "x", 7))
+    db.commit()
+    db.close()
+    cache = JudgeCache(path)
+    assert cache.get("k") == CachedVerdict(0.5, "r", "x", 7) and len(cache) == 1
+    cache.put("k2", CachedVerdict(1.0, "right", "[Score]: 2 points", 3))
+    cache.close()
+    reopened = JudgeCache(path)
+    assert reopened.get("k2") == CachedVerdict(1.0, "right", "[Score]: 2 points", 3)
+    reopened.close()

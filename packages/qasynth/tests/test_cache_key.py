@@ -101,3 +101,36 @@ def test_a_reply_cut_at_its_token_limit_is_rejected_and_never_cached(document, t
     with RequestCache(tmp_path / "cache.sqlite") as cache:
         generate(segments, KeyRecorder(), cache, GenerateConfig(max_attempts=1))
         assert len(cache) == len(segments) * 3
+
+
+def test_a_cache_file_written_before_the_runtime_cache_is_read(document, tmp_path) -> None:
+    """A replies table as qasynth's own SQLite code created and filled it (the layout and
+    the insert it used, column by column), read through today's RequestCache."""
+    import json
+    import sqlite3
+
+    path = tmp_path / "cache.sqlite"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS replies (\n    key TEXT PRIMARY KEY,\n"
+        "    teacher TEXT NOT NULL,\n    prompt_version TEXT NOT NULL,\n"
+        "    segment_id TEXT NOT NULL,\n    task TEXT NOT NULL,\n    seed INTEGER NOT NULL,\n"
+        "    attempt INTEGER NOT NULL,\n    text TEXT NOT NULL,\n    meta TEXT NOT NULL,\n"
+        "    created REAL NOT NULL\n)"
+    )
+    meta = {"finish_reason": "stop", "tokens": 12}
+    db.execute(
+        "INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ("k-old", "m", "v1", "s1", "extract-single", 0, 0, "Evidence: old", json.dumps(meta), 1.0),
+    )
+    db.commit()
+    db.close()
+    with RequestCache(path) as cache:
+        assert len(cache) == 1
+        reply = cache.get("k-old")
+        assert reply is not None and reply.text == "Evidence: old" and reply.meta == meta
+        (segment,) = sample_segments(document, 1, seed=0)
+        prompt = prompts.build_prompt(segment, Task.EXTRACT_SINGLE)
+        cache.put("m", TeacherRequest("k-new", prompt, seed=0), TeacherReply(text="new", meta={}))
+    with RequestCache(path) as cache:
+        assert len(cache) == 2 and cache.get("k-new") is not None

@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from mmprolong_runtime import config_hash
 from mmprolong_schemas import (
     HistogramBin,
     K,
@@ -20,7 +21,14 @@ from mmprolong_schemas import (
     read_parquet,
     write_parquet,
 )
-from qasynth.mix import MixtureError, build_mixture, load_index, select
+from qasynth.mix import (
+    MixtureError,
+    _fingerprint,
+    _sample_files,
+    build_mixture,
+    load_index,
+    select,
+)
 
 LONG = (Task.EXTRACT_SINGLE, Task.EXTRACT_MULTI, Task.REASONING)
 
@@ -132,6 +140,25 @@ def test_rerun_reuses_the_mixture(pool, tmp_path) -> None:
     written = shard.stat().st_mtime_ns
     assert build_mixture([pool], tmp_path / "mix", spec, plot=False)["reused"] is True
     assert shard.stat().st_mtime_ns == written
+
+
+def test_a_mixture_report_from_before_the_completion_record_is_reused(pool, tmp_path) -> None:
+    # The old report: "key" held the config parts themselves, and no "outputs" list.
+    spec = MixtureSpec(token_budget=10 * M)
+    out = tmp_path / "mix"
+    build_mixture([pool], out, spec, plot=False)
+    report = json.loads((out / "mixture.json").read_text())
+    report.pop("outputs")
+    report["key"] = {
+        "spec": config_hash(spec.model_dump(mode="json")),
+        "inputs": _fingerprint(_sample_files([pool])),
+        "shard_size": 2000,
+        "shortfall": "shrink",
+    }
+    (out / "mixture.json").write_text(json.dumps(report))
+    assert build_mixture([pool], out, spec, plot=False)["reused"] is True
+    (out / report["shards"][0]).unlink()
+    assert "reused" not in build_mixture([pool], out, spec, plot=False)
 
 
 def test_small_pool_shrinks_repeats_or_fails(pool, tmp_path) -> None:

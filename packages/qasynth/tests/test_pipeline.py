@@ -37,6 +37,13 @@ class MemoryPool:
         return self.renderer.render(doc_id, pages, dpi)
 
 
+def _as_before_the_completion_record(summary) -> None:
+    """Rewrite a stage summary in its old form: "key" and facts, no "outputs" list."""
+    data = json.loads(summary.read_text())
+    data.pop("outputs")
+    summary.write_text(json.dumps(data))
+
+
 def test_stages_write_their_layout_and_reuse_it(doc_factory, renderer, tmp_path) -> None:
     docs = [doc_factory(f"p{i}", num_pages=36 + i) for i in range(3)]
     docs.append(doc_factory("too-short", num_pages=20, section_pages=None))
@@ -45,6 +52,8 @@ def test_stages_write_their_layout_and_reuse_it(doc_factory, renderer, tmp_path)
     summary = segment_pool(pool, run, per_doc=2)
     assert summary["documents_chosen"] == 3 and summary["skipped"] == {"pages-out-of-range": 1}
     assert summary["segments"] == 6
+    assert segment_pool(pool, run, per_doc=2)["reused"] is True
+    _as_before_the_completion_record(run / "segments.json")
     assert segment_pool(pool, run, per_doc=2)["reused"] is True
     assert len(list(read_jsonl(run / SEGMENTS_FILE, Segment))) == 6
 
@@ -78,6 +87,11 @@ def test_stages_write_their_layout_and_reuse_it(doc_factory, renderer, tmp_path)
     assert result["short_image_roots"] == {short_source(short): str(tmp_path)}
     vqa = list(read_parquet(run / "samples" / "vqa.parquet", Sample))
     assert all(s.messages[0].content[0].type == "text" for s in vqa)
+    again = assemble_samples(
+        pool, run, AssembleConfig(page_labels=True), ocr=True, short_inputs=[short]
+    )
+    assert again["reused"] is True
+    _as_before_the_completion_record(run / "samples" / "summary.json")
     again = assemble_samples(
         pool, run, AssembleConfig(page_labels=True), ocr=True, short_inputs=[short]
     )

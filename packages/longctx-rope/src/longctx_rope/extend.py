@@ -23,9 +23,9 @@ import torch
 from pydantic import TypeAdapter
 
 from longctx_rope.architectures import Architecture, describe_architecture, text_config_dict
-from longctx_rope.atomic_dir import atomic_dir
 from longctx_rope.loaders import RopeView, loader_views
 from longctx_rope.methods import NtkBaseSpec, RopeSpec
+from mmprolong_runtime.atomic_dir import atomic_dir
 from mmprolong_schemas import ModelFamily, atomic_path
 
 log = logging.getLogger(__name__)

@@ -28,8 +28,8 @@ from transformers import (
     Qwen3VLForConditionalGeneration,
 )
 
-from longctx_rope.atomic_dir import atomic_dir
 from longctx_rope.processors import ImageOnlyQwen2_5_VLProcessor, ImageOnlyQwen3VLProcessor
+from mmprolong_runtime.atomic_dir import atomic_dir
 from mmprolong_schemas import ModelFamily
 
 SPECIAL_TOKENS: tuple[str, ...] = (

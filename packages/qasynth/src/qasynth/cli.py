@@ -78,7 +78,7 @@ def _need(path: Path, stage: str) -> None:
 def _summary(title: str, data: dict[str, Any]) -> None:
     table = Table(title=title, show_header=False)
     for key, value in data.items():
-        if key == "key":
+        if key in ("key", "outputs"):  # the completion record, not a result
             continue
         table.add_row(str(key), json.dumps(value) if isinstance(value, dict | list) else str(value))
     console.print(table)

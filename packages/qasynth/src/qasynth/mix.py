@@ -22,7 +22,6 @@ rows), and skips a shard already written with that key, so a killed mix resumes.
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
 from collections.abc import Sequence
@@ -36,6 +35,7 @@ import pyarrow.parquet as pq
 
 from mmprolong_runtime import config_hash
 from mmprolong_runtime.executor import Executor
+from mmprolong_runtime.finished import finish, keyed_metadata, parquet_key, read_finished
 from mmprolong_schemas import B, K, LengthDistribution, MixtureSpec, Task, atomic_path
 from qasynth.bounded_cache import ByteBoundedLRU
 from qasynth.steps import run_steps
@@ -341,19 +341,18 @@ def build_mixture(
     _check_apart(inputs, out)
     files = _sample_files(inputs)
     inputs_key = _fingerprint(files)
-    key = {
-        "spec": config_hash(spec.model_dump(mode="json")),
-        "inputs": inputs_key,
-        "shard_size": shard_size,
-        "shortfall": shortfall,
-    }
+    key = config_hash(
+        {
+            "spec": config_hash(spec.model_dump(mode="json")),
+            "inputs": inputs_key,
+            "shard_size": shard_size,
+            "shortfall": shortfall,
+        }
+    )
     report_path = out / REPORT_FILE
-    if report_path.exists():
-        previous = json.loads(report_path.read_text(encoding="utf-8"))
-        shards = previous.get("shards", [])
-        if previous.get("key") == key and all((out / s).exists() for s in shards):
-            previous["reused"] = True
-            return dict(previous)
+    previous = read_finished(report_path, key, old_outputs=lambda old: old.get("shards", []))
+    if previous:
+        return previous | {"reused": True}
     started = time.perf_counter()
     index = load_index(files, executor)
     mixture = select(index, spec, shortfall)
@@ -371,7 +370,6 @@ def build_mixture(
         per_task[task] = stats
     total = int(index.tokens[rows].sum())
     report = {
-        "key": key,
         "spec": spec.model_dump(mode="json"),
         "shortfall": shortfall,
         "budget_scale": round(mixture.scale, 6),
@@ -389,9 +387,7 @@ def build_mixture(
     if plot:
         _plot(out / HISTOGRAM_FILE, index, rows, spec.max_length)
     report["seconds"] = round(time.perf_counter() - started, 3)
-    with atomic_path(report_path) as tmp:
-        tmp.write_text(json.dumps(report, indent=1), encoding="utf-8")
-    return report | {"shards_reused": reused}
+    return finish(report_path, key, shards, **report) | {"shards_reused": reused}
 
 
 def _write_shards(
@@ -431,16 +427,6 @@ def _write_shards(
     return names, sum(1 for name in names if written[name] == "reused")
 
 
-def shard_key(path: str | Path) -> str | None:
-    """The content key a mixture shard was written with (None: absent or unreadable)."""
-    try:
-        metadata = pq.read_schema(path).metadata or {}
-    except (pa.ArrowInvalid, OSError):
-        return None
-    value = metadata.get(SHARD_KEY)
-    return value.decode() if value else None
-
-
 def write_shard(
     target: str,
     key: str,
@@ -452,7 +438,7 @@ def write_shard(
     """Map step: write rows ``row_of`` of ``files[file_of]``, in that order, to ``target``
     atomically, in the schema of ``reference``, tagged with ``key``. A shard already written
     with ``key`` is kept ("reused"); else "written"."""
-    if shard_key(target) == key:
+    if parquet_key(target, SHARD_KEY) == key:
         return "reused"
     schema = pq.read_schema(reference)
     pieces, order = [], []
@@ -464,7 +450,7 @@ def write_shard(
     table = pa.concat_tables(pieces)
     # Restore the chosen order after taking per file.
     table = table.take(pa.array(np.argsort(np.concatenate(order), kind="stable")))
-    metadata = dict(schema.metadata or {}) | {SHARD_KEY: key.encode()}
+    metadata = keyed_metadata(schema.metadata, SHARD_KEY, key)
     with atomic_path(target) as tmp:
         pq.write_table(table.replace_schema_metadata(metadata), tmp, compression="zstd")
     return "written"

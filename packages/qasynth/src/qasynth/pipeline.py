@@ -32,6 +32,7 @@ from PIL import Image
 
 from mmprolong_runtime import config_hash
 from mmprolong_runtime.executor import Executor
+from mmprolong_runtime.finished import finish, read_finished
 from mmprolong_schemas import (
     Document,
     QAPair,
@@ -74,14 +75,6 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _file_digest(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -119,8 +112,8 @@ def segment_pool(
     }
     key = config_hash({"settings": settings, "docs": sorted(outlines)})
     summary_path = run / SEGMENTS_SUMMARY
-    previous = _read_json(summary_path)
-    if previous and previous.get("key") == key and (run / SEGMENTS_FILE).exists():
+    previous = read_finished(summary_path, key, old_outputs=lambda _: [SEGMENTS_FILE])
+    if previous:
         return previous | {"reused": True}
     result = select_documents((o.info for o in outlines.values()), selection, seed)
     draws = Counter(info.doc_id for info in result.chosen)
@@ -129,19 +122,19 @@ def segment_pool(
         segments += sample_segments(outlines[doc_id], draws[doc_id] * per_doc, seed, pages)
     write_jsonl(run / SEGMENTS_FILE, segments)
     lengths = Counter(len(s.pages) for s in segments)
-    summary = {
-        "key": key,
-        "settings": settings,
-        "documents_in_pool": len(outlines),
-        "documents_chosen": len(draws),
-        "draws": len(result.chosen),
-        "skipped": dict(result.skipped),
-        "segments": len(segments),
-        "with_sections": sum(bool(s.section_titles) for s in segments),
-        "segment_pages": dict(sorted(lengths.items())),
-    }
-    _write_json(summary_path, summary)
-    return summary
+    return finish(
+        summary_path,
+        key,
+        [SEGMENTS_FILE],
+        settings=settings,
+        documents_in_pool=len(outlines),
+        documents_chosen=len(draws),
+        draws=len(result.chosen),
+        skipped=dict(result.skipped),
+        segments=len(segments),
+        with_sections=sum(bool(s.section_titles) for s in segments),
+        segment_pages=dict(sorted(lengths.items())),
+    )
 
 
 def generate_pairs(
@@ -195,8 +188,8 @@ def assemble_samples(
             "short": [(str(p), _file_digest(Path(p))) for p in short_inputs],
         }
     )
-    previous = _read_json(out / "summary.json")
-    if previous and previous.get("key") == key:
+    previous = read_finished(out / "summary.json", key, old_outputs=_old_sample_files)
+    if previous:
         return previous | {"reused": True}
     pairs = sorted(read_jsonl(pairs_path, QAPair), key=lambda p: (p.doc_id, p.qa_id))
     skipped: Counter[str] = Counter()
@@ -236,16 +229,21 @@ def assemble_samples(
             roots[short_source(path)] = str(root)
             short += load_short_samples(path, root, config.spec, skipped)
         counts["short"] = write_parquet(out / "short.parquet", short, Sample)
-    summary = {
-        "key": key,
-        "samples": counts,
-        "skipped": dict(skipped),
-        "short_image_roots": roots,
-        "page_labels": config.page_labels,
-        "max_length": config.max_length,
-    }
-    _write_json(out / "summary.json", summary)
-    return summary
+    return finish(
+        out / "summary.json",
+        key,
+        [f"{kind}.parquet" for kind in counts],
+        samples=counts,
+        skipped=dict(skipped),
+        short_image_roots=roots,
+        page_labels=config.page_labels,
+        max_length=config.max_length,
+    )
+
+
+def _old_sample_files(summary: dict[str, Any]) -> list[str]:
+    """The Parquet files a samples summary from before ``outputs`` covers: one per count."""
+    return [f"{kind}.parquet" for kind in summary.get("samples", {})]
 
 
 def _short_root(path: Path, out: Path) -> Path:

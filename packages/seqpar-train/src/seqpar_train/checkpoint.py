@@ -154,6 +154,9 @@ def save_checkpoint(
     """Collective: every rank calls it. Returns the final directory."""
     base = Path(root)
     final = base / f"step-{state.step:08d}"
+    # Not mmprolong_runtime.atomic_dir: every rank writes into this directory, so its name is
+    # broadcast, and only rank 0 renames it after a barrier, once COMPLETE.json is written;
+    # a with-block in one process cannot span that. ``_prune`` clears what a kill left.
     partial = Path(_broadcast_str(str(base / f"{final.name}.partial-{uuid.uuid4().hex[:8]}")))
     if _rank() == 0:
         partial.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,6 @@ exported to ``sft/hf``, which evaluation then scores as the trained model.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,8 @@ from mmprolong.stages.pool import pool_path
 from mmprolong.stages.report import Contributor
 from mmprolong.stages.train import image_root, render_workers, trained_checkpoint
 from mmprolong_runtime import config_hash
-from mmprolong_schemas import ImagePart, Recipe, Sample, SftConfig, atomic_path, write_parquet
+from mmprolong_runtime.finished import finish, read_finished
+from mmprolong_schemas import ImagePart, Recipe, Sample, SftConfig, write_parquet
 
 DATA_DIR = "data"
 SUMMARY = "summary.json"
@@ -120,10 +120,9 @@ def build_sft_data(ctx: StageContext, settings: SftConfig) -> dict[str, Any]:
         }
     )
     summary_path = data_dir / SUMMARY
-    if summary_path.exists():
-        previous: dict[str, Any] = json.loads(summary_path.read_text(encoding="utf-8"))
-        if previous.get("key") == key and all((data_dir / s).exists() for s in previous["shards"]):
-            return previous
+    previous = read_finished(summary_path, key, old_outputs=lambda old: old["shards"])
+    if previous:
+        return previous
     skipped: Counter[str] = Counter()
     samples: list[Sample] = []
     roots: set[Path] = set()
@@ -159,18 +158,17 @@ def build_sft_data(ctx: StageContext, settings: SftConfig) -> dict[str, Any]:
             data_dir / name, (samples[i] for i in chosen[start : start + SHARD_SAMPLES]), Sample
         )
         shards.append(name)
-    summary = {
-        "key": key,
-        "samples": len(chosen),
-        "distinct_samples": len(set(chosen)),
-        "tokens": selected,
-        "skipped": dict(skipped),
-        "image_root": pictures,
-        "shards": shards,
-    }
-    with atomic_path(summary_path) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    return summary
+    return finish(
+        summary_path,
+        key,
+        shards,
+        samples=len(chosen),
+        distinct_samples=len(set(chosen)),
+        tokens=selected,
+        skipped=dict(skipped),
+        image_root=pictures,
+        shards=shards,
+    )
 
 
 def _data_settings(ctx: StageContext, image_root: str | None) -> dict[str, Any]:

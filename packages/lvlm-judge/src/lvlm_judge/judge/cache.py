@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
-import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from mmprolong_runtime.sqlite_cache import SqliteCache
 
 
 def cache_key(
@@ -21,6 +21,14 @@ def cache_key(
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+VERDICT_COLUMNS = {
+    "score": "REAL NOT NULL",
+    "rationale": "TEXT NOT NULL",
+    "reply": "TEXT NOT NULL",
+    "tokens": "INTEGER NOT NULL",
+}
+
+
 @dataclass(frozen=True)
 class CachedVerdict:
     score: float
@@ -30,40 +38,23 @@ class CachedVerdict:
 
 
 class JudgeCache:
-    """Verdicts by key. Safe to share between threads of one process; every put is committed
-    at once so a killed run keeps what it paid for."""
+    """Verdicts by key, in the runtime's ``SqliteCache`` (the table lvlm-judge has always
+    written). Safe to share between threads of one process; every put is committed at once
+    so a killed run keeps what it paid for."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, score REAL NOT NULL, "
-            "rationale TEXT NOT NULL, reply TEXT NOT NULL, tokens INTEGER NOT NULL)"
-        )
-        self._db.commit()
+        self._table = SqliteCache(path, "verdicts", VERDICT_COLUMNS)
+        self.path = self._table.path
 
     def get(self, key: str) -> CachedVerdict | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT score, rationale, reply, tokens FROM verdicts WHERE key = ?", (key,)
-            ).fetchone()
+        row = self._table.get(key)
         return CachedVerdict(*row) if row else None
 
     def put(self, key: str, verdict: CachedVerdict) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?)",
-                (key, verdict.score, verdict.rationale, verdict.reply, verdict.tokens),
-            )
-            self._db.commit()
+        self._table.put(key, (verdict.score, verdict.rationale, verdict.reply, verdict.tokens))
 
     def __len__(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0])
+        return len(self._table)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._table.close()

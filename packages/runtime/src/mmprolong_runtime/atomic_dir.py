@@ -1,10 +1,10 @@
-"""Atomic creation of output directories (checkpoints are directories, not single files)."""
+"""Atomic creation of output directories (checkpoints and exported models are directories)."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,12 +13,20 @@ from pathlib import Path
 @contextmanager
 def atomic_dir(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
     """Yield an empty temporary directory next to ``path``; it becomes ``path`` only if the
-    block finishes, so a killed run never leaves a half-written checkpoint behind."""
+    block finishes, so a killed run never leaves a half-written directory behind."""
     target = Path(path)
     if target.exists() and not overwrite:
         raise FileExistsError(f"output directory {target} already exists")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    # mkdir, not mkdtemp: the directory gets 0777 less the umask (mkdtemp would make it 0700),
+    # so colleagues and Ray workers can read the model; a random name, never reused.
+    while True:
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            tmp.mkdir()
+        except FileExistsError:
+            continue
+        break
     try:
         yield tmp
         if target.exists():
