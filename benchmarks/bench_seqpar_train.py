@@ -17,9 +17,14 @@ import torch
 import torch.nn.functional as F
 from benchlib import Result, best_of
 
-from seqpar_train import min_rows_bound, pack_cut, pack_ffd, packing_stats
 from seqpar_train.batch import IGNORE_INDEX, PackedRow, shift_labels
-from seqpar_train.data.packing import placed_tokens
+from seqpar_train.data.packing import (
+    min_rows_bound,
+    pack_cut,
+    pack_ffd,
+    packing_stats,
+    placed_tokens,
+)
 from seqpar_train.distributed import spawn_local
 from seqpar_train.forward import row_loss
 from seqpar_train.loss import labelled_cross_entropy
@@ -242,7 +247,7 @@ def _cut_packing() -> Result:
 
 
 def _mid_config(layers: int = 4, hidden: int = 256) -> object:
-    from longctx_rope import tiny_config
+    from longctx_rope.tiny import tiny_config
 
     return tiny_config(
         "qwen2.5-vl",
@@ -503,7 +508,7 @@ def planner_measure_worker(size: str) -> dict[str, float]:
 
 
 def _plan_config(size: str) -> object:
-    from longctx_rope import tiny_config
+    from longctx_rope.tiny import tiny_config
 
     if size == "tiny":
         return tiny_config("qwen2.5-vl")
@@ -614,7 +619,7 @@ def _validation_cost(work: Path) -> Result:
         ],
     )
     result = train(config)
-    from longctx_rope import tiny_config
+    from longctx_rope.tiny import tiny_config
 
     assert config.model.tiny is not None
     model_config = tiny_config(config.model.tiny)

@@ -22,7 +22,7 @@ from seqpar_train.planner import (
 
 
 def _tiny(family="qwen2.5-vl"):
-    from longctx_rope import tiny_config
+    from longctx_rope.tiny import tiny_config
 
     return tiny_config(family)
 
