@@ -510,40 +510,6 @@ def _float32(config: Any) -> Any:
     return config
 
 
-def run_step(
-    config: Any,
-    row: PackedRow,
-    *,
-    world_size: int,
-    sp: int,
-    fsdp: int,
-    activation_checkpointing: bool,
-    cpu_offload: bool,
-    loss_chunk: int,
-    fake: bool = True,
-    steps: int = 1,
-    micro_rows: int = 1,
-) -> MemoryBreakdown:
-    """Run ``steps`` training steps of ``micro_rows`` rows each on rank 0 of ``world_size``
-    and return the peak GPU memory FSDPMemTracker records, under CPU offload when
-    ``cpu_offload``. ``fake``: under FakeTensorMode with a fake process group (the plan);
-    otherwise for real in a group this process already joined (the planner's accuracy
-    check)."""
-    measured = measure_step(
-        config,
-        row,
-        world_size=world_size,
-        sp=sp,
-        fsdp=fsdp,
-        activation_checkpointing=activation_checkpointing,
-        loss_chunk=loss_chunk,
-        fake=fake,
-        steps=steps,
-        micro_rows=micro_rows,
-    )
-    return measured[cpu_offload]
-
-
 def measure_step(
     config: Any,
     row: PackedRow,
