@@ -540,23 +540,6 @@ def load_mmlb_folder(
     return items
 
 
-def load_doc_benchmark(
-    root: str | Path,
-    image_root: str | Path | None = None,
-    *,
-    datasets: Iterable[str] = DOC_DATASETS,
-    lengths: Iterable[int] = (64 * K, 128 * K),
-    check_images: bool = True,
-    subset: Subset = "all",
-    report: LoadReport | None = None,
-) -> list[EvalItem]:
-    """Every (dataset, length) documentQA file under ``root`` (see load_mmlb_folder)."""
-    return load_mmlb_folder(
-        root, image_root, datasets=datasets, lengths=lengths, check_images=check_images,
-        subset=subset, report=report,
-    )  # fmt: skip
-
-
 VLMEVALKIT_MAX_PAGES = 120
 """VLMEvalKit shows a document's first 120 pages."""
 
