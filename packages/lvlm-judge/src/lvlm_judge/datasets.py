@@ -712,16 +712,23 @@ def _tsv_image(root: Path | None, length: int, name: str) -> str:
     return name
 
 
+def _tsv_extra_and_images(where: str, row: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+    """A VLMEvalKit MMLongBench row's extra_info (a JSON object) and image_path (a JSON list
+    of file names)."""
+    extra = _tsv_json(where, row, "extra_info")
+    images = _tsv_json(where, row, "image_path")
+    if not isinstance(extra, dict):
+        raise DatasetError(f"{where}: extra_info must be a JSON object")
+    if not isinstance(images, list) or not all(isinstance(p, str) for p in images):
+        raise DatasetError(f"{where}: image_path must be a JSON list of file names")
+    return extra, images
+
+
 def _mmlb_tsv_item(
     where: str, row: dict[str, str], length: int, root: Path | None,
     resolver: ContextResolver | None,
 ) -> EvalItem:  # fmt: skip
-    extra = _tsv_json(where, row, "extra_info")
-    pages = _tsv_json(where, row, "image_path")
-    if not isinstance(extra, dict):
-        raise DatasetError(f"{where}: extra_info must be a JSON object")
-    if not isinstance(pages, list) or not all(isinstance(p, str) for p in pages):
-        raise DatasetError(f"{where}: image_path must be a JSON list of file names")
+    extra, pages = _tsv_extra_and_images(where, row)
     dataset = str(_field(where, row, "source_dataset"))
     answer_format = str(_field(where, extra, "answer_format"))
     answer = extra.get("answer", _field(where, row, "answer"))  # extra_info keeps it typed
@@ -783,12 +790,7 @@ def _tsv_niah_record(
     convert_niah): the haystack is the filled prompt's middle (after the one-paragraph
     instruction, before "Question: <question>"), image_path is the haystack images followed by
     the needle or option images, and extra_info is the record less its id and ctxs."""
-    extra = _tsv_json(where, row, "extra_info")
-    images = _tsv_json(where, row, "image_path")
-    if not isinstance(extra, dict):
-        raise DatasetError(f"{where}: extra_info must be a JSON object")
-    if not isinstance(images, list) or not all(isinstance(p, str) for p in images):
-        raise DatasetError(f"{where}: image_path must be a JSON list of file names")
+    extra, images = _tsv_extra_and_images(where, row)
     question = str(_field(where, extra, "question"))
     prompt = str(_field(where, row, "question"))
     ending = f"\n\nQuestion: {question}"
