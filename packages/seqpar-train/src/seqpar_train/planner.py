@@ -46,7 +46,15 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from mmprolong_schemas import K, Model
 from seqpar_train.batch import IGNORE_INDEX, PackedRow
-from seqpar_train.flops import ArchSpec, RowShape, arch_from_config, page_row, training_flops
+from seqpar_train.flops import (
+    ArchSpec,
+    RowShape,
+    arch_from_config,
+    page_row,
+    seconds_at_mfu,
+    steps_for_budget,
+    training_flops,
+)
 
 GIB = 2**30
 OFFLOADED = ("Sharded Param", "Sharded Grad", "OptState")
@@ -696,10 +704,10 @@ def plan_pair(setup: PlanSetup, *, config: Any = None, vision: Any = None) -> di
         answer_tokens=setup.answer_tokens,
     )
     flops = training_flops(arch, filled.doc_lens, filled.label_tokens, filled.image_grids)
-    steps = math.ceil(setup.token_budget / (rows * filled.tokens))
+    steps = steps_for_budget(setup.token_budget, rows * filled.tokens)
     compute_seconds = None
     if peak_tflops is not None:
-        compute_seconds = rows * flops.causal / (setup.gpus * peak_tflops * 1e12 * setup.mfu)
+        compute_seconds = seconds_at_mfu(rows * flops.causal, setup.gpus, peak_tflops, setup.mfu)
     # Offload copies per optimizer step and rank: every micro-row all-gathers each unit's
     # parameter shard twice (forward, and backward after resharding; the root once, counted
     # twice), each copied in from the host first; the gradient shards (fp32, as many bytes
