@@ -9,14 +9,12 @@ rope_scaling), so every loader reads the same base.
 
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from longctx_rope.atomic_dir import atomic_dir
 from mmprolong_schemas import RopeConfig
 from seqpar_train.checkpoint import latest_checkpoint, load_model_weights
 from seqpar_train.config import TrainConfig
@@ -67,9 +65,7 @@ def export_hf(
     if target.exists():
         raise FileExistsError(f"{target} exists; export to a new directory")
     # Written beside the target and renamed, so a reader never sees a half-exported model.
-    scratch = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
-    scratch.mkdir(parents=True)
-    try:
+    with atomic_dir(target) as scratch:
         hf_model.save_pretrained(scratch, safe_serialization=True)
         if config.model.path is not None:
             _copy_processor(config.model.path, scratch)
@@ -81,9 +77,6 @@ def export_hf(
             if config.model.rope is None:
                 _check_carried_base(hf_model, spec.base)
             write_rope_config(scratch, spec)
-        os.replace(scratch, target)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     return target
 
 
