@@ -265,6 +265,11 @@ class PlanSetup(Model):
     token_budget: int = Field(default=5 * 2**30, ge=1)
     row_fill: float = Field(default=0.77, gt=0, le=1, description="Real tokens per row slot.")
 
+    @property
+    def fsdp_size(self) -> int:
+        """Ranks one FSDP group shards over (``fsdp``, or all ranks left by SP)."""
+        return self.fsdp if self.fsdp != -1 else self.gpus // self.sp
+
 
 class MemoryBreakdown(Model):
     """Bytes on one rank at its peak, by what holds them (FSDPMemTracker's categories)."""
@@ -792,9 +797,8 @@ def plan_table(result: Plan) -> Any:
     from rich.table import Table
 
     s = result.setup
-    fsdp = s.fsdp if s.fsdp != -1 else s.gpus // s.sp
     title = (
-        f"{s.model}: {s.seq_len} tokens, {s.gpus} x {s.gpu or '?'}, SP{s.sp} x FSDP{fsdp}, "
+        f"{s.model}: {s.seq_len} tokens, {s.gpus} x {s.gpu or '?'}, SP{s.sp} x FSDP{s.fsdp_size}, "
         f"AC {'on' if s.activation_checkpointing else 'off'}, "
         f"offload {'on' if s.cpu_offload else 'off'} ({result.label})"
     )
