@@ -8,15 +8,9 @@ from pathlib import Path
 import torch
 from benchlib import Result, best_of
 
-from longctx_rope import (
-    MRopeLayout,
-    PackedDoc,
-    build_tiny_model,
-    get_rope_index,
-    packed_position_ids,
-    special_token_id,
-)
+from longctx_rope import MRopeLayout, PackedDoc, get_rope_index, packed_position_ids
 from longctx_rope.span import PageImage, TextRun, layout_span
+from longctx_rope.tiny import build_tiny_model, special_token_id
 from mmprolong_schemas import VisionTokenSpec
 
 START = special_token_id("<|vision_start|>")

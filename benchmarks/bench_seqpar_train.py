@@ -17,9 +17,14 @@ import torch
 import torch.nn.functional as F
 from benchlib import Result, best_of
 
-from seqpar_train import min_rows_bound, pack_cut, pack_ffd, packing_stats
 from seqpar_train.batch import IGNORE_INDEX, PackedRow, shift_labels
-from seqpar_train.data.packing import placed_tokens
+from seqpar_train.data.packing import (
+    min_rows_bound,
+    pack_cut,
+    pack_ffd,
+    packing_stats,
+    placed_tokens,
+)
 from seqpar_train.distributed import spawn_local
 from seqpar_train.forward import row_loss
 from seqpar_train.loss import labelled_cross_entropy
@@ -242,7 +247,7 @@ def _cut_packing() -> Result:
 
 
 def _mid_config(layers: int = 4, hidden: int = 256) -> object:
-    from longctx_rope import tiny_config
+    from longctx_rope.tiny import tiny_config
 
     return tiny_config(
         "qwen2.5-vl",
@@ -443,7 +448,6 @@ PLAN_OPTIONS = {
     "sp": 1,
     "fsdp": -1,
     "activation_checkpointing": True,
-    "cpu_offload": False,
     "loss_chunk": 256,
 }
 
@@ -486,7 +490,7 @@ def planner_measure_worker(size: str) -> dict[str, float]:
     """The step the planner plans, for real in a one-rank gloo group: torch's tracker on
     real tensors, the CPU allocator's peak over the step (torch.profiler with
     profile_memory; model build included) and the process's peak RSS growth."""
-    from seqpar_train.planner import run_step
+    from seqpar_train.planner import measure_step
 
     config = _plan_config(size)
     row = _plan_row(config)
@@ -494,7 +498,7 @@ def planner_measure_worker(size: str) -> dict[str, float]:
     before = _peak_rss_kib()
     activities = [torch.profiler.ProfilerActivity.CPU]
     with torch.profiler.profile(activities=activities, profile_memory=True) as profile:
-        tracked = run_step(config, row, world_size=1, fake=False, **PLAN_OPTIONS)  # type: ignore[arg-type]
+        tracked = measure_step(config, row, world_size=1, fake=False, **PLAN_OPTIONS)[False]  # type: ignore[arg-type]
     return {
         "tracked": float(tracked.peak),
         "allocator": float(_allocator_peak(profile)),
@@ -503,7 +507,7 @@ def planner_measure_worker(size: str) -> dict[str, float]:
 
 
 def _plan_config(size: str) -> object:
-    from longctx_rope import tiny_config
+    from longctx_rope.tiny import tiny_config
 
     if size == "tiny":
         return tiny_config("qwen2.5-vl")
@@ -529,13 +533,13 @@ def _plan_config(size: str) -> object:
 def _planner_accuracy() -> list[Result]:
     """Predicted (fake mode, fake group) against measured (the same step for real) peak,
     two ways: live tensor bytes (torch's tracker) and the CPU allocator's peak."""
-    from seqpar_train.planner import run_step
+    from seqpar_train.planner import measure_step
 
     results = []
     for size in ("tiny", "medium"):
         config = _plan_config(size)
         params = sum(p.numel() for p in build_model(config).parameters())
-        predicted = run_step(config, _plan_row(config), world_size=1, **PLAN_OPTIONS)  # type: ignore[arg-type]
+        predicted = measure_step(config, _plan_row(config), world_size=1, **PLAN_OPTIONS)[False]  # type: ignore[arg-type]
         measured = spawn_local(planner_measure_worker, 1, size)[0]
         model = (
             f"{size} model ({params / 1e6:.0f}M params, fp32 master + AdamW), {PLAN_ROW}-token row"
@@ -614,7 +618,7 @@ def _validation_cost(work: Path) -> Result:
         ],
     )
     result = train(config)
-    from longctx_rope import tiny_config
+    from longctx_rope.tiny import tiny_config
 
     assert config.model.tiny is not None
     model_config = tiny_config(config.model.tiny)

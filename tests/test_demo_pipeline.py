@@ -201,7 +201,7 @@ def test_data_stages_on_ray_write_what_local_wrote(demo_run: Path, tmp_path: Pat
 def test_the_demo_mixture_fills_rows_by_cutting_documents(demo_run: Path) -> None:
     """The samples qasynth assembled carry cut_after, and seqpar-train's fill="cut" fills
     rows with them: fuller rows than whole samples, each cut sample built as planned."""
-    from longctx_rope import tiny_config
+    from longctx_rope.tiny import tiny_config
     from seqpar_train import TrainConfig
     from seqpar_train.batch import IGNORE_INDEX
     from seqpar_train.data.mixture import MixtureRows

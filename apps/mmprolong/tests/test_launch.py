@@ -179,7 +179,7 @@ def test_demo_short_data_reads_as_llava_onevision(tmp_path: Path) -> None:
 def test_sft_rows_carry_the_short_data_pictures(tmp_path: Path) -> None:
     """The SFT shard's picture samples reach seqpar-train with their image root: its rows hold
     their image tokens and pixels."""
-    from longctx_rope import tiny_config
+    from longctx_rope.tiny import tiny_config
     from seqpar_train import TrainConfig
     from seqpar_train.data.mixture import MixtureRows
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from transformers import PreTrainedModel, ProcessorMixin
 
-from longctx_rope import build_tiny_model, save_tiny_checkpoint
+from longctx_rope.tiny import build_tiny_model, save_tiny_checkpoint
 from mmprolong_schemas import (
     Document,
     Message,

@@ -9,21 +9,19 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoTokenizer
 
 from longctx_rope import (
-    NtkBaseSpec,
     RopeSpec,
     UnsupportedArchitectureError,
     VerificationError,
     apply_rope,
-    build_tiny_model,
     extend_checkpoint,
-    extended_config,
     loader_views,
     make_spec,
-    tiny_image,
     verify,
     write_rope_config,
 )
-from longctx_rope.extend import read_config, trained_context
+from longctx_rope.extend import extended_config, read_config, trained_context
+from longctx_rope.methods import NtkBaseSpec
+from longctx_rope.tiny import build_tiny_model, tiny_image
 
 HEAD_DIM = 32
 

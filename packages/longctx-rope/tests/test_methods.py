@@ -6,16 +6,14 @@ from pydantic import TypeAdapter, ValidationError
 from transformers import Qwen2_5_VLTextConfig
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
-from longctx_rope import (
+from longctx_rope import RopeSpec, make_spec, spec_from_recipe
+from longctx_rope.methods import (
     LinearSpec,
     NtkBaseSpec,
-    RopeSpec,
     SetBaseSpec,
     YarnSpec,
     default_inv_freq,
-    make_spec,
     ntk_base,
-    spec_from_recipe,
 )
 from mmprolong_schemas import RopeConfig, RopeMethod
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 from transformers import PreTrainedModel, ProcessorMixin
 
-from longctx_rope import PackedDoc, packed_position_ids, tiny_image
+from longctx_rope import PackedDoc, packed_position_ids
+from longctx_rope.tiny import tiny_image
 
 
 def _documents(processor: ProcessorMixin) -> list[dict[str, torch.Tensor]]:
@@ -101,7 +102,7 @@ def test_three_row_ids_leak_between_documents(
 def _video_document(model: PreTrainedModel, seed: int) -> dict[str, torch.Tensor]:
     """A text + video document built by hand (no video processor without torchvision): frames
     laid out as each family's processor lays them out, random patch pixels."""
-    from longctx_rope import special_token_id
+    from longctx_rope.tiny import special_token_id
 
     vision = model.config.vision_config
     t, h, w = 2, 4, 6

@@ -6,13 +6,8 @@ import pytest
 import torch
 from transformers import PreTrainedModel, ProcessorMixin
 
-from longctx_rope import (
-    MRopeLayout,
-    PackedDoc,
-    get_rope_index,
-    packed_position_ids,
-    special_token_id,
-)
+from longctx_rope import MRopeLayout, PackedDoc, get_rope_index, packed_position_ids
+from longctx_rope.tiny import special_token_id
 from mmprolong_schemas import ModelFamily
 
 START = special_token_id("<|vision_start|>")
@@ -132,7 +127,7 @@ def test_padded_batch_matches_transformers(
 def test_processor_output_matches_transformers(
     tiny: tuple[PreTrainedModel, ProcessorMixin],
 ) -> None:
-    from longctx_rope import tiny_image
+    from longctx_rope.tiny import tiny_image
 
     model, processor = tiny
     content = [{"type": "image"}, {"type": "text", "text": "entre"}, {"type": "image"}]
@@ -177,7 +172,7 @@ def test_grid_mismatches_are_clear_errors(grids: list[list[int]], message: str) 
 
 
 def test_packed_rows_restart_text_positions(family: str) -> None:
-    from longctx_rope import tiny_config
+    from longctx_rope.tiny import tiny_config
 
     config = tiny_config(family)
     rng = random.Random(5)
@@ -197,7 +192,7 @@ def test_packed_rows_restart_text_positions(family: str) -> None:
 
 
 def test_packed_rejects_empty_input() -> None:
-    from longctx_rope import tiny_config
+    from longctx_rope.tiny import tiny_config
 
     with pytest.raises(ValueError, match="at least one"):
         packed_position_ids([], tiny_config("qwen2.5-vl"))

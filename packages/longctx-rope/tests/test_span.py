@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from longctx_rope import MRopeLayout, get_rope_index, special_token_id
+from longctx_rope import MRopeLayout, get_rope_index
 from longctx_rope.span import PageImage, TextRun, layout_span, span_of_path, summarize
+from longctx_rope.tiny import special_token_id
 from mmprolong_schemas import ModelFamily, SchemaError, VisionTokenSpec, page_tokens
 
 START = special_token_id("<|vision_start|>")

@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
 
-from longctx_rope import (
+from longctx_rope import load_processor
+from longctx_rope.tiny import (
     SPECIAL_TOKENS,
-    load_processor,
     save_tiny_checkpoint,
     special_token_id,
     tiny_config,
@@ -116,7 +116,7 @@ def test_forward_and_generate_with_images(tiny: tuple[PreTrainedModel, Processor
 
 
 def test_same_seed_same_weights(family: str) -> None:
-    from longctx_rope import build_tiny_model
+    from longctx_rope.tiny import build_tiny_model
 
     first, _ = build_tiny_model(family, seed=3)
     second, _ = build_tiny_model(family, seed=3)
@@ -130,7 +130,7 @@ def test_checkpoint_round_trip(family: str, tmp_path: Path) -> None:
     out = save_tiny_checkpoint(family, tmp_path / "ckpt", seed=0)
     model = AutoModelForImageTextToText.from_pretrained(out).eval()
     processor = AutoProcessor.from_pretrained(out)
-    from longctx_rope import build_tiny_model
+    from longctx_rope.tiny import build_tiny_model
 
     reference, reference_processor = build_tiny_model(family, seed=0)
     text = _chat(processor, 1, "Wie groß?")

@@ -5,8 +5,10 @@ import math
 import pytest
 import torch
 
-from longctx_rope import build_tiny_model, describe_architecture, ntk_base
+from longctx_rope import describe_architecture
 from longctx_rope.architectures import Architecture
+from longctx_rope.methods import ntk_base
+from longctx_rope.tiny import build_tiny_model
 from longctx_rope.wavelengths import frequency_table, section_of_frequencies, summarize_sections
 
 

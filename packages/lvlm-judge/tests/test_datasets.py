@@ -14,9 +14,9 @@ from lvlm_judge.datasets import (
     LoadReport,
     length_bucket,
     length_from_name,
-    load_doc_benchmark,
     load_doc_file,
     load_heldout,
+    load_mmlb_folder,
     load_niah_file,
     load_vlmevalkit_tsv,
 )
@@ -36,7 +36,7 @@ from mmprolong_schemas import (
 
 def test_doc_benchmark_loads_every_format(tmp_path: Path) -> None:
     data = make_doc_benchmark(tmp_path, lengths=(8, 16))
-    items = load_doc_benchmark(data, lengths=[8 * 1024, 16 * 1024])
+    items = load_mmlb_folder(data, lengths=[8 * 1024, 16 * 1024], subset="all")
     assert len(items) == 3 * 2 * 2 * 5
     first = items[0]
     assert first.item_id == "mmlongdoc:8K:mmlongdoc_0"

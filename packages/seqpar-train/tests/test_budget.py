@@ -56,7 +56,7 @@ def test_rows_that_hold_nothing_keep_the_slot_rule_with_a_warning(caplog):
 
 
 def test_synthetic_row_tokens_match_the_built_rows():
-    from longctx_rope import tiny_config
+    from longctx_rope.tiny import tiny_config
     from seqpar_train.data.synthetic import SyntheticRows
 
     source = SyntheticRows(tiny_config("qwen2.5-vl"), SyntheticData(), 256, seed=3)

@@ -5,8 +5,8 @@ import torch
 
 from mmprolong_schemas import B, M, Recipe, ScheduleConfig
 from seqpar_train.config import TrainConfig, config_table, load_config
-from seqpar_train.flops import preset_arch, training_flops
-from seqpar_train.optim import build_optimizer, build_scheduler, lr_at, steps_for_budget
+from seqpar_train.flops import preset_arch, steps_for_budget, training_flops
+from seqpar_train.optim import build_optimizer, build_scheduler, lr_at
 from seqpar_train.parallel_dims import ParallelDims
 
 

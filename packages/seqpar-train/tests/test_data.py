@@ -184,7 +184,7 @@ def pool_and_samples(tmp_path_factory):
 
 
 def _rows(root, samples, max_length=4096):
-    from longctx_rope import tiny_config, tiny_processor
+    from longctx_rope.tiny import tiny_config, tiny_processor
     from seqpar_train.data.encode import SampleEncoder
     from seqpar_train.data.mixture import MixtureRows, read_mixture
 
@@ -393,7 +393,7 @@ def test_training_on_a_mixture_with_sp2_follows_the_single_process_run(pool_and_
 def test_short_samples_read_their_images_under_the_image_root(tmp_path):
     from PIL import Image
 
-    from longctx_rope import tiny_processor
+    from longctx_rope.tiny import tiny_processor
     from mmprolong_schemas import ImagePart
     from seqpar_train.data.encode import SampleEncoder, SampleError
 
@@ -428,7 +428,7 @@ def test_short_samples_read_their_images_under_the_image_root(tmp_path):
 
 
 def test_the_image_root_setting_reaches_the_sample_encoder(pool_and_samples, tmp_path):
-    from longctx_rope import tiny_config
+    from longctx_rope.tiny import tiny_config
     from seqpar_train.config import load_config
     from seqpar_train.data.mixture import MixtureRows
 
@@ -464,7 +464,7 @@ def _whole_document_samples(pool, labels):
 @pytest.mark.parametrize("labels", [False, True])
 @pytest.mark.parametrize("family", ["qwen2.5-vl", "qwen3-vl"])
 def test_cut_lengths_are_the_exact_lengths_of_the_cut_samples(pool_and_samples, family, labels):
-    from longctx_rope import tiny_processor
+    from longctx_rope.tiny import tiny_processor
     from seqpar_train.data.encode import SampleEncoder
 
     root, pool, _ = pool_and_samples
@@ -488,7 +488,7 @@ def test_cut_lengths_are_the_exact_lengths_of_the_cut_samples(pool_and_samples, 
 
 @pytest.mark.slow
 def test_filling_rows_by_cutting_builds_the_planned_rows(pool_and_samples, tmp_path):
-    from longctx_rope import tiny_config, tiny_processor
+    from longctx_rope.tiny import tiny_config, tiny_processor
     from seqpar_train.data.encode import SampleEncoder
     from seqpar_train.data.mixture import MixtureRows
 
@@ -536,7 +536,7 @@ def test_filling_rows_by_cutting_builds_the_planned_rows(pool_and_samples, tmp_p
 
 @pytest.mark.slow
 def test_training_with_cut_rows_reports_the_fill_and_what_was_left_out(pool_and_samples, tmp_path):
-    from longctx_rope import tiny_processor
+    from longctx_rope.tiny import tiny_processor
     from seqpar_train.config import load_config
     from seqpar_train.data.encode import SampleEncoder
     from seqpar_train.metrics import read_metrics

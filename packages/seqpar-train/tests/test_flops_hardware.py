@@ -101,7 +101,7 @@ def test_presets_are_the_published_configs_at_full_size():
 def test_vision_flops_equal_torch_flop_counter(family):
     """torch's FlopCounterMode over the real vision tower (eager attention, so the score and
     value products are matmuls it counts): our forward FLOPs, windows included, are equal."""
-    from longctx_rope import tiny_config
+    from longctx_rope.tiny import tiny_config
     from seqpar_train.modeling import build_model
 
     config = tiny_config(family)

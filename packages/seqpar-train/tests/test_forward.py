@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from longctx_rope import tiny_config
+from longctx_rope.tiny import tiny_config
 from seqpar_train.batch import shift_labels
 from seqpar_train.forward import PackedLossModel, row_loss
 from seqpar_train.modeling import build_model

@@ -12,17 +12,17 @@ from seqpar_train.planner import (
     candidate_setups,
     flash_memory_attention,
     flash_profile_attention,
+    measure_step,
     plan,
     plan_pair,
     planned_row,
     relative_cost,
-    run_step,
     search_setups,
 )
 
 
 def _tiny(family="qwen2.5-vl"):
-    from longctx_rope import tiny_config
+    from longctx_rope.tiny import tiny_config
 
     return tiny_config(family)
 
@@ -91,10 +91,9 @@ def test_fake_step_agrees_with_the_real_step_on_one_rank():
         "sp": 1,
         "fsdp": -1,
         "activation_checkpointing": True,
-        "cpu_offload": False,
         "loss_chunk": 64,
     }
-    fake = run_step(config, row, world_size=1, **options)
+    fake = measure_step(config, row, world_size=1, **options)[False]
     from seqpar_train.distributed import free_port
 
     dist.init_process_group(
@@ -102,7 +101,7 @@ def test_fake_step_agrees_with_the_real_step_on_one_rank():
     )
     try:
         torch.manual_seed(0)
-        real = run_step(config, row, world_size=1, fake=False, **options)
+        real = measure_step(config, row, world_size=1, fake=False, **options)[False]
     finally:
         dist.destroy_process_group()
     assert real.peak == pytest.approx(fake.peak, rel=0.02)
@@ -114,15 +113,15 @@ def test_fake_step_agrees_with_the_real_step_on_one_rank():
 def test_sharding_and_sp_shrink_the_measured_peak():
     config = _tiny()
     row = _row(config, 2048)
-    base = {"activation_checkpointing": True, "cpu_offload": False, "loss_chunk": 64}
-    alone = run_step(config, row, world_size=1, sp=1, fsdp=-1, **base)
-    sharded = run_step(config, row, world_size=8, sp=2, fsdp=-1, **base)
+    base = {"activation_checkpointing": True, "loss_chunk": 64}
+    alone = measure_step(config, row, world_size=1, sp=1, fsdp=-1, **base)[False]
+    sharded = measure_step(config, row, world_size=8, sp=2, fsdp=-1, **base)[False]
     # Parameters, gradients and optimizer state are sharded 8 ways (up to padding).
     assert sharded.optimizer_state == pytest.approx(alone.optimizer_state / 8, rel=0.1)
     assert sharded.text_activations < alone.text_activations
-    no_ac = run_step(
+    no_ac = measure_step(
         config, row, world_size=8, sp=2, fsdp=-1, **(base | {"activation_checkpointing": False})
-    )
+    )[False]
     assert no_ac.text_activations > 2 * sharded.text_activations
 
 
@@ -134,9 +133,9 @@ def test_gradient_accumulation_holds_every_unsharded_gradient_between_rows():
     config = _tiny()
     row = _row(config)
     options = {"world_size": 8, "sp": 2, "fsdp": -1, "activation_checkpointing": True,
-               "cpu_offload": False, "loss_chunk": 64}  # fmt: skip
-    one = run_step(config, row, **options)
-    two = run_step(config, row, micro_rows=2, **options)
+               "loss_chunk": 64}  # fmt: skip
+    one = measure_step(config, row, **options)[False]
+    two = measure_step(config, row, micro_rows=2, **options)[False]
     params = sum(p.numel() for p in model_class(config)(config).parameters())
     assert two.gradients == 4 * params  # fp32 (the reduce dtype), unsharded
     assert two.peak > one.peak + 0.8 * 4 * params

@@ -29,7 +29,7 @@ from sharded_load_worker import sharded_build_worker, sharded_config
 
 @pytest.mark.distributed
 def test_each_rank_loads_only_its_shard_of_the_checkpoint(tmp_path: Path) -> None:
-    from longctx_rope import tiny_config
+    from longctx_rope.tiny import tiny_config
 
     reference = build_model(tiny_config("qwen2.5-vl"), seed=3)
     reference.save_pretrained(tmp_path / "ckpt")
@@ -54,7 +54,7 @@ def test_each_rank_loads_only_its_shard_of_the_checkpoint(tmp_path: Path) -> Non
 
 
 def test_meta_build_holds_no_weights_and_keeps_real_rotary_buffers(tmp_path: Path) -> None:
-    from longctx_rope import tiny_config
+    from longctx_rope.tiny import tiny_config
 
     reference = build_model(tiny_config("qwen2.5-vl"), seed=3)
     reference.save_pretrained(tmp_path)

@@ -124,7 +124,7 @@ def test_half_written_and_corrupt_checkpoints_are_never_loaded(tmp_path):
 
 
 def _tiny(config):
-    from longctx_rope import tiny_config
+    from longctx_rope.tiny import tiny_config
 
     return tiny_config(config.model.tiny)
 

@@ -26,7 +26,7 @@ def _vision_out(model, pixels, grid):
 @pytest.mark.parametrize("family", ["qwen2.5-vl", "qwen3-vl"])
 @pytest.mark.parametrize("backend", ["sdpa", "flash"])
 def test_vision_tower_matches_transformers_per_window_attention(family, backend, monkeypatch):
-    from longctx_rope import tiny_config
+    from longctx_rope.tiny import tiny_config
 
     stack = contextlib.ExitStack()
 

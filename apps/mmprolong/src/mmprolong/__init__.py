@@ -8,24 +8,17 @@
 A multi-node training stage raises StageLaunched after ``write_launch_files``; every process
 of the job then runs ``join_stage(run_dir, "train")``.
 
-``default_stages`` is imported on first use, so ``import mmprolong`` stays light.
+``default_stages`` is imported on first use, so ``import mmprolong`` stays light. The command
+line is ``mmprolong.cli:app``; stage plans, sweep tables and recipe writing are reached by
+module path (``mmprolong.orchestrator``, ``mmprolong.sweeps``, ``mmprolong.recipes``).
 """
 
 from typing import Any
 
 from mmprolong.launch import join_stage, write_launch_files
-from mmprolong.orchestrator import (
-    Pipeline,
-    Stage,
-    StageContext,
-    StageFailed,
-    StageLaunched,
-    StagePlan,
-    StageUnavailable,
-    load_run_recipe,
-)
-from mmprolong.recipes import apply_overrides, load_recipe, recipe_to_toml, shipped_recipes
-from mmprolong.sweeps import SWEEPS, Sweep, SweepRun, get_sweep, write_sweep
+from mmprolong.orchestrator import Pipeline, Stage, StageContext, StageFailed, StageLaunched
+from mmprolong.recipes import apply_overrides, load_recipe, shipped_recipes
+from mmprolong.sweeps import get_sweep, write_sweep
 
 __version__ = "0.1.0"
 
@@ -39,24 +32,17 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "SWEEPS",
     "Pipeline",
     "Stage",
     "StageContext",
     "StageFailed",
     "StageLaunched",
-    "StagePlan",
-    "StageUnavailable",
-    "Sweep",
-    "SweepRun",
     "__version__",
     "apply_overrides",
     "default_stages",
     "get_sweep",
     "join_stage",
     "load_recipe",
-    "load_run_recipe",
-    "recipe_to_toml",
     "shipped_recipes",
     "write_launch_files",
     "write_sweep",

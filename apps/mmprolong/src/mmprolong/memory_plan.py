@@ -46,9 +46,8 @@ def plan_setup(recipe: Recipe, gpu: str | None) -> Any | None:
 
 
 def describe(setup: Any) -> str:
-    fsdp = setup.fsdp if setup.fsdp != -1 else setup.gpus // setup.sp
     return (
-        f"SP {setup.sp} x FSDP {fsdp}, activation checkpointing "
+        f"SP {setup.sp} x FSDP {setup.fsdp_size}, activation checkpointing "
         f"{'on' if setup.activation_checkpointing else 'off'}, CPU offload "
         f"{'on' if setup.cpu_offload else 'off'}"
     )
@@ -56,9 +55,8 @@ def describe(setup: Any) -> str:
 
 def recipe_settings(setup: Any) -> str:
     """The recipe lines that choose ``setup``'s layout."""
-    fsdp = setup.fsdp if setup.fsdp != -1 else setup.gpus // setup.sp
     return (
-        f"train.parallel.sp = {setup.sp}, train.parallel.fsdp = {fsdp}, "
+        f"train.parallel.sp = {setup.sp}, train.parallel.fsdp = {setup.fsdp_size}, "
         f"train.activation_checkpointing = {str(setup.activation_checkpointing).lower()}, "
         f"train.parallel.cpu_offload = {str(setup.cpu_offload).lower()}"
     )

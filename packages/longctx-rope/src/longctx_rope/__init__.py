@@ -1,97 +1,52 @@
-"""longctx-rope: (m)RoPE extension of Qwen-VL checkpoints, mRoPE position ids, tiny test models."""
+"""longctx-rope: (m)RoPE extension of Qwen-VL checkpoints, mRoPE position ids, span and
+wavelength analysis.
+
+The package exports what each command runs and the types it returns. Method specs
+(``longctx_rope.methods``), legacy loader rules (``longctx_rope.loaders``) and the tiny offline
+Qwen-VL models for tests (``longctx_rope.tiny``) are reached by module path.
+"""
 
 from longctx_rope.apply import apply_rope
-from longctx_rope.architectures import (
-    Architecture,
-    UnsupportedArchitectureError,
-    describe_architecture,
-)
+from longctx_rope.architectures import UnsupportedArchitectureError, describe_architecture
 from longctx_rope.extend import (
     ExtendResult,
     VerificationError,
     extend_checkpoint,
-    extended_config,
     verify,
     write_rope_config,
 )
-from longctx_rope.loaders import RopeView, loader_views
-from longctx_rope.methods import (
-    LinearSpec,
-    NtkBaseSpec,
-    RopeSpec,
-    SetBaseSpec,
-    YarnSpec,
-    default_inv_freq,
-    make_spec,
-    ntk_base,
-    spec_from_recipe,
-)
+from longctx_rope.loaders import loader_views
+from longctx_rope.methods import RopeSpec, make_spec, spec_from_recipe
 from longctx_rope.positions import MRopeLayout, PackedDoc, get_rope_index, packed_position_ids
-from longctx_rope.processors import (
-    ImageOnlyQwen2_5_VLProcessor,
-    ImageOnlyQwen3VLProcessor,
-    load_processor,
-)
-from longctx_rope.span import Span, SpanRun, layout_span, span_of_path
-from longctx_rope.tiny import (
-    SPECIAL_TOKENS,
-    TINY_CHAT_TEMPLATE,
-    build_tiny_model,
-    save_tiny_checkpoint,
-    special_token_id,
-    tiny_config,
-    tiny_image,
-    tiny_processor,
-    tiny_tokenizer,
-)
-from longctx_rope.wavelengths import Frequency, frequency_table, section_of_frequencies
+
+# Importing the processors module registers the image-only Qwen processors with AutoProcessor.
+from longctx_rope.processors import load_processor
+from longctx_rope.span import Span, span_of_path
+from longctx_rope.wavelengths import Frequency, frequency_table
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Frequency",
-    "Span",
-    "SpanRun",
-    "frequency_table",
-    "layout_span",
-    "section_of_frequencies",
-    "span_of_path",
     "ExtendResult",
-    "LinearSpec",
-    "NtkBaseSpec",
+    "Frequency",
+    "MRopeLayout",
+    "PackedDoc",
     "RopeSpec",
-    "RopeView",
-    "SetBaseSpec",
+    "Span",
+    "UnsupportedArchitectureError",
     "VerificationError",
-    "YarnSpec",
+    "__version__",
     "apply_rope",
-    "default_inv_freq",
+    "describe_architecture",
     "extend_checkpoint",
-    "extended_config",
+    "frequency_table",
+    "get_rope_index",
+    "load_processor",
     "loader_views",
     "make_spec",
-    "ntk_base",
+    "packed_position_ids",
+    "span_of_path",
     "spec_from_recipe",
     "verify",
     "write_rope_config",
-    "Architecture",
-    "MRopeLayout",
-    "PackedDoc",
-    "UnsupportedArchitectureError",
-    "describe_architecture",
-    "get_rope_index",
-    "packed_position_ids",
-    "SPECIAL_TOKENS",
-    "TINY_CHAT_TEMPLATE",
-    "ImageOnlyQwen2_5_VLProcessor",
-    "ImageOnlyQwen3VLProcessor",
-    "__version__",
-    "build_tiny_model",
-    "load_processor",
-    "save_tiny_checkpoint",
-    "special_token_id",
-    "tiny_config",
-    "tiny_image",
-    "tiny_processor",
-    "tiny_tokenizer",
 ]

@@ -36,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lvlm_judge.context import ContextResolver, PoolLike
+from lvlm_judge.prompting import IMAGE, interleave
 from lvlm_judge.rules import score_answer
 from mmprolong_schemas import (
     AnswerFormat,
@@ -69,7 +70,6 @@ NIAH_DEPTHS = {
     "retrieval-image": 6, "counting-image": 3, "reasoning-image": 6,
 }  # fmt: skip
 """The needle-depth file each task runs on: MMLongBench's configs/mm_niah_{text,image}_all.yaml."""
-IMAGE_PLACEHOLDER = "<image>"
 IMAGE_FOLDER = "mmlb_image"
 DATA_FOLDER = "mmlb_data"
 
@@ -320,19 +320,11 @@ def niah_task(source: Path | str) -> tuple[str, str, NiahMetric]:
 
 
 def _interleave(text: str, images: list[str], where: str) -> list[Part]:
-    pieces = text.split(IMAGE_PLACEHOLDER)
-    if len(pieces) - 1 != len(images):
-        raise DatasetError(
-            f"{where}: the text has {len(pieces) - 1} {IMAGE_PLACEHOLDER} places "
-            f"but {len(images)} images are listed"
-        )
-    parts: list[Part] = []
-    for index, piece in enumerate(pieces):
-        if piece:
-            parts.append(TextPart(text=piece))
-        if index < len(images):
-            parts.append(ImagePart(path=images[index]))
-    return parts
+    return [
+        TextPart(text=piece) if isinstance(piece, str) else piece
+        for piece in interleave(text, [ImagePart(path=image) for image in images], where,
+                                error=DatasetError)
+    ]  # fmt: skip
 
 
 def _strings(where: str, record: dict[str, Any], name: str) -> list[str]:
@@ -367,14 +359,12 @@ def _niah_item(
         question_images = _strings(where, record, "needle_image_list")
     else:
         choices = _strings(where, record, "choices_image")
-        question += "".join(
-            f"\n{chr(ord('A') + i)}. {IMAGE_PLACEHOLDER}" for i in range(len(choices))
-        )
+        question += "".join(f"\n{chr(ord('A') + i)}. {IMAGE}" for i in range(len(choices)))
         question_images = choices
-    if question.count(IMAGE_PLACEHOLDER) != len(question_images):
+    if question.count(IMAGE) != len(question_images):
         raise DatasetError(
-            f"{where}: the question has {question.count(IMAGE_PLACEHOLDER)} "
-            f"{IMAGE_PLACEHOLDER} places but {len(question_images)} needle/choice images"
+            f"{where}: the question has {question.count(IMAGE)} "
+            f"{IMAGE} places but {len(question_images)} needle/choice images"
         )
     context = _interleave("\n\n".join(texts), haystack, where)
     context += [ImagePart(path=image) for image in question_images]
@@ -538,23 +528,6 @@ def load_mmlb_folder(
                 subset=subset, report=report,
             )  # fmt: skip
     return items
-
-
-def load_doc_benchmark(
-    root: str | Path,
-    image_root: str | Path | None = None,
-    *,
-    datasets: Iterable[str] = DOC_DATASETS,
-    lengths: Iterable[int] = (64 * K, 128 * K),
-    check_images: bool = True,
-    subset: Subset = "all",
-    report: LoadReport | None = None,
-) -> list[EvalItem]:
-    """Every (dataset, length) documentQA file under ``root`` (see load_mmlb_folder)."""
-    return load_mmlb_folder(
-        root, image_root, datasets=datasets, lengths=lengths, check_images=check_images,
-        subset=subset, report=report,
-    )  # fmt: skip
 
 
 VLMEVALKIT_MAX_PAGES = 120
@@ -739,16 +712,23 @@ def _tsv_image(root: Path | None, length: int, name: str) -> str:
     return name
 
 
+def _tsv_extra_and_images(where: str, row: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+    """A VLMEvalKit MMLongBench row's extra_info (a JSON object) and image_path (a JSON list
+    of file names)."""
+    extra = _tsv_json(where, row, "extra_info")
+    images = _tsv_json(where, row, "image_path")
+    if not isinstance(extra, dict):
+        raise DatasetError(f"{where}: extra_info must be a JSON object")
+    if not isinstance(images, list) or not all(isinstance(p, str) for p in images):
+        raise DatasetError(f"{where}: image_path must be a JSON list of file names")
+    return extra, images
+
+
 def _mmlb_tsv_item(
     where: str, row: dict[str, str], length: int, root: Path | None,
     resolver: ContextResolver | None,
 ) -> EvalItem:  # fmt: skip
-    extra = _tsv_json(where, row, "extra_info")
-    pages = _tsv_json(where, row, "image_path")
-    if not isinstance(extra, dict):
-        raise DatasetError(f"{where}: extra_info must be a JSON object")
-    if not isinstance(pages, list) or not all(isinstance(p, str) for p in pages):
-        raise DatasetError(f"{where}: image_path must be a JSON list of file names")
+    extra, pages = _tsv_extra_and_images(where, row)
     dataset = str(_field(where, row, "source_dataset"))
     answer_format = str(_field(where, extra, "answer_format"))
     answer = extra.get("answer", _field(where, row, "answer"))  # extra_info keeps it typed
@@ -810,12 +790,7 @@ def _tsv_niah_record(
     convert_niah): the haystack is the filled prompt's middle (after the one-paragraph
     instruction, before "Question: <question>"), image_path is the haystack images followed by
     the needle or option images, and extra_info is the record less its id and ctxs."""
-    extra = _tsv_json(where, row, "extra_info")
-    images = _tsv_json(where, row, "image_path")
-    if not isinstance(extra, dict):
-        raise DatasetError(f"{where}: extra_info must be a JSON object")
-    if not isinstance(images, list) or not all(isinstance(p, str) for p in images):
-        raise DatasetError(f"{where}: image_path must be a JSON list of file names")
+    extra, images = _tsv_extra_and_images(where, row)
     question = str(_field(where, extra, "question"))
     prompt = str(_field(where, row, "question"))
     ending = f"\n\nQuestion: {question}"
@@ -828,14 +803,14 @@ def _tsv_niah_record(
     _, modality, metric = kind
     record: dict[str, Any] = {
         "id": _field(where, row, "question_id"),
-        "ctxs": [{"text": haystack.replace(_TSV_IMAGE_TOKEN, IMAGE_PLACEHOLDER)}],
+        "ctxs": [{"text": haystack.replace(_TSV_IMAGE_TOKEN, IMAGE)}],
         "answer": extra.get("answer", _field(where, row, "answer")),
     }
     question_images: list[str] = []
     if modality == "image" and metric is NiahMetric.SOFT_ACC:
         question_images = _strings(where, extra, "needle_image_list")
         record["needle_image_list"] = question_images
-        question = question.replace(_TSV_IMAGE_TOKEN, IMAGE_PLACEHOLDER)
+        question = question.replace(_TSV_IMAGE_TOKEN, IMAGE)
     elif modality == "image":
         question_images = _strings(where, extra, "choices_image")
         record["choices_image"] = question_images

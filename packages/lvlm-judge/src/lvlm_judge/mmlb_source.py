@@ -27,6 +27,13 @@ from pathlib import Path
 from lvlm_judge.judge.prompts import JudgePrompts
 from lvlm_judge.prompting import MMLB_FORMAT, PromptTemplates
 from lvlm_judge.rules import ANSWER_PREFIX
+from lvlm_judge.upstream_source import (
+    UpstreamSourceError,
+    assigned_strings,
+    find_function,
+    parse_file,
+    string_of,
+)
 
 DOC_LOADERS = ("load_doc_qa_with_llm_judge", "load_doc_qa")
 NIAH_LOADERS = {
@@ -39,44 +46,23 @@ SINGLE_JUDGE = "eval_docqa_score_with_llm_judge"
 LIST_JUDGE = "eval_docqa_list_score_with_llm_judge"
 
 
-class MMLBSourceError(ValueError):
+class MMLBSourceError(UpstreamSourceError):
     """The checkout does not hold what MMLongBench v1.1's layout puts there."""
 
 
+EXPECTED = "--mmlb-source must be an MMLongBench checkout"
+
+
 def _parse(path: Path) -> ast.Module:
-    if not path.is_file():
-        raise MMLBSourceError(f"{path}: not found; --mmlb-source must be an MMLongBench checkout")
-    try:
-        return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    except SyntaxError as error:
-        raise MMLBSourceError(f"{path}: cannot be parsed ({error.msg})") from None
+    return parse_file(path, MMLBSourceError, EXPECTED)
 
 
 def _function(module: ast.Module, names: tuple[str, ...], path: Path) -> ast.FunctionDef:
-    found = {n.name: n for n in ast.walk(module) if isinstance(n, ast.FunctionDef)}
-    for name in names:
-        if name in found:
-            return found[name]
-    raise MMLBSourceError(f"{path}: no function {' or '.join(names)}")
-
-
-def _string(node: ast.AST | None) -> str | None:
-    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
-
-
-def _assigned_strings(function: ast.FunctionDef) -> dict[str, str]:
-    """Names assigned a string literal directly in ``function`` (not in nested functions)."""
-    found: dict[str, str] = {}
-    for statement in function.body:
-        if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
-            target, value = statement.targets[0], _string(statement.value)
-            if isinstance(target, ast.Name) and value is not None:
-                found[target.id] = value
-    return found
+    return find_function(module, names, path, MMLBSourceError)
 
 
 def _templates_of(function: ast.FunctionDef, path: Path) -> dict[str, str]:
-    strings = _assigned_strings(function)
+    strings = assigned_strings(function.body)
     for name in ("user_template", "system_template"):
         if name not in strings:
             raise MMLBSourceError(f"{path}: {function.name} assigns no string {name}")
@@ -96,7 +82,7 @@ def _question_prefix(function: ast.FunctionDef, path: Path) -> str:
             and isinstance(call.func, ast.Attribute)
             and call.func.attr == "format"
         ):
-            prefix = _string(call.func.value)
+            prefix = string_of(call.func.value)
             if prefix is not None:
                 return prefix
     raise MMLBSourceError(f"{path}: {function.name} adds no document prefix to the question")
@@ -177,12 +163,7 @@ def read_judge_prompts(checkout: str | Path) -> JudgePrompts:
     single = _judge_names(_function(utils, (SINGLE_JUDGE,), utils_path), utils_path)
     listed = _judge_names(_function(utils, (LIST_JUDGE,), utils_path), utils_path)
     prompts_path = root / "utils_prompt.py"
-    constants: dict[str, str] = {}
-    for statement in _parse(prompts_path).body:
-        if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
-            target, value = statement.targets[0], _string(statement.value)
-            if isinstance(target, ast.Name) and value is not None:
-                constants[target.id] = value
+    constants = assigned_strings(_parse(prompts_path).body)
     wanted = [single[0], single[1], listed[0], listed[1]]
     missing = [name for name in wanted if name not in constants]
     if missing:

@@ -15,14 +15,17 @@ ships none of it. The format's name is stored with every prediction.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import TypeVar
 
 from mmprolong_schemas import EvalItem, ImagePart, NiahMetric, PagePart, TextPart
 
 ANSWER_PREFILL = "Answer:"
 DOC_ID_CHARS = 15
 IMAGE = "<image>"
+"""Where an image stands in MMLongBench's templates and in its MM-NIAH texts."""
 OUR_FORMAT = "lvlm-judge-v1"
 OUR_PAGE_INDEX_FORMAT = "lvlm-judge-v1-page-index"
 MMLB_FORMAT = "mmlb-v1.1"
@@ -138,20 +141,35 @@ def page_label(part: ImagePart | PagePart, position: int) -> tuple[str, int]:
     return doc_id[:DOC_ID_CHARS], number
 
 
-def _fill(text: str, visual: list[ImagePart | PagePart], where: str) -> list[Segment]:
+Visual = TypeVar("Visual")
+
+
+def interleave(
+    text: str,
+    visual: Sequence[Visual],
+    where: str,
+    what: str = "the text",
+    error: type[ValueError] = ValueError,
+) -> list[str | Visual]:
+    """``text`` cut at each IMAGE with ``visual[i]`` in the i-th place, empty pieces dropped;
+    a count of places other than ``len(visual)`` is an ``error`` naming ``where``."""
     pieces = text.split(IMAGE)
     if len(pieces) - 1 != len(visual):
-        raise ValueError(
-            f"{where}: the filled template has {len(pieces) - 1} {IMAGE} places for "
-            f"{len(visual)} pages/images"
+        raise error(
+            f"{where}: {what} has {len(pieces) - 1} {IMAGE} places but {len(visual)} images "
+            "are listed"
         )
-    segments: list[Segment] = []
+    out: list[str | Visual] = []
     for index, piece in enumerate(pieces):
         if piece:
-            segments.append(piece)
+            out.append(piece)
         if index < len(visual):
-            segments.append(visual[index])
-    return segments
+            out.append(visual[index])
+    return out
+
+
+def _fill(text: str, visual: list[ImagePart | PagePart], where: str) -> list[Segment]:
+    return interleave(text, visual, where, what="the filled template")
 
 
 def doc_question(item: EvalItem, templates: PromptTemplates) -> str:

@@ -34,7 +34,14 @@ import httpx
 
 from lvlm_judge.judge.cache import CachedVerdict, JudgeCache, cache_key
 from lvlm_judge.judge.llm import JudgeStats
-from lvlm_judge.mmlb_source import _string
+from lvlm_judge.upstream_source import (
+    UpstreamSourceError,
+    assigned_strings,
+    constant_of,
+    find_function,
+    parse_file,
+    string_of,
+)
 from mmprolong_runtime.chat_client import ChatClient, ChatError, ClientSettings
 
 VERDICTS = ("A", "B", "C")
@@ -68,7 +75,7 @@ Candidate's answer: {llm_response}
 Verdict:"""
 
 
-class VtcSourceError(ValueError):
+class VtcSourceError(UpstreamSourceError):
     """The checkout does not hold what VTCBench's layout puts there."""
 
 
@@ -135,24 +142,15 @@ INSTRUCTIONS_FILE = "examples/run_wild.py"
 INSTRUCTIONS_FUNCTION = "_select_instruction_prompt"
 
 
+EXPECTED = "--vtc-source must be a VTCBench checkout"
+
+
 def _module(path: Path) -> ast.Module:
-    if not path.is_file():
-        raise VtcSourceError(f"{path}: not found; --vtc-source must be a VTCBench checkout")
-    try:
-        return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    except SyntaxError as error:
-        raise VtcSourceError(f"{path}: cannot be parsed ({error.msg})") from None
+    return parse_file(path, VtcSourceError, EXPECTED)
 
 
 def _function(module: ast.Module, name: str, path: Path) -> ast.FunctionDef:
-    for node in ast.walk(module):
-        if isinstance(node, ast.FunctionDef) and node.name == name:
-            return node
-    raise VtcSourceError(f"{path}: no function {name}")
-
-
-def _constant(node: ast.AST) -> object:
-    return node.value if isinstance(node, ast.Constant) else None
+    return find_function(module, (name,), path, VtcSourceError)
 
 
 def read_memory_judge(checkout: str | Path) -> MemoryJudgePrompt:
@@ -180,11 +178,11 @@ def read_memory_judge(checkout: str | Path) -> MemoryJudgePrompt:
                 )
             template_name = node.func.value.id
         if isinstance(node, ast.keyword) and node.arg in ("model", "temperature", "max_tokens"):
-            request[node.arg] = _constant(node.value)
+            request[node.arg] = constant_of(node.value)
     defaults = function.args.defaults
     with_defaults = function.args.args[len(function.args.args) - len(defaults) :]
     retries = [d for a, d in zip(with_defaults, defaults, strict=True) if a.arg == "max_retries"]
-    attempts = _constant(retries[0]) if retries else None
+    attempts = constant_of(retries[0]) if retries else None
     if template_name is None:
         raise VtcSourceError(f"{path}: {JUDGE_FUNCTION} formats no prompt constant")
     model, temperature = request.get("model"), request.get("temperature")
@@ -193,12 +191,7 @@ def read_memory_judge(checkout: str | Path) -> MemoryJudgePrompt:
         raise VtcSourceError(f"{path}: {JUDGE_FUNCTION} sends no literal model or max_tokens")
     if not isinstance(temperature, int | float) or not isinstance(attempts, int):
         raise VtcSourceError(f"{path}: {JUDGE_FUNCTION} has no literal temperature or max_retries")
-    template = None
-    for statement in module.body:
-        if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
-            target = statement.targets[0]
-            if isinstance(target, ast.Name) and target.id == template_name:
-                template = _string(statement.value)
+    template = assigned_strings(module.body).get(template_name)
     if template is None:
         raise VtcSourceError(f"{path}: no string constant {template_name}")
     try:
@@ -224,9 +217,9 @@ def read_instructions_from_source(checkout: str | Path) -> dict[str, str]:
         if not isinstance(node, ast.match_case):
             continue
         split = node.pattern.value if isinstance(node.pattern, ast.MatchValue) else None
-        name = _string(split)
+        name = string_of(split)
         returned = [s for s in node.body if isinstance(s, ast.Return)]
-        text = _string(returned[0].value) if returned else None
+        text = string_of(returned[0].value) if returned else None
         if name is not None and text is not None:
             found[name] = text
     if not found:

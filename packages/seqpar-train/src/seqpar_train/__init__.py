@@ -4,16 +4,13 @@ sequence parallelism, FSDP2 and varlen attention.
     from seqpar_train import TrainConfig, load_config, train, launch_local
     config = load_config("run.toml", ["parallel.sp=2", "max_steps=40"])
     results = launch_local(config, nproc=2)     # or train(config) under torchrun
+
+The package exports the commands' functions (train, plan, export, flops) and their settings
+and result types. Building blocks (attention backends, Ulysses, packing, checkpoints, loss)
+are reached by module path, e.g. ``seqpar_train.data.packing``.
 """
 
-from seqpar_train.attention import available_backends, resolve_backend, varlen_attention
-from seqpar_train.batch import IGNORE_INDEX, PackedRow, shard_row, shift_labels
-from seqpar_train.checkpoint import (
-    CheckpointError,
-    latest_checkpoint,
-    load_checkpoint,
-    load_model_weights,
-)
+from seqpar_train.checkpoint import CheckpointError
 from seqpar_train.config import (
     CheckpointSettings,
     DataSettings,
@@ -21,63 +18,36 @@ from seqpar_train.config import (
     ParallelSettings,
     SyntheticData,
     TrainConfig,
+    ValidationSettings,
     load_config,
 )
-from seqpar_train.data.packing import min_rows_bound, pack_cut, pack_ffd, packing_stats
-from seqpar_train.distributed import spawn_local
-from seqpar_train.export import export_hf, extend_rope
-from seqpar_train.flops import ArchSpec, estimate, preset_arch, training_flops
-from seqpar_train.forward import PackedLossModel, row_loss
-from seqpar_train.loss import labelled_cross_entropy
-from seqpar_train.optim import lr_at, steps_for_budget
-from seqpar_train.parallel_dims import ParallelDims, build_mesh
+from seqpar_train.export import export_hf
+from seqpar_train.flops import ArchSpec, estimate, preset_arch
+from seqpar_train.planner import Plan, PlanSetup, plan, search_setups
 from seqpar_train.trainer import TrainResult, launch_local, train
-from seqpar_train.ulysses import install_attention, plan_heads, ulysses_attention
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "IGNORE_INDEX",
     "ArchSpec",
     "CheckpointError",
     "CheckpointSettings",
     "DataSettings",
     "ModelSettings",
-    "PackedLossModel",
-    "PackedRow",
-    "ParallelDims",
     "ParallelSettings",
+    "Plan",
+    "PlanSetup",
     "SyntheticData",
     "TrainConfig",
     "TrainResult",
+    "ValidationSettings",
     "__version__",
-    "available_backends",
-    "build_mesh",
     "estimate",
     "export_hf",
-    "extend_rope",
-    "install_attention",
-    "labelled_cross_entropy",
-    "latest_checkpoint",
     "launch_local",
-    "load_checkpoint",
     "load_config",
-    "load_model_weights",
-    "lr_at",
-    "min_rows_bound",
-    "pack_cut",
-    "pack_ffd",
-    "packing_stats",
-    "plan_heads",
+    "plan",
     "preset_arch",
-    "resolve_backend",
-    "row_loss",
-    "shard_row",
-    "shift_labels",
-    "spawn_local",
-    "steps_for_budget",
+    "search_setups",
     "train",
-    "training_flops",
-    "ulysses_attention",
-    "varlen_attention",
 ]

@@ -24,7 +24,7 @@ from mmprolong_schemas import (
     TokenCount,
     VisionTokenSpec,
 )
-from seqpar_train.optim import steps_for_budget
+from seqpar_train.flops import steps_for_budget
 
 
 class ModelSettings(Model):

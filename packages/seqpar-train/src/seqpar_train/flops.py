@@ -290,6 +290,19 @@ def page_row(
     return RowShape(docs, min(answer_tokens * len(docs), seq_len), grids)
 
 
+def steps_for_budget(token_budget: int, global_batch_tokens: int) -> int:
+    """Optimizer steps to spend ``token_budget``: 5 * 2**30 / (4 * 2**20) = 1280."""
+    if token_budget < 1 or global_batch_tokens < 1:
+        raise ValueError("token budget and global batch must be positive")
+    return -(-token_budget // global_batch_tokens)
+
+
+def seconds_at_mfu(flops: float, devices: int, peak_tflops: float, mfu: float) -> float:
+    """Seconds ``devices`` of ``peak_tflops`` each take for ``flops`` at ``mfu`` (the
+    inverse of ``mfu``)."""
+    return flops / (devices * peak_tflops * 1e12 * mfu)
+
+
 def estimate(
     arch: ArchSpec,
     *,
@@ -307,8 +320,8 @@ def estimate(
     rows = global_batch_tokens // row_length
     flops = training_flops(arch, row.doc_lens, row.label_tokens, row.image_grids).scaled(rows)
     trained_per_step = rows * row.tokens
-    steps = -(-token_budget // trained_per_step)
-    step_seconds = flops.causal / (gpus * peak_tflops * 1e12 * mfu)
+    steps = steps_for_budget(token_budget, trained_per_step)
+    step_seconds = seconds_at_mfu(flops.causal, gpus, peak_tflops, mfu)
     hours = steps * step_seconds / 3600
     return Estimate(
         tokens_per_step=trained_per_step,

@@ -37,7 +37,7 @@ LETTER_PAGE_GRID = (88, 114)
 
 def wide_config(text_layers: int) -> Any:
     """Qwen2.5-VL-7B's widths and ViT with ``text_layers`` decoder layers."""
-    from longctx_rope import tiny_config
+    from longctx_rope.tiny import tiny_config
     from seqpar_train.presets import preset_config
 
     published = preset_config("qwen2.5-vl-7b")

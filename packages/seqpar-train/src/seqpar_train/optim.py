@@ -16,13 +16,6 @@ from torch.optim.lr_scheduler import LambdaLR
 from mmprolong_schemas import OptimizerConfig, ScheduleConfig
 
 
-def steps_for_budget(token_budget: int, global_batch_tokens: int) -> int:
-    """Optimizer steps to spend ``token_budget``: 5 * 2**30 / (4 * 2**20) = 1280."""
-    if token_budget < 1 or global_batch_tokens < 1:
-        raise ValueError("token budget and global batch must be positive")
-    return -(-token_budget // global_batch_tokens)
-
-
 def lr_at(step: int, total_steps: int, schedule: ScheduleConfig) -> float:
     """Learning rate used for optimizer step ``step`` (0-based)."""
     warmup = round(schedule.warmup_fraction * total_steps)

@@ -46,7 +46,15 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from mmprolong_schemas import K, Model
 from seqpar_train.batch import IGNORE_INDEX, PackedRow
-from seqpar_train.flops import ArchSpec, RowShape, arch_from_config, page_row, training_flops
+from seqpar_train.flops import (
+    ArchSpec,
+    RowShape,
+    arch_from_config,
+    page_row,
+    seconds_at_mfu,
+    steps_for_budget,
+    training_flops,
+)
 
 GIB = 2**30
 OFFLOADED = ("Sharded Param", "Sharded Grad", "OptState")
@@ -256,6 +264,11 @@ class PlanSetup(Model):
     global_batch_tokens: int = Field(default=4 * 2**20, ge=1)
     token_budget: int = Field(default=5 * 2**30, ge=1)
     row_fill: float = Field(default=0.77, gt=0, le=1, description="Real tokens per row slot.")
+
+    @property
+    def fsdp_size(self) -> int:
+        """Ranks one FSDP group shards over (``fsdp``, or all ranks left by SP)."""
+        return self.fsdp if self.fsdp != -1 else self.gpus // self.sp
 
 
 class MemoryBreakdown(Model):
@@ -510,40 +523,6 @@ def _float32(config: Any) -> Any:
     return config
 
 
-def run_step(
-    config: Any,
-    row: PackedRow,
-    *,
-    world_size: int,
-    sp: int,
-    fsdp: int,
-    activation_checkpointing: bool,
-    cpu_offload: bool,
-    loss_chunk: int,
-    fake: bool = True,
-    steps: int = 1,
-    micro_rows: int = 1,
-) -> MemoryBreakdown:
-    """Run ``steps`` training steps of ``micro_rows`` rows each on rank 0 of ``world_size``
-    and return the peak GPU memory FSDPMemTracker records, under CPU offload when
-    ``cpu_offload``. ``fake``: under FakeTensorMode with a fake process group (the plan);
-    otherwise for real in a group this process already joined (the planner's accuracy
-    check)."""
-    measured = measure_step(
-        config,
-        row,
-        world_size=world_size,
-        sp=sp,
-        fsdp=fsdp,
-        activation_checkpointing=activation_checkpointing,
-        loss_chunk=loss_chunk,
-        fake=fake,
-        steps=steps,
-        micro_rows=micro_rows,
-    )
-    return measured[cpu_offload]
-
-
 def measure_step(
     config: Any,
     row: PackedRow,
@@ -730,10 +709,10 @@ def plan_pair(setup: PlanSetup, *, config: Any = None, vision: Any = None) -> di
         answer_tokens=setup.answer_tokens,
     )
     flops = training_flops(arch, filled.doc_lens, filled.label_tokens, filled.image_grids)
-    steps = math.ceil(setup.token_budget / (rows * filled.tokens))
+    steps = steps_for_budget(setup.token_budget, rows * filled.tokens)
     compute_seconds = None
     if peak_tflops is not None:
-        compute_seconds = rows * flops.causal / (setup.gpus * peak_tflops * 1e12 * setup.mfu)
+        compute_seconds = seconds_at_mfu(rows * flops.causal, setup.gpus, peak_tflops, setup.mfu)
     # Offload copies per optimizer step and rank: every micro-row all-gathers each unit's
     # parameter shard twice (forward, and backward after resharding; the root once, counted
     # twice), each copied in from the host first; the gradient shards (fp32, as many bytes
@@ -818,9 +797,8 @@ def plan_table(result: Plan) -> Any:
     from rich.table import Table
 
     s = result.setup
-    fsdp = s.fsdp if s.fsdp != -1 else s.gpus // s.sp
     title = (
-        f"{s.model}: {s.seq_len} tokens, {s.gpus} x {s.gpu or '?'}, SP{s.sp} x FSDP{fsdp}, "
+        f"{s.model}: {s.seq_len} tokens, {s.gpus} x {s.gpu or '?'}, SP{s.sp} x FSDP{s.fsdp_size}, "
         f"AC {'on' if s.activation_checkpointing else 'off'}, "
         f"offload {'on' if s.cpu_offload else 'off'} ({result.label})"
     )

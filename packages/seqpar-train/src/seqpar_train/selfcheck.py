@@ -166,7 +166,7 @@ class Scenario:
 def sp_loss_and_grads(scenario: Scenario) -> tuple[float, dict[str, torch.Tensor]]:
     """Loss and full gradients of the scenario's row, with Ulysses SP over the whole world
     (or in one process when no group is initialised). Gradients are summed over SP ranks."""
-    from longctx_rope import tiny_config
+    from longctx_rope.tiny import tiny_config
 
     group = dist.group.WORLD if dist.is_initialized() else None
     device = device_for_rank()
@@ -218,7 +218,7 @@ def source_rows(
     only this rank's images are rendered), then its loss and full gradients with Ulysses SP
     over the launched group, or in one process. Checks a data pipeline: the SP result must
     equal the one-process result, and each rank should render only its share."""
-    from longctx_rope import tiny_config
+    from longctx_rope.tiny import tiny_config
 
     group = dist.group.WORLD if dist.is_initialized() else None
     sp, rank = group_size(group), group_rank(group)
@@ -314,7 +314,7 @@ def _fsdp_config(
 
 
 def _final_weights(result: TrainResult, family: str) -> dict[str, torch.Tensor]:
-    from longctx_rope import tiny_config
+    from longctx_rope.tiny import tiny_config
 
     assert result.checkpoint is not None
     model = PackedLossModel(build_model(tiny_config(family)))

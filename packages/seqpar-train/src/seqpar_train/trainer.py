@@ -118,7 +118,7 @@ def build_training_model(config: TrainConfig, device: torch.device, meta: bool =
     ``meta``: a checkpoint's model with meta parameters, to be sharded before its weights
     are loaded (``load_safetensors_shards``); it stays where it is built."""
     if config.model.tiny is not None:
-        from longctx_rope import tiny_config
+        from longctx_rope.tiny import tiny_config
 
         model = build_model(tiny_config(config.model.tiny), seed=config.seed)
     else:

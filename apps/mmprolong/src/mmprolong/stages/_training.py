@@ -36,7 +36,7 @@ def step_of(checkpoint: Path | None) -> int:
 def checkpoint_progress(ctx: StageContext) -> dict[str, int]:
     """The step of the stage's latest complete checkpoint, for ``status``."""
     try:
-        (latest_checkpoint,) = require(ctx.name, "seqpar_train", "latest_checkpoint")
+        (latest_checkpoint,) = require(ctx.name, "seqpar_train.checkpoint", "latest_checkpoint")
     except RuntimeError:
         return {}
     return {"checkpoint_step": step_of(latest_checkpoint(ctx.dir / CHECKPOINTS))}
@@ -132,9 +132,10 @@ def train_and_export(
 ) -> dict[str, int]:
     """Train ``config`` (a seqpar_train.TrainConfig) on the recipe's nodes, resuming from the
     stage's latest checkpoint, and export it to ``hf_dir``. Counts for the manifest."""
-    train, launch_local, latest_checkpoint, export_hf = require(
-        ctx.name, "seqpar_train", "train", "launch_local", "latest_checkpoint", "export_hf"
+    train, launch_local, export_hf = require(
+        ctx.name, "seqpar_train", "train", "launch_local", "export_hf"
     )
+    (latest_checkpoint,) = require(ctx.name, "seqpar_train.checkpoint", "latest_checkpoint")
     parallel = ctx.recipe.train.parallel
     resumed_from = step_of(latest_checkpoint(Path(config.output_dir) / CHECKPOINTS))
     if in_launched_job():

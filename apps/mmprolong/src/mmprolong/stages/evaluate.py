@@ -79,7 +79,8 @@ def _items(ctx: StageContext, resolver: Any, tokenizer_dir: Path, report: Any) -
             report=report,
         )
         return items
-    load_heldout, extender_class = require("eval", "lvlm_judge", "load_heldout", "Extender")
+    (load_heldout,) = require("eval", "lvlm_judge.datasets", "load_heldout")
+    (extender_class,) = require("eval", "lvlm_judge", "Extender")
     pairs = ctx.stage_dir(SynthStage.name) / HELD_OUT_RUN / "qa" / "pairs.jsonl"
     if not pairs.exists():
         raise FileNotFoundError(f"no held-out QA pairs at {pairs}; rerun the synth stage")
@@ -154,7 +155,7 @@ def _llm_judge(ctx: StageContext) -> Any:
 def _templates(recipe: Recipe) -> Any:
     """The recipe's prompts: MMLongBench's from its checkout, or ours by name."""
     if recipe.eval.mmlb_source is not None:
-        (read_templates,) = require("eval", "lvlm_judge", "read_templates")
+        (read_templates,) = require("eval", "lvlm_judge.mmlb_source", "read_templates")
         return read_templates(recipe.eval.mmlb_source)
     (shipped,) = require("eval", "lvlm_judge.prompting", "shipped_templates")
     return shipped(recipe.eval.prompt_format)

@@ -45,14 +45,14 @@ class RopeStage(Contributor):
         }
 
     def run(self, ctx: StageContext) -> dict[str, int]:
-        save_tiny_checkpoint, extend_checkpoint, spec_from_recipe, describe_architecture = require(
+        extend_checkpoint, spec_from_recipe, describe_architecture = require(
             self.name,
             "longctx_rope",
-            "save_tiny_checkpoint",
             "extend_checkpoint",
             "spec_from_recipe",
             "describe_architecture",
         )
+        (save_tiny_checkpoint,) = require(self.name, "longctx_rope.tiny", "save_tiny_checkpoint")
         (read_config,) = require(self.name, "longctx_rope.extend", "read_config")
         recipe = ctx.recipe
         source = base_checkpoint(ctx)

@@ -90,8 +90,8 @@ def rope_overrides(model_dir: str | Path, rope_spec: Any, max_model_len: int) ->
     """The ``hf_overrides`` that give vLLM a longctx-rope spec: the legacy fields vLLM reads
     (rope_theta, rope_scaling with mrope, max_position_embeddings raised to the engine's
     length), as longctx-rope writes them into an extended config."""
-    from longctx_rope import extended_config
     from longctx_rope.architectures import text_config_dict
+    from longctx_rope.extend import extended_config
 
     config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
     text = text_config_dict(extended_config(config, rope_spec, max_model_len))

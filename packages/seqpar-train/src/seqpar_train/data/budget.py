@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from seqpar_train.data.loader import RowSource
+from seqpar_train.flops import steps_for_budget
 
 MAX_PLANNED_STEPS = 1_000_000
 EMPTY_STEPS_CHECKED = 8
@@ -51,7 +52,7 @@ def plan_budget(
         if tokens == 0 and step >= EMPTY_STEPS_CHECKED:
             # Every sample so far was skipped (too long for a row, unreadable): no count of
             # steps spends the budget. Keep the slot rule, and say so loudly.
-            slots = -(-token_budget // (rows_per_step * row_length))
+            slots = steps_for_budget(token_budget, rows_per_step * row_length)
             steps = min(slots, max_steps) if max_steps is not None else slots
             log.warning(
                 "the first %d steps' rows hold no tokens (every sample skipped); running "

@@ -286,7 +286,7 @@ class MixtureRows:
 def load_processor(config: TrainConfig) -> Any:
     """The model's processor: the checkpoint's own, or the tiny one of the tiny family."""
     if config.model.tiny is not None:
-        from longctx_rope import tiny_processor
+        from longctx_rope.tiny import tiny_processor
 
         vision = config.data.vision
         return tiny_processor(config.model.tiny, vision.min_pixels, vision.max_pixels)
