@@ -2,10 +2,88 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+import traceback
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import typer
+from typer.core import TyperGroup
+
+from mmprolong_runtime.errors import InputError
+from mmprolong_schemas import SchemaError
+
+# typer vendors click from 0.22 on and uses plain click before: its exceptions live beside
+# BadParameter either way.
+_click_errors = importlib.import_module(typer.BadParameter.__module__)
+
+INPUT_ERRORS: tuple[type[BaseException], ...] = (
+    InputError,
+    SchemaError,
+    FileNotFoundError,
+    NotADirectoryError,
+    IsADirectoryError,
+)
+"""Exceptions that mean bad input, not a bug: the CLIs report them in one line."""
+
+INPUT_ERROR_EXIT = 2
+"""Exit code of a command stopped by bad input (click uses 2 for bad usage too)."""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _report(ctx: Any, message: str) -> None:
+    typer.echo(f"{ctx.find_root().info_name}: error: {_one_line(message)}", err=True)
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    return str(error)
+
+
+def _usage_message(error: Any) -> str:
+    message = error.format_message()
+    if isinstance(error, _click_errors.UsageError) and error.ctx is not None:
+        message += f" (see '{error.ctx.command_path} --help')"
+    return str(message)
+
+
+class ToolkitGroup(TyperGroup):
+    """A command group that reports bad input in one line on stderr, naming the input, with
+    exit code 2: click's usage errors and the toolkit's input errors (``INPUT_ERRORS``). A
+    bug shows its traceback as before; ``--debug`` shows it for input errors too."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: Any = None,
+        **extra: Any,
+    ) -> Any:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except _click_errors.NoArgsIsHelpError:
+            raise  # a bare call shows the help, as typer does
+        except _click_errors.ClickException as error:
+            typer.echo(f"{info_name}: error: {_one_line(_usage_message(error))}", err=True)
+            raise typer.Exit(error.exit_code) from None
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _click_errors.NoArgsIsHelpError:
+            raise
+        except _click_errors.ClickException as error:
+            _report(ctx, _usage_message(error))
+            raise typer.Exit(error.exit_code) from None
+        except INPUT_ERRORS as error:
+            if ctx.params.get("debug"):
+                typer.echo("".join(traceback.format_exception(error)), err=True, nl=False)
+            _report(ctx, _describe(error))
+            raise typer.Exit(INPUT_ERROR_EXIT) from None
 
 
 def package_app(
@@ -16,17 +94,24 @@ def package_app(
     on_start: Callable[[], None] | None = None,
     **options: Any,
 ) -> typer.Typer:
-    """A Typer app that shows its help when called bare, installs no shell completion, and
-    answers ``--version`` with "<name> <version>" and never prints locals in a traceback.
+    """A Typer app that shows its help when called bare, installs no shell completion,
+    answers ``--version`` with "<name> <version>", never prints locals in a traceback, and
+    reports bad input in one line (``ToolkitGroup``; ``--debug`` adds the traceback).
     ``on_start`` runs before any command."""
     # A crash never prints local variables (API keys): some typer versions show them.
     options.setdefault("pretty_exceptions_show_locals", False)
-    app = typer.Typer(help=help, no_args_is_help=True, add_completion=False, **options)
+    app = typer.Typer(
+        help=help, no_args_is_help=True, add_completion=False, cls=ToolkitGroup, **options
+    )
 
     @app.callback(invoke_without_command=True)
     def main(
         show_version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+        debug: bool = typer.Option(
+            False, "--debug", help="Show the traceback of an input error as well as its line."
+        ),
     ) -> None:
+        # ``debug`` is read by ToolkitGroup.invoke from the context's parameters.
         if show_version:
             typer.echo(f"{name} {version}")
             raise typer.Exit()
@@ -34,3 +119,6 @@ def package_app(
             on_start()
 
     return app
+
+
+__all__: Sequence[str] = ("INPUT_ERRORS", "InputError", "ToolkitGroup", "package_app")
