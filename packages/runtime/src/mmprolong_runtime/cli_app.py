@@ -77,13 +77,14 @@ class ToolkitGroup(TyperGroup):
         except _click_errors.NoArgsIsHelpError:
             raise
         except _click_errors.ClickException as error:
-            _report(ctx, _usage_message(error))
-            raise typer.Exit(error.exit_code) from None
+            message, code = _usage_message(error), error.exit_code
+            failure: BaseException = error
         except INPUT_ERRORS as error:
-            if ctx.params.get("debug"):
-                typer.echo("".join(traceback.format_exception(error)), err=True, nl=False)
-            _report(ctx, _describe(error))
-            raise typer.Exit(INPUT_ERROR_EXIT) from None
+            message, code, failure = _describe(error), INPUT_ERROR_EXIT, error
+        if ctx.params.get("debug"):
+            typer.echo("".join(traceback.format_exception(failure)), err=True, nl=False)
+        _report(ctx, message)
+        raise typer.Exit(code)
 
 
 def package_app(
