@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mmprolong_runtime.cli_app import package_app
+from mmprolong_runtime.cli_app import option_value, package_app
 from mmprolong_schemas import (
     HistogramBin,
     LengthDistribution,
@@ -133,7 +133,7 @@ def segment(
         distribution,
         _pages(doc_pages) if doc_pages else None,
         bins,
-        parse_tokens(max_length),
+        option_value(parse_tokens, max_length, "--max-length"),
         draws,
     )
     opened = _open_pool(pool)
@@ -303,7 +303,7 @@ def assemble(
     config = AssembleConfig(
         spec=VisionTokenSpec.for_family(family, dpi=dpi),
         page_labels=page_labels,
-        max_length=parse_tokens(max_length),
+        max_length=option_value(parse_tokens, max_length, "--max-length"),
     )
     _need(run / PAIRS_FILE, "generate")
     total = sum(1 for _ in read_jsonl(run / PAIRS_FILE, QAPair))
@@ -380,11 +380,11 @@ def mix(
     _check_executor(executor, ray_address)
 
     fields: dict[str, Any] = {
-        "token_budget": parse_tokens(budget),
+        "token_budget": option_value(parse_tokens, budget, "--budget"),
         "short_share": short_share,
         "length_distribution": distribution,
-        "min_tokens": parse_tokens(min_tokens),
-        "max_length": parse_tokens(max_length),
+        "min_tokens": option_value(parse_tokens, min_tokens, "--min-tokens"),
+        "max_length": option_value(parse_tokens, max_length, "--max-length"),
         "seed": seed,
     }
     if doc_pages:

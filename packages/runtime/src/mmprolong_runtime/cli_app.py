@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 from typer.core import TyperGroup
@@ -23,8 +23,11 @@ INPUT_ERRORS: tuple[type[BaseException], ...] = (
     FileNotFoundError,
     NotADirectoryError,
     IsADirectoryError,
+    FileExistsError,
 )
 """Exceptions that mean bad input, not a bug: the CLIs report them in one line."""
+
+Parsed = TypeVar("Parsed")
 
 INPUT_ERROR_EXIT = 2
 """Exit code of a command stopped by bad input (click uses 2 for bad usage too)."""
@@ -87,6 +90,15 @@ class ToolkitGroup(TyperGroup):
         raise typer.Exit(code)
 
 
+def option_value(parse: Callable[[str], Parsed], text: str, option: str) -> Parsed:
+    """``parse(text)``, a ValueError reported as a bad value of ``option`` (e.g. "--budget")
+    for a command that takes the option as text and parses it itself."""
+    try:
+        return parse(text)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint=option) from error
+
+
 def package_app(
     name: str,
     version: str,
@@ -122,4 +134,10 @@ def package_app(
     return app
 
 
-__all__: Sequence[str] = ("INPUT_ERRORS", "InputError", "ToolkitGroup", "package_app")
+__all__: Sequence[str] = (
+    "INPUT_ERRORS",
+    "InputError",
+    "ToolkitGroup",
+    "option_value",
+    "package_app",
+)
