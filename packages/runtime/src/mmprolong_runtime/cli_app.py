@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from typer.core import TyperGroup
@@ -83,11 +83,19 @@ class ToolkitGroup(TyperGroup):
             message, code = _usage_message(error), error.exit_code
             failure: BaseException = error
         except INPUT_ERRORS as error:
-            message, code, failure = _describe(error), INPUT_ERROR_EXIT, error
+            code = error.exit_code if isinstance(error, InputError) else INPUT_ERROR_EXIT
+            message, failure = _describe(error), error
         if ctx.params.get("debug"):
             typer.echo("".join(traceback.format_exception(failure)), err=True, nl=False)
         _report(ctx, message)
         raise typer.Exit(code)
+
+
+def fail(message: str, exit_code: int = INPUT_ERROR_EXIT) -> NoReturn:
+    """Stop the running command over bad input it found itself: ToolkitGroup prints
+    ``message`` in one line (with the traceback under ``--debug``) and exits with
+    ``exit_code``."""
+    raise InputError(message, exit_code=exit_code)
 
 
 def option_value(parse: Callable[[str], Parsed], text: str, option: str) -> Parsed:
@@ -138,6 +146,7 @@ __all__: Sequence[str] = (
     "INPUT_ERRORS",
     "InputError",
     "ToolkitGroup",
+    "fail",
     "option_value",
     "package_app",
 )
