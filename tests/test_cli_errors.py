@@ -293,7 +293,7 @@ def _check_one_line(outcome: Outcome, names: str, expected_exit: int, label: str
     # is the one last line, and nothing is drawn around it.
     lines = outcome.stderr.strip().splitlines()
     errors = [line for line in lines if ": error: " in line]
-    assert outcome.exit_code == expected_exit, f"{label}: exit {outcome.exit_code}\n{outcome.stderr}"
+    assert outcome.exit_code == expected_exit, f"{label}: exit {outcome.exit_code}\n{lines}"
     assert errors == lines[-1:], f"{label}: the error is not one last line\n{outcome.stderr}"
     assert "Traceback" not in outcome.stderr + outcome.stdout, label
     assert not set("│╭╰") & set(outcome.stderr), f"{label}: a panel\n{outcome.stderr}"

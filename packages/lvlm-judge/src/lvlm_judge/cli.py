@@ -551,6 +551,7 @@ def report(
     )
     from lvlm_judge.results import paper_row as read_paper_row
     from lvlm_judge.suite import generalization_rows, provenance, read_suite_reports
+
     suites, results = read_suite_reports(results)
     tables = []
     for folder in results:
