@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from mmprolong_runtime.errors import InputError
 from mmprolong_schemas import (
     IMAGE_WRAPPER_TOKENS,
     Document,
@@ -39,7 +40,7 @@ class PoolLike(Protocol):
     def render(self, doc_id: str, pages: list[int], dpi: float = 144) -> list[Image.Image]: ...
 
 
-class MissingImageError(FileNotFoundError):
+class MissingImageError(InputError, FileNotFoundError):
     """An image the data names is not under the image root."""
 
 

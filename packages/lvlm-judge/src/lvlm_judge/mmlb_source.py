@@ -27,6 +27,7 @@ from pathlib import Path
 from lvlm_judge.judge.prompts import JudgePrompts
 from lvlm_judge.prompting import MMLB_FORMAT, PromptTemplates
 from lvlm_judge.rules import ANSWER_PREFIX
+from mmprolong_runtime.errors import InputError
 
 DOC_LOADERS = ("load_doc_qa_with_llm_judge", "load_doc_qa")
 NIAH_LOADERS = {
@@ -39,7 +40,7 @@ SINGLE_JUDGE = "eval_docqa_score_with_llm_judge"
 LIST_JUDGE = "eval_docqa_list_score_with_llm_judge"
 
 
-class MMLBSourceError(ValueError):
+class MMLBSourceError(InputError):
     """The checkout does not hold what MMLongBench v1.1's layout puts there."""
 
 

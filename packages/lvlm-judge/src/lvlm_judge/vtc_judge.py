@@ -36,6 +36,7 @@ from lvlm_judge.judge.cache import CachedVerdict, JudgeCache, cache_key
 from lvlm_judge.judge.llm import JudgeStats
 from lvlm_judge.mmlb_source import _string
 from mmprolong_runtime.chat_client import ChatClient, ChatError, ClientSettings
+from mmprolong_runtime.errors import InputError
 
 VERDICTS = ("A", "B", "C")
 """Correct, incorrect, invalid: the letters VTCBench's judge answers with."""
@@ -68,7 +69,7 @@ Candidate's answer: {llm_response}
 Verdict:"""
 
 
-class VtcSourceError(ValueError):
+class VtcSourceError(InputError):
     """The checkout does not hold what VTCBench's layout puts there."""
 
 
