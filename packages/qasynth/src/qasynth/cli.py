@@ -321,6 +321,13 @@ def assemble(
     _summary("samples", summary)
 
 
+def _ratio_pair(text: str) -> tuple[int, int]:
+    parts = text.split(":")
+    if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
+        raise ValueError(f"{text!r} is not two whole numbers EXTRACTION:REASONING, e.g. 7:3")
+    return int(parts[0]), int(parts[1])
+
+
 def _ratios(text: str) -> dict[Task, float]:
     parts = [float(x) for x in text.split(",")]
     if len(parts) != 3:
@@ -392,11 +399,13 @@ def mix(
     if histogram:
         fields["histogram"] = json.loads(histogram.read_text())
     if extraction_reasoning:
-        extraction, reasoning = (int(x) for x in extraction_reasoning.split(":"))
+        extraction, reasoning = option_value(
+            _ratio_pair, extraction_reasoning, "--extraction-reasoning"
+        )
         spec = MixtureSpec.extraction_reasoning(extraction, reasoning, **fields)
     else:
         if ratios:
-            fields["task_ratios"] = _ratios(ratios)
+            fields["task_ratios"] = option_value(_ratios, ratios, "--ratios")
         spec = MixtureSpec(**fields)
     if shortfall not in ("shrink", "repeat", "error"):
         raise typer.BadParameter("--shortfall is shrink, repeat or error")
