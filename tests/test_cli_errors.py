@@ -332,3 +332,6 @@ def test_forwarded_commands_report_one_line(name: str, folders: dict[str, str]) 
         args, names = _fill(case, folders)
         outcome = _run("mmprolong", [name, *args], Path(folders["tmp"]))
         _check_one_line(outcome, names, case.exit_code, f"mmprolong {name} {' '.join(args)}")
+        assert outcome.stderr.strip().splitlines()[-1].startswith(f"mmprolong {name}: error: ")
+        debug = _run("mmprolong", ["--debug", name, *args], Path(folders["tmp"]))
+        assert debug.exit_code == case.exit_code and "Traceback" in debug.stderr, debug.stderr

@@ -186,7 +186,8 @@ def _mount(name: str, module_name: str, help_text: str) -> None:
             module = importlib.import_module(module_name)
         except ImportError as error:
             _fail(f"`mmprolong {name}` needs {module_name}, which cannot be imported: {error}")
-        module.app(args=list(ctx.args), prog_name=f"mmprolong {name}")
+        debug = ["--debug"] if ctx.find_root().params.get("debug") else []
+        module.app(args=[*debug, *ctx.args], prog_name=f"mmprolong {name}")
 
 
 @app.command()
