@@ -13,9 +13,10 @@ from typer.core import TyperGroup
 from mmprolong_runtime.errors import InputError
 from mmprolong_schemas import SchemaError
 
-# typer vendors click from 0.22 on and uses plain click before: its exceptions live beside
-# BadParameter either way.
+# Recent typer releases vendor click, older ones use click itself: either way click's
+# exceptions live beside BadParameter. A bare call's help is an exception from click 8.2 on.
 _click_errors = importlib.import_module(typer.BadParameter.__module__)
+_NO_ARGS_IS_HELP: Any = getattr(_click_errors, "NoArgsIsHelpError", ())
 
 INPUT_ERRORS: tuple[type[BaseException], ...] = (
     InputError,
@@ -68,7 +69,7 @@ class ToolkitGroup(TyperGroup):
     ) -> Any:
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
-        except _click_errors.NoArgsIsHelpError:
+        except _NO_ARGS_IS_HELP:
             raise  # a bare call shows the help, as typer does
         except _click_errors.ClickException as error:
             typer.echo(f"{info_name}: error: {_one_line(_usage_message(error))}", err=True)
@@ -77,7 +78,7 @@ class ToolkitGroup(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except _click_errors.NoArgsIsHelpError:
+        except _NO_ARGS_IS_HELP:
             raise
         except _click_errors.ClickException as error:
             message, code = _usage_message(error), error.exit_code
