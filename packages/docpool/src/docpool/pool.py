@@ -32,7 +32,6 @@ from pydantic import Field
 from docpool.identity import shard_path
 from docpool.render import ColorMode, render_pages
 from mmprolong_runtime import RunManifest
-from mmprolong_runtime.errors import InputError
 from mmprolong_schemas import (
     Document,
     Model,
@@ -77,7 +76,7 @@ class HashRecord(Model):
     doc_id: str
 
 
-class NotAPool(InputError, FileNotFoundError):
+class NotAPool(FileNotFoundError):
     """The folder is not a docpool pool."""
 
 

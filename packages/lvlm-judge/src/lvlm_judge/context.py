@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from mmprolong_runtime.errors import InputError
 from mmprolong_schemas import (
     IMAGE_WRAPPER_TOKENS,
     Document,
@@ -40,7 +39,7 @@ class PoolLike(Protocol):
     def render(self, doc_id: str, pages: list[int], dpi: float = 144) -> list[Image.Image]: ...
 
 
-class MissingImageError(InputError, FileNotFoundError):
+class MissingImageError(FileNotFoundError):
     """An image the data names is not under the image root."""
 
 
