@@ -10,14 +10,15 @@ import importlib
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from mmprolong import __version__
-from mmprolong_runtime.cli_app import package_app
+from mmprolong_runtime.cli_app import fail, package_app
+from mmprolong_runtime.errors import InputError
 
 if TYPE_CHECKING:
     from mmprolong.orchestrator import StageLaunched
@@ -47,9 +48,9 @@ LAUNCH_EXIT = 3
 """Exit code of `run` stopped at a stage whose multi-node job is to be launched."""
 
 
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", soft_wrap=True, highlight=False)
-    raise typer.Exit(1)
+def _fail(message: str) -> NoReturn:
+    # Exit code 1, which this CLI has always used for the errors it expects.
+    fail(message, exit_code=1)
 
 
 def _plan_table(plans: list[Any], title: str, actions: bool = True) -> Table:
@@ -185,7 +186,8 @@ def _mount(name: str, module_name: str, help_text: str) -> None:
             module = importlib.import_module(module_name)
         except ImportError as error:
             _fail(f"`mmprolong {name}` needs {module_name}, which cannot be imported: {error}")
-        module.app(args=list(ctx.args), prog_name=f"mmprolong {name}")
+        debug = ["--debug"] if ctx.find_root().params.get("debug") else []
+        module.app(args=[*debug, *ctx.args], prog_name=f"mmprolong {name}")
 
 
 @app.command()
@@ -351,8 +353,10 @@ def sweep(
         console.rule(f"{name}: {path.stem}")
         try:
             _run_recipe(str(path), target / path.stem, None, None, [], dry_run)
-        except typer.Exit:
+        except (typer.Exit, InputError) as error:
             # One failed run does not stop the grid; rerunning the sweep resumes it.
+            if isinstance(error, InputError):
+                console.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
             failed.append(path.stem)
     if failed:
         _fail(f"{len(failed)} of {len(selected)} runs failed: {', '.join(failed)}")

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from docpool import __version__
 from mmprolong_runtime.cli_app import package_app
+from mmprolong_runtime.errors import InputError
 from mmprolong_schemas import ModelFamily, PageRange
 
 if TYPE_CHECKING:
@@ -139,9 +140,8 @@ def ingest_command(
         ValueError,
         ImportError,
     ) as error:
-        # Bad arguments or inputs: say which, without a traceback.
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from None
+        # Bad arguments or inputs, or a missing extra: one line (the CLI scaffolding's).
+        raise InputError(str(error)) from error
     _print_report(report, out)
 
 
@@ -313,6 +313,8 @@ def hash_command(
     from docpool.identity import has_pdf_magic, sha256_file
     from docpool.sources import expand_sources
 
+    if out.is_dir():
+        raise typer.BadParameter(f"{out} is a folder, not a file to write", param_hint="--out")
     entries = [
         (sha256_file(source.path), str(source.path))
         for source in expand_sources([folder])
@@ -334,13 +336,16 @@ def make_corpus_command(
     """Write realistic test PDFs with exact ground truth (sections, headers, facts, tables)."""
     from docpool.testing import make_corpus
 
-    truth = make_corpus(
-        out,
-        n_docs=n_docs,
-        seed=seed,
-        pages=(min_pages, max_pages),
-        langs=tuple(x.strip() for x in langs.split(",") if x.strip()),
-    )
+    try:
+        truth = make_corpus(
+            out,
+            n_docs=n_docs,
+            seed=seed,
+            pages=(min_pages, max_pages),
+            langs=tuple(x.strip() for x in langs.split(",") if x.strip()),
+        )
+    except ValueError as error:  # its message names the bad option value
+        raise InputError(str(error)) from error
     summary = {
         "documents": len(truth.documents),
         "pages": sum(d.num_pages for d in truth.documents),

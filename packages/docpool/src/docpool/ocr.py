@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pymupdf
 
+from mmprolong_runtime.errors import InputError
+
 DEFAULT_LANGUAGE = "eng"
 
 # ISO 639-1 (what docpool detects) -> Tesseract's traineddata name.
@@ -46,7 +48,7 @@ TESSERACT_CODES = {
 _CODES = re.compile(r"^[a-z]{3}(_[a-z]+)*(\+[a-z]{3}(_[a-z]+)*)*$")
 
 
-class OcrLanguageError(ValueError):
+class OcrLanguageError(InputError):
     """An ``--ocr-language`` value Tesseract cannot use."""
 
 

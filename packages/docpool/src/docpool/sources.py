@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmprolong_runtime.errors import InputError
+
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
 
 
@@ -23,7 +25,7 @@ class SourceFile:
     domain: str | None = None
 
 
-class SourceError(ValueError):
+class SourceError(InputError):
     """An input that cannot be expanded (missing file, malformed manifest)."""
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mmprolong_runtime.errors import InputError
 from mmprolong_schemas import ModelFamily
 
 _MODEL_TYPES: dict[str, ModelFamily] = {
@@ -23,7 +24,7 @@ DEFAULT_THETA: dict[ModelFamily, float] = {
 }
 
 
-class UnsupportedArchitectureError(ValueError):
+class UnsupportedArchitectureError(InputError):
     """The checkpoint is not a Qwen2.5-VL or Qwen3-VL model."""
 
 

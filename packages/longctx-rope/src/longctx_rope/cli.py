@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, NoReturn, cast
 
 import typer
 from rich.console import Console
@@ -31,7 +31,7 @@ from longctx_rope.loaders import loader_views
 from longctx_rope.methods import make_spec
 from longctx_rope.span import Span, estimate_text_tokens, plot_spans, span_of_path, summarize
 from longctx_rope.wavelengths import ROWS, frequency_table, plot_wavelengths, summarize_sections
-from mmprolong_runtime.cli_app import package_app
+from mmprolong_runtime.cli_app import fail, package_app
 from mmprolong_schemas import (
     ModelFamily,
     RopeMethod,
@@ -66,9 +66,9 @@ EXPECTED_ERRORS = (
 )
 
 
-def _fail(error: Exception) -> typer.Exit:
-    console.print(f"[red]error:[/red] {error}")
-    return typer.Exit(code=1)
+def _fail(error: Exception) -> NoReturn:
+    # Exit code 1, which this CLI has always used for the errors it expects.
+    fail(str(error), exit_code=1)
 
 
 def _tokens(value: str) -> int:
@@ -162,7 +162,7 @@ def extend(
             model_dir, out, spec, link=cast(LinkMode, link), overwrite=overwrite
         )
     except EXPECTED_ERRORS as error:
-        raise _fail(error) from None
+        _fail(error)
     _print_views(result.views, f"{arch.family.value}: {spec.describe()}")
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
@@ -205,7 +205,7 @@ def inspect(
         arch = describe_architecture(config)
         views = loader_views(config)
     except EXPECTED_ERRORS as error:
-        raise _fail(error) from None
+        _fail(error)
     _print_views(views, f"{model_dir} ({arch.family.value}, head_dim {arch.head_dim})")
     thetas = {view.theta for view in views}
     if len(thetas) > 1:
@@ -273,7 +273,7 @@ def span(
                 source, spec, pool=pool, count_text=count_text, limit=limit, on_span=advance
             )
         except EXPECTED_ERRORS as error:
-            raise _fail(error) from None
+            _fail(error)
     summary = summarize(run.spans)
     table = Table(title=f"span of {run.source} ({family.value}, {dpi:g} DPI)")
     for column in ("sample", "tokens", "pages", "text", "max T", "max H", "max W", "1-D max"):
@@ -376,7 +376,7 @@ def wavelengths(
         targeted = _row_maxima(target_span, _tokens(target_max))
         table_rows = frequency_table(arch, base, original, trained, targeted)
     except EXPECTED_ERRORS as error:
-        raise _fail(error) from None
+        _fail(error)
     sections = summarize_sections(table_rows)
     title = f"{arch.family.value} head_dim {arch.head_dim}: base {original:.4g} -> {base:.4g}"
     table = Table(title=title)

@@ -7,22 +7,24 @@ import tomllib
 from collections import defaultdict
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 
 from lvlm_judge import __version__
 from lvlm_judge.factory import make_llm_judge, make_runner, text_token_counter
-from mmprolong_runtime.cli_app import package_app
+from mmprolong_runtime.cli_app import fail, package_app
 from mmprolong_schemas import (
     EvalItem,
     ModelFamily,
+    ScoreTable,
     VisionTokenSpec,
     format_tokens,
     parse_tokens,
     write_jsonl,
 )
+from mmprolong_schemas.base import validate_record
 
 app = package_app(
     "lvlm-judge",
@@ -61,10 +63,17 @@ RUN_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _fail(message: str) -> None:
-    console.print("[red]error:[/red]", end=" ")
-    console.print(message, markup=False, soft_wrap=True, highlight=False)
-    raise typer.Exit(1)
+def _fail(message: str) -> NoReturn:
+    # Exit code 1, which this CLI has always used for the errors it expects.
+    fail(message, exit_code=1)
+
+
+def _score_table(path: Path) -> ScoreTable:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        _fail(f"{path}: not a scores.json ({error})")
+    return validate_record(ScoreTable, data, str(path))
 
 
 def _lengths(text: str) -> list[int]:
@@ -542,7 +551,6 @@ def report(
     )
     from lvlm_judge.results import paper_row as read_paper_row
     from lvlm_judge.suite import generalization_rows, provenance, read_suite_reports
-    from mmprolong_schemas import ScoreTable
 
     suites, results = read_suite_reports(results)
     tables = []
@@ -550,7 +558,7 @@ def report(
         paths = sorted(folder.glob("*scores.json")) if folder.is_dir() else [folder]
         if not paths or not all(path.is_file() for path in paths):
             _fail(f"{folder}: no scores.json (is it a run folder?)")
-        tables += [ScoreTable.model_validate_json(p.read_text(encoding="utf-8")) for p in paths]
+        tables += [_score_table(path) for path in paths]
     rows = comparison_rows([(table_label(t), table_row(t)) for t in tables], differences=compare)
     if paper_table is not None:
         try:

@@ -38,6 +38,7 @@ import numpy as np
 from lvlm_judge.context import ContextResolver, PoolLike
 from lvlm_judge.prompting import IMAGE, interleave
 from lvlm_judge.rules import score_answer
+from mmprolong_runtime.errors import InputError
 from mmprolong_schemas import (
     AnswerFormat,
     EvalItem,
@@ -96,7 +97,7 @@ _VLMEVALKIT_FORMATS = {
 }
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """Bad input data, naming where it is."""
 
 

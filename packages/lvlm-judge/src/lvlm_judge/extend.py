@@ -20,6 +20,7 @@ from pathlib import PurePosixPath
 
 from lvlm_judge.context import ContextResolver, TextTokenizer
 from lvlm_judge.prompting import page_label
+from mmprolong_runtime.errors import InputError
 from mmprolong_schemas import EvalItem, ImagePart, PagePart, Part, TextPart, format_tokens
 
 
@@ -32,7 +33,7 @@ def image_key(part: Part) -> str:
     return "text:" + part.text
 
 
-class ExtensionError(ValueError):
+class ExtensionError(InputError):
     """The donors cannot supply enough pages to reach a target."""
 
 

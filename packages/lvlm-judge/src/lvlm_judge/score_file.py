@@ -17,10 +17,11 @@ from lvlm_judge.judge.llm import JudgeRequest, LLMJudge
 from lvlm_judge.niah import score_niah
 from lvlm_judge.rules import score_output
 from lvlm_judge.scoring import JudgeName
+from mmprolong_runtime.errors import InputError
 from mmprolong_schemas import AnswerFormat, NiahMetric, atomic_path
 
 
-class RecordError(ValueError):
+class RecordError(InputError):
     """Records that cannot be scored, all of them named."""
 
 

@@ -9,8 +9,10 @@ import ast
 from collections.abc import Sequence
 from pathlib import Path
 
+from mmprolong_runtime.errors import InputError
 
-class UpstreamSourceError(ValueError):
+
+class UpstreamSourceError(InputError):
     """A checkout does not hold what the upstream layout puts there."""
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mmprolong_runtime.errors import InputError
 from mmprolong_schemas import atomic_path
 
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
@@ -38,7 +39,7 @@ PAPER_COLUMNS = {"Retrieval": "VTC.Ret", "Reasoning": "VTC.Reas", "Memory": "VTC
 """Split -> column of table18_vtcbench_wild (prefixed to keep MM-NIAH's Ret/Reas apart)."""
 
 
-class VtcDataError(ValueError):
+class VtcDataError(InputError):
     """The VTCBench-Wild release is missing or not in its released layout."""
 
 

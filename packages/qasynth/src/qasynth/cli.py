@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mmprolong_runtime.cli_app import package_app
+from mmprolong_runtime.cli_app import option_value, package_app
 from mmprolong_schemas import (
     HistogramBin,
     LengthDistribution,
@@ -134,7 +134,7 @@ def segment(
         distribution,
         _pages(doc_pages) if doc_pages else None,
         bins,
-        parse_tokens(max_length),
+        option_value(parse_tokens, max_length, "--max-length"),
         draws,
     )
     opened = _open_pool(pool)
@@ -304,7 +304,7 @@ def assemble(
     config = AssembleConfig(
         spec=VisionTokenSpec.for_family(family, dpi=dpi),
         page_labels=page_labels,
-        max_length=parse_tokens(max_length),
+        max_length=option_value(parse_tokens, max_length, "--max-length"),
     )
     _need(run / PAIRS_FILE, "generate")
     total = sum(1 for _ in read_jsonl(run / PAIRS_FILE, QAPair))
@@ -320,6 +320,13 @@ def assemble(
             executor=steps,
         )
     _summary("samples", summary)
+
+
+def _ratio_pair(text: str) -> tuple[int, int]:
+    parts = text.split(":")
+    if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
+        raise ValueError(f"{text!r} is not two whole numbers EXTRACTION:REASONING, e.g. 7:3")
+    return int(parts[0]), int(parts[1])
 
 
 def _ratios(text: str) -> dict[Task, float]:
@@ -381,11 +388,11 @@ def mix(
     _check_executor(executor, ray_address)
 
     fields: dict[str, Any] = {
-        "token_budget": parse_tokens(budget),
+        "token_budget": option_value(parse_tokens, budget, "--budget"),
         "short_share": short_share,
         "length_distribution": distribution,
-        "min_tokens": parse_tokens(min_tokens),
-        "max_length": parse_tokens(max_length),
+        "min_tokens": option_value(parse_tokens, min_tokens, "--min-tokens"),
+        "max_length": option_value(parse_tokens, max_length, "--max-length"),
         "seed": seed,
     }
     if doc_pages:
@@ -393,11 +400,13 @@ def mix(
     if histogram:
         fields["histogram"] = json.loads(histogram.read_text())
     if extraction_reasoning:
-        extraction, reasoning = (int(x) for x in extraction_reasoning.split(":"))
+        extraction, reasoning = option_value(
+            _ratio_pair, extraction_reasoning, "--extraction-reasoning"
+        )
         spec = MixtureSpec.extraction_reasoning(extraction, reasoning, **fields)
     else:
         if ratios:
-            fields["task_ratios"] = _ratios(ratios)
+            fields["task_ratios"] = option_value(_ratios, ratios, "--ratios")
         spec = MixtureSpec(**fields)
     if shortfall not in ("shrink", "repeat", "error"):
         raise typer.BadParameter("--shortfall is shrink, repeat or error")

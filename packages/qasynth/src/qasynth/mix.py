@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmprolong_runtime import config_hash
+from mmprolong_runtime.errors import InputError
 from mmprolong_runtime.executor import Executor
 from mmprolong_runtime.finished import finish, keyed_metadata, parquet_key, read_finished
 from mmprolong_schemas import B, K, LengthDistribution, MixtureSpec, Task, atomic_path
@@ -59,7 +60,7 @@ TABLE_CACHE_BYTES = 1 << 30
 Shortfall = Literal["shrink", "repeat", "error"]
 
 
-class MixtureError(ValueError):
+class MixtureError(InputError):
     pass
 
 

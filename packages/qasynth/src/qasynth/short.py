@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from PIL import Image
 
+from mmprolong_runtime.errors import InputError
 from mmprolong_schemas import (
     ImagePart,
     Message,
@@ -40,7 +41,7 @@ IMAGE_TOKEN = "<image>"
 _ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 
 
-class ShortDataError(ValueError):
+class ShortDataError(InputError):
     pass
 
 

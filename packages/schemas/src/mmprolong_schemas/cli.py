@@ -8,8 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from mmprolong_schemas import (
     RECORD_MODELS,
@@ -50,6 +52,8 @@ def json_schema(model: str | None, out: Path | None) -> int:
     if out is None:
         print(json.dumps(schemas[names[0]] if model else schemas, indent=2))
         return 0
+    if out.exists() and not out.is_dir():
+        raise argparse.ArgumentTypeError(f"--out {str(out)!r} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     for name, schema in schemas.items():
         (out / f"{name}.schema.json").write_text(json.dumps(schema, indent=2) + "\n")
@@ -80,13 +84,25 @@ def validate(path: Path, model: str, max_errors: int) -> int:
     return 1 if problems else 0
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Reports bad usage in one line naming the input, as the toolkit's typer CLIs do."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(
+    root = _OneLineParser(
         prog=PROG,
         description="Typed records of the MMProLong toolkit: export their JSON Schemas, "
         "validate files.",
     )
     root.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    root.add_argument(
+        "--debug",
+        action="store_true",
+        help="Show the traceback of an input error as well as its line.",
+    )
     commands = root.add_subparsers(dest="command", metavar="COMMAND")
     schema = commands.add_parser(
         "json-schema",
@@ -104,7 +120,7 @@ def parser() -> argparse.ArgumentParser:
         help="Check that every record in a file is a valid MODEL; list the problems in words.",
         description=validate.__doc__,
     )
-    check.add_argument("path", type=_existing_file, help="A .jsonl or .parquet file.")
+    check.add_argument("path", help="A .jsonl or .parquet file.")
     check.add_argument(
         "--model",
         "-m",
@@ -129,8 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "json-schema":
             return json_schema(args.model, args.out)
         if args.command == "validate":
-            return validate(args.path, args.model, args.max_errors)
+            return validate(_existing_file(args.path), args.model, args.max_errors)
     except argparse.ArgumentTypeError as error:
+        if args.debug:
+            traceback.print_exc()
         root.error(str(error))
     root.print_help(sys.stderr)
     return 2

@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mmprolong_runtime.cli_app import package_app
-from mmprolong_schemas import format_tokens, parse_tokens
+from mmprolong_runtime.cli_app import fail, option_value, package_app
+from mmprolong_schemas import ModelFamily, format_tokens, parse_tokens
 from seqpar_train import __version__
 
 app = package_app(
@@ -53,8 +53,7 @@ def train(
     try:
         settings = load_config(config, items)
     except ValueError as error:
-        console.print(f"[red]invalid config[/red]: {error}")
-        raise typer.Exit(2) from None
+        fail(f"invalid config: {error}")
     world = settings.parallel.nproc_per_node * settings.parallel.nnodes
     if world > 1 and not _under_launcher():
         command = [
@@ -113,20 +112,17 @@ def flops(
         arch = preset_arch(model)
         vision = preset_vision(model)
     except (ValueError, OSError) as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(2) from None
+        fail(str(error))
     if not 0 < row_fill <= 1:
-        console.print(f"[red]--row-fill {row_fill} is not in (0, 1][/red]")
-        raise typer.Exit(2)
+        fail(f"--row-fill {row_fill} is not in (0, 1]")
     peak = device_peak_tflops(gpu, peak_tflops)
     if peak is None:
-        console.print(f"[red]no peak known for --gpu {gpu!r}[/red]; give --peak-tflops")
-        raise typer.Exit(2)
-    length = parse_tokens(seq_len)
+        fail(f"no peak known for --gpu {gpu!r}; give --peak-tflops")
+    length = option_value(parse_tokens, seq_len, "--seq-len")
     row = page_row(
         arch,
         seq_len=int(length * row_fill),
-        doc_len=parse_tokens(doc_len) if doc_len else None,
+        doc_len=option_value(parse_tokens, doc_len, "--doc-len") if doc_len else None,
         factor=vision.factor,
         min_pixels=vision.min_pixels,
         max_pixels=vision.max_pixels,
@@ -135,8 +131,8 @@ def flops(
         arch,
         row=row,
         row_length=length,
-        global_batch_tokens=parse_tokens(global_batch),
-        token_budget=parse_tokens(budget),
+        global_batch_tokens=option_value(parse_tokens, global_batch, "--global-batch"),
+        token_budget=option_value(parse_tokens, budget, "--budget"),
         gpus=gpus,
         peak_tflops=peak,
         mfu=mfu,
@@ -218,7 +214,7 @@ def plan(
             gpu=gpu,
             memory_gb=memory_gb,
             peak_tflops=peak_tflops,
-            seq_len=parse_tokens(seq_len),
+            seq_len=option_value(parse_tokens, seq_len, "--seq-len"),
             sp=sp,
             fsdp=fsdp,
             activation_checkpointing=activation_checkpointing,
@@ -226,14 +222,13 @@ def plan(
             host_link_gbps=link_gbps,
             margin=margin,
             mfu=mfu,
-            token_budget=parse_tokens(budget),
-            global_batch_tokens=parse_tokens(global_batch),
+            token_budget=option_value(parse_tokens, budget, "--budget"),
+            global_batch_tokens=option_value(parse_tokens, global_batch, "--global-batch"),
             row_fill=row_fill,
         )
         plans = search_setups(setup) if search else [make_plan(setup)]
     except ValueError as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(2) from None
+        fail(str(error))
     if as_json:
         typer.echo(json.dumps([p.model_dump(mode="json") for p in plans], indent=1))
     else:
@@ -262,9 +257,11 @@ def export(
     from seqpar_train.export import export_hf
 
     if dtype not in ("bfloat16", "float32"):
-        console.print(f"[red]dtype {dtype!r} is not bfloat16 or float32[/red]")
-        raise typer.Exit(2)
-    settings = load_config(config, list(overrides or []))
+        fail(f"--dtype {dtype!r} is not bfloat16 or float32")
+    try:
+        settings = load_config(config, list(overrides or []))
+    except ValueError as error:
+        fail(f"invalid config: {error}")
     target = export_hf(settings, out, checkpoint, getattr(torch, dtype))
     console.print(f"exported to {target}")
 
@@ -283,6 +280,7 @@ def selfcheck(
     training on the devices present; prints the largest differences."""
     from seqpar_train.selfcheck import Scenario, check_fsdp, check_kernels, check_sp
 
+    option_value(ModelFamily, family, "--family")  # before minutes of kernel checks
     # First the attention kernels training will use here, in bf16 against float64.
     comparisons = check_kernels()
     if sp > 1:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from mmprolong_runtime.errors import InputError
 from mmprolong_schemas import (
     ImagePart,
     PagePart,
@@ -33,7 +34,7 @@ from seqpar_train.batch import IGNORE_INDEX
 END_OF_TURN = "<|im_end|>\n"
 
 
-class SampleError(ValueError):
+class SampleError(InputError):
     """A sample that cannot be encoded (missing document, broken PDF, missing image)."""
 
 
