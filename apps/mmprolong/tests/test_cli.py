@@ -62,7 +62,7 @@ def test_recipes_lists_and_prints() -> None:
     assert shown.exit_code == 0
     assert 'name = "demo-tiny"' in shown.output
     missing = runner.invoke(app, ["recipes", "nope"])
-    assert missing.exit_code == 1
+    assert missing.exit_code == 2
 
 
 def test_sweep_dry_run_writes_the_grid_and_plans_each_run(tmp_path: Path) -> None:
@@ -88,11 +88,11 @@ def test_sweep_dry_run_writes_the_grid_and_plans_each_run(tmp_path: Path) -> Non
 
 
 def test_sweep_rejects_unknown_names(tmp_path: Path) -> None:
-    assert runner.invoke(app, ["sweep", "ablation-nope", "--out", str(tmp_path)]).exit_code == 1
+    assert runner.invoke(app, ["sweep", "ablation-nope", "--out", str(tmp_path)]).exit_code == 2
     result = runner.invoke(
         app, ["sweep", "ablation-ratio", "--out", str(tmp_path), "--only", "9-1", "--dry-run"]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "9-1" in result.output
     listed = runner.invoke(app, ["sweep", "--list"])
     assert "ablation-short-data" in listed.output
@@ -102,13 +102,13 @@ def test_run_reports_a_bad_recipe_clearly(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "bad"\n[train]\nmax_lenght = 5\n')
     result = runner.invoke(app, ["run", str(bad), "--run-dir", str(tmp_path / "run")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "max_lenght" in result.output
 
 
 def test_status_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     result = runner.invoke(app, ["status", str(tmp_path)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "not a run directory" in result.output
 
 

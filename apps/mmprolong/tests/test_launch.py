@@ -231,15 +231,15 @@ def test_launch_train_refuses_what_it_cannot_join(tmp_path: Path) -> None:
 
     runner = CliRunner()
     result = runner.invoke(app, ["launch-train", str(tmp_path)])
-    assert result.exit_code == 1 and "not a run directory" in result.output
+    assert result.exit_code == 2 and "not a run directory" in result.output
     save_recipe(tmp_path, _two_node_recipe())
     result = runner.invoke(app, ["launch-train", str(tmp_path), "--stage", "eval"])
-    assert result.exit_code == 1 and "not launched" in result.output
+    assert result.exit_code == 2 and "not launched" in result.output
     result = runner.invoke(app, ["launch-train", str(tmp_path), "--stage", "sft"])
-    assert result.exit_code == 1 and "unknown stage 'sft'" in result.output
+    assert result.exit_code == 2 and "unknown stage 'sft'" in result.output
     # Alone (no torchrun, no srun), a two-node stage is not joined but explained.
     result = runner.invoke(app, ["launch-train", str(tmp_path)])
-    assert result.exit_code == 1 and "torchrun or srun" in result.output
+    assert result.exit_code == 2 and "torchrun or srun" in result.output
 
 
 def test_short_image_paths_resolve_under_one_folder(tmp_path: Path) -> None:

@@ -72,12 +72,12 @@ def test_extend_linear_warns_about_vllm(checkpoints: dict[str, Path], tmp_path: 
 
 def test_extend_errors_exit_nonzero(checkpoints: dict[str, Path], tmp_path: Path) -> None:
     missing = runner.invoke(app, ["extend", str(tmp_path / "none"), "--out", str(tmp_path / "o")])
-    assert missing.exit_code == 1 and "config.json" in _words(missing.output)
+    assert missing.exit_code == 2 and "config.json" in _words(missing.output)
     wrong = runner.invoke(
         app,
         ["extend", str(checkpoints["qwen2.5-vl"]), "--out", str(tmp_path / "o"), "--base", "9e6"],
     )
-    assert wrong.exit_code == 1 and "set-base" in _words(wrong.output)
+    assert wrong.exit_code == 2 and "set-base" in _words(wrong.output)
     assert not (tmp_path / "o").exists()
 
 
@@ -122,11 +122,11 @@ def test_wavelengths_from_span_and_model(
 
 def test_span_of_a_missing_path_fails_cleanly(tmp_path: Path) -> None:
     result = runner.invoke(app, ["span", str(tmp_path / "nope"), "--out", str(tmp_path / "r")])
-    assert result.exit_code == 1 and "does not exist" in _words(result.output)
+    assert result.exit_code == 2 and "does not exist" in _words(result.output)
 
 
 def test_extend_refuses_a_shorter_target(checkpoints: dict[str, Path], tmp_path: Path) -> None:
     """Qwen3-VL's default original context is its 256K max_position_embeddings."""
     out = str(tmp_path / "o")
     result = runner.invoke(app, ["extend", str(checkpoints["qwen3-vl"]), "--out", out])
-    assert result.exit_code == 1 and "nothing to extend" in _words(result.output)
+    assert result.exit_code == 2 and "nothing to extend" in _words(result.output)

@@ -20,6 +20,6 @@ def test_run_names_a_bad_executor_choice(tmp_path) -> None:
     args = ["run", "--model", "m", "--runner", "openai", "--data", str(root), "--lengths", "8K",
             "--datasets", "mmlongdoc"]  # fmt: skip
     result = CliRunner().invoke(app, [*args, "--executor", "dask"])
-    assert result.exit_code == 1 and "local or ray" in result.output
+    assert result.exit_code == 2 and "local or ray" in result.output
     result = CliRunner().invoke(app, [*args, "--ray-address", "auto"])
-    assert result.exit_code == 1 and "needs --executor ray" in result.output
+    assert result.exit_code == 2 and "needs --executor ray" in result.output

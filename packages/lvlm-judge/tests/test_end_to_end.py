@@ -164,7 +164,7 @@ def test_cli_run_report_extend(tiny_checkpoint: Path, data_root: Path, tmp_path:
 
     bad = cli.invoke(app, ["run", "--model", str(tiny_checkpoint), "--data",
                            str(tmp_path / "missing.jsonl")])  # fmt: skip
-    assert bad.exit_code == 1
+    assert bad.exit_code == 2
     assert "no such data file" in bad.output
 
 
@@ -223,6 +223,6 @@ def test_cli_score(
 
     source.write_text('{"answer": "x", "answer_format": "Blob", "prediction": "x"}\nnot json\n')
     result = cli.invoke(app, ["score", str(source), "--out", str(out)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "preds.jsonl:1: unknown answer_format 'Blob'" in result.output
     assert "preds.jsonl:2: not valid JSON" in result.output

@@ -272,7 +272,7 @@ def test_cli_suite_and_report_beside_the_paper(tmp_path: Path) -> None:
     runner = CliRunner()
     base = ["suite", str(ckpt), "--lmms-python"]
     missing = runner.invoke(app, [*base, sys.executable, "--out", str(tmp_path / "a")])
-    assert missing.exit_code == 1 and "pip install lmms-eval" in missing.output
+    assert missing.exit_code == 2 and "pip install lmms-eval" in missing.output
     offline = runner.invoke(
         app, [*base, _unreachable_python(tmp_path), "--groups", "short", "--out", str(tmp_path)]
     )
@@ -432,4 +432,4 @@ def test_cli_import_lmms_eval(tmp_path: Path) -> None:
     bad.write_text("[]")
     failed = runner.invoke(app, ["import-lmms-eval", str(bad), "--checkpoint", "c",
                                  "--out", str(tmp_path / "t")])  # fmt: skip
-    assert failed.exit_code == 1 and "not an lmms-eval results file" in failed.output
+    assert failed.exit_code == 2 and "not an lmms-eval results file" in failed.output

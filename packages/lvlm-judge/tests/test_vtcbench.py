@@ -174,7 +174,7 @@ def test_cli_vtc_group_builds_the_memory_judge_from_the_checkout(
     base = ["suite", str(ckpt), "--groups", "vtc", "--vtc-data", str(tmp_path / "absent"),
             "--vtc-source", str(checkout), "--out", str(tmp_path / "out")]  # fmt: skip
     no_server = CliRunner().invoke(app, base)
-    assert no_server.exit_code == 1 and "--judge-base-url" in no_server.output
+    assert no_server.exit_code == 2 and "--judge-base-url" in no_server.output
     result = CliRunner().invoke(app, [*base, "--judge-base-url", "http://127.0.0.1:9/v1"])
     assert result.exit_code == 1 and "no score was produced" in result.output
     failures = json.loads((tmp_path / "out" / "suite.json").read_text())["failures"]

@@ -10,7 +10,7 @@ import importlib
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -46,11 +46,6 @@ out = Console()
 STAGE_HELP = "One of pool, synth, mix, rope, train, sft (with train.extra_sft), eval, report."
 LAUNCH_EXIT = 3
 """Exit code of `run` stopped at a stage whose multi-node job is to be launched."""
-
-
-def _fail(message: str) -> NoReturn:
-    # Exit code 1, which this CLI has always used for the errors it expects.
-    fail(message, exit_code=1)
 
 
 def _plan_table(plans: list[Any], title: str, actions: bool = True) -> Table:
@@ -117,7 +112,7 @@ def _run_recipe(
             )
         execution = Execution(executor, ray_address)  # type: ignore[arg-type]
     except (FileNotFoundError, ValueError) as error:
-        _fail(str(error))
+        fail(str(error))
     target = run_dir or Path("runs") / recipe.name
     pipeline = Pipeline(default_stages(recipe), target, execution)
     console.print(f"recipe [bold]{recipe.name}[/bold] -> run directory {target}")
@@ -125,7 +120,7 @@ def _run_recipe(
         try:
             plans = pipeline.plan(recipe, from_stage=from_stage, until=until)
         except ValueError as error:
-            _fail(str(error))
+            fail(str(error))
         _announce(plans)
         return target
     try:
@@ -143,9 +138,13 @@ def _run_recipe(
     except StageFailed as error:
         cause = error.__cause__
         detail = str(cause) if isinstance(cause, StageUnavailable) else str(error)
-        _fail(f"{detail}\nEverything finished so far is kept; rerun the same command to resume.")
+        # A stage failed: a failed run (exit 1), not bad input.
+        fail(
+            f"{detail}\nEverything finished so far is kept; rerun the same command to resume.",
+            exit_code=1,
+        )
     except (ValueError, RuntimeError) as error:
-        _fail(str(error))
+        fail(str(error))
     console.print(_plan_table(pipeline.plan(recipe), "Finished", actions=False))
     return target
 
@@ -185,7 +184,10 @@ def _mount(name: str, module_name: str, help_text: str) -> None:
         try:
             module = importlib.import_module(module_name)
         except ImportError as error:
-            _fail(f"`mmprolong {name}` needs {module_name}, which cannot be imported: {error}")
+            fail(
+                f"`mmprolong {name}` needs {module_name}, which cannot be imported: {error}",
+                exit_code=1,
+            )
         debug = ["--debug"] if ctx.find_root().params.get("debug") else []
         module.app(args=[*debug, *ctx.args], prog_name=f"mmprolong {name}")
 
@@ -259,9 +261,10 @@ def launch_train(
         counts = join_stage(
             run_dir, stage, log=lambda message: console.print(message), timeout_s=timeout
         )
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        detail = str(error.__cause__) if isinstance(error, StageFailed) else str(error)
-        _fail(detail)
+    except (FileNotFoundError, ValueError) as error:
+        fail(str(error))
+    except RuntimeError as error:  # the stage ran and failed: a failed run (exit 1)
+        fail(str(error.__cause__) if isinstance(error, StageFailed) else str(error), exit_code=1)
     if counts is not None:
         console.print(
             f"stage {stage} done: " + ", ".join(f"{key} {value}" for key, value in counts.items())
@@ -277,7 +280,7 @@ def status(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) ->
     try:
         recipe = load_run_recipe(run_dir)
     except (FileNotFoundError, ValueError) as error:
-        _fail(str(error))
+        fail(str(error))
     plans = Pipeline(default_stages(recipe), run_dir).plan(recipe)
     out.print(_plan_table(plans, f"{recipe.name} in {run_dir}", actions=False))
 
@@ -292,7 +295,7 @@ def recipes(
     shipped = shipped_recipes()
     if name is not None:
         if name.removesuffix(".toml") not in shipped:
-            _fail(f"no shipped recipe {name!r}; shipped: {', '.join(shipped)}")
+            fail(f"no shipped recipe {name!r}; shipped: {', '.join(shipped)}")
         out.print(shipped[name.removesuffix(".toml")], markup=False, highlight=False)
         return
     table = Table(title="Shipped recipes")
@@ -340,14 +343,14 @@ def sweep(
         definition = get_sweep(name)
         base_recipe = load_recipe(base) if base else None
     except (KeyError, FileNotFoundError, ValueError) as error:
-        _fail(str(error.args[0] if isinstance(error, KeyError) else error))
+        fail(str(error.args[0] if isinstance(error, KeyError) else error))
     target = out_dir or Path("sweeps") / name
     paths = write_sweep(definition, target, base_recipe)
     console.print(f"wrote {len(paths)} run configs of {name} to {target}")
     selected = [path for path in paths if not only or path.stem in only]
     unknown = set(only or []) - {path.stem for path in paths}
     if unknown:
-        _fail(f"no run named {', '.join(sorted(unknown))} in {name}")
+        fail(f"no run named {', '.join(sorted(unknown))} in {name}")
     failed = []
     for path in selected:
         console.rule(f"{name}: {path.stem}")
@@ -359,7 +362,7 @@ def sweep(
                 console.print(f"[red]error:[/red] {error}", soft_wrap=True, highlight=False)
             failed.append(path.stem)
     if failed:
-        _fail(f"{len(failed)} of {len(selected)} runs failed: {', '.join(failed)}")
+        fail(f"{len(failed)} of {len(selected)} runs failed: {', '.join(failed)}", exit_code=1)
 
 
 @app.command()
@@ -386,7 +389,7 @@ def doctor(
     try:
         chosen = load_recipe(recipe)
     except (FileNotFoundError, ValueError) as error:
-        _fail(str(error))
+        fail(str(error))
     machine = probe(disk)
     colours = {"ok": "green", "missing": "red", "warn": "yellow", "info": "white"}
     for title, findings in (

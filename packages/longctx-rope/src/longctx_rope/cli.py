@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, cast
+from typing import Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -64,11 +64,6 @@ EXPECTED_ERRORS = (
     SchemaError,
     ValueError,
 )
-
-
-def _fail(error: Exception) -> NoReturn:
-    # Exit code 1, which this CLI has always used for the errors it expects.
-    fail(str(error), exit_code=1)
 
 
 def _tokens(value: str) -> int:
@@ -162,7 +157,7 @@ def extend(
             model_dir, out, spec, link=cast(LinkMode, link), overwrite=overwrite
         )
     except EXPECTED_ERRORS as error:
-        _fail(error)
+        fail(str(error))
     _print_views(result.views, f"{arch.family.value}: {spec.describe()}")
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
@@ -205,7 +200,7 @@ def inspect(
         arch = describe_architecture(config)
         views = loader_views(config)
     except EXPECTED_ERRORS as error:
-        _fail(error)
+        fail(str(error))
     _print_views(views, f"{model_dir} ({arch.family.value}, head_dim {arch.head_dim})")
     thetas = {view.theta for view in views}
     if len(thetas) > 1:
@@ -273,7 +268,7 @@ def span(
                 source, spec, pool=pool, count_text=count_text, limit=limit, on_span=advance
             )
         except EXPECTED_ERRORS as error:
-            _fail(error)
+            fail(str(error))
     summary = summarize(run.spans)
     table = Table(title=f"span of {run.source} ({family.value}, {dpi:g} DPI)")
     for column in ("sample", "tokens", "pages", "text", "max T", "max H", "max W", "1-D max"):
@@ -376,7 +371,7 @@ def wavelengths(
         targeted = _row_maxima(target_span, _tokens(target_max))
         table_rows = frequency_table(arch, base, original, trained, targeted)
     except EXPECTED_ERRORS as error:
-        _fail(error)
+        fail(str(error))
     sections = summarize_sections(table_rows)
     title = f"{arch.family.value} head_dim {arch.head_dim}: base {original:.4g} -> {base:.4g}"
     table = Table(title=title)

@@ -7,7 +7,7 @@ import tomllib
 from collections import defaultdict
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -63,16 +63,11 @@ RUN_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _fail(message: str) -> NoReturn:
-    # Exit code 1, which this CLI has always used for the errors it expects.
-    fail(message, exit_code=1)
-
-
 def _score_table(path: Path) -> ScoreTable:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as error:
-        _fail(f"{path}: not a scores.json ({error})")
+        fail(f"{path}: not a scores.json ({error})")
     return validate_record(ScoreTable, data, str(path))
 
 
@@ -102,7 +97,7 @@ def _load_config(path: Path | None) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as error:
-        _fail(f"config {path}: {error}")
+        fail(f"config {path}: {error}")
     section = data.get("run", data)
     known = set(RUN_DEFAULTS) | {
         "model", "data", "image_root", "pool", "base_url", "judge_model", "judge_base_url",
@@ -111,7 +106,7 @@ def _load_config(path: Path | None) -> dict[str, Any]:
     }  # fmt: skip
     unknown = set(section) - known
     if unknown:
-        _fail(f"config {path}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        fail(f"config {path}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
     return dict(section)
 
 
@@ -259,9 +254,9 @@ def run(
     settings = {**RUN_DEFAULTS, **_load_config(config), **given}
     settings = {k: (v.value if isinstance(v, StrEnum) else v) for k, v in settings.items()}
     if not settings.get("model"):
-        _fail("no model: pass --model or set model in the config")
+        fail("no model: pass --model or set model in the config")
     if not settings.get("data"):
-        _fail("no data: pass --data or set data in the config")
+        fail("no data: pass --data or set data in the config")
     from lvlm_judge.context import ContextResolver, open_pool
     from lvlm_judge.datasets import DatasetError, LoadReport, load_data
     from lvlm_judge.evaluate import run_eval
@@ -282,14 +277,14 @@ def run(
             report=report,
         )
     except DatasetError as error:
-        _fail(str(error))
+        fail(str(error))
     for problem in report.skipped:
         console.print(f"[yellow]skipped:[/yellow] {problem}", highlight=False)
     for category, count in report.not_scored.items():
         console.print(f"not scored: {count} rows of {category}", highlight=False)
     items = _limit(items, settings.get("limit"))
     if not items:
-        _fail("the data holds no item at the requested lengths")
+        fail("the data holds no item at the requested lengths")
     resolver = ContextResolver(_image_root(settings), opened_pool, spec)
     out_dir = Path(settings["out"])
     name = settings.get("model_name") or str(settings["model"])
@@ -300,21 +295,21 @@ def run(
         try:
             steps = make_executor("ray", ray_address=settings.get("ray_address"))
         except ImportError as error:
-            _fail(str(error))
+            fail(str(error))
         model_runner = _actor_runner(settings, name, items)
     elif settings["executor"] == "local":
         if settings.get("ray_address"):
-            _fail("--ray-address needs --executor ray")
+            fail("--ray-address needs --executor ray")
         model_runner = _make_runner(settings, name, resolver, items)
     else:
-        _fail(f"--executor is local or ray, not {settings['executor']!r}")
+        fail(f"--executor is local or ray, not {settings['executor']!r}")
     llm_judge = None
     if settings["judge"] == "llm":
         if not settings.get("judge_model"):
-            _fail("--judge llm needs --judge-model")
+            fail("--judge llm needs --judge-model")
         official = settings.get("mmlb_source") is not None
         if official and given.get("pre_judge"):
-            _fail("--pre-judge is off for the official mmlb-v1.1 score: it judges every item")
+            fail("--pre-judge is off for the official mmlb-v1.1 score: it judges every item")
         try:
             llm_judge = make_llm_judge(
                 settings.get("judge_model"),
@@ -325,7 +320,7 @@ def run(
                 mmlb_source=settings.get("mmlb_source"),
             )
         except ValueError as error:
-            _fail(f"--judge llm: {error}")
+            fail(f"--judge llm: {error}")
     run_eval(
         items, model_runner, out_dir,
         prompt_format=templates, judge=settings["judge"], llm_judge=llm_judge,
@@ -346,15 +341,15 @@ def _templates(settings: dict[str, Any]) -> Any:
     source = settings.get("mmlb_source")
     if source is not None:
         if settings["prompt_format"] not in (MMLB_FORMAT, RUN_DEFAULTS["prompt_format"]):
-            _fail(f"--mmlb-source reads MMLongBench's prompts; not {settings['prompt_format']!r}")
+            fail(f"--mmlb-source reads MMLongBench's prompts; not {settings['prompt_format']!r}")
         try:
             return read_templates(source)
         except MMLBSourceError as error:
-            _fail(f"--mmlb-source: {error}")
+            fail(f"--mmlb-source: {error}")
     try:
         return shipped_templates(str(settings["prompt_format"]))
     except ValueError as error:
-        _fail(str(error))
+        fail(str(error))
 
 
 def _image_root(settings: dict[str, Any]) -> Path:
@@ -392,12 +387,12 @@ def _actor_runner(settings: dict[str, Any], name: str, items: list[EvalItem]) ->
     from lvlm_judge.runners.actors import ActorRunner, actor_count
 
     if settings["runner"] == "openai":
-        _fail("the openai runner calls a server; --executor ray runs transformers/vllm runners")
+        fail("the openai runner calls a server; --executor ray runs transformers/vllm runners")
     gpus = float(settings.get("actor_gpus", 1.0))
     try:
         count = int(settings.get("actors") or actor_count(settings.get("ray_address"), gpus))
     except ValueError as error:
-        _fail(f"{error}; pass --actor-gpus 0 to run runners on CPUs")
+        fail(f"{error}; pass --actor-gpus 0 to run runners on CPUs")
     factory = functools.partial(_runner_on_actor, settings, name, items)
     return ActorRunner(factory, count, num_gpus=gpus, address=settings.get("ray_address"))
 
@@ -472,14 +467,14 @@ def extend(
             subset="all",
         )  # fmt: skip
     except DatasetError as error:
-        _fail(str(error))
+        fail(str(error))
     items = [item for item in items if item.metric is None]
     if not items:
-        _fail("no document items to extend")
+        fail("no document items to extend")
     try:
         text_tokens = text_token_counter(tokenizer)
     except ImportError as error:
-        _fail(str(error))
+        fail(str(error))
     extender = Extender(ContextResolver(root, opened_pool, spec), text_tokens, seed)
     by_dataset: dict[str, list[EvalItem]] = defaultdict(list)
     for item in items:
@@ -490,7 +485,7 @@ def extend(
             try:
                 extended = [extender.extend(item, target, donors) for item in group]
             except ExtensionError as error:
-                _fail(str(error))
+                fail(str(error))
             path = out / f"{dataset}_K{target // 1024}.jsonl"
             write_jsonl(path, extended)
             console.print(f"{dataset} {format_tokens(target)}: {len(extended)} items -> {path}")
@@ -509,7 +504,7 @@ def render_tsv(
     try:
         written = render_tsv_pages(tsv, image_root, dpi=dpi)
     except (DatasetError, ImportError) as error:
-        _fail(str(error))
+        fail(str(error))
     console.print(f"{written} page images written under {image_root}")
 
 
@@ -557,14 +552,14 @@ def report(
     for folder in results:
         paths = sorted(folder.glob("*scores.json")) if folder.is_dir() else [folder]
         if not paths or not all(path.is_file() for path in paths):
-            _fail(f"{folder}: no scores.json (is it a run folder?)")
+            fail(f"{folder}: no scores.json (is it a run folder?)")
         tables += [_score_table(path) for path in paths]
     rows = comparison_rows([(table_label(t), table_row(t)) for t in tables], differences=compare)
     if paper_table is not None:
         try:
             rows += [read_paper_row(paper_table, paper_section, name) for name in paper_row]
         except KeyError as error:
-            _fail(str(error))
+            fail(str(error))
     text = markdown(rows) if rows else ""
     if suites or generalization:
         extra = comparison_rows(generalization_rows(suites), differences=compare)
@@ -610,18 +605,18 @@ def score(
     llm_judge = None
     if judge is JudgeChoice.LLM:
         if not judge_model:
-            _fail("--judge llm needs --judge-model")
+            fail("--judge llm needs --judge-model")
         try:
             llm_judge = make_llm_judge(
                 judge_model, judge_cache, base_url=judge_base_url, pre_judge=pre_judge
             )
         except ValueError as error:
-            _fail(f"--judge llm: {error}")
+            fail(f"--judge llm: {error}")
     try:
         records = read_records(file)
         scored = score_records(records, judge.value, llm_judge)
     except (RecordError, ValueError) as error:
-        _fail(str(error))
+        fail(str(error))
     write_records(out, scored)
     mean = sum(r["score"] for r in scored) / len(scored) if scored else 0.0
     stats = f"; judge {json.dumps(llm_judge.stats.as_dict())}" if llm_judge else ""

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from lvlm_judge.cli import _fail, _lengths, app, console
+from lvlm_judge.cli import _lengths, app, console
+from mmprolong_runtime.cli_app import fail
 
 
 @app.command()
@@ -123,7 +124,7 @@ def suite(
             include_path=include_path, niah=niah, vtc=vtc, log=console.print,
         )  # fmt: skip
     except (LmmsEvalError, ValueError) as error:  # ValueError: bad judge or --vtc-source
-        _fail(str(error))
+        fail(str(error))
     from lvlm_judge.results import markdown
 
     typer.echo(markdown([(f"{checkpoint.name} (suite)", suite_row(report))]))
@@ -132,7 +133,8 @@ def suite(
     for task, why in report.failures.items():
         console.print(f"[red]failed[/red] {task}: {why}", markup=True, highlight=False)
     if not report.scores:
-        _fail(f"no score was produced; see {out / 'suite.json'} for each task's reason")
+        # The tasks ran and failed: a failed run (exit 1), not bad input.
+        fail(f"no score was produced; see {out / 'suite.json'} for each task's reason", exit_code=1)
 
 
 @app.command("import-lmms-eval")
@@ -153,9 +155,9 @@ def import_lmms_eval(
     try:
         scores = [score for path in results for score in import_results(path, group=group)]
     except LmmsEvalError as error:
-        _fail(str(error))
+        fail(str(error))
     if not scores:
-        _fail("the results files hold no score")
+        fail("the results files hold no score")
     report = SuiteReport(checkpoint=checkpoint, groups=[group], scores=scores)
     console.print(f"{len(scores)} scores written to {report.write(out)}")
     typer.echo(markdown([(f"{checkpoint} (lmms-eval)", suite_row(report))]))
