@@ -73,7 +73,8 @@ def make_sample(doc: Document, pages: list[int], question: str, target: str = "4
 
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A docpool-shaped pool (documents/part-*.parquet) and a samples shard over it."""
+    """A docpool pool (the layout docpool's pool.py writes: a pool.json marker and
+    documents/part-<run>-<n>.parquet shards) and a samples shard over it."""
     root = tmp_path_factory.mktemp("corpus")
     docs = [
         make_document(0, 50, "letter"),
@@ -81,6 +82,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         make_document(2, 30, "slide"),
     ]
     write_parquet(root / "pool/documents/part-0-0.parquet", docs, Document)
+    (root / "pool/pool.json").write_text('{"format": "docpool", "version": 1}\n')
     samples = [
         make_sample(docs[0], list(range(1, 51)), "Which table lists the totals?"),
         make_sample(docs[1], [1, 2, 3], "x" * 40_000),

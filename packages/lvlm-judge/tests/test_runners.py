@@ -12,7 +12,7 @@ from PIL import Image
 from lvlm_judge.context import ContextResolver
 from lvlm_judge.datasets import load_data
 from lvlm_judge.prompting import build_prompt
-from lvlm_judge.runners import OpenAIRunner, chat_messages, size_engine
+from lvlm_judge.runners import OpenAIRunner, chat_messages
 from lvlm_judge.runners.base import GenerationRequest
 from lvlm_judge.runners.vllm_runner import vllm_request
 from lvlm_judge.testing import ChatServer, Scripted, make_doc_benchmark
@@ -62,16 +62,6 @@ def test_openai_runner_records_failures(doc_items: tuple[Path, list[GenerationRe
     (prediction,) = list(runner.generate(requests[:1]))
     assert prediction.output == ""
     assert prediction.error is not None and "ChatError" in prediction.error
-
-
-def test_engine_sizing() -> None:
-    sizing = size_engine([1000, 130000, 5000], [3, 50, 7], max_new_tokens=128, margin=64)
-    assert sizing.max_model_len == 131072  # 130192 rounds up to 128K
-    assert size_engine([131000], [1]).max_model_len == 132096
-    assert sizing.limit_mm_per_prompt == {"image": 50}
-    assert size_engine([100], [0]).limit_mm_per_prompt == {"image": 1}
-    with pytest.raises(ValueError, match="at least one"):
-        size_engine([], [])
 
 
 def test_vllm_request_building(doc_items: tuple[Path, list[GenerationRequest]]) -> None:

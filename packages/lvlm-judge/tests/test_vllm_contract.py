@@ -32,8 +32,9 @@ from lvlm_judge.datasets import load_data
 from lvlm_judge.factory import make_runner
 from lvlm_judge.prompting import build_prompt
 from lvlm_judge.runners.base import GenerationRequest, chat_text
-from lvlm_judge.runners.vllm_runner import EngineSizing, engine_settings, vllm_request
+from lvlm_judge.runners.vllm_runner import engine_settings, vllm_request
 from lvlm_judge.testing import make_doc_benchmark
+from mmprolong_runtime.vllm_engine import LONG_MAX_MODEL_LEN_ENV, EngineSizing
 from mmprolong_schemas import K, VisionTokenSpec, image_tokens
 
 pytestmark = pytest.mark.slow
@@ -162,7 +163,7 @@ def test_engine_settings_past_the_checkpoint_length(tiny: Path) -> None:
     from longctx_rope import make_spec
 
     spec = VisionTokenSpec(min_pixels=3136, max_pixels=1003520)
-    sizing = EngineSizing(256 * K, {"image": 300})
+    sizing = EngineSizing(256 * K, 300)
     kwargs, env, warnings = engine_settings(tiny, sizing, spec)
     assert kwargs["mm_processor_kwargs"] == {"min_pixels": 3136, "max_pixels": 1003520}
     assert env == {"VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1"}
@@ -235,11 +236,9 @@ def test_long_engine_needs_the_variable_or_a_rope_spec(
     with pytest.raises(ValueError, match="VLLM_ALLOW_LONG_MAX_MODEL_LEN=1"):
         vllm.LLM(str(tiny), max_model_len=64 * K, limit_mm_per_prompt={"image": 1})
     # The runner at 64K on a 32K checkpoint: the variable is set for the engine.
-    from lvlm_judge.runners import vllm_runner
-
-    big = EngineSizing(64 * K, {"image": 2})
+    big = EngineSizing(64 * K, 2)
     monkeypatch.setattr("lvlm_judge.factory.size_engine", lambda *a, **k: big)
-    assert vllm_runner.LONG_MAX_MODEL_LEN_ENV not in os.environ
+    assert LONG_MAX_MODEL_LEN_ENV not in os.environ
     make_runner("vllm", tiny, resolver, items)
     assert os.environ["VLLM_ALLOW_LONG_MAX_MODEL_LEN"] == "1"
     os.environ.pop("VLLM_ALLOW_LONG_MAX_MODEL_LEN")

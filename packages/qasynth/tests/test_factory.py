@@ -32,6 +32,18 @@ def test_transformers_backend_loads_a_saved_checkpoint(tmp_path) -> None:
     assert teacher.name == f"transformers:{tmp_path / 'ckpt'}"
 
 
+def test_the_server_and_key_come_from_the_shared_client_settings(monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:2/v1/")
+    monkeypatch.setenv("OPENAI_API_KEY", "env-key")
+    teacher = make_teacher("openai", Pool(), model="m", concurrency=3)
+    assert teacher.base_url == "http://127.0.0.1:2/v1"
+    assert teacher.client_settings.api_key == "env-key"
+    assert teacher.client_settings.concurrency == 3
+    given = OpenAITeacher("m", "http://127.0.0.1:3/v1", Pool(), api_key="given-key")
+    assert given.base_url == "http://127.0.0.1:3/v1"
+    assert given.client_settings.api_key == "given-key"
+
+
 @pytest.mark.parametrize(
     ("kind", "options", "message"),
     [

@@ -14,13 +14,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from mmprolong_runtime.vllm_engine import EngineSizing
 from mmprolong_schemas import Task, VisionTokenSpec, image_tokens
 from qasynth.cache import RequestCache
 from qasynth.generate import GenerateConfig, generate
 from qasynth.prompts import build_prompt
 from qasynth.segments import sample_segments
 from qasynth.teachers.base import TeacherReply, TeacherRequest
-from qasynth.teachers.vllm import EngineSettings, VLLMTeacher, parse_outputs, sampling_kwargs
+from qasynth.teachers.vllm import VLLMTeacher, parse_outputs, sampling_kwargs
 
 VISION = "<|vision_start|><|image_pad|><|vision_end|>"
 
@@ -192,7 +193,7 @@ def test_engine_length_comes_from_the_segment(document, renderer) -> None:
     assert built.images == len(segment.pages)
     assert built.tokens > 8 * len(segment.pages)
     settings = teacher.settings_for([built])
-    assert settings == EngineSettings(len(segment.pages), -(-(built.tokens + 100) // 1024) * 1024)
+    assert settings == EngineSizing(-(-(built.tokens + 100) // 1024) * 1024, len(segment.pages))
 
 
 def test_requests_that_do_not_fit_fail_alone(document, renderer) -> None:
@@ -200,9 +201,7 @@ def test_requests_that_do_not_fit_fail_alone(document, renderer) -> None:
     teacher = _teacher(
         renderer,
         [],
-        settings=EngineSettings(
-            limit_mm_per_prompt=min(len(s.pages) for s in segments), max_model_len=1 << 20
-        ),
+        settings=EngineSizing(max_model_len=1 << 20, images=min(len(s.pages) for s in segments)),
     )
     with RequestCache(":memory:") as cache:
         result = generate(segments, teacher, cache, GenerateConfig(max_attempts=1))

@@ -55,7 +55,7 @@ from docpool.parse import (
     probe_document,
     warm_up,
 )
-from docpool.pool import Alias, HashRecord, IngestLock, PoolWriter, Reject, _shards
+from docpool.pool import Alias, HashRecord, IngestLock, PoolWriter, Reject
 from docpool.sections import sections_from_headings, sections_from_outline
 from docpool.sources import SourceFile, expand_sources, load_domain_map, resolve_domain
 from mmprolong_runtime import RunManifest
@@ -68,6 +68,7 @@ from mmprolong_runtime.executor import (
     TaskTimeout,
 )
 from mmprolong_schemas import Document, record_to_row
+from mmprolong_schemas.io import pool_shards
 
 DEFAULT_MAX_FILE_BYTES = 1 << 30
 
@@ -143,18 +144,18 @@ def _load_state(
     root: Path, retry_rejects: bool = False, min_pages: int = 1, max_pages: int = 1 << 30
 ) -> _PoolState:
     state = _PoolState()
-    for shard in _shards(root / "documents"):
+    for shard in pool_shards(root, "documents"):
         table = pq.read_table(shard, columns=["doc_id", "source_path"]).to_pydict()
         for doc_id, source in zip(table["doc_id"], table["source_path"], strict=True):
             state.source_of.setdefault(doc_id, source)
-    for shard in _shards(root / "aliases"):
+    for shard in pool_shards(root, "aliases"):
         table = pq.read_table(shard, columns=["doc_id", "path"]).to_pydict()
         state.aliases.update(zip(table["doc_id"], table["path"], strict=True))
-    for shard in _shards(root / "hashes"):
+    for shard in pool_shards(root, "hashes"):
         for row in pq.read_table(shard).to_pylist():
             state.hashes[row["path"]] = (row["size"], row["mtime_ns"], row["doc_id"])
     latest: dict[str, Reject] = {}
-    for shard in _shards(root / "rejects"):  # in run order: the latest verdict wins
+    for shard in pool_shards(root, "rejects"):  # in run order: the latest verdict wins
         for row in pq.read_table(shard).to_pylist():
             reject = Reject.model_validate(row)
             latest[reject.path] = reject

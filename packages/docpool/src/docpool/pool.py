@@ -41,9 +41,10 @@ from mmprolong_schemas import (
     write_parquet,
     write_parquet_rows,
 )
+from mmprolong_schemas.io import POOL_MARKER as MARKER
+from mmprolong_schemas.io import is_pool, pool_shards, read_pool_documents
 
 POOL_FORMAT = 1
-MARKER = "pool.json"
 DOCUMENT_ROW_GROUP = 4  # documents a Parquet row group: what reading one document reads
 DOCUMENT_CACHE = 16  # documents Pool.get keeps
 
@@ -127,10 +128,6 @@ class IngestLock:
         self.release()
 
 
-def _shards(folder: Path) -> list[Path]:
-    return sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
-
-
 class Pool:
     """Read access to a pool directory. Cheap to open: it reads only the doc_id column of
     each shard to build its index (shard and row of every document); ``get`` then reads one
@@ -139,11 +136,10 @@ class Pool:
 
     def __init__(self, path: str | Path):
         self.root = Path(path)
-        marker = self.root / MARKER
-        if not marker.is_file():
+        if not is_pool(self.root):
             raise NotAPool(f"{self.root} is not a docpool pool (no {MARKER}); run `docpool ingest`")
         self._index: dict[str, tuple[Path, int]] = {}
-        for shard in _shards(self.root / "documents"):
+        for shard in pool_shards(self.root, "documents"):
             ids = pq.read_table(shard, columns=["doc_id"]).column("doc_id").to_pylist()
             for row, doc_id in enumerate(ids):
                 self._index.setdefault(doc_id, (shard, row))
@@ -171,12 +167,8 @@ class Pool:
 
     def documents(self) -> Iterator[Document]:
         """Every document, shard by shard, each once."""
-        seen: set[str] = set()
-        for shard in _shards(self.root / "documents"):
-            for doc in read_parquet(shard, Document):
-                if doc.doc_id not in seen:
-                    seen.add(doc.doc_id)
-                    yield self._with_aliases(doc)
+        for doc in read_pool_documents(self.root):
+            yield self._with_aliases(doc)
 
     def get(self, doc_id: str) -> Document:
         """One document by id, read alone (its shard's row group, not the whole shard)."""
@@ -199,7 +191,7 @@ class Pool:
     def aliases(self) -> dict[str, list[str]]:
         if self._aliases is None:
             merged: dict[str, set[str]] = {}
-            for shard in _shards(self.root / "aliases"):
+            for shard in pool_shards(self.root, "aliases"):
                 for alias in read_parquet(shard, Alias):
                     merged.setdefault(alias.doc_id, set()).add(alias.path)
             self._aliases = {key: sorted(paths) for key, paths in merged.items()}
@@ -209,12 +201,12 @@ class Pool:
         """Every file rejected and not pooled since, once per path: its latest verdict (a
         rerun may retry a file and judge it again)."""
         latest: dict[str, Reject] = {}
-        for shard in _shards(self.root / "rejects"):  # in run order: run ids start with time
+        for shard in pool_shards(self.root, "rejects"):  # in run order: run ids start with time
             for reject in read_parquet(shard, Reject):
                 latest[reject.path] = reject
         pooled_ids = set(self._index)
         pooled_paths = {path for paths in self.aliases().values() for path in paths}
-        for shard in _shards(self.root / "documents"):
+        for shard in pool_shards(self.root, "documents"):
             pooled_paths.update(pq.read_table(shard, columns=["source_path"])[0].to_pylist())
         return sorted(
             (

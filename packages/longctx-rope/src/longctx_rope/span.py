@@ -29,6 +29,7 @@ from mmprolong_schemas import (
     read_parquet,
     smart_resize,
 )
+from mmprolong_schemas.io import is_pool, read_pool_documents
 
 LETTER_POINTS = (612.0, 792.0)
 """US-letter page size, assumed for pages whose document is not at hand."""
@@ -168,16 +169,6 @@ def _parquet_files(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*.parquet") if not p.name.startswith("."))
 
 
-def is_pool(path: Path) -> bool:
-    return (path / "documents").is_dir()
-
-
-def read_documents(pool: Path) -> Iterator[Document]:
-    """Documents of a docpool pool, read from its Parquet shards."""
-    for shard in _parquet_files(pool / "documents"):
-        yield from read_parquet(shard, Document)
-
-
 def read_samples(path: Path) -> Iterator[Sample]:
     """Samples from one Parquet file or every Parquet file under a folder."""
     files = _parquet_files(path)
@@ -217,14 +208,14 @@ def span_of_path(
     spans: list[Span] = []
     assumed = 0
     if is_pool(source):
-        for doc in read_documents(source):
+        for doc in read_pool_documents(source):
             spans.append(layout_span(doc.doc_id, document_layout(doc, spec)))
             if on_span is not None:
                 on_span(spans[-1])
             if limit is not None and len(spans) >= limit:
                 break
         return SpanRun(spans, 0, f"pool {source}")
-    sizes = page_sizes_of(read_documents(Path(pool))) if pool is not None else {}
+    sizes = page_sizes_of(read_pool_documents(pool)) if pool is not None else {}
     try:
         for sample in read_samples(source):
             layout, unknown = sample_layout(sample, sizes, spec, count_text)

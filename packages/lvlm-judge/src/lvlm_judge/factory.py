@@ -13,9 +13,10 @@ from lvlm_judge.judge.cache import JudgeCache
 from lvlm_judge.judge.llm import LLMJudge
 from lvlm_judge.judge.prompts import OUR_JUDGE
 from lvlm_judge.prompting import OUR_TEMPLATES, PromptTemplates, build_prompt
-from lvlm_judge.runners import OpenAIRunner, TransformersRunner, VLLMRunner, size_engine
+from lvlm_judge.runners import OpenAIRunner, TransformersRunner, VLLMRunner
 from lvlm_judge.runners.base import DEFAULT_MAX_NEW_TOKENS
 from mmprolong_runtime.chat_client import ClientSettings
+from mmprolong_runtime.vllm_engine import size_engine
 from mmprolong_schemas import EvalItem
 
 RUNNERS = ("transformers", "vllm", "openai")

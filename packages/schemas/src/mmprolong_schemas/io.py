@@ -3,7 +3,8 @@
 JSONL holds one record per line in pydantic's JSON form. Parquet keeps top-level scalar
 fields (strings, numbers, booleans, enums) as typed columns, so pools and mixtures can be
 queried with any Arrow tool, and stores every other field as a JSON string column. Both
-round-trip every record exactly.
+round-trip every record exactly. A docpool pool's layout (``is_pool``, ``pool_shards``,
+``read_pool_documents``) is here too, so its writer and its readers share one description.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, TypeAdapter
 
 from mmprolong_schemas.base import SchemaError, validate_record
+from mmprolong_schemas.document import Document
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -277,3 +279,32 @@ def read_parquet_row(path: str | os.PathLike[str], model: type[ModelT], row: int
         raise SchemaError(str(source), [f"not a readable Parquet file ({error})"]) from None
     json_columns = _json_columns(source, handle.schema_arrow, model)
     return _record(table.to_pylist()[0], json_columns, model, f"{source} row {row}")
+
+
+# A docpool pool on disk, written down once for docpool (which writes and indexes it) and for
+# every reader of its documents (longctx-rope's span): POOL/pool.json marks the folder, and
+# each table is a folder of append-only shards, POOL/<table>/part-<run>-<n>.parquet.
+POOL_MARKER = "pool.json"
+
+
+def is_pool(root: str | os.PathLike[str]) -> bool:
+    """Whether ``root`` is a docpool pool (it holds the marker file)."""
+    return (Path(root) / POOL_MARKER).is_file()
+
+
+def pool_shards(root: str | os.PathLike[str], table: str = "documents") -> list[Path]:
+    """A pool table's shards in run order (run ids start with the time); none if absent."""
+    folder = Path(root) / table
+    return sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+
+
+def read_pool_documents(root: str | os.PathLike[str]) -> Iterator[Document]:
+    """Every Document record of a pool, shard by shard, each doc_id once (the first)."""
+    if not is_pool(root):
+        raise FileNotFoundError(f"{root} is not a docpool pool (no {POOL_MARKER})")
+    seen: set[str] = set()
+    for shard in pool_shards(root, "documents"):
+        for doc in read_parquet(shard, Document):
+            if doc.doc_id not in seen:
+                seen.add(doc.doc_id)
+                yield doc

@@ -1,7 +1,8 @@
 """vLLM's offline engine, sized to the data: max_model_len covers the longest prompt plus the
-answer (or a cap), limit_mm_per_prompt the item with the most images. Needs the ``vllm``
-extra; the sizing, engine settings and request building are plain functions, tested against a
-contract fake of vLLM's ``LLM`` (vllm/entrypoints/llm.py) without vLLM.
+answer (or a cap), limit_mm_per_prompt the item with the most images
+(``mmprolong_runtime.vllm_engine``, shared with qasynth's teacher). Needs the ``vllm`` extra;
+the engine settings and request building are plain functions, tested against a contract fake
+of vLLM's ``LLM`` (vllm/entrypoints/llm.py) without vLLM.
 
 128K-512K: vLLM refuses a max_model_len above the checkpoint's derived maximum
 (max_position_embeddings) unless VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 (vllm/config.py,
@@ -16,48 +17,21 @@ alone, so it too fails only its item."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lvlm_judge.context import ContextResolver
 from lvlm_judge.prompting import Prompt
 from lvlm_judge.runners.base import DEFAULT_MAX_NEW_TOKENS, GenerationRequest, chat_text
+from mmprolong_runtime.vllm_engine import (
+    EngineSizing,
+    checkpoint_positions,
+    long_context_env,
+)
 from mmprolong_schemas import IMAGE_WRAPPER_TOKENS, Prediction, VisionTokenSpec
-
-LONG_MAX_MODEL_LEN_ENV = "VLLM_ALLOW_LONG_MAX_MODEL_LEN"
-
-SIZE_STEP = 1024
-"""max_model_len is rounded up to a multiple of this."""
-
-
-@dataclass(frozen=True)
-class EngineSizing:
-    max_model_len: int
-    limit_mm_per_prompt: dict[str, int]
-
-
-def size_engine(
-    prompt_tokens: Sequence[int],
-    images_per_prompt: Sequence[int],
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    margin: int = 64,
-    cap: int | None = None,
-) -> EngineSizing:
-    """The smallest engine that fits every request: room for the longest prompt, the answer
-    and a margin, rounded up to SIZE_STEP, and at most ``cap`` (prompts beyond it fail their
-    own item)."""
-    if not prompt_tokens:
-        raise ValueError("sizing an engine needs at least one request")
-    needed = math.ceil((max(prompt_tokens) + max_new_tokens + margin) / SIZE_STEP) * SIZE_STEP
-    return EngineSizing(
-        max_model_len=min(needed, cap) if cap else needed,
-        limit_mm_per_prompt={"image": max(1, max(images_per_prompt, default=0))},
-    )
 
 
 def estimate_prompt_tokens(
@@ -73,17 +47,6 @@ def estimate_prompt_tokens(
     text = text_tokens(chat_text(processor, prompt))
     placeholders = (IMAGE_WRAPPER_TOKENS + 1) * len(prompt.images)
     return text - placeholders + sum(resolver.tokens(part) for part in prompt.images)
-
-
-def checkpoint_positions(model_dir: str | Path) -> int | None:
-    """max_position_embeddings of a checkpoint's config.json (text config first)."""
-    path = Path(model_dir) / "config.json"
-    if not path.is_file():
-        return None
-    config = json.loads(path.read_text(encoding="utf-8"))
-    text = config.get("text_config") or {}
-    value = text.get("max_position_embeddings", config.get("max_position_embeddings"))
-    return int(value) if value is not None else None
 
 
 def rope_overrides(model_dir: str | Path, rope_spec: Any, max_model_len: int) -> dict[str, Any]:
@@ -105,24 +68,14 @@ def engine_settings(
     rope_spec: Any | None = None,
 ) -> tuple[dict[str, Any], dict[str, str], list[str]]:
     """(LLM keyword arguments, environment variables, warnings) of an engine for ``sizing``."""
-    kwargs: dict[str, Any] = {
-        "max_model_len": sizing.max_model_len,
-        "limit_mm_per_prompt": sizing.limit_mm_per_prompt,
-        "mm_processor_kwargs": {"min_pixels": spec.min_pixels, "max_pixels": spec.max_pixels},
-    }
-    env: dict[str, str] = {}
-    warnings: list[str] = []
-    limit = checkpoint_positions(model_dir)
+    kwargs = sizing.engine_kwargs(spec)
+    positions = checkpoint_positions(model_dir)
     if rope_spec is not None:
         kwargs["hf_overrides"] = rope_overrides(model_dir, rope_spec, sizing.max_model_len)
-        limit = kwargs["hf_overrides"]["max_position_embeddings"]
-    if limit is not None and sizing.max_model_len > limit:
-        env[LONG_MAX_MODEL_LEN_ENV] = "1"
-        warnings.append(
-            f"max_model_len {sizing.max_model_len} is above the checkpoint's "
-            f"max_position_embeddings {limit}: {LONG_MAX_MODEL_LEN_ENV}=1 is set, and the model "
-            "runs past the positions it was made for (pass --rope-spec for an extended model)"
-        )
+        positions = kwargs["hf_overrides"]["max_position_embeddings"]
+    env, warnings = long_context_env(
+        sizing.max_model_len, positions, hint="pass --rope-spec for an extended model"
+    )
     return kwargs, env, warnings
 
 

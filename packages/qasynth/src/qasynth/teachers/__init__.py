@@ -5,11 +5,10 @@ from qasynth.teachers.factory import BACKENDS, make_teacher
 from qasynth.teachers.openai import OpenAITeacher
 from qasynth.teachers.rules import RulesTeacher
 from qasynth.teachers.transformers import TransformersTeacher
-from qasynth.teachers.vllm import EngineSettings, VLLMTeacher
+from qasynth.teachers.vllm import VLLMTeacher
 
 __all__ = [
     "BACKENDS",
-    "EngineSettings",
     "OpenAITeacher",
     "RulesTeacher",
     "Teacher",

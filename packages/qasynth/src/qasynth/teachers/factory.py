@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from mmprolong_schemas import VisionTokenSpec
@@ -44,12 +43,6 @@ def make_teacher(
     if engine_kwargs and kind != "vllm":
         raise ValueError(f"engine options are for the vllm teacher, not {kind}")
     if kind == "openai":
-        base_url = base_url or os.environ.get("OPENAI_BASE_URL")
-        if not base_url:
-            raise ValueError(
-                "the openai teacher needs a base URL, e.g. http://localhost:8000/v1 "
-                "(or set OPENAI_BASE_URL)"
-            )
         return OpenAITeacher(
             model,
             base_url,

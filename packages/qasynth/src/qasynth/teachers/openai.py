@@ -6,15 +6,16 @@ exponential backoff and jitter (a Retry-After header is honoured); other 4xx fai
 JSON-schema structured output is asked for when ``structured`` is on; a server that rejects
 ``response_format`` with a 400 is asked again without it, and it is not asked for again in
 this run. Page images travel as JPEG data URIs (``qasynth.page_images.PageImages``: rasterised
-one page at a time, encoded in threads, cached for the segment's other tasks). The API key is read
-from the argument or OPENAI_API_KEY and never logged.
+one page at a time, encoded in threads, cached for the segment's other tasks). The server and
+API key come from the arguments, else OPENAI_BASE_URL and OPENAI_API_KEY as the shared
+client's ``ClientSettings.from_env`` reads them; the key is never logged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from mmprolong_runtime.chat_client import ChatClient, ChatError, ClientSettings
@@ -30,7 +31,7 @@ class OpenAITeacher(Teacher):
     def __init__(
         self,
         model: str,
-        base_url: str,
+        base_url: str | None,
         pages: PageRenderer,
         *,
         api_key: str | None = None,
@@ -49,14 +50,25 @@ class OpenAITeacher(Teacher):
         super().__init__(model)
         if concurrency < 1:
             raise ValueError(f"concurrency {concurrency} must be at least 1")
-        self.base_url = base_url.rstrip("/")
+        try:  # the toolkit's one reader of OPENAI_BASE_URL and OPENAI_API_KEY
+            settings = ClientSettings.from_env(
+                base_url,
+                concurrency=concurrency,
+                max_retries=max_retries,
+                timeout_s=timeout,
+                backoff_s=backoff,
+                max_backoff_s=max_backoff,
+            )
+        except ValueError:
+            raise ValueError(
+                "the openai teacher needs a base URL, e.g. http://localhost:8000/v1 "
+                "(or set OPENAI_BASE_URL)"
+            ) from None
+        if api_key is not None:
+            settings = replace(settings, api_key=api_key or None)
+        self.client_settings = replace(settings, base_url=settings.base_url.rstrip("/"))
+        self.base_url = self.client_settings.base_url
         self.pages = pages
-        self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
-        self.concurrency = concurrency
-        self.max_retries = max_retries
-        self.timeout = timeout
-        self.backoff = backoff
-        self.max_backoff = max_backoff
         self.structured = structured
         self._structured_asked = structured
         self.max_tokens = max_tokens
@@ -98,16 +110,7 @@ class OpenAITeacher(Teacher):
         asyncio.run(self._complete(requests, on_reply))
 
     async def _complete(self, requests: Sequence[TeacherRequest], on_reply: ReplyCallback) -> None:
-        settings = ClientSettings(
-            base_url=self.base_url,
-            api_key=self._api_key or None,
-            concurrency=self.concurrency,
-            max_retries=self.max_retries,
-            timeout_s=self.timeout,
-            backoff_s=self.backoff,
-            max_backoff_s=self.max_backoff,
-        )
-        async with ChatClient(settings) as client:
+        async with ChatClient(self.client_settings) as client:
 
             async def one(request: TeacherRequest) -> None:
                 try:

@@ -11,10 +11,11 @@ channels-first, the layout ``vllm.multimodal.parse.ImageProcessorItems.get_image
 The engine is sized for the largest request of the whole job (``prepare``, which ``generate``
 calls with every request it will send): ``limit_mm_per_prompt`` (images per prompt) and
 ``max_model_len`` (page images counted exactly from the page sizes at the request DPI, text
-estimated, plus ``max_tokens``), unless given explicitly in ``settings`` or in the engine
-options. A request that still does not fit the engine fails alone, with the reason. Engine
-options (``engine_kwargs``, the CLI's ``--engine-option``) go to ``vllm.LLM(model, **kwargs)``,
-whose keyword arguments beyond its own are ``vllm.EngineArgs`` fields
+estimated, plus ``max_tokens``; the arithmetic is ``mmprolong_runtime.vllm_engine``'s),
+unless given explicitly in ``settings`` or in the engine options. A request that still does
+not fit the engine fails alone, with the reason. Engine options (``engine_kwargs``, the
+CLI's ``--engine-option``) go to ``vllm.LLM(model, **kwargs)``, whose keyword arguments beyond
+its own are ``vllm.EngineArgs`` fields
 (``vllm/entrypoints/llm.py``: ``LLM.__init__(..., **kwargs)`` builds ``EngineArgs(**kwargs)``).
 Structured output uses the reply JSON schema through whichever API the installed vLLM has
 (``structured_outputs`` from 0.10.2, ``guided_decoding`` before). vLLM is imported only when
@@ -24,11 +25,11 @@ an engine is built.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mmprolong_runtime.vllm_engine import EngineSizing, size_engine
 from mmprolong_schemas import VisionTokenSpec, image_tokens, page_tokens
 from qasynth.page_images import DEFAULT_CACHE_BYTES, PageRenderer
 from qasynth.pixels import PagePixels, RasterPage
@@ -36,8 +37,6 @@ from qasynth.prompts import reply_json_schema
 from qasynth.teachers.base import ReplyCallback, Teacher, TeacherReply, TeacherRequest
 from qasynth.teachers.chat import template_messages
 from qasynth.token_estimates import CHAT_TURN_TOKENS, text_tokens
-
-LENGTH_ROUNDING = 1024
 
 
 @dataclass(frozen=True)
@@ -61,28 +60,6 @@ class RequestSize:
 
     images: int
     tokens: int
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    limit_mm_per_prompt: int
-    max_model_len: int
-
-    def overridden(self, engine_kwargs: dict[str, Any]) -> EngineSettings:
-        """These settings with what the user's engine options set explicitly."""
-        limit = engine_kwargs.get("limit_mm_per_prompt")
-        images = limit.get("image") if isinstance(limit, dict) else None
-        return EngineSettings(
-            int(images) if images is not None else self.limit_mm_per_prompt,
-            int(engine_kwargs.get("max_model_len") or self.max_model_len),
-        )
-
-    def engine_kwargs(self, spec: VisionTokenSpec) -> dict[str, Any]:
-        return {
-            "limit_mm_per_prompt": {"image": self.limit_mm_per_prompt},
-            "max_model_len": self.max_model_len,
-            "mm_processor_kwargs": {"min_pixels": spec.min_pixels, "max_pixels": spec.max_pixels},
-        }
 
 
 def _text_cost(request: TeacherRequest) -> int:
@@ -163,7 +140,7 @@ class VLLMTeacher(Teacher):
         max_tokens: int = 1024,
         temperature: float = 0.7,
         structured: bool = True,
-        settings: EngineSettings | None = None,
+        settings: EngineSizing | None = None,
         engine_kwargs: dict[str, Any] | None = None,
         engine_factory: Callable[..., Any] = _default_engine,
         sampling_factory: Callable[[dict[str, Any]], Any] = make_sampling_params,
@@ -236,10 +213,7 @@ class VLLMTeacher(Teacher):
         if sizes:
             planned = self.settings_for(sizes)
             if self.settings is not None:  # a job after another: grow, never shrink
-                planned = EngineSettings(
-                    max(planned.limit_mm_per_prompt, self.settings.limit_mm_per_prompt),
-                    max(planned.max_model_len, self.settings.max_model_len),
-                )
+                planned = planned.covering(self.settings)
             self.settings = planned
 
     def prompt_text(self, built: BuiltRequest) -> str:
@@ -261,13 +235,9 @@ class VLLMTeacher(Teacher):
             "multi_modal_data": {"image": [page.channels_first() for page in built.pages]},
         }
 
-    def settings_for(self, built: Sequence[BuiltRequest | RequestSize]) -> EngineSettings:
+    def settings_for(self, built: Sequence[BuiltRequest | RequestSize]) -> EngineSizing:
         """Engine limits that fit every request of ``built``."""
-        longest = max(b.tokens for b in built) + self.max_tokens
-        return EngineSettings(
-            limit_mm_per_prompt=max(b.images for b in built),
-            max_model_len=math.ceil(longest / LENGTH_ROUNDING) * LENGTH_ROUNDING,
-        )
+        return size_engine([b.tokens for b in built], [b.images for b in built], self.max_tokens)
 
     def complete(self, requests: Sequence[TeacherRequest], on_reply: ReplyCallback) -> None:
         if not requests:
@@ -309,16 +279,13 @@ class VLLMTeacher(Teacher):
         inputs = []
         for item in built:
             needed = item.tokens + self.max_tokens
-            if (
-                item.images > self.settings.limit_mm_per_prompt
-                or needed > self.settings.max_model_len
-            ):
+            if item.images > self.settings.images or needed > self.settings.max_model_len:
                 on_reply(
                     item.request,
                     TeacherReply(
                         text=None,
                         error=f"request needs {item.images} images and {needed} tokens; the "
-                        f"engine allows {self.settings.limit_mm_per_prompt} and "
+                        f"engine allows {self.settings.images} and "
                         f"{self.settings.max_model_len}",
                     ),
                 )
