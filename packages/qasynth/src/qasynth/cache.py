@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from types import TracebackType
 
-from mmprolong_runtime.sqlite_cache import SqliteCache
+from mmprolong_runtime.sqlite_cache import ClosedOnExit, SqliteCache
 from qasynth.teachers.base import TeacherReply, TeacherRequest
 
 REPLY_COLUMNS = {
@@ -29,7 +28,7 @@ REPLY_COLUMNS = {
 }
 
 
-class RequestCache:
+class RequestCache(ClosedOnExit):
     def __init__(self, path: str | Path):
         self._table = SqliteCache(path, "replies", REPLY_COLUMNS)
         self.path = self._table.path
@@ -64,14 +63,3 @@ class RequestCache:
 
     def close(self) -> None:
         self._table.close()
-
-    def __enter__(self) -> RequestCache:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

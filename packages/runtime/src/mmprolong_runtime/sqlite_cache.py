@@ -20,7 +20,25 @@ class CacheFileError(ValueError):
     """The file is not a SQLite cache of the expected table."""
 
 
-class SqliteCache:
+class ClosedOnExit:
+    """``with cache:`` closes it at the end: for this cache and the stage caches built on it."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class SqliteCache(ClosedOnExit):
     """Rows of ``columns`` (name -> SQL declaration) by a text ``key`` in table ``table``.
     Safe to share between threads of one process. Every put is committed at once (WAL,
     autocommit), so a killed run keeps every row it had written."""
@@ -72,14 +90,3 @@ class SqliteCache:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmprolong_runtime.sqlite_cache import SqliteCache
+from mmprolong_runtime.sqlite_cache import ClosedOnExit, SqliteCache
 
 
 def cache_key(
@@ -37,7 +37,7 @@ class CachedVerdict:
     tokens: int
 
 
-class JudgeCache:
+class JudgeCache(ClosedOnExit):
     """Verdicts by key, in the runtime's ``SqliteCache`` (the table lvlm-judge has always
     written). Safe to share between threads of one process; every put is committed at once
     so a killed run keeps what it paid for."""
