@@ -8,6 +8,7 @@ keeps its own table and columns; this class is how all of them open, read and wr
 
 from __future__ import annotations
 
+import abc
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
@@ -20,11 +21,11 @@ class CacheFileError(ValueError):
     """The file is not a SQLite cache of the expected table."""
 
 
-class ClosedOnExit:
+class ClosedOnExit(abc.ABC):
     """``with cache:`` closes it at the end: for this cache and the stage caches built on it."""
 
-    def close(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def close(self) -> None: ...
 
     def __enter__(self) -> Self:
         return self
