@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pyarrow.parquet as pq
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -67,6 +66,7 @@ from mmprolong_runtime.executor import (
     TaskOutcome,
     TaskTimeout,
 )
+from mmprolong_runtime.finished import read_finished_items
 from mmprolong_schemas import Document, record_to_row
 from mmprolong_schemas.io import pool_shards
 
@@ -143,22 +143,22 @@ def _settled(reject: Reject, retry_rejects: bool, min_pages: int, max_pages: int
 def _load_state(
     root: Path, retry_rejects: bool = False, min_pages: int = 1, max_pages: int = 1 << 30
 ) -> _PoolState:
+    """What the pool already holds, from its shards: every row of a shard is a finished item
+    (``read_finished_items``), and the shards come in run order, so a path's latest reject
+    verdict is the one that counts."""
     state = _PoolState()
-    for shard in pool_shards(root, "documents"):
-        table = pq.read_table(shard, columns=["doc_id", "source_path"]).to_pydict()
-        for doc_id, source in zip(table["doc_id"], table["source_path"], strict=True):
-            state.source_of.setdefault(doc_id, source)
-    for shard in pool_shards(root, "aliases"):
-        table = pq.read_table(shard, columns=["doc_id", "path"]).to_pydict()
-        state.aliases.update(zip(table["doc_id"], table["path"], strict=True))
-    for shard in pool_shards(root, "hashes"):
-        for row in pq.read_table(shard).to_pylist():
-            state.hashes[row["path"]] = (row["size"], row["mtime_ns"], row["doc_id"])
+    for row in read_finished_items(pool_shards(root, "documents"), ["doc_id", "source_path"]):
+        state.source_of.setdefault(row["doc_id"], row["source_path"])
+    for row in read_finished_items(pool_shards(root, "aliases"), ["doc_id", "path"]):
+        state.aliases.add((row["doc_id"], row["path"]))
+    for row in read_finished_items(
+        pool_shards(root, "hashes"), ["path", "size", "mtime_ns", "doc_id"]
+    ):
+        state.hashes[row["path"]] = (row["size"], row["mtime_ns"], row["doc_id"])
     latest: dict[str, Reject] = {}
-    for shard in pool_shards(root, "rejects"):  # in run order: the latest verdict wins
-        for row in pq.read_table(shard).to_pylist():
-            reject = Reject.model_validate(row)
-            latest[reject.path] = reject
+    for row in read_finished_items(pool_shards(root, "rejects")):
+        reject = Reject.model_validate(row)
+        latest[reject.path] = reject
     pooled = set(state.source_of.values()) | {path for _, path in state.aliases}
     for reject in latest.values():
         if reject.path in pooled or (reject.doc_id and reject.doc_id in state.source_of):

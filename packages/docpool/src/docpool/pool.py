@@ -32,6 +32,7 @@ from pydantic import Field
 from docpool.identity import shard_path
 from docpool.render import ColorMode, render_pages
 from mmprolong_runtime import RunManifest
+from mmprolong_runtime.finished import read_finished_items
 from mmprolong_schemas import (
     Document,
     Model,
@@ -206,8 +207,10 @@ class Pool:
                 latest[reject.path] = reject
         pooled_ids = set(self._index)
         pooled_paths = {path for paths in self.aliases().values() for path in paths}
-        for shard in pool_shards(self.root, "documents"):
-            pooled_paths.update(pq.read_table(shard, columns=["source_path"])[0].to_pylist())
+        pooled_paths.update(
+            row["source_path"]
+            for row in read_finished_items(pool_shards(self.root, "documents"), ["source_path"])
+        )
         return sorted(
             (
                 r

@@ -14,6 +14,18 @@ instead: a row of a ``SqliteCache`` under its request's hash, or a Parquet shard
 carries its key in its schema metadata (``parquet_key``, ``keyed_metadata``). Items are
 written atomically, so an item present under its key is finished.
 
+Append-only Parquet shards hold many keyed items each (a docpool pool: a document under the
+SHA-256 of its bytes, a file's hash or reject verdict under its path). Each shard is written
+whole, atomically, and never rewritten, so every row of a shard that exists is a finished
+item, and a kill loses only the rows not yet written. ``read_finished_items`` reads the rows
+back shard by shard in the order given (a pool's shards sort in run order), so where a key
+comes back, the latest row for it is the latest verdict. A shard that cannot be read is
+damage from outside (a bad disk, a copy cut short, a hand edit), not a kill, so it raises
+``DamagedShard`` naming it: counting its items as unfinished would redo and append them
+again while the damaged shard stays for every reader to trip on. A step's single keyed
+shard (``parquet_key``) is the other way round: it is rewritten whole, so an unreadable one
+simply counts as not written.
+
 Records written before this convention hold the same ``key`` but no ``outputs`` list, and
 some hold the config itself rather than its hash: ``read_finished`` reads both (the caller
 says which files such an old record covers).
@@ -23,13 +35,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mmprolong_runtime.errors import InputError
 from mmprolong_runtime.manifest import config_hash
 from mmprolong_schemas.io import atomic_path
 
@@ -116,6 +129,38 @@ def parquet_key(path: str | os.PathLike[str], field: bytes) -> str | None:
         return None
     value = metadata.get(field)
     return value.decode() if value else None
+
+
+class DamagedShard(InputError):
+    """A shard of finished items that cannot be read, or lacks a column asked for. Restore
+    it, or move it out of its folder so that its items are done again."""
+
+    def __init__(self, shard: str | os.PathLike[str], problem: str) -> None:
+        self.shard = Path(shard)
+        problem = " ".join(problem.split())  # pyarrow's messages may span lines
+        super().__init__(
+            f"{self.shard}: cannot read this shard of finished work ({problem}); restore it "
+            "from a copy, or move it out of its folder so that its items are done again"
+        )
+
+
+def read_finished_items(
+    shards: Iterable[str | os.PathLike[str]], columns: Sequence[str] | None = None
+) -> Iterator[dict[str, Any]]:
+    """The rows of every finished item in append-only ``shards`` (``columns`` only, or all
+    of them), shard by shard in the order given and in row order within a shard. Raises
+    ``DamagedShard`` at the first shard that cannot be read or lacks one of ``columns``."""
+    for shard in shards:
+        try:
+            with pq.ParquetFile(shard) as file:
+                present = set(file.schema_arrow.names)
+                missing = [name for name in columns or () if name not in present]
+                if missing:
+                    raise DamagedShard(shard, "no column " + ", ".join(missing))
+                table = file.read(columns=list(columns) if columns is not None else None)
+        except (pa.ArrowInvalid, OSError) as error:
+            raise DamagedShard(shard, str(error)) from error
+        yield from table.to_pylist()
 
 
 def _stored_key(stored: Any) -> Any:
