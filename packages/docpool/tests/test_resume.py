@@ -1,4 +1,5 @@
-"""kill -9 in the middle of an ingest, then a rerun, gives the pool of an uninterrupted run."""
+"""kill -9 in the middle of an ingest, then a rerun, gives the pool of an uninterrupted run;
+a damaged shard stops the rerun instead of being taken for unfinished work."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
-from docpool import Pool, ingest
+from docpool import IngestReport, Pool, ingest
+from docpool.cli import app
 from docpool.testing import CorpusTruth
 
 SCRIPT = """
@@ -76,3 +79,22 @@ def test_kill_then_rerun_equals_uninterrupted(
     ingest([src], clean, workers=2, min_pages=5)
     assert _snapshot(killed) == _snapshot(clean)
     assert len(Pool(clean)) == len(truth.documents)
+
+
+def test_a_damaged_shard_stops_the_rerun_before_it_adds_anything(
+    corpus: tuple[Path, CorpusTruth], ingested: tuple[Pool, IngestReport], tmp_path: Path
+) -> None:
+    # Skipping the shard would count its documents as not pooled and add them a second time.
+    folder, _ = corpus
+    pool = tmp_path / "pool"
+    shutil.copytree(ingested[0].root, pool)
+    shard = sorted((pool / "documents").glob("*.parquet"))[0]
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])  # a copy cut short
+    before = sorted(str(path.relative_to(pool)) for path in pool.rglob("*"))
+
+    result = CliRunner().invoke(app, ["ingest", str(folder), "--out", str(pool)])
+    assert result.exit_code == 2
+    message = " ".join(result.output.split())  # rich wraps lines
+    assert f"{shard}: cannot read this shard" in message
+    assert "Traceback" not in result.output
+    assert sorted(str(path.relative_to(pool)) for path in pool.rglob("*")) == before

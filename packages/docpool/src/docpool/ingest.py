@@ -300,9 +300,10 @@ def ingest(
     }
     # One ingest at a time per pool: two would both parse, store and append the same files.
     with IngestLock(root):
+        # Read first: a damaged shard stops the run before it records or appends anything.
+        state = _load_state(root, retry_rejects, min_pages, max_pages)
         manifest = RunManifest.start("docpool ingest", config, list(command or sys.argv))
         writer.write_run(manifest)
-        state = _load_state(root, retry_rejects, min_pages, max_pages)
         report = IngestReport(pool=root, candidates=len(files))
 
         def reject(
