@@ -82,7 +82,7 @@ def _client_left(connection: socket.socket) -> bool:
 
 class ChatServer:
     """Counts every request (``requests``, ``count``), how often each body was ``seen`` and how
-    often it was ``answered`` with a 200 the client received, both keyed by ``body_key``."""
+    often it was ``answered`` with a 200 while the client still waited, keyed by ``body_key``."""
 
     def __init__(self, reply: ReplyFunction | None = None, script: list[Reply] | None = None):
         self.reply: ReplyFunction = reply or (lambda body, seen: "ok")
