@@ -19,8 +19,8 @@ from benchlib import Result, best_of
 from lvlm_judge.judge.cache import JudgeCache
 from lvlm_judge.judge.llm import JudgeRequest, LLMJudge
 from lvlm_judge.rules import normalize_answer, parse_output, score_output
-from lvlm_judge.testing import ChatServer
 from mmprolong_runtime.chat_client import ClientSettings
+from mmprolong_runtime.testing import ChatServer
 from mmprolong_schemas import AnswerFormat
 
 REFERENCES: list[tuple[object, AnswerFormat, list[str]]] = [
@@ -46,7 +46,7 @@ def generated_set(count: int, seed: int = 0) -> list[tuple[str, object, AnswerFo
     return items
 
 
-def _judge_reply(body: dict[str, object]) -> str:
+def _judge_reply(body: dict[str, object], seen: int) -> str:
     prompt = body["messages"][0]["content"]  # type: ignore[index]
     if "student_answer_count" in prompt:
         return '[Rationale]: ok\n[JSON]: {"student_answer_count": 2, "covered_count": 1}'
@@ -88,7 +88,7 @@ def run(work: Path) -> list[Result]:
         for i, (question, reference, answer_format, output) in enumerate(judged)
     ]
     server = ChatServer()
-    server.responder = _judge_reply
+    server.reply = _judge_reply
     server.start()
     try:
         settings = ClientSettings(server.url, concurrency=8, backoff_s=0.01)

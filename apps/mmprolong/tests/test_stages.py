@@ -342,10 +342,11 @@ def test_a_judge_only_change_rescores_the_kept_predictions(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from docpool.pool import MARKER
-    from lvlm_judge.testing import ChatServer, make_doc_benchmark
+    from lvlm_judge.testing import make_doc_benchmark
     from mmprolong.stages import evaluate
     from mmprolong.stages.evaluate import EvalStage
     from mmprolong.stages.report import ReportStage
+    from mmprolong_runtime.testing import ChatServer
     from mmprolong_schemas import ScoreTable
 
     data = make_doc_benchmark(tmp_path / "mmlb", datasets=("longdocurl",), docs=1, pages=2)
@@ -380,7 +381,7 @@ def test_a_judge_only_change_rescores_the_kept_predictions(
     assert table.judge == "rules" and table.macro() == 0.0
 
     server = ChatServer().start()
-    server.responder = lambda body: (
+    server.reply = lambda body, seen: (
         '[Rationale]: x\n[JSON]: {"student_answer_count": 1, "covered_count": 1}'
         if "student_answer_count" in body["messages"][0]["content"]
         else "[Scoring Rationale]: right.\n[Score]: 1 points"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lvlm_judge.testing import ChatServer
+from mmprolong_runtime.testing import ChatServer
 
 
 @pytest.fixture

@@ -18,8 +18,9 @@ from lvlm_judge.judge.cache import JudgeCache
 from lvlm_judge.judge.llm import LLMJudge
 from lvlm_judge.runners import TransformersRunner
 from lvlm_judge.runners.base import GenerationRequest
-from lvlm_judge.testing import ChatServer, make_doc_benchmark
+from lvlm_judge.testing import make_doc_benchmark
 from mmprolong_runtime.chat_client import ClientSettings
+from mmprolong_runtime.testing import ChatServer
 from mmprolong_schemas import Prediction, ScoreTable
 
 pytestmark = pytest.mark.slow
@@ -95,7 +96,7 @@ def test_tiny_model_run_resume_and_llm_judge(
     assert runner.asked == 0
 
     # The LLM judge on top; a rerun costs no call.
-    chat_server.responder = lambda body: (
+    chat_server.reply = lambda body, seen: (
         '[Rationale]: x\n[JSON]: {"student_answer_count": 1, "covered_count": 1}'
         if "student_answer_count" in body["messages"][0]["content"]
         else "[Scoring Rationale]: wrong.\n[Score]: 0 points"
@@ -210,7 +211,7 @@ def test_cli_score(
         for s, r in zip(scored, records, strict=True)
     )
 
-    chat_server.responder = lambda body: '[JSON]: {"student_answer_count": 2, "covered_count": 1}'
+    chat_server.reply = lambda body, seen: '[JSON]: {"student_answer_count": 2, "covered_count": 1}'
     monkeypatch.setenv("OPENAI_BASE_URL", chat_server.url)
     result = cli.invoke(app, [
         "score", str(source), "--judge", "llm", "--judge-model", "j",

@@ -15,11 +15,12 @@ from lvlm_judge.context import ContextResolver
 from lvlm_judge.datasets import load_data
 from lvlm_judge.evaluate import read_results, run_eval
 from lvlm_judge.runners import OpenAIRunner
-from lvlm_judge.testing import ChatServer, Scripted, make_doc_benchmark
+from lvlm_judge.testing import make_doc_benchmark
 from mmprolong_runtime.chat_client import ClientSettings
+from mmprolong_runtime.testing import ChatServer, Reply
 
 
-def _answer(body: dict[str, object]) -> str:
+def _answer(body: dict[str, object], seen: int) -> str:
     content = body["messages"][0]["content"]  # type: ignore[index]
     text = "".join(part.get("text", "") for part in content)
     if "How many times" in text:
@@ -42,8 +43,8 @@ def test_documents_and_niah_in_one_run(chat_server: ChatServer, tmp_path: Path) 
     }) + "\n")  # fmt: skip
     items = load_data([root, niah], image_root=images, lengths=[8192], datasets=["mmlongdoc"])
     assert len(items) == 6
-    chat_server.responder = _answer
-    chat_server.script = [Scripted(400)]  # the first item fails for good
+    chat_server.reply = _answer
+    chat_server.script = [Reply(400)]  # the first item fails for good
     settings = ClientSettings(chat_server.url, backoff_s=0.01, concurrency=1)
     runner = OpenAIRunner(settings, "served", ContextResolver(images), chunk=3)
     out = tmp_path / "run"

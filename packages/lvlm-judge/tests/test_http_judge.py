@@ -13,8 +13,8 @@ from lvlm_judge.judge.cache import CachedVerdict, JudgeCache, cache_key
 from lvlm_judge.judge.llm import JudgeRequest, LLMJudge
 from lvlm_judge.judge.parse import list_f1, parse_list_verdict, parse_single_verdict
 from lvlm_judge.judge.prompts import OUR_JUDGE
-from lvlm_judge.testing import ChatServer, Scripted
 from mmprolong_runtime.chat_client import ChatClient, ChatError, ClientSettings
+from mmprolong_runtime.testing import ChatServer, Reply
 from mmprolong_schemas import AnswerFormat, JudgeSource
 
 
@@ -33,41 +33,41 @@ async def _chat(settings: ClientSettings, text: str = "hi") -> object:
 
 
 def test_client_retries_429_and_500_then_succeeds(chat_server: ChatServer) -> None:
-    chat_server.script = [Scripted(429, headers={"Retry-After": "0"}), Scripted(500),
-                          Scripted(503), Scripted(200, "fine")]  # fmt: skip
+    chat_server.script = [Reply(429, headers={"Retry-After": "0"}), Reply(500),
+                          Reply(503), Reply(200, "fine")]  # fmt: skip
     reply = asyncio.run(_chat(fast(chat_server.url)))
     assert reply.text == "fine"  # type: ignore[attr-defined]
     assert reply.attempts == 4  # type: ignore[attr-defined]
     assert chat_server.count == 4
     sent = chat_server.requests[-1]
-    assert sent["path"] == "/v1/chat/completions"
-    assert sent["auth"] == "Bearer sk-test"
-    assert sent["body"]["temperature"] == 0.0
+    assert sent.path == "/v1/chat/completions"
+    assert sent.auth == "Bearer sk-test"
+    assert sent.body["temperature"] == 0.0
 
 
 def test_client_retries_a_timeout(chat_server: ChatServer) -> None:
-    chat_server.script = [Scripted(200, "late", delay_s=1.0), Scripted(200, "on time")]
+    chat_server.script = [Reply(200, "late", delay_s=1.0), Reply(200, "on time")]
     reply = asyncio.run(_chat(fast(chat_server.url, timeout_s=0.3)))
     assert reply.text == "on time"  # type: ignore[attr-defined]
     assert chat_server.count == 2
 
 
 def test_client_gives_up_after_bounded_retries(chat_server: ChatServer) -> None:
-    chat_server.script = [Scripted(500)] * 10
+    chat_server.script = [Reply(500)] * 10
     with pytest.raises(ChatError, match="failed 3 times"):
         asyncio.run(_chat(fast(chat_server.url, max_retries=2)))
     assert chat_server.count == 3
 
 
 def test_client_does_not_retry_a_bad_request(chat_server: ChatServer) -> None:
-    chat_server.script = [Scripted(400)]
+    chat_server.script = [Reply(400)]
     with pytest.raises(ChatError, match="HTTP 400"):
         asyncio.run(_chat(fast(chat_server.url)))
     assert chat_server.count == 1
 
 
 def test_client_concurrency_is_bounded(chat_server: ChatServer) -> None:
-    chat_server.script = [Scripted(200, str(i), delay_s=0.2) for i in range(4)]
+    chat_server.script = [Reply(200, str(i), delay_s=0.2) for i in range(4)]
 
     async def many() -> float:
         loop = asyncio.get_running_loop()
@@ -173,7 +173,7 @@ def test_list_f1_is_clamped_and_none_where_mmlongbench_divides_by_zero() -> None
 def test_a_judge_score_out_of_range_is_kept_and_counted(
     chat_server: ChatServer, tmp_path: Path
 ) -> None:
-    chat_server.responder = lambda body: "[Scoring Rationale]: very good.\n[Score]: 3 points"
+    chat_server.reply = lambda body, seen: "[Scoring Rationale]: very good.\n[Score]: 3 points"
     judge = LLMJudge(fast(chat_server.url), "judge-model", pre_judge=False)
     (judgement,) = judge.judge([JudgeRequest("q", "Capital?", "Paris", AnswerFormat.STRING, "x")])
     assert judgement is not None and judgement.score == 3.0
@@ -198,7 +198,7 @@ def test_a_cached_verdict_is_read_again_from_its_reply(
 # --- the judge end to end -----------------------------------------------------------------
 
 
-def _judge_reply(body: dict[str, object]) -> str:
+def _judge_reply(body: dict[str, object], seen: int) -> str:
     prompt = body["messages"][0]["content"]  # type: ignore[index]
     assert body["temperature"] == 0.0
     assert body["max_tokens"] >= 512  # type: ignore[operator]
@@ -222,7 +222,7 @@ REQUESTS = [
 
 
 def test_llm_judge_scores_caches_and_skips(chat_server: ChatServer, tmp_path: Path) -> None:
-    chat_server.responder = _judge_reply
+    chat_server.reply = _judge_reply
     cache = JudgeCache(tmp_path / "judge.sqlite")
     judge = LLMJudge(fast(chat_server.url), "judge-model", cache=cache)
     first = judge.judge(REQUESTS)
@@ -252,7 +252,7 @@ def test_llm_judge_scores_caches_and_skips(chat_server: ChatServer, tmp_path: Pa
 
 
 def test_llm_judge_without_pre_judge_asks_for_everything(chat_server: ChatServer) -> None:
-    chat_server.responder = _judge_reply
+    chat_server.reply = _judge_reply
     judge = LLMJudge(fast(chat_server.url), "judge-model", pre_judge=False)
     settled: list[int] = []
     judge.judge(REQUESTS, settled.append)
@@ -262,8 +262,8 @@ def test_llm_judge_without_pre_judge_asks_for_everything(chat_server: ChatServer
 
 
 def test_llm_judge_survives_server_trouble(chat_server: ChatServer, tmp_path: Path) -> None:
-    chat_server.responder = _judge_reply
-    chat_server.script = [Scripted(429), Scripted(500), Scripted(200, "garbage without a score")]
+    chat_server.reply = _judge_reply
+    chat_server.script = [Reply(429), Reply(500), Reply(200, "garbage without a score")]
     judge = LLMJudge(fast(chat_server.url), "judge-model", cache=JudgeCache(tmp_path / "c.db"))
     (verdict,) = judge.judge(REQUESTS[:1])
     assert verdict is not None
@@ -282,9 +282,9 @@ def test_llm_judge_records_a_dead_server_as_failed(tmp_path: Path) -> None:
 
 
 def test_judge_sees_list_reference_as_json(chat_server: ChatServer) -> None:
-    chat_server.responder = _judge_reply
+    chat_server.reply = _judge_reply
     LLMJudge(fast(chat_server.url), "judge-model").judge(REQUESTS[2:3])
-    prompt = chat_server.requests[0]["body"]["messages"][0]["content"]
+    prompt = chat_server.requests[0].body["messages"][0]["content"]
     assert json.dumps(["red", "blue", "green"]) in prompt
 
 

@@ -29,7 +29,7 @@ from PIL import Image
 
 from longctx_rope.tiny import save_tiny_checkpoint, tiny_image
 from lvlm_judge.lmms import LmmsModel, TaskSpec, run_tasks
-from lvlm_judge.testing import ChatServer
+from mmprolong_runtime.testing import ChatServer
 
 pytestmark = pytest.mark.slow
 
@@ -78,7 +78,7 @@ class TinyServed:
         self.processor = AutoProcessor.from_pretrained(checkpoint)
         self.answers: list[tuple[int, str, str]] = []
 
-    def __call__(self, body: dict[str, Any]) -> str:
+    def __call__(self, body: dict[str, Any], seen: int) -> str:
         images, text = _images(body)
         messages = [
             {
@@ -178,7 +178,7 @@ def test_local_task_end_to_end_and_a_failing_task(tmp_path: Path, lmms_python: s
 
     served = TinyServed(checkpoint)
     server = ChatServer()
-    server.responder = served
+    server.reply = served
     server.start()
     try:
         model = LmmsModel("openai", {"model_version": "tiny-qwen2.5-vl", "base_url": server.url,

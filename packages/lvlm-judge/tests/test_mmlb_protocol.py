@@ -27,8 +27,9 @@ from lvlm_judge.judge.llm import LLMJudge
 from lvlm_judge.mmlb_source import MMLBSourceError, read_judge_prompts, read_templates
 from lvlm_judge.prompting import build_prompt
 from lvlm_judge.runners.openai_runner import OpenAIRunner
-from lvlm_judge.testing import ChatServer, Scripted, make_doc_benchmark
+from lvlm_judge.testing import make_doc_benchmark
 from mmprolong_runtime.chat_client import ClientSettings
+from mmprolong_runtime.testing import ChatServer, Reply
 from mmprolong_schemas import K
 
 DATA_PY = """
@@ -155,7 +156,7 @@ def test_prompt_built_from_mmlongbench_templates(checkout: Path, tmp_path: Path)
     assert prompt.question == "[doc mmlongdoc-doc0] What is the title word on page 1?"
 
 
-def _answer(body: dict[str, object]) -> str:
+def _answer(body: dict[str, object], seen: int) -> str:
     if body["model"] == "judge":
         prompt = json.dumps(body["messages"])
         if "LIST CASE" in prompt:
@@ -172,7 +173,7 @@ def test_official_protocol_judges_every_item_as_mmlongbench_asks(
 ) -> None:
     data = make_doc_benchmark(tmp_path, datasets=("mmlongdoc",), docs=1, pages=1)
     items = load_data([data], lengths=[8 * K], datasets=["mmlongdoc"], subset="all")
-    chat_server.responder = _answer
+    chat_server.reply = _answer
     settings = ClientSettings(chat_server.url, backoff_s=0.01, max_backoff_s=0.02, max_retries=1)
     runner = OpenAIRunner(settings, "served", ContextResolver(tmp_path / "mmlb_image"))
     judge = LLMJudge(settings, "judge", pre_judge=False, prompts=read_judge_prompts(checkout))
@@ -180,12 +181,12 @@ def test_official_protocol_judges_every_item_as_mmlongbench_asks(
     templates = read_templates(checkout)
     judge_calls: list[dict[str, object]] = []
 
-    def respond(body: dict[str, object]) -> str:
+    def respond(body: dict[str, object], seen: int) -> str:
         if body["model"] == "judge":
             judge_calls.append(body)
-        return _answer(body)
+        return _answer(body, seen)
 
-    chat_server.responder = respond
+    chat_server.reply = respond
     summary = run_eval(items, runner, out, prompt_format=templates, judge="llm", llm_judge=judge)
     table = summary.tables["scores"]
     assert table.protocol == "mmlb-v1.1" and table.prompt_format == "mmlb-v1.1"
@@ -215,12 +216,12 @@ def test_failed_judge_call_is_recorded_counted_and_retried_next_run(
                               concurrency=1)  # fmt: skip
     runner = OpenAIRunner(settings, "served", ContextResolver(tmp_path / "mmlb_image"))
     judge = LLMJudge(settings, "judge", pre_judge=False)
-    chat_server.responder = lambda body: (
+    chat_server.reply = lambda body, seen: (
         "[Score]: 1 points" if body["model"] == "judge" else "something"
     )
     # Two model calls (one empty output, never judged), then the one judge call fails 3 times:
     # retried, then given up.
-    chat_server.script = [Scripted(200, "a"), Scripted(200, ""), *[Scripted(503)] * 3]
+    chat_server.script = [Reply(200, "a"), Reply(200, ""), *[Reply(503)] * 3]
     out = tmp_path / "run"
     summary = run_eval(items, runner, out, judge="llm", llm_judge=judge)
     assert len(summary.judge_failed) == 1 and summary.failures == 1
@@ -253,8 +254,8 @@ def test_api_key_never_in_logs_results_or_manifests(
     data = make_doc_benchmark(tmp_path, datasets=("mmlongdoc",), docs=1, pages=1)
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     monkeypatch.setenv("OPENAI_BASE_URL", chat_server.url)
-    chat_server.responder = lambda body: "12"
-    chat_server.script = [Scripted(401)]  # one refused call: its error is recorded
+    chat_server.reply = lambda body, seen: "12"
+    chat_server.script = [Reply(401)]  # one refused call: its error is recorded
     out = tmp_path / "run"
     result = CliRunner().invoke(app, [
         "run", "--model", "served", "--runner", "openai", "--data", str(data), "--lengths", "8K",
@@ -262,7 +263,7 @@ def test_api_key_never_in_logs_results_or_manifests(
         "--out", str(out),
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert chat_server.requests[-1]["auth"] == f"Bearer {SECRET}"  # the key was used
+    assert chat_server.requests[-1].auth == f"Bearer {SECRET}"  # the key was used
     assert SECRET not in result.output
     for path in out.rglob("*"):
         if path.is_file():

@@ -15,8 +15,9 @@ from lvlm_judge.prompting import build_prompt
 from lvlm_judge.runners import OpenAIRunner, chat_messages
 from lvlm_judge.runners.base import GenerationRequest
 from lvlm_judge.runners.vllm_runner import vllm_request
-from lvlm_judge.testing import ChatServer, Scripted, make_doc_benchmark
+from lvlm_judge.testing import make_doc_benchmark
 from mmprolong_runtime.chat_client import ClientSettings
+from mmprolong_runtime.testing import ChatServer, Reply
 
 
 @pytest.fixture
@@ -32,8 +33,8 @@ def test_openai_runner_sends_pages_and_prefill(
     chat_server: ChatServer, doc_items: tuple[Path, list[GenerationRequest]]
 ) -> None:
     root, requests = doc_items
-    chat_server.responder = lambda body: "12"
-    chat_server.script = [Scripted(429), Scripted(500)]
+    chat_server.reply = lambda body, seen: "12"
+    chat_server.script = [Reply(429), Reply(500)]
     settings = ClientSettings(chat_server.url, backoff_s=0.01, max_backoff_s=0.02, concurrency=2)
     runner = OpenAIRunner(settings, "served-model", ContextResolver(root), max_new_tokens=16,
                           chunk=2)  # fmt: skip
@@ -42,7 +43,7 @@ def test_openai_runner_sends_pages_and_prefill(
     assert all(p.output == "12" and p.error is None for p in predictions)
     assert predictions[0].prompt_format == "lvlm-judge-v1"
     assert chat_server.count == len(requests) + 2
-    body = chat_server.requests[-1]["body"]
+    body = chat_server.requests[-1].body
     assert body["model"] == "served-model"
     assert body["max_tokens"] == 16
     assert body["temperature"] == 0.0

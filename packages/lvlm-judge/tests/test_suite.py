@@ -329,7 +329,7 @@ def test_niah_group_through_our_mmlongbench_loaders(tmp_path: Path, chat_server:
     }  # fmt: skip
     for name, record in records.items():
         (data / "NIAH" / name).write_text(json.dumps(record) + "\n")
-    chat_server.responder = lambda body: "Answer: [1, 0]" if "How many" in str(body) else "42"
+    chat_server.reply = lambda body, seen: "Answer: [1, 0]" if "How many" in str(body) else "42"
     niah = mm_niah("served", data, lengths=[8192], runner="openai", base_url=chat_server.url)
     report = run_suite(["niah"], _checkpoint(tmp_path), tmp_path / "out", niah=niah,
                        log=lambda _: None)  # fmt: skip
@@ -365,7 +365,7 @@ def test_niah_group_reads_vlmevalkits_256k_tsv(tmp_path: Path, chat_server: Any)
                          "extra_info"])  # fmt: skip
         writer.writerow([0, "7", prompt, "42", json.dumps(["h.png"]), "NIAH_256_sr25", "NIAH",
                          "retrieval-text", "open", "[]", json.dumps(extra)])  # fmt: skip
-    chat_server.responder = lambda body: "42"
+    chat_server.reply = lambda body, seen: "42"
     niah = mm_niah("served", path, lengths=[256 * 1024], runner="openai",
                    base_url=chat_server.url)  # fmt: skip
     report = run_suite(["niah"], _checkpoint(tmp_path), tmp_path / "out", niah=niah,

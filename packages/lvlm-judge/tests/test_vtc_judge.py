@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from lvlm_judge.judge.cache import JudgeCache
-from lvlm_judge.testing import ChatServer, Scripted
 from lvlm_judge.vtc_judge import (
     OUR_MEMORY_JUDGE,
     MemoryJudge,
@@ -23,6 +22,7 @@ from lvlm_judge.vtc_judge import (
     read_memory_judge,
 )
 from mmprolong_runtime.chat_client import ClientSettings
+from mmprolong_runtime.testing import ChatServer, Reply
 
 
 @pytest.mark.parametrize(
@@ -111,8 +111,8 @@ def test_memory_judge_on_a_local_server(chat_server: ChatServer, tmp_path: Path)
     # Item 1 is answered A; item 2 gets three replies that are no verdict and counts as C
     # (VTCBench asks up to max_retries=3 times); item 3's judge call fails for good.
     chat_server.script = [
-        Scripted(text=" A "), Scripted(text="I think A"), Scripted(text="CORRECT"),
-        Scripted(text="A."), Scripted(status=400),
+        Reply(text=" A "), Reply(text="I think A"), Reply(text="CORRECT"),
+        Reply(text="A."), Reply(status=400),
     ]  # fmt: skip
     items = [
         ("m1", "Who came?", ["Ana", "Jonas"], "<think>hm</think>Ana and Jonas"),
@@ -126,13 +126,13 @@ def test_memory_judge_on_a_local_server(chat_server: ChatServer, tmp_path: Path)
         ("A", 1.0), ("C", 0.0), None,
     ]  # fmt: skip
     assert judge.stats.made == 4 and judge.stats.failed == 1 and len(cache) == 2
-    first = chat_server.requests[0]["body"]
+    first = chat_server.requests[0].body
     assert first["temperature"] == 0.0 and first["max_tokens"] == 10
     content = first["messages"][0]["content"]
     assert content == OUR_MEMORY_JUDGE.prompt("Who came?", "Ana, Jonas", "Ana and Jonas")
     assert "Ana, Jonas" in content and "<think>" not in content
 
-    chat_server.responder = lambda body: "B"
+    chat_server.reply = lambda body, seen: "B"
     again = MemoryJudge(_fast(chat_server.url), "judge-model", cache=JudgeCache(cache.path))
     rerun = again.judge(items)
     assert [v.source if v else None for v in rerun] == ["cache", "cache", "llm"]

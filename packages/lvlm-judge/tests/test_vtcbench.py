@@ -94,7 +94,7 @@ def test_vtc_wild_failures_name_what_is_missing(tmp_path: Path) -> None:
         load_vtc_split(tmp_path / "bad", "Retrieval", tmp_path / "images")
 
 
-def _served_model_and_judge(body: dict[str, Any]) -> str:
+def _served_model_and_judge(body: dict[str, Any], seen: int) -> str:
     """The answering model (its request carries the page images) answers the even-numbered
     magic numbers and the first two Memory questions; the judge (a text-only request in the
     checkout's wording) says A when the answer holds every gold answer, else B."""
@@ -117,7 +117,7 @@ def test_vtc_group_with_memory_judged_on_a_local_server(
     from lvlm_judge.vtc_judge import make_memory_judge
 
     checkout = vtc_checkout(tmp_path / "VTCBench-src")
-    chat_server.responder = _served_model_and_judge
+    chat_server.reply = _served_model_and_judge
     judge = make_memory_judge(
         None, tmp_path / "judge.sqlite", base_url=chat_server.url, vtc_source=checkout
     )
@@ -142,14 +142,14 @@ def test_vtc_group_with_memory_judged_on_a_local_server(
     assert "judge gpt-4o-mini" in memory.protocol
     # The paper's overall column weights the splits by their item counts (its Appendix B.5).
     assert suite_row(report)["VTC.AVG"] == pytest.approx((50 * 2 + 50 * 2 + 200) / 7)
-    judged = [r["body"] for r in chat_server.requests if "GRADE-ME" in str(r["body"])]
+    judged = [r.body for r in chat_server.requests if "GRADE-ME" in str(r.body)]
     assert len(judged) == 3
     assert {(b["model"], b["temperature"], b["max_tokens"]) for b in judged} == {
         ("gpt-4o-mini", 0.0, 10)
     }
     first = judged[0]["messages"][0]["content"]
     assert first.startswith("GRADE-ME {braces} Q=") and "<think>" not in first
-    asked = [r["body"] for r in chat_server.requests if "GRADE-ME" not in str(r["body"])]
+    asked = [r.body for r in chat_server.requests if "GRADE-ME" not in str(r.body)]
     assert any("Memory instruction. Q: " in str(b) for b in asked)  # from run_wild.py
     verdicts = (tmp_path / "out" / "vtc" / "Memory-judged.jsonl").read_text().splitlines()
     assert [json.loads(line)["verdict"] for line in verdicts] == ["A", "A", "B"]

@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import threading
-import time
-from collections import Counter
-from collections.abc import Callable, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from collections.abc import Sequence
 
 import pytest
 from PIL import Image
@@ -130,96 +124,6 @@ def renderer() -> FakeRenderer:
 @pytest.fixture
 def doc_factory():
     return make_document
-
-
-# --- a real chat-completions server on 127.0.0.1 -------------------------------------
-
-Handler = Callable[[dict[str, Any], int], tuple[int, Any, dict[str, str], float]]
-
-
-def completion(text: str) -> dict[str, Any]:
-    return {
-        "id": "cmpl-test",
-        "object": "chat.completion",
-        "model": "test",
-        "choices": [
-            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
-        ],
-        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-    }
-
-
-def body_key(body: dict[str, Any]) -> str:
-    stable = {k: v for k, v in body.items() if k != "response_format"}
-    return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()
-
-
-class ChatServer:
-    def __init__(self, handler: Handler):
-        self.handler = handler
-        self.requests = 0
-        self.seen: Counter[str] = Counter()
-        self.answered: Counter[str] = Counter()
-        self.lock = threading.Lock()
-        server = self
-
-        class RequestHandler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("content-length", 0))
-                body = json.loads(self.rfile.read(length))
-                key = body_key(body)
-                with server.lock:
-                    server.requests += 1
-                    seen = server.seen[key]
-                    server.seen[key] += 1
-                status, payload, headers, delay = server.handler(body, seen)
-                if delay:
-                    time.sleep(delay)
-                data = (json.dumps(payload) if not isinstance(payload, str) else payload).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", str(len(data)))
-                    for name, value in headers.items():
-                        self.send_header(name, value)
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    return
-                if status == 200 and not delay:
-                    with server.lock:
-                        server.answered[key] += 1
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def __enter__(self) -> ChatServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *args: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def chat_server():
-    """ChatServer(handler) as a context manager; handler(body, seen) -> (status, payload,
-    headers, delay)."""
-    return ChatServer
-
-
-@pytest.fixture
-def completion_of():
-    return completion
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import re
 import pytest
 from PIL import Image
 
+from mmprolong_runtime.testing import ChatServer, Reply
 from mmprolong_schemas import Task
 from qasynth.cache import RequestCache
 from qasynth.generate import GenerateConfig, generate
@@ -45,12 +46,12 @@ def _teacher(server, renderer, **kwargs) -> OpenAITeacher:
     return OpenAITeacher("served-model", server.url, renderer, api_key="secret-key", **options)
 
 
-def test_payload_has_data_uris_and_schema(document, renderer, chat_server) -> None:
+def test_payload_has_data_uris_and_schema(document, renderer) -> None:
     (segment,) = sample_segments(document, 1)
     from qasynth.prompts import build_prompt
     from qasynth.teachers.base import TeacherRequest
 
-    with chat_server(lambda body, seen: (200, {}, {}, 0)) as server:
+    with ChatServer() as server:
         teacher = _teacher(server, renderer)
         body = teacher.payload(TeacherRequest("k", build_prompt(segment, Task.REASONING), 3, 1))
     images = [p for p in body["messages"][1]["content"] if p["type"] == "image_url"]
@@ -62,28 +63,26 @@ def test_payload_has_data_uris_and_schema(document, renderer, chat_server) -> No
     assert body["seed"] == 3001 and body["model"] == "served-model"
 
 
-def test_scripted_faults_are_retried_or_rejected_with_reasons(
-    document, renderer, chat_server, completion_of
-) -> None:
+def test_scripted_faults_are_retried_or_rejected_with_reasons(document, renderer) -> None:
     """HTTP faults (500, 429, timeout) are retried inside a request; content faults
     (malformed JSON, no anchor) are rejected and retried as a new attempt."""
 
     def handler(body, seen):
         attempt = body["seed"] % 1000
         if seen == 0:
-            return 500, "internal error", {}, 0
+            return Reply(500, "internal error")
         if seen == 1:
-            return 429, "slow down", {"retry-after": "0"}, 0
+            return Reply(429, "slow down", headers={"retry-after": "0"})
         if seen == 2:
-            return 200, completion_of("late"), {}, 1.0
+            return Reply(text="late", delay_s=1.0)
         if attempt == 0:
-            return 200, completion_of('Evidence: x\nJSON: {"question": "broken", "answer": '), {}, 0
+            return 'Evidence: x\nJSON: {"question": "broken", "answer": '
         if attempt == 1:
-            return 200, completion_of(good_reply(body, anchored=False)), {}, 0
-        return 200, completion_of(good_reply(body)), {}, 0
+            return good_reply(body, anchored=False)
+        return good_reply(body)
 
     segments = sample_segments(document, 2, seed=0)
-    with chat_server(handler) as server, RequestCache(":memory:") as cache:
+    with ChatServer(handler) as server, RequestCache(":memory:") as cache:
         teacher = _teacher(server, renderer, timeout=0.4, max_retries=4)
         result = generate(segments, teacher, cache, GenerateConfig(max_attempts=3))
         units = len(segments) * 3
@@ -91,13 +90,13 @@ def test_scripted_faults_are_retried_or_rejected_with_reasons(
         assert result.stats.rejected == {"no-json": units, "no-anchor": units}
         assert result.stats.requests_sent == 3 * units
         # Four HTTP calls per request: 500, 429, timeout, answer.
-        assert server.requests == 4 * 3 * units
+        assert server.count == 4 * 3 * units
         assert all(p.teacher == "openai:served-model" for p in result.pairs)
 
 
-def test_client_errors_fail_fast_and_are_not_cached(document, renderer, chat_server) -> None:
+def test_client_errors_fail_fast_and_are_not_cached(document, renderer) -> None:
     (segment,) = sample_segments(document, 1)
-    with chat_server(lambda body, seen: (401, "bad key", {}, 0)) as server:
+    with ChatServer(lambda body, seen: Reply(401, "bad key")) as server:
         with RequestCache(":memory:") as cache:
             result = generate(
                 [segment],
@@ -107,48 +106,44 @@ def test_client_errors_fail_fast_and_are_not_cached(document, renderer, chat_ser
             )
             assert result.pairs == [] and result.stats.rejected == {"teacher-error": 2}
             assert len(cache) == 0
-        assert server.requests == 2
+        assert server.count == 2
     assert "secret-key" not in json.dumps([r.model_dump(mode="json") for r in result.rejections])
 
 
-def test_servers_without_structured_output_are_asked_plainly(
-    document, renderer, chat_server, completion_of
-) -> None:
+def test_servers_without_structured_output_are_asked_plainly(document, renderer) -> None:
     def handler(body, seen):
         if "response_format" in body:
-            return 400, {"error": {"message": "response_format json_schema unsupported"}}, {}, 0
-        return 200, completion_of(good_reply(body)), {}, 0
+            return Reply(400, "response_format json_schema unsupported")
+        return good_reply(body)
 
     segments = sample_segments(document, 1)
-    with chat_server(handler) as server, RequestCache(":memory:") as cache:
+    with ChatServer(handler) as server, RequestCache(":memory:") as cache:
         teacher = _teacher(server, renderer)
         result = generate(segments, teacher, cache, GenerateConfig(tasks=(Task.EXTRACT_SINGLE,)))
         assert len(result.pairs) == 1 and teacher.structured is False
-        assert server.requests == 2
+        assert server.count == 2
 
 
-def test_rerun_sends_no_finished_request_again(
-    document, renderer, chat_server, completion_of, tmp_path
-) -> None:
+def test_rerun_sends_no_finished_request_again(document, renderer, tmp_path) -> None:
     def handler(body, seen):
-        return 200, completion_of(good_reply(body)), {}, 0
+        return good_reply(body)
 
     segments = sample_segments(document, 2, seed=1)
     config = GenerateConfig()
-    with chat_server(handler) as server:
+    with ChatServer(handler) as server:
         with RequestCache(tmp_path / "cache.sqlite") as cache:
             first = generate(segments[:1], _teacher(server, renderer), cache, config)
-        sent_first = server.requests
+        sent_first = server.count
         with RequestCache(tmp_path / "cache.sqlite") as cache:
             second = generate(segments, _teacher(server, renderer), cache, config)
         assert second.stats.cache_hits == 3
-        assert server.requests == sent_first + 3
+        assert server.count == sent_first + 3
         assert max(server.answered.values()) == 1
         assert [p.qa_id for p in second.pairs[:3]] == [p.qa_id for p in first.pairs]
 
 
 @pytest.mark.parametrize("concurrency", [1, 3])
-def test_concurrency_is_bounded(document, renderer, chat_server, completion_of, concurrency):
+def test_concurrency_is_bounded(document, renderer, concurrency):
     import threading
 
     active, peak, lock = [0], [0], threading.Lock()
@@ -162,15 +157,15 @@ def test_concurrency_is_bounded(document, renderer, chat_server, completion_of, 
         time.sleep(0.05)
         with lock:
             active[0] -= 1
-        return 200, completion_of(good_reply(body)), {}, 0
+        return good_reply(body)
 
     segments = sample_segments(document, 2, seed=2)
-    with chat_server(handler) as server, RequestCache(":memory:") as cache:
+    with ChatServer(handler) as server, RequestCache(":memory:") as cache:
         generate(segments, _teacher(server, renderer, concurrency=concurrency), cache)
     assert peak[0] <= concurrency
 
 
-def test_a_page_that_cannot_render_fails_alone(doc_factory, chat_server, completion_of) -> None:
+def test_a_page_that_cannot_render_fails_alone(doc_factory) -> None:
     good, broken = doc_factory("good"), doc_factory("broken")
 
     class Renderer:
@@ -182,10 +177,10 @@ def test_a_page_that_cannot_render_fails_alone(doc_factory, chat_server, complet
     segments = sample_segments(good, 1) + sample_segments(broken, 1)
 
     def handler(body, seen):
-        return 200, completion_of(good_reply(body)), {}, 0
+        return good_reply(body)
 
     config = GenerateConfig(tasks=(Task.EXTRACT_SINGLE,), max_attempts=1)
-    with chat_server(handler) as server, RequestCache(":memory:") as cache:
+    with ChatServer(handler) as server, RequestCache(":memory:") as cache:
         result = generate(segments, _teacher(server, Renderer()), cache, config)
     assert [p.doc_id for p in result.pairs] == [good.doc_id]
     (rejection,) = result.rejections
@@ -204,15 +199,13 @@ def test_encoded_body_is_the_json_of_the_payload(document, renderer) -> None:
     assert json.loads(encode_body(body)) == json.loads(json.dumps(body))
 
 
-def test_a_segments_pages_are_rendered_once_for_all_its_tasks(
-    document, renderer, chat_server, completion_of
-) -> None:
+def test_a_segments_pages_are_rendered_once_for_all_its_tasks(document, renderer) -> None:
     def handler(body, seen):
-        return 200, completion_of(good_reply(body)), {}, 0
+        return good_reply(body)
 
     segments = sample_segments(document, 2, seed=3)
     pages = sum(len(s.pages) for s in segments)
-    with chat_server(handler) as server, RequestCache(":memory:") as cache:
+    with ChatServer(handler) as server, RequestCache(":memory:") as cache:
         teacher = _teacher(server, renderer)
         result = generate(segments, teacher, cache)
         teacher.close()

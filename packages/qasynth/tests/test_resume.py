@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from mmprolong_runtime.testing import ChatServer, Reply
 from mmprolong_schemas import read_jsonl, write_jsonl
 from qasynth.cache import RequestCache
 from qasynth.generate import GenerateConfig, generate
@@ -65,9 +66,7 @@ class Recording(OpenAITeacher):
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_without_resending(
-    doc_factory, renderer, chat_server, completion_of, tmp_path
-) -> None:
+def test_killed_run_resumes_without_resending(doc_factory, renderer, tmp_path) -> None:
     docs = [doc_factory(f"d{i}") for i in range(3)]
     segments = [s for d in docs for s in sample_segments(d, 2, seed=0)]
     write_jsonl(tmp_path / "segments.jsonl", segments)
@@ -75,9 +74,9 @@ def test_killed_run_resumes_without_resending(
     cache_path = tmp_path / "cache.sqlite"
 
     def handler(body, seen):
-        return 200, completion_of(_reply(body)), {}, 0.15
+        return Reply(text=_reply(body), delay_s=0.15)
 
-    with chat_server(handler) as server:
+    with ChatServer(handler) as server:
         process = subprocess.Popen(
             [
                 sys.executable,
@@ -88,19 +87,19 @@ def test_killed_run_resumes_without_resending(
             ],
         )
         deadline = time.time() + 60
-        while server.requests < 6 and time.time() < deadline and process.poll() is None:
+        while server.count < 6 and time.time() < deadline and process.poll() is None:
             time.sleep(0.02)
         process.send_signal(signal.SIGKILL)
         process.wait()
         with sqlite3.connect(cache_path) as db:
             finished = {row[0] for row in db.execute("SELECT key FROM replies")}
         assert 0 < len(finished) < len(segments) * 3
-        before = server.requests
+        before = server.count
         teacher = Recording("m", server.url, renderer, concurrency=2, backoff=0.01)
         segments = list(read_jsonl(tmp_path / "segments.jsonl", type(segments[0])))
         with RequestCache(cache_path) as cache:
             result = generate(segments, teacher, cache, GenerateConfig(batch_size=4))
         assert not finished & set(teacher.sent)
         assert len(teacher.sent) == len(segments) * 3 - len(finished)
-        assert server.requests - before == len(teacher.sent)
+        assert server.count - before == len(teacher.sent)
         assert len(result.pairs) == len(segments) * 3

@@ -8,6 +8,7 @@ import io
 import pytest
 from PIL import Image
 
+from mmprolong_runtime.testing import ChatServer
 from mmprolong_schemas import Task
 from qasynth.cache import RequestCache
 from qasynth.generate import GenerateConfig, generate
@@ -47,7 +48,7 @@ def test_generates_text_from_pages(tiny_model, short_doc, renderer) -> None:
 
 
 def test_openai_backend_against_a_server_answering_with_the_tiny_model(
-    tiny_model, short_doc, renderer, chat_server, completion_of
+    tiny_model, short_doc, renderer
 ) -> None:
     """The server speaks chat completions and answers with the local model; random weights
     write no JSON, so every reply is rejected as no-json, cached, and counted."""
@@ -80,15 +81,15 @@ def test_openai_backend_against_a_server_answering_with_the_tiny_model(
         text = processor.batch_decode(
             [output[0, inputs["input_ids"].shape[1] :]], skip_special_tokens=True
         )[0]
-        return 200, completion_of(text), {}, 0
+        return text
 
     (segment,) = sample_segments(short_doc, 1)
-    with chat_server(handler) as server, RequestCache(":memory:") as cache:
+    with ChatServer(handler) as server, RequestCache(":memory:") as cache:
         teacher = OpenAITeacher("tiny", server.url, renderer, concurrency=1)
         config = GenerateConfig(tasks=(Task.EXTRACT_SINGLE,), max_attempts=2)
         result = generate([segment], teacher, cache, config)
-        assert server.requests == 2 and len(cache) == 2
+        assert server.count == 2 and len(cache) == 2
         assert result.pairs == []
         assert set(result.stats.rejected) <= {"no-json", "bad-fields"}
         again = generate([segment], teacher, cache, config)
-        assert again.stats.requests_sent == 0 and server.requests == 2
+        assert again.stats.requests_sent == 0 and server.count == 2
