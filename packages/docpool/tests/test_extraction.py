@@ -13,7 +13,7 @@ from docpool import render_pages, write_pages
 from docpool.layout_fast import MIN_TABLE_VECTORS, extract_page
 from docpool.tables import find_ruled_tables
 from docpool.testing import CorpusTruth
-from docpool.textpage import TEXTPAGE_FLAGS, _from_dict, _from_json, read_textpage
+from docpool.textpage import TEXTPAGE_FLAGS, _decode, _from_dict, _from_json, read_textpage
 
 
 def _styled(content):  # type: ignore[no-untyped-def]
@@ -76,6 +76,22 @@ def test_unreadable_json_falls_back_to_text_dicts(
         (ln.text, ln.size, ln.bold) for ln in expected.lines
     ]
     assert fallback.pictures and len(fallback.pictures) == len(expected.pictures)
+
+
+def test_export_with_invalid_utf8_or_raw_control_characters_is_read_leniently() -> None:
+    # What MuPDF writes for glyphs mapped to lone surrogates (CESU bytes) or to control
+    # characters: not strict JSON, so the typed decoder refuses it and the lenient path reads it.
+    record = b'{"bbox":{"x":8,"y":16,"w":80,"h":8},"font":{"name":"F","size":80},"text":"%s"}'
+    raw = b'{"blocks":[{"type":"text","bbox":{"x":8,"y":16,"w":80,"h":8},"lines":[%s,%s]},'
+    raw += b'{"type":"struct","bbox":{"x":0,"y":0,"w":1,"h":1}}]}'
+    export = _decode(raw % (record % b"a\xed\xa0\x80b", record % b"c\x01d"))
+    texts = [line.text for line in export.blocks[0].lines]
+    assert texts == ["a\ufffd\ufffd\ufffdb", "c\x01d"]
+    assert [block.type for block in export.blocks] == ["text", "struct"]
+    with pytest.raises(ValueError, match="unexpected JSON"):
+        _decode(b'{"pages":[]}')
+    with pytest.raises(ValueError, match="unexpected JSON"):
+        _decode(b'{"blocks":[{"type":"text","lines":[{"text":"a run with no box"}]}]}')
 
 
 def _grid_page(doc: pymupdf.Document, one_path: bool) -> pymupdf.Page:
