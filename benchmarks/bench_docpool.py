@@ -123,7 +123,7 @@ def _ingest_results(label: str, files: list[Path], work: Path) -> list[Result]:
     pages = _page_count(files)
     warm_up(ParseOptions())
     bare, one, parser = _paired(
-        _bare_dict(files), _ingest_run(files, work, 1), _parser_run(files), repeats=4
+        _bare_dict(files), _ingest_run(files, work, 1), _parser_run(files), repeats=6
     )
     return [
         Result(

@@ -137,7 +137,8 @@ def extract_page(
 ) -> RawPage:
     """Lines, pictures and tables of one page, in displayed coordinates."""
     rect = page.rect
-    matrix = page.rotation_matrix if page.rotation else None
+    rotation = page.rotation  # read once: each read looks the page's /Rotate up again
+    matrix = page.rotation_matrix if rotation else None
     flags: list[str] = []
     textpage = page.get_textpage(flags=TEXTPAGE_FLAGS)
     content = read_textpage(page, textpage)
@@ -191,7 +192,7 @@ def extract_page(
         number=page.number + 1,
         width=rect.width,
         height=rect.height,
-        rotation=page.rotation,
+        rotation=rotation,
         lines=lines,
         pictures=pictures,
         tables=found,
