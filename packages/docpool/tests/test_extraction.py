@@ -11,9 +11,16 @@ from PIL import Image
 
 from docpool import render_pages, write_pages
 from docpool.layout_fast import MIN_TABLE_VECTORS, extract_page
-from docpool.tables import find_ruled_tables
+from docpool.tables import find_ruled_tables, segments_from_vectors
 from docpool.testing import CorpusTruth
-from docpool.textpage import TEXTPAGE_FLAGS, _decode, _from_dict, _from_json, read_textpage
+from docpool.textpage import (
+    TEXTPAGE_FLAGS,
+    _decode,
+    _from_dict,
+    _from_json,
+    read_textpage,
+    vector_boxes,
+)
 
 
 def _styled(content):  # type: ignore[no-untyped-def]
@@ -123,6 +130,47 @@ def test_smallest_ruled_grid_passes_the_table_precheck(one_path: bool) -> None:
     assert content.vectors is not None and content.vectors >= MIN_TABLE_VECTORS
     [table] = extract_page(page).tables
     assert table.rows == [["cell a", "cell b"], ["cell c", "cell d"]]
+
+
+def _cell_reads(page: pymupdf.Page) -> tuple[list[list[list[str]]], list[list[list[str]]], bool]:
+    """The page's tables with cells read from its lines and from PyMuPDF's word list, and
+    whether reading from lines needed the word list after all."""
+    textpage = page.get_textpage(flags=TEXTPAGE_FLAGS)
+    content = read_textpage(page, textpage)
+    strokes = segments_from_vectors(vector_boxes(textpage), content.rectangles)
+    words_read = []
+    get_text = page.get_text
+    page.get_text = lambda *args, **kwargs: words_read.append(1) or get_text(*args, **kwargs)  # type: ignore[method-assign]
+    by_lines = find_ruled_tables(page, textpage, strokes, content.lines)
+    page.get_text = get_text  # type: ignore[method-assign]
+    by_words = find_ruled_tables(page, textpage, strokes)
+    return [t.rows for t in by_lines], [t.rows for t in by_words], bool(words_read)
+
+
+def test_cells_read_from_lines_equal_cells_read_from_words(
+    corpus: tuple[Path, CorpusTruth],
+) -> None:
+    folder, truth = corpus
+    tables = from_lines = 0
+    for doc_truth in truth.documents:
+        with pymupdf.open(folder / doc_truth.file) as doc:
+            for number in sorted({t.page for t in doc_truth.tables}):
+                by_lines, by_words, words_read = _cell_reads(doc[number - 1])
+                assert by_lines == by_words, (doc_truth.file, number)
+                tables += len(by_lines)
+                from_lines += not words_read
+    assert tables >= 10 and from_lines >= tables // 2
+
+
+def test_a_line_across_a_column_ruling_is_split_by_its_words() -> None:
+    doc = pymupdf.open()
+    page = _grid_page(doc, one_path=False)
+    assert _cell_reads(page) == ([[["cell a", "cell b"], ["cell c", "cell d"]]],) * 2 + (False,)
+    # One line from the first column into the second: its words go to two cells.
+    page.insert_text((150, 135), "left right", fontname="helv", fontsize=10)
+    by_lines, by_words, words_read = _cell_reads(page)
+    assert words_read
+    assert by_lines == by_words == [[["cell a", "cell b"], ["cell c left", "cell d right"]]]
 
 
 def test_table_precheck_skips_no_table_the_finder_sees(corpus: tuple[Path, CorpusTruth]) -> None:

@@ -184,8 +184,10 @@ def extract_page(
         else:
             strokes = None
             if content.rectangles:
-                strokes = segments_from_vectors(vector_boxes(textpage), content.rectangles)
-            found = find_ruled_tables(page, textpage, strokes)
+                strokes = segments_from_vectors(
+                    vector_boxes(textpage, len(content.rectangles)), content.rectangles
+                )
+            found = find_ruled_tables(page, textpage, strokes, content.lines)
         if matrix is not None:
             found = [FoundTable(_transform(t.bbox, matrix), t.rows) for t in found]
     return RawPage(

@@ -3,19 +3,32 @@
 PyMuPDF's ``find_tables`` is thorough but costs hundreds of milliseconds a page, far more than
 the text extraction itself, so the default detector looks only for ruled grids: horizontal and
 vertical strokes (or rectangle edges) that meet. Cell texts come from the words whose centres
-fall in each cell. ``find_tables`` stays available as the thorough option.
+fall in each cell: read from the page's text lines when no line crosses a ruling of the grid
+(a line then lies in one cell, words and all), else from PyMuPDF's word list. ``find_tables``
+stays available as the thorough option.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import pymupdf
 
 Rect = tuple[float, float, float, float]
 _SNAP = 1.5  # points: strokes closer than this are the same ruling
 _MIN_CELL = 4.0
+
+
+class TextLine(Protocol):
+    """A text line as the table finder reads it (``docpool.textpage.StyledLine``)."""
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def bbox(self) -> Rect: ...
 
 
 @dataclass(frozen=True)
@@ -144,31 +157,60 @@ def _cell_texts(
     return [[" ".join(cell) for cell in row] for row in cells]
 
 
+def _cells_from_lines(
+    lines: Sequence[TextLine], xs: list[float], ys: list[float]
+) -> list[list[str]] | None:
+    """The grid's cell texts from whole lines (in text-page order, as words come), or None
+    when a line reaching into the grid crosses one of its rulings, frame included: its words
+    may then belong to different cells, or some to none, and only a word list can tell."""
+    cells: list[list[list[str]]] = [[[] for _ in xs[:-1]] for _ in ys[:-1]]
+    left, top, right, bottom = xs[0], ys[0], xs[-1], ys[-1]
+    for line in lines:
+        x0, y0, x1, y1 = line.bbox
+        if x1 <= left or x0 >= right or y1 <= top or y0 >= bottom:
+            continue
+        if any(x0 < x < x1 for x in xs) or any(y0 < y < y1 for y in ys):
+            return None
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        row = next((r for r in range(len(ys) - 1) if ys[r] <= cy < ys[r + 1]), None)
+        col = next((c for c in range(len(xs) - 1) if xs[c] <= cx < xs[c + 1]), None)
+        if row is not None and col is not None:
+            cells[row][col] += line.text.split()
+    return [[" ".join(cell) for cell in row] for row in cells]
+
+
 def find_ruled_tables(
     page: pymupdf.Page,
     textpage: pymupdf.TextPage | None = None,
     strokes: tuple[list[Rect], list[Rect]] | None = None,
+    lines: Sequence[TextLine] | None = None,
 ) -> list[FoundTable]:
     """Ruled grids with at least two rows and two columns, with their cell texts (words are
     read from ``textpage`` when given, to avoid a second text extraction). ``strokes``
-    (horizontal, vertical) replace reading the page's drawings when given."""
+    (horizontal, vertical) replace reading the page's drawings when given; ``lines`` (the
+    text page's lines, in its coordinates) give the cell texts when no line crosses a
+    ruling, so most pages build no word list."""
     horizontal, vertical = strokes if strokes is not None else _segments(page)
     if len(horizontal) < 3 or len(vertical) < 3:
         return []
     grids = _grids(horizontal, vertical)
     if not grids:
         return []
-    words = page.get_text("words", textpage=textpage)
+    words = None
     tables = []
     for xs, ys in grids:
         bbox = (xs[0], ys[0], xs[-1], ys[-1])
-        x0, y0, x1, y1 = bbox
-        inside = [
-            (w[0], w[1], w[2], w[3], w[4])
-            for w in words
-            if x0 <= (w[0] + w[2]) / 2 <= x1 and y0 <= (w[1] + w[3]) / 2 <= y1
-        ]
-        rows = _cell_texts(inside, xs, ys)
+        rows = _cells_from_lines(lines, xs, ys) if lines is not None else None
+        if rows is None:
+            if words is None:
+                words = page.get_text("words", textpage=textpage)
+            x0, y0, x1, y1 = bbox
+            inside = [
+                (w[0], w[1], w[2], w[3], w[4])
+                for w in words
+                if x0 <= (w[0] + w[2]) / 2 <= x1 and y0 <= (w[1] + w[3]) / 2 <= y1
+            ]
+            rows = _cell_texts(inside, xs, ys)
         if any(any(cell for cell in row) for row in rows):
             tables.append(FoundTable(bbox=bbox, rows=rows))
     return tables

@@ -59,14 +59,15 @@ class TextPageContent:
     rectangles: list[bool] = field(default_factory=list)  # per vector path: is it a rectangle
 
 
-def vector_boxes(textpage: pymupdf.TextPage) -> list[Rect]:
+def vector_boxes(textpage: pymupdf.TextPage, count: int | None = None) -> list[Rect]:
     """The boxes of the text page's vector paths (``TEXT_COLLECT_VECTORS``), in page order;
     stroked paths include half their line width. Read from MuPDF's structures, as the JSON
-    export leaves them out."""
+    export leaves them out; ``count`` (the paths the export listed) ends the walk at the last
+    one instead of at the last block."""
     boxes: list[Rect] = []
     vector = mupdf.FZ_STEXT_BLOCK_VECTOR
     block = textpage.this.m_internal.first_block
-    while block:
+    while block and len(boxes) != count:
         if block.type == vector:
             r = block.bbox
             boxes.append((r.x0, r.y0, r.x1, r.y1))
