@@ -20,7 +20,7 @@ from qasynth.cache import RequestCache
 from qasynth.generate import GenerateConfig, generate
 from qasynth.prompts import build_prompt
 from qasynth.segments import sample_segments
-from qasynth.teachers.base import TeacherReply, TeacherRequest
+from qasynth.teachers.base import Teacher, TeacherReply, TeacherRequest
 from qasynth.teachers.vllm import VLLMTeacher, parse_outputs, sampling_kwargs
 
 VISION = "<|vision_start|><|image_pad|><|vision_end|>"
@@ -393,6 +393,53 @@ def test_the_engine_is_sized_for_the_largest_request_of_the_job(doc_factory) -> 
         for t in (Task.EXTRACT_SINGLE, Task.EXTRACT_MULTI, Task.REASONING)
     )
     assert engine.kwargs["max_model_len"] >= largest + 128
+
+
+class RejectedReplies(Teacher):
+    """Answers as the vllm teacher would be keyed (same name and settings), with a reply
+    every validation rejects: a killed first run whose attempt-1 replies are all cached."""
+
+    backend = "vllm"
+
+    def __init__(self, model: str, settings: dict) -> None:
+        super().__init__(model)
+        self.settings = settings
+
+    def reply_settings(self) -> dict:
+        return self.settings
+
+    def complete(self, requests, on_reply) -> None:
+        for request in requests:
+            on_reply(request, TeacherReply(text="no pair here", meta={"finish_reason": "stop"}))
+
+
+def test_a_resumed_job_sizes_the_engine_for_retries_of_cached_replies(
+    doc_factory, tmp_path
+) -> None:
+    """Rerun after a kill: every first reply is cached and rejected, so every request sent
+    is a retry. The engine is sized for them all, the larger pages of the later batch
+    included, not for the first batch."""
+    from qasynth.segments import DocOutline
+
+    letter = doc_factory("letter", num_pages=20, section_pages=None)
+    large = doc_factory("large", num_pages=20, section_pages=None, width=842, height=1191)
+    small_segment = sample_segments(DocOutline.of(letter), 1, seed=0, pages=(8, 8))
+    big_segment = sample_segments(DocOutline.of(large), 1, seed=0, pages=(15, 15))
+    engines: list[FakeEngine] = []
+    teacher = _teacher(
+        SizedPool(letter, large), engines, spec=VisionTokenSpec(dpi=36), max_tokens=128
+    )
+    segments = small_segment + big_segment
+    with RequestCache(tmp_path / "cache.sqlite") as cache:
+        first_run = RejectedReplies(teacher.model, teacher.reply_settings())
+        generate(segments, first_run, cache, GenerateConfig(max_attempts=1, batch_size=3))
+        assert len(cache) == 6
+        result = generate(segments, teacher, cache, GenerateConfig(max_attempts=2, batch_size=3))
+    assert result.stats.cache_hits == 6 and result.stats.requests_sent == 6
+    assert "teacher-error" not in result.stats.rejected, result.rejections
+    assert len(result.pairs) == 6
+    (engine,) = engines
+    assert engine.kwargs["limit_mm_per_prompt"] == {"image": 15}
 
 
 def test_engine_options_reach_the_engine_and_its_limits(document, renderer) -> None:

@@ -138,7 +138,9 @@ def generate(
             )
             requests[index] = TeacherRequest(key, prompts[index], config.seed, attempt)
         if attempt == 0:
-            teacher.prepare([r for r in requests.values() if cache.get(r.key) is None])
+            # Every unit's first request, cached or not: a cached reply may be rejected, and
+            # its retries (same prompt, so the same pages) are then sent.
+            teacher.prepare(list(requests.values()))
         replies = _collect(requests, teacher, cache, config.batch_size, stats)
         still_pending = []
         for index in pending:

@@ -99,9 +99,9 @@ class Teacher(ABC):
         return {}
 
     def prepare(self, requests: Sequence[TeacherRequest]) -> None:  # noqa: B027
-        """Called once before the first batch with every request of the job that will be
-        sent (retries ask about the same segments), so a backend can size itself for the
-        largest. The default needs nothing."""
+        """Called once before the first batch with every unit's first request, cached or
+        not (a cached reply may be rejected; retries have the same prompt), so a backend can
+        size itself for the largest request the job may send. The default needs nothing."""
 
     @abstractmethod
     def complete(self, requests: Sequence[TeacherRequest], on_reply: ReplyCallback) -> None: ...

@@ -9,7 +9,8 @@ vLLM's multi-modal inputs take (``vllm.multimodal.inputs.HfImageItem``); arrays 
 channels-first, the layout ``vllm.multimodal.parse.ImageProcessorItems.get_image_size`` reads.
 
 The engine is sized for the largest request of the whole job (``prepare``, which ``generate``
-calls with every request it will send): ``limit_mm_per_prompt`` (images per prompt) and
+calls with every unit's first request, cached or not, since retries of a rejected cached reply
+send the same pages): ``limit_mm_per_prompt`` (images per prompt) and
 ``max_model_len`` (page images counted exactly from the page sizes at the request DPI, text
 estimated, plus ``max_tokens``; the arithmetic is ``mmprolong_runtime.vllm_engine``'s),
 unless given explicitly in ``settings`` or in the engine options. A request that still does
