@@ -56,3 +56,44 @@ def test_a_batch_shares_pages_and_the_cache_keeps_its_bound(renderer) -> None:
         PagePixels(renderer, spare_bytes=-1)
     with pytest.raises(ValueError, match="must not be negative"):
         PagePixels(renderer, cache_bytes=-1)
+
+
+class OnePdf:
+    """A source with one PDF, drawn by MuPDF straight into PagePixels' arrays."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def pdf_path(self, doc_id: str):
+        return self.path
+
+    def render(self, doc_id, pages, dpi=144):  # never used: pdf_path is preferred
+        raise AssertionError("render called")
+
+
+def test_a_200_inch_page_is_drawn_within_the_pixel_budget(tmp_path, monkeypatch) -> None:
+    """At 144 DPI the page would take a 28800 x 28800 array (2.3 GiB); it is drawn at the
+    resolution docpool's renderer gives it, within the budget."""
+    pymupdf = pytest.importorskip("pymupdf")
+    from docpool.render import PIXEL_BUDGET, render_pages
+
+    doc = pymupdf.open()
+    page = doc.new_page(width=14400, height=14400)  # 200 x 200 inches, PDF's largest page
+    page.draw_rect(pymupdf.Rect(1000, 1000, 13000, 13000), color=(0.2, 0.3, 0.8), width=40)
+    doc.save(tmp_path / "huge.pdf")
+    pixels = PagePixels(OnePdf(tmp_path / "huge.pdf"), dpi=144, cache_bytes=0)
+    allocate = pixels._array
+    asked = []
+
+    def within_budget(shape):  # refuse the uncapped array instead of writing 2.3 GiB
+        asked.append(shape)
+        assert shape[0] * shape[1] <= PIXEL_BUDGET, f"an array of {shape} was asked for"
+        return allocate(shape)
+
+    monkeypatch.setattr(pixels, "_array", within_budget)
+    (drawn,) = pixels.get("huge", [1])
+    (reference,) = render_pages(tmp_path / "huge.pdf", [1], dpi=144)
+    assert asked == [drawn.pixels.shape]
+    assert (drawn.width, drawn.height) == reference.size
+    assert drawn.width * drawn.height > 0.95 * PIXEL_BUDGET  # as sharp as the budget allows
+    assert np.array_equal(drawn.pixels, np.asarray(reference))

@@ -14,7 +14,9 @@ An engine in this process takes images as arrays, so nothing needs encoding. ``P
   again, so memory the process already touched is reused.
 
 Memory is the pinned pages of the current batch (about 5.8 MB per US-letter page at
-144 DPI) plus at most ``cache_bytes`` of cached pages and ``spare_bytes`` of spare arrays.
+144 DPI; a page beyond docpool's ``PIXEL_BUDGET`` at ``dpi`` is drawn at the resolution that
+fits it, 48 MiB at most) plus at most ``cache_bytes`` of cached pages and ``spare_bytes`` of
+spare arrays.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from docpool.render import PIXEL_BUDGET, budget_zoom
 from qasynth.bounded_cache import ByteBoundedLRU
 from qasynth.page_images import DEFAULT_CACHE_BYTES, PageRenderer
 
@@ -193,19 +196,21 @@ class PagePixels:
     def _draw(self, path: Path, numbers: list[int]) -> list[RasterPage]:
         """MuPDF draws each page into an array of ours: a pixmap over the array's memory
         (MuPDF does not own it), cleared to white, the page run through a draw device at
-        ``dpi``; what ``Page.get_pixmap(alpha=False)`` makes, without its allocation."""
+        ``dpi``, lowered as docpool's ``rasterise`` lowers it for a page beyond the pixel
+        budget; what ``Page.get_pixmap(alpha=False)`` makes, without its allocation."""
         import pymupdf
 
         mupdf = pymupdf.mupdf
-        zoom = self.dpi / 72.0
-        ctm = mupdf.FzMatrix(zoom, 0, 0, zoom, 0, 0)
         made = []
         with pymupdf.open(path) as pdf:
             for number in numbers:
                 if not 1 <= number <= pdf.page_count:
                     raise IndexError(f"no page {number} (1-{pdf.page_count})")
                 page = pdf.load_page(number - 1).this  # the mupdf.FzPage
-                box = mupdf.fz_round_rect(mupdf.fz_transform_rect(mupdf.fz_bound_page(page), ctm))
+                bound = mupdf.fz_bound_page(page)
+                zoom = budget_zoom(bound.x1 - bound.x0, bound.y1 - bound.y0, self.dpi, PIXEL_BUDGET)
+                ctm = mupdf.FzMatrix(zoom, 0, 0, zoom, 0, 0)
+                box = mupdf.fz_round_rect(mupdf.fz_transform_rect(bound, ctm))
                 array = self._array((box.y1 - box.y0, box.x1 - box.x0, 3))
                 pixmap = mupdf.fz_new_pixmap_with_bbox_and_data(
                     mupdf.fz_device_rgb(),
