@@ -174,8 +174,6 @@ def test_answers_not_on_their_pages_are_rejected(answer, answer_format, page) ->
 
 def test_pages_without_text_make_a_pair_unverified_never_grounded() -> None:
     assert _check(_reply("On Page 3, what value?", 99, "Integer", [3])).grounding == "unverified"
-    text = _reply("On Page 1, what value?", 99, "Integer", [1], sources=["Figure"])
-    assert _check(text).grounding == "unverified"
     ocr = _document([_page(1, "Scanned 4 512", flags=["ocr"], has_text_layer=False)])
     validator = QAValidator()
     pair = validator.validate(
@@ -187,6 +185,37 @@ def test_pages_without_text_make_a_pair_unverified_never_grounded() -> None:
         EvidenceText.of(ocr),
     )
     assert pair.grounding == "grounded"  # found on an OCR page: grounded all the same
+
+
+def test_a_figure_source_excuses_a_missing_answer_only_on_a_page_with_a_picture() -> None:
+    """A value read off a picture is not in the text layer: unverified. Naming a Figure for
+    pages that hold none excuses nothing: the answer is checked like any other."""
+    chart = Block(label=BlockLabel.PICTURE, bbox=BBox(x0=72, y0=300, x1=540, y1=500), order=1)
+    with_chart = _page(1, "Figure 1 : consommation par site.")
+    with_chart = with_chart.model_copy(update={"blocks": [*with_chart.blocks, chart]})
+    doc = _document([with_chart, _page(2, "Le site de Lyon a traité 4 512 échantillons.")])
+    segment = SEGMENT.model_copy(
+        update={"doc_id": doc.doc_id, "pages": PageRange(first=1, last=2), "doc_pages": 2}
+    )
+    evidence = EvidenceText.of(doc)
+    assert evidence.pictured == {1} and evidence.checkable == {1, 2}
+
+    def validate(pages: list[int], sources: list[str]):  # type: ignore[no-untyped-def]
+        where = " and ".join(f"Page {p}" for p in pages)
+        task = Task.EXTRACT_MULTI if len(pages) > 1 else Task.EXTRACT_SINGLE
+        text = _reply(f"On {where}, what value?", 99, "Integer", pages, sources)
+        return QAValidator().validate(text, segment, task, "t", "v", evidence)
+
+    assert validate([1], ["Figure"]).grounding == "unverified"
+    assert validate([1, 2], ["Text", "Figure"]).grounding == "unverified"
+    for pages, sources, detail in (
+        ([2], ["Figure"], "a Figure source, but no picture on them"),
+        ([1], ["Text"], "not found on pages [1]"),  # a picture excuses only a Figure source
+    ):
+        with pytest.raises(Rejected) as caught:
+            validate(pages, sources)
+        assert caught.value.reason is QARejectReason.NOT_GROUNDED
+        assert detail in caught.value.detail
 
 
 def test_reasoning_answers_must_not_be_copied() -> None:

@@ -11,7 +11,8 @@ is searched in both readings.
 
 A page without text (a scan, a chart) cannot show an answer is absent, and an OCR text layer
 may misread it: such evidence makes a pair ``unverified`` when its answer is not found. So does
-a Figure source, whose answer may be drawn rather than written.
+a Figure source when an evidence page holds a picture, whose answer may be drawn rather than
+written; naming a Figure on pages without one excuses nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 from mmprolong_schemas import AnswerFormat, Document, EvidenceSource, Page, QAPair, Task
+from mmprolong_schemas.document import BlockLabel
 from mmprolong_schemas.numbers import Number, canonical_number, find_numbers, parse_number
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"  # kana, han, hangul
@@ -113,6 +115,9 @@ class EvidenceText:
     texts: dict[int, str]
     checkable: frozenset[int]
     """Pages whose text can show an answer is absent: a text layer that is not OCR."""
+    pictured: frozenset[int]
+    """Pages holding a picture block (an image the layout found), whose answers a Figure
+    source may have read off the drawing."""
 
     @classmethod
     def of(cls, doc: Document) -> EvidenceText:
@@ -122,7 +127,12 @@ class EvidenceText:
             for page in doc.pages
             if texts[page.number].strip() and page.has_text_layer and "ocr" not in page.flags
         )
-        return cls(doc.lang, texts, checkable)
+        pictured = frozenset(
+            page.number
+            for page in doc.pages
+            if any(block.label is BlockLabel.PICTURE for block in page.blocks)
+        )
+        return cls(doc.lang, texts, checkable, pictured)
 
     def numbers(self, pages: Sequence[int]) -> list[Number]:
         """Every number printed on ``pages``, in the document's reading and in English's
@@ -188,10 +198,15 @@ def check_grounding(
         return Verdict.GROUNDED, ""
     shown = ", ".join(repr(m) for m in missing[:5])
     blind = [p for p in pages if p not in evidence.checkable]
-    if blind or EvidenceSource.FIGURE in sources:
-        why = f"pages {blind} have no checkable text" if blind else "a Figure source"
-        return Verdict.UNVERIFIED, f"{shown} not found ({why})"
-    return Verdict.NOT_FOUND, f"{shown} not found on pages {list(pages)}"
+    if blind:
+        return Verdict.UNVERIFIED, f"{shown} not found (pages {blind} have no checkable text)"
+    pictured = [p for p in pages if p in evidence.pictured]
+    if pictured and EvidenceSource.FIGURE in sources:
+        return Verdict.UNVERIFIED, f"{shown} not found (a Figure source, pictures on {pictured})"
+    figure = (
+        " (a Figure source, but no picture on them)" if EvidenceSource.FIGURE in sources else ""
+    )
+    return Verdict.NOT_FOUND, f"{shown} not found on pages {list(pages)}{figure}"
 
 
 NOT_CHECKED = "not-checked"
