@@ -5,6 +5,9 @@ import pytest
 from typer.testing import CliRunner
 
 from mmprolong_schemas import Sample, read_parquet
+from mmprolong_schemas.io import write_jsonl
+from mmprolong_schemas.qa import AnswerFormat, EvidenceSource, PageRange, QAPair, Task
+from mmprolong_schemas.vision_tokens import VisionTokenSpec
 from qasynth import __version__
 from qasynth.cli import app
 
@@ -185,3 +188,50 @@ def test_no_thread_runs_while_the_cli_forks(tmp_path) -> None:
         _WATCH_FORKS[0] = False
     assert result.exit_code == 0, result.output
     assert _THREADS_AT_FORK and all(names == [] for names in _THREADS_AT_FORK), _THREADS_AT_FORK
+
+
+def test_family_qwen3_vl_sizes_segment_and_assemble_estimates(corpus_pool, tmp_path) -> None:
+    """``--family qwen3-vl`` counts page tokens with Qwen3-VL's pixel limits (factor 32,
+    fewer tokens per page than Qwen2.5-VL's 28 at 144 DPI): documents too long for one
+    family fit the other, and samples are estimated with the family's spec."""
+    from qasynth.pipeline import PAIRS_FILE, SEGMENTS_SUMMARY
+    from qasynth.segments import QA_TEXT_ALLOWANCE
+
+    pool, _, root = corpus_pool
+    qwen3, qwen25 = (VisionTokenSpec.for_family(f) for f in ("qwen3-vl", "qwen2.5-vl"))
+    assert (qwen3.factor, qwen3.max_pixels) == (32, 16777216)
+    docs = list(pool.documents())
+    # Every document is too long under Qwen2.5-VL's estimate; those short enough under
+    # Qwen3-VL's are chosen.
+    limit = min(d.tokens(qwen25) for d in docs) + QA_TEXT_ALLOWANCE - 1
+    fitting = [d for d in docs if d.tokens(qwen3) + QA_TEXT_ALLOWANCE <= limit]
+    assert fitting
+    for family, chosen in (("qwen3-vl", len(fitting)), ("qwen2.5-vl", 0)):
+        run = tmp_path / family
+        _ok(["segment", root / "pool", run, "--family", family, "--max-length", limit])
+        summary = json.loads((run / SEGMENTS_SUMMARY).read_text())
+        assert summary["documents_chosen"] == chosen, summary
+
+    doc = fitting[0]
+    pair = QAPair(
+        qa_id="q1",
+        doc_id=doc.doc_id,
+        segment=PageRange(first=1, last=8),
+        task=Task.EXTRACT_SINGLE,
+        question="What is on Page 2?",
+        answer="x",
+        answer_format=AnswerFormat.STRING,
+        evidence_pages=[2],
+        evidence_sources=[EvidenceSource.TEXT],
+        teacher="t",
+        prompt_version="v",
+    )
+    estimates = {}
+    for family in ("qwen3-vl", "qwen2.5-vl"):
+        run = tmp_path / f"assemble-{family}"
+        (run / PAIRS_FILE).parent.mkdir(parents=True)
+        write_jsonl(run / PAIRS_FILE, [pair])
+        _ok(["assemble", root / "pool", run, "--family", family])
+        (sample,) = read_parquet(run / "samples" / "vqa.parquet", Sample)
+        estimates[family] = sample.est_tokens
+    assert estimates["qwen2.5-vl"] - estimates["qwen3-vl"] == doc.tokens(qwen25) - doc.tokens(qwen3)

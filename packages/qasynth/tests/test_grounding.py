@@ -359,6 +359,34 @@ def test_grounding_rates_per_teacher_and_task() -> None:
     assert rates["openai:m"]["reasoning"] == {"not-checked": 1, "grounding_rate": None}
 
 
+def test_qasynth_stats_prints_the_grounding_rate_per_teacher_and_task(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from mmprolong_schemas.io import write_jsonl
+    from qasynth.cli import app
+    from qasynth.pipeline import PAIRS_FILE
+
+    grounded = _check(_reply("On Page 1, what value?", 4512, "Integer", [1]))
+    unverified = _check(_reply("On Page 3, what value?", 99, "Integer", [3]))
+    other = grounded.model_copy(
+        update={"teacher": "openai:m", "task": Task.REASONING, "grounding": None}
+    )
+    (tmp_path / PAIRS_FILE).parent.mkdir(parents=True)
+    write_jsonl(tmp_path / PAIRS_FILE, [grounded, unverified, other])
+    result = CliRunner().invoke(app, ["stats", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    # The "QA pairs" table's grounding row, its JSON wrapped over several lines at spaces.
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in result.output.splitlines()]
+    rows = [c for c in cells if len(c) == 2]
+    start = next(i for i, (key, _) in enumerate(rows) if key == "grounding")
+    end = next((i for i in range(start + 1, len(rows)) if rows[i][0]), len(rows))
+    shown = json.loads(" ".join(value for _, value in rows[start:end]))
+    assert shown == {
+        "t": {"extract-single": {"grounded": 1, "unverified": 1, "grounding_rate": 0.5}},
+        "openai:m": {"reasoning": {"not-checked": 1, "grounding_rate": None}},
+    }
+
+
 @pytest.mark.parametrize(
     "question",
     [
