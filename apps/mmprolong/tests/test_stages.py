@@ -252,7 +252,7 @@ def test_eval_sources_reach_256k_and_512k_from_a_recipe(tmp_path: Path) -> None:
     from lvlm_judge import LoadReport, load_data
     from lvlm_judge.testing import make_doc_benchmark
     from mmprolong.stages.evaluate import benchmark_sources
-    from mmprolong_schemas import K
+    from mmprolong_schemas.units import K
 
     make_doc_benchmark(tmp_path, datasets=("longdocurl",), lengths=(128,), docs=1)
     # Rows in the layout of VLMEvalKit's scripts/build_mmlongbench_tsv.py (make_tsv_row).

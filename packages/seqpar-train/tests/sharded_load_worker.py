@@ -8,7 +8,7 @@ from unittest import mock
 
 import torch
 
-from mmprolong_schemas import OptimizerConfig
+from mmprolong_schemas.recipe import OptimizerConfig
 from seqpar_train import trainer
 from seqpar_train.config import (
     CheckpointSettings,

@@ -3,7 +3,9 @@ import math
 import pytest
 import torch
 
-from mmprolong_schemas import B, M, Recipe, ScheduleConfig
+from mmprolong_schemas import Recipe
+from mmprolong_schemas.recipe import ScheduleConfig
+from mmprolong_schemas.units import B, M
 from seqpar_train.config import TrainConfig, config_table, load_config
 from seqpar_train.flops import preset_arch, steps_for_budget, training_flops
 from seqpar_train.optim import build_optimizer, build_scheduler, lr_at

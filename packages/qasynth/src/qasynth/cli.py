@@ -15,8 +15,6 @@ from rich.table import Table
 
 from mmprolong_runtime.cli_app import option_value, package_app
 from mmprolong_schemas import (
-    HistogramBin,
-    LengthDistribution,
     MixtureSpec,
     ModelFamily,
     PageRange,
@@ -26,6 +24,7 @@ from mmprolong_schemas import (
     parse_tokens,
     read_jsonl,
 )
+from mmprolong_schemas.sample import HistogramBin, LengthDistribution
 from qasynth import __version__
 
 app = package_app(

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmprolong_schemas import QAPair, atomic_path
+from mmprolong_schemas import QAPair
+from mmprolong_schemas.io import atomic_path
 from qasynth.assemble import format_answer
 from qasynth.grounding import NOT_CHECKED, grounding_rates
 from qasynth.page_images import PageRenderer, data_uri

@@ -13,17 +13,10 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from mmprolong_schemas import (
-    K,
-    Model,
-    ModelFamily,
-    OptimizerConfig,
-    Recipe,
-    RopeConfig,
-    ScheduleConfig,
-    TokenCount,
-    VisionTokenSpec,
-)
+from mmprolong_schemas import ModelFamily, Recipe, VisionTokenSpec
+from mmprolong_schemas.base import Model
+from mmprolong_schemas.recipe import OptimizerConfig, RopeConfig, ScheduleConfig
+from mmprolong_schemas.units import K, TokenCount
 from seqpar_train.flops import steps_for_budget
 
 

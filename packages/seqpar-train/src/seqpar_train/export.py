@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from mmprolong_runtime.atomic_dir import atomic_dir
-from mmprolong_schemas import RopeConfig
+from mmprolong_schemas.recipe import RopeConfig
 from seqpar_train.checkpoint import latest_checkpoint, load_model_weights
 from seqpar_train.config import TrainConfig
 from seqpar_train.forward import PackedLossModel

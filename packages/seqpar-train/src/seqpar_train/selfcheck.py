@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from mmprolong_schemas import ModelFamily, OptimizerConfig, ScheduleConfig
+from mmprolong_schemas import ModelFamily
+from mmprolong_schemas.recipe import OptimizerConfig, ScheduleConfig
 from seqpar_train.attention import resolve_backend, varlen_attention
 from seqpar_train.attention.backends import KERNEL_BACKENDS, available_backends
 from seqpar_train.batch import IGNORE_INDEX, to_device

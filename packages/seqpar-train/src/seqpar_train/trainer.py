@@ -22,7 +22,7 @@ import torch.distributed as dist
 from pydantic import Field
 from torch.distributed.fsdp import FSDPModule
 
-from mmprolong_schemas import Model
+from mmprolong_schemas.base import Model
 from seqpar_train.activation_checkpoint import apply_activation_checkpointing
 from seqpar_train.attention import choose_backend
 from seqpar_train.batch import PackedRow, mask_documents, to_device

@@ -33,7 +33,8 @@ from mmprolong.stages.report import Contributor
 from mmprolong.stages.train import image_root, render_workers, trained_checkpoint
 from mmprolong_runtime import config_hash
 from mmprolong_runtime.finished import finish, read_finished
-from mmprolong_schemas import ImagePart, Recipe, Sample, SftConfig, write_parquet
+from mmprolong_schemas import ImagePart, Recipe, Sample, write_parquet
+from mmprolong_schemas.recipe import SftConfig
 
 DATA_DIR = "data"
 SUMMARY = "summary.json"
