@@ -310,7 +310,7 @@ def test_validation_scores_the_held_out_samples_synth_assembled(tmp_path: Path) 
     assert validation_settings(StageContext(tmp_path, off, "train", logged.append)) == {}
     # The settings are seqpar-train's validation section, as the train stage passes them.
     seqpar = pytest.importorskip("seqpar_train")
-    config = seqpar.TrainConfig.from_recipe(
+    config = seqpar.TrainerConfig.from_recipe(
         recipe,
         data={"mixture": str(tmp_path), "pool": str(tmp_path)},
         validation=settings,

@@ -481,11 +481,10 @@ def review(
     ),
 ) -> None:
     """Write a self-contained HTML page to check N pairs by hand, or ingest its verdicts."""
-    from qasynth.review import ingest as ingest_verdicts
-    from qasynth.review import write_review
+    from qasynth.review import ingest_review, write_review
 
     if ingest:
-        summary = ingest_verdicts(ingest)
+        summary = ingest_review(ingest)
         _summary("review", summary.as_dict())
         low, high = summary.interval
         console.print(

@@ -3,7 +3,7 @@
 The page embeds each pair's evidence pages as JPEG data URIs next to the question, answer and
 evidence text, with three buttons per pair (correct, wrong answer, wrong evidence). Verdicts
 are kept in the browser's localStorage while reviewing and downloaded as a JSON file;
-``ingest`` reads that file and reports the accuracy with a Wilson 95% confidence interval
+``ingest_review`` reads that file and reports the accuracy with a Wilson 95% confidence interval
 (the paper's hand check found 97 of 100 pairs fully correct).
 """
 
@@ -191,7 +191,7 @@ class ReviewSummary:
         }
 
 
-def ingest(path: str | Path) -> ReviewSummary:
+def ingest_review(path: str | Path) -> ReviewSummary:
     """Accuracy (share judged 'correct') of a downloaded verdicts file."""
     source = Path(path)
     try:

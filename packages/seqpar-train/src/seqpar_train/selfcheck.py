@@ -28,7 +28,7 @@ from seqpar_train.config import (
     ModelSettings,
     ParallelSettings,
     SyntheticData,
-    TrainConfig,
+    TrainerConfig,
 )
 from seqpar_train.data.loader import RowSource
 from seqpar_train.distributed import device_for_rank, spawn_local
@@ -291,8 +291,8 @@ than against the few learning-rate steps it has moved."""
 
 def _fsdp_config(
     out_dir: Path, family: str, nproc: int, sp: int, attention: str, dp_shard: int = -1
-) -> TrainConfig:
-    return TrainConfig(
+) -> TrainerConfig:
+    return TrainerConfig(
         output_dir=str(out_dir),
         model=ModelSettings(tiny=ModelFamily(family)),
         data=DataSettings(synthetic=SyntheticData(docs_per_row=3, prompt_tokens=20), num_workers=0),
