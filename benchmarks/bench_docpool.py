@@ -35,7 +35,8 @@ from docpool import Pool, ingest, write_pages
 from docpool.parse import ParseOptions, parse_page_range, probe_document, warm_up
 from docpool.pool import DOCUMENT_ROW_GROUP
 from docpool.testing import make_corpus
-from mmprolong_schemas import Document, read_parquet, record_to_row, write_parquet_rows
+from mmprolong_schemas import Document, read_parquet
+from mmprolong_schemas.io import record_to_row, write_parquet_rows
 
 R_MANUALS = Path("/usr/share/R/doc/manual")
 R_NAMES = ("R-FAQ.pdf", "R-admin.pdf", "R-data.pdf", "R-intro.pdf", "R-ints.pdf", "R-lang.pdf")

@@ -28,7 +28,6 @@ from mmprolong_schemas import (
     Block,
     BlockLabel,
     Document,
-    M,
     Message,
     MixtureSpec,
     Page,
@@ -42,6 +41,7 @@ from mmprolong_schemas import (
     read_parquet,
     write_parquet,
 )
+from mmprolong_schemas.units import M
 from qasynth.cache import RequestCache
 from qasynth.mix import build_mixture
 from qasynth.page_images import PageImages

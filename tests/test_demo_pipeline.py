@@ -202,7 +202,7 @@ def test_the_demo_mixture_fills_rows_by_cutting_documents(demo_run: Path) -> Non
     """The samples qasynth assembled carry cut_after, and seqpar-train's fill="cut" fills
     rows with them: fuller rows than whole samples, each cut sample built as planned."""
     from longctx_rope.tiny import tiny_config
-    from seqpar_train import TrainConfig
+    from seqpar_train import TrainerConfig
     from seqpar_train.batch import IGNORE_INDEX
     from seqpar_train.data.mixture import MixtureRows
 
@@ -212,7 +212,7 @@ def test_the_demo_mixture_fills_rows_by_cutting_documents(demo_run: Path) -> Non
     assert samples and all(s.cut_after in s.pages for s in samples)  # VQA only in the demo
 
     def rows(fill: str) -> MixtureRows:
-        config = TrainConfig.from_recipe(
+        config = TrainerConfig.from_recipe(
             recipe,
             output_dir=str(demo_run / "unused"),
             model={"tiny": "qwen2.5-vl", "rope": None},

@@ -22,7 +22,6 @@ from docpool import Pool, ingest
 from docpool.testing import make_corpus
 from mmprolong_runtime.ray_executor import RayExecutor
 from mmprolong_schemas import (
-    M,
     MixtureSpec,
     QAPair,
     Sample,
@@ -32,6 +31,7 @@ from mmprolong_schemas import (
     read_parquet,
     write_jsonl,
 )
+from mmprolong_schemas.units import M
 from qasynth.cache import RequestCache
 from qasynth.generate import GenerateConfig, Rejection
 from qasynth.mix import build_mixture

@@ -14,7 +14,8 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
     smart_resize as hf_smart_resize,
 )
 
-from mmprolong_schemas import VisionTokenSpec, image_tokens, smart_resize
+from mmprolong_schemas import VisionTokenSpec, image_tokens
+from mmprolong_schemas.vision_tokens import smart_resize
 
 sizes = st.integers(min_value=8, max_value=6000)
 

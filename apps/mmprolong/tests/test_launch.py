@@ -180,14 +180,14 @@ def test_sft_rows_carry_the_short_data_pictures(tmp_path: Path) -> None:
     """The SFT shard's picture samples reach seqpar-train with their image root: its rows hold
     their image tokens and pixels."""
     from longctx_rope.tiny import tiny_config
-    from seqpar_train import TrainConfig
+    from seqpar_train import TrainerConfig
     from seqpar_train.data.mixture import MixtureRows
 
     recipe = apply_overrides(load_recipe("demo-tiny"), {"train.extra_sft": True}, "test")
     ctx = StageContext(tmp_path, recipe, "sft")
     summary = build_sft_data(ctx, _settings(recipe))
     assert summary["image_root"] == str((ctx.dir / GENERATED).resolve())
-    config = TrainConfig.from_recipe(
+    config = TrainerConfig.from_recipe(
         recipe,
         output_dir=str(tmp_path / "out"),
         model={"tiny": "qwen2.5-vl", "rope": None},

@@ -16,7 +16,8 @@ from mmprolong.recipes import (
     shipped_recipes,
 )
 from mmprolong.sweeps import SWEEPS, get_sweep, write_sweep
-from mmprolong_schemas import B, K, M, ModelFamily, Recipe, SchemaError, Task
+from mmprolong_schemas import ModelFamily, Recipe, SchemaError, Task
+from mmprolong_schemas.units import B, K, M
 
 
 def test_every_shipped_recipe_validates_and_round_trips() -> None:

@@ -252,7 +252,7 @@ def test_eval_sources_reach_256k_and_512k_from_a_recipe(tmp_path: Path) -> None:
     from lvlm_judge import LoadReport, load_data
     from lvlm_judge.testing import make_doc_benchmark
     from mmprolong.stages.evaluate import benchmark_sources
-    from mmprolong_schemas import K
+    from mmprolong_schemas.units import K
 
     make_doc_benchmark(tmp_path, datasets=("longdocurl",), lengths=(128,), docs=1)
     # Rows in the layout of VLMEvalKit's scripts/build_mmlongbench_tsv.py (make_tsv_row).
@@ -310,7 +310,7 @@ def test_validation_scores_the_held_out_samples_synth_assembled(tmp_path: Path) 
     assert validation_settings(StageContext(tmp_path, off, "train", logged.append)) == {}
     # The settings are seqpar-train's validation section, as the train stage passes them.
     seqpar = pytest.importorskip("seqpar_train")
-    config = seqpar.TrainConfig.from_recipe(
+    config = seqpar.TrainerConfig.from_recipe(
         recipe,
         data={"mixture": str(tmp_path), "pool": str(tmp_path)},
         validation=settings,

@@ -9,7 +9,8 @@ import pymupdf
 
 from docpool import IngestReport, Pool
 from docpool.testing import CorpusTruth, DocTruth, load_truth, make_corpus
-from mmprolong_schemas import BlockLabel, Document, SectionSource
+from mmprolong_schemas import BlockLabel, Document
+from mmprolong_schemas.document import SectionSource
 
 
 def _norm(text: str) -> str:

@@ -13,7 +13,8 @@ from docpool.layout_fast import build_profile, classify_page, extract_page, ocr_
 from docpool.parse import ParseOptions, parse_page_range, probe_document
 from docpool.sections import sections_from_outline
 from docpool.testing import CorpusTruth
-from mmprolong_schemas import BlockLabel, Page, SectionSource
+from mmprolong_schemas import BlockLabel, Page
+from mmprolong_schemas.document import SectionSource
 
 
 def test_model_layout_labels_and_keeps_text(corpus: tuple[Path, CorpusTruth]) -> None:

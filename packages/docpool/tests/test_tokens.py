@@ -6,14 +6,8 @@ import pymupdf
 import pytest
 
 from docpool.tokens import spec_for
-from mmprolong_schemas import (
-    Document,
-    ModelFamily,
-    Page,
-    VisionTokenSpec,
-    page_tokens,
-    pixels_at_dpi,
-)
+from mmprolong_schemas import Document, ModelFamily, Page, VisionTokenSpec, page_tokens
+from mmprolong_schemas.vision_tokens import pixels_at_dpi
 
 LETTER = (612.0, 792.0)
 

@@ -15,7 +15,7 @@ from longctx_rope.methods import (
     default_inv_freq,
     ntk_base,
 )
-from mmprolong_schemas import RopeConfig, RopeMethod
+from mmprolong_schemas.recipe import RopeConfig, RopeMethod
 
 
 @pytest.mark.parametrize(("factor", "expected"), [(2, 2.022e6), (4, 4.089e6), (8, 8.268e6)])

@@ -15,7 +15,7 @@ from lvlm_judge.prompting import build_prompt
 from lvlm_judge.runners.base import GenerationRequest, chat_text
 from lvlm_judge.runners.transformers_runner import TransformersRunner
 from lvlm_judge.testing import make_doc_benchmark
-from mmprolong_schemas import K
+from mmprolong_schemas.units import K
 
 pytestmark = pytest.mark.slow
 

@@ -9,15 +9,8 @@ import pytest
 from lvlm_judge.context import ContextResolver, open_pool
 from lvlm_judge.datasets import load_data
 from lvlm_judge.prompting import build_prompt
-from mmprolong_schemas import (
-    AnswerFormat,
-    PageRange,
-    QAPair,
-    Task,
-    page_tokens,
-    pixels_at_dpi,
-    write_jsonl,
-)
+from mmprolong_schemas import AnswerFormat, PageRange, QAPair, Task, page_tokens, write_jsonl
+from mmprolong_schemas.vision_tokens import pixels_at_dpi
 
 pytestmark = pytest.mark.slow
 

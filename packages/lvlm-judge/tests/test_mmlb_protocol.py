@@ -30,7 +30,7 @@ from lvlm_judge.runners.openai_runner import OpenAIRunner
 from lvlm_judge.testing import make_doc_benchmark
 from mmprolong_runtime.chat_client import ClientSettings
 from mmprolong_runtime.testing import ChatServer, Reply
-from mmprolong_schemas import K
+from mmprolong_schemas.units import K
 
 DATA_PY = """
 def load_doc_qa(args, path, max_test_samples=None):

@@ -30,7 +30,8 @@ from lvlm_judge.datasets import (
 )
 from lvlm_judge.extend import Extender
 from lvlm_judge.testing import make_doc_benchmark, make_niah_file
-from mmprolong_schemas import EvalItem, ImagePart, K, NiahMetric
+from mmprolong_schemas import EvalItem, ImagePart, NiahMetric
+from mmprolong_schemas.units import K
 
 
 def test_folder_as_downloaded_finds_documents_niah_and_sibling_images(tmp_path: Path) -> None:

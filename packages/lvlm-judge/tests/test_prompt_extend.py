@@ -8,7 +8,8 @@ from lvlm_judge.context import ContextResolver
 from lvlm_judge.extend import Extender, ExtensionError, donor_documents
 from lvlm_judge.prompting import build_prompt, page_label
 from lvlm_judge.testing import InMemoryPool, make_document
-from mmprolong_schemas import EvalItem, ImagePart, K, PagePart, TextPart
+from mmprolong_schemas import EvalItem, ImagePart, PagePart, TextPart
+from mmprolong_schemas.units import K
 
 
 def doc_item(pages: list[ImagePart | PagePart], doc_name: str = "report2024-annul-x") -> EvalItem:

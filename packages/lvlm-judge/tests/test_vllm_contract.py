@@ -35,7 +35,8 @@ from lvlm_judge.runners.base import GenerationRequest, chat_text
 from lvlm_judge.runners.vllm_runner import engine_settings, vllm_request
 from lvlm_judge.testing import make_doc_benchmark
 from mmprolong_runtime.vllm_engine import LONG_MAX_MODEL_LEN_ENV, EngineSizing
-from mmprolong_schemas import K, VisionTokenSpec, image_tokens
+from mmprolong_schemas import VisionTokenSpec, image_tokens
+from mmprolong_schemas.units import K
 
 pytestmark = pytest.mark.slow
 

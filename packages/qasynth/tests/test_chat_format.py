@@ -16,8 +16,8 @@ from mmprolong_schemas import (
     TextPart,
     VisionTokenSpec,
     page_tokens,
-    pixels_at_dpi,
 )
+from mmprolong_schemas.vision_tokens import pixels_at_dpi
 from qasynth.assemble import AssembleConfig, vqa_sample
 
 tiny = pytest.importorskip("longctx_rope.tiny")

@@ -8,10 +8,6 @@ import pytest
 
 from mmprolong_runtime import config_hash
 from mmprolong_schemas import (
-    HistogramBin,
-    K,
-    LengthDistribution,
-    M,
     Message,
     MixtureSpec,
     PagePart,
@@ -21,6 +17,8 @@ from mmprolong_schemas import (
     read_parquet,
     write_parquet,
 )
+from mmprolong_schemas.sample import HistogramBin, LengthDistribution
+from mmprolong_schemas.units import K, M
 from qasynth.mix import (
     MixtureError,
     _fingerprint,

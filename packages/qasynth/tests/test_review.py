@@ -3,7 +3,7 @@ import json
 import pytest
 
 from mmprolong_schemas import AnswerFormat, EvidenceSource, PageRange, QAPair, Task
-from qasynth.review import draw, ingest, wilson_interval, write_review
+from qasynth.review import draw, ingest_review, wilson_interval, write_review
 
 
 def _pairs(document, count=6):
@@ -52,7 +52,7 @@ def test_ingest_counts_verdicts(tmp_path) -> None:
     (tmp_path / "v.json").write_text(
         json.dumps({"verdicts": verdicts, "qa_ids": [*verdicts, "unjudged"]})
     )
-    summary = ingest(tmp_path / "v.json")
+    summary = ingest_review(tmp_path / "v.json")
     assert summary.judged == 100 and summary.accuracy == 0.97
     assert summary.counts == {"correct": 97, "wrong-answer": 2, "wrong-evidence": 1}
     assert summary.unjudged == 1
@@ -61,10 +61,10 @@ def test_ingest_counts_verdicts(tmp_path) -> None:
 def test_ingest_rejects_bad_files(tmp_path) -> None:
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ValueError, match="not a qasynth verdicts file"):
-        ingest(tmp_path / "bad.json")
+        ingest_review(tmp_path / "bad.json")
     (tmp_path / "odd.json").write_text(json.dumps({"verdicts": {"a": "maybe"}}))
     with pytest.raises(ValueError, match="unknown verdicts"):
-        ingest(tmp_path / "odd.json")
+        ingest_review(tmp_path / "odd.json")
 
 
 def test_page_shows_the_grounding_rate_per_teacher_and_task(document, renderer, tmp_path) -> None:

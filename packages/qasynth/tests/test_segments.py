@@ -2,7 +2,8 @@ from collections import Counter
 
 import pytest
 
-from mmprolong_schemas import HistogramBin, LengthDistribution, Segment
+from mmprolong_schemas import Segment
+from mmprolong_schemas.sample import HistogramBin, LengthDistribution
 from qasynth.segments import (
     DocInfo,
     DocumentSelection,

@@ -11,14 +11,8 @@ from hypothesis import strategies as st
 
 from mmprolong_runtime import RunManifest, config_hash, redact
 from mmprolong_runtime.manifest import REDACTED, redact_command
-from mmprolong_schemas import (
-    read_jsonl,
-    read_parquet,
-    record_to_row,
-    write_jsonl,
-    write_parquet,
-    write_parquet_rows,
-)
+from mmprolong_schemas import read_jsonl, read_parquet, write_jsonl, write_parquet
+from mmprolong_schemas.io import record_to_row, write_parquet_rows
 
 
 def test_secrets_never_reach_the_manifest() -> None:

@@ -12,7 +12,6 @@ from mmprolong_schemas import (
     Block,
     BlockLabel,
     Document,
-    DocumentMetadata,
     EvalItem,
     EvidenceSource,
     ImagePart,
@@ -35,6 +34,7 @@ from mmprolong_schemas import (
     Task,
     TextPart,
 )
+from mmprolong_schemas.document import DocumentMetadata
 
 text = st.text(max_size=40)
 words = st.text(

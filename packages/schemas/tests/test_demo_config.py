@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from mmprolong_schemas import DemoConfig, Recipe
+from mmprolong_schemas import Recipe
+from mmprolong_schemas.recipe import DemoConfig
 
 
 def test_recipes_default_to_no_demo_and_no_inputs() -> None:

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mmprolong_schemas import AnswerFormat, coerce_answer
+from mmprolong_schemas import AnswerFormat
 from mmprolong_schemas.numbers import (
     Reading,
     canonical_number,
@@ -10,6 +10,7 @@ from mmprolong_schemas.numbers import (
     find_numbers,
     parse_number,
 )
+from mmprolong_schemas.qa import coerce_answer
 
 
 @pytest.mark.parametrize(

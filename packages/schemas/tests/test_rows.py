@@ -11,14 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemas_strategies import ALL_MODELS, example_qa
 
-from mmprolong_schemas import (
-    RECORD_MODELS,
-    QAPair,
-    read_parquet,
-    record_to_row,
-    write_parquet,
-    write_parquet_rows,
-)
+from mmprolong_schemas import RECORD_MODELS, QAPair, read_parquet, write_parquet
+from mmprolong_schemas.io import record_to_row, write_parquet_rows
 
 ROUNDTRIP = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from mmprolong_schemas import B, K, Recipe, SftConfig
+from mmprolong_schemas import Recipe
+from mmprolong_schemas.recipe import SftConfig
+from mmprolong_schemas.units import B, K
 
 
 def test_no_sft_stage_unless_train_asks_for_it() -> None:

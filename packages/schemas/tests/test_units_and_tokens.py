@@ -6,19 +6,17 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from mmprolong_schemas import (
-    IMAGE_WRAPPER_TOKENS,
     Document,
     ModelFamily,
     Recipe,
-    TrainConfig,
     VisionTokenSpec,
     format_tokens,
     image_tokens,
     page_tokens,
     parse_tokens,
-    pixels_at_dpi,
-    smart_resize,
 )
+from mmprolong_schemas.recipe import TrainConfig
+from mmprolong_schemas.vision_tokens import IMAGE_WRAPPER_TOKENS, pixels_at_dpi, smart_resize
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,6 @@ from mmprolong_schemas import (
     AnswerFormat,
     Document,
     EvalItem,
-    K,
     MixtureSpec,
     PagePart,
     PageRange,
@@ -27,13 +26,13 @@ from mmprolong_schemas import (
     Task,
     TextPart,
     VisionTokenSpec,
-    atomic_path,
-    coerce_answer,
-    explain,
     read_jsonl,
-    validate_record,
     write_jsonl,
 )
+from mmprolong_schemas.base import explain, validate_record
+from mmprolong_schemas.io import atomic_path
+from mmprolong_schemas.qa import coerce_answer
+from mmprolong_schemas.units import K
 
 DOC = "ab" * 32
 
@@ -352,7 +351,8 @@ def test_atomic_files_follow_the_umask(tmp_path: Path, mask: int) -> None:
     import os
     import stat
 
-    from mmprolong_schemas import Model, write_parquet
+    from mmprolong_schemas import write_parquet
+    from mmprolong_schemas.base import Model
 
     class Row(Model):
         name: str
@@ -379,8 +379,9 @@ def test_torn_tail_is_tolerated_only_when_asked(tmp_path: Path) -> None:
 
 
 def test_read_parquet_row_reads_one_record(tmp_path: Path) -> None:
-    from mmprolong_schemas import Model, SchemaError, read_parquet_row, record_to_row
-    from mmprolong_schemas.io import write_parquet_rows
+    from mmprolong_schemas import SchemaError
+    from mmprolong_schemas.base import Model
+    from mmprolong_schemas.io import read_parquet_row, record_to_row, write_parquet_rows
 
     class Item(Model):
         name: str

@@ -8,7 +8,7 @@ from unittest import mock
 
 import torch
 
-from mmprolong_schemas import OptimizerConfig
+from mmprolong_schemas.recipe import OptimizerConfig
 from seqpar_train import trainer
 from seqpar_train.config import (
     CheckpointSettings,
@@ -16,7 +16,7 @@ from seqpar_train.config import (
     ModelSettings,
     ParallelSettings,
     SyntheticData,
-    TrainConfig,
+    TrainerConfig,
 )
 from seqpar_train.modeling import (
     checkpoint_key_candidates,
@@ -24,8 +24,8 @@ from seqpar_train.modeling import (
 from seqpar_train.parallel_dims import ParallelDims, build_mesh
 
 
-def sharded_config(model_dir: str, out_dir: str) -> TrainConfig:
-    return TrainConfig(
+def sharded_config(model_dir: str, out_dir: str) -> TrainerConfig:
+    return TrainerConfig(
         output_dir=out_dir,
         model=ModelSettings(path=model_dir),
         data=DataSettings(synthetic=SyntheticData(docs_per_row=2, prompt_tokens=20), num_workers=0),

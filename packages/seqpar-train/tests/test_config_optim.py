@@ -3,8 +3,10 @@ import math
 import pytest
 import torch
 
-from mmprolong_schemas import B, M, Recipe, ScheduleConfig
-from seqpar_train.config import TrainConfig, config_table, load_config
+from mmprolong_schemas import Recipe
+from mmprolong_schemas.recipe import ScheduleConfig
+from mmprolong_schemas.units import B, M
+from seqpar_train.config import TrainerConfig, config_table, load_config
 from seqpar_train.flops import preset_arch, steps_for_budget, training_flops
 from seqpar_train.optim import build_optimizer, build_scheduler, lr_at
 from seqpar_train.parallel_dims import ParallelDims
@@ -25,7 +27,7 @@ def test_recipe_steps_and_schedule():
 
 def test_scheduler_and_optimizer_follow_the_recipe():
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
-    config = TrainConfig()
+    config = TrainerConfig()
     optimizer = build_optimizer(model, config.optimizer, config.schedule)
     assert optimizer.defaults["betas"] == (0.9, 0.95)
     decays = sorted(group["weight_decay"] for group in optimizer.param_groups)
@@ -40,7 +42,7 @@ def test_scheduler_and_optimizer_follow_the_recipe():
 
 
 def test_config_from_recipe_and_overrides(tmp_path):
-    config = TrainConfig.from_recipe(Recipe(), data={"synthetic": {}})
+    config = TrainerConfig.from_recipe(Recipe(), data={"synthetic": {}})
     assert config.steps == 1280 and config.rows_per_step == 32
     assert (config.parallel.sp, config.parallel.dp_shard, config.parallel.nnodes) == (2, 4, 8)
     assert config.model.rope is not None and config.model.rope.base == 4e6

@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from mmprolong_schemas import atomic_path
+from mmprolong_schemas.io import atomic_path
 
 _UNITS = (("kilometres", "metres", 1000), ("hours", "minutes", 60), ("kilograms", "grams", 1000))
 _WORDS = ("invoice", "chapter", "figure", "appendix", "table", "summary", "footnote", "margin")

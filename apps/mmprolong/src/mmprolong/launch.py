@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from mmprolong.orchestrator import Pipeline, load_run_recipe
-from mmprolong_schemas import Recipe, atomic_path
+from mmprolong_schemas import Recipe
+from mmprolong_schemas.io import atomic_path
 
 LAUNCH_DIR = "launch"
 NODE_SCRIPT = "node.sh"

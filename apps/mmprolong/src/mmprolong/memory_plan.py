@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from mmprolong_runtime import config_hash
-from mmprolong_schemas import Recipe, atomic_path
+from mmprolong_schemas import Recipe
+from mmprolong_schemas.io import atomic_path
 
 PLAN_CACHE = "memory-plan.json"
 """The planner's answer for the train stage, kept in its folder under its inputs' hash."""

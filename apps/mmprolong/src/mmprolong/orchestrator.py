@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mmprolong_runtime import RunManifest, config_hash, redact
-from mmprolong_schemas import Recipe, SchemaError, atomic_path
+from mmprolong_schemas import Recipe, SchemaError
+from mmprolong_schemas.io import atomic_path
 
 MANIFEST = "manifest.json"
 RECIPE_FILE = "recipe.json"

@@ -25,7 +25,8 @@ from mmprolong.orchestrator import failures_note
 from mmprolong.paper import PaperRow
 from mmprolong.recipes import recipe_to_toml
 from mmprolong_runtime import RunManifest
-from mmprolong_schemas import Recipe, ScoreTable, atomic_path, format_tokens
+from mmprolong_schemas import Recipe, ScoreTable, format_tokens
+from mmprolong_schemas.io import atomic_path
 
 REPORT_FILE = "report.md"
 MIXTURE_PNG = "mixture_lengths.png"

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from mmprolong.recipes import apply_overrides, load_recipe, recipe_to_toml
-from mmprolong_schemas import VQA_TASKS, MixtureSpec, Recipe, Task, atomic_path
+from mmprolong_schemas import MixtureSpec, Recipe, Task
+from mmprolong_schemas.io import atomic_path
+from mmprolong_schemas.qa import VQA_TASKS
 
 INDEX = "sweep.json"
 

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from mmprolong_schemas import atomic_path
+from mmprolong_schemas.io import atomic_path
 
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 

@@ -67,8 +67,8 @@ from mmprolong_runtime.executor import (
     TaskTimeout,
 )
 from mmprolong_runtime.finished import read_finished_items
-from mmprolong_schemas import Document, record_to_row
-from mmprolong_schemas.io import pool_shards
+from mmprolong_schemas import Document
+from mmprolong_schemas.io import pool_shards, record_to_row
 
 DEFAULT_MAX_FILE_BYTES = 1 << 30
 

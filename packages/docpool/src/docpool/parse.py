@@ -28,7 +28,8 @@ from docpool.layout_fast import (
     ocr_available,
 )
 from docpool.ocr import DEFAULT_LANGUAGE, ocr_language_for
-from mmprolong_schemas import DocumentMetadata, Page
+from mmprolong_schemas import Page
+from mmprolong_schemas.document import DocumentMetadata
 
 PROFILE_SAMPLE_PAGES = 24
 

@@ -33,17 +33,17 @@ from docpool.identity import shard_path
 from docpool.render import ColorMode, render_pages
 from mmprolong_runtime import RunManifest
 from mmprolong_runtime.finished import read_finished_items
-from mmprolong_schemas import (
-    Document,
-    Model,
+from mmprolong_schemas import Document, read_parquet, write_parquet
+from mmprolong_schemas.base import Model
+from mmprolong_schemas.io import POOL_MARKER as MARKER
+from mmprolong_schemas.io import (
     atomic_path,
-    read_parquet,
+    is_pool,
+    pool_shards,
     read_parquet_row,
-    write_parquet,
+    read_pool_documents,
     write_parquet_rows,
 )
-from mmprolong_schemas.io import POOL_MARKER as MARKER
-from mmprolong_schemas.io import is_pool, pool_shards, read_pool_documents
 
 POOL_FORMAT = 1
 DOCUMENT_ROW_GROUP = 4  # documents a Parquet row group: what reading one document reads

@@ -31,7 +31,7 @@ import simplejpeg
 from PIL import Image
 from pymupdf import mupdf
 
-from mmprolong_schemas import atomic_path
+from mmprolong_schemas.io import atomic_path
 
 JPEG_QUALITY = 90
 PIXEL_BUDGET = 16777216

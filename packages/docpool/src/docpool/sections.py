@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from docpool.layout_fast import HeadingHit
-from mmprolong_schemas import BlockLabel, Page, Section, SectionSource
+from mmprolong_schemas import BlockLabel, Page, Section
+from mmprolong_schemas.document import SectionSource
 
 _BODY = {
     BlockLabel.TEXT,

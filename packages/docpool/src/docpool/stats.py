@@ -11,7 +11,9 @@ from pathlib import Path
 from rich.table import Table
 
 from docpool.pool import Pool
-from mmprolong_schemas import K, M, VisionTokenSpec, atomic_path
+from mmprolong_schemas import VisionTokenSpec
+from mmprolong_schemas.io import atomic_path
+from mmprolong_schemas.units import K, M
 
 LANGUAGE_NAMES = {
     "en": "English",

@@ -32,14 +32,9 @@ from longctx_rope.methods import make_spec
 from longctx_rope.span import Span, estimate_text_tokens, plot_spans, span_of_path, summarize
 from longctx_rope.wavelengths import ROWS, frequency_table, plot_wavelengths, summarize_sections
 from mmprolong_runtime.cli_app import fail, package_app
-from mmprolong_schemas import (
-    ModelFamily,
-    RopeMethod,
-    SchemaError,
-    VisionTokenSpec,
-    atomic_path,
-    parse_tokens,
-)
+from mmprolong_schemas import ModelFamily, SchemaError, VisionTokenSpec, parse_tokens
+from mmprolong_schemas.io import atomic_path
+from mmprolong_schemas.recipe import RopeMethod
 
 
 def _quiet_transformers() -> None:

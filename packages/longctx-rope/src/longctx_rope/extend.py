@@ -26,7 +26,8 @@ from longctx_rope.architectures import Architecture, describe_architecture, text
 from longctx_rope.loaders import RopeView, loader_views
 from longctx_rope.methods import NtkBaseSpec, RopeSpec
 from mmprolong_runtime.atomic_dir import atomic_dir
-from mmprolong_schemas import ModelFamily, atomic_path
+from mmprolong_schemas import ModelFamily
+from mmprolong_schemas.io import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,9 @@ import torch
 from pydantic import Field, model_validator
 
 from longctx_rope.architectures import Architecture
-from mmprolong_schemas import Model, RopeConfig, RopeMethod, TokenCount
+from mmprolong_schemas.base import Model
+from mmprolong_schemas.recipe import RopeConfig, RopeMethod
+from mmprolong_schemas.units import TokenCount
 
 
 def ntk_base(base: float, factor: float, head_dim: int) -> float:

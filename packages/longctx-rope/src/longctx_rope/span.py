@@ -18,18 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from mmprolong_schemas import (
-    IMAGE_WRAPPER_TOKENS,
     Document,
     PagePart,
     Sample,
     SchemaError,
     TextPart,
     VisionTokenSpec,
-    pixels_at_dpi,
     read_parquet,
-    smart_resize,
 )
 from mmprolong_schemas.io import is_pool, read_pool_documents
+from mmprolong_schemas.vision_tokens import IMAGE_WRAPPER_TOKENS, pixels_at_dpi, smart_resize
 
 LETTER_POINTS = (612.0, 792.0)
 """US-letter page size, assumed for pages whose document is not at hand."""

@@ -27,12 +27,10 @@ from lvlm_judge.runners import (
 )
 from lvlm_judge.score_file import score_records
 from lvlm_judge.suite import SuiteReport, run_suite
-from mmprolong_runtime.chat_client import ClientSettings
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ClientSettings",
     "ContextResolver",
     "DatasetError",
     "ExtensionError",

@@ -22,7 +22,9 @@ from lvlm_judge.prompting import OUR_TEMPLATES, PromptTemplates, build_prompt
 from lvlm_judge.results import write_text
 from lvlm_judge.rules import list_items
 from lvlm_judge.runners.base import GenerationRequest
-from mmprolong_schemas import AnswerFormat, EvalItem, Model, append_jsonl, read_jsonl
+from mmprolong_schemas import AnswerFormat, EvalItem, read_jsonl
+from mmprolong_schemas.base import Model
+from mmprolong_schemas.io import append_jsonl
 
 METRIC = "answer-nll"
 UNIT = "nats per answer token (teacher-forced; lower is better)"

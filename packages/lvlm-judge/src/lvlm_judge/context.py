@@ -16,16 +16,16 @@ from typing import Any, Protocol
 from PIL import Image
 
 from mmprolong_schemas import (
-    IMAGE_WRAPPER_TOKENS,
     Document,
     ImagePart,
     PagePart,
-    Part,
     TextPart,
     VisionTokenSpec,
     image_tokens,
     page_tokens,
 )
+from mmprolong_schemas.sample import Part
+from mmprolong_schemas.vision_tokens import IMAGE_WRAPPER_TOKENS
 
 TextTokenizer = Callable[[str], int]
 """Counts the LLM tokens of a text."""

@@ -43,19 +43,19 @@ from mmprolong_schemas import (
     AnswerFormat,
     EvalItem,
     ImagePart,
-    K,
     NiahMetric,
     PagePart,
-    Part,
     QAPair,
     SchemaError,
     TextPart,
     VisionTokenSpec,
-    atomic_path,
     format_tokens,
     read_jsonl,
     read_parquet,
 )
+from mmprolong_schemas.io import atomic_path
+from mmprolong_schemas.sample import Part
+from mmprolong_schemas.units import K
 
 log = logging.getLogger("lvlm_judge")
 

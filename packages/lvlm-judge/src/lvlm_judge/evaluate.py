@@ -54,15 +54,8 @@ from lvlm_judge.runners.base import GenerationRequest, Runner
 from lvlm_judge.scoring import JudgeName, doc_summary, judge_predictions
 from mmprolong_runtime import RunManifest
 from mmprolong_runtime.executor import Executor
-from mmprolong_schemas import (
-    EvalItem,
-    Prediction,
-    ScoreTable,
-    append_jsonl,
-    atomic_path,
-    read_jsonl,
-    write_jsonl,
-)
+from mmprolong_schemas import EvalItem, Prediction, ScoreTable, read_jsonl, write_jsonl
+from mmprolong_schemas.io import append_jsonl, atomic_path
 
 
 @dataclass

@@ -21,7 +21,8 @@ from pathlib import PurePosixPath
 from lvlm_judge.context import ContextResolver, TextTokenizer
 from lvlm_judge.prompting import page_label
 from mmprolong_runtime.errors import InputError
-from mmprolong_schemas import EvalItem, ImagePart, PagePart, Part, TextPart, format_tokens
+from mmprolong_schemas import EvalItem, ImagePart, PagePart, TextPart, format_tokens
+from mmprolong_schemas.sample import Part
 
 
 def image_key(part: Part) -> str:

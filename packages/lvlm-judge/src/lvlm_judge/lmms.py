@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmprolong_schemas import Model
+from mmprolong_schemas.base import Model
 
 
 class LmmsEvalError(RuntimeError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mmprolong_schemas import NOT_ANSWERABLE
+from mmprolong_schemas.qa import NOT_ANSWERABLE
 
 
 @dataclass(frozen=True)

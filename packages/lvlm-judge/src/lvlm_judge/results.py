@@ -17,16 +17,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from mmprolong_schemas import (
-    Answer,
-    AnswerFormat,
-    Model,
-    NiahMetric,
-    ScoreCell,
-    ScoreTable,
-    atomic_path,
-    format_tokens,
-)
+from mmprolong_schemas import AnswerFormat, NiahMetric, ScoreCell, ScoreTable, format_tokens
+from mmprolong_schemas.base import Model
+from mmprolong_schemas.io import atomic_path
+from mmprolong_schemas.qa import Answer
 
 SHORT_NAMES = {"mmlongdoc": "MMLB-D", "longdocurl": "LD-URL", "slidevqa": "SLIDE"}
 """Column names of the paper's tables."""

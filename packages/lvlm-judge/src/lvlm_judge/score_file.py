@@ -18,7 +18,8 @@ from lvlm_judge.niah import score_niah
 from lvlm_judge.rules import score_output
 from lvlm_judge.scoring import JudgeName
 from mmprolong_runtime.errors import InputError
-from mmprolong_schemas import AnswerFormat, NiahMetric, atomic_path
+from mmprolong_schemas import AnswerFormat, NiahMetric
+from mmprolong_schemas.io import atomic_path
 
 
 class RecordError(InputError):

@@ -31,7 +31,9 @@ from lvlm_judge.lmms import (
     run_tasks,
 )
 from lvlm_judge.vtcbench import PAPER_COLUMNS as VTC_PAPER_COLUMNS
-from mmprolong_schemas import Model, ScoreTable, atomic_path, format_tokens
+from mmprolong_schemas import ScoreTable, format_tokens
+from mmprolong_schemas.base import Model
+from mmprolong_schemas.io import atomic_path
 
 if TYPE_CHECKING:
     from lvlm_judge.vtc_judge import MemoryJudge

@@ -14,7 +14,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from mmprolong_schemas import Document, Page, pixels_at_dpi
+from mmprolong_schemas import Document, Page
+from mmprolong_schemas.vision_tokens import pixels_at_dpi
 
 
 def make_document(

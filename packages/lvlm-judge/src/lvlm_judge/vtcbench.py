@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mmprolong_runtime.errors import InputError
-from mmprolong_schemas import atomic_path
+from mmprolong_schemas.io import atomic_path
 
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 

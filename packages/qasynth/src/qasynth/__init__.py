@@ -1,14 +1,14 @@
 """qasynth: long-document VQA synthesis, OCR baselines and token-budgeted mixtures.
 
 Stages (each also a ``qasynth`` command): ``segment_pool`` -> ``generate_pairs`` ->
-``assemble_samples`` -> ``build_mixture``; ``write_review``/``ingest`` for the hand check.
+``assemble_samples`` -> ``build_mixture``; ``write_review``/``ingest_review`` for the hand check.
 """
 
 from qasynth.assemble import AssembleConfig
 from qasynth.generate import GenerateConfig
 from qasynth.mix import MixtureError, build_mixture
 from qasynth.pipeline import assemble_samples, generate_pairs, segment_pool
-from qasynth.review import ReviewSummary, ingest, write_review
+from qasynth.review import ReviewSummary, ingest_review, write_review
 from qasynth.run_stats import run_statistics
 from qasynth.segments import DocumentSelection
 from qasynth.short import load_short_samples
@@ -29,7 +29,7 @@ __all__ = [
     "assemble_samples",
     "build_mixture",
     "generate_pairs",
-    "ingest",
+    "ingest_review",
     "load_short_samples",
     "make_teacher",
     "run_statistics",

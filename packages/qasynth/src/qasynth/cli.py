@@ -15,8 +15,6 @@ from rich.table import Table
 
 from mmprolong_runtime.cli_app import option_value, package_app
 from mmprolong_schemas import (
-    HistogramBin,
-    LengthDistribution,
     MixtureSpec,
     ModelFamily,
     PageRange,
@@ -26,6 +24,7 @@ from mmprolong_schemas import (
     parse_tokens,
     read_jsonl,
 )
+from mmprolong_schemas.sample import HistogramBin, LengthDistribution
 from qasynth import __version__
 
 app = package_app(
@@ -482,11 +481,10 @@ def review(
     ),
 ) -> None:
     """Write a self-contained HTML page to check N pairs by hand, or ingest its verdicts."""
-    from qasynth.review import ingest as ingest_verdicts
-    from qasynth.review import write_review
+    from qasynth.review import ingest_review, write_review
 
     if ingest:
-        summary = ingest_verdicts(ingest)
+        summary = ingest_review(ingest)
         _summary("review", summary.as_dict())
         low, high = summary.interval
         console.print(

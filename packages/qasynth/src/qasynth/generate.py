@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmprolong_schemas import Document, Model, QAPair, Segment, Task
+from mmprolong_schemas import Document, QAPair, Segment, Task
+from mmprolong_schemas.base import Model
 from qasynth.cache import RequestCache
 from qasynth.grounding import NOT_CHECKED, EvidenceText, grounding_table
 from qasynth.parsing import QARejectReason, QAValidator, Rejected

@@ -37,7 +37,10 @@ from mmprolong_runtime import config_hash
 from mmprolong_runtime.errors import InputError
 from mmprolong_runtime.executor import Executor
 from mmprolong_runtime.finished import finish, keyed_metadata, parquet_key, read_finished
-from mmprolong_schemas import B, K, LengthDistribution, MixtureSpec, Task, atomic_path
+from mmprolong_schemas import MixtureSpec, Task
+from mmprolong_schemas.io import atomic_path
+from mmprolong_schemas.sample import LengthDistribution
+from mmprolong_schemas.units import B, K
 from qasynth.bounded_cache import ByteBoundedLRU
 from qasynth.steps import run_steps
 

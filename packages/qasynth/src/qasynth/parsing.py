@@ -19,17 +19,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from mmprolong_schemas import (
-    AnswerFormat,
-    EvidenceSource,
-    QAPair,
-    SchemaError,
-    Segment,
-    Task,
-    coerce_answer,
-    validate_record,
-)
+from mmprolong_schemas import AnswerFormat, EvidenceSource, QAPair, SchemaError, Segment, Task
+from mmprolong_schemas.base import validate_record
 from mmprolong_schemas.numbers import parse_number
+from mmprolong_schemas.qa import coerce_answer
 from qasynth.grounding import EvidenceText, Verdict, check_grounding, normalize_text
 
 FALLBACK_MARK = "single-page fallback"

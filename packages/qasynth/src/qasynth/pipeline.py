@@ -39,11 +39,11 @@ from mmprolong_schemas import (
     Sample,
     Segment,
     VisionTokenSpec,
-    atomic_path,
     read_jsonl,
     write_jsonl,
     write_parquet,
 )
+from mmprolong_schemas.io import atomic_path
 from qasynth.assemble import AssembleConfig, assemble_document
 from qasynth.cache import RequestCache
 from qasynth.generate import GenerateConfig, generate

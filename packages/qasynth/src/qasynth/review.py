@@ -3,7 +3,7 @@
 The page embeds each pair's evidence pages as JPEG data URIs next to the question, answer and
 evidence text, with three buttons per pair (correct, wrong answer, wrong evidence). Verdicts
 are kept in the browser's localStorage while reviewing and downloaded as a JSON file;
-``ingest`` reads that file and reports the accuracy with a Wilson 95% confidence interval
+``ingest_review`` reads that file and reports the accuracy with a Wilson 95% confidence interval
 (the paper's hand check found 97 of 100 pairs fully correct).
 """
 
@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmprolong_schemas import QAPair, atomic_path
+from mmprolong_schemas import QAPair
+from mmprolong_schemas.io import atomic_path
 from qasynth.assemble import format_answer
 from qasynth.grounding import NOT_CHECKED, grounding_rates
 from qasynth.page_images import PageRenderer, data_uri
@@ -190,7 +191,7 @@ class ReviewSummary:
         }
 
 
-def ingest(path: str | Path) -> ReviewSummary:
+def ingest_review(path: str | Path) -> ReviewSummary:
     """Accuracy (share judged 'correct') of a downloaded verdicts file."""
     source = Path(path)
     try:

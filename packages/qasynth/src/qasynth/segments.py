@@ -15,15 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from mmprolong_schemas import (
-    Document,
-    HistogramBin,
-    LengthDistribution,
-    PageRange,
-    Section,
-    Segment,
-    VisionTokenSpec,
-)
+from mmprolong_schemas import Document, PageRange, Section, Segment, VisionTokenSpec
+from mmprolong_schemas.sample import HistogramBin, LengthDistribution
 
 QA_TEXT_ALLOWANCE = 1024
 """Tokens kept free for the question, the answer and chat markers when checking that a

@@ -27,14 +27,14 @@ from mmprolong_runtime.errors import InputError
 from mmprolong_schemas import (
     ImagePart,
     Message,
-    Part,
     Sample,
     Task,
     TextPart,
     VisionTokenSpec,
-    atomic_path,
     image_tokens,
 )
+from mmprolong_schemas.io import atomic_path
+from mmprolong_schemas.sample import Part
 from qasynth.token_estimates import messages_text_tokens
 
 IMAGE_TOKEN = "<image>"

@@ -1,7 +1,7 @@
 """seqpar-train: long-context continued pre-training of Qwen2.5-VL / Qwen3-VL with Ulysses
 sequence parallelism, FSDP2 and varlen attention.
 
-    from seqpar_train import TrainConfig, load_config, train, launch_local
+    from seqpar_train import TrainerConfig, load_config, train, launch_local
     config = load_config("run.toml", ["parallel.sp=2", "max_steps=40"])
     results = launch_local(config, nproc=2)     # or train(config) under torchrun
 
@@ -17,7 +17,7 @@ from seqpar_train.config import (
     ModelSettings,
     ParallelSettings,
     SyntheticData,
-    TrainConfig,
+    TrainerConfig,
     ValidationSettings,
     load_config,
 )
@@ -38,7 +38,7 @@ __all__ = [
     "Plan",
     "PlanSetup",
     "SyntheticData",
-    "TrainConfig",
+    "TrainerConfig",
     "TrainResult",
     "ValidationSettings",
     "__version__",

@@ -13,17 +13,10 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from mmprolong_schemas import (
-    K,
-    Model,
-    ModelFamily,
-    OptimizerConfig,
-    Recipe,
-    RopeConfig,
-    ScheduleConfig,
-    TokenCount,
-    VisionTokenSpec,
-)
+from mmprolong_schemas import ModelFamily, Recipe, VisionTokenSpec
+from mmprolong_schemas.base import Model
+from mmprolong_schemas.recipe import OptimizerConfig, RopeConfig, ScheduleConfig
+from mmprolong_schemas.units import K, TokenCount
 from seqpar_train.flops import steps_for_budget
 
 
@@ -132,9 +125,10 @@ class ValidationSettings(Model):
     )
 
 
-class TrainConfig(Model):
+class TrainerConfig(Model):
     """Everything a run needs. ``steps`` derives from token_budget / global_batch_tokens
-    unless ``max_steps`` caps it."""
+    unless ``max_steps`` caps it. (The recipe's ``train`` section, from which ``from_recipe``
+    builds one, is ``mmprolong_schemas.recipe.TrainConfig``.)"""
 
     output_dir: str = "runs/seqpar"
     model: ModelSettings = Field(default_factory=lambda: ModelSettings(tiny=ModelFamily.QWEN2_5_VL))
@@ -165,7 +159,7 @@ class TrainConfig(Model):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _whole_rows(self) -> TrainConfig:
+    def _whole_rows(self) -> TrainerConfig:
         if self.global_batch_tokens % self.max_length:
             raise ValueError(
                 f"global_batch_tokens {self.global_batch_tokens} is not a whole number of "
@@ -174,7 +168,7 @@ class TrainConfig(Model):
         return self
 
     @model_validator(mode="after")
-    def _held_out_source(self) -> TrainConfig:
+    def _held_out_source(self) -> TrainerConfig:
         held_out = self.validation.mixture
         if self.validation.every is not None and self.data.mixture is not None and not held_out:
             raise ValueError(
@@ -199,7 +193,7 @@ class TrainConfig(Model):
         return min(budget_steps, self.max_steps) if self.max_steps else budget_steps
 
     @classmethod
-    def from_recipe(cls, recipe: Recipe, **fields: Any) -> TrainConfig:
+    def from_recipe(cls, recipe: Recipe, **fields: Any) -> TrainerConfig:
         """The trainer settings of a recipe (model, rope, optimizer, schedule, lengths, SP);
         ``fields`` set the rest (output_dir, data, ...)."""
         train = recipe.train
@@ -242,7 +236,7 @@ def _set_dotted(data: dict[str, Any], dotted: str, raw: str) -> None:
     node[keys[-1]] = value
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainerConfig:
     """Read a TOML config (or start from defaults) and apply ``key.sub=value`` overrides;
     values are JSON when they parse as JSON (numbers, true, [1, 2]), else strings."""
     data: dict[str, Any] = {}
@@ -257,10 +251,10 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise ValueError(f"override {item!r} is not key=value (e.g. parallel.sp=2)")
         key, raw = item.split("=", 1)
         _set_dotted(data, key.strip(), raw.strip())
-    return TrainConfig.model_validate(data)
+    return TrainerConfig.model_validate(data)
 
 
-def config_table(config: TrainConfig) -> list[tuple[str, str]]:
+def config_table(config: TrainerConfig) -> list[tuple[str, str]]:
     """Flattened ``(key, value)`` rows for printing."""
     rows: list[tuple[str, str]] = []
 

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from mmprolong_runtime.atomic_dir import atomic_dir
-from mmprolong_schemas import RopeConfig
+from mmprolong_schemas.recipe import RopeConfig
 from seqpar_train.checkpoint import latest_checkpoint, load_model_weights
-from seqpar_train.config import TrainConfig
+from seqpar_train.config import TrainerConfig
 from seqpar_train.forward import PackedLossModel
 from seqpar_train.modeling import text_config
 
@@ -40,7 +40,7 @@ def extend_rope(model: torch.nn.Module, rope: RopeConfig) -> Any:
 
 
 def export_hf(
-    config: TrainConfig,
+    config: TrainerConfig,
     out_dir: str | Path,
     checkpoint: str | Path | None = None,
     dtype: torch.dtype = torch.bfloat16,

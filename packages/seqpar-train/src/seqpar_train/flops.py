@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import Field
 
-from mmprolong_schemas import Model
+from mmprolong_schemas.base import Model
 
 
 class VisionSpec(Model):

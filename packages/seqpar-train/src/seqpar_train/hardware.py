@@ -24,7 +24,7 @@ import warnings
 
 from pydantic import Field
 
-from mmprolong_schemas import Model
+from mmprolong_schemas.base import Model
 
 
 class GpuSpec(Model):

@@ -13,7 +13,7 @@ import torch
 from torch.distributed.tensor import DTensor
 from torch.optim.lr_scheduler import LambdaLR
 
-from mmprolong_schemas import OptimizerConfig, ScheduleConfig
+from mmprolong_schemas.recipe import OptimizerConfig, ScheduleConfig
 
 
 def lr_at(step: int, total_steps: int, schedule: ScheduleConfig) -> float:

@@ -44,7 +44,8 @@ from pydantic import Field
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from mmprolong_schemas import K, Model
+from mmprolong_schemas.base import Model
+from mmprolong_schemas.units import K
 from seqpar_train.batch import IGNORE_INDEX, PackedRow
 from seqpar_train.flops import (
     ArchSpec,
@@ -543,7 +544,7 @@ def measure_step(
     micro-rows show the peak of any number."""
     from torch.distributed.fsdp import FSDPModule
 
-    from mmprolong_schemas import OptimizerConfig, ScheduleConfig
+    from mmprolong_schemas.recipe import OptimizerConfig, ScheduleConfig
     from seqpar_train.activation_checkpoint import apply_activation_checkpointing
     from seqpar_train.forward import PackedLossModel
     from seqpar_train.fsdp import apply_fsdp

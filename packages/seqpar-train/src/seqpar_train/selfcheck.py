@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from mmprolong_schemas import ModelFamily, OptimizerConfig, ScheduleConfig
+from mmprolong_schemas import ModelFamily
+from mmprolong_schemas.recipe import OptimizerConfig, ScheduleConfig
 from seqpar_train.attention import resolve_backend, varlen_attention
 from seqpar_train.attention.backends import KERNEL_BACKENDS, available_backends
 from seqpar_train.batch import IGNORE_INDEX, to_device
@@ -27,7 +28,7 @@ from seqpar_train.config import (
     ModelSettings,
     ParallelSettings,
     SyntheticData,
-    TrainConfig,
+    TrainerConfig,
 )
 from seqpar_train.data.loader import RowSource
 from seqpar_train.distributed import device_for_rank, spawn_local
@@ -290,8 +291,8 @@ than against the few learning-rate steps it has moved."""
 
 def _fsdp_config(
     out_dir: Path, family: str, nproc: int, sp: int, attention: str, dp_shard: int = -1
-) -> TrainConfig:
-    return TrainConfig(
+) -> TrainerConfig:
+    return TrainerConfig(
         output_dir=str(out_dir),
         model=ModelSettings(tiny=ModelFamily(family)),
         data=DataSettings(synthetic=SyntheticData(docs_per_row=3, prompt_tokens=20), num_workers=0),

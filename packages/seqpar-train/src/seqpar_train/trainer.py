@@ -22,7 +22,7 @@ import torch.distributed as dist
 from pydantic import Field
 from torch.distributed.fsdp import FSDPModule
 
-from mmprolong_schemas import Model
+from mmprolong_schemas.base import Model
 from seqpar_train.activation_checkpoint import apply_activation_checkpointing
 from seqpar_train.attention import choose_backend
 from seqpar_train.batch import PackedRow, mask_documents, to_device
@@ -36,7 +36,7 @@ from seqpar_train.checkpoint import (
     set_rng_state,
 )
 from seqpar_train.collectives import all_reduce_sum
-from seqpar_train.config import TrainConfig, config_table
+from seqpar_train.config import TrainerConfig, config_table
 from seqpar_train.data.budget import plan_budget
 from seqpar_train.data.loader import RowSource, rank_rows
 from seqpar_train.distributed import device_for_rank, init_distributed
@@ -86,7 +86,7 @@ def _rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 
 
-def _print_config(config: TrainConfig, dims: ParallelDims, accumulation: int) -> None:
+def _print_config(config: TrainerConfig, dims: ParallelDims, accumulation: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -102,7 +102,7 @@ def _print_config(config: TrainConfig, dims: ParallelDims, accumulation: int) ->
     Console(stderr=True).print(table)
 
 
-def _row_source(config: TrainConfig, model_config: Any) -> RowSource:
+def _row_source(config: TrainerConfig, model_config: Any) -> RowSource:
     if config.data.synthetic is not None:
         from seqpar_train.data.synthetic import SyntheticRows
 
@@ -113,7 +113,7 @@ def _row_source(config: TrainConfig, model_config: Any) -> RowSource:
     return MixtureRows.from_config(config, model_config)
 
 
-def build_training_model(config: TrainConfig, device: torch.device, meta: bool = False) -> Any:
+def build_training_model(config: TrainerConfig, device: torch.device, meta: bool = False) -> Any:
     """The HF model named by ``config.model`` (fp32 master weights), rope extended if asked.
     ``meta``: a checkpoint's model with meta parameters, to be sharded before its weights
     are loaded (``load_safetensors_shards``); it stays where it is built."""
@@ -132,7 +132,7 @@ def build_training_model(config: TrainConfig, device: torch.device, meta: bool =
 
 
 def _prepare_model(
-    config: TrainConfig, device: torch.device, mesh: Mesh | None
+    config: TrainerConfig, device: torch.device, mesh: Mesh | None
 ) -> tuple[PackedLossModel, Any]:
     """The HF model with Ulysses attention, activation checkpointing and FSDP2 applied, and
     the autocast context single-process bf16 runs use."""
@@ -238,7 +238,7 @@ def _accumulate_gradients(
     return stats
 
 
-def train(config: TrainConfig) -> TrainResult:
+def train(config: TrainerConfig) -> TrainResult:
     """Train on this process's rank (torchrun, ``launch_local`` or a single process)."""
     init_distributed(cpu_offload=config.parallel.cpu_offload)
     world = dist.get_world_size() if dist.is_initialized() else 1
@@ -528,7 +528,7 @@ def _summary(result: TrainResult) -> None:
     )
 
 
-def launch_local(config: TrainConfig, nproc: int) -> list[TrainResult]:
+def launch_local(config: TrainerConfig, nproc: int) -> list[TrainResult]:
     """Train with ``nproc`` processes on this machine (gloo on CPU, one GPU each with NCCL
     when GPUs are present); returns every rank's result. Runs in this process when nproc=1."""
     from seqpar_train.distributed import spawn_local

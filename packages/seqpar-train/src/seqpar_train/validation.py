@@ -29,7 +29,7 @@ import torch.distributed as dist
 from mmprolong_schemas import Sample, format_tokens, read_parquet
 from seqpar_train.batch import IGNORE_INDEX, PackedRow, to_device
 from seqpar_train.collectives import all_reduce_sum
-from seqpar_train.config import TrainConfig
+from seqpar_train.config import TrainerConfig
 from seqpar_train.data.loader import RowSource, rank_rows
 
 VALIDATION = "validation"
@@ -61,7 +61,7 @@ def read_held_out(path: str | Path) -> list[Sample]:
     return samples
 
 
-def held_out_rows(config: TrainConfig, model_config: Any) -> tuple[RowSource, int]:
+def held_out_rows(config: TrainerConfig, model_config: Any) -> tuple[RowSource, int]:
     """One held-out sample per row, in a seeded order, and how many are scored."""
     if config.validation.mixture is None:
         from seqpar_train.data.synthetic import SyntheticRows

@@ -13,7 +13,8 @@ from typing import Any
 
 import tomli_w
 
-from mmprolong_schemas import Recipe, SchemaError, validate_record
+from mmprolong_schemas import Recipe, SchemaError
+from mmprolong_schemas.base import validate_record
 
 SUFFIX = ".toml"
 

@@ -130,7 +130,7 @@ def on_rank_zero(fn: Callable[[], ResultT]) -> ResultT:
 def train_and_export(
     ctx: StageContext, config: Any, hf_dir: Path, dtype_name: str
 ) -> dict[str, int]:
-    """Train ``config`` (a seqpar_train.TrainConfig) on the recipe's nodes, resuming from the
+    """Train ``config`` (a seqpar_train.TrainerConfig) on the recipe's nodes, resuming from the
     stage's latest checkpoint, and export it to ``hf_dir``. Counts for the manifest."""
     train, launch_local, export_hf = require(
         ctx.name, "seqpar_train", "train", "launch_local", "export_hf"

@@ -27,7 +27,9 @@ from mmprolong.stages.sft import sft_checkpoint
 from mmprolong.stages.synth import HELD_OUT_RUN, SynthStage
 from mmprolong.stages.train import trained_checkpoint
 from mmprolong_runtime import RunManifest, config_hash
-from mmprolong_schemas import EvalItem, K, Recipe, ScoreTable, atomic_path
+from mmprolong_schemas import EvalItem, Recipe, ScoreTable
+from mmprolong_schemas.io import atomic_path
+from mmprolong_schemas.units import K
 
 HELD_OUT_DATASET = "held-out"
 MODELS = ("base", "trained")

@@ -17,7 +17,8 @@ from mmprolong.orchestrator import StageContext
 from mmprolong.report import ReportData
 from mmprolong.stages._require import require
 from mmprolong.stages.report import Contributor
-from mmprolong_schemas import Recipe, atomic_path
+from mmprolong_schemas import Recipe
+from mmprolong_schemas.io import atomic_path
 
 POOL_DIR = "pool"
 CORPUS_DIR = "corpus"

@@ -33,7 +33,8 @@ from mmprolong.stages.report import Contributor
 from mmprolong.stages.train import image_root, render_workers, trained_checkpoint
 from mmprolong_runtime import config_hash
 from mmprolong_runtime.finished import finish, read_finished
-from mmprolong_schemas import ImagePart, Recipe, Sample, SftConfig, write_parquet
+from mmprolong_schemas import ImagePart, Recipe, Sample, write_parquet
+from mmprolong_schemas.recipe import SftConfig
 
 DATA_DIR = "data"
 SUMMARY = "summary.json"
@@ -193,12 +194,12 @@ class SftStage(Contributor):
         }
 
     def run(self, ctx: StageContext) -> dict[str, int]:
-        (train_config,) = require(self.name, "seqpar_train", "TrainConfig")
+        (trainer_config,) = require(self.name, "seqpar_train", "TrainerConfig")
         recipe = ctx.recipe
         settings = _settings(recipe)
         summary = on_rank_zero(lambda: build_sft_data(ctx, settings))
         length, batch = settings.rows(recipe.train)
-        config = train_config.from_recipe(
+        config = trainer_config.from_recipe(
             recipe,
             output_dir=str(ctx.dir),
             # The LongPT export already carries the extended rope: nothing to apply again.

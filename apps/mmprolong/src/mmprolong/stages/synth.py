@@ -21,17 +21,9 @@ from mmprolong.report import ReportData
 from mmprolong.stages._require import require
 from mmprolong.stages.pool import PoolStage, held_out_ids, pool_path
 from mmprolong.stages.report import Contributor
-from mmprolong_schemas import (
-    VQA_TASKS,
-    Document,
-    Recipe,
-    Sample,
-    Segment,
-    Task,
-    atomic_path,
-    read_jsonl,
-    write_parquet,
-)
+from mmprolong_schemas import Document, Recipe, Sample, Segment, Task, read_jsonl, write_parquet
+from mmprolong_schemas.io import atomic_path
+from mmprolong_schemas.qa import VQA_TASKS
 
 TRAIN_RUN = "train"
 HELD_OUT_RUN = "heldout"

@@ -129,10 +129,10 @@ class TrainStage(Contributor):
         }
 
     def run(self, ctx: StageContext) -> dict[str, int]:
-        (train_config,) = require(self.name, "seqpar_train", "TrainConfig")
+        (trainer_config,) = require(self.name, "seqpar_train", "TrainerConfig")
         recipe = ctx.recipe
         _refuse_what_wont_fit(ctx)
-        config = train_config.from_recipe(
+        config = trainer_config.from_recipe(
             recipe,
             output_dir=str(ctx.dir),
             model={"path": str(extended_checkpoint(ctx)), "rope": None},

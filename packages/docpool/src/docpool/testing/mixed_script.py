@@ -23,7 +23,7 @@ from docpool.testing.pdf_writer import (
 )
 from docpool.testing.truth import CaptionTruth, MixedScriptTruth, ParagraphTruth
 from docpool.testing.vocabulary import FILLER
-from mmprolong_schemas import atomic_path
+from mmprolong_schemas.io import atomic_path
 
 _CJK_FONT = {"ja": "japan", "zh": "china-s"}  # MuPDF's built-in CJK font, not embedded
 _CJK_SENTENCES = {

@@ -64,7 +64,7 @@ from docpool.testing.vocabulary import (
     Metric,
     format_number,
 )
-from mmprolong_schemas import atomic_path
+from mmprolong_schemas.io import atomic_path
 
 # A fact still to state: (site, metric, year or 0 for metrics without a year).
 PendingFact = tuple[str, Metric, int]

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from mmprolong_schemas import Model
+from mmprolong_schemas.base import Model
 
 GROUND_TRUTH_FILE = "ground_truth.json"
 

@@ -31,7 +31,8 @@ from mmprolong_runtime.vllm_engine import (
     checkpoint_positions,
     long_context_env,
 )
-from mmprolong_schemas import IMAGE_WRAPPER_TOKENS, Prediction, VisionTokenSpec
+from mmprolong_schemas import Prediction, VisionTokenSpec
+from mmprolong_schemas.vision_tokens import IMAGE_WRAPPER_TOKENS
 
 
 def estimate_prompt_tokens(

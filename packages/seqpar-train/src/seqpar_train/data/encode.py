@@ -19,16 +19,8 @@ import torch
 from PIL import Image
 
 from mmprolong_runtime.errors import InputError
-from mmprolong_schemas import (
-    ImagePart,
-    PagePart,
-    Sample,
-    TextPart,
-    VisionTokenSpec,
-    image_tokens,
-    pixels_at_dpi,
-    smart_resize,
-)
+from mmprolong_schemas import ImagePart, PagePart, Sample, TextPart, VisionTokenSpec, image_tokens
+from mmprolong_schemas.vision_tokens import pixels_at_dpi, smart_resize
 from seqpar_train.batch import IGNORE_INDEX
 
 END_OF_TURN = "<|im_end|>\n"

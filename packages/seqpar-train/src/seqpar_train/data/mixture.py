@@ -21,7 +21,7 @@ import torch
 
 from mmprolong_schemas import Sample, read_parquet
 from seqpar_train.batch import IGNORE_INDEX, PackedRow, mask_documents
-from seqpar_train.config import TrainConfig
+from seqpar_train.config import TrainerConfig
 from seqpar_train.data.encode import EncodedSample, SampleEncoder, SampleError
 from seqpar_train.data.packing import pack_cut, pack_ffd
 
@@ -71,7 +71,7 @@ class MixtureRows:
         self._next_window = 0
 
     @classmethod
-    def from_config(cls, config: TrainConfig, model_config: Any) -> MixtureRows:
+    def from_config(cls, config: TrainerConfig, model_config: Any) -> MixtureRows:
         assert config.data.mixture is not None and config.data.pool is not None
         return cls(
             read_mixture(config.data.mixture),
@@ -283,7 +283,7 @@ class MixtureRows:
         )
 
 
-def load_processor(config: TrainConfig) -> Any:
+def load_processor(config: TrainerConfig) -> Any:
     """The model's processor: the checkpoint's own, or the tiny one of the tiny family."""
     if config.model.tiny is not None:
         from longctx_rope.tiny import tiny_processor
