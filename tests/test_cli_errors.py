@@ -66,6 +66,15 @@ CASES: dict[tuple[str, str], tuple[Case, Case]] = {
         bad("manifest", NOTES, names=NOTES),
         bad("manifest", WRONG, names=WRONG),
     ),
+    ("mmprolong-runtime", "validate"): (
+        bad("validate", "{tmp}/missing", names="{tmp}/missing"),
+        bad("validate", WRONG, names=WRONG),
+    ),
+    ("mmprolong-runtime", "json-schema"): (
+        # It reads nothing, so both cases name the --out that is not a folder.
+        bad("json-schema", "--out", NOTES, names=NOTES),
+        bad("json-schema", "--out", NOTES + "/schemas", names=NOTES),
+    ),
     ("docpool", "ingest"): (
         bad("ingest", WRONG, "--out", "{tmp}/pool", "--layout", "5X", names="5X"),
         bad("ingest", "{tmp}/missing", "--out", "{tmp}/pool", names="{tmp}/missing"),

@@ -95,18 +95,26 @@ def test_the_refusal_names_offload_settings_as_recipe_lines(monkeypatch):
     assert plan_setup(offload, "NVIDIA H100 80GB HBM3").cpu_offload is True
 
 
-def test_the_plan_is_kept_in_the_run_folder_under_its_inputs_hash(monkeypatch, tmp_path):
+def _counting_plans(monkeypatch) -> tuple[list[int], object]:
+    """The SP of each setup the planner plans, and the fake plan function that records it."""
     import seqpar_train.planner as planner
-    from mmprolong.memory_plan import PLAN_CACHE
 
-    recipe = load_recipe("mmprolong-qwen2.5-vl-7b")
-    planned = []
+    planned: list[int] = []
 
     def counting_plan(setup, **_):
         planned.append(setup.sp)
         return _plan(setup, 50.0, 64.0)
 
     monkeypatch.setattr(planner, "plan", counting_plan)
+    return planned, counting_plan
+
+
+def test_the_plan_is_kept_in_the_run_folder_under_its_inputs_hash(monkeypatch, tmp_path):
+    import seqpar_train.planner as planner
+    from mmprolong.memory_plan import PLAN_CACHE
+
+    recipe = load_recipe("mmprolong-qwen2.5-vl-7b")
+    planned, counting_plan = _counting_plans(monkeypatch)
     first = ensure_fits(recipe, "NVIDIA H100 80GB HBM3", cache_dir=tmp_path)
     again = ensure_fits(recipe, "NVIDIA H100 80GB HBM3", cache_dir=tmp_path)
     assert planned == [2] and again == first  # the second answer came from the folder
@@ -125,3 +133,20 @@ def test_the_plan_is_kept_in_the_run_folder_under_its_inputs_hash(monkeypatch, t
     with pytest.raises(WontFit):
         ensure_fits(recipe, "NVIDIA H200", cache_dir=tmp_path)
     assert planned == [2, 4, 4]
+
+
+def test_a_plan_kept_before_the_finished_convention_is_still_read(monkeypatch, tmp_path):
+    # Earlier releases wrote {"key", "plans"} without the completion record's "outputs".
+    import json
+
+    from mmprolong.memory_plan import PLAN_CACHE
+
+    recipe = load_recipe("mmprolong-qwen2.5-vl-7b")
+    planned, _ = _counting_plans(monkeypatch)
+    first = ensure_fits(recipe, "NVIDIA H100 80GB HBM3", cache_dir=tmp_path)
+    record = json.loads((tmp_path / PLAN_CACHE).read_text())
+    assert record["outputs"] == []  # a completion record covering no file
+    old = {"key": record["key"], "plans": record["plans"]}
+    (tmp_path / PLAN_CACHE).write_text(json.dumps(old))
+    assert ensure_fits(recipe, "NVIDIA H100 80GB HBM3", cache_dir=tmp_path) == first
+    assert planned == [2]

@@ -110,7 +110,8 @@ def test_get_reads_one_document_not_its_shard(
         rows_read.append(table.num_rows)
         return table
 
-    monkeypatch.setattr(pool_module, "read_parquet", whole_shard)
+    # pool.py reads whole shards of records only through read_pool_documents (documents()).
+    monkeypatch.setattr(pool_module, "read_pool_documents", whole_shard)
     monkeypatch.setattr(pq.ParquetFile, "read_row_group", counted)
     fresh = Pool(pool.root)
     for doc_id in reversed(fresh.doc_ids()):

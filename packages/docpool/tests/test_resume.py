@@ -17,7 +17,10 @@ from typer.testing import CliRunner
 
 from docpool import IngestReport, Pool, ingest
 from docpool.cli import app
+from docpool.pool import Alias, Reject
 from docpool.testing import CorpusTruth
+from mmprolong_runtime.finished import DamagedShard
+from mmprolong_schemas.io import write_parquet
 
 SCRIPT = """
 import sys
@@ -98,3 +101,31 @@ def test_a_damaged_shard_stops_the_rerun_before_it_adds_anything(
     assert f"{shard}: cannot read this shard" in message
     assert "Traceback" not in result.output
     assert sorted(str(path.relative_to(pool)) for path in pool.rglob("*")) == before
+
+
+@pytest.mark.parametrize("table", ["documents", "aliases", "rejects"])
+def test_a_damaged_shard_is_named_when_the_pool_is_read(
+    ingested: tuple[Pool, IngestReport], tmp_path: Path, table: str
+) -> None:
+    # Opening the pool reads every documents shard's ids, get() the aliases shards, rejects()
+    # the rejects shards: each names the shard it cannot read, as the ingest does.
+    pool = tmp_path / "pool"
+    shutil.copytree(ingested[0].root, pool)
+    doc_id = ingested[0].doc_ids()[0]
+    shard = pool / table / "part-zz-0.parquet"  # a later run's
+    if table == "documents":
+        shard = sorted((pool / "documents").glob("*.parquet"))[0]
+    elif table == "aliases":
+        write_parquet(shard, [Alias(doc_id=doc_id, path="elsewhere.pdf")], Alias)
+    else:
+        write_parquet(shard, [Reject(path="broken.pdf", reason="not-a-pdf")], Reject)
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])  # a copy cut short
+
+    read = {
+        "documents": lambda: Pool(pool),
+        "aliases": lambda: Pool(pool).get(doc_id),
+        "rejects": lambda: Pool(pool).rejects(),
+    }[table]
+    with pytest.raises(DamagedShard, match="cannot read this shard") as caught:
+        read()
+    assert caught.value.shard == shard

@@ -130,3 +130,17 @@ def test_extend_refuses_a_shorter_target(checkpoints: dict[str, Path], tmp_path:
     out = str(tmp_path / "o")
     result = runner.invoke(app, ["extend", str(checkpoints["qwen3-vl"]), "--out", out])
     assert result.exit_code == 2 and "nothing to extend" in _words(result.output)
+
+
+def test_a_bad_token_count_names_its_option(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    model = str(checkpoints["qwen2.5-vl"])
+    for args, option in (
+        (["extend", model, "--out", str(tmp_path / "o"), "--target", "5Q"], "--target"),
+        (["extend", model, "--out", str(tmp_path / "o"), "--original", "5Q"], "--original"),
+        (["wavelengths", "--base", "1e6", "--trained-max", "5Q"], "--trained-max"),
+        (["wavelengths", "--base", "1e6", "--target-max", "5Q"], "--target-max"),
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2
+        assert f"Invalid value for {option}: '5Q' is not a token count" in _words(result.output)
+    assert not (tmp_path / "o").exists()

@@ -15,6 +15,7 @@ from mmprolong_schemas import (
     VisionTokenSpec,
     page_tokens,
 )
+from mmprolong_schemas.vision_tokens import estimate_text_tokens
 from qasynth.assemble import (
     AssembleConfig,
     format_answer,
@@ -23,7 +24,6 @@ from qasynth.assemble import (
     page_transcript,
     vqa_sample,
 )
-from qasynth.token_estimates import text_tokens
 
 
 def _pair(document, answer=(3, 4.5), answer_format=AnswerFormat.LIST) -> QAPair:
@@ -95,7 +95,7 @@ def test_ocr_transcripts_keep_text_elements_in_order(document) -> None:
     full = ocr_full_sample(document)
     assert full is not None and full.task is Task.OCR_FULL
     assert full.target.startswith("Page 1:\n") and f"Page {document.num_pages}:" in full.target
-    assert full.est_tokens > document.num_pages * 2508 + text_tokens(full.target) - 1
+    assert full.est_tokens > document.num_pages * 2508 + estimate_text_tokens(full.target) - 1
 
 
 def test_ocr_needle_asks_for_one_to_three_pages(document) -> None:

@@ -16,7 +16,12 @@ from mmprolong_schemas import (
     parse_tokens,
 )
 from mmprolong_schemas.recipe import TrainConfig
-from mmprolong_schemas.vision_tokens import IMAGE_WRAPPER_TOKENS, pixels_at_dpi, smart_resize
+from mmprolong_schemas.vision_tokens import (
+    IMAGE_WRAPPER_TOKENS,
+    estimate_text_tokens,
+    pixels_at_dpi,
+    smart_resize,
+)
 
 
 @pytest.mark.parametrize(
@@ -112,6 +117,21 @@ def test_family_spec_uses_the_family_preprocessor_limits() -> None:
     )
     # A tiny image is scaled up to Qwen3-VL's 65536-pixel floor: 8x8 cells of 32.
     assert image_tokens(40, 40, qwen3) == 64
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("", 0),
+        ("abc", 1),  # a part-token rounds up
+        ("abcdefgh", 2),
+        ("长上下文", 4),  # one token per CJK character
+        ("한국어 text", 3 + 2),  # Hangul counts wide; " text" is 5 characters
+        ("ｆｕｌｌ", 4),  # full-width forms count wide
+    ],
+)
+def test_text_tokens_are_estimated_without_a_tokenizer(text: str, tokens: int) -> None:
+    assert estimate_text_tokens(text) == tokens
 
 
 def test_recipe_vision_defaults_follow_its_family() -> None:

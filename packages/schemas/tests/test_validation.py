@@ -368,6 +368,38 @@ def test_atomic_files_follow_the_umask(tmp_path: Path, mask: int) -> None:
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~mask
 
 
+def test_a_taken_temporary_name_is_never_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mmprolong_schemas.io as schemas_io
+
+    # A folder (atomic_dir's) and a file (atomic_path's) both step past a name in use.
+    names = iter(["taken", "taken", "free", "taken", "also-free"])
+    monkeypatch.setattr(schemas_io.secrets, "token_hex", lambda _: next(names))
+    taken = tmp_path / ".out.taken.tmp"
+    taken.write_text("another writer's")
+    folder = schemas_io.temp_sibling(tmp_path / "out", Path.mkdir)
+    assert folder.name == ".out.free.tmp" and folder.is_dir()
+    with atomic_path(tmp_path / "out") as tmp:
+        assert tmp.name == ".out.also-free.tmp"
+        tmp.write_text("mine")
+    assert (tmp_path / "out").read_text() == "mine"
+    assert taken.read_text() == "another writer's"
+
+
+def test_write_json_writes_one_document_atomically(tmp_path: Path) -> None:
+    import json
+
+    from mmprolong_schemas.io import write_json
+
+    target = tmp_path / "run" / "summary.json"
+    write_json(target, {"title": "长上下文", "source": tmp_path})
+    text = target.read_text(encoding="utf-8")
+    assert "长上下文" in text and text.endswith("}\n")
+    assert json.loads(text) == {"title": "长上下文", "source": str(tmp_path)}
+    assert sorted(p.name for p in target.parent.iterdir()) == ["summary.json"]
+
+
 def test_torn_tail_is_tolerated_only_when_asked(tmp_path: Path) -> None:
     path = tmp_path / "log.jsonl"
     write_jsonl(path, [qa()])

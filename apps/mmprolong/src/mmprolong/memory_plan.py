@@ -7,16 +7,17 @@ runs the real step under FakeTensorMode on this CPU: figures are estimates.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from mmprolong_runtime import config_hash
+from mmprolong_runtime.finished import finish, read_finished
 from mmprolong_schemas import Recipe
-from mmprolong_schemas.io import atomic_path
 
 PLAN_CACHE = "memory-plan.json"
-"""The planner's answer for the train stage, kept in its folder under its inputs' hash."""
+"""The planner's answer for the train stage, kept in its folder under its inputs' hash: a
+completion record (``mmprolong_runtime.finished``) whose facts are the plans. One written
+before that convention (``{"key", "plans"}``, no ``outputs``) is read the same way."""
 
 
 class WontFit(RuntimeError):
@@ -84,21 +85,18 @@ def check_recipe(
 
     key = config_hash({"inputs": plan_inputs_key(setup), "search": search})
     cache = cache_dir / PLAN_CACHE if cache_dir is not None else None
-    if cache is not None and cache.is_file():
+    kept = read_finished(cache, key) if cache is not None else None
+    if kept is not None:
         try:
-            kept = json.loads(cache.read_text(encoding="utf-8"))
-            if kept["key"] == key:
-                plans = [Plan.model_validate(p) for p in kept["plans"]]
-                return plans[0], plans[1:]
+            plans = [Plan.model_validate(p) for p in kept["plans"]]
+            return plans[0], plans[1:]
         except (ValueError, KeyError, TypeError, IndexError):
-            pass  # an unreadable cache is planned again and overwritten
+            pass  # plans the planner no longer reads are planned again and overwritten
     result = plan(setup)
     alternatives = search_setups(setup) if search and result.fits is False else []
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
         dumped = [p.model_dump(mode="json") for p in (result, *alternatives)]
-        with atomic_path(cache) as tmp:
-            tmp.write_text(json.dumps({"key": key, "plans": dumped}), encoding="utf-8")
+        finish(cache, key, plans=dumped)
     return result, alternatives
 
 

@@ -54,7 +54,7 @@ from docpool.parse import (
     probe_document,
     warm_up,
 )
-from docpool.pool import Alias, HashRecord, IngestLock, PoolWriter, Reject
+from docpool.pool import Alias, HashRecord, IngestLock, PoolWriter, Reject, latest_rejects
 from docpool.sections import sections_from_headings, sections_from_outline
 from docpool.sources import SourceFile, expand_sources, load_domain_map, resolve_domain
 from mmprolong_runtime import RunManifest
@@ -155,12 +155,8 @@ def _load_state(
         pool_shards(root, "hashes"), ["path", "size", "mtime_ns", "doc_id"]
     ):
         state.hashes[row["path"]] = (row["size"], row["mtime_ns"], row["doc_id"])
-    latest: dict[str, Reject] = {}
-    for row in read_finished_items(pool_shards(root, "rejects")):
-        reject = Reject.model_validate(row)
-        latest[reject.path] = reject
     pooled = set(state.source_of.values()) | {path for _, path in state.aliases}
-    for reject in latest.values():
+    for reject in latest_rejects(root).values():
         if reject.path in pooled or (reject.doc_id and reject.doc_id in state.source_of):
             continue
         if not _settled(reject, retry_rejects, min_pages, max_pages):

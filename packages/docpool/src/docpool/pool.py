@@ -25,15 +25,14 @@ from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 
-import pyarrow.parquet as pq
 from PIL import Image
 from pydantic import Field
 
 from docpool.identity import shard_path
 from docpool.render import ColorMode, render_pages
 from mmprolong_runtime import RunManifest
-from mmprolong_runtime.finished import read_finished_items
-from mmprolong_schemas import Document, read_parquet, write_parquet
+from mmprolong_runtime.finished import read_finished_items, read_shard
+from mmprolong_schemas import Document, write_parquet
 from mmprolong_schemas.base import Model
 from mmprolong_schemas.io import POOL_MARKER as MARKER
 from mmprolong_schemas.io import (
@@ -76,6 +75,13 @@ class HashRecord(Model):
     size: int
     mtime_ns: int
     doc_id: str
+
+
+def latest_rejects(root: Path) -> dict[str, Reject]:
+    """Each rejected path's latest verdict (a rerun may retry a file and judge it again): the
+    shards come in run order, as run ids start with the time."""
+    rows = read_finished_items(pool_shards(root, "rejects"))
+    return {row["path"]: Reject.model_validate(row) for row in rows}
 
 
 class NotAPool(FileNotFoundError):
@@ -141,7 +147,7 @@ class Pool:
             raise NotAPool(f"{self.root} is not a docpool pool (no {MARKER}); run `docpool ingest`")
         self._index: dict[str, tuple[Path, int]] = {}
         for shard in pool_shards(self.root, "documents"):
-            ids = pq.read_table(shard, columns=["doc_id"]).column("doc_id").to_pylist()
+            ids = read_shard(shard, ["doc_id"]).column("doc_id").to_pylist()
             for row, doc_id in enumerate(ids):
                 self._index.setdefault(doc_id, (shard, row))
         self._aliases: dict[str, list[str]] | None = None
@@ -192,19 +198,15 @@ class Pool:
     def aliases(self) -> dict[str, list[str]]:
         if self._aliases is None:
             merged: dict[str, set[str]] = {}
-            for shard in pool_shards(self.root, "aliases"):
-                for alias in read_parquet(shard, Alias):
-                    merged.setdefault(alias.doc_id, set()).add(alias.path)
+            for row in read_finished_items(pool_shards(self.root, "aliases"), ["doc_id", "path"]):
+                merged.setdefault(row["doc_id"], set()).add(row["path"])
             self._aliases = {key: sorted(paths) for key, paths in merged.items()}
         return self._aliases
 
     def rejects(self) -> list[Reject]:
         """Every file rejected and not pooled since, once per path: its latest verdict (a
         rerun may retry a file and judge it again)."""
-        latest: dict[str, Reject] = {}
-        for shard in pool_shards(self.root, "rejects"):  # in run order: run ids start with time
-            for reject in read_parquet(shard, Reject):
-                latest[reject.path] = reject
+        latest = latest_rejects(self.root)
         pooled_ids = set(self._index)
         pooled_paths = {path for paths in self.aliases().values() for path in paths}
         pooled_paths.update(

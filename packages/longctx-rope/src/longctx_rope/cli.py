@@ -29,12 +29,13 @@ from longctx_rope.extend import (
 )
 from longctx_rope.loaders import loader_views
 from longctx_rope.methods import make_spec
-from longctx_rope.span import Span, estimate_text_tokens, plot_spans, span_of_path, summarize
+from longctx_rope.span import Span, plot_spans, span_of_path, summarize
 from longctx_rope.wavelengths import ROWS, frequency_table, plot_wavelengths, summarize_sections
-from mmprolong_runtime.cli_app import fail, package_app
+from mmprolong_runtime.cli_app import fail, option_value, package_app
 from mmprolong_schemas import ModelFamily, SchemaError, VisionTokenSpec, parse_tokens
-from mmprolong_schemas.io import atomic_path
+from mmprolong_schemas.io import atomic_path, write_json
 from mmprolong_schemas.recipe import RopeMethod
+from mmprolong_schemas.vision_tokens import estimate_text_tokens
 
 
 def _quiet_transformers() -> None:
@@ -59,18 +60,6 @@ EXPECTED_ERRORS = (
     SchemaError,
     ValueError,
 )
-
-
-def _tokens(value: str) -> int:
-    try:
-        return parse_tokens(value)
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
-
-
-def _write_json(path: Path, data: Any) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def _write_png(path: Path, draw: Any) -> None:
@@ -140,8 +129,12 @@ def extend(
         spec = make_spec(
             method,
             original_base=theta,
-            original_context=_tokens(original) if original else trained_context(config),
-            target_context=_tokens(target),
+            original_context=(
+                option_value(parse_tokens, original, "--original")
+                if original
+                else trained_context(config)
+            ),
+            target_context=option_value(parse_tokens, target, "--target"),
             head_dim=arch.head_dim,
             base=base,
             round_to=round_to,
@@ -204,7 +197,11 @@ def inspect(
             + ", ".join(f"{v.loader} {v.theta:.6g}" for v in views)
         )
     if json_out is not None:
-        _write_json(json_out, {"model_dir": str(model_dir), "views": [v.as_dict() for v in views]})
+        write_json(
+            json_out,
+            {"model_dir": str(model_dir), "views": [v.as_dict() for v in views]},
+            indent=2,
+        )
         console.print(f"wrote {json_out}")
 
 
@@ -290,7 +287,7 @@ def span(
             "pass --pool for exact sizes[/yellow]"
         )
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(
+    write_json(
         out / "span.json",
         {
             "source": run.source,
@@ -300,6 +297,7 @@ def span(
             "assumed_pages": run.assumed_pages,
             "spans": [item.as_dict() for item in run.spans],
         },
+        indent=2,
     )
     _write_png(out / "span.png", lambda path: plot_spans(run.spans, path, f"span of {source.name}"))
     console.print(f"wrote {out / 'span.json'} and {out / 'span.png'}")
@@ -362,8 +360,10 @@ def wavelengths(
                 interleaved=family is ModelFamily.QWEN3_VL,
             )
             original = original_base or 1e6
-        trained = _row_maxima(trained_span, _tokens(trained_max))
-        targeted = _row_maxima(target_span, _tokens(target_max))
+        trained = _row_maxima(
+            trained_span, option_value(parse_tokens, trained_max, "--trained-max")
+        )
+        targeted = _row_maxima(target_span, option_value(parse_tokens, target_max, "--target-max"))
         table_rows = frequency_table(arch, base, original, trained, targeted)
     except EXPECTED_ERRORS as error:
         fail(str(error))
@@ -387,7 +387,7 @@ def wavelengths(
         )
     console.print(table)
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(
+    write_json(
         out / "wavelengths.json",
         {
             "family": arch.family.value,
@@ -398,6 +398,7 @@ def wavelengths(
             "sections": sections,
             "frequencies": [f.as_dict() for f in table_rows],
         },
+        indent=2,
     )
     title = f"{arch.family.value}: base {base:.4g} (x: {original:.4g})"
     _write_png(out / "wavelengths.png", lambda path: plot_wavelengths(table_rows, path, title))

@@ -27,7 +27,7 @@ from longctx_rope.loaders import RopeView, loader_views
 from longctx_rope.methods import NtkBaseSpec, RopeSpec
 from mmprolong_runtime.atomic_dir import atomic_dir
 from mmprolong_schemas import ModelFamily
-from mmprolong_schemas.io import atomic_path
+from mmprolong_schemas.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -189,18 +189,13 @@ def extend_checkpoint(
                 continue
             (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
             _link(path, tmp / relative, link)
-        _write_json(tmp / "config.json", new_config)
+        write_json(tmp / "config.json", new_config, indent=2)
         if not _write_tokenizer_config(source, tmp, target):
             warnings.append("no tokenizer_config.json: model_max_length not set")
-        _write_json(tmp / PROVENANCE, provenance)
+        write_json(tmp / PROVENANCE, provenance, indent=2)
     for warning in warnings:
         log.warning(warning)
     return ExtendResult(out, arch, spec, views, warnings)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _write_tokenizer_config(source: Path, dest: Path, target: int) -> bool:
@@ -210,7 +205,7 @@ def _write_tokenizer_config(source: Path, dest: Path, target: int) -> bool:
         return False
     data = json.loads(path.read_text(encoding="utf-8"))
     data["model_max_length"] = target
-    _write_json(dest / "tokenizer_config.json", data)
+    write_json(dest / "tokenizer_config.json", data, indent=2)
     return True
 
 
@@ -223,7 +218,7 @@ def write_rope_config(model_dir: str | os.PathLike[str], spec: RopeSpec) -> list
     new_config = extended_config(config, spec, spec.target_context)
     views = verify(new_config, spec)
     _write_tokenizer_config(directory, directory, spec.target_context)
-    _write_json(directory / "config.json", new_config)
+    write_json(directory / "config.json", new_config, indent=2)
     return views
 
 

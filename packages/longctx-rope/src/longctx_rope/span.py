@@ -8,9 +8,7 @@ rules as ``positions.get_rope_index``, so 128K-token samples cost microseconds.
 
 from __future__ import annotations
 
-import math
 import os
-import re
 import statistics
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -27,27 +25,19 @@ from mmprolong_schemas import (
     read_parquet,
 )
 from mmprolong_schemas.io import is_pool, read_pool_documents
-from mmprolong_schemas.vision_tokens import IMAGE_WRAPPER_TOKENS, pixels_at_dpi, smart_resize
+from mmprolong_schemas.vision_tokens import (
+    CHAT_TURN_TOKENS,
+    IMAGE_WRAPPER_TOKENS,
+    SYSTEM_TURN_TOKENS,
+    estimate_text_tokens,
+    pixels_at_dpi,
+    smart_resize,
+)
 
 LETTER_POINTS = (612.0, 792.0)
 """US-letter page size, assumed for pages whose document is not at hand."""
 
-CHAT_TURN_TOKENS = 5
-"""<|im_start|>role\\n ... <|im_end|>\\n around every chat turn."""
-SYSTEM_TURN_TOKENS = 20
-"""The default system turn the Qwen chat templates add."""
-CHARS_PER_TOKEN = 4.0
-_WIDE = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
-
 TextCounter = Callable[[str], int]
-
-
-def estimate_text_tokens(text: str) -> int:
-    """About 4 Latin characters per token, one per CJK character (no tokenizer needed)."""
-    if not text:
-        return 0
-    wide = len(_WIDE.findall(text))
-    return wide + math.ceil((len(text) - wide) / CHARS_PER_TOKEN)
 
 
 @dataclass(frozen=True)

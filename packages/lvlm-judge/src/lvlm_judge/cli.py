@@ -14,7 +14,7 @@ from rich.console import Console
 
 from lvlm_judge import __version__
 from lvlm_judge.factory import make_llm_judge, make_runner, text_token_counter
-from mmprolong_runtime.cli_app import fail, package_app
+from mmprolong_runtime.cli_app import fail, option_value, package_app
 from mmprolong_schemas import (
     EvalItem,
     ModelFamily,
@@ -72,10 +72,8 @@ def _score_table(path: Path) -> ScoreTable:
 
 
 def _lengths(text: str) -> list[int]:
-    try:
-        return [parse_tokens(part) for part in text.split(",") if part.strip()]
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
+    """Token counts written as a comma list, e.g. "64K,128K"."""
+    return [parse_tokens(part) for part in text.split(",") if part.strip()]
 
 
 def _spec(
@@ -270,7 +268,7 @@ def run(
             [Path(p) for p in settings["data"]],
             image_root=_image_root(settings),
             pool=opened_pool,
-            lengths=_lengths(str(settings["lengths"])),
+            lengths=option_value(_lengths, str(settings["lengths"]), "--lengths"),
             datasets=[d.strip() for d in str(settings["datasets"]).split(",") if d.strip()],
             spec=spec,
             subset="all" if settings.get("all") else "mmlb",
@@ -460,9 +458,11 @@ def extend(
     spec = _spec(family, dpi, min_pixels, max_pixels)
     opened_pool = open_pool(pool) if pool else None
     root = _image_root({"image_root": image_root, "data": data})
+    lengths = option_value(_lengths, source_lengths, "--source-lengths")
+    targets = option_value(_lengths, to, "--to")
     try:
         items = load_data(
-            data, image_root=root, pool=opened_pool, lengths=_lengths(source_lengths),
+            data, image_root=root, pool=opened_pool, lengths=lengths,
             datasets=[d.strip() for d in datasets.split(",") if d.strip()], spec=spec,
             subset="all",
         )  # fmt: skip
@@ -480,7 +480,7 @@ def extend(
     for item in items:
         by_dataset[item.dataset].append(item)
     donors = donor_documents(items)  # padding may come from any loaded document
-    for target in _lengths(to):
+    for target in targets:
         for dataset, group in by_dataset.items():
             try:
                 extended = [extender.extend(item, target, donors) for item in group]

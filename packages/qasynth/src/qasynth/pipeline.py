@@ -21,7 +21,6 @@ such as ``docpool.Pool``.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
@@ -43,7 +42,7 @@ from mmprolong_schemas import (
     write_jsonl,
     write_parquet,
 )
-from mmprolong_schemas.io import atomic_path
+from mmprolong_schemas.io import write_json
 from qasynth.assemble import AssembleConfig, assemble_document
 from qasynth.cache import RequestCache
 from qasynth.generate import GenerateConfig, generate
@@ -68,11 +67,6 @@ class Pool(Protocol):
     def documents(self) -> Iterator[Document]: ...
     def get(self, doc_id: str) -> Document: ...
     def render(self, doc_id: str, pages: Sequence[int], dpi: float = 144) -> list[Image.Image]: ...
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
 
 
 def _file_digest(path: Path) -> str:
@@ -158,7 +152,7 @@ def generate_pairs(
         "config": {**asdict(config), "tasks": [t.value for t in config.tasks]},
         **result.stats.as_dict(),
     }
-    _write_json(run / QA_STATS_FILE, stats)
+    write_json(run / QA_STATS_FILE, stats)
     return stats
 
 

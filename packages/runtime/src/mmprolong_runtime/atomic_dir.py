@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from mmprolong_schemas.io import temp_sibling
 
 
 @contextmanager
@@ -18,15 +19,7 @@ def atomic_dir(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iter
     if target.exists() and not overwrite:
         raise FileExistsError(f"output directory {target} already exists")
     target.parent.mkdir(parents=True, exist_ok=True)
-    # mkdir, not mkdtemp: the directory gets 0777 less the umask (mkdtemp would make it 0700),
-    # so colleagues and Ray workers can read the model; a random name, never reused.
-    while True:
-        tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
-        try:
-            tmp.mkdir()
-        except FileExistsError:
-            continue
-        break
+    tmp = temp_sibling(target, Path.mkdir)
     try:
         yield tmp
         if target.exists():

@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 
 from mmprolong_runtime.errors import InputError
 from mmprolong_runtime.manifest import config_hash
-from mmprolong_schemas.io import atomic_path
+from mmprolong_schemas.io import write_json
 
 KEY = "key"
 OUTPUTS = "outputs"
@@ -70,8 +70,7 @@ def finish(
             + ", ".join(missing)
         )
     data = {KEY: key, OUTPUTS: names, **facts}
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
+    write_json(path, data)
     return data
 
 
@@ -144,6 +143,20 @@ class DamagedShard(InputError):
         )
 
 
+def read_shard(shard: str | os.PathLike[str], columns: Sequence[str] | None = None) -> pa.Table:
+    """One append-only shard of finished items as a table (``columns`` only, or all of
+    them). Raises ``DamagedShard`` when it cannot be read or lacks one of ``columns``."""
+    try:
+        with pq.ParquetFile(shard) as file:
+            present = set(file.schema_arrow.names)
+            missing = [name for name in columns or () if name not in present]
+            if missing:
+                raise DamagedShard(shard, "no column " + ", ".join(missing))
+            return file.read(columns=list(columns) if columns is not None else None)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise DamagedShard(shard, str(error)) from error
+
+
 def read_finished_items(
     shards: Iterable[str | os.PathLike[str]], columns: Sequence[str] | None = None
 ) -> Iterator[dict[str, Any]]:
@@ -151,16 +164,7 @@ def read_finished_items(
     of them), shard by shard in the order given and in row order within a shard. Raises
     ``DamagedShard`` at the first shard that cannot be read or lacks one of ``columns``."""
     for shard in shards:
-        try:
-            with pq.ParquetFile(shard) as file:
-                present = set(file.schema_arrow.names)
-                missing = [name for name in columns or () if name not in present]
-                if missing:
-                    raise DamagedShard(shard, "no column " + ", ".join(missing))
-                table = file.read(columns=list(columns) if columns is not None else None)
-        except (pa.ArrowInvalid, OSError) as error:
-            raise DamagedShard(shard, str(error)) from error
-        yield from table.to_pylist()
+        yield from read_shard(shard, columns).to_pylist()
 
 
 def _stored_key(stored: Any) -> Any:

@@ -25,6 +25,13 @@ class Record(Model):
     )
 
 
+def record_json_schema(model: type[Record]) -> dict[str, Any]:
+    """A record's JSON Schema, stamped with the schema version it describes."""
+    schema = model.model_json_schema()
+    schema["$comment"] = f"mmprolong-schemas {SCHEMA_VERSION}"
+    return schema
+
+
 class SchemaError(ValueError):
     """Input that does not validate, with the place it came from and every problem in words."""
 

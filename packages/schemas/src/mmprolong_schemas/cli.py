@@ -15,13 +15,14 @@ from typing import NoReturn
 
 from mmprolong_schemas import (
     RECORD_MODELS,
-    SCHEMA_VERSION,
     Record,
     SchemaError,
     __version__,
     read_jsonl,
     read_parquet,
 )
+from mmprolong_schemas.base import record_json_schema
+from mmprolong_schemas.io import write_json
 
 PROG = "mmprolong-schemas"
 
@@ -46,9 +47,7 @@ def _existing_file(value: str) -> Path:
 def json_schema(model: str | None, out: Path | None) -> int:
     """Print or write the JSON Schema of the records (schema version included)."""
     names = [model] if model else list(RECORD_MODELS)
-    schemas = {name: _model(name).model_json_schema() for name in names}
-    for schema in schemas.values():
-        schema["$comment"] = f"mmprolong-schemas {SCHEMA_VERSION}"
+    schemas = {name: record_json_schema(_model(name)) for name in names}
     if out is None:
         print(json.dumps(schemas[names[0]] if model else schemas, indent=2))
         return 0
@@ -56,7 +55,7 @@ def json_schema(model: str | None, out: Path | None) -> int:
         raise argparse.ArgumentTypeError(f"--out {str(out)!r} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     for name, schema in schemas.items():
-        (out / f"{name}.schema.json").write_text(json.dumps(schema, indent=2) + "\n")
+        write_json(out / f"{name}.schema.json", schema, indent=2)
     print(f"wrote {len(schemas)} schema(s) to {out}", file=sys.stderr)
     return 0
 

@@ -33,6 +33,24 @@ _MODEL_KEY = b"mmprolong.model"
 _JSON_COLUMNS_KEY = b"mmprolong.json_columns"
 
 
+def temp_sibling(target: Path, create: Callable[[Path], None]) -> Path:
+    """A new hidden path next to ``target`` with a random name, never reused: ``create``
+    makes it (a file or a folder) and raises FileExistsError when the name is taken. Made as
+    open() and mkdir() make them, 0666 / 0777 less the umask (mkstemp and mkdtemp would give
+    0600 / 0700), so Ray workers and colleagues can read pools, mixtures and models."""
+    while True:
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            create(tmp)
+        except FileExistsError:
+            continue
+        return tmp
+
+
+def _create_file(path: Path) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o666))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; it replaces ``path`` only if the block
@@ -41,16 +59,7 @@ def atomic_path(path: str | os.PathLike[str], *, durable: bool = True) -> Iterat
     cheap to make again (rendered page images) skip that cost."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    # Created as open() creates files, 0666 less the umask (mkstemp would make it 0600), so
-    # Ray workers and colleagues can read pools and mixtures; a random name, never reused.
-    while True:
-        tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o666)
-        except FileExistsError:
-            continue
-        os.close(fd)
-        break
+    tmp = temp_sibling(target, _create_file)
     try:
         yield tmp
         if durable:
@@ -59,6 +68,15 @@ def atomic_path(path: str | os.PathLike[str], *, durable: bool = True) -> Iterat
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | os.PathLike[str], data: Any, *, indent: int = 1) -> None:
+    """Write ``data`` as one JSON document, atomically (a summary, a report, a config).
+    Non-ASCII text is kept as it is; values JSON has no type for (paths, dates) are written
+    as their ``str``."""
+    text = json.dumps(data, indent=indent, ensure_ascii=False, default=str) + "\n"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def write_jsonl(path: str | os.PathLike[str], records: Iterable[BaseModel]) -> int:

@@ -1,14 +1,21 @@
-"""How many LLM tokens a rendered page costs, computed from its size alone.
+"""How many LLM tokens a rendered page costs, computed from its size alone; and the text.
 
 Qwen2.5-VL resizes an image with ``smart_resize`` so both sides are multiples of
 ``factor`` = patch size 14 x spatial merge 2 = 28 and the area lies in [min_pixels, max_pixels];
 every factor x factor cell becomes one token, and the image is wrapped in a vision-start and a
 vision-end token. Qwen3-VL uses patch size 16, hence factor 32. Nothing here renders a page.
+
+The text beside the pages is estimated without a tokenizer (``estimate_text_tokens``): about
+4 characters per token for Latin-script text (the usual figure for the Qwen2 byte-level BPE on
+English prose), one token per CJK character, and a fixed cost for the chat template's role
+markers. The text of a long-document sample is a few hundred tokens against 30K-130K image
+tokens, so a 20% error in it moves a sample by well under 1%.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from enum import StrEnum
 from typing import Any
 
@@ -20,6 +27,17 @@ IMAGE_WRAPPER_TOKENS = 2
 """<|vision_start|> and <|vision_end|> around every image."""
 
 POINTS_PER_INCH = 72.0
+
+CHARS_PER_TOKEN = 4.0
+"""Latin-script characters per token of the Qwen2 tokenizer, rounded."""
+
+CHAT_TURN_TOKENS = 5
+"""<|im_start|>role\\n ... <|im_end|>\\n around every chat turn."""
+
+SYSTEM_TURN_TOKENS = 20
+"""The chat template's default system turn ("You are a helpful assistant.") with markers."""
+
+_WIDE = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
 
 
 class ModelFamily(StrEnum):
@@ -113,3 +131,11 @@ def page_tokens(
         pixels_at_dpi(height_pt, spec.dpi), pixels_at_dpi(width_pt, spec.dpi), spec
     )
     return tokens + (IMAGE_WRAPPER_TOKENS if wrappers else 0)
+
+
+def estimate_text_tokens(text: str) -> int:
+    """Estimated tokens of ``text``: CJK characters count one each, the rest 4 per token."""
+    if not text:
+        return 0
+    wide = len(_WIDE.findall(text))
+    return wide + math.ceil((len(text) - wide) / CHARS_PER_TOKEN)

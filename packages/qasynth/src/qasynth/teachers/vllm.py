@@ -32,12 +32,12 @@ from typing import Any
 
 from mmprolong_runtime.vllm_engine import EngineSizing, size_engine
 from mmprolong_schemas import VisionTokenSpec, image_tokens, page_tokens
+from mmprolong_schemas.vision_tokens import CHAT_TURN_TOKENS, estimate_text_tokens
 from qasynth.page_images import DEFAULT_CACHE_BYTES, PageRenderer
 from qasynth.pixels import PagePixels, RasterPage
 from qasynth.prompts import reply_json_schema
 from qasynth.teachers.base import ReplyCallback, Teacher, TeacherReply, TeacherRequest
 from qasynth.teachers.chat import template_messages
-from qasynth.token_estimates import CHAT_TURN_TOKENS, text_tokens
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,11 @@ class RequestSize:
 def _text_cost(request: TeacherRequest) -> int:
     """Estimated tokens of a request's text: system and user text, chat-turn markers."""
     prompt = request.prompt
-    return text_tokens(prompt.system) + text_tokens(prompt.text) + 3 * CHAT_TURN_TOKENS
+    return (
+        estimate_text_tokens(prompt.system)
+        + estimate_text_tokens(prompt.text)
+        + 3 * CHAT_TURN_TOKENS
+    )
 
 
 def sampling_kwargs(
