@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from mmprolong_schemas import BBox, Block, BlockLabel, Document, Page, Section
+from mmprolong_schemas.qa import AnswerFormat, EvidenceSource, PageRange, QAPair, Task
 
 SITES = ["Lyon", "Porto", "Gdansk", "Utrecht", "Bergen", "Ghent", "Tartu", "Aarhus"]
 
@@ -111,6 +112,23 @@ class FakeRenderer:
         return [Image.new("RGB", self.size, (200, 200, 200 - p % 50)) for p in pages]
 
 
+def page_question(doc_id: str, last_page: int) -> QAPair:
+    """One extract-single pair about Page 2 of a segment of pages 1..``last_page``."""
+    return QAPair(
+        qa_id="q1",
+        doc_id=doc_id,
+        segment=PageRange(first=1, last=last_page),
+        task=Task.EXTRACT_SINGLE,
+        question="What is on Page 2?",
+        answer="x",
+        answer_format=AnswerFormat.STRING,
+        evidence_pages=[2],
+        evidence_sources=[EvidenceSource.TEXT],
+        teacher="t",
+        prompt_version="v",
+    )
+
+
 @pytest.fixture
 def document() -> Document:
     return make_document()
@@ -124,6 +142,11 @@ def renderer() -> FakeRenderer:
 @pytest.fixture
 def doc_factory():
     return make_document
+
+
+@pytest.fixture
+def pair_factory():
+    return page_question
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,7 @@ import pytest
 from PIL import Image
 
 from mmprolong_schemas import (
-    AnswerFormat,
-    EvidenceSource,
     PagePart,
-    PageRange,
-    QAPair,
-    Task,
     TextPart,
     VisionTokenSpec,
     page_tokens,
@@ -23,22 +18,10 @@ from qasynth.assemble import AssembleConfig, vqa_sample
 tiny = pytest.importorskip("longctx_rope.tiny")
 
 
-def test_page_tokens_match_the_processor(doc_factory) -> None:
+def test_page_tokens_match_the_processor(doc_factory, pair_factory) -> None:
     doc = doc_factory("fmt", num_pages=6, section_pages=None)
     spec = VisionTokenSpec(dpi=40, min_pixels=3136, max_pixels=200_704)
-    pair = QAPair(
-        qa_id="q",
-        doc_id=doc.doc_id,
-        segment=PageRange(first=1, last=6),
-        task=Task.EXTRACT_SINGLE,
-        question="What is on Page 2?",
-        answer="x",
-        answer_format=AnswerFormat.STRING,
-        evidence_pages=[2],
-        evidence_sources=[EvidenceSource.TEXT],
-        teacher="t",
-        prompt_version="v",
-    )
+    pair = pair_factory(doc.doc_id, 6)
     sample = vqa_sample(pair, doc, AssembleConfig(spec=spec, page_labels=True))
     assert sample is not None
     size = (pixels_at_dpi(612, spec.dpi), pixels_at_dpi(792, spec.dpi))

@@ -6,7 +6,6 @@ from typer.testing import CliRunner
 
 from mmprolong_schemas import Sample, read_parquet
 from mmprolong_schemas.io import write_jsonl
-from mmprolong_schemas.qa import AnswerFormat, EvidenceSource, PageRange, QAPair, Task
 from mmprolong_schemas.vision_tokens import VisionTokenSpec
 from qasynth import __version__
 from qasynth.cli import app
@@ -190,7 +189,9 @@ def test_no_thread_runs_while_the_cli_forks(tmp_path) -> None:
     assert _THREADS_AT_FORK and all(names == [] for names in _THREADS_AT_FORK), _THREADS_AT_FORK
 
 
-def test_family_qwen3_vl_sizes_segment_and_assemble_estimates(corpus_pool, tmp_path) -> None:
+def test_family_qwen3_vl_sizes_segment_and_assemble_estimates(
+    corpus_pool, pair_factory, tmp_path
+) -> None:
     """``--family qwen3-vl`` counts page tokens with Qwen3-VL's pixel limits (factor 32,
     fewer tokens per page than Qwen2.5-VL's 28 at 144 DPI): documents too long for one
     family fit the other, and samples are estimated with the family's spec."""
@@ -213,19 +214,7 @@ def test_family_qwen3_vl_sizes_segment_and_assemble_estimates(corpus_pool, tmp_p
         assert summary["documents_chosen"] == chosen, summary
 
     doc = fitting[0]
-    pair = QAPair(
-        qa_id="q1",
-        doc_id=doc.doc_id,
-        segment=PageRange(first=1, last=8),
-        task=Task.EXTRACT_SINGLE,
-        question="What is on Page 2?",
-        answer="x",
-        answer_format=AnswerFormat.STRING,
-        evidence_pages=[2],
-        evidence_sources=[EvidenceSource.TEXT],
-        teacher="t",
-        prompt_version="v",
-    )
+    pair = pair_factory(doc.doc_id, 8)
     estimates = {}
     for family in ("qwen3-vl", "qwen2.5-vl"):
         run = tmp_path / f"assemble-{family}"
