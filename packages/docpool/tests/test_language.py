@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 
 from docpool import Pool, ingest
+from docpool.captions import CAPTION, is_figure_caption
 from docpool.language import detect_document_language, detect_language
-from docpool.layout_fast import CAPTION, PAGE_NUMBER
+from docpool.layout_fast import PAGE_NUMBER
 from docpool.testing import MixedScriptTruth, make_mixed_script_pdf
 from mmprolong_schemas import BlockLabel
 
@@ -101,6 +102,27 @@ def test_document_language_is_the_majority_of_its_pages(
 )
 def test_captions_in_six_languages(caption: str) -> None:
     assert CAPTION.match(caption)
+
+
+@pytest.mark.parametrize(
+    ("caption", "figure"),
+    [
+        ("Figure 3: Sales by site", True),
+        ("Fig. 2 Umsatz", True),
+        ("Abbildung 4: Umsatz", True),
+        ("Gráfico 1. Ventas", True),
+        ("图 1：销售结构", True),
+        ("第2図 売上", True),
+        ("Tableau 2 : Effectifs", False),
+        ("Tabla 5: Empleados", False),
+        ("Cuadro 3 - Energía", False),
+        ("表３　測定値", False),
+        ("第1表 売上", False),
+    ],
+)
+def test_figure_captions_are_told_from_table_captions(caption: str, figure: bool) -> None:
+    assert CAPTION.match(caption)
+    assert is_figure_caption(caption) is figure
 
 
 @pytest.mark.parametrize("text", ["第1章 概要", "表示する設定", "Tables of contents", "Figures"])

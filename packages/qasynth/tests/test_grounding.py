@@ -218,6 +218,35 @@ def test_a_figure_source_excuses_a_missing_answer_only_on_a_page_with_a_picture(
         assert detail in caught.value.detail
 
 
+def test_a_figure_caption_stands_for_a_chart_drawn_as_vector_paths() -> None:
+    """A chart drawn as vector paths leaves no picture block, only its caption: a Figure
+    source is excused on a page with a figure caption (in any of docpool's caption languages),
+    not on one whose caption is a table's, whose values are printed."""
+
+    def caption(text: str) -> Page:
+        page = _page(1, "Le site de Lyon a traité 4 512 échantillons.")
+        block = Block(label=BlockLabel.CAPTION, bbox=BBox(x0=72, y0=520, x1=540, y1=540),
+                      text=text, order=1)  # fmt: skip
+        return page.model_copy(update={"blocks": [*page.blocks, block]})
+
+    for text, pictured in (("Figure 2 : consommation", True), ("図 3: 構成", True),
+                           ("Tableau 2 : effectifs", False), ("表 2 样品", False)):  # fmt: skip
+        doc = _document([caption(text)])
+        evidence = EvidenceText.of(doc)
+        assert evidence.pictured == ({1} if pictured else set()), text
+        segment = SEGMENT.model_copy(
+            update={"doc_id": doc.doc_id, "pages": PageRange(first=1, last=1), "doc_pages": 1}
+        )
+        reply = _reply("On Page 1, what value?", 99, "Integer", [1], ["Figure"])
+        if pictured:
+            pair = QAValidator().validate(reply, segment, Task.EXTRACT_SINGLE, "t", "v", evidence)
+            assert pair.grounding == "unverified"
+        else:
+            with pytest.raises(Rejected) as caught:
+                QAValidator().validate(reply, segment, Task.EXTRACT_SINGLE, "t", "v", evidence)
+            assert caught.value.reason is QARejectReason.NOT_GROUNDED
+
+
 def test_reasoning_answers_must_not_be_copied() -> None:
     copied = _reply("Why, per Pages 1 and 2?", "Le site de Lyon a traité", "String", [1, 2])
     assert _reason(copied, Task.REASONING) is QARejectReason.REASONING_VERBATIM

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import pymupdf
 
+from docpool.captions import CAPTION
 from docpool.language import is_cjk
 from docpool.render import PIXEL_BUDGET, budget_zoom
 from docpool.tables import (
@@ -44,16 +45,6 @@ MIN_PICTURE_AREA = 0.005  # of the page area; smaller images are decoration
 # A ruled grid (three rulings each way) takes at least three vector paths: a frame and one
 # inner line each way. Pages with fewer skip table detection (most text pages have 0-2).
 MIN_TABLE_VECTORS = 3
-# Figure and table captions in en, fr, de, es ("Figura", "Tabla", "Cuadro", "Gráfico"),
-# zh ("图 1", "表 1") and ja ("図 1", "表 1"), with full-width digits and colons too.
-CAPTION = re.compile(
-    r"^\s*(fig(ure|ura)?\.?|table|tab\.|tableau|abbildung|abb\.|tabelle|tabla|cuadro|"
-    r"gr[aá]fico|chart|exhibit)\s*"
-    r"[0-9]+[A-Za-z]?(\.[0-9]+)?\s*[:.\-–—]?(\s|$)"
-    r"|^\s*((图|圖|図|表)\s*[0-9０-９]+(\s*[.\-－][0-9０-９]+)?|第\s*[0-9０-９]+\s*(图|圖|図|表))"
-    r"\s*([:：.．、]|\s|$)",
-    re.IGNORECASE,
-)
 # Lone page labels: "Page 3 of 40", "Seite 3 von 40", "Página 3 de 40", "p. 3", "3/40",
 # "第 3 页", "第3頁", "3 ページ", "- 3 -".
 PAGE_NUMBER = re.compile(

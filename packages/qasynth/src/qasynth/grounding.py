@@ -11,8 +11,9 @@ is searched in both readings.
 
 A page without text (a scan, a chart) cannot show an answer is absent, and an OCR text layer
 may misread it: such evidence makes a pair ``unverified`` when its answer is not found. So does
-a Figure source when an evidence page holds a picture, whose answer may be drawn rather than
-written; naming a Figure on pages without one excuses nothing.
+a Figure source when an evidence page holds a figure (a picture block, or a figure caption for
+a chart drawn as vector paths, which leaves no picture block), whose answer may be drawn rather
+than written; naming a Figure on pages without one excuses nothing.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from docpool.captions import is_figure_caption
 from mmprolong_schemas import AnswerFormat, Document, EvidenceSource, Page, QAPair, Task
-from mmprolong_schemas.document import BlockLabel
+from mmprolong_schemas.document import Block, BlockLabel
 from mmprolong_schemas.numbers import Number, canonical_number, find_numbers, parse_number
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"  # kana, han, hangul
@@ -107,6 +109,12 @@ def page_text(page: Page) -> str:
     return "\n".join(t for t in texts if t.strip())
 
 
+def _shows_figure(block: Block) -> bool:
+    return block.label is BlockLabel.PICTURE or (
+        block.label is BlockLabel.CAPTION and is_figure_caption(block.text)
+    )
+
+
 @dataclass(frozen=True)
 class EvidenceText:
     """The text layer of a document's pages, as the grounding check reads it."""
@@ -116,8 +124,9 @@ class EvidenceText:
     checkable: frozenset[int]
     """Pages whose text can show an answer is absent: a text layer that is not OCR."""
     pictured: frozenset[int]
-    """Pages holding a picture block (an image the layout found), whose answers a Figure
-    source may have read off the drawing."""
+    """Pages holding a figure, whose answers a Figure source may have read off the drawing:
+    a picture block (an image the layout found) or a figure caption (a chart drawn as vector
+    paths has no picture block, but has its caption)."""
 
     @classmethod
     def of(cls, doc: Document) -> EvidenceText:
@@ -128,9 +137,7 @@ class EvidenceText:
             if texts[page.number].strip() and page.has_text_layer and "ocr" not in page.flags
         )
         pictured = frozenset(
-            page.number
-            for page in doc.pages
-            if any(block.label is BlockLabel.PICTURE for block in page.blocks)
+            page.number for page in doc.pages if any(_shows_figure(block) for block in page.blocks)
         )
         return cls(doc.lang, texts, checkable, pictured)
 
